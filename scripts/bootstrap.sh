@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Prepares a Debian 12 host (as root) to build, run and test SocketReaper.
+# Idempotent: a second run checks versions, installs nothing and returns in well under 5 s.
+#
+#   scripts/bootstrap.sh           what the daemon and the build need
+#   scripts/bootstrap.sh --test    also what the test suite needs
+set -euo pipefail
+
+want_test=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test=1 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    *) echo "bootstrap: unknown argument '$arg' (expected --test)" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf 'bootstrap: %s\n' "$*"; }
+die() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (it installs packages and mounts bpffs)."
+[ -r /etc/os-release ] && . /etc/os-release
+[ "${VERSION_CODENAME:-}" = bookworm ] || say "warning: made for Debian 12 (bookworm); this is '${PRETTY_NAME:-unknown}'."
+
+export DEBIAN_FRONTEND=noninteractive
+
+# --- packages ---------------------------------------------------------------------------------
+# name:minimum-version:suite. Versions are compared with dpkg; suite 'bpo' means bookworm-backports.
+base_pkgs=(
+  "clang:1:14:main"
+  "llvm:1:14:main"
+  "libbpf1:1:1.3:bpo"
+  "libbpf-dev:1:1.3:bpo"
+  "bpftool:7.3:bpo"
+  "iproute2:6.7:bpo"
+  "libcap2-bin:0:main"
+)
+test_pkgs=(
+  "python3:0:main"
+  "dbus:0:main"
+  "util-linux:0:main"
+  "nftables:0:main"
+  "iperf3:0:main"
+)
+
+installed_version() { dpkg-query -W -f='${db:Status-Abbrev} ${Version}' "$1" 2>/dev/null | awk '$1=="ii"{print $2}' || true; }
+
+missing_main=()
+missing_bpo=()
+check_pkgs() {
+  local spec name min suite have
+  for spec in "$@"; do
+    name=${spec%%:*}; suite=${spec##*:}; min=${spec#*:}; min=${min%:*}
+    have=$(installed_version "$name")
+    if [ -n "$have" ] && { [ "$min" = 0 ] || dpkg --compare-versions "$have" ge "$min"; }; then
+      continue
+    fi
+    if [ "$suite" = bpo ]; then missing_bpo+=("$name"); else missing_main+=("$name"); fi
+  done
+}
+check_pkgs "${base_pkgs[@]}"
+[ "$want_test" -eq 1 ] && check_pkgs "${test_pkgs[@]}"
+
+# bookworm-backports, on the mirror this machine already uses for bookworm.
+ensure_backports() {
+  local list=/etc/apt/sources.list.d/socketreaper-backports.sources
+  if grep -rqsE '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    return 1
+  fi
+  local uri=""
+  if [ -r /etc/apt/sources.list.d/debian.sources ]; then
+    uri=$(awk '/^URIs:/{u=$2} /^Suites:/ && / bookworm( |$)/{print u; exit}' /etc/apt/sources.list.d/debian.sources)
+  fi
+  if [ -z "$uri" ]; then
+    uri=$(grep -hsE '^deb +(\[[^]]*\] +)?[a-z]+://[^ ]+ +bookworm +' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+          | head -n1 | sed -E 's/^deb +(\[[^]]*\] +)?([^ ]+).*/\2/')
+  fi
+  [ -n "$uri" ] || die "cannot find the Debian mirror for bookworm in /etc/apt; add bookworm-backports by hand."
+  say "adding bookworm-backports from $uri ($list)"
+  cat >"$list" <<SRC
+Types: deb
+URIs: $uri
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  return 0
+}
+
+if [ ${#missing_main[@]} -gt 0 ] || [ ${#missing_bpo[@]} -gt 0 ]; then
+  if [ ${#missing_bpo[@]} -gt 0 ]; then ensure_backports || true; fi
+  say "apt-get update"
+  apt-get update -qq
+  if [ ${#missing_main[@]} -gt 0 ]; then
+    say "installing ${missing_main[*]}"
+    apt-get install -y -qq --no-install-recommends "${missing_main[@]}" >/dev/null
+  fi
+  if [ ${#missing_bpo[@]} -gt 0 ]; then
+    say "installing from bookworm-backports: ${missing_bpo[*]}"
+    apt-get install -y -qq --no-install-recommends -t bookworm-backports "${missing_bpo[@]}" >/dev/null
+  fi
+else
+  say "packages: all present"
+fi
+
+# --- .NET SDK ---------------------------------------------------------------------------------
+if ! command -v dotnet >/dev/null 2>&1; then
+  die "the .NET 10 SDK is not installed; install it (see https://learn.microsoft.com/dotnet/core/install/linux-debian) and run again."
+fi
+sdk_major=$(dotnet --version 2>/dev/null | cut -d. -f1)
+[ "${sdk_major:-0}" -ge 10 ] || die "the .NET SDK is $(dotnet --version); SocketReaper needs 10 or newer."
+
+# --- bpffs ------------------------------------------------------------------------------------
+if [ "$(stat -f -c %T /sys/fs/bpf 2>/dev/null)" = bpf_fs ]; then
+  :
+else
+  say "mounting bpffs on /sys/fs/bpf"
+  mkdir -p /sys/fs/bpf
+  mount -t bpf bpf /sys/fs/bpf
+fi
+
+say "ready (libbpf $(installed_version libbpf1), bpftool $(installed_version bpftool), clang $(clang -dumpversion), dotnet $(dotnet --version))"

@@ -1,0 +1,97 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using LibBpf.Interop;
+
+namespace LibBpf;
+
+/// <summary>What the kernel says about a loaded program (the head of struct bpf_prog_info).</summary>
+public readonly record struct BpfProgramInfo(uint Id, int Type, string Name);
+
+/// <summary>What the kernel says about a link (struct bpf_link_info for tcx/netkit links).</summary>
+public readonly record struct BpfLinkInfo(uint Id, int Type, uint ProgramId, int Ifindex, BpfAttachType AttachType);
+
+/// <summary>Programs attached to one hook, in run order (BPF_PROG_QUERY).</summary>
+public readonly record struct BpfHookQuery(ulong Revision, IReadOnlyList<uint> ProgramIds, IReadOnlyList<uint> LinkIds);
+
+/// <summary>bpf_obj_get_info_by_fd and BPF_PROG_QUERY.</summary>
+public static class BpfInfo
+{
+    [StructLayout(LayoutKind.Sequential)]
+    private unsafe struct ProgInfoHead
+    {
+        public uint Type;
+        public uint Id;
+        public fixed byte Tag[8];
+        public uint JitedProgLen;
+        public uint XlatedProgLen;
+        public ulong JitedProgInsns;
+        public ulong XlatedProgInsns;
+        public ulong LoadTime;
+        public uint CreatedByUid;
+        public uint NrMapIds;
+        public ulong MapIds;
+        public fixed byte Name[16];
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct LinkInfoHead
+    {
+        public uint Type;
+        public uint Id;
+        public uint ProgId;
+        public uint Padding;
+        public uint First;
+        public uint Second;
+        public ulong Reserved0;
+        public ulong Reserved1;
+    }
+
+    /// <summary>Kernel id, type and name of the program behind <paramref name="programFd"/>.</summary>
+    public static unsafe BpfProgramInfo ProgramInfo(int programFd, string? what = null)
+    {
+        var info = default(ProgInfoHead);
+        var length = (uint)sizeof(ProgInfoHead);
+        NativeResult.CheckSyscall(Libbpf.bpf_obj_get_info_by_fd(programFd, &info, &length), "get info of program", what ?? $"fd {programFd}");
+        var name = new ReadOnlySpan<byte>(info.Name, 16);
+        var end = name.IndexOf((byte)0);
+        return new BpfProgramInfo(info.Id, (int)info.Type, Encoding.UTF8.GetString(end < 0 ? name : name[..end]));
+    }
+
+    /// <summary>Kernel id, program and (for tcx/netkit links) device of the link behind <paramref name="linkFd"/>.</summary>
+    public static unsafe BpfLinkInfo LinkInfo(int linkFd, string? what = null)
+    {
+        var info = default(LinkInfoHead);
+        var length = (uint)sizeof(LinkInfoHead);
+        NativeResult.CheckSyscall(Libbpf.bpf_obj_get_info_by_fd(linkFd, &info, &length), "get info of link", what ?? $"fd {linkFd}");
+        var isDeviceLink = info.Type is LinkTypeTcx or LinkTypeNetkit;
+        return new BpfLinkInfo(info.Id, (int)info.Type, info.ProgId,
+            isDeviceLink ? (int)info.First : 0, isDeviceLink ? (BpfAttachType)info.Second : default);
+    }
+
+    /// <summary>BPF_LINK_TYPE_TCX.</summary>
+    public const int LinkTypeTcx = 11;
+
+    /// <summary>BPF_LINK_TYPE_NETKIT.</summary>
+    public const int LinkTypeNetkit = 13;
+
+    /// <summary>The programs and links attached at <paramref name="attachType"/> of device <paramref name="ifindex"/>, in order.</summary>
+    public static unsafe BpfHookQuery Query(int ifindex, BpfAttachType attachType, int capacity = 64)
+    {
+        var programIds = new uint[capacity];
+        var linkIds = new uint[capacity];
+        fixed (uint* programs = programIds)
+        fixed (uint* links = linkIds)
+        {
+            var options = new Libbpf.ProgQueryOptions
+            {
+                Size = (nuint)sizeof(Libbpf.ProgQueryOptions),
+                ProgramIds = programs,
+                LinkIds = links,
+                Count = (uint)capacity,
+            };
+            NativeResult.CheckSyscall(Libbpf.bpf_prog_query_opts(ifindex, (int)attachType, &options), "query programs", $"at {attachType} of ifindex {ifindex}");
+            var count = (int)options.Count;
+            return new BpfHookQuery(options.Revision, programIds[..count], linkIds[..count]);
+        }
+    }
+}

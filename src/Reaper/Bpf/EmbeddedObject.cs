@@ -1,0 +1,31 @@
+using LibBpf;
+
+namespace SocketReaper.Bpf;
+
+/// <summary>The BPF objects compiled from bpf/**.bpf.c at build time and embedded in this binary.</summary>
+internal static class EmbeddedObject
+{
+    /// <summary>bpf/iter/iter_probe.bpf.c: iter/tcp + iter/udp + bpf_sock_destroy by cookie.</summary>
+    public const string IterProbe = "iter_probe";
+
+    /// <summary>bpf/datapath/datapath_probe.bpf.c: pass-through tcx/ingress and netkit/primary.</summary>
+    public const string DatapathProbe = "datapath_probe";
+
+    public static byte[] Bytes(string name)
+    {
+        var resource = $"bpf/{name}.bpf.o";
+        using var stream = typeof(EmbeddedObject).Assembly.GetManifestResourceStream(resource)
+            ?? throw new InvalidOperationException($"BPF object '{resource}' is not embedded in this build.");
+        var bytes = new byte[stream.Length];
+        stream.ReadExactly(bytes);
+        return bytes;
+    }
+
+    /// <summary>Opens (not loads) an embedded object; the object name is what bpftool shows.</summary>
+    public static BpfObject Open(string name) => BpfObject.Open(Bytes(name), name);
+
+    public static IEnumerable<string> Names =>
+        typeof(EmbeddedObject).Assembly.GetManifestResourceNames()
+            .Where(n => n.StartsWith("bpf/", StringComparison.Ordinal) && n.EndsWith(".bpf.o", StringComparison.Ordinal))
+            .Select(n => n["bpf/".Length..^".bpf.o".Length]);
+}

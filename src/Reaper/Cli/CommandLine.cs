@@ -1,0 +1,92 @@
+using LibBpf;
+using SocketReaper.Doctor;
+
+namespace SocketReaper.Cli;
+
+/// <summary>The socketreaper command line: one executable for the daemon and the operator's commands.</summary>
+internal static class CommandLine
+{
+    private const string Usage = """
+        Usage: socketreaper <command> [options]
+
+        Commands:
+          doctor [--json]   check that this host can run SocketReaper (kernel, BPF, capabilities)
+          version           print the version
+          help              show this text
+
+        Run 'socketreaper <command> --help' for a command's options.
+        """;
+
+    private const string DoctorUsage = """
+        Usage: socketreaper doctor [--json]
+
+        Probes every host capability SocketReaper relies on and prints OK or MISSING for each,
+        with what to do about it. Kernel features are proven by using them in a private network
+        namespace that disappears afterwards. Exit code 0 when every required feature is present
+        (optional ones, such as netkit, only warn), 1 otherwise.
+
+          --json   one JSON object: {"ready": bool, "checks": [{name, status, required, detail, remedy}]}
+        """;
+
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        if (args.Length == 0)
+        {
+            stderr.WriteLine(Usage);
+            return 2;
+        }
+
+        var command = args[0];
+        var rest = args[1..];
+        try
+        {
+            if (rest.Contains("--help") || rest.Contains("-h"))
+            {
+                stdout.WriteLine(command switch
+                {
+                    "doctor" => DoctorUsage,
+                    _ => Usage,
+                });
+                return 0;
+            }
+
+            return command switch
+            {
+                "doctor" => Doctor(rest, stdout),
+                "version" or "--version" => Version(stdout),
+                "help" or "--help" or "-h" => Help(stdout),
+                _ => throw new UsageException($"unknown command '{command}'; run 'socketreaper help' for the list."),
+            };
+        }
+        catch (UsageException e)
+        {
+            stderr.WriteLine($"socketreaper: {e.Message}");
+            return 2;
+        }
+        catch (Exception e) when (e is BpfException or LibBpfUnavailableException or Platform.SystemCallException or UnauthorizedAccessException or IOException)
+        {
+            stderr.WriteLine($"socketreaper {command}: {e.Message}");
+            return 1;
+        }
+    }
+
+    private static int Doctor(string[] args, TextWriter stdout)
+    {
+        var options = ParsedArguments.Parse("doctor", args, new HashSet<string> { "json" }, new HashSet<string>());
+        var report = new DoctorReport(new HostProbe().Run());
+        stdout.Write(options.Has("json") ? report.ToJson() : report.ToTable());
+        return report.ExitCode;
+    }
+
+    private static int Version(TextWriter stdout)
+    {
+        stdout.WriteLine($"socketreaper {BuildInfo.Version}");
+        return 0;
+    }
+
+    private static int Help(TextWriter stdout)
+    {
+        stdout.WriteLine(Usage);
+        return 0;
+    }
+}

@@ -1,0 +1,60 @@
+using Microsoft.Win32.SafeHandles;
+
+namespace SocketReaper.Platform;
+
+/// <summary>
+/// Runs work on a dedicated OS thread inside a network namespace. setns/unshare change only the
+/// calling thread, so pooled threads must never do it; the thread enters the namespace, runs the
+/// work, and returns to the namespace it started in before it ends, even when the work throws.
+/// </summary>
+internal static class NetnsThread
+{
+    private const string ThreadNetns = "/proc/thread-self/ns/net";
+
+    /// <summary>Runs <paramref name="work"/> in a brand-new empty namespace that disappears afterwards.</summary>
+    public static T RunInNew<T>(Func<T> work) =>
+        Run(() => SystemCallException.ThrowIfFailed(Libc.unshare(Libc.CloneNewNet), "unshare(CLONE_NEWNET)"), work);
+
+    /// <summary>Runs <paramref name="work"/> in the namespace behind <paramref name="netns"/> (an nsfs descriptor).</summary>
+    public static T RunIn<T>(SafeFileHandle netns, string name, Func<T> work) =>
+        Run(() => SystemCallException.ThrowIfFailed(Libc.setns(netns, Libc.CloneNewNet), $"enter network namespace {name}"), work);
+
+    private static T Run<T>(Action enter, Func<T> work)
+    {
+        T result = default!;
+        Exception? failure = null;
+        var thread = new Thread(() =>
+        {
+            using var home = File.OpenHandle(ThreadNetns, FileMode.Open, FileAccess.Read);
+            try
+            {
+                enter();
+                result = work();
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+            finally
+            {
+                // A thread that cannot go home must not survive in a foreign namespace.
+                if (Libc.setns(home, Libc.CloneNewNet) != 0)
+                {
+                    Environment.FailFast("socketreaper: could not return a thread to its network namespace");
+                }
+            }
+        })
+        {
+            IsBackground = true,
+            Name = "netns",
+        };
+        thread.Start();
+        thread.Join();
+        if (failure is not null)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+        }
+
+        return result;
+    }
+}

@@ -1,0 +1,3 @@
+using SocketReaper.Cli;
+
+return CommandLine.Run(args, Console.Out, Console.Error);
