@@ -73,7 +73,7 @@ internal static class CommandLine
     private static int Doctor(string[] args, TextWriter stdout)
     {
         var options = ParsedArguments.Parse("doctor", args, new HashSet<string> { "json" }, new HashSet<string>());
-        var report = new DoctorReport(new HostProbe().Run());
+        var report = new DoctorReport(HostProbe.Run());
         stdout.Write(options.Has("json") ? report.ToJson() : report.ToTable());
         return report.ExitCode;
     }

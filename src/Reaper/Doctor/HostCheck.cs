@@ -8,6 +8,7 @@ internal enum CheckStatus
 
 /// <summary>One line of the doctor's report.</summary>
 /// <param name="Name">Stable identifier, used as the JSON key ("kernel", "bpf_sock_destroy", …).</param>
+/// <param name="Status">Whether the feature was found.</param>
 /// <param name="Required">Whether the daemon refuses to run without it; optional ones only warn.</param>
 /// <param name="Detail">What was found.</param>
 /// <param name="Remedy">What to do about it when missing.</param>

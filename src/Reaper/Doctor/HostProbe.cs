@@ -11,7 +11,7 @@ namespace SocketReaper.Doctor;
 /// Probes every host capability the daemon relies on. Each kernel feature is proven by using it
 /// in a private network namespace that disappears afterwards: nothing on the host is touched.
 /// </summary>
-internal sealed class HostProbe
+internal static class HostProbe
 {
     /// <summary>bpf_sock_destroy arrived in 6.5, TCX in 6.6.</summary>
     public static readonly Version MinimumKernel = new(6, 6);
@@ -20,7 +20,7 @@ internal sealed class HostProbe
     private const int SolSocket = 1;
     private const int SoCookie = 57;
 
-    public IReadOnlyList<HostCheck> Run()
+    public static IReadOnlyList<HostCheck> Run()
     {
         var checks = new List<HostCheck> { Kernel(), Btf(), BpfFs(), Capabilities() };
         var libbpf = Libbpf();
@@ -100,7 +100,7 @@ internal sealed class HostProbe
         {
             return NetnsThread.RunInNew(() =>
             {
-                RtNetlink.SetLinkUp(LoopbackIndex);
+                LoopbackUp();
                 using var pair = TcpPair.Open();
                 using var udp = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
                 udp.Connect(IPAddress.Loopback, 9);
@@ -123,19 +123,13 @@ internal sealed class HostProbe
 
                 using var tcpLink = obj.Program("reaper_probe_tcp").AttachIterator();
                 using var udpLink = obj.Program("reaper_probe_udp").AttachIterator();
-                obj.Global<ulong>("target_cookie") = Cookie(pair.Client);
-                using (var it = tcpLink.CreateIterator())
-                {
-                    BpfIterator.Drain(it);
-                }
-
-                using (var it = udpLink.CreateIterator())
-                {
-                    BpfIterator.Drain(it);
-                }
-
+                // First pass only counts; the second destroys the client.
+                Drain(tcpLink);
+                Drain(udpLink);
                 var seenTcp = obj.Global<ulong>("seen_tcp");
                 var seenUdp = obj.Global<ulong>("seen_udp");
+                obj.Global<ulong>("target_cookie") = Cookie(pair.Client);
+                Drain(tcpLink);
                 var destroyed = obj.Global<ulong>("destroyed");
                 var result = obj.Global<long>("destroy_result");
                 var afterwards = pair.ClientSendError();
@@ -172,7 +166,7 @@ internal sealed class HostProbe
         {
             return NetnsThread.RunInNew(() =>
             {
-                RtNetlink.SetLinkUp(LoopbackIndex);
+                LoopbackUp();
                 using var obj = EmbeddedObject.Open(EmbeddedObject.DatapathProbe);
                 obj.Program("reaper_probe_nk").SetAutoload(false);
                 obj.Load();
@@ -202,7 +196,8 @@ internal sealed class HostProbe
         {
             return NetnsThread.RunInNew(() =>
             {
-                var primary = RtNetlink.CreateNetkitPair("nkprobe0", "nkprobe1");
+                using var rt = RtNetlink.Open();
+                var primary = rt.CreateNetkitPair("nkprobe0", "nkprobe1");
                 using var obj = EmbeddedObject.Open(EmbeddedObject.DatapathProbe);
                 obj.Program("reaper_probe_tcx").SetAutoload(false);
                 obj.Load();
@@ -228,12 +223,13 @@ internal sealed class HostProbe
         {
             return NetnsThread.RunInNew(() =>
             {
-                RtNetlink.SetLinkUp(LoopbackIndex);
+                LoopbackUp();
                 using var pair = TcpPair.Open();
                 var local = (IPEndPoint)pair.Client.LocalEndPoint!;
-                var entry = SockDiag.Dump(AddressFamily.InterNetwork, ProtocolType.Tcp, SockDiag.AllStates)
+                using var diag = SockDiag.Open();
+                var entry = diag.Dump(AddressFamily.InterNetwork, ProtocolType.Tcp, SockDiag.AllStates)
                     .First(s => s.Local.Equals(local));
-                SockDiag.Destroy(entry, ProtocolType.Tcp);
+                diag.Destroy(entry, ProtocolType.Tcp);
                 var afterwards = pair.ClientSendError();
                 return afterwards == SocketError.ConnectionAborted
                     ? HostCheck.Ok("netlink_sock_destroy", false, "destroyed a TCP socket through sock_diag (ss -K works)")
@@ -261,11 +257,23 @@ internal sealed class HostProbe
 
     private const int LoopbackIndex = 1;
 
+    private static void LoopbackUp()
+    {
+        using var rt = RtNetlink.Open();
+        rt.SetLinkUp(LoopbackIndex);
+    }
+
     private const string Privileges = "run as root (needs CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_PERFMON)";
 
     private static string NeedKernel(string version) => $"needs kernel >= {version} with BPF and BTF enabled";
 
     private static string Short(Exception e) => e.Message.Split('\n')[0];
+
+    private static void Drain(BpfLink iterator)
+    {
+        using var it = iterator.CreateIterator();
+        BpfIterator.Drain(it);
+    }
 
     private static ulong Cookie(Socket socket)
     {

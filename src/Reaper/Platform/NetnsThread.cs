@@ -6,6 +6,8 @@ namespace SocketReaper.Platform;
 /// Runs work on a dedicated OS thread inside a network namespace. setns/unshare change only the
 /// calling thread, so pooled threads must never do it; the thread enters the namespace, runs the
 /// work, and returns to the namespace it started in before it ends, even when the work throws.
+/// Keep the work synchronous: a thread the runtime starts from it (a thread-pool worker, the
+/// socket engine's epoll thread) would live on in the namespace.
 /// </summary>
 internal static class NetnsThread
 {
@@ -14,6 +16,13 @@ internal static class NetnsThread
     /// <summary>Runs <paramref name="work"/> in a brand-new empty namespace that disappears afterwards.</summary>
     public static T RunInNew<T>(Func<T> work) =>
         Run(() => SystemCallException.ThrowIfFailed(Libc.unshare(Libc.CloneNewNet), "unshare(CLONE_NEWNET)"), work);
+
+    /// <summary>Runs <paramref name="work"/> in a brand-new empty namespace that disappears afterwards.</summary>
+    public static void RunInNew(Action work) => RunInNew(() =>
+    {
+        work();
+        return true;
+    });
 
     /// <summary>Runs <paramref name="work"/> in the namespace behind <paramref name="netns"/> (an nsfs descriptor).</summary>
     public static T RunIn<T>(SafeFileHandle netns, string name, Func<T> work) =>
@@ -26,9 +35,11 @@ internal static class NetnsThread
         var thread = new Thread(() =>
         {
             using var home = File.OpenHandle(ThreadNetns, FileMode.Open, FileAccess.Read);
+            var entered = false;
             try
             {
                 enter();
+                entered = true;
                 result = work();
             }
             catch (Exception e)
@@ -38,7 +49,7 @@ internal static class NetnsThread
             finally
             {
                 // A thread that cannot go home must not survive in a foreign namespace.
-                if (Libc.setns(home, Libc.CloneNewNet) != 0)
+                if (entered && Libc.setns(home, Libc.CloneNewNet) != 0)
                 {
                     Environment.FailFast("socketreaper: could not return a thread to its network namespace");
                 }

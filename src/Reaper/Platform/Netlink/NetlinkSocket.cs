@@ -1,0 +1,348 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace SocketReaper.Platform.Netlink;
+
+internal delegate void NetlinkMessageHandler(in NetlinkHeader header, ReadOnlySpan<byte> payload);
+
+/// <summary>
+/// An AF_NETLINK socket bound to a kernel-assigned port id. Not thread-safe: one request at a time, and the span
+/// returned by <see cref="TryReceive"/> is only valid until the next receive.
+/// </summary>
+internal sealed unsafe class NetlinkSocket : SafeHandleZeroOrMinusOneIsInvalid
+{
+    // The kernel sizes dump chunks for a 32 KiB reader; larger datagrams grow the buffer instead of truncating.
+    private const int DefaultBufferSize = 32 * 1024;
+
+    private byte[] _buffer = new byte[DefaultBufferSize];
+    private uint _sequence;
+
+    public NetlinkSocket()
+        : base(ownsHandle: true)
+    {
+    }
+
+    public int Protocol { get; private init; }
+
+    public uint PortId { get; private set; }
+
+    public TimeSpan ReplyTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    public static NetlinkSocket Open(int protocol)
+    {
+        int fd = Libc.Socket(Libc.AF_NETLINK, Libc.SOCK_RAW | Libc.SOCK_CLOEXEC, protocol);
+        if (fd < 0)
+        {
+            throw NetlinkException.FromLastError($"socket(AF_NETLINK, {protocol})");
+        }
+
+        var socket = new NetlinkSocket { Protocol = protocol };
+        socket.SetHandle(fd);
+        try
+        {
+            socket.SetOption(Libc.SOL_NETLINK, Libc.NETLINK_EXT_ACK, 1, "NETLINK_EXT_ACK");
+            // Errors then carry only the original header, not our whole request echoed back.
+            socket.SetOption(Libc.SOL_NETLINK, Libc.NETLINK_CAP_ACK, 1, "NETLINK_CAP_ACK");
+            socket.Bind();
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        return socket;
+    }
+
+    public void JoinGroup(uint group) =>
+        SetOption(Libc.SOL_NETLINK, Libc.NETLINK_ADD_MEMBERSHIP, (int)group, $"NETLINK_ADD_MEMBERSHIP {group}");
+
+    public void SetReceiveBufferSize(int bytes) =>
+        SetOption(Libc.SOL_SOCKET, Libc.SO_RCVBUF, bytes, "SO_RCVBUF");
+
+    /// <summary>Sends a request expecting an ack (and possibly replies before it); throws on a kernel error.</summary>
+    public void Transact(NetlinkMessageWriter request, string operation, NetlinkMessageHandler? onReply = null) =>
+        Exchange(request, NetlinkMessage.NLM_F_REQUEST | NetlinkMessage.NLM_F_ACK, operation, onReply);
+
+    /// <summary>Runs a dump; returns false if the kernel flagged it inconsistent (NLM_F_DUMP_INTR) so the caller can retry.</summary>
+    public bool Dump(NetlinkMessageWriter request, string operation, NetlinkMessageHandler onMessage) =>
+        Exchange(request, NetlinkMessage.NLM_F_REQUEST | NetlinkMessage.NLM_F_DUMP, operation, onMessage);
+
+    public void Send(ReadOnlySpan<byte> message, string operation)
+    {
+        var kernel = new Libc.SockaddrNl { Family = Libc.AF_NETLINK };
+        fixed (byte* data = message)
+        {
+            while (true)
+            {
+                nint sent = Libc.SendTo(this, data, (nuint)message.Length, 0, &kernel, sizeof(Libc.SockaddrNl));
+                if (sent == message.Length)
+                {
+                    return;
+                }
+
+                if (sent >= 0)
+                {
+                    throw new NetlinkException(operation, Libc.EMSGSIZE, $"sent {sent} of {message.Length} bytes");
+                }
+
+                if (Marshal.GetLastPInvokeError() != Libc.EINTR)
+                {
+                    throw NetlinkException.FromLastError(operation);
+                }
+            }
+        }
+    }
+
+    /// <summary>Receives one datagram sent by the kernel; false if none arrived within the timeout (negative = forever).</summary>
+    public bool TryReceive(int timeoutMs, string operation, out ReadOnlySpan<byte> datagram)
+    {
+        long deadline = timeoutMs < 0 ? long.MaxValue : Environment.TickCount64 + timeoutMs;
+        while (WaitReadable(deadline, operation))
+        {
+            int size = ReceiveInto(Span<byte>.Empty, Libc.MSG_PEEK | Libc.MSG_TRUNC | Libc.MSG_DONTWAIT, out _, operation);
+            if (size < 0)
+            {
+                continue;
+            }
+
+            if (size > _buffer.Length)
+            {
+                _buffer = new byte[size];
+            }
+
+            int length = ReceiveInto(_buffer, Libc.MSG_DONTWAIT, out uint sender, operation);
+            // Only the kernel (port 0) may speak to us; anything else is dropped unread.
+            if (length >= 0 && sender == 0)
+            {
+                datagram = _buffer.AsSpan(0, length);
+                return true;
+            }
+        }
+
+        datagram = default;
+        return false;
+    }
+
+    /// <summary>
+    /// Consumes the messages of one reply datagram for request <paramref name="sequence"/>.
+    /// Returns true once the exchange is complete (ack or NLMSG_DONE); throws on kernel errors and malformed data.
+    /// </summary>
+    internal static bool ProcessReply(
+        ReadOnlySpan<byte> datagram, uint sequence, uint portId, string operation,
+        NetlinkMessageHandler? handler, ref bool interrupted)
+    {
+        var reader = new NetlinkMessageReader(datagram);
+        while (reader.TryRead(out NetlinkHeader header, out ReadOnlySpan<byte> payload))
+        {
+            if (header.Sequence != sequence || header.PortId != portId)
+            {
+                continue; // a late reply to an earlier request that was abandoned
+            }
+
+            if ((header.Flags & NetlinkMessage.NLM_F_DUMP_INTR) != 0)
+            {
+                interrupted = true;
+            }
+
+            switch (header.Type)
+            {
+                case NetlinkMessage.NLMSG_NOOP:
+                    break;
+                case NetlinkMessage.NLMSG_ERROR:
+                    ThrowIfError(payload, header.Flags, operation);
+                    return true;
+                case NetlinkMessage.NLMSG_DONE:
+                    ThrowIfDoneError(payload, header.Flags, operation);
+                    return true;
+                case NetlinkMessage.NLMSG_OVERRUN:
+                    throw new NetlinkException(operation, Libc.ENOBUFS, "NLMSG_OVERRUN");
+                default:
+                    handler?.Invoke(in header, payload);
+                    break;
+            }
+        }
+
+        return false;
+    }
+
+    protected override bool ReleaseHandle() => Libc.Close((int)handle) == 0;
+
+    private bool Exchange(NetlinkMessageWriter request, ushort flags, string operation, NetlinkMessageHandler? handler)
+    {
+        uint sequence = ++_sequence == 0 ? ++_sequence : _sequence;
+        Send(request.Finish(flags, sequence), operation);
+
+        bool interrupted = false;
+        long deadline = Environment.TickCount64 + (long)ReplyTimeout.TotalMilliseconds;
+        while (true)
+        {
+            int remaining = (int)Math.Clamp(deadline - Environment.TickCount64, 0, int.MaxValue);
+            if (!TryReceive(remaining, operation, out ReadOnlySpan<byte> datagram))
+            {
+                throw new NetlinkException(operation, Libc.ETIMEDOUT, "no reply from the kernel");
+            }
+
+            if (ProcessReply(datagram, sequence, PortId, operation, handler, ref interrupted))
+            {
+                return !interrupted;
+            }
+        }
+    }
+
+    private static void ThrowIfError(ReadOnlySpan<byte> payload, ushort flags, string operation)
+    {
+        int error = NetlinkMessage.ReadInt32(payload, 0);
+        if (error == 0)
+        {
+            return;
+        }
+
+        string? detail = null;
+        if ((flags & NetlinkMessage.NLM_F_ACK_TLVS) != 0 && payload.Length >= 4 + NetlinkMessage.HeaderSize)
+        {
+            // struct nlmsgerr is followed by the original header (or the whole request unless capped), then TLVs.
+            long echoed = (flags & NetlinkMessage.NLM_F_CAPPED) != 0
+                ? NetlinkMessage.HeaderSize
+                : (NetlinkMessage.ReadUInt32(payload, 4) + 3L) & ~3L;
+            if (4 + echoed <= payload.Length)
+            {
+                detail = FindExtAckMessage(payload[(4 + (int)echoed)..]);
+            }
+        }
+
+        throw new NetlinkException(operation, error < 0 ? -error : Libc.EPROTO, detail);
+    }
+
+    private static void ThrowIfDoneError(ReadOnlySpan<byte> payload, ushort flags, string operation)
+    {
+        int error = payload.Length >= 4 ? NetlinkMessage.ReadInt32(payload, 0) : 0;
+        if (error < 0)
+        {
+            string? detail = (flags & NetlinkMessage.NLM_F_ACK_TLVS) != 0 ? FindExtAckMessage(payload[4..]) : null;
+            throw new NetlinkException(operation, -error, detail);
+        }
+    }
+
+    private static string? FindExtAckMessage(ReadOnlySpan<byte> tlvs)
+    {
+        try
+        {
+            var reader = new NetlinkAttributeReader(tlvs);
+            while (reader.TryRead(out ushort type, out ReadOnlySpan<byte> value))
+            {
+                if (type == NetlinkMessage.NLMSGERR_ATTR_MSG)
+                {
+                    return NetlinkMessage.ReadString(value);
+                }
+            }
+        }
+        catch (NetlinkException)
+        {
+            // A mangled extended ack must not hide the errno it accompanies.
+        }
+
+        return null;
+    }
+
+    private bool WaitReadable(long deadline, string operation)
+    {
+        bool added = false;
+        try
+        {
+            DangerousAddRef(ref added);
+            var pollFd = new Libc.PollFd { Fd = (int)handle, Events = Libc.POLLIN };
+            while (true)
+            {
+                int timeout = deadline == long.MaxValue
+                    ? -1
+                    : (int)Math.Clamp(deadline - Environment.TickCount64, 0, int.MaxValue);
+                int ready = Libc.Poll(&pollFd, 1, timeout);
+                if (ready > 0)
+                {
+                    return true;
+                }
+
+                if (ready == 0)
+                {
+                    return false;
+                }
+
+                if (Marshal.GetLastPInvokeError() != Libc.EINTR)
+                {
+                    throw NetlinkException.FromLastError($"{operation}: poll");
+                }
+            }
+        }
+        finally
+        {
+            if (added)
+            {
+                DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>recvfrom with EINTR retry; -1 when nothing is queued (EAGAIN), otherwise the datagram's full length.</summary>
+    private int ReceiveInto(Span<byte> buffer, int flags, out uint sender, string operation)
+    {
+        var from = default(Libc.SockaddrNl);
+        int fromLength = sizeof(Libc.SockaddrNl);
+        fixed (byte* data = buffer)
+        {
+            while (true)
+            {
+                nint received = Libc.RecvFrom(this, data, (nuint)buffer.Length, flags, &from, &fromLength);
+                if (received >= 0)
+                {
+                    sender = from.Pid;
+                    Debug.Assert(buffer.IsEmpty || received <= buffer.Length);
+                    return (int)received;
+                }
+
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == Libc.EAGAIN)
+                {
+                    sender = 0;
+                    return -1;
+                }
+
+                if (errno == Libc.ENOBUFS)
+                {
+                    throw new NetlinkException(operation, errno, "receive queue overflowed, messages were lost; resynchronize with a dump");
+                }
+
+                if (errno != Libc.EINTR)
+                {
+                    throw NetlinkException.FromLastError(operation);
+                }
+            }
+        }
+    }
+
+    private void SetOption(int level, int name, int value, string what)
+    {
+        if (Libc.SetSockOpt(this, level, name, &value, sizeof(int)) != 0)
+        {
+            throw NetlinkException.FromLastError($"setsockopt {what}");
+        }
+    }
+
+    private void Bind()
+    {
+        var local = new Libc.SockaddrNl { Family = Libc.AF_NETLINK };
+        if (Libc.Bind(this, &local, sizeof(Libc.SockaddrNl)) != 0)
+        {
+            throw NetlinkException.FromLastError("bind(AF_NETLINK)");
+        }
+
+        int length = sizeof(Libc.SockaddrNl);
+        if (Libc.GetSockName(this, &local, &length) != 0)
+        {
+            throw NetlinkException.FromLastError("getsockname(AF_NETLINK)");
+        }
+
+        PortId = local.Pid;
+    }
+}

@@ -1,0 +1,109 @@
+using System.Text.Json;
+using SocketReaper.Cli;
+using SocketReaper.Doctor;
+using Xunit;
+
+namespace SocketReaper.Tests;
+
+public sealed class CommandLineTests
+{
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        var code = CommandLine.Run(args, stdout, stderr);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    [Fact]
+    public void Unknown_command_is_one_sentence_and_exit_2()
+    {
+        var (code, _, err) = Run("frobnicate");
+        Assert.Equal(2, code);
+        Assert.Equal("socketreaper: unknown command 'frobnicate'; run 'socketreaper help' for the list.\n", err);
+    }
+
+    [Fact]
+    public void Unknown_option_names_the_option_and_the_command()
+    {
+        var (code, _, err) = Run("doctor", "--jsn");
+        Assert.Equal(2, code);
+        Assert.Equal("socketreaper: unknown option '--jsn' for 'doctor'; see 'socketreaper doctor --help'.\n", err);
+    }
+
+    [Fact]
+    public void No_arguments_prints_usage_to_stderr()
+    {
+        var (code, _, err) = Run();
+        Assert.Equal(2, code);
+        Assert.Contains("Usage: socketreaper <command>", err, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Help_for_doctor_describes_json()
+    {
+        var (code, output, _) = Run("doctor", "--help");
+        Assert.Equal(0, code);
+        Assert.Contains("--json", output, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(new[] { "--x", "1", "--x=2" }, "option '--x' was given 2 times; give it once.")]
+    [InlineData(new[] { "--x" }, "option '--x' needs a value.")]
+    [InlineData(new[] { "--flag=yes" }, "option '--flag' takes no value.")]
+    [InlineData(new[] { "stray" }, "unexpected argument 'stray' for 'cmd'; options start with --, see 'socketreaper cmd --help'.")]
+    public void Argument_errors_are_one_clear_sentence(string[] args, string message)
+    {
+        var e = Assert.Throws<UsageException>(() =>
+            ParsedArguments.Parse("cmd", args, new HashSet<string> { "flag" }, new HashSet<string> { "x" }).One("x"));
+        Assert.Equal(message, e.Message);
+    }
+
+    [Fact]
+    public void Repeated_options_keep_all_values_in_order()
+    {
+        var parsed = ParsedArguments.Parse("cmd", ["--x", "a", "--x=b", "--flag"], new HashSet<string> { "flag" }, new HashSet<string> { "x" });
+        Assert.Equal(["a", "b"], parsed.All("x"));
+        Assert.True(parsed.Has("flag"));
+    }
+}
+
+public sealed class DoctorReportTests
+{
+    private static readonly HostCheck[] Checks =
+    [
+        HostCheck.Ok("kernel", true, "6.18"),
+        HostCheck.Missing("netkit", false, "no netkit", "boot a netkit kernel"),
+    ];
+
+    [Fact]
+    public void Missing_optional_feature_keeps_exit_code_zero_and_is_marked()
+    {
+        var report = new DoctorReport(Checks);
+        Assert.Equal(0, report.ExitCode);
+        var table = report.ToTable();
+        Assert.Contains("MISSING*", table, StringComparison.Ordinal);
+        Assert.Contains("→ boot a netkit kernel", table, StringComparison.Ordinal);
+        Assert.Contains("This host can run SocketReaper.", table, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Missing_required_feature_fails_with_exit_code_one()
+    {
+        var report = new DoctorReport([.. Checks, HostCheck.Missing("btf", true, "absent", "rebuild")]);
+        Assert.Equal(1, report.ExitCode);
+        Assert.Contains("1 required feature(s) missing", report.ToTable(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Json_has_every_check_with_status_and_remedy()
+    {
+        using var doc = JsonDocument.Parse(new DoctorReport(Checks).ToJson());
+        Assert.True(doc.RootElement.GetProperty("ready").GetBoolean());
+        var checks = doc.RootElement.GetProperty("checks").EnumerateArray().ToList();
+        Assert.Equal(["kernel", "netkit"], checks.Select(c => c.GetProperty("name").GetString()));
+        Assert.Equal("missing", checks[1].GetProperty("status").GetString());
+        Assert.False(checks[1].GetProperty("required").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, checks[0].GetProperty("remedy").ValueKind);
+    }
+}
