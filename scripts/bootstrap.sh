@@ -28,7 +28,6 @@ export DEBIAN_FRONTEND=noninteractive
 # name:minimum-version:suite. Versions are compared with dpkg; suite 'bpo' means bookworm-backports.
 base_pkgs=(
   "clang:1:14:main"
-  "llvm:1:14:main"
   "libbpf1:1:1.3:bpo"
   "libbpf-dev:1:1.3:bpo"
   "bpftool:7.3:bpo"
