@@ -8,6 +8,9 @@ internal static class EmbeddedObject
     /// <summary>bpf/iter/iter_probe.bpf.c: iter/tcp + iter/udp + bpf_sock_destroy by cookie.</summary>
     public const string IterProbe = "iter_probe";
 
+    /// <summary>bpf/iter/sweep.bpf.c: the sweep iterators (rules in BPF maps, records per match).</summary>
+    public const string Sweep = "sweep";
+
     /// <summary>bpf/datapath/datapath_probe.bpf.c: pass-through tcx/ingress and netkit/primary.</summary>
     public const string DatapathProbe = "datapath_probe";
 

@@ -11,6 +11,8 @@ internal static class CommandLine
 
         Commands:
           doctor [--json]   check that this host can run SocketReaper (kernel, BPF, capabilities)
+          sweep --dst ...   destroy (or --dry-run: report) stale sockets in every network namespace
+          netns             list the network namespaces a sweep visits
           version           print the version
           help              show this text
 
@@ -45,6 +47,8 @@ internal static class CommandLine
                 stdout.WriteLine(command switch
                 {
                     "doctor" => DoctorUsage,
+                    "sweep" => SweepCommand.Usage,
+                    "netns" => SweepCommand.NetnsUsage,
                     _ => Usage,
                 });
                 return 0;
@@ -53,6 +57,8 @@ internal static class CommandLine
             return command switch
             {
                 "doctor" => Doctor(rest, stdout),
+                "sweep" => SweepCommand.Sweep(rest, stdout),
+                "netns" => SweepCommand.ListNetns(rest, stdout),
                 "version" or "--version" => Version(stdout),
                 "help" or "--help" or "-h" => Help(stdout),
                 _ => throw new UsageException($"unknown command '{command}'; run 'socketreaper help' for the list."),

@@ -16,4 +16,22 @@ internal static partial class Libc
 
     [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     internal static unsafe partial int statfs(string path, byte* buffer);
+
+    /// <summary>struct stat is 144 bytes on x86-64 and arm64; st_dev and st_ino are its first two u64.</summary>
+    [LibraryImport(Library, SetLastError = true)]
+    internal static unsafe partial int fstat(SafeHandle fd, byte* buffer);
+
+    internal const uint NsGetNsType = 0xb703;
+
+    [LibraryImport(Library, SetLastError = true)]
+    internal static partial int ioctl(SafeHandle fd, nuint request);
+
+    [LibraryImport(Library, SetLastError = true)]
+    internal static partial int socket(int domain, int type, int protocol);
+
+    [LibraryImport(Library, SetLastError = true)]
+    internal static unsafe partial int getsockopt(int fd, int level, int name, void* value, int* length);
+
+    [LibraryImport(Library, SetLastError = true)]
+    internal static partial int close(int fd);
 }

@@ -28,7 +28,13 @@ internal static class NetnsThread
     public static T RunIn<T>(SafeFileHandle netns, string name, Func<T> work) =>
         Run(() => SystemCallException.ThrowIfFailed(Libc.setns(netns, Libc.CloneNewNet), $"enter network namespace {name}"), work);
 
-    private static T Run<T>(Action enter, Func<T> work)
+    /// <summary>
+    /// Runs <paramref name="work"/>, which may move its thread between namespaces with
+    /// <see cref="Netns.TryEnter"/>; the thread returns home at the end.
+    /// </summary>
+    public static T RunRoaming<T>(Func<T> work) => Run(null, work);
+
+    private static T Run<T>(Action? enter, Func<T> work)
     {
         T result = default!;
         Exception? failure = null;
@@ -38,7 +44,9 @@ internal static class NetnsThread
             var entered = false;
             try
             {
-                enter();
+                // A roaming thread may have moved before failing, so it always goes home.
+                entered = enter is null;
+                enter?.Invoke();
                 entered = true;
                 result = work();
             }

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The sweep's ABI between bpf/iter/sweep.bpf.c and the daemon. The C# twins live in
+ * src/Reaper/Bpf/SweepAbi.cs; a test compares both layouts against this object's BTF, so every
+ * byte is spelled out, padding included.
+ *
+ * Addresses are 16 bytes in network order; IPv4 is stored v4-mapped (::ffff:a.b.c.d), so one
+ * rule for 10.1.2.3 matches both AF_INET sockets and AF_INET6 sockets talking to ::ffff:10.1.2.3.
+ */
+#ifndef REAPER_SWEEP_H
+#define REAPER_SWEEP_H
+
+/* Rules one remote prefix can carry; a trie entry lists every rule whose prefix covers it. */
+#define REAPER_RULES_PER_PREFIX 64
+/* Capacity of the rule array and the prefix trie (user space checks before writing). */
+#define REAPER_RULES_MAX 16384
+
+#define REAPER_PROTO_TCP (1 << 0)
+#define REAPER_PROTO_UDP (1 << 1)
+
+/* reaper_record.result: 0 destroyed, negative -errno from bpf_sock_destroy, or one of these. */
+#define REAPER_RESULT_DESTROYED 0
+#define REAPER_RESULT_DRY_RUN 1
+#define REAPER_RESULT_HELD_BACK 2
+
+/* LPM trie key: the remote prefix. */
+struct reaper_prefix_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* LPM trie value: indexes into reaper_rules, in rule order. */
+struct reaper_rule_set {
+	__u32 count;
+	__u32 rules[REAPER_RULES_PER_PREFIX];
+};
+
+struct reaper_rule {
+	__u8 local_addr[16];
+	__u32 id;
+	/* Bit (1 << state) for each TCP state the rule accepts. */
+	__u16 tcp_states;
+	/* 0..128 in the 16-byte space; 0 = any local address. */
+	__u8 local_prefixlen;
+	/* REAPER_PROTO_* bits. */
+	__u8 protocols;
+	/* Inclusive, host order; 0..65535 = any. */
+	__u16 remote_port_min;
+	__u16 remote_port_max;
+	__u16 local_port_min;
+	__u16 local_port_max;
+	/* Only sockets born before this CLOCK_MONOTONIC time (ns) match; 0 = any age. */
+	__u64 born_before_ns;
+};
+
+/* One per matched socket, written with bpf_seq_write. */
+struct reaper_record {
+	__u8 local_addr[16];
+	__u8 remote_addr[16];
+	__u64 sock_cookie;
+	__u64 netns_cookie;
+	__u32 rule_id;
+	__u32 uid;
+	__s32 result;
+	__u16 local_port;
+	__u16 remote_port;
+	__u8 protocol;
+	__u8 family;
+	__u8 state;
+	__u8 _pad0[5];
+};
+
+/* Per-CPU counters of one sweep; user space zeroes them before and sums them after. */
+struct reaper_stats {
+	__u64 scanned_tcp;
+	__u64 scanned_udp;
+	__u64 matched;
+	__u64 destroyed;
+	__u64 failed;
+	__u64 held_back;
+	__u64 dry_run;
+};
+
+#endif

@@ -1,0 +1,84 @@
+using System.Runtime.InteropServices;
+
+namespace SocketReaper.Bpf;
+
+/// <summary>
+/// C# twins of bpf/include/reaper_sweep.h. Layouts are checked against the BTF of the compiled
+/// sweep object by SweepAbiLayoutTests; change both sides together.
+/// </summary>
+internal static class SweepAbi
+{
+    public const int RulesPerPrefix = 64;
+    public const int RulesMax = 16384;
+
+    public const byte ProtoTcp = 1 << 0;
+    public const byte ProtoUdp = 1 << 1;
+
+    public const int ResultDestroyed = 0;
+    public const int ResultDryRun = 1;
+    public const int ResultHeldBack = 2;
+
+    /// <summary>struct reaper_prefix_key.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct PrefixKey
+    {
+        public uint PrefixLength;
+        public fixed byte Address[16];
+    }
+
+    /// <summary>struct reaper_rule_set.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct RuleSet
+    {
+        public uint Count;
+        public fixed uint Rules[RulesPerPrefix];
+    }
+
+    /// <summary>struct reaper_rule.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct Rule
+    {
+        public fixed byte LocalAddress[16];
+        public uint Id;
+        public ushort TcpStates;
+        public byte LocalPrefixLength;
+        public byte Protocols;
+        public ushort RemotePortMin;
+        public ushort RemotePortMax;
+        public ushort LocalPortMin;
+        public ushort LocalPortMax;
+        public ulong BornBeforeNs;
+    }
+
+    /// <summary>struct reaper_record.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct Record
+    {
+        public fixed byte LocalAddress[16];
+        public fixed byte RemoteAddress[16];
+        public ulong SockCookie;
+        public ulong NetnsCookie;
+        public uint RuleId;
+        public uint Uid;
+        public int Result;
+        public ushort LocalPort;
+        public ushort RemotePort;
+        public byte Protocol;
+        public byte Family;
+        public byte State;
+        public fixed byte Pad0[5];
+    }
+
+    /// <summary>struct reaper_stats (per CPU).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Stats
+    {
+        public ulong ScannedTcp;
+        public ulong ScannedUdp;
+        public ulong Matched;
+        public ulong Destroyed;
+        public ulong Failed;
+        public ulong HeldBack;
+        public ulong DryRun;
+    }
+}

@@ -1,0 +1,247 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
+using SocketReaper.Sweep;
+
+namespace SocketReaper.Cli;
+
+/// <summary>`socketreaper sweep` and `socketreaper netns`, run in this process (as root).</summary>
+internal static class SweepCommand
+{
+    public const string Usage = """
+        Usage: socketreaper sweep --dst ADDR[/LEN] [--dst ...] [options]
+
+        Destroys the sockets in every network namespace of this host whose remote address is in
+        one of the --dst prefixes and that pass the other filters. LISTEN, TIME_WAIT and request
+        sockets, and unconnected UDP sockets, are never destroyed.
+
+          --dst ADDR[/LEN]     remote address or prefix (IPv4 or IPv6; repeat for more targets)
+          --dport PORT[-PORT]  remote port or range (a comma-separated list makes one rule each)
+          --src ADDR[/LEN]     local address or prefix
+          --sport PORT[-PORT]  local port or range
+          --proto tcp|udp|both (default both)
+          --state LIST         TCP states, e.g. established,syn-sent (default: every connected state)
+          --dry-run            report what would be destroyed; destroy nothing
+          --limit N            destroy at most N sockets (default 10000); the rest are reported as held back
+          --netns NAME|COOKIE  only this namespace (repeatable); see 'socketreaper netns'
+          --netns-dir DIR      also look for bind-mounted namespaces in DIR (repeatable)
+          --threads N          namespaces swept in parallel (default: one per core)
+          --json               one JSON object per line: each socket, then a summary
+        """;
+
+    public const string NetnsUsage = """
+        Usage: socketreaper netns [--json] [--netns-dir DIR ...]
+
+        Lists the network namespaces a sweep visits, with their cookies and names.
+        """;
+
+    private static readonly HashSet<string> Flags = ["dry-run", "json"];
+    private static readonly HashSet<string> Valued = ["dst", "dport", "src", "sport", "proto", "state", "limit", "netns", "netns-dir", "threads"];
+
+    public static int Sweep(string[] args, TextWriter stdout)
+    {
+        var options = ParsedArguments.Parse("sweep", args, Flags, Valued);
+        var request = ParseRequest(options);
+        var json = options.Has("json");
+        var discovery = NetnsCatalog.Discover(Discovery(options));
+        var namespaces = NetnsCatalog.Select(discovery.Namespaces, request.Namespaces);
+
+        using var cancel = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = true;
+            cancel.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            using var engine = new SweepEngine(NullLogger.Instance);
+            var printer = new MatchPrinter(stdout, json);
+            var result = engine.Run(request, namespaces, printer, cancel.Token);
+            printer.Summary(result with { NamespacesSkipped = result.NamespacesSkipped + discovery.Vanished });
+            return result.Cancelled ? 130 : 0;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    public static int ListNetns(string[] args, TextWriter stdout)
+    {
+        var options = ParsedArguments.Parse("netns", args, new HashSet<string> { "json" }, new HashSet<string> { "netns-dir" });
+        var discovery = NetnsCatalog.Discover(Discovery(options));
+        if (options.Has("json"))
+        {
+            foreach (var n in discovery.Namespaces)
+            {
+                stdout.WriteLine(JsonLine(w =>
+                {
+                    w.WriteNumber("cookie", n.Cookie);
+                    w.WriteString("name", n.Name);
+                    w.WriteString("path", n.Path);
+                    w.WriteString("source", n.Source.ToString().ToLowerInvariant());
+                }));
+            }
+
+            return 0;
+        }
+
+        stdout.WriteLine($"{"COOKIE",-12} {"SOURCE",-10} NAME");
+        foreach (var n in discovery.Namespaces)
+        {
+            stdout.WriteLine($"{n.Cookie,-12} {n.Source.ToString().ToLowerInvariant(),-10} {n.Name}");
+        }
+
+        return 0;
+    }
+
+    internal static SweepRequest ParseRequest(ParsedArguments options)
+    {
+        try
+        {
+            var targets = options.All("dst");
+            if (targets.Count == 0)
+            {
+                throw new UsageException("sweep needs at least one --dst address or prefix, e.g. --dst 10.1.2.3 or --dst fd00::/64.");
+            }
+
+            IReadOnlyList<PortRange> remotePorts = options.One("dport") is { } dport
+                ? dport.Split(',').Select(p => PortRange.Parse(p, "--dport")).ToList()
+                : [PortRange.Any];
+            var local = options.One("src") is { } src ? IpPrefix.Parse(src, "--src") : (IpPrefix?)null;
+            var localPorts = options.One("sport") is { } sport ? PortRange.Parse(sport, "--sport") : PortRange.Any;
+            var protocols = options.One("proto") is { } proto ? SweepRule.ParseProtocols(proto) : SweepProtocols.Both;
+            var states = options.One("state") is { } state ? SweepRule.ParseStates(state) : TcpStates.Connected;
+            var rules = targets.SelectMany(t => remotePorts.Select(p => (Target: t, Ports: p))).Select((t, i) => new SweepRule
+            {
+                Id = (uint)i,
+                Remote = IpPrefix.Parse(t.Target, "--dst"),
+                RemotePorts = t.Ports,
+                Local = local,
+                LocalPorts = localPorts,
+                Protocols = protocols,
+                States = states,
+            }).ToList();
+            return new SweepRequest
+            {
+                Rules = rules,
+                DryRun = options.Has("dry-run"),
+                Limit = options.One("limit") is { } limit ? ParseCount(limit, "--limit", 0) : SweepRequest.DefaultLimit,
+                Namespaces = options.All("netns"),
+                Parallelism = options.One("threads") is { } threads ? (int)ParseCount(threads, "--threads", 1, 256) : Environment.ProcessorCount,
+            };
+        }
+        catch (FormatException e)
+        {
+            throw new UsageException(e.Message);
+        }
+    }
+
+    private static DiscoveryOptions Discovery(ParsedArguments options) =>
+        new() { Directories = [.. DiscoveryOptions.DefaultDirectories, .. options.All("netns-dir")] };
+
+    private static long ParseCount(string text, string what, long min, long max = long.MaxValue) =>
+        long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= min && n <= max
+            ? n
+            : throw new FormatException($"{what} '{text}' is not a whole number from {min} to {(max == long.MaxValue ? "any size" : max.ToString(CultureInfo.InvariantCulture))}.");
+
+    private static string JsonLine(Action<Utf8JsonWriter> body)
+    {
+        using var stream = new MemoryStream();
+        using (var w = new Utf8JsonWriter(stream))
+        {
+            w.WriteStartObject();
+            body(w);
+            w.WriteEndObject();
+        }
+
+        return Encoding.UTF8.GetString(stream.ToArray());
+    }
+
+    /// <summary>Prints matches as they stream in (from several sweep threads) and the closing summary.</summary>
+    private sealed class MatchPrinter(TextWriter output, bool json) : ISweepObserver
+    {
+        private readonly Lock _lock = new();
+        private bool _headerWritten;
+
+        public void OnMatch(in SweepMatch m, NetnsInfo netns)
+        {
+            var match = m;
+            var line = json
+                ? JsonLine(w =>
+                {
+                    w.WriteString("type", "socket");
+                    w.WriteString("proto", match.Protocol == System.Net.Sockets.ProtocolType.Tcp ? "tcp" : "udp");
+                    w.WriteString("state", match.StateName);
+                    w.WriteString("local", match.Local.ToString());
+                    w.WriteString("remote", match.Remote.ToString());
+                    w.WriteNumber("socket_cookie", match.SocketCookie);
+                    w.WriteNumber("netns_cookie", match.NetnsCookie);
+                    w.WriteString("netns", netns.Name);
+                    w.WriteNumber("uid", match.Uid);
+                    w.WriteNumber("rule", match.RuleId);
+                    w.WriteString("result", match.OutcomeText);
+                })
+                : $"{(match.Protocol == System.Net.Sockets.ProtocolType.Tcp ? "tcp" : "udp"),-5} {match.StateName,-12} {match.Local,-40} {match.Remote,-40} {netns.Name,-24} {match.OutcomeText}";
+            lock (_lock)
+            {
+                if (!json && !_headerWritten)
+                {
+                    output.WriteLine($"{"PROTO",-5} {"STATE",-12} {"LOCAL",-40} {"REMOTE",-40} {"NETNS",-24} RESULT");
+                    _headerWritten = true;
+                }
+
+                output.WriteLine(line);
+            }
+        }
+
+        public void Summary(SweepResult r)
+        {
+            if (json)
+            {
+                output.WriteLine(JsonLine(w =>
+                {
+                    w.WriteString("type", "summary");
+                    w.WriteBoolean("dry_run", r.DryRun);
+                    w.WriteNumber("limit", r.Limit);
+                    w.WriteNumber("namespaces_visited", r.NamespacesVisited);
+                    w.WriteNumber("namespaces_skipped", r.NamespacesSkipped);
+                    w.WriteNumber("scanned_tcp", r.ScannedTcp);
+                    w.WriteNumber("scanned_udp", r.ScannedUdp);
+                    w.WriteNumber("matched", r.Matched);
+                    w.WriteNumber("destroyed", r.Destroyed);
+                    w.WriteNumber("would_destroy", r.WouldDestroy);
+                    w.WriteNumber("held_back", r.HeldBack);
+                    w.WriteNumber("failed", r.Failed);
+                    w.WriteStartObject("failed_by_errno");
+                    foreach (var (errno, count) in r.FailedByErrno)
+                    {
+                        w.WriteNumber(errno, count);
+                    }
+
+                    w.WriteEndObject();
+                    w.WriteNumber("duration_ms", Math.Round(r.Duration.TotalMilliseconds, 3));
+                    w.WriteBoolean("cancelled", r.Cancelled);
+                }));
+                return;
+            }
+
+            var verb = r.DryRun ? $"{r.WouldDestroy} would be destroyed" : $"{r.Destroyed} destroyed";
+            output.WriteLine(
+                $"{(r.DryRun ? "Dry run" : "Sweep")}: {r.NamespacesVisited} namespaces visited ({r.NamespacesSkipped} skipped), " +
+                $"{r.ScannedTcp} TCP and {r.ScannedUdp} UDP sockets scanned; {r.Matched} matched, {verb}, " +
+                $"{r.HeldBack} held back, {r.Failed} failed, in {r.Duration.TotalMilliseconds:F1} ms.");
+            if (r.LimitReached)
+            {
+                output.WriteLine($"The limit of {r.Limit} was reached: {r.HeldBack} matching socket(s) were left alone. Raise --limit to destroy them.");
+            }
+
+            if (r.Cancelled)
+            {
+                output.WriteLine("Cancelled: namespaces not yet visited were left alone.");
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+using System.Globalization;
+using SocketReaper.Platform;
+
+namespace SocketReaper.Sweep;
+
+internal enum NetnsSource
+{
+    Host,
+    BindMount,
+    Process,
+}
+
+/// <summary>A network namespace found on the host.</summary>
+/// <param name="Cookie">The kernel's netns cookie: the namespace's identity while it lives.</param>
+/// <param name="Name">For people: "host", the bind-mount name, or "pid 1234 (comm)".</param>
+/// <param name="Path">An nsfs path that opens it.</param>
+internal sealed record NetnsInfo(ulong Cookie, string Name, string Path, NetnsSource Source, ulong Device, ulong Inode);
+
+/// <summary>Where to look for namespaces besides /proc.</summary>
+internal sealed record DiscoveryOptions
+{
+    public static readonly IReadOnlyList<string> DefaultDirectories = ["/run/netns", "/var/run/docker/netns"];
+
+    public IReadOnlyList<string> Directories { get; init; } = DefaultDirectories;
+
+    public string ProcRoot { get; init; } = "/proc";
+}
+
+/// <summary>The result of one discovery: the namespaces, and how many vanished while we looked.</summary>
+internal sealed record NetnsDiscovery(IReadOnlyList<NetnsInfo> Namespaces, int Vanished);
+
+/// <summary>
+/// Finds every network namespace on the host: the host's own (PID 1's), those of all processes,
+/// bind-mounted ones in the configured directories, and any nsfs mount in mountinfo. Paths to the
+/// same namespace are merged by nsfs inode; each namespace is then entered once to read its
+/// cookie. A namespace that disappears on the way is counted, never an error.
+/// </summary>
+internal static class NetnsCatalog
+{
+    public static NetnsDiscovery Discover(DiscoveryOptions options)
+    {
+        // The host is PID 1's namespace; where PID 1 is hidden from us (a sandbox), our own.
+        var candidates = new List<(string Path, string Name, NetnsSource Source)>
+        {
+            ($"{options.ProcRoot}/1/ns/net", "host", NetnsSource.Host),
+            ($"{options.ProcRoot}/self/ns/net", "host", NetnsSource.Host),
+        };
+        foreach (var dir in options.Directories)
+        {
+            foreach (var file in SafeEnumerate(dir))
+            {
+                candidates.Add((file, System.IO.Path.GetFileName(file), NetnsSource.BindMount));
+            }
+        }
+
+        foreach (var mount in SafeMountPoints())
+        {
+            candidates.Add((mount, System.IO.Path.GetFileName(mount), NetnsSource.BindMount));
+        }
+
+        foreach (var pidDir in SafeEnumerateDirectories(options.ProcRoot))
+        {
+            var pid = System.IO.Path.GetFileName(pidDir);
+            if (pid.Length > 0 && pid.All(char.IsAsciiDigit))
+            {
+                candidates.Add(($"{pidDir}/ns/net", $"pid {pid} ({Comm(pidDir)})", NetnsSource.Process));
+            }
+        }
+
+        // Merge paths by inode, keeping the best name (host, then bind mount, then process).
+        var byInode = new Dictionary<(ulong, ulong), (string Path, string Name, NetnsSource Source)>();
+        var vanished = 0;
+        foreach (var c in candidates)
+        {
+            using var fd = Netns.TryOpen(c.Path, out var gone);
+            if (fd is null)
+            {
+                vanished += gone && c.Source == NetnsSource.Process ? 1 : 0;
+                continue;
+            }
+
+            if (!Netns.IsNetwork(fd) || (c.Source == NetnsSource.Host && byInode.Values.Any(v => v.Source == NetnsSource.Host)))
+            {
+                continue;
+            }
+
+            var id = Netns.Identity(fd);
+            if (!byInode.TryGetValue(id, out var known) || c.Source < known.Source)
+            {
+                byInode[id] = c;
+            }
+        }
+
+        var found = NetnsThread.RunRoaming(() =>
+        {
+            var list = new List<NetnsInfo>(byInode.Count);
+            foreach (var ((device, inode), c) in byInode)
+            {
+                using var fd = Netns.TryOpen(c.Path);
+                if (fd is null || Netns.Identity(fd) != (device, inode) || !Netns.TryEnter(fd, out _))
+                {
+                    vanished++;
+                    continue;
+                }
+
+                list.Add(new NetnsInfo(Netns.CurrentCookie(), c.Name, c.Path, c.Source, device, inode));
+            }
+
+            return list;
+        });
+        return new NetnsDiscovery(found.OrderBy(n => n.Source).ThenBy(n => n.Name, StringComparer.Ordinal).ToList(), vanished);
+    }
+
+    /// <summary>
+    /// Namespaces named by <paramref name="selectors"/> (a name or a cookie each); a selector that
+    /// matches nothing is an error naming it.
+    /// </summary>
+    public static IReadOnlyList<NetnsInfo> Select(IReadOnlyList<NetnsInfo> all, IReadOnlyList<string> selectors)
+    {
+        if (selectors.Count == 0)
+        {
+            return all;
+        }
+
+        var chosen = new List<NetnsInfo>();
+        foreach (var s in selectors)
+        {
+            var matches = ulong.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var cookie)
+                ? all.Where(n => n.Cookie == cookie || n.Name == s).ToList()
+                : all.Where(n => n.Name == s || n.Path == s).ToList();
+            if (matches.Count == 0)
+            {
+                throw new FormatException($"no network namespace is named or has cookie '{s}'; 'socketreaper netns' lists them.");
+            }
+
+            chosen.AddRange(matches.Where(m => !chosen.Contains(m)));
+        }
+
+        return chosen;
+    }
+
+    private static string Comm(string pidDir)
+    {
+        try
+        {
+            return File.ReadAllText($"{pidDir}/comm").TrimEnd('\n');
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return "?";
+        }
+    }
+
+    private static string[] SafeEnumerate(string dir)
+    {
+        try
+        {
+            return Directory.GetFiles(dir);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return [];
+        }
+    }
+
+    private static string[] SafeEnumerateDirectories(string dir)
+    {
+        try
+        {
+            return Directory.GetDirectories(dir);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return [];
+        }
+    }
+
+    private static IEnumerable<string> SafeMountPoints()
+    {
+        try
+        {
+            return HostInfo.MountPoints("nsfs");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return [];
+        }
+    }
+}

@@ -1,0 +1,251 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using LibBpf;
+using Microsoft.Extensions.Logging;
+using SocketReaper.Bpf;
+using SocketReaper.Platform;
+
+namespace SocketReaper.Sweep;
+
+/// <summary>Receives matches as the sweep finds them, on the sweep's worker threads (concurrently).</summary>
+internal interface ISweepObserver
+{
+    void OnMatch(in SweepMatch match, NetnsInfo netns);
+}
+
+/// <summary>
+/// Runs sweeps: loads the sweep iterators once, then for each request writes its rules into the
+/// BPF maps and sends a bounded set of OS threads through the namespaces. Each thread enters a
+/// namespace (setns), creates the TCP and UDP iterators there — an iterator sees only the
+/// namespace of the thread that creates it — and streams the records it reads to the observer.
+/// One sweep runs at a time: the rule maps and the cap's counter are shared by its threads.
+/// </summary>
+internal sealed partial class SweepEngine : IDisposable
+{
+    /// <summary>
+    /// Iterator reads stay under half of the kernel's 32 KiB seq_file buffer, so a record never
+    /// overflows it: an overflow would make the kernel run the program again on the same socket.
+    /// </summary>
+    private const int ReadSize = 16 * 1024;
+
+    private readonly ILogger _logger;
+    private readonly BpfObject _object;
+    private readonly BpfLink _tcp;
+    private readonly BpfLink _udp;
+    private readonly BpfMap _prefixes;
+    private readonly BpfMap _rules;
+    private readonly BpfMap _stats;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private int _loadedPrefixes;
+
+    public SweepEngine(ILogger logger)
+    {
+        _logger = logger;
+        _object = EmbeddedObject.Open(EmbeddedObject.Sweep);
+        try
+        {
+            _object.Load();
+            _tcp = _object.Program("reaper_sweep_tcp").AttachIterator();
+            _udp = _object.Program("reaper_sweep_udp").AttachIterator();
+            _prefixes = _object.Map("reaper_prefixes");
+            _rules = _object.Map("reaper_rules");
+            _stats = _object.Map("reaper_stats");
+        }
+        catch
+        {
+            _object.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Runs <paramref name="request"/> over <paramref name="namespaces"/>, waiting for a running sweep to end first.</summary>
+    public SweepResult Run(SweepRequest request, IReadOnlyList<NetnsInfo> namespaces, ISweepObserver? observer, CancellationToken cancellation)
+    {
+        var table = RuleTable.Build(request.Rules);
+        if (request.Limit < 0)
+        {
+            throw new FormatException($"limit {request.Limit} is negative; use 0 or more.");
+        }
+
+        _gate.Wait(cancellation);
+        try
+        {
+            return RunLocked(request, table, namespaces, observer, cancellation);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private SweepResult RunLocked(SweepRequest request, RuleTable table, IReadOnlyList<NetnsInfo> namespaces, ISweepObserver? observer, CancellationToken cancellation)
+    {
+        var started = Stopwatch.GetTimestamp();
+        LoadRules(table);
+        _object.Global<ulong>("reaper_limit") = (ulong)request.Limit;
+        _object.Global<ulong>("reaper_budget_used") = 0;
+        _object.Global<uint>("reaper_dry_run") = request.DryRun ? 1u : 0u;
+        _stats.Update(BitConverter.GetBytes(0u), new byte[((_stats.ValueSize + 7) & ~7) * BpfMap.PossibleCpus]);
+
+        var protocols = request.Protocols;
+        var failures = new Dictionary<string, long>(StringComparer.Ordinal);
+        var visited = 0;
+        var skipped = 0;
+        var next = -1;
+        var threads = Math.Clamp(request.Parallelism, 1, Math.Max(1, namespaces.Count));
+
+        void Worker()
+        {
+            NetnsThread.RunRoaming(() =>
+            {
+                var buffer = GC.AllocateUninitializedArray<byte>(ReadSize + Marshal.SizeOf<SweepAbi.Record>());
+                int i;
+                while (!cancellation.IsCancellationRequested && (i = Interlocked.Increment(ref next)) < namespaces.Count)
+                {
+                    var netns = namespaces[i];
+                    if (!Enter(netns))
+                    {
+                        Interlocked.Increment(ref skipped);
+                        continue;
+                    }
+
+                    Interlocked.Increment(ref visited);
+                    if (protocols.HasFlag(SweepProtocols.Tcp))
+                    {
+                        Drain(_tcp, buffer, netns, observer, failures, cancellation);
+                    }
+
+                    if (protocols.HasFlag(SweepProtocols.Udp))
+                    {
+                        Drain(_udp, buffer, netns, observer, failures, cancellation);
+                    }
+                }
+
+                return 0;
+            });
+        }
+
+        var workers = Enumerable.Range(0, threads).Select(_ => new Thread(Worker) { IsBackground = true, Name = "sweep" }).ToList();
+        workers.ForEach(w => w.Start());
+        workers.ForEach(w => w.Join());
+
+        var stats = _stats.LookupPerCpu<uint, SweepAbi.Stats>(0u);
+        var result = new SweepResult
+        {
+            Trigger = request.Trigger,
+            DryRun = request.DryRun,
+            Limit = request.Limit,
+            NamespacesVisited = visited,
+            NamespacesSkipped = skipped,
+            ScannedTcp = (long)stats.Sum(s => (decimal)s.ScannedTcp),
+            ScannedUdp = (long)stats.Sum(s => (decimal)s.ScannedUdp),
+            Matched = (long)stats.Sum(s => (decimal)s.Matched),
+            Destroyed = (long)stats.Sum(s => (decimal)s.Destroyed),
+            WouldDestroy = (long)stats.Sum(s => (decimal)s.DryRun),
+            HeldBack = (long)stats.Sum(s => (decimal)s.HeldBack),
+            FailedByErrno = failures,
+            Duration = Stopwatch.GetElapsedTime(started),
+            Cancelled = cancellation.IsCancellationRequested,
+        };
+        Log.SweepFinished(_logger, request.Trigger, request.DryRun, result.NamespacesVisited, result.NamespacesSkipped,
+            result.Matched, result.Destroyed, result.HeldBack, result.Failed, result.Duration.TotalMilliseconds);
+        return result;
+    }
+
+    /// <summary>Moves this worker into <paramref name="netns"/>, checking it is still the namespace discovery saw.</summary>
+    private static bool Enter(NetnsInfo netns)
+    {
+        using var fd = Netns.TryOpen(netns.Path);
+        return fd is not null && Netns.TryEnter(fd, out _) && Netns.CurrentCookie() == netns.Cookie;
+    }
+
+    private static unsafe void Drain(BpfLink link, byte[] buffer, NetnsInfo netns, ISweepObserver? observer,
+        Dictionary<string, long> failures, CancellationToken cancellation)
+    {
+        var recordSize = sizeof(SweepAbi.Record);
+        using var iterator = link.CreateIterator();
+        var carried = 0;
+        while (true)
+        {
+            // Records are whole in the kernel's buffer but may straddle two reads: keep the tail.
+            var n = BpfIterator.Read(iterator, buffer.AsSpan(carried, ReadSize));
+            if (n == 0)
+            {
+                break;
+            }
+
+            var available = carried + n;
+            var whole = available / recordSize * recordSize;
+            fixed (byte* data = buffer)
+            {
+                for (var offset = 0; offset < whole; offset += recordSize)
+                {
+                    ref readonly var record = ref *(SweepAbi.Record*)(data + offset);
+                    var match = SweepMatch.From(record);
+                    if (match.Outcome == MatchOutcome.Failed)
+                    {
+                        lock (failures)
+                        {
+                            failures[match.OutcomeText] = failures.GetValueOrDefault(match.OutcomeText) + 1;
+                        }
+                    }
+
+                    observer?.OnMatch(match, netns);
+                }
+            }
+
+            carried = available - whole;
+            buffer.AsSpan(whole, carried).CopyTo(buffer);
+
+            // Stopping mid-namespace is safe: what was destroyed was reported, the rest is untouched.
+            if (cancellation.IsCancellationRequested)
+            {
+                break;
+            }
+        }
+    }
+
+    private void LoadRules(RuleTable table)
+    {
+        // The previous sweep's prefixes go first: a stale trie entry would point at new rules.
+        var stale = new List<SweepAbi.PrefixKey>(_loadedPrefixes);
+        Span<byte> key = stackalloc byte[_prefixes.KeySize];
+        Span<byte> nextKey = stackalloc byte[_prefixes.KeySize];
+        var first = true;
+        while (_prefixes.TryGetNextKey(first ? default : key, nextKey))
+        {
+            first = false;
+            nextKey.CopyTo(key);
+            stale.Add(MemoryMarshal.Read<SweepAbi.PrefixKey>(key));
+        }
+
+        foreach (var k in stale)
+        {
+            _prefixes.Delete(k);
+        }
+
+        var indexes = Enumerable.Range(0, table.Rules.Length).Select(i => (uint)i).ToArray();
+        _rules.UpdateBatch<uint, SweepAbi.Rule>(indexes, table.Rules);
+        foreach (var (k, v) in table.Prefixes)
+        {
+            _prefixes.Update(k, v);
+        }
+
+        _loadedPrefixes = table.Prefixes.Length;
+    }
+
+    public void Dispose()
+    {
+        _tcp.Dispose();
+        _udp.Dispose();
+        _object.Dispose();
+        _gate.Dispose();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 100, Level = LogLevel.Information,
+            Message = "Sweep ({Trigger}, dry run {DryRun}): {Visited} namespaces visited, {Skipped} skipped; {Matched} matched, {Destroyed} destroyed, {HeldBack} held back, {Failed} failed in {Milliseconds:F1} ms")]
+        public static partial void SweepFinished(ILogger logger, string trigger, bool dryRun, int visited, int skipped, long matched, long destroyed, long heldBack, long failed, double milliseconds);
+    }
+}

@@ -1,0 +1,90 @@
+using System.Net;
+using System.Net.Sockets;
+using LibBpf;
+using SocketReaper.Bpf;
+
+namespace SocketReaper.Sweep;
+
+internal enum MatchOutcome
+{
+    Destroyed,
+    DryRun,
+    HeldBack,
+    Failed,
+}
+
+/// <summary>One matched socket, decoded from a <see cref="SweepAbi.Record"/>.</summary>
+internal readonly record struct SweepMatch(
+    ProtocolType Protocol,
+    AddressFamily Family,
+    byte State,
+    IPEndPoint Local,
+    IPEndPoint Remote,
+    ulong SocketCookie,
+    ulong NetnsCookie,
+    uint Uid,
+    uint RuleId,
+    int Result)
+{
+    public MatchOutcome Outcome => Result switch
+    {
+        SweepAbi.ResultDestroyed => MatchOutcome.Destroyed,
+        SweepAbi.ResultDryRun => MatchOutcome.DryRun,
+        SweepAbi.ResultHeldBack => MatchOutcome.HeldBack,
+        _ => MatchOutcome.Failed,
+    };
+
+    /// <summary>"destroyed", "dry-run", "held-back" or the errno name of a failure.</summary>
+    public string OutcomeText => Outcome switch
+    {
+        MatchOutcome.Destroyed => "destroyed",
+        MatchOutcome.DryRun => "dry-run",
+        MatchOutcome.HeldBack => "held-back",
+        _ => ErrnoNames.Name(-Result),
+    };
+
+    public string StateName => Protocol == ProtocolType.Udp ? "connected" : TcpStateName(State);
+
+    public static unsafe SweepMatch From(in SweepAbi.Record r)
+    {
+        fixed (byte* local = r.LocalAddress)
+        fixed (byte* remote = r.RemoteAddress)
+        {
+            var family = r.Family == 2 ? AddressFamily.InterNetwork : AddressFamily.InterNetworkV6;
+            return new SweepMatch(
+                r.Protocol == 6 ? ProtocolType.Tcp : ProtocolType.Udp,
+                family,
+                r.State,
+                new IPEndPoint(Address(new ReadOnlySpan<byte>(local, 16), family), r.LocalPort),
+                new IPEndPoint(Address(new ReadOnlySpan<byte>(remote, 16), family), r.RemotePort),
+                r.SockCookie,
+                r.NetnsCookie,
+                r.Uid,
+                r.RuleId,
+                r.Result);
+        }
+    }
+
+    private static IPAddress Address(ReadOnlySpan<byte> bytes, AddressFamily family)
+    {
+        var v6 = new IPAddress(bytes);
+        return family == AddressFamily.InterNetwork ? v6.MapToIPv4() : v6;
+    }
+
+    public static string TcpStateName(byte state) => state switch
+    {
+        1 => "established",
+        2 => "syn-sent",
+        3 => "syn-recv",
+        4 => "fin-wait-1",
+        5 => "fin-wait-2",
+        6 => "time-wait",
+        7 => "close",
+        8 => "close-wait",
+        9 => "last-ack",
+        10 => "listen",
+        11 => "closing",
+        12 => "new-syn-recv",
+        _ => $"state-{state}",
+    };
+}

@@ -1,0 +1,41 @@
+namespace SocketReaper.Sweep;
+
+/// <summary>The totals of one sweep.</summary>
+internal sealed record SweepResult
+{
+    public required string Trigger { get; init; }
+
+    public required bool DryRun { get; init; }
+
+    public required long Limit { get; init; }
+
+    public int NamespacesVisited { get; init; }
+
+    /// <summary>Namespaces that vanished (or changed identity) between discovery and their turn.</summary>
+    public int NamespacesSkipped { get; init; }
+
+    public long ScannedTcp { get; init; }
+
+    public long ScannedUdp { get; init; }
+
+    public long Matched { get; init; }
+
+    public long Destroyed { get; init; }
+
+    /// <summary>Matches a dry run would have destroyed.</summary>
+    public long WouldDestroy { get; init; }
+
+    /// <summary>Matches beyond the limit, left alone.</summary>
+    public long HeldBack { get; init; }
+
+    /// <summary>Destroy failures by errno name.</summary>
+    public IReadOnlyDictionary<string, long> FailedByErrno { get; init; } = new Dictionary<string, long>();
+
+    public long Failed => FailedByErrno.Values.Sum();
+
+    public TimeSpan Duration { get; init; }
+
+    public bool Cancelled { get; init; }
+
+    public bool LimitReached => HeldBack > 0;
+}

@@ -1,0 +1,67 @@
+using System.Runtime.InteropServices;
+
+using SocketReaper.Bpf;
+using Xunit;
+
+namespace SocketReaper.Tests;
+
+/// <summary>The C# twins in SweepAbi against the BTF of the sweep object embedded in socketreaper.</summary>
+public sealed class SweepAbiLayoutTests
+{
+    public static TheoryData<string, Type, string[]> Structs => new()
+    {
+        { "reaper_prefix_key", typeof(SweepAbi.PrefixKey), ["prefixlen:PrefixLength", "addr:Address"] },
+        { "reaper_rule_set", typeof(SweepAbi.RuleSet), ["count:Count", "rules:Rules"] },
+        {
+            "reaper_rule", typeof(SweepAbi.Rule),
+            ["local_addr:LocalAddress", "id:Id", "tcp_states:TcpStates", "local_prefixlen:LocalPrefixLength", "protocols:Protocols",
+             "remote_port_min:RemotePortMin", "remote_port_max:RemotePortMax", "local_port_min:LocalPortMin", "local_port_max:LocalPortMax", "born_before_ns:BornBeforeNs"]
+        },
+        {
+            "reaper_record", typeof(SweepAbi.Record),
+            ["local_addr:LocalAddress", "remote_addr:RemoteAddress", "sock_cookie:SockCookie", "netns_cookie:NetnsCookie", "rule_id:RuleId",
+             "uid:Uid", "result:Result", "local_port:LocalPort", "remote_port:RemotePort", "protocol:Protocol", "family:Family", "state:State", "_pad0:Pad0"]
+        },
+        {
+            "reaper_stats", typeof(SweepAbi.Stats),
+            ["scanned_tcp:ScannedTcp", "scanned_udp:ScannedUdp", "matched:Matched", "destroyed:Destroyed", "failed:Failed", "held_back:HeldBack", "dry_run:DryRun"]
+        },
+    };
+
+    [Theory]
+    [MemberData(nameof(Structs))]
+    public void Csharp_twin_matches_the_compiled_C_struct(string cName, Type csharp, string[] fieldMap)
+    {
+        using var obj = EmbeddedObject.Open(EmbeddedObject.Sweep);
+        var (size, fields) = obj.Btf.Struct(cName);
+        Assert.Equal(size, Marshal.SizeOf(csharp));
+        Assert.Equal(fieldMap.Select(f => f.Split(':')[0]), fields.Select(f => f.Name));
+        foreach (var pair in fieldMap)
+        {
+            var (c, cs) = (pair.Split(':')[0], pair.Split(':')[1]);
+            var offset = (int)Marshal.OffsetOf(csharp, cs);
+            Assert.True(fields.Single(f => f.Name == c).Offset == offset, $"{cName}.{c} is at {fields.Single(f => f.Name == c).Offset}, {csharp.Name}.{cs} at {offset}");
+        }
+    }
+
+    [Fact]
+    public void Constants_match_the_header()
+    {
+        var header = File.ReadAllText(Path.Combine(RepoRoot(), "bpf/include/reaper_sweep.h"));
+        Assert.Contains($"#define REAPER_RULES_PER_PREFIX {SweepAbi.RulesPerPrefix}\n", header, StringComparison.Ordinal);
+        Assert.Contains($"#define REAPER_RULES_MAX {SweepAbi.RulesMax}\n", header, StringComparison.Ordinal);
+        Assert.Contains($"#define REAPER_RESULT_DRY_RUN {SweepAbi.ResultDryRun}\n", header, StringComparison.Ordinal);
+        Assert.Contains($"#define REAPER_RESULT_HELD_BACK {SweepAbi.ResultHeldBack}\n", header, StringComparison.Ordinal);
+    }
+
+    private static string RepoRoot()
+    {
+        var dir = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(dir, "SocketReaper.sln")))
+        {
+            dir = Path.GetDirectoryName(dir) ?? throw new InvalidOperationException("repository root not found");
+        }
+
+        return dir;
+    }
+}
