@@ -29,6 +29,14 @@ for suite in "${suites[@]}"; do
   [ -f "$results/$name.trx" ] || { echo "test: $name produced no results"; crashed=$((crashed + 1)); }
 done
 
+# Tests delete their namespaces even when they fail; a test host killed outright cannot, so
+# sweep up ours (the srt prefix is reserved for them) and say so.
+leftover=$(ip netns list 2>/dev/null | awk '/^srt[0-9a-f]+/{print $1}')
+if [ -n "$leftover" ]; then
+  echo "test: removing namespaces left by a killed test host: $(echo $leftover | wc -w)"
+  for n in $leftover; do ip netns del "$n" 2>/dev/null || true; done
+fi
+
 # Checks that are not xunit tests count one each.
 extra_passed=0
 extra_failed=0

@@ -1,0 +1,254 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging.Abstractions;
+using SocketReaper.Sweep;
+using SocketReaper.Testing;
+using Xunit;
+
+namespace SocketReaper.IntegrationTests;
+
+/// <summary>
+/// The sweep against the real kernel in throwaway namespaces: targets die, everything that only
+/// looks like a target lives, a dry run predicts the real run exactly, and the cap holds.
+/// </summary>
+public sealed class SweepSafetyTests
+{
+    private static readonly string[] Addresses =
+        ["10.77.0.1/32", "10.77.0.2/32", "10.77.0.0/32", "10.77.1.1/32", "10.77.9.9/32", "fd77::a4d:1/128", "fd77::9/128"];
+
+    private static readonly SweepRule TargetRule = new()
+    {
+        Id = 7,
+        Remote = IpPrefix.Parse("10.77.0.1", "--dst"),
+        RemotePorts = new PortRange(8080, 8080),
+    };
+
+    private sealed class World
+    {
+        public List<TcpPair> TcpTargets { get; } = [];
+
+        public List<UdpPair> UdpTargets { get; } = [];
+
+        public List<TcpPair> TcpInnocents { get; } = [];
+
+        public List<UdpPair> UdpInnocents { get; } = [];
+
+        public List<(Socket Listener, string Namespace)> Listeners { get; } = [];
+
+        public List<Socket> UnconnectedUdp { get; } = [];
+    }
+
+    private static void Populate(TestNamespaces ns, string name, World world)
+    {
+        ns.In(name, () =>
+        {
+            var target = ns.Listen("10.77.0.1", 8080);
+            world.Listeners.Add((target, name));
+            world.TcpTargets.Add(ns.Connect(target, "10.77.0.1", 8080, "10.77.9.9"));
+            world.TcpTargets.Add(ns.Connect(target, "::ffff:10.77.0.1", 8080, "::ffff:10.77.9.9"));
+
+            // The unconnected UDP socket on the target address and port is the peer of the UDP targets.
+            var udpServer = ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp));
+            udpServer.Bind(new IPEndPoint(IPAddress.Parse("10.77.0.1"), 8080));
+            world.UnconnectedUdp.Add(udpServer);
+            world.UdpTargets.Add(new UdpPair(UdpClient(ns, "10.77.0.1", 8080, "10.77.9.9"), udpServer));
+            world.UdpTargets.Add(new UdpPair(UdpClient(ns, "::ffff:10.77.0.1", 8080, "::ffff:10.77.9.9"), udpServer));
+
+            foreach (var (address, port) in new[] { ("10.77.0.1", 8081), ("10.77.0.2", 8080), ("10.77.0.0", 8080), ("10.77.1.1", 8080), ("fd77::a4d:1", 8080) })
+            {
+                var listener = ns.Listen(address, port);
+                world.Listeners.Add((listener, name));
+                world.TcpInnocents.Add(ns.Connect(listener, address, port, address.Contains(':', StringComparison.Ordinal) ? "fd77::9" : "10.77.9.9"));
+            }
+
+            world.UdpInnocents.Add(ns.ConnectUdp("10.77.0.1", 8081, "10.77.0.1", "10.77.9.9"));
+            world.UdpInnocents.Add(ns.ConnectUdp("10.77.0.2", 8080, "10.77.0.2", "10.77.9.9"));
+            world.UdpInnocents.Add(ns.ConnectUdp("fd77::a4d:1", 8080, "fd77::a4d:1", "fd77::9"));
+            return 0;
+        });
+    }
+
+    private static Socket UdpClient(TestNamespaces ns, string destination, int port, string source)
+    {
+        var ip = IPAddress.Parse(destination);
+        var client = ns.Track(new Socket(ip.AddressFamily, SocketType.Dgram, ProtocolType.Udp));
+        if (ip.AddressFamily == AddressFamily.InterNetworkV6)
+        {
+            client.DualMode = true;
+        }
+
+        client.Bind(new IPEndPoint(IPAddress.Parse(source), 0));
+        client.Connect(new IPEndPoint(ip, port));
+        return client;
+    }
+
+    private sealed class Collector : ISweepObserver
+    {
+        public ConcurrentBag<SweepMatch> Matches { get; } = [];
+
+        public void OnMatch(in SweepMatch match, NetnsInfo netns) => Matches.Add(match);
+    }
+
+    [PrivilegedFact]
+    public void Sweep_over_20_namespaces_kills_every_target_and_spares_every_innocent()
+    {
+        using var ns = new TestNamespaces(21, Addresses);
+        var world = new World();
+        var canary = new World();
+        foreach (var name in ns.Names.Take(20))
+        {
+            Populate(ns, name, world);
+        }
+
+        Populate(ns, ns.Names[20], canary);
+        var swept = ns.Discover().Where(n => n.Name != ns.Names[20]).ToList();
+        Assert.Equal(20, swept.Count);
+
+        using var engine = new SweepEngine(NullLogger.Instance);
+        var request = new SweepRequest { Rules = [TargetRule], Parallelism = 2, Trigger = "test" };
+        var expected = world.TcpTargets.Select(p => p.ClientCookie).Concat(world.UdpTargets.Select(p => p.ClientCookie)).ToHashSet();
+        Assert.Equal(80, expected.Count);
+
+        // Dry run: reports exactly the targets and destroys nothing.
+        var dry = new Collector();
+        var dryResult = engine.Run(request with { DryRun = true }, swept, dry, CancellationToken.None);
+        Assert.All(dry.Matches, m => Assert.Equal(MatchOutcome.DryRun, m.Outcome));
+        Assert.Equal(expected, dry.Matches.Select(m => m.SocketCookie).ToHashSet());
+        Assert.Equal((20, 0, 80L, 80L, 0L), (dryResult.NamespacesVisited, dryResult.NamespacesSkipped, dryResult.Matched, dryResult.WouldDestroy, dryResult.Destroyed));
+        Assert.All(world.TcpTargets, p => Assert.True(p.Exchanges(), "a dry run must not destroy"));
+        Assert.All(world.UdpTargets, p => Assert.True(p.Exchanges(), "a dry run must not destroy"));
+
+        // The real sweep destroys exactly what the dry run reported.
+        var real = new Collector();
+        var result = engine.Run(request, swept, real, CancellationToken.None);
+        Assert.All(real.Matches, m => Assert.Equal(MatchOutcome.Destroyed, m.Outcome));
+        Assert.Equal(dry.Matches.Select(m => m.SocketCookie).ToHashSet(), real.Matches.Select(m => m.SocketCookie).ToHashSet());
+        Assert.Equal((80L, 0L, 0L), (result.Destroyed, result.HeldBack, result.Failed));
+        Assert.True(result.ScannedTcp >= 20 * 14, $"scanned {result.ScannedTcp} TCP sockets");
+        Assert.All(real.Matches, m => Assert.Equal(7u, m.RuleId));
+        Assert.All(real.Matches, m => Assert.Equal(8080, m.Remote.Port));
+
+        // Every target fails on its next use.
+        Assert.All(world.TcpTargets, p => Assert.Equal(SocketError.ConnectionAborted, p.ClientSendError()));
+        Assert.All(world.UdpTargets, p => Assert.Throws<SocketException>(() => p.Client.Send([1])));
+
+        // Every innocent still exchanges data: same IP other port, neighbours, other IP same port, IPv6.
+        Assert.All(world.TcpInnocents, p => Assert.True(p.Exchanges(), $"innocent {p.Client.RemoteEndPoint} died"));
+        Assert.All(world.UdpInnocents, p => Assert.True(p.Exchanges(), $"innocent UDP to {p.Client.RemoteEndPoint} died"));
+
+        // Listeners still accept; the unconnected UDP socket on the target port still receives and answers.
+        foreach (var (listener, name) in world.Listeners)
+        {
+            var endpoint = (IPEndPoint)listener.LocalEndPoint!;
+            using var fresh = ns.In(name, () =>
+            {
+                var s = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+                s.Connect(endpoint);
+                return s;
+            });
+            Assert.True(listener.Poll(2_000_000, SelectMode.SelectRead), $"listener {endpoint} in {name} no longer accepts");
+            listener.Accept().Dispose();
+        }
+
+        foreach (var (server, name) in world.UnconnectedUdp.Select((s, i) => (s, ns.Names[i])))
+        {
+            using var probe = ns.In(name, () =>
+            {
+                var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp) { ReceiveTimeout = 2000 };
+                s.Connect(new IPEndPoint(IPAddress.Parse("10.77.0.1"), 8080));
+                return s;
+            });
+            probe.Send([5]);
+            var buffer = new byte[4];
+            EndPoint from = new IPEndPoint(IPAddress.Any, 0);
+            Assert.Equal(1, server.ReceiveFrom(buffer, ref from));
+            server.SendTo([6], from);
+            Assert.Equal(1, probe.Receive(buffer));
+        }
+
+        // The namespace outside the selection was not touched.
+        Assert.All(canary.TcpTargets, p => Assert.True(p.Exchanges()));
+        Assert.All(canary.UdpTargets, p => Assert.True(p.Exchanges()));
+    }
+
+    [PrivilegedFact]
+    public void Cap_of_5_with_50_matches_destroys_5_and_holds_back_45()
+    {
+        using var ns = new TestNamespaces(5, "10.77.0.1/32", "10.77.9.9/32");
+        var targets = new List<TcpPair>();
+        foreach (var name in ns.Names)
+        {
+            ns.In(name, () =>
+            {
+                var listener = ns.Listen("10.77.0.1", 8080);
+                for (var i = 0; i < 10; i++)
+                {
+                    targets.Add(ns.Connect(listener, "10.77.0.1", 8080, "10.77.9.9"));
+                }
+
+                return 0;
+            });
+        }
+
+        using var engine = new SweepEngine(NullLogger.Instance);
+        var seen = new Collector();
+        var result = engine.Run(new SweepRequest { Rules = [TargetRule], Limit = 5, Parallelism = 2 }, ns.Discover(), seen, CancellationToken.None);
+
+        Assert.Equal((50L, 5L, 45L), (result.Matched, result.Destroyed, result.HeldBack));
+        Assert.True(result.LimitReached);
+        Assert.Equal(5, seen.Matches.Count(m => m.Outcome == MatchOutcome.Destroyed));
+        Assert.Equal(45, seen.Matches.Count(m => m.Outcome == MatchOutcome.HeldBack));
+        var dead = targets.Count(p => p.ClientSendError() != SocketError.Success);
+        Assert.Equal(5, dead);
+    }
+
+    [PrivilegedFact]
+    public void A_namespace_deleted_before_its_turn_is_skipped_and_counted()
+    {
+        using var ns = new TestNamespaces(3, "10.77.0.1/32");
+        var found = ns.Discover();
+        TestNamespaces.Ip($"netns del {ns.Names[1]}");
+        using var engine = new SweepEngine(NullLogger.Instance);
+        var result = engine.Run(new SweepRequest { Rules = [TargetRule] }, found, null, CancellationToken.None);
+        Assert.Equal((2, 1), (result.NamespacesVisited, result.NamespacesSkipped));
+    }
+
+    [PrivilegedFact]
+    public void A_cancelled_sweep_visits_nothing_more_and_says_so()
+    {
+        using var ns = new TestNamespaces(2, "10.77.0.1/32");
+        using var engine = new SweepEngine(NullLogger.Instance);
+        using var cancel = new CancellationTokenSource();
+        cancel.Cancel();
+        Assert.Throws<OperationCanceledException>(() => engine.Run(new SweepRequest { Rules = [TargetRule] }, ns.Discover(), null, cancel.Token));
+    }
+
+    [PrivilegedFact]
+    public void Discovery_finds_a_process_only_namespace_by_pid_and_reads_its_cookie()
+    {
+        using var sleeper = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("unshare", "--net sleep 30"))!;
+        try
+        {
+            // unshare execs sleep in the new namespace; wait until the pid's namespace differs from ours.
+            var ours = new FileInfo("/proc/self/ns/net").LinkTarget;
+            var deadline = DateTime.UtcNow.AddSeconds(5);
+            while (new FileInfo($"/proc/{sleeper.Id}/ns/net").LinkTarget == ours && DateTime.UtcNow < deadline)
+            {
+                Thread.Sleep(10);
+            }
+
+            var all = NetnsCatalog.Discover(new DiscoveryOptions()).Namespaces;
+            var found = Assert.Single(all, n => n.Name == $"pid {sleeper.Id} (sleep)");
+            Assert.Equal(NetnsSource.Process, found.Source);
+            Assert.NotEqual(0UL, found.Cookie);
+            Assert.Single(all, n => n.Source == NetnsSource.Host);
+            Assert.Equal(all.Count, all.Select(n => n.Cookie).Distinct().Count());
+        }
+        finally
+        {
+            sleeper.Kill();
+            sleeper.WaitForExit();
+        }
+    }
+}
