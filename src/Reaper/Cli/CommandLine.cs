@@ -64,7 +64,7 @@ internal static class CommandLine
                 _ => throw new UsageException($"unknown command '{command}'; run 'socketreaper help' for the list."),
             };
         }
-        catch (UsageException e)
+        catch (Exception e) when (e is UsageException or FormatException)
         {
             stderr.WriteLine($"socketreaper: {e.Message}");
             return 2;
@@ -73,6 +73,12 @@ internal static class CommandLine
         {
             stderr.WriteLine($"socketreaper {command}: {e.Message}");
             return 1;
+        }
+        catch (Exception e)
+        {
+            // A bug: still one line, with the exception type to quote in a report.
+            stderr.WriteLine($"socketreaper {command}: internal error ({e.GetType().Name}): {e.Message}");
+            return 70;
         }
     }
 
