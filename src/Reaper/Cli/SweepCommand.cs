@@ -147,6 +147,13 @@ internal static class SweepCommand
             ? n
             : throw new FormatException($"{what} '{text}' is not a whole number from {min} to {(max == long.MaxValue ? "any size" : max.ToString(CultureInfo.InvariantCulture))}.");
 
+    /// <summary>VmHWM: this process's peak resident set size.</summary>
+    private static long PeakRssKib()
+    {
+        var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
+        return line is null ? 0 : long.Parse(line["VmHWM:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+    }
+
     private static string JsonLine(Action<Utf8JsonWriter> body)
     {
         using var stream = new MemoryStream();
@@ -223,6 +230,7 @@ internal static class SweepCommand
 
                     w.WriteEndObject();
                     w.WriteNumber("duration_ms", Math.Round(r.Duration.TotalMilliseconds, 3));
+                    w.WriteNumber("peak_rss_kib", PeakRssKib());
                     w.WriteBoolean("cancelled", r.Cancelled);
                 }));
                 return;

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Sweep benchmark (not a CI test). As root, on a machine set up by scripts/bootstrap.sh.
+#
+#   bench/sweep.sh [NAMESPACES=100] [TCP_PAIRS_PER_NS=200] [REPEATS=5]
+#
+# Builds M namespaces pf0..pf{M-1}, each with N TCP pairs to 127.0.0.1:7777 and N/4 UDP sockets
+# connected to 127.0.0.53:53 (the anchor's mkconns.py), then in the same run measures:
+#   - the C floor (../shared/anchors/raw-iter-sweep): scan only, and destroy;
+#   - socketreaper: dry run (scan, match, report), and destroy — the engine's own timing, plus
+#     the whole process's wall time and peak RSS;
+#   - `ss -N <ns> -K` over every namespace.
+# Every destroy needs fresh sockets, so each repeat builds the world three times. Prints medians
+# and ratios. The targets: destroy at least 2.5x faster than the ss -K loop, within 1.2x of the C floor.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+M=${1:-100}; N=${2:-200}; R=${3:-5}
+anchor=$(cd .. && pwd)/shared/anchors/raw-iter-sweep
+[ -d "$anchor" ] || { echo "bench: $anchor not found (it ships beside the repository)"; exit 1; }
+[ "$(id -u)" -eq 0 ] || { echo "bench: run as root"; exit 1; }
+
+bash scripts/bootstrap.sh >/dev/null
+make -s -C "$anchor" OUT=/tmp/raw-iter-sweep >/dev/null
+floor=/tmp/raw-iter-sweep/sweep
+dotnet publish src/Reaper/Reaper.csproj -c Release -r linux-x64 -p:PublishAot=true -o artifacts/aot -nologo -v quiet >/dev/null
+reaper=artifacts/aot/socketreaper
+out=$(mktemp -d)
+pids=()
+
+teardown() {
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pids=()
+  for n in $(ip netns list | awk '/^pf[0-9]+/{print $1}'); do ip netns del "$n"; done
+}
+trap teardown EXIT
+
+setup() {
+  teardown
+  local base=0 files=()
+  while [ "$base" -lt "$M" ]; do
+    local count=$(( M - base < 10 ? M - base : 10 ))
+    : >"$out/mk.$base"
+    files+=("$out/mk.$base")
+    python3 "$anchor/mkconns.py" "$count" "$N" 600 "$base" >"$out/mk.$base" 2>&1 &
+    pids+=($!)
+    base=$((base + count))
+  done
+  for f in "${files[@]}"; do
+    until grep -q ready "$f"; do sleep 0.2; done
+  done
+  rm -f "${files[@]}"
+}
+
+netns_args=()
+for ((i = 0; i < M; i++)); do netns_args+=(--netns "pf$i"); done
+ms() { python3 -c "import sys; print(round((float(sys.argv[2]) - float(sys.argv[1])) * 1000, 2))" "$1" "$2"; }
+
+for ((r = 1; r <= R; r++)); do
+  echo "bench: repeat $r/$R"
+  setup
+  "$floor" 0 | sed -E 's/.*elapsed_ms=([0-9.]+).*/\1/' >>"$out/floor_scan"
+  "$reaper" sweep --dst 127.0.0.0/8 --dport 7777,53 --limit 1000000 --dry-run --json "${netns_args[@]}" | tail -1 >"$out/dry.json"
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["duration_ms"])' "$out/dry.json" >>"$out/reaper_scan"
+  start=$(date +%s.%N)
+  "$reaper" sweep --dst 127.0.0.0/8 --dport 7777,53 --limit 1000000 --json "${netns_args[@]}" | tail -1 >"$out/real.json"
+  end=$(date +%s.%N)
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["duration_ms"], d["destroyed"], d["peak_rss_kib"])' "$out/real.json" >>"$out/reaper_destroy"
+  ms "$start" "$end" >>"$out/reaper_process"
+
+  setup
+  "$floor" 1 | sed -E 's/.*elapsed_ms=([0-9.]+).*/\1/' >>"$out/floor_destroy"
+
+  setup
+  start=$(date +%s.%N)
+  for ((i = 0; i < M; i++)); do
+    ss -N "pf$i" -K -tn 'dport = :7777' >/dev/null
+    ss -N "pf$i" -K -un 'dport = :53' >/dev/null
+  done
+  end=$(date +%s.%N)
+  ms "$start" "$end" >>"$out/ss"
+done
+teardown
+
+python3 - "$out" "$M" "$N" <<'PY'
+import statistics, sys
+out, m, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+col = lambda name, i=0: [float(l.split()[i]) for l in open(f"{out}/{name}") if l.strip()]
+med = statistics.median
+floor_scan, reaper_scan = med(col("floor_scan")), med(col("reaper_scan"))
+floor_destroy, reaper_destroy, ss = med(col("floor_destroy")), med(col("reaper_destroy")), med(col("ss"))
+destroyed = int(med(col("reaper_destroy", 1)))
+rss = med(col("reaper_destroy", 2)) / 1024
+process = med(col("reaper_process"))
+print(f"\n{m} namespaces x ({n} TCP pairs + {n//4} connected UDP); {len(col('ss'))} repeats; medians")
+print(f"  C floor scan only          {floor_scan:9.1f} ms")
+print(f"  socketreaper dry run       {reaper_scan:9.1f} ms   {reaper_scan/floor_scan:5.2f}x the C floor scan")
+print(f"  C floor destroy            {floor_destroy:9.1f} ms")
+print(f"  socketreaper destroy       {reaper_destroy:9.1f} ms   {reaper_destroy/floor_destroy:5.2f}x the C floor (target <= 1.20)")
+print(f"  ss -K loop                 {ss:9.1f} ms   {ss/reaper_destroy:5.2f}x slower than socketreaper (target >= 2.50)")
+print(f"  socketreaper whole process {process:9.1f} ms   (start, discovery, load, sweep, exit)")
+print(f"  sockets destroyed per run  {destroyed}")
+print(f"  socketreaper peak RSS      {rss:9.1f} MiB")
+PY
+rm -rf "$out"
