@@ -225,6 +225,32 @@ public sealed class SweepSafetyTests
     }
 
     [PrivilegedFact]
+    public void Cancelling_mid_sweep_stops_promptly_and_leaves_unvisited_namespaces_alone()
+    {
+        using var ns = new TestNamespaces(30, "10.77.0.1/32", "10.77.9.9/32");
+        var pairs = new Dictionary<string, TcpPair>();
+        foreach (var name in ns.Names)
+        {
+            pairs[name] = ns.In(name, () => ns.Connect(ns.Listen("10.77.0.1", 8080), "10.77.0.1", 8080, "10.77.9.9"));
+        }
+
+        using var engine = new SweepEngine(NullLogger.Instance);
+        using var cancel = new CancellationTokenSource();
+        var observer = new CancelOnFirstMatch(cancel);
+        var result = engine.Run(new SweepRequest { Rules = [TargetRule], Parallelism = 1 }, ns.Discover(), observer, cancel.Token);
+
+        Assert.True(result.Cancelled);
+        Assert.Equal(1, result.NamespacesVisited);
+        Assert.Equal(1L, result.Destroyed);
+        Assert.Equal(29, pairs.Values.Count(p => p.Exchanges()));
+    }
+
+    private sealed class CancelOnFirstMatch(CancellationTokenSource cancel) : ISweepObserver
+    {
+        public void OnMatch(in SweepMatch match, NetnsInfo netns) => cancel.Cancel();
+    }
+
+    [PrivilegedFact]
     public void Discovery_finds_a_process_only_namespace_by_pid_and_reads_its_cookie()
     {
         using var sleeper = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("unshare", "--net sleep 30"))!;
