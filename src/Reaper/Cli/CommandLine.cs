@@ -10,6 +10,8 @@ internal static class CommandLine
         Usage: socketreaper <command> [options]
 
         Commands:
+          run               run the daemon in the foreground (systemd, D-Bus, metrics)
+          status            show the running daemon's state (over D-Bus)
           doctor [--json]   check that this host can run SocketReaper (kernel, BPF, capabilities)
           sweep --dst ...   destroy (or --dry-run: report) stale sockets in every network namespace
           netns             list the network namespaces a sweep visits
@@ -48,6 +50,8 @@ internal static class CommandLine
                 {
                     "doctor" => DoctorUsage,
                     "sweep" => SweepCommand.Usage,
+                    "run" => RunCommand.Usage,
+                    "status" => ClientCommands.StatusUsage,
                     "netns" => SweepCommand.NetnsUsage,
                     _ => Usage,
                 });
@@ -58,6 +62,8 @@ internal static class CommandLine
             {
                 "doctor" => Doctor(rest, stdout),
                 "sweep" => SweepCommand.Sweep(rest, stdout),
+                "run" => RunCommand.Run(rest, stderr),
+                "status" => ClientCommands.Status(rest, stdout),
                 "netns" => SweepCommand.ListNetns(rest, stdout),
                 "version" or "--version" => Version(stdout),
                 "help" or "--help" or "-h" => Help(stdout),

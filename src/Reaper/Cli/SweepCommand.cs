@@ -28,6 +28,10 @@ internal static class SweepCommand
           --netns-dir DIR      also look for bind-mounted namespaces in DIR (repeatable)
           --threads N          namespaces swept in parallel (default: one per core)
           --json               one JSON object per line: each socket, then a summary
+          --direct             run in this process even when the daemon is running
+
+        When the daemon runs, the sweep is sent to it over D-Bus (it prints the summary; the
+        per-socket list needs --direct). Otherwise, or with --direct, it runs in this process.
         """;
 
     public const string NetnsUsage = """
@@ -36,7 +40,7 @@ internal static class SweepCommand
         Lists the network namespaces a sweep visits, with their cookies and names.
         """;
 
-    private static readonly HashSet<string> Flags = ["dry-run", "json"];
+    private static readonly HashSet<string> Flags = ["dry-run", "json", "direct"];
     private static readonly HashSet<string> Valued = ["dst", "dport", "src", "sport", "proto", "state", "limit", "netns", "netns-dir", "threads"];
 
     public static int Sweep(string[] args, TextWriter stdout)
@@ -44,6 +48,28 @@ internal static class SweepCommand
         var options = ParsedArguments.Parse("sweep", args, Flags, Valued);
         var request = ParseRequest(options);
         var json = options.Has("json");
+        if (!options.Has("direct") && ClientCommands.TrySweep(options) is { } viaDaemon)
+        {
+            if (json)
+            {
+                stdout.WriteLine(JsonLine(w =>
+                {
+                    w.WriteString("type", "summary");
+                    w.WriteString("via", "daemon");
+                    foreach (var (key, value) in viaDaemon.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+                    {
+                        w.WriteString(key, ClientCommands.Text(value));
+                    }
+                }));
+            }
+            else
+            {
+                stdout.WriteLine("Sent to the daemon: " + string.Join(", ", viaDaemon.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} {ClientCommands.Text(kv.Value)}")));
+            }
+
+            return 0;
+        }
+
         var discovery = NetnsCatalog.Discover(Discovery(options));
         var namespaces = NetnsCatalog.Select(discovery.Namespaces, request.Namespaces);
 
@@ -101,29 +127,12 @@ internal static class SweepCommand
     {
         try
         {
-            var targets = options.All("dst");
-            if (targets.Count == 0)
+            if (options.All("dst").Count == 0)
             {
                 throw new UsageException("sweep needs at least one --dst address or prefix, e.g. --dst 10.1.2.3 or --dst fd00::/64.");
             }
 
-            IReadOnlyList<PortRange> remotePorts = options.One("dport") is { } dport
-                ? dport.Split(',').Select(p => PortRange.Parse(p, "--dport")).ToList()
-                : [PortRange.Any];
-            var local = options.One("src") is { } src ? IpPrefix.Parse(src, "--src") : (IpPrefix?)null;
-            var localPorts = options.One("sport") is { } sport ? PortRange.Parse(sport, "--sport") : PortRange.Any;
-            var protocols = options.One("proto") is { } proto ? SweepRule.ParseProtocols(proto) : SweepProtocols.Both;
-            var states = options.One("state") is { } state ? SweepRule.ParseStates(state) : TcpStates.Connected;
-            var rules = targets.SelectMany(t => remotePorts.Select(p => (Target: t, Ports: p))).Select((t, i) => new SweepRule
-            {
-                Id = (uint)i,
-                Remote = IpPrefix.Parse(t.Target, "--dst"),
-                RemotePorts = t.Ports,
-                Local = local,
-                LocalPorts = localPorts,
-                Protocols = protocols,
-                States = states,
-            }).ToList();
+            var rules = SweepFilter.Rules(options.All("dst"), options.One("dport"), options.One("src"), options.One("sport"), options.One("proto"), options.One("state"), prefix: "--");
             return new SweepRequest
             {
                 Rules = rules,

@@ -1,0 +1,81 @@
+using System.Globalization;
+using SocketReaper.DBus;
+using Tmds.DBus.Protocol;
+
+namespace SocketReaper.Cli;
+
+/// <summary>Commands that talk to the running daemon over D-Bus.</summary>
+internal static class ClientCommands
+{
+    public const string StatusUsage = """
+        Usage: socketreaper status
+
+        Shows the running daemon's state: version, uptime, sweeps run, namespaces known, the last sweep.
+        """;
+
+    public static int Status(string[] args, TextWriter stdout)
+    {
+        ParsedArguments.Parse("status", args, new HashSet<string>(), new HashSet<string>());
+        using var client = ReaperClient.TryConnectAsync().GetAwaiter().GetResult()
+            ?? throw new UsageException("the daemon is not running (org.socketreaper.Reaper1 is not on the system bus); start it with 'socketreaper run' or 'systemctl start socketreaper'.");
+        var status = client.GetStatusAsync().GetAwaiter().GetResult();
+        foreach (var (key, value) in status.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            stdout.WriteLine($"{key,-22} {Text(value)}");
+        }
+
+        return 0;
+    }
+
+    /// <summary>Sends an already validated sweep to the daemon; null when no daemon answers.</summary>
+    public static Dictionary<string, VariantValue>? TrySweep(ParsedArguments options)
+    {
+        using var client = ReaperClient.TryConnectAsync().GetAwaiter().GetResult();
+        if (client is null)
+        {
+            return null;
+        }
+
+        var filter = new Dictionary<string, VariantValue> { ["dst"] = VariantValue.Array(options.All("dst").ToArray()) };
+        foreach (var key in new[] { "dport", "src", "sport", "proto", "state" })
+        {
+            if (options.One(key) is { } value)
+            {
+                filter[key] = VariantValue.String(value);
+            }
+        }
+
+        var sweepOptions = new Dictionary<string, VariantValue>();
+        if (options.One("limit") is { } limit)
+        {
+            sweepOptions["limit"] = VariantValue.UInt64(ulong.Parse(limit, CultureInfo.InvariantCulture));
+        }
+
+        if (options.All("netns").Count > 0)
+        {
+            sweepOptions["netns"] = VariantValue.Array(options.All("netns").ToArray());
+        }
+
+        try
+        {
+            return client.SweepAsync(options.Has("dry-run"), filter, sweepOptions).GetAwaiter().GetResult();
+        }
+        catch (DBusErrorReplyException e)
+        {
+            throw new UsageException($"the daemon refused the sweep ({e.ErrorName[(e.ErrorName.LastIndexOf('.') + 1)..]}): {e.ErrorMessage}");
+        }
+    }
+
+    public static string Text(VariantValue value) => value.Type switch
+    {
+        VariantValueType.String => value.GetString(),
+        VariantValueType.Bool => value.GetBool() ? "true" : "false",
+        VariantValueType.UInt64 => value.GetUInt64().ToString(CultureInfo.InvariantCulture),
+        VariantValueType.UInt32 => value.GetUInt32().ToString(CultureInfo.InvariantCulture),
+        VariantValueType.Int32 => value.GetInt32().ToString(CultureInfo.InvariantCulture),
+        VariantValueType.Int64 => value.GetInt64().ToString(CultureInfo.InvariantCulture),
+        VariantValueType.Double => value.GetDouble().ToString(CultureInfo.InvariantCulture),
+        VariantValueType.Variant => Text(value.GetVariantValue()),
+        _ => value.ToString(),
+    };
+}

@@ -1,0 +1,81 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Prometheus;
+using SocketReaper.Daemon;
+using SocketReaper.DBus;
+
+namespace SocketReaper.Cli;
+
+/// <summary>`socketreaper run`: the daemon, in the foreground (systemd runs it the same way).</summary>
+internal static class RunCommand
+{
+    public const string Usage = """
+        Usage: socketreaper run [--config PATH]
+
+        Runs the daemon in the foreground: loads the sweep engine, finds the network namespaces,
+        serves D-Bus (org.socketreaper.Reaper1 on the system bus) and Prometheus metrics
+        (http://127.0.0.1:9469/metrics), and tells systemd when it is ready (Type=notify).
+
+          --config PATH   settings file (default /etc/socketreaper/reaper.json; built-in defaults
+                          when that file does not exist). SOCKETREAPER__Section__Key environment
+                          variables override it, e.g. SOCKETREAPER__Metrics__Listen=127.0.0.1:9470.
+        """;
+
+    public static int Run(string[] args, TextWriter stderr)
+    {
+        var options = ParsedArguments.Parse("run", args, new HashSet<string>(), new HashSet<string> { "config" });
+        ReaperConfig config;
+        try
+        {
+            var environment = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
+                .ToDictionary(e => (string)e.Key, e => (string?)e.Value ?? string.Empty, StringComparer.Ordinal);
+            config = ReaperConfig.Load(options.One("config") ?? ReaperConfig.DefaultPath, environment, options.One("config") is not null);
+        }
+        catch (ConfigException e)
+        {
+            stderr.WriteLine($"socketreaper run: {e.Message}");
+            return 78;
+        }
+
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings { Args = [] });
+        builder.Logging.AddConfiguration(builder.Configuration);
+        builder.Logging.SetMinimumLevel(LogLevel.Information);
+        builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
+        if (Environment.GetEnvironmentVariable("JOURNAL_STREAM") is not null)
+        {
+            // journald: priority prefixes, no colours, no timestamps (journald stamps lines itself).
+            builder.Logging.AddSystemdConsole();
+        }
+        else
+        {
+            builder.Logging.AddSimpleConsole(o =>
+            {
+                o.SingleLine = true;
+                o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+                o.UseUtcTimestamp = true;
+            });
+        }
+
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
+        builder.Services.AddSingleton(config);
+        builder.Services.AddSingleton(new ReaperMetrics(Metrics.NewCustomRegistry()));
+        builder.Services.AddSingleton(new SystemdNotifier(Environment.GetEnvironmentVariable("NOTIFY_SOCKET")));
+        builder.Services.AddSingleton<DaemonState>();
+        builder.Services.AddHostedService<ReaperDaemon>();
+        builder.Services.AddHostedService<MetricsService>();
+        builder.Services.AddHostedService<DBusService>();
+
+        using var host = builder.Build();
+        try
+        {
+            host.Run();
+            return 0;
+        }
+        catch (Exception e) when (e is ConfigException or LibBpf.BpfException or LibBpf.LibBpfUnavailableException or Platform.SystemCallException)
+        {
+            stderr.WriteLine($"socketreaper run: cannot start: {e.Message}");
+            return 1;
+        }
+    }
+}

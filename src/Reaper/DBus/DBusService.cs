@@ -1,0 +1,107 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using SocketReaper.Daemon;
+using Tmds.DBus.Protocol;
+
+namespace SocketReaper.DBus;
+
+/// <summary>
+/// Keeps the daemon on the bus: connects, owns org.socketreaper.Reaper1, serves the object, and
+/// when the bus is missing or goes away keeps the daemon running, says so once, shows it in
+/// socketreaper_dbus_connected and tries again with backoff (1 s doubling to 30 s).
+/// </summary>
+internal sealed partial class DBusService : BackgroundService
+{
+    private readonly DaemonState _state;
+    private readonly ReaperConfig _config;
+    private readonly ReaperMetrics _metrics;
+    private readonly ILogger _logger;
+    private DBusConnection? _connection;
+
+    public DBusService(DaemonState state, ReaperConfig config, ReaperMetrics metrics, ILogger<DBusService> logger)
+    {
+        _state = state;
+        _config = config;
+        _metrics = metrics;
+        _logger = logger;
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (!_config.DBusEnabled)
+        {
+            return;
+        }
+
+        var address = _config.DBusAddress ?? DBusAddress.System ?? "unix:path=/run/dbus/system_bus_socket";
+        var handler = new ReaperObject(_state.Coordinator, _metrics, new CallerPolicy(_config.SweepGroup), _state.Features, _logger, _state.Stopping);
+        _state.Coordinator.Completed += completed =>
+        {
+            if (Volatile.Read(ref _connection) is { } connection)
+            {
+                ReaperObject.Announce(connection, completed);
+            }
+        };
+
+        var delay = TimeSpan.FromSeconds(1);
+        var saidMissing = false;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            var connection = new DBusConnection(address);
+            try
+            {
+                await connection.ConnectAsync().ConfigureAwait(false);
+                connection.AddMethodHandler(handler);
+                await connection.RequestNameAsync(DBusNames.Service, RequestNameOptions.None).ConfigureAwait(false);
+                Volatile.Write(ref _connection, connection);
+                _metrics.DBusConnected.Set(1);
+                Log.Connected(_logger, DBusNames.Service, address);
+                saidMissing = false;
+                delay = TimeSpan.FromSeconds(1);
+                var lost = await connection.DisconnectedAsync().WaitAsync(stoppingToken).ConfigureAwait(false);
+                Log.Lost(_logger, lost?.Message ?? "closed");
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e) when (e is DBusExceptionBase or DBusConnectFailedException or DBusConnectionException or System.Net.Sockets.SocketException or IOException or DBusErrorReplyException)
+            {
+                if (!saidMissing)
+                {
+                    Log.Unavailable(_logger, address, e.Message);
+                    saidMissing = true;
+                }
+            }
+            finally
+            {
+                Volatile.Write(ref _connection, null);
+                _metrics.DBusConnected.Set(0);
+                connection.Dispose();
+            }
+
+            try
+            {
+                await Task.Delay(delay, stoppingToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+
+            delay = TimeSpan.FromSeconds(Math.Min(30, delay.TotalSeconds * 2));
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 20, Level = LogLevel.Information, Message = "D-Bus: owning {Name} on {Address}")]
+        public static partial void Connected(ILogger logger, string name, string address);
+
+        [LoggerMessage(EventId = 21, Level = LogLevel.Warning, Message = "D-Bus connection lost ({Reason}); sweeps over D-Bus are unavailable until it is back")]
+        public static partial void Lost(ILogger logger, string reason);
+
+        [LoggerMessage(EventId = 22, Level = LogLevel.Warning, Message = "D-Bus unavailable at {Address} ({Reason}); running without it and retrying in the background")]
+        public static partial void Unavailable(ILogger logger, string address, string reason);
+    }
+}

@@ -1,0 +1,71 @@
+using Tmds.DBus.Protocol;
+
+namespace SocketReaper.DBus;
+
+/// <summary>The CLI's side of org.socketreaper.Reaper1.</summary>
+internal sealed class ReaperClient : IDisposable
+{
+    private readonly DBusConnection _connection;
+
+    private ReaperClient(DBusConnection connection)
+    {
+        _connection = connection;
+    }
+
+    /// <summary>A client when the bus is reachable and the daemon owns its name; otherwise null.</summary>
+    public static async Task<ReaperClient?> TryConnectAsync(string? address = null)
+    {
+        var connection = new DBusConnection(address ?? DBusAddress.System ?? "unix:path=/run/dbus/system_bus_socket");
+        try
+        {
+            await connection.ConnectAsync().ConfigureAwait(false);
+            var owned = await connection.CallMethodAsync(NameHasOwner(connection),
+                static (Message m, object? _) => m.GetBodyReader().ReadBool(), null).ConfigureAwait(false);
+            if (owned)
+            {
+                return new ReaperClient(connection);
+            }
+        }
+        catch (Exception e) when (e is DBusExceptionBase or DBusConnectFailedException or System.Net.Sockets.SocketException or IOException)
+        {
+            // No bus or no daemon: the caller falls back to running in-process.
+        }
+
+        connection.Dispose();
+        return null;
+    }
+
+    public Task<Dictionary<string, VariantValue>> GetStatusAsync() => CallAsync("GetStatus", null, null);
+
+    public Task<Dictionary<string, VariantValue>> SweepAsync(bool dryRun, Dictionary<string, VariantValue> filter, Dictionary<string, VariantValue> options) =>
+        CallAsync(dryRun ? "DryRun" : "Sweep", filter, options);
+
+    private Task<Dictionary<string, VariantValue>> CallAsync(string method, Dictionary<string, VariantValue>? filter, Dictionary<string, VariantValue>? options)
+    {
+        return _connection.CallMethodAsync(Request(_connection, method, filter, options),
+            static (Message m, object? _) => m.GetBodyReader().ReadDictionaryOfStringToVariantValue(), null);
+    }
+
+    private static MessageBuffer Request(DBusConnection connection, string method, Dictionary<string, VariantValue>? filter, Dictionary<string, VariantValue>? options)
+    {
+        using var writer = connection.GetMessageWriter();
+        writer.WriteMethodCallHeader(DBusNames.Service, DBusNames.Path, DBusNames.Interface, method, filter is null ? null : "va{sv}", MessageFlags.None);
+        if (filter is not null)
+        {
+            writer.WriteVariant(new Dict<string, VariantValue>(filter).AsVariantValue());
+            writer.WriteDictionary(options ?? []);
+        }
+
+        return writer.CreateMessage();
+    }
+
+    private static MessageBuffer NameHasOwner(DBusConnection connection)
+    {
+        using var writer = connection.GetMessageWriter();
+        writer.WriteMethodCallHeader("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameHasOwner", "s", MessageFlags.None);
+        writer.WriteString(DBusNames.Service);
+        return writer.CreateMessage();
+    }
+
+    public void Dispose() => _connection.Dispose();
+}

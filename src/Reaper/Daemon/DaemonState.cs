@@ -1,0 +1,55 @@
+using Microsoft.Extensions.Logging;
+using SocketReaper.Doctor;
+using SocketReaper.Sweep;
+
+namespace SocketReaper.Daemon;
+
+/// <summary>What the daemon's services share once started: the coordinator, the host's features, health.</summary>
+internal sealed class DaemonState : IDisposable
+{
+    private static readonly TimeSpan StuckAfter = TimeSpan.FromMinutes(5);
+    private readonly ReaperConfig _config;
+    private readonly ReaperMetrics _metrics;
+    private readonly ILoggerFactory _loggers;
+    private SweepCoordinator? _coordinator;
+    private long _sweepStarted;
+
+    public DaemonState(ReaperConfig config, ReaperMetrics metrics, ILoggerFactory loggers)
+    {
+        _config = config;
+        _metrics = metrics;
+        _loggers = loggers;
+    }
+
+    public SweepCoordinator Coordinator => _coordinator ?? throw new InvalidOperationException("the daemon has not started");
+
+    public IReadOnlyList<HostCheck> Features { get; private set; } = [];
+
+    public CancellationToken Stopping { get; private set; }
+
+    /// <summary>Loaded, and not stuck in one sweep for minutes.</summary>
+    public bool IsHealthy
+    {
+        get
+        {
+            var healthy = _coordinator is not null &&
+                (!_coordinator.IsSweeping || Environment.TickCount64 - Interlocked.Read(ref _sweepStarted) < StuckAfter.TotalMilliseconds);
+            _metrics.EngineHealthy.Set(healthy ? 1 : 0);
+            return healthy;
+        }
+    }
+
+    /// <summary>Probes, loads the engine and discovers namespaces; returns how many.</summary>
+    public int Start(CancellationToken stopping)
+    {
+        Stopping = stopping;
+        LibBpf.LibBpfLog.Route(_loggers.CreateLogger("libbpf"));
+        Features = HostProbe.Run();
+        _coordinator = new SweepCoordinator(new SweepEngine(_loggers.CreateLogger<SweepEngine>()), _config, _metrics, _loggers.CreateLogger<SweepCoordinator>());
+        _coordinator.Started += () => Interlocked.Exchange(ref _sweepStarted, Environment.TickCount64);
+        _metrics.EngineHealthy.Set(1);
+        return _coordinator.Discover().Count;
+    }
+
+    public void Dispose() => _coordinator?.Dispose();
+}

@@ -1,0 +1,194 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using SocketReaper.Sweep;
+
+namespace SocketReaper.Daemon;
+
+/// <summary>The daemon's settings; every default is what an operator would choose.</summary>
+internal sealed record ReaperConfig
+{
+    public const string DefaultPath = "/etc/socketreaper/reaper.json";
+    public const string EnvironmentPrefix = "SOCKETREAPER__";
+
+    /// <summary>Sweep.Limit: sockets one sweep may destroy when the caller names no limit.</summary>
+    public long SweepLimit { get; init; } = SweepRequest.DefaultLimit;
+
+    /// <summary>Sweep.MaxLimit: the largest limit a caller may ask for (LimitExceeded beyond).</summary>
+    public long SweepMaxLimit { get; init; } = 100_000;
+
+    /// <summary>Sweep.Threads: 0 = one per core.</summary>
+    public int SweepThreads { get; init; }
+
+    public IReadOnlyList<string> NetnsDirectories { get; init; } = DiscoveryOptions.DefaultDirectories;
+
+    public bool DBusEnabled { get; init; } = true;
+
+    /// <summary>DBus.Address: empty = the system bus (DBUS_SYSTEM_BUS_ADDRESS or its standard socket).</summary>
+    public string? DBusAddress { get; init; }
+
+    /// <summary>DBus.SweepGroup: besides root, members of this group may call Sweep.</summary>
+    public string SweepGroup { get; init; } = "socketreaper";
+
+    public bool MetricsEnabled { get; init; } = true;
+
+    /// <summary>Metrics.Listen: localhost only unless the operator says otherwise.</summary>
+    public IPEndPoint MetricsListen { get; init; } = new(IPAddress.Loopback, 9469);
+
+    /// <summary>Reads <paramref name="path"/> (absent: defaults) and then SOCKETREAPER__Section__Key variables.</summary>
+    public static ReaperConfig Load(string path, IReadOnlyDictionary<string, string> environment, bool pathWasGiven)
+    {
+        var values = new List<(string Key, string Value, string Where)>();
+        if (File.Exists(path))
+        {
+            values.AddRange(ReadJson(path));
+        }
+        else if (pathWasGiven)
+        {
+            throw new ConfigException($"config file {path} does not exist.");
+        }
+
+        foreach (var (name, value) in environment.OrderBy(e => e.Key, StringComparer.Ordinal))
+        {
+            if (name.StartsWith(EnvironmentPrefix, StringComparison.OrdinalIgnoreCase))
+            {
+                values.Add((name[EnvironmentPrefix.Length..].Replace("__", ".", StringComparison.Ordinal), value, $"environment variable {name}"));
+            }
+        }
+
+        return Apply(values);
+    }
+
+    private static ReaperConfig Apply(List<(string Key, string Value, string Where)> values)
+    {
+        var config = new ReaperConfig();
+        var directories = new List<string>();
+        var directoriesGiven = false;
+        foreach (var (key, value, where) in values)
+        {
+            config = key.ToLowerInvariant() switch
+            {
+                "sweep.limit" => config with { SweepLimit = Number(key, value, where, 0, long.MaxValue) },
+                "sweep.maxlimit" => config with { SweepMaxLimit = Number(key, value, where, 1, long.MaxValue) },
+                "sweep.threads" => config with { SweepThreads = (int)Number(key, value, where, 0, 256) },
+                "dbus.enabled" => config with { DBusEnabled = Bool(key, value, where) },
+                "dbus.address" => config with { DBusAddress = value.Length == 0 ? null : value },
+                "dbus.sweepgroup" => config with { SweepGroup = value },
+                "metrics.enabled" => config with { MetricsEnabled = Bool(key, value, where) },
+                "metrics.listen" => config with { MetricsListen = Endpoint(key, value, where) },
+                _ when key.StartsWith("sweep.netnsdirectories", StringComparison.OrdinalIgnoreCase) => AddDirectory(config, value),
+                _ => throw new ConfigException($"{where}: '{key}' is not a setting; known: Sweep.Limit, Sweep.MaxLimit, Sweep.Threads, Sweep.NetnsDirectories, DBus.Enabled, DBus.Address, DBus.SweepGroup, Metrics.Enabled, Metrics.Listen."),
+            };
+        }
+
+        ReaperConfig AddDirectory(ReaperConfig c, string value)
+        {
+            directoriesGiven = true;
+            directories.AddRange(value.Split(':', StringSplitOptions.RemoveEmptyEntries));
+            return c;
+        }
+
+        if (directoriesGiven)
+        {
+            config = config with { NetnsDirectories = directories };
+        }
+
+        if (config.SweepLimit > config.SweepMaxLimit)
+        {
+            throw new ConfigException($"Sweep.Limit ({config.SweepLimit}) is larger than Sweep.MaxLimit ({config.SweepMaxLimit}); lower it or raise Sweep.MaxLimit.");
+        }
+
+        return config;
+    }
+
+    /// <summary>Flattens the JSON file into Section.Key values, each with its line for messages.</summary>
+    private static List<(string, string, string)> ReadJson(string path)
+    {
+        var bytes = File.ReadAllBytes(path);
+        var result = new List<(string, string, string)>();
+        var reader = new Utf8JsonReader(bytes, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        var stack = new List<string>();
+        string? property = null;
+        var arrayIndex = new Stack<int>();
+        try
+        {
+            while (reader.Read())
+            {
+                var line = 1 + bytes.AsSpan(0, (int)reader.TokenStartIndex).Count((byte)'\n');
+                switch (reader.TokenType)
+                {
+                    case JsonTokenType.PropertyName:
+                        property = reader.GetString();
+                        break;
+                    case JsonTokenType.StartObject:
+                        if (property is not null)
+                        {
+                            stack.Add(property);
+                            property = null;
+                        }
+
+                        break;
+                    case JsonTokenType.EndObject:
+                        if (stack.Count > 0)
+                        {
+                            stack.RemoveAt(stack.Count - 1);
+                        }
+
+                        break;
+                    case JsonTokenType.StartArray:
+                        stack.Add(property ?? "?");
+                        property = null;
+                        arrayIndex.Push(0);
+                        break;
+                    case JsonTokenType.EndArray:
+                        stack.RemoveAt(stack.Count - 1);
+                        arrayIndex.Pop();
+                        break;
+                    default:
+                        var key = string.Join('.', property is null ? stack : [.. stack, property]);
+                        var text = reader.TokenType switch
+                        {
+                            JsonTokenType.String => reader.GetString()!,
+                            JsonTokenType.Null => string.Empty,
+                            _ => Encoding.UTF8.GetString(reader.ValueSpan),
+                        };
+                        if (arrayIndex.Count > 0)
+                        {
+                            arrayIndex.Push(arrayIndex.Pop() + 1);
+                        }
+
+                        result.Add((key, text, $"{path} line {line}"));
+                        property = null;
+                        break;
+                }
+            }
+        }
+        catch (JsonException e)
+        {
+            throw new ConfigException($"{path} line {e.LineNumber + 1}: not valid JSON ({e.Message.Split(". ")[0]}).");
+        }
+
+        return result;
+    }
+
+    private static long Number(string key, string value, string where, long min, long max) =>
+        long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= min && n <= max
+            ? n
+            : throw new ConfigException($"{where}: {key} must be a whole number from {min} to {(max == long.MaxValue ? "any size" : max)}, not '{value}'.");
+
+    private static bool Bool(string key, string value, string where) => value.ToLowerInvariant() switch
+    {
+        "true" or "1" or "yes" => true,
+        "false" or "0" or "no" => false,
+        _ => throw new ConfigException($"{where}: {key} must be true or false, not '{value}'."),
+    };
+
+    private static IPEndPoint Endpoint(string key, string value, string where) =>
+        IPEndPoint.TryParse(value, out var endpoint) && endpoint.Port != 0
+            ? endpoint
+            : throw new ConfigException($"{where}: {key} must be ADDRESS:PORT such as 127.0.0.1:9469 or [::1]:9469, not '{value}'.");
+}
+
+/// <summary>The configuration is wrong; the message names the setting, where it came from, and what is expected.</summary>
+internal sealed class ConfigException(string message) : Exception(message);

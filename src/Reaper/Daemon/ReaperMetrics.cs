@@ -1,0 +1,81 @@
+using Prometheus;
+using SocketReaper.Sweep;
+
+namespace SocketReaper.Daemon;
+
+/// <summary>Every metric the daemon exports (prometheus/socketreaper-alerts.yml relies on these names).</summary>
+internal sealed class ReaperMetrics
+{
+    public ReaperMetrics(CollectorRegistry registry)
+    {
+        Registry = registry;
+        var f = Metrics.WithCustomRegistry(registry);
+        BuildInfo = f.CreateGauge("socketreaper_build_info", "Always 1; the version label says which build runs.", "version");
+        Sweeps = f.CreateCounter("socketreaper_sweeps_total", "Sweeps run, by trigger and result (ok, failed, cancelled).", "trigger", "result");
+        SweepDuration = f.CreateHistogram("socketreaper_sweep_duration_seconds", "Duration of sweeps.",
+            new HistogramConfiguration { LabelNames = ["trigger"], Buckets = Histogram.ExponentialBuckets(0.001, 2, 14) });
+        Scanned = f.CreateCounter("socketreaper_sockets_scanned_total", "Sockets examined by sweeps.", "protocol");
+        Matched = f.CreateCounter("socketreaper_sockets_matched_total", "Sockets that matched a sweep's rules.", "protocol", "trigger");
+        Destroyed = f.CreateCounter("socketreaper_sockets_destroyed_total", "Sockets destroyed.", "protocol", "trigger");
+        DestroyFailures = f.CreateCounter("socketreaper_destroy_failures_total", "bpf_sock_destroy failures by errno.", "errno");
+        HeldBack = f.CreateCounter("socketreaper_sockets_held_back_total", "Matching sockets left alone because a sweep reached its limit.", "trigger");
+        NamespacesKnown = f.CreateGauge("socketreaper_namespaces_known", "Network namespaces found by the last discovery.");
+        NamespacesVisited = f.CreateCounter("socketreaper_namespaces_visited_total", "Namespaces swept.");
+        NamespacesSkipped = f.CreateCounter("socketreaper_namespaces_skipped_total", "Namespaces that vanished before their turn.");
+        DBusCalls = f.CreateCounter("socketreaper_dbus_calls_total", "D-Bus method calls by method and result (ok or the error name).", "method", "result");
+        DBusConnected = f.CreateGauge("socketreaper_dbus_connected", "1 while connected to the bus and owning the name.");
+        EngineHealthy = f.CreateGauge("socketreaper_engine_healthy", "1 while the sweep engine is loaded and answering.");
+        BuildInfo.WithLabels(SocketReaper.BuildInfo.Version).Set(1);
+    }
+
+    public CollectorRegistry Registry { get; }
+
+    public Gauge BuildInfo { get; }
+
+    public Counter Sweeps { get; }
+
+    public Histogram SweepDuration { get; }
+
+    public Counter Scanned { get; }
+
+    public Counter Matched { get; }
+
+    public Counter Destroyed { get; }
+
+    public Counter DestroyFailures { get; }
+
+    public Counter HeldBack { get; }
+
+    public Gauge NamespacesKnown { get; }
+
+    public Counter NamespacesVisited { get; }
+
+    public Counter NamespacesSkipped { get; }
+
+    public Counter DBusCalls { get; }
+
+    public Gauge DBusConnected { get; }
+
+    public Gauge EngineHealthy { get; }
+
+    /// <summary>Counts one finished sweep; per-protocol match counts come from its records.</summary>
+    public void Record(SweepResult r, long matchedTcp, long matchedUdp, long destroyedTcp, long destroyedUdp)
+    {
+        Sweeps.WithLabels(r.Trigger, r.Cancelled ? "cancelled" : "ok").Inc();
+        SweepDuration.WithLabels(r.Trigger).Observe(r.Duration.TotalSeconds);
+        Scanned.WithLabels("tcp").Inc(r.ScannedTcp);
+        Scanned.WithLabels("udp").Inc(r.ScannedUdp);
+        Matched.WithLabels("tcp", r.Trigger).Inc(matchedTcp);
+        Matched.WithLabels("udp", r.Trigger).Inc(matchedUdp);
+        Destroyed.WithLabels("tcp", r.Trigger).Inc(destroyedTcp);
+        Destroyed.WithLabels("udp", r.Trigger).Inc(destroyedUdp);
+        HeldBack.WithLabels(r.Trigger).Inc(r.HeldBack);
+        foreach (var (errno, count) in r.FailedByErrno)
+        {
+            DestroyFailures.WithLabels(errno).Inc(count);
+        }
+
+        NamespacesVisited.Inc(r.NamespacesVisited);
+        NamespacesSkipped.Inc(r.NamespacesSkipped);
+    }
+}

@@ -1,0 +1,150 @@
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using SocketReaper.Sweep;
+
+namespace SocketReaper.Daemon;
+
+/// <summary>A finished sweep as the daemon remembers and announces it.</summary>
+internal sealed record CompletedSweep(ulong Id, SweepResult Result, DateTimeOffset FinishedAt);
+
+/// <summary>The sweep is refused because another one is running.</summary>
+internal sealed class SweepBusyException() : Exception("a sweep is already running; try again when it has finished.");
+
+/// <summary>
+/// The daemon's single door to the sweep engine: one sweep at a time (a second caller is refused
+/// with <see cref="SweepBusyException"/> rather than queued, so callers never wait blind), fresh
+/// namespace discovery per sweep, metrics, and an event for D-Bus to announce.
+/// </summary>
+internal sealed partial class SweepCoordinator : IDisposable
+{
+    private readonly SweepEngine _engine;
+    private readonly ReaperConfig _config;
+    private readonly ReaperMetrics _metrics;
+    private readonly ILogger _logger;
+    private readonly Lock _lock = new();
+    private readonly Queue<CompletedSweep> _recent = new();
+    private int _running;
+    private ulong _nextId;
+
+    public SweepCoordinator(SweepEngine engine, ReaperConfig config, ReaperMetrics metrics, ILogger<SweepCoordinator> logger)
+    {
+        _engine = engine;
+        _config = config;
+        _metrics = metrics;
+        _logger = logger;
+    }
+
+    public event Action<CompletedSweep>? Completed;
+
+    public event Action? Started;
+
+    public DateTimeOffset StartedAt { get; } = DateTimeOffset.UtcNow;
+
+    public ulong SweepsRun => _nextId;
+
+    public bool IsSweeping => Volatile.Read(ref _running) != 0;
+
+    public int NamespacesKnown { get; private set; }
+
+    public IReadOnlyList<CompletedSweep> Recent
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _recent];
+            }
+        }
+    }
+
+    public ReaperConfig Config => _config;
+
+    /// <summary>Finds the namespaces (done at start so READY means the host has been looked at).</summary>
+    public IReadOnlyList<NetnsInfo> Discover()
+    {
+        var discovery = NetnsCatalog.Discover(new DiscoveryOptions { Directories = _config.NetnsDirectories });
+        NamespacesKnown = discovery.Namespaces.Count;
+        _metrics.NamespacesKnown.Set(NamespacesKnown);
+        return discovery.Namespaces;
+    }
+
+    /// <summary>Runs <paramref name="request"/> now, or throws <see cref="SweepBusyException"/>.</summary>
+    public CompletedSweep Run(SweepRequest request, CancellationToken cancellation)
+    {
+        if (Interlocked.CompareExchange(ref _running, 1, 0) != 0)
+        {
+            throw new SweepBusyException();
+        }
+
+        try
+        {
+            Started?.Invoke();
+            var namespaces = NetnsCatalog.Select(Discover(), request.Namespaces);
+            var counter = new ProtocolCounter();
+            var threads = _config.SweepThreads == 0 ? Environment.ProcessorCount : _config.SweepThreads;
+            SweepResult result;
+            try
+            {
+                result = _engine.Run(request with { Parallelism = threads }, namespaces, counter, cancellation);
+            }
+            catch (Exception e) when (e is not OperationCanceledException and not FormatException)
+            {
+                _metrics.Sweeps.WithLabels(request.Trigger, "failed").Inc();
+                Log.SweepFailed(_logger, request.Trigger, e.Message);
+                throw;
+            }
+
+            _metrics.Record(result, counter.MatchedTcp, counter.MatchedUdp, counter.DestroyedTcp, counter.DestroyedUdp);
+            var completed = new CompletedSweep(Interlocked.Increment(ref _nextId), result, DateTimeOffset.UtcNow);
+            lock (_lock)
+            {
+                _recent.Enqueue(completed);
+                while (_recent.Count > 20)
+                {
+                    _recent.Dequeue();
+                }
+            }
+
+            Completed?.Invoke(completed);
+            return completed;
+        }
+        finally
+        {
+            Volatile.Write(ref _running, 0);
+        }
+    }
+
+    public void Dispose() => _engine.Dispose();
+
+    private sealed class ProtocolCounter : ISweepObserver
+    {
+        private long _matchedTcp;
+        private long _matchedUdp;
+        private long _destroyedTcp;
+        private long _destroyedUdp;
+
+        public long MatchedTcp => _matchedTcp;
+
+        public long MatchedUdp => _matchedUdp;
+
+        public long DestroyedTcp => _destroyedTcp;
+
+        public long DestroyedUdp => _destroyedUdp;
+
+        public void OnMatch(in SweepMatch match, NetnsInfo netns)
+        {
+            var tcp = match.Protocol == ProtocolType.Tcp;
+            Interlocked.Increment(ref tcp ? ref _matchedTcp : ref _matchedUdp);
+            if (match.Outcome == MatchOutcome.Destroyed)
+            {
+                Interlocked.Increment(ref tcp ? ref _destroyedTcp : ref _destroyedUdp);
+            }
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 200, Level = LogLevel.Error, Message = "Sweep ({Trigger}) failed: {Reason}")]
+        public static partial void SweepFailed(ILogger logger, string trigger, string reason);
+    }
+}
