@@ -1,0 +1,236 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace SocketReaper.IntegrationTests;
+
+/// <summary>
+/// The real daemon binary against a private dbus-daemon standing in for the system bus, with a
+/// notify socket standing in for systemd and its metrics on a free localhost port. Everything
+/// lives in a temp directory and is torn down (SIGTERM, then kill) even when a test failed.
+/// </summary>
+internal sealed class DaemonFixture : IDisposable
+{
+    private readonly string _dir;
+    private readonly Process _bus;
+    private readonly Socket _notify;
+    private readonly List<string> _notifications = [];
+    private Process? _daemon;
+    private readonly StringBuilder _log = new();
+
+    public DaemonFixture(string? configJson = null)
+    {
+        _dir = Path.Combine("/tmp", $"srt-daemon-{Guid.NewGuid():N}"[..20]);
+        Directory.CreateDirectory(_dir);
+        File.SetUnixFileMode(_dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute |
+            UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+        BusAddress = $"unix:path={_dir}/bus";
+        _bus = StartBus(BusAddress);
+        _notify = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+        _notify.Bind(new UnixDomainSocketEndPoint($"{_dir}/notify"));
+        _notify.ReceiveTimeout = 200;
+        MetricsPort = FreePort();
+        ConfigPath = $"{_dir}/reaper.json";
+        File.WriteAllText(ConfigPath, configJson ?? "{}");
+    }
+
+    /// <summary>A dbus-daemon with a system-bus type and an allow-all policy, listening on <paramref name="address"/>.</summary>
+    public static Process StartBus(string address)
+    {
+        var path = address["unix:path=".Length..];
+        File.WriteAllText(path + ".conf", $"""
+            <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+            <busconfig>
+              <type>system</type>
+              <listen>{address}</listen>
+              <auth>EXTERNAL</auth>
+              <policy context="default">
+                <allow user="*"/>
+                <allow own="*"/>
+                <allow send_destination="*"/>
+                <allow receive_sender="*"/>
+              </policy>
+            </busconfig>
+            """);
+        var bus = Process.Start(new ProcessStartInfo("dbus-daemon", $"--config-file={path}.conf --nofork --nopidfile") { RedirectStandardError = true })!;
+        WaitFor(() => File.Exists(path), "the private bus socket");
+        return bus;
+    }
+
+    public string BusAddress { get; }
+
+    public int MetricsPort { get; }
+
+    public string ConfigPath { get; }
+
+    public string Log
+    {
+        get
+        {
+            lock (_log)
+            {
+                return _log.ToString();
+            }
+        }
+    }
+
+    public Process Daemon => _daemon ?? throw new InvalidOperationException("not started");
+
+    /// <summary>Starts `socketreaper run` and waits for READY=1.</summary>
+    public void Start(TimeSpan? watchdog = null, bool requireBus = true)
+    {
+        var start = new ProcessStartInfo(ReaperProcess.Executable, ["run", "--config", ConfigPath])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.Environment["DBUS_SYSTEM_BUS_ADDRESS"] = BusAddress;
+        start.Environment["NOTIFY_SOCKET"] = $"{_dir}/notify";
+        start.Environment["SOCKETREAPER__Metrics__Listen"] = $"127.0.0.1:{MetricsPort}";
+        if (watchdog is { } w)
+        {
+            start.Environment["WATCHDOG_USEC"] = ((long)w.TotalMicroseconds).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        _daemon = Process.Start(start)!;
+        _daemon.OutputDataReceived += (_, e) => Append(e.Data);
+        _daemon.ErrorDataReceived += (_, e) => Append(e.Data);
+        _daemon.BeginOutputReadLine();
+        _daemon.BeginErrorReadLine();
+        WaitFor(() => Notifications().Any(n => n.Contains("READY=1", StringComparison.Ordinal)), "READY=1 from the daemon");
+        if (requireBus)
+        {
+            WaitFor(() => Busctl("status", "org.socketreaper.Reaper1").ExitCode == 0, "the daemon's bus name");
+        }
+    }
+
+    /// <summary>Everything the daemon sent to the notify socket so far.</summary>
+    public IReadOnlyList<string> Notifications()
+    {
+        var buffer = new byte[4096];
+        while (true)
+        {
+            try
+            {
+                var n = _notify.Receive(buffer);
+                lock (_notifications)
+                {
+                    _notifications.Add(Encoding.UTF8.GetString(buffer, 0, n));
+                }
+            }
+            catch (SocketException)
+            {
+                break;
+            }
+        }
+
+        lock (_notifications)
+        {
+            return [.. _notifications];
+        }
+    }
+
+    /// <summary>busctl against the private bus, optionally as another uid (setpriv).</summary>
+    public (int ExitCode, string Stdout, string Stderr) Busctl(params string[] args) => Tool(null, "busctl", [$"--address={BusAddress}", .. args]);
+
+    public (int ExitCode, string Stdout, string Stderr) BusctlAs(int uid, params string[] args) =>
+        Tool(uid, "busctl", [$"--address={BusAddress}", .. args]);
+
+    public (int ExitCode, string Stdout, string Stderr) Tool(int? uid, string file, params string[] args)
+    {
+        var start = uid is null
+            ? new ProcessStartInfo(file, args)
+            : new ProcessStartInfo("setpriv", [$"--reuid={uid}", $"--regid={uid}", "--clear-groups", "--", file, .. args]);
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
+        start.Environment["DBUS_SYSTEM_BUS_ADDRESS"] = BusAddress;
+        using var p = Process.Start(start)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(TimeSpan.FromSeconds(30)))
+        {
+            p.Kill(true);
+            throw new TimeoutException($"{file} {string.Join(' ', args)} hung");
+        }
+
+        return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    public string Scrape()
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        return http.GetStringAsync(new Uri($"http://127.0.0.1:{MetricsPort}/metrics")).GetAwaiter().GetResult();
+    }
+
+    /// <summary>The value of one sample line, e.g. socketreaper_sweeps_total{trigger="dbus",result="ok"}; 0 when absent.</summary>
+    public static double Sample(string scrape, string series)
+    {
+        var line = scrape.Split('\n').FirstOrDefault(l => l.StartsWith(series + " ", StringComparison.Ordinal));
+        return line is null ? 0 : double.Parse(line[(series.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>SIGTERM; returns how long the daemon took to exit.</summary>
+    public TimeSpan Terminate()
+    {
+        var watch = Stopwatch.StartNew();
+        Tool(null, "kill", "-TERM", Daemon.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (!Daemon.WaitForExit(TimeSpan.FromSeconds(20)))
+        {
+            Daemon.Kill();
+        }
+
+        return watch.Elapsed;
+    }
+
+    public void Dispose()
+    {
+        if (_daemon is { HasExited: false })
+        {
+            Terminate();
+        }
+
+        _daemon?.Dispose();
+        if (!_bus.HasExited)
+        {
+            _bus.Kill();
+            _bus.WaitForExit();
+        }
+
+        _bus.Dispose();
+        _notify.Dispose();
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    private void Append(string? line)
+    {
+        if (line is not null)
+        {
+            lock (_log)
+            {
+                _log.AppendLine(line);
+            }
+        }
+    }
+
+    private static void WaitFor(Func<bool> condition, string what)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (deadline.Elapsed > TimeSpan.FromSeconds(30))
+            {
+                throw new TimeoutException($"timed out waiting for {what}");
+            }
+
+            Thread.Sleep(50);
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        s.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)s.LocalEndPoint!).Port;
+    }
+}
