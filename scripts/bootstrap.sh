@@ -37,6 +37,9 @@ base_pkgs=(
 test_pkgs=(
   "python3:0:main"
   "dbus:0:main"
+  "systemd:0:main"
+  "libglib2.0-bin:0:main"
+  "libxml2-utils:0:main"
   "util-linux:0:main"
   "nftables:0:main"
   "iperf3:0:main"
