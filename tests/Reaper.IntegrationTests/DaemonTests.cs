@@ -128,6 +128,22 @@ public sealed class DaemonTests
     }
 
     [PrivilegedFact]
+    public void A_call_while_a_sweep_runs_is_refused_with_Busy_not_queued()
+    {
+        using var ns = new TestNamespaces(60);
+        using var daemon = new DaemonFixture();
+        daemon.Start();
+        var netns = ns.Names.SelectMany(n => new[] { n }).ToArray();
+        string[] Call() => ["call", Dest, ObjectPath, Iface, "DryRun", "va{sv}", "s", "dst 10.77.0.1", "1", "netns", "as", netns.Length.ToString(System.Globalization.CultureInfo.InvariantCulture), .. netns];
+        var calls = Enumerable.Range(0, 4).Select(_ => Task.Run(() => daemon.Busctl(Call()))).ToArray();
+        Task.WaitAll(calls);
+        var results = calls.Select(c => c.Result).ToList();
+        Assert.Contains(results, r => r.ExitCode == 0);
+        Assert.Contains(results, r => r.Stderr.Contains("a sweep is already running", StringComparison.Ordinal));
+        Assert.True(DaemonFixture.Sample(daemon.Scrape(), "socketreaper_dbus_calls_total{method=\"DryRun\",result=\"Busy\"}") >= 1);
+    }
+
+    [PrivilegedFact]
     public void Properties_and_introspection_answer_busctl()
     {
         using var daemon = new DaemonFixture();

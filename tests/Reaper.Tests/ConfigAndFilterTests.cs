@@ -1,0 +1,152 @@
+using System.Net;
+using SocketReaper.Daemon;
+using SocketReaper.DBus;
+using SocketReaper.Sweep;
+using Tmds.DBus.Protocol;
+using Xunit;
+
+namespace SocketReaper.Tests;
+
+public sealed class ConfigTests : IDisposable
+{
+    private readonly string _path = Path.Combine(Path.GetTempPath(), $"srt-config-{Guid.NewGuid():N}.json");
+
+    public void Dispose() => File.Delete(_path);
+
+    private static readonly Dictionary<string, string> NoEnvironment = [];
+
+    [Fact]
+    public void No_file_means_safe_defaults()
+    {
+        var config = ReaperConfig.Load(_path, NoEnvironment, pathWasGiven: false);
+        Assert.Equal(10_000, config.SweepLimit);
+        Assert.Equal(new IPEndPoint(IPAddress.Loopback, 9469), config.MetricsListen);
+        Assert.True(config.DBusEnabled);
+        Assert.Equal("socketreaper", config.SweepGroup);
+    }
+
+    [Fact]
+    public void A_named_file_that_is_missing_is_an_error()
+    {
+        Assert.Equal($"config file {_path} does not exist.", Assert.Throws<ConfigException>(() => ReaperConfig.Load(_path, NoEnvironment, true)).Message);
+    }
+
+    [Fact]
+    public void File_then_environment_with_keys_in_any_case()
+    {
+        File.WriteAllText(_path, """
+            {
+              // comments are allowed
+              "Sweep": { "Limit": 5, "NetnsDirectories": ["/a", "/b"] },
+              "Metrics": { "Listen": "[::1]:9470" },
+            }
+            """);
+        var config = ReaperConfig.Load(_path, new Dictionary<string, string> { ["SOCKETREAPER__SWEEP__LIMIT"] = "7", ["PATH"] = "/bin" }, true);
+        Assert.Equal(7, config.SweepLimit);
+        Assert.Equal(["/a", "/b"], config.NetnsDirectories);
+        Assert.Equal(IPEndPoint.Parse("[::1]:9470"), config.MetricsListen);
+    }
+
+    [Theory]
+    [InlineData("{\n\"Sweep\": {\"Limit\": -1}}", "line 2: Sweep.Limit must be a whole number from 0 to any size, not '-1'.")]
+    [InlineData("{\"Sweep\": {\"Limt\": 1}}", "line 1: 'Sweep.Limt' is not a setting")]
+    [InlineData("{\"Metrics\": {\"Listen\": \"0.0.0.0\"}}", "Metrics.Listen must be ADDRESS:PORT such as 127.0.0.1:9469 or [::1]:9469, not '0.0.0.0'.")]
+    [InlineData("{\"DBus\": {\"Enabled\": \"maybe\"}}", "DBus.Enabled must be true or false, not 'maybe'.")]
+    [InlineData("{\"Sweep\": {\"Limit\": 10, \"MaxLimit\": 5}}", "Sweep.Limit (10) is larger than Sweep.MaxLimit (5); lower it or raise Sweep.MaxLimit.")]
+    [InlineData("{\n\n \"Sweep\": {", "line 3: not valid JSON")]
+    public void Broken_settings_name_the_key_and_the_line(string json, string expected)
+    {
+        File.WriteAllText(_path, json);
+        Assert.Contains(expected, Assert.Throws<ConfigException>(() => ReaperConfig.Load(_path, NoEnvironment, true)).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Environment_errors_name_the_variable()
+    {
+        var e = Assert.Throws<ConfigException>(() => ReaperConfig.Load(_path, new Dictionary<string, string> { ["SOCKETREAPER__Sweep__Threads"] = "999" }, false));
+        Assert.Equal("environment variable SOCKETREAPER__Sweep__Threads: Sweep.Threads must be a whole number from 0 to 256, not '999'.", e.Message);
+    }
+}
+
+public sealed class FilterTests
+{
+    [Fact]
+    public void Expression_parts_become_rules_in_order()
+    {
+        var rules = SweepFilter.ParseExpression("dst 10.1.2.3 dport 53,80 proto udp; dst fd00::/64 state established ;");
+        Assert.Equal(3, rules.Count);
+        Assert.Equal([0u, 1u, 2u], rules.Select(r => r.Id));
+        Assert.Equal(SweepProtocols.Udp, rules[0].Protocols);
+        Assert.Equal(new PortRange(80, 80), rules[1].RemotePorts);
+        Assert.Equal(TcpStates.Established, rules[2].States);
+    }
+
+    [Theory]
+    [InlineData("", "the filter expression is empty; give at least 'dst ADDRESS'.")]
+    [InlineData("dst", "filter part 'dst' has a key without a value; write pairs like 'dst 10.1.2.3 dport 53'.")]
+    [InlineData("dst 10.1.2.3 port 53", "'port' is not a filter key; use dst, dport, src, sport, proto or state.")]
+    [InlineData("dport 53", "a filter needs at least one dst address or prefix, e.g. dst 10.1.2.3 or dst fd00::/64.")]
+    [InlineData("dst 10.1.2.3 proto tcp proto udp", "'proto' is given 2 times in one filter part; give it once or split the part with ';'.")]
+    public void Bad_expressions_get_one_sentence(string expression, string message)
+    {
+        Assert.Equal(message, Assert.Throws<FormatException>(() => SweepFilter.ParseExpression(expression)).Message);
+    }
+
+    [Fact]
+    public void Oversized_expression_is_refused_before_parsing()
+    {
+        var e = Assert.Throws<FormatException>(() => SweepFilter.ParseExpression(new string('x', SweepFilter.MaxExpressionLength + 1)));
+        Assert.Contains("at most 65536 are accepted", e.Message, StringComparison.Ordinal);
+    }
+
+    private static readonly ReaperConfig Config = new() { SweepMaxLimit = 1000 };
+
+    [Fact]
+    public void Dbus_dictionary_filter_and_options_become_a_request()
+    {
+        var filter = new Dict<string, VariantValue>(new Dictionary<string, VariantValue>
+        {
+            ["dst"] = VariantValue.Array(new[] { "10.1.2.3", "fd00::1" }),
+            ["dport"] = VariantValue.UInt16(53),
+            ["proto"] = VariantValue.String("udp"),
+        }).AsVariantValue();
+        var request = DBusFilter.ToRequest(filter, new() { ["limit"] = VariantValue.UInt32(7), ["netns"] = VariantValue.Array(new[] { "a", "b" }) }, Config, dryRun: true);
+        Assert.Equal(2, request.Rules.Count);
+        Assert.All(request.Rules, r => Assert.Equal(new PortRange(53, 53), r.RemotePorts));
+        Assert.Equal(7, request.Limit);
+        Assert.Equal(["a", "b"], request.Namespaces);
+        Assert.True(request.DryRun);
+    }
+
+    [Fact]
+    public void Dbus_limit_above_the_maximum_is_LimitExceeded()
+    {
+        var e = Assert.Throws<LimitExceededException>(() =>
+            DBusFilter.ToRequest(VariantValue.String("dst 10.1.2.3"), new() { ["limit"] = VariantValue.UInt64(1001) }, Config, false));
+        Assert.Equal("limit 1001 is above this daemon's Sweep.MaxLimit of 1000.", e.Message);
+    }
+
+    [Theory]
+    [InlineData("bogus", "'bogus' is not a sweep option; use limit or netns.")]
+    [InlineData("netns", "'netns' must be a string or an array of strings (s or as).")]
+    public void Dbus_bad_options_are_named(string key, string message)
+    {
+        var e = Assert.Throws<FormatException>(() =>
+            DBusFilter.ToRequest(VariantValue.String("dst 10.1.2.3"), new() { [key] = VariantValue.Int32(1) }, Config, false));
+        Assert.Equal(message, e.Message);
+    }
+
+    [Fact]
+    public void Dbus_filter_of_the_wrong_type_or_nested_too_deep_is_refused()
+    {
+        Assert.Contains("must be a string expression or an a{sv} dictionary",
+            Assert.Throws<FormatException>(() => DBusFilter.ToRequest(VariantValue.Int32(5), [], Config, false)).Message, StringComparison.Ordinal);
+        var deep = VariantValue.String("dst 10.1.2.3");
+        for (var i = 0; i < 20; i++)
+        {
+            deep = VariantValue.Variant(deep);
+        }
+
+        Assert.Equal("the filter nests variants more than 8 deep.", Assert.Throws<FormatException>(() => DBusFilter.ToRequest(deep, [], Config, false)).Message);
+    }
+}
