@@ -54,6 +54,8 @@ aot_publish() {
   artifacts/aot/socketreaper doctor --json >"$results/aot-doctor.json" || { cat "$results/aot-doctor.json"; return 1; }
 }
 check "NativeAOT publish: zero warnings, and the native binary's doctor passes" aot_publish
+check "systemd unit verifies, exposure within bounds; D-Bus policy well-formed" bash scripts/check-systemd.sh "$PWD/artifacts/aot/socketreaper"
+check "Prometheus alert rules check and pass their promtool tests" bash scripts/check-prometheus.sh
 
 # Sum the counters of every TRX file: <Counters total= executed= passed= failed= ... notExecuted= ...>
 read -r passed failed skipped < <(

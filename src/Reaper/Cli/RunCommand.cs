@@ -59,7 +59,7 @@ internal static class RunCommand
 
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
         builder.Services.AddSingleton(config);
-        builder.Services.AddSingleton(new ReaperMetrics(Metrics.NewCustomRegistry()));
+        builder.Services.AddSingleton(new ReaperMetrics(Metrics.NewCustomRegistry(), config.DBusEnabled));
         builder.Services.AddSingleton(new SystemdNotifier(Environment.GetEnvironmentVariable("NOTIFY_SOCKET")));
         builder.Services.AddSingleton<DaemonState>();
         builder.Services.AddHostedService<ReaperDaemon>();

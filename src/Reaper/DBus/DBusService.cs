@@ -54,7 +54,7 @@ internal sealed partial class DBusService : BackgroundService
                 connection.AddMethodHandler(handler);
                 await connection.RequestNameAsync(DBusNames.Service, RequestNameOptions.None).ConfigureAwait(false);
                 Volatile.Write(ref _connection, connection);
-                _metrics.DBusConnected.Set(1);
+                _metrics.DBusConnected?.Set(1);
                 Log.Connected(_logger, DBusNames.Service, address);
                 saidMissing = false;
                 delay = TimeSpan.FromSeconds(1);
@@ -76,7 +76,7 @@ internal sealed partial class DBusService : BackgroundService
             finally
             {
                 Volatile.Write(ref _connection, null);
-                _metrics.DBusConnected.Set(0);
+                _metrics.DBusConnected?.Set(0);
                 connection.Dispose();
             }
 

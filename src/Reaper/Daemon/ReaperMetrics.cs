@@ -6,7 +6,7 @@ namespace SocketReaper.Daemon;
 /// <summary>Every metric the daemon exports (prometheus/socketreaper-alerts.yml relies on these names).</summary>
 internal sealed class ReaperMetrics
 {
-    public ReaperMetrics(CollectorRegistry registry)
+    public ReaperMetrics(CollectorRegistry registry, bool dbusEnabled = true)
     {
         Registry = registry;
         var f = Metrics.WithCustomRegistry(registry);
@@ -23,7 +23,8 @@ internal sealed class ReaperMetrics
         NamespacesVisited = f.CreateCounter("socketreaper_namespaces_visited_total", "Namespaces swept.");
         NamespacesSkipped = f.CreateCounter("socketreaper_namespaces_skipped_total", "Namespaces that vanished before their turn.");
         DBusCalls = f.CreateCounter("socketreaper_dbus_calls_total", "D-Bus method calls by method and result (ok or the error name).", "method", "result");
-        DBusConnected = f.CreateGauge("socketreaper_dbus_connected", "1 while connected to the bus and owning the name.");
+        // Absent, not 0, when D-Bus is switched off: the bus alert must not fire on such hosts.
+        DBusConnected = dbusEnabled ? f.CreateGauge("socketreaper_dbus_connected", "1 while connected to the bus and owning the name.") : null;
         EngineHealthy = f.CreateGauge("socketreaper_engine_healthy", "1 while the sweep engine is loaded and answering.");
         BuildInfo.WithLabels(SocketReaper.BuildInfo.Version).Set(1);
     }
@@ -54,7 +55,7 @@ internal sealed class ReaperMetrics
 
     public Counter DBusCalls { get; }
 
-    public Gauge DBusConnected { get; }
+    public Gauge? DBusConnected { get; }
 
     public Gauge EngineHealthy { get; }
 
