@@ -92,6 +92,30 @@ public sealed class DaemonTests
     }
 
     [PrivilegedFact]
+    public void A_member_of_the_configured_group_may_sweep()
+    {
+        var group = $"srtg{Guid.NewGuid():N}"[..12];
+        Assert.Equal(0, ReaperProcess.Tool("groupadd", group));
+        try
+        {
+            var gid = File.ReadLines("/etc/group").Select(l => l.Split(':')).Single(f => f[0] == group)[2];
+            using var ns = new TestNamespaces(1, "10.77.0.1/32", "10.77.9.9/32");
+            var pair = ns.In(ns.Names[0], () => ns.Connect(ns.Listen("10.77.0.1", 8080), "10.77.0.1", 8080, "10.77.9.9"));
+            using var daemon = new DaemonFixture("{\"DBus\": {\"SweepGroup\": \"" + group + "\"}}");
+            daemon.Start();
+            var member = daemon.Tool(null, "setpriv", "--reuid=65534", "--regid=65534", $"--groups={gid}", "--", "busctl", $"--address={daemon.BusAddress}",
+                "call", Dest, ObjectPath, Iface, "Sweep", "va{sv}", "s", "dst 10.77.0.1", "1", "netns", "as", "1", ns.Names[0]);
+            Assert.True(member.ExitCode == 0, member.Stderr);
+            Assert.Contains("\"destroyed\" t 1", member.Stdout, StringComparison.Ordinal);
+            Assert.Equal(SocketError.ConnectionAborted, pair.ClientSendError());
+        }
+        finally
+        {
+            ReaperProcess.Tool("groupdel", group);
+        }
+    }
+
+    [PrivilegedFact]
     public void Hostile_calls_get_named_errors_and_the_daemon_keeps_serving()
     {
         using var daemon = new DaemonFixture();
