@@ -137,8 +137,35 @@ struct bpf_iter__udp {
 	int bucket;
 } __attribute__((preserve_access_index));
 
-/* UAPI: the tc/tcx/netkit program context; fields are rewritten by the verifier, not CO-RE. */
-struct __sk_buff;
+/*
+ * UAPI: the head of the tc/tcx/netkit program context (include/uapi/linux/bpf.h). The verifier
+ * rewrites these fixed offsets; only the head we read is declared.
+ */
+struct __sk_buff {
+	__u32 len;
+	__u32 pkt_type;
+	__u32 mark;
+	__u32 queue_mapping;
+	__u32 protocol;
+	__u32 vlan_present;
+	__u32 vlan_tci;
+	__u32 vlan_proto;
+	__u32 priority;
+	__u32 ingress_ifindex;
+	__u32 ifindex;
+	__u32 tc_index;
+	__u32 cb[5];
+	__u32 hash;
+	__u32 tc_classid;
+	__u32 data;
+	__u32 data_end;
+	__u32 napi_id;
+};
+
+enum {
+	ETH_P_IP = 0x0800,
+	ETH_P_IPV6 = 0x86DD,
+};
 
 /* TCX and netkit verdicts (include/uapi/linux/bpf.h, enum tcx_action_base / netkit_action). */
 enum {

@@ -28,11 +28,30 @@ public sealed class SweepAbiLayoutTests
         },
     };
 
+    public static TheoryData<string, Type, string[]> DatapathStructs => new()
+    {
+        { "reaper_stats_key", typeof(DatapathAbi.StatsKey), ["ifindex:Ifindex", "hook:Hook"] },
+        { "reaper_dev_stats", typeof(DatapathAbi.DeviceStats), ["packets:Packets", "bytes:Bytes", "drops:Drops"] },
+        { "reaper_endpoint", typeof(DatapathAbi.Endpoint), ["flags:Flags", "_pad0:Pad0"] },
+        { "reaper_assigned_key", typeof(DatapathAbi.AssignedKey), ["ifindex:Ifindex", "addr:Addr"] },
+        { "reaper_owner", typeof(DatapathAbi.Owner), ["ifindex:Ifindex", "mac:Mac", "_pad0:Pad0", "first_seen_ns:FirstSeenNs", "last_seen_ns:LastSeenNs"] },
+        { "reaper_flow_key", typeof(DatapathAbi.FlowKey), ["ifindex:Ifindex", "remote:Remote"] },
+        { "reaper_event", typeof(DatapathAbi.Event), ["kind:Kind", "ifindex:Ifindex", "old_ifindex:OldIfindex", "_pad0:Pad0", "addr:Addr", "mac:Mac", "_pad1:Pad1", "time_ns:TimeNs"] },
+    };
+
+    [Theory]
+    [MemberData(nameof(DatapathStructs))]
+    public void Datapath_twin_matches_the_compiled_C_struct(string cName, Type csharp, string[] fieldMap) =>
+        Compare(EmbeddedObject.Datapath, cName, csharp, fieldMap);
+
     [Theory]
     [MemberData(nameof(Structs))]
-    public void Csharp_twin_matches_the_compiled_C_struct(string cName, Type csharp, string[] fieldMap)
+    public void Csharp_twin_matches_the_compiled_C_struct(string cName, Type csharp, string[] fieldMap) =>
+        Compare(EmbeddedObject.Sweep, cName, csharp, fieldMap);
+
+    private static void Compare(string objectName, string cName, Type csharp, string[] fieldMap)
     {
-        using var obj = EmbeddedObject.Open(EmbeddedObject.Sweep);
+        using var obj = EmbeddedObject.Open(objectName);
         var (size, fields) = obj.Btf.Struct(cName);
         Assert.Equal(size, Marshal.SizeOf(csharp));
         Assert.Equal(fieldMap.Select(f => f.Split(':')[0]), fields.Select(f => f.Name));

@@ -11,6 +11,9 @@ internal static class EmbeddedObject
     /// <summary>bpf/iter/sweep.bpf.c: the sweep iterators (rules in BPF maps, records per match).</summary>
     public const string Sweep = "sweep";
 
+    /// <summary>bpf/datapath/datapath.bpf.c: pass-through TCX/netkit programs that count, learn owners and flows, and report events.</summary>
+    public const string Datapath = "datapath";
+
     /// <summary>bpf/datapath/datapath_probe.bpf.c: pass-through tcx/ingress and netkit/primary.</summary>
     public const string DatapathProbe = "datapath_probe";
 

@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The datapath: TCX and netkit programs on endpoint devices that never change forwarding — every
+ * program returns "next" — but count traffic per device and hook, learn which endpoint device
+ * owns which source address, remember which remote addresses each endpoint talked to, and tell
+ * the daemon over a ring buffer when an address appears, moves to another endpoint, or is used
+ * by an endpoint it is not assigned to.
+ *
+ * Direction: on a host-side veth, tcx/ingress sees what the endpoint sends; on netkit, the
+ * primary hook runs for what the peer (the endpoint) sends. Those are the learning hooks.
+ */
+#include "reaper_vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "reaper_datapath.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct reaper_stats_key);
+	__type(value, struct reaper_dev_stats);
+} reaper_dev_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct reaper_endpoint);
+} reaper_endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, REAPER_OWNERS_MAX);
+	__type(key, struct reaper_assigned_key);
+	__type(value, __u8);
+} reaper_assigned SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, REAPER_OWNERS_MAX);
+	__type(key, __u8[16]);
+	__type(value, struct reaper_owner);
+} reaper_owners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, REAPER_FLOWS_MAX);
+	__type(key, struct reaper_flow_key);
+	__type(value, __u64);
+} reaper_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} reaper_events SEC(".maps");
+
+/* Events the ring buffer had no room for; user space schedules a catch-up when it grows. */
+__u64 reaper_events_lost;
+/*
+ * New flow entries ever inserted. LRU eviction is silent, so once this passes the table's
+ * capacity the daemon treats flow history as incomplete (and sweeps everywhere).
+ */
+__u64 reaper_flows_inserted;
+
+struct reaper_event reaper_abi_event;
+struct reaper_owner reaper_abi_owner;
+struct reaper_flow_key reaper_abi_flow_key;
+struct reaper_assigned_key reaper_abi_assigned_key;
+
+struct ethhdr_min {
+	__u8 dst[6];
+	__u8 src[6];
+	__be16 proto;
+};
+
+static __always_inline void count(struct __sk_buff *skb, __u32 hook)
+{
+	struct reaper_stats_key key = { .ifindex = skb->ifindex, .hook = hook };
+	struct reaper_dev_stats *st = bpf_map_lookup_elem(&reaper_dev_stats, &key);
+
+	if (!st) {
+		struct reaper_dev_stats zero = {};
+
+		bpf_map_update_elem(&reaper_dev_stats, &key, &zero, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&reaper_dev_stats, &key);
+		if (!st)
+			return;
+	}
+	st->packets++;
+	st->bytes += skb->len;
+}
+
+static __always_inline void emit(__u32 kind, __u32 ifindex, __u32 old_ifindex, const __u8 addr[16], const __u8 mac[6], __u64 now)
+{
+	struct reaper_event *e = bpf_ringbuf_reserve(&reaper_events, sizeof(*e), 0);
+
+	if (!e) {
+		__sync_fetch_and_add(&reaper_events_lost, 1);
+		return;
+	}
+	e->kind = kind;
+	e->ifindex = ifindex;
+	e->old_ifindex = old_ifindex;
+	e->_pad0 = 0;
+	__builtin_memcpy(e->addr, addr, 16);
+	__builtin_memcpy(e->mac, mac, 6);
+	e->_pad1[0] = 0;
+	e->_pad1[1] = 0;
+	e->time_ns = now;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* Parses what an endpoint sent: its source (learned) and destination (a flow). */
+static __always_inline void learn(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr_min *eth = data;
+	struct reaper_endpoint *ep;
+	struct reaper_flow_key flow = { .ifindex = skb->ifindex };
+	__u8 src[16] = {};
+	__u64 now;
+	struct reaper_owner *owner;
+
+	__u32 ifindex = skb->ifindex;
+
+	ep = bpf_map_lookup_elem(&reaper_endpoints, &ifindex);
+	if (!ep || (void *)(eth + 1) > data_end)
+		return;
+
+	if (eth->proto == bpf_htons(ETH_P_IP)) {
+		__u8 *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 20) > data_end)
+			return;
+		src[10] = 0xff;
+		src[11] = 0xff;
+		__builtin_memcpy(src + 12, ip + 12, 4);
+		flow.remote[10] = 0xff;
+		flow.remote[11] = 0xff;
+		__builtin_memcpy(flow.remote + 12, ip + 16, 4);
+		/* 0.0.0.0 (DHCP and the like) owns nothing. */
+		if (!src[12] && !src[13] && !src[14] && !src[15])
+			return;
+	} else if (eth->proto == bpf_htons(ETH_P_IPV6)) {
+		__u8 *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 40) > data_end)
+			return;
+		__builtin_memcpy(src, ip6 + 8, 16);
+		__builtin_memcpy(flow.remote, ip6 + 24, 16);
+		/* Link-local and unspecified sources say nothing about service addresses. */
+		if ((src[0] == 0xfe && (src[1] & 0xc0) == 0x80) || (!src[0] && !src[1] && !src[15]))
+			return;
+	} else {
+		return;
+	}
+
+	now = bpf_ktime_get_ns();
+	owner = bpf_map_lookup_elem(&reaper_owners, src);
+	if (!owner) {
+		struct reaper_owner fresh = { .ifindex = skb->ifindex, .first_seen_ns = now, .last_seen_ns = now };
+
+		__builtin_memcpy(fresh.mac, eth->src, 6);
+		bpf_map_update_elem(&reaper_owners, src, &fresh, BPF_ANY);
+		emit(REAPER_EVENT_NEW_IP, skb->ifindex, 0, src, eth->src, now);
+	} else if (owner->ifindex != skb->ifindex) {
+		__u32 old = owner->ifindex;
+
+		owner->ifindex = skb->ifindex;
+		owner->first_seen_ns = now;
+		owner->last_seen_ns = now;
+		__builtin_memcpy(owner->mac, eth->src, 6);
+		emit(REAPER_EVENT_IP_MOVED, skb->ifindex, old, src, eth->src, now);
+	} else {
+		owner->last_seen_ns = now;
+	}
+
+	if (ep->flags & REAPER_ENDPOINT_CHECK_SOURCE) {
+		struct reaper_assigned_key assigned = { .ifindex = skb->ifindex };
+
+		__builtin_memcpy(assigned.addr, src, 16);
+		if (!bpf_map_lookup_elem(&reaper_assigned, &assigned))
+			emit(REAPER_EVENT_SRC_NOT_ASSIGNED, skb->ifindex, 0, src, eth->src, now);
+	}
+
+	if (!bpf_map_lookup_elem(&reaper_flows, &flow) && bpf_map_update_elem(&reaper_flows, &flow, &now, BPF_NOEXIST) == 0)
+		__sync_fetch_and_add(&reaper_flows_inserted, 1);
+}
+
+SEC("tcx/ingress")
+int reaper_tcx_in(struct __sk_buff *skb)
+{
+	count(skb, REAPER_HOOK_INGRESS);
+	learn(skb);
+	return TCX_NEXT;
+}
+
+SEC("tcx/egress")
+int reaper_tcx_out(struct __sk_buff *skb)
+{
+	count(skb, REAPER_HOOK_EGRESS);
+	return TCX_NEXT;
+}
+
+SEC("netkit/primary")
+int reaper_nk_prim(struct __sk_buff *skb)
+{
+	count(skb, REAPER_HOOK_INGRESS);
+	learn(skb);
+	return NETKIT_NEXT;
+}
+
+SEC("netkit/peer")
+int reaper_nk_peer(struct __sk_buff *skb)
+{
+	count(skb, REAPER_HOOK_EGRESS);
+	return NETKIT_NEXT;
+}

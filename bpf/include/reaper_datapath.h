@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The datapath's ABI between bpf/datapath/datapath.bpf.c and the daemon (C# twins in
+ * src/Reaper/Bpf/DatapathAbi.cs, layout-checked against BTF). Addresses are 16 bytes, IPv4
+ * v4-mapped, as in reaper_sweep.h.
+ */
+#ifndef REAPER_DATAPATH_H
+#define REAPER_DATAPATH_H
+
+/* Capacity of the owner table (IPs learned) and of the flow table (endpoint -> remote IP). */
+#define REAPER_OWNERS_MAX 65536
+#define REAPER_FLOWS_MAX 262144
+
+/* Hooks, the second half of the stats key. */
+#define REAPER_HOOK_INGRESS 0
+#define REAPER_HOOK_EGRESS 1
+
+/* reaper_event.kind */
+#define REAPER_EVENT_NEW_IP 1
+#define REAPER_EVENT_IP_MOVED 2
+#define REAPER_EVENT_SRC_NOT_ASSIGNED 3
+
+/* reaper_endpoint.flags */
+#define REAPER_ENDPOINT_CHECK_SOURCE (1 << 0)
+
+struct reaper_stats_key {
+	__u32 ifindex;
+	__u32 hook;
+};
+
+/* Per CPU. */
+struct reaper_dev_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 drops;
+};
+
+/* Written by user space for every device the daemon manages. */
+struct reaper_endpoint {
+	__u32 flags;
+	__u32 _pad0;
+};
+
+/* Key of the assigned-address set: (device, address) pairs user space learned from rtnetlink. */
+struct reaper_assigned_key {
+	__u32 ifindex;
+	__u8 addr[16];
+};
+
+/* Owner table value: which endpoint device last sent from an address. */
+struct reaper_owner {
+	__u32 ifindex;
+	__u8 mac[6];
+	__u8 _pad0[2];
+	__u64 first_seen_ns;
+	__u64 last_seen_ns;
+};
+
+/* Flow table key: an endpoint device talked to a remote address. */
+struct reaper_flow_key {
+	__u32 ifindex;
+	__u8 remote[16];
+};
+
+/* Ring-buffer event. */
+struct reaper_event {
+	__u32 kind;
+	__u32 ifindex;
+	/* IP_MOVED: the previous owner. */
+	__u32 old_ifindex;
+	__u32 _pad0;
+	__u8 addr[16];
+	__u8 mac[6];
+	__u8 _pad1[2];
+	__u64 time_ns;
+};
+
+#endif

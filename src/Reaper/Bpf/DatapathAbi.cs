@@ -1,0 +1,85 @@
+using System.Runtime.InteropServices;
+
+namespace SocketReaper.Bpf;
+
+/// <summary>
+/// C# twins of bpf/include/reaper_datapath.h, layout-checked against the datapath object's BTF
+/// (DatapathAbiLayoutTests). Change both sides together.
+/// </summary>
+internal static class DatapathAbi
+{
+    public const int HookIngress = 0;
+    public const int HookEgress = 1;
+
+    public const uint EventNewIp = 1;
+    public const uint EventIpMoved = 2;
+    public const uint EventSourceNotAssigned = 3;
+
+    public const uint EndpointCheckSource = 1 << 0;
+
+    /// <summary>struct reaper_stats_key.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct StatsKey
+    {
+        public uint Ifindex;
+        public uint Hook;
+    }
+
+    /// <summary>struct reaper_dev_stats (per CPU).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct DeviceStats
+    {
+        public ulong Packets;
+        public ulong Bytes;
+        public ulong Drops;
+    }
+
+    /// <summary>struct reaper_endpoint.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Endpoint
+    {
+        public uint Flags;
+        public uint Pad0;
+    }
+
+    /// <summary>struct reaper_assigned_key.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct AssignedKey
+    {
+        public uint Ifindex;
+        public fixed byte Addr[16];
+    }
+
+    /// <summary>struct reaper_owner.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct Owner
+    {
+        public uint Ifindex;
+        public fixed byte Mac[6];
+        public fixed byte Pad0[2];
+        public ulong FirstSeenNs;
+        public ulong LastSeenNs;
+    }
+
+    /// <summary>struct reaper_flow_key.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct FlowKey
+    {
+        public uint Ifindex;
+        public fixed byte Remote[16];
+    }
+
+    /// <summary>struct reaper_event.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct Event
+    {
+        public uint Kind;
+        public uint Ifindex;
+        public uint OldIfindex;
+        public uint Pad0;
+        public fixed byte Addr[16];
+        public fixed byte Mac[6];
+        public fixed byte Pad1[2];
+        public ulong TimeNs;
+    }
+}
