@@ -19,8 +19,9 @@ internal sealed class DaemonFixture : IDisposable
     private Process? _daemon;
     private readonly StringBuilder _log = new();
 
-    public DaemonFixture(string? configJson = null)
+    public DaemonFixture(string? configJson = null, string? devicePattern = null)
     {
+        DevicePattern = devicePattern ?? "srt-selects-nothing";
         _dir = Path.Combine("/tmp", $"srt-daemon-{Guid.NewGuid():N}"[..20]);
         Directory.CreateDirectory(_dir);
         File.SetUnixFileMode(_dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute |
@@ -60,6 +61,12 @@ internal sealed class DaemonFixture : IDisposable
 
     public string BusAddress { get; }
 
+    /// <summary>The daemon's datapath only ever touches devices matching this (the test's own).</summary>
+    public string DevicePattern { get; }
+
+    /// <summary>A bpffs directory of this fixture's own for the datapath's pins.</summary>
+    public string PinRoot { get; } = $"/sys/fs/bpf/srt{Guid.NewGuid():N}"[..28];
+
     public int MetricsPort { get; }
 
     public string ConfigPath { get; }
@@ -88,6 +95,9 @@ internal sealed class DaemonFixture : IDisposable
         start.Environment["DBUS_SYSTEM_BUS_ADDRESS"] = BusAddress;
         start.Environment["NOTIFY_SOCKET"] = $"{_dir}/notify";
         start.Environment["SOCKETREAPER__Metrics__Listen"] = $"127.0.0.1:{MetricsPort}";
+        start.Environment["SOCKETREAPER__Datapath__Devices"] = DevicePattern;
+        start.Environment["SOCKETREAPER__Datapath__AllNetkit"] = "false";
+        start.Environment["SOCKETREAPER__Datapath__PinRoot"] = PinRoot;
         if (watchdog is { } w)
         {
             start.Environment["WATCHDOG_USEC"] = ((long)w.TotalMicroseconds).ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -199,6 +209,12 @@ internal sealed class DaemonFixture : IDisposable
 
         _bus.Dispose();
         _notify.Dispose();
+        if (Directory.Exists(PinRoot))
+        {
+            new SocketReaper.Datapath.DeviceLinks(PinRoot).DetachAll();
+            Directory.Delete(PinRoot, recursive: true);
+        }
+
         Directory.Delete(_dir, recursive: true);
     }
 

@@ -15,6 +15,7 @@ internal static class CommandLine
           doctor [--json]   check that this host can run SocketReaper (kernel, BPF, capabilities)
           sweep --dst ...   destroy (or --dry-run: report) stale sockets in every network namespace
           netns             list the network namespaces a sweep visits
+          datapath status|detach   the datapath links the daemon pinned on endpoint devices
           version           print the version
           help              show this text
 
@@ -51,6 +52,7 @@ internal static class CommandLine
                     "doctor" => DoctorUsage,
                     "sweep" => SweepCommand.Usage,
                     "run" => RunCommand.Usage,
+                    "datapath" => DatapathCommand.Usage,
                     "status" => ClientCommands.StatusUsage,
                     "netns" => SweepCommand.NetnsUsage,
                     _ => Usage,
@@ -63,6 +65,7 @@ internal static class CommandLine
                 "doctor" => Doctor(rest, stdout),
                 "sweep" => SweepCommand.Sweep(rest, stdout),
                 "run" => RunCommand.Run(rest, stderr),
+                "datapath" => DatapathCommand.Run(rest, stdout),
                 "status" => ClientCommands.Status(rest, stdout),
                 "netns" => SweepCommand.ListNetns(rest, stdout),
                 "version" or "--version" => Version(stdout),

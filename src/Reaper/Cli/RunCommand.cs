@@ -65,6 +65,7 @@ internal static class RunCommand
         builder.Services.AddHostedService<ReaperDaemon>();
         builder.Services.AddHostedService<MetricsService>();
         builder.Services.AddHostedService<DBusService>();
+        builder.Services.AddHostedService<Datapath.DatapathService>();
 
         using var host = builder.Build();
         try

@@ -33,6 +33,21 @@ internal sealed record ReaperConfig
 
     public bool MetricsEnabled { get; init; } = true;
 
+    /// <summary>Datapath.Enabled: put the counting/learning programs on endpoint devices.</summary>
+    public bool DatapathEnabled { get; init; } = true;
+
+    /// <summary>Datapath.Devices: name globs of the host-side endpoint devices CNIs create.</summary>
+    public IReadOnlyList<string> DatapathDevices { get; init; } = ["lxc*", "veth*", "cali*", "nk*"];
+
+    /// <summary>Datapath.AllNetkit: every netkit device, whatever its name.</summary>
+    public bool DatapathAllNetkit { get; init; } = true;
+
+    /// <summary>Datapath.PinRoot: where the links are pinned in bpffs.</summary>
+    public string DatapathPinRoot { get; init; } = "/sys/fs/bpf/socketreaper/links";
+
+    /// <summary>Datapath.MaxDeviceMetrics: per-device series beyond this many devices are not exported.</summary>
+    public int DatapathMaxDeviceMetrics { get; init; } = 256;
+
     /// <summary>Metrics.Listen: localhost only unless the operator says otherwise.</summary>
     public IPEndPoint MetricsListen { get; init; } = new(IPAddress.Loopback, 9469);
 
@@ -65,6 +80,8 @@ internal sealed record ReaperConfig
         var config = new ReaperConfig();
         var directories = new List<string>();
         var directoriesGiven = false;
+        var devices = new List<string>();
+        var devicesGiven = false;
         foreach (var (key, value, where) in values)
         {
             config = key.ToLowerInvariant() switch
@@ -77,9 +94,21 @@ internal sealed record ReaperConfig
                 "dbus.sweepgroup" => config with { SweepGroup = value },
                 "metrics.enabled" => config with { MetricsEnabled = Bool(key, value, where) },
                 "metrics.listen" => config with { MetricsListen = Endpoint(key, value, where) },
+                "datapath.enabled" => config with { DatapathEnabled = Bool(key, value, where) },
+                "datapath.allnetkit" => config with { DatapathAllNetkit = Bool(key, value, where) },
+                "datapath.pinroot" => config with { DatapathPinRoot = PinRoot(key, value, where) },
+                "datapath.maxdevicemetrics" => config with { DatapathMaxDeviceMetrics = (int)Number(key, value, where, 0, 100_000) },
+                _ when key.StartsWith("datapath.devices", StringComparison.OrdinalIgnoreCase) => AddDevice(config, value),
                 _ when key.StartsWith("sweep.netnsdirectories", StringComparison.OrdinalIgnoreCase) => AddDirectory(config, value),
-                _ => throw new ConfigException($"{where}: '{key}' is not a setting; known: Sweep.Limit, Sweep.MaxLimit, Sweep.Threads, Sweep.NetnsDirectories, DBus.Enabled, DBus.Address, DBus.SweepGroup, Metrics.Enabled, Metrics.Listen."),
+                _ => throw new ConfigException($"{where}: '{key}' is not a setting; known: Sweep.Limit, Sweep.MaxLimit, Sweep.Threads, Sweep.NetnsDirectories, DBus.Enabled, DBus.Address, DBus.SweepGroup, Metrics.Enabled, Metrics.Listen, Datapath.Enabled, Datapath.Devices, Datapath.AllNetkit, Datapath.PinRoot, Datapath.MaxDeviceMetrics."),
             };
+        }
+
+        ReaperConfig AddDevice(ReaperConfig c, string value)
+        {
+            devicesGiven = true;
+            devices.AddRange(value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+            return c;
         }
 
         ReaperConfig AddDirectory(ReaperConfig c, string value)
@@ -92,6 +121,11 @@ internal sealed record ReaperConfig
         if (directoriesGiven)
         {
             config = config with { NetnsDirectories = directories };
+        }
+
+        if (devicesGiven)
+        {
+            config = config with { DatapathDevices = devices };
         }
 
         if (config.SweepLimit > config.SweepMaxLimit)
@@ -176,6 +210,11 @@ internal sealed record ReaperConfig
         long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= min && n <= max
             ? n
             : throw new ConfigException($"{where}: {key} must be a whole number from {min} to {(max == long.MaxValue ? "any size" : max)}, not '{value}'.");
+
+    private static string PinRoot(string key, string value, string where) =>
+        value.StartsWith("/sys/fs/bpf/", StringComparison.Ordinal) && !value.Contains('.', StringComparison.Ordinal)
+            ? value.TrimEnd('/')
+            : throw new ConfigException($"{where}: {key} must be a directory under /sys/fs/bpf without dots (bpffs refuses them), not '{value}'.");
 
     private static bool Bool(string key, string value, string where) => value.ToLowerInvariant() switch
     {

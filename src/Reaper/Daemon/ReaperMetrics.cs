@@ -26,6 +26,13 @@ internal sealed class ReaperMetrics
         // Absent, not 0, when D-Bus is switched off: the bus alert must not fire on such hosts.
         DBusConnected = dbusEnabled ? f.CreateGauge("socketreaper_dbus_connected", "1 while connected to the bus and owning the name.") : null;
         EngineHealthy = f.CreateGauge("socketreaper_engine_healthy", "1 while the sweep engine is loaded and answering.");
+        DatapathLinks = f.CreateGauge("socketreaper_datapath_links", "Datapath links the daemon owns, by attach type.", "attach_type");
+        DatapathLinksMissing = f.CreateGauge("socketreaper_datapath_links_missing", "Selected device hooks without our link attached.");
+        DatapathReattachments = f.CreateCounter("socketreaper_datapath_reattachments_total", "Links re-created after someone detached them or the kernel reported them dead.");
+        DatapathEvents = f.CreateCounter("socketreaper_datapath_events_total", "Ring-buffer events from the datapath, by kind.", "kind");
+        DatapathEventsLost = f.CreateCounter("socketreaper_datapath_events_lost_total", "Events the datapath could not queue (ring buffer full).");
+        DevicePackets = f.CreateCounter("socketreaper_device_packets_total", "Packets seen by the datapath per device and hook (series capped by Datapath.MaxDeviceMetrics).", "device", "hook");
+        DeviceBytes = f.CreateCounter("socketreaper_device_bytes_total", "Bytes seen by the datapath per device and hook (series capped by Datapath.MaxDeviceMetrics).", "device", "hook");
         BuildInfo.WithLabels(SocketReaper.BuildInfo.Version).Set(1);
     }
 
@@ -58,6 +65,20 @@ internal sealed class ReaperMetrics
     public Gauge? DBusConnected { get; }
 
     public Gauge EngineHealthy { get; }
+
+    public Gauge DatapathLinks { get; }
+
+    public Gauge DatapathLinksMissing { get; }
+
+    public Counter DatapathReattachments { get; }
+
+    public Counter DatapathEvents { get; }
+
+    public Counter DatapathEventsLost { get; }
+
+    public Counter DevicePackets { get; }
+
+    public Counter DeviceBytes { get; }
 
     /// <summary>Counts one finished sweep; per-protocol match counts come from its records.</summary>
     public void Record(SweepResult r, long matchedTcp, long matchedUdp, long destroyedTcp, long destroyedUdp)

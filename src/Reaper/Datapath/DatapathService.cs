@@ -1,0 +1,245 @@
+using System.Runtime.InteropServices;
+using LibBpf;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using SocketReaper.Bpf;
+using SocketReaper.Daemon;
+using SocketReaper.Platform.Netlink;
+
+namespace SocketReaper.Datapath;
+
+/// <summary>
+/// Owns the datapath on the host's endpoint devices: attaches (or, after a restart, updates in
+/// place) the programs on every selected device, follows rtnetlink so devices that appear are
+/// covered within a second and vanished ones are cleaned up, repairs links someone detached,
+/// and turns the programs' counters and events into metrics. Stopping the daemon leaves the
+/// pinned links in place (`socketreaper datapath detach` removes them).
+/// </summary>
+internal sealed partial class DatapathService : BackgroundService
+{
+    private static readonly TimeSpan DriftEvery = TimeSpan.FromSeconds(5);
+    private readonly ReaperConfig _config;
+    private readonly ReaperMetrics _metrics;
+    private readonly ILogger _logger;
+    private readonly DeviceSelector _selector;
+    private readonly DeviceLinks _links;
+    private readonly Dictionary<int, (string Name, bool Netkit, List<OwnedLink> Links)> _devices = [];
+
+    public DatapathService(ReaperConfig config, ReaperMetrics metrics, ILogger<DatapathService> logger)
+    {
+        _config = config;
+        _metrics = metrics;
+        _logger = logger;
+        _selector = new DeviceSelector(config.DatapathDevices, config.DatapathAllNetkit);
+        _links = new DeviceLinks(config.DatapathPinRoot);
+    }
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        _config.DatapathEnabled
+            ? Task.Factory.StartNew(() => Run(stoppingToken), stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default)
+            : Task.CompletedTask;
+
+    private void Run(CancellationToken stop)
+    {
+        try
+        {
+            using var obj = EmbeddedObject.Open(EmbeddedObject.Datapath);
+            obj.Load();
+            using var monitor = RtNetlinkMonitor.Open();
+            using var events = new RingBuffer(obj.Map("reaper_events"), record =>
+            {
+                var e = MemoryMarshal.Read<DatapathAbi.Event>(record);
+                _metrics.DatapathEvents.WithLabels(e.Kind switch
+                {
+                    DatapathAbi.EventNewIp => "new_ip",
+                    DatapathAbi.EventIpMoved => "ip_moved",
+                    DatapathAbi.EventSourceNotAssigned => "source_not_assigned",
+                    _ => "unknown",
+                }).Inc();
+                return 0;
+            });
+
+            using (var rt = RtNetlink.Open())
+            {
+                foreach (var link in rt.DumpLinks())
+                {
+                    Consider(obj, link);
+                }
+            }
+
+            Log.Covering(_logger, _devices.Count, _links.Root);
+            var nextDrift = DateTime.UtcNow + DriftEvery;
+            while (!stop.IsCancellationRequested)
+            {
+                try
+                {
+                    foreach (var change in monitor.Receive(TimeSpan.FromMilliseconds(250)))
+                    {
+                        if (change.Kind == RtEventKind.LinkNew && change.Link is { } added)
+                        {
+                            Consider(obj, added);
+                        }
+                        else if (change.Kind == RtEventKind.LinkDel && change.Link is { } removed)
+                        {
+                            Forget(obj, removed.Index);
+                        }
+                    }
+                }
+                catch (NetlinkException e) when (e.Errno == 105)
+                {
+                    // ENOBUFS: we missed link events; the drift check below re-reads everything.
+                    nextDrift = DateTime.UtcNow;
+                }
+
+                events.Consume();
+                if (DateTime.UtcNow >= nextDrift)
+                {
+                    Repair(obj);
+                    Export(obj);
+                    nextDrift = DateTime.UtcNow + DriftEvery;
+                }
+            }
+        }
+        catch (Exception e) when (e is BpfException or NetlinkException or LibBpfUnavailableException)
+        {
+            Log.Failed(_logger, e.Message);
+        }
+    }
+
+    private void Consider(BpfObject obj, LinkInfo link)
+    {
+        if (_devices.ContainsKey(link.Index) || !_selector.Selects(link.Name, link.Kind))
+        {
+            return;
+        }
+
+        var netkit = link.Kind == "netkit";
+        var programs = netkit ? new[] { "reaper_nk_prim", "reaper_nk_peer" } : ["reaper_tcx_in", "reaper_tcx_out"];
+        try
+        {
+            var owned = programs.Select(p => _links.Ensure(obj.Program(p), link.Name, link.Index)).ToList();
+            obj.Map("reaper_endpoints").Update((uint)link.Index, new DatapathAbi.Endpoint());
+            _devices[link.Index] = (link.Name, netkit, owned);
+            Count();
+            Log.Attached(_logger, link.Name, link.Index, owned[0].Outcome.ToString().ToLowerInvariant());
+        }
+        catch (BpfException e)
+        {
+            Log.AttachFailed(_logger, link.Name, link.Index, e.Message);
+        }
+    }
+
+    private void Forget(BpfObject obj, int ifindex)
+    {
+        if (!_devices.Remove(ifindex, out var device))
+        {
+            return;
+        }
+
+        foreach (var owned in device.Links)
+        {
+            File.Delete(owned.Pin);
+        }
+
+        obj.Map("reaper_endpoints").Delete((uint)ifindex);
+        Count();
+        Log.Forgot(_logger, device.Name, ifindex);
+    }
+
+    /// <summary>Re-reads the links and re-attaches any of ours that is no longer on its hook.</summary>
+    private void Repair(BpfObject obj)
+    {
+        var missing = 0;
+        using (var rt = RtNetlink.Open())
+        {
+            var present = rt.DumpLinks().ToDictionary(l => l.Index);
+            foreach (var ifindex in _devices.Keys.Where(i => !present.ContainsKey(i)).ToList())
+            {
+                Forget(obj, ifindex);
+            }
+
+            foreach (var link in present.Values)
+            {
+                Consider(obj, link);
+            }
+        }
+
+        foreach (var (ifindex, device) in _devices)
+        {
+            for (var i = 0; i < device.Links.Count; i++)
+            {
+                var owned = device.Links[i];
+                if (BpfInfo.Query(ifindex, owned.Hook).LinkIds.Contains(owned.LinkId))
+                {
+                    continue;
+                }
+
+                missing++;
+                var program = owned.Hook switch
+                {
+                    BpfAttachType.TcxIngress => "reaper_tcx_in",
+                    BpfAttachType.TcxEgress => "reaper_tcx_out",
+                    BpfAttachType.NetkitPrimary => "reaper_nk_prim",
+                    _ => "reaper_nk_peer",
+                };
+                try
+                {
+                    device.Links[i] = _links.Ensure(obj.Program(program), device.Name, ifindex);
+                    _metrics.DatapathReattachments.Inc();
+                    missing--;
+                    Log.Reattached(_logger, device.Name, ifindex, DeviceLinks.HookName(owned.Hook));
+                }
+                catch (BpfException e)
+                {
+                    Log.AttachFailed(_logger, device.Name, ifindex, e.Message);
+                }
+            }
+        }
+
+        _metrics.DatapathLinksMissing.Set(missing);
+    }
+
+    private void Count()
+    {
+        foreach (var hook in new[] { BpfAttachType.TcxIngress, BpfAttachType.TcxEgress, BpfAttachType.NetkitPrimary, BpfAttachType.NetkitPeer })
+        {
+            _metrics.DatapathLinks.WithLabels(DeviceLinks.HookName(hook)).Set(_devices.Values.Sum(d => d.Links.Count(l => l.Hook == hook)));
+        }
+    }
+
+    private void Export(BpfObject obj)
+    {
+        _metrics.DatapathEventsLost.IncTo(obj.Global<ulong>("reaper_events_lost"));
+        var stats = obj.Map("reaper_dev_stats");
+        foreach (var (ifindex, device) in _devices.Take(_config.DatapathMaxDeviceMetrics))
+        {
+            foreach (var (hook, name) in new[] { (DatapathAbi.HookIngress, "ingress"), (DatapathAbi.HookEgress, "egress") })
+            {
+                var perCpu = stats.LookupPerCpu<DatapathAbi.StatsKey, DatapathAbi.DeviceStats>(new DatapathAbi.StatsKey { Ifindex = (uint)ifindex, Hook = (uint)hook });
+                _metrics.DevicePackets.WithLabels(device.Name, name).IncTo(perCpu.Aggregate(0UL, (t, v) => t + v.Packets));
+                _metrics.DeviceBytes.WithLabels(device.Name, name).IncTo(perCpu.Aggregate(0UL, (t, v) => t + v.Bytes));
+            }
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 400, Level = LogLevel.Information, Message = "Datapath on {Devices} device(s), links pinned under {Root}")]
+        public static partial void Covering(ILogger logger, int devices, string root);
+
+        [LoggerMessage(EventId = 401, Level = LogLevel.Information, Message = "Datapath {Outcome} on {Device} (ifindex {Ifindex})")]
+        public static partial void Attached(ILogger logger, string device, int ifindex, string outcome);
+
+        [LoggerMessage(EventId = 402, Level = LogLevel.Information, Message = "Device {Device} (ifindex {Ifindex}) is gone; its pins are removed")]
+        public static partial void Forgot(ILogger logger, string device, int ifindex);
+
+        [LoggerMessage(EventId = 403, Level = LogLevel.Warning, Message = "Our {Hook} link on {Device} (ifindex {Ifindex}) was detached by someone; re-attached")]
+        public static partial void Reattached(ILogger logger, string device, int ifindex, string hook);
+
+        [LoggerMessage(EventId = 404, Level = LogLevel.Error, Message = "Cannot attach the datapath to {Device} (ifindex {Ifindex}): {Reason}")]
+        public static partial void AttachFailed(ILogger logger, string device, int ifindex, string reason);
+
+        [LoggerMessage(EventId = 405, Level = LogLevel.Error, Message = "Datapath stopped: {Reason}")]
+        public static partial void Failed(ILogger logger, string reason);
+    }
+}

@@ -1,0 +1,143 @@
+using System.Diagnostics;
+using LibBpf;
+using SocketReaper.Testing;
+using Xunit;
+
+namespace SocketReaper.IntegrationTests;
+
+/// <summary>
+/// The daemon's datapath on endpoints made as a CNI would: a veth whose host end stays in the
+/// host namespace (named for this test only) and whose other end lives in a throwaway namespace.
+/// </summary>
+public sealed class DatapathDaemonTests
+{
+    private sealed class Endpoints : IDisposable
+    {
+        private readonly List<string> _created = [];
+
+        public Endpoints()
+        {
+            Tag = $"srtv{Guid.NewGuid():N}"[..8];
+        }
+
+        public string Tag { get; }
+
+        public string Pattern => Tag + "*";
+
+        /// <summary>Creates host-side veth "{Tag}{n}h" with its peer in <paramref name="netns"/>.</summary>
+        public string Add(string netns, int n)
+        {
+            var host = $"{Tag}{n}h";
+            TestNamespaces.Ip($"link add {host} type veth peer name eth{n} netns {netns}");
+            _created.Add(host);
+            TestNamespaces.Ip($"addr add 10.90.{n}.1/24 dev {host}");
+            TestNamespaces.Ip($"link set {host} up");
+            TestNamespaces.Ip($"-n {netns} addr add 10.90.{n}.2/24 dev eth{n}");
+            TestNamespaces.Ip($"-n {netns} link set eth{n} up");
+            return host;
+        }
+
+        public void Remove(string host)
+        {
+            TestNamespaces.Ip($"link del {host}");
+            _created.Remove(host);
+        }
+
+        public static int Ifindex(string device) => int.Parse(File.ReadAllText($"/sys/class/net/{device}/ifindex").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+
+        public void Dispose()
+        {
+            foreach (var host in _created)
+            {
+                try
+                {
+                    TestNamespaces.Ip($"link del {host}");
+                }
+                catch (InvalidOperationException)
+                {
+                    // Its namespace went first and took the pair with it.
+                }
+            }
+        }
+    }
+
+    private static TimeSpan WaitUntil(Func<bool> condition, TimeSpan limit)
+    {
+        var watch = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(watch.Elapsed < limit, $"not within {limit}");
+            Thread.Sleep(20);
+        }
+
+        return watch.Elapsed;
+    }
+
+    [PrivilegedFact]
+    public void Devices_are_covered_at_start_and_on_arrival_cleaned_on_removal_and_kept_across_a_restart()
+    {
+        using var ns = new TestNamespaces(1);
+        using var endpoints = new Endpoints();
+        var first = endpoints.Add(ns.Names[0], 1);
+        var firstIndex = Endpoints.Ifindex(first);
+
+        uint linkId;
+        using (var daemon = new DaemonFixture(devicePattern: endpoints.Pattern))
+        {
+            daemon.Start();
+            WaitUntil(() => BpfInfo.Query(firstIndex, BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10));
+            linkId = BpfInfo.Query(firstIndex, BpfAttachType.TcxIngress).LinkIds[0];
+            Assert.Single(BpfInfo.Query(firstIndex, BpfAttachType.TcxEgress).LinkIds);
+
+            // A device that appears later is covered within a second.
+            var second = endpoints.Add(ns.Names[0], 2);
+            var secondIndex = Endpoints.Ifindex(second);
+            var took = WaitUntil(() => BpfInfo.Query(secondIndex, BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(5));
+            Assert.True(took < TimeSpan.FromSeconds(1), $"attached after {took}");
+
+            // Traffic from the endpoint is counted and its address learned.
+            ns.In(ns.Names[0], () =>
+            {
+                using var udp = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+                for (var i = 0; i < 5; i++)
+                {
+                    udp.SendTo([1], new System.Net.IPEndPoint(System.Net.IPAddress.Parse("10.90.1.1"), 9));
+                }
+
+                return 0;
+            });
+            WaitUntil(() => DaemonFixture.Sample(daemon.Scrape(), $"socketreaper_device_packets_total{{device=\"{first}\",hook=\"ingress\"}}") >= 5, TimeSpan.FromSeconds(12));
+            Assert.True(DaemonFixture.Sample(daemon.Scrape(), "socketreaper_datapath_events_total{kind=\"new_ip\"}") >= 1);
+
+            // A removed device's pins go.
+            endpoints.Remove(second);
+            WaitUntil(() => !Directory.GetFiles(daemon.PinRoot).Any(p => p.Contains($"_{secondIndex}_", StringComparison.Ordinal)), TimeSpan.FromSeconds(2));
+
+            // The daemon stops; its links stay (pinned), so coverage has no gap.
+            daemon.Terminate();
+            Assert.Equal([linkId], BpfInfo.Query(firstIndex, BpfAttachType.TcxIngress).LinkIds);
+
+            // A new daemon over the same pins updates the same link in place.
+            using var restarted = new DaemonFixture(devicePattern: endpoints.Pattern);
+            MovePins(daemon.PinRoot, restarted.PinRoot);
+            restarted.Start();
+            WaitUntil(() => restarted.Log.Contains($"Datapath updated on {first}", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
+            Assert.Equal([linkId], BpfInfo.Query(firstIndex, BpfAttachType.TcxIngress).LinkIds);
+
+            var status = restarted.Tool(null, ReaperProcess.Executable, "datapath", "status", "--pin-root", restarted.PinRoot);
+            Assert.Contains($"{first}_{firstIndex}_tcx_ingress", status.Stdout, StringComparison.Ordinal);
+            var detach = restarted.Tool(null, ReaperProcess.Executable, "datapath", "detach", "--pin-root", restarted.PinRoot);
+            Assert.Contains("Detached 2 datapath link(s)", detach.Stdout, StringComparison.Ordinal);
+            Assert.Empty(BpfInfo.Query(firstIndex, BpfAttachType.TcxIngress).LinkIds);
+        }
+    }
+
+    private static void MovePins(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var pin in Directory.GetFiles(from))
+        {
+            File.Move(pin, Path.Combine(to, Path.GetFileName(pin)));
+        }
+    }
+}
