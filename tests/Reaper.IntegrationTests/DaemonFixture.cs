@@ -147,25 +147,9 @@ internal sealed class DaemonFixture : IDisposable
     public (int ExitCode, string Stdout, string Stderr) BusctlAs(int uid, params string[] args) =>
         Tool(uid, "busctl", [$"--address={BusAddress}", .. args]);
 
-    public (int ExitCode, string Stdout, string Stderr) Tool(int? uid, string file, params string[] args)
-    {
-        var start = uid is null
-            ? new ProcessStartInfo(file, args)
-            : new ProcessStartInfo("setpriv", [$"--reuid={uid}", $"--regid={uid}", "--clear-groups", "--", file, .. args]);
-        start.RedirectStandardOutput = true;
-        start.RedirectStandardError = true;
-        start.Environment["DBUS_SYSTEM_BUS_ADDRESS"] = BusAddress;
-        using var p = Process.Start(start)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(TimeSpan.FromSeconds(30)))
-        {
-            p.Kill(true);
-            throw new TimeoutException($"{file} {string.Join(' ', args)} hung");
-        }
-
-        return (p.ExitCode, stdout.Result, stderr.Result);
-    }
+    /// <summary>Runs a client tool with DBUS_SYSTEM_BUS_ADDRESS pointing at the private bus.</summary>
+    public (int ExitCode, string Stdout, string Stderr) Tool(int? uid, string file, params string[] args) =>
+        ReaperProcess.Exec(uid, file, args, new Dictionary<string, string> { ["DBUS_SYSTEM_BUS_ADDRESS"] = BusAddress });
 
     public string Scrape()
     {

@@ -23,7 +23,7 @@ internal sealed partial class DatapathService : BackgroundService
     private readonly ILogger _logger;
     private readonly DeviceSelector _selector;
     private readonly DeviceLinks _links;
-    private readonly Dictionary<int, (string Name, bool Netkit, List<OwnedLink> Links)> _devices = [];
+    private readonly Dictionary<int, (string Name, List<OwnedLink> Links)> _devices = [];
 
     public DatapathService(ReaperConfig config, ReaperMetrics metrics, ILogger<DatapathService> logger)
     {
@@ -113,13 +113,12 @@ internal sealed partial class DatapathService : BackgroundService
             return;
         }
 
-        var netkit = link.Kind == "netkit";
-        var programs = netkit ? new[] { "reaper_nk_prim", "reaper_nk_peer" } : ["reaper_tcx_in", "reaper_tcx_out"];
+        BpfAttachType[] hooks = link.Kind == "netkit" ? [BpfAttachType.NetkitPrimary, BpfAttachType.NetkitPeer] : [BpfAttachType.TcxIngress, BpfAttachType.TcxEgress];
         try
         {
-            var owned = programs.Select(p => _links.Ensure(obj.Program(p), link.Name, link.Index)).ToList();
+            var owned = hooks.Select(h => _links.Ensure(obj.Program(ProgramFor(h)), link.Name, link.Index)).ToList();
             obj.Map("reaper_endpoints").Update((uint)link.Index, new DatapathAbi.Endpoint());
-            _devices[link.Index] = (link.Name, netkit, owned);
+            _devices[link.Index] = (link.Name, owned);
             Count();
             Log.Attached(_logger, link.Name, link.Index, owned[0].Outcome.ToString().ToLowerInvariant());
         }
@@ -175,16 +174,9 @@ internal sealed partial class DatapathService : BackgroundService
                 }
 
                 missing++;
-                var program = owned.Hook switch
-                {
-                    BpfAttachType.TcxIngress => "reaper_tcx_in",
-                    BpfAttachType.TcxEgress => "reaper_tcx_out",
-                    BpfAttachType.NetkitPrimary => "reaper_nk_prim",
-                    _ => "reaper_nk_peer",
-                };
                 try
                 {
-                    device.Links[i] = _links.Ensure(obj.Program(program), device.Name, ifindex);
+                    device.Links[i] = _links.Ensure(obj.Program(ProgramFor(owned.Hook)), device.Name, ifindex);
                     _metrics.DatapathReattachments.Inc();
                     missing--;
                     Log.Reattached(_logger, device.Name, ifindex, DeviceLinks.HookName(owned.Hook));
@@ -198,6 +190,15 @@ internal sealed partial class DatapathService : BackgroundService
 
         _metrics.DatapathLinksMissing.Set(missing);
     }
+
+    /// <summary>The program of datapath.bpf.c that belongs on <paramref name="hook"/>.</summary>
+    private static string ProgramFor(BpfAttachType hook) => hook switch
+    {
+        BpfAttachType.TcxIngress => "reaper_tcx_in",
+        BpfAttachType.TcxEgress => "reaper_tcx_out",
+        BpfAttachType.NetkitPrimary => "reaper_nk_prim",
+        _ => "reaper_nk_peer",
+    };
 
     private void Count()
     {

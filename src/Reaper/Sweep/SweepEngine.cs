@@ -36,7 +36,6 @@ internal sealed partial class SweepEngine : IDisposable
     private readonly BpfMap _rules;
     private readonly BpfMap _stats;
     private readonly SemaphoreSlim _gate = new(1, 1);
-    private int _loadedPrefixes;
 
     public SweepEngine(ILogger logger)
     {
@@ -208,7 +207,7 @@ internal sealed partial class SweepEngine : IDisposable
     private void LoadRules(RuleTable table)
     {
         // The previous sweep's prefixes go first: a stale trie entry would point at new rules.
-        var stale = new List<SweepAbi.PrefixKey>(_loadedPrefixes);
+        var stale = new List<SweepAbi.PrefixKey>();
         Span<byte> key = stackalloc byte[_prefixes.KeySize];
         Span<byte> nextKey = stackalloc byte[_prefixes.KeySize];
         var first = true;
@@ -231,7 +230,6 @@ internal sealed partial class SweepEngine : IDisposable
             _prefixes.Update(k, v);
         }
 
-        _loadedPrefixes = table.Prefixes.Length;
     }
 
     public void Dispose()
