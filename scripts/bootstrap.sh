@@ -43,6 +43,10 @@ test_pkgs=(
   "util-linux:0:main"
   "nftables:0:main"
   "iperf3:0:main"
+  "qemu-system-x86:0:main"
+  "busybox-static:0:main"
+  "cpio:0:main"
+  "xz-utils:0:main"
 )
 
 installed_version() { dpkg-query -W -f='${db:Status-Abbrev} ${Version}' "$1" 2>/dev/null | awk '$1=="ii"{print $2}' || true; }

@@ -10,6 +10,9 @@ public readonly record struct BpfProgramInfo(uint Id, int Type, string Name);
 /// <summary>What the kernel says about a link (struct bpf_link_info for tcx/netkit links).</summary>
 public readonly record struct BpfLinkInfo(uint Id, int Type, uint ProgramId, int Ifindex, BpfAttachType AttachType);
 
+/// <summary>What the kernel says about a map (the head of struct bpf_map_info).</summary>
+public readonly record struct BpfMapInfo(uint Id, int Type, int KeySize, int ValueSize, int MaxEntries, uint Flags, string Name);
+
 /// <summary>Programs attached to one hook, in run order (BPF_PROG_QUERY).</summary>
 public readonly record struct BpfHookQuery(ulong Revision, IReadOnlyList<uint> ProgramIds, IReadOnlyList<uint> LinkIds);
 
@@ -30,6 +33,18 @@ public static class BpfInfo
         public uint CreatedByUid;
         public uint NrMapIds;
         public ulong MapIds;
+        public fixed byte Name[16];
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private unsafe struct MapInfoHead
+    {
+        public uint Type;
+        public uint Id;
+        public uint KeySize;
+        public uint ValueSize;
+        public uint MaxEntries;
+        public uint MapFlags;
         public fixed byte Name[16];
     }
 
@@ -55,6 +70,23 @@ public static class BpfInfo
         var name = new ReadOnlySpan<byte>(info.Name, 16);
         var end = name.IndexOf((byte)0);
         return new BpfProgramInfo(info.Id, (int)info.Type, Encoding.UTF8.GetString(end < 0 ? name : name[..end]));
+    }
+
+    /// <summary>Kernel id, type, sizes and name of the map behind <paramref name="mapFd"/>.</summary>
+    public static unsafe BpfMapInfo MapInfo(int mapFd, string? what = null)
+    {
+        var info = default(MapInfoHead);
+        var length = (uint)sizeof(MapInfoHead);
+        NativeResult.CheckSyscall(Libbpf.bpf_obj_get_info_by_fd(mapFd, &info, &length), "get info of map", what ?? $"fd {mapFd}");
+        if (length < sizeof(MapInfoHead) - 16)
+        {
+            throw new BpfException("get info of map", what ?? $"fd {mapFd}", (int)Errno.EINVAL);
+        }
+
+        var name = new ReadOnlySpan<byte>(info.Name, 16);
+        var end = name.IndexOf((byte)0);
+        return new BpfMapInfo(info.Id, (int)info.Type, (int)info.KeySize, (int)info.ValueSize, (int)info.MaxEntries, info.MapFlags,
+            Encoding.UTF8.GetString(end < 0 ? name : name[..end]));
     }
 
     /// <summary>Kernel id, program and (for tcx/netkit links) device of the link behind <paramref name="linkFd"/>.</summary>

@@ -1,15 +1,19 @@
 using System.Runtime.CompilerServices;
 using LibBpf.Interop;
+using Microsoft.Win32.SafeHandles;
 
 namespace LibBpf;
 
 /// <summary>
-/// A map inside a <see cref="BpfObject"/> (it keeps the object alive). Element operations work
-/// on raw bytes or on unmanaged structs whose size must equal the map's key/value size.
+/// A BPF map: either one inside a <see cref="BpfObject"/> (it keeps the object alive), or one
+/// opened from its bpffs pin with <see cref="OpenPinned"/> (it owns that descriptor). Element
+/// operations work on raw bytes or on unmanaged structs whose size must equal the map's key/value size.
 /// </summary>
 public sealed class BpfMap : IDisposable
 {
-    private readonly BpfInteriorHandle _handle;
+    private readonly BpfInteriorHandle? _handle;
+    private readonly SafeFileHandle? _pinned;
+    private readonly BpfMapInfo _pinnedInfo;
 
     internal BpfMap(BpfInteriorHandle handle)
     {
@@ -17,39 +21,79 @@ public sealed class BpfMap : IDisposable
         Name = NativeResult.Utf8(Libbpf.bpf_map__name(_handle)) ?? string.Empty;
     }
 
+    private BpfMap(SafeFileHandle pinned, BpfMapInfo info)
+    {
+        _pinned = pinned;
+        _pinnedInfo = info;
+        Name = info.Name;
+    }
+
+    /// <summary>Opens the map pinned at <paramref name="path"/> (BPF_OBJ_GET); fails if the pin is not a map.</summary>
+    public static BpfMap OpenPinned(string path)
+    {
+        var fd = BpfFs.Get(path);
+        try
+        {
+            return new BpfMap(fd, BpfInfo.MapInfo((int)fd.DangerousGetHandle(), $"'{path}'"));
+        }
+        catch
+        {
+            fd.Dispose();
+            throw;
+        }
+    }
+
     public string Name { get; }
 
-    /// <summary>The map fd after load; negative before.</summary>
-    public int Fd => Libbpf.bpf_map__fd(_handle);
+    /// <summary>The map fd (for an object's map: after load; negative before).</summary>
+    public int Fd => _handle is not null ? Libbpf.bpf_map__fd(_handle) : (int)_pinned!.DangerousGetHandle();
 
     /// <summary>enum bpf_map_type.</summary>
-    public int MapType => Libbpf.bpf_map__type(_handle);
+    public int MapType => _handle is not null ? Libbpf.bpf_map__type(_handle) : _pinnedInfo.Type;
 
-    public int KeySize => (int)Libbpf.bpf_map__key_size(_handle);
+    public int KeySize => _handle is not null ? (int)Libbpf.bpf_map__key_size(_handle) : _pinnedInfo.KeySize;
 
-    public int ValueSize => (int)Libbpf.bpf_map__value_size(_handle);
+    public int ValueSize => _handle is not null ? (int)Libbpf.bpf_map__value_size(_handle) : _pinnedInfo.ValueSize;
 
-    public int MaxEntries => (int)Libbpf.bpf_map__max_entries(_handle);
+    public int MaxEntries => _handle is not null ? (int)Libbpf.bpf_map__max_entries(_handle) : _pinnedInfo.MaxEntries;
 
     /// <summary>Whether values are per CPU (lookups return one value per possible CPU, each padded to 8 bytes).</summary>
     public bool IsPerCpu => MapType is 5 or 6 or 10 or 21;
 
-    internal BpfInteriorHandle Handle => _handle;
-
     /// <summary>BPF_F_MMAPABLE: global data maps that user space can map.</summary>
-    internal bool IsMmapable => (Libbpf.bpf_map__map_flags(_handle) & (1u << 10)) != 0;
+    internal bool IsMmapable => ((_handle is not null ? Libbpf.bpf_map__map_flags(_handle) : _pinnedInfo.Flags) & (1u << 10)) != 0;
+
+    /// <summary>
+    /// Before load: pin this map at <paramref name="path"/> (null: don't). On load libbpf reuses a
+    /// compatible map already pinned there, so its contents survive the process; an incompatible
+    /// one (other type, sizes or flags) makes the load fail with EINVAL.
+    /// </summary>
+    public void SetPinPath(string? path) =>
+        NativeResult.Check(Libbpf.bpf_map__set_pin_path(ObjectMap("set pin path of"), path), "set pin path of", Q);
+
+    /// <summary>Where this map is (to be) pinned; null when it is not.</summary>
+    public string? PinPath => _handle is not null ? NativeResult.Utf8(Libbpf.bpf_map__pin_path(_handle)) : null;
+
+    /// <summary>Whether the load pinned this map or reused a pinned one.</summary>
+    public bool IsPinned => _handle is not null && Libbpf.bpf_map__is_pinned(_handle);
+
+    /// <summary>Removes the pin (the map lives on while something holds it).</summary>
+    public void Unpin() => NativeResult.Check(Libbpf.bpf_map__unpin(ObjectMap("unpin"), null), "unpin", Q);
+
+    private BpfInteriorHandle ObjectMap(string operation) =>
+        _handle ?? throw new InvalidOperationException($"cannot {operation} {Q}: it was opened from a pin, not from an object.");
 
     private string Q => $"map '{Name}'";
 
     /// <summary>Changes the capacity; before load only.</summary>
     public void SetMaxEntries(int maxEntries) =>
-        NativeResult.Check(Libbpf.bpf_map__set_max_entries(_handle, (uint)maxEntries), "set max entries of", Q);
+        NativeResult.Check(Libbpf.bpf_map__set_max_entries(ObjectMap("set max entries of"), (uint)maxEntries), "set max entries of", Q);
 
     /// <summary>The contents of a global data map (.bss/.data/.rodata); after load it is the mmap'ed map itself.</summary>
     public unsafe Span<byte> InitialValue()
     {
         nuint size;
-        var data = Libbpf.bpf_map__initial_value(_handle, &size);
+        var data = Libbpf.bpf_map__initial_value(ObjectMap("get data of"), &size);
         if (data is null)
         {
             throw new BpfException("get data of", Q, (int)Errno.EINVAL);
@@ -225,7 +269,11 @@ public sealed class BpfMap : IDisposable
 
     private int PerCpuValueSize => ((ValueSize + 7) & ~7) * PossibleCpus;
 
-    public void Dispose() => _handle.Dispose();
+    public void Dispose()
+    {
+        _handle?.Dispose();
+        _pinned?.Dispose();
+    }
 
     private void CheckSizes(int keyLength, int valueLength, int expectedValueLength)
     {

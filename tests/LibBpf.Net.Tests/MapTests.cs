@@ -96,4 +96,73 @@ public sealed class MapTests
 
         Assert.Equal([3u, 5u, 9u], found.Order());
     }
+
+    [PrivilegedFact]
+    public void A_pinned_map_keeps_its_contents_across_loads_and_opens_from_its_pin()
+    {
+        var dir = $"/sys/fs/bpf/lbn{Guid.NewGuid():N}"[..26];
+        Directory.CreateDirectory(dir);
+        try
+        {
+            var pin = $"{dir}/hash";
+            using (var first = TestObjects.Open())
+            {
+                first.Map("lbn_hash").SetPinPath(pin);
+                first.Load();
+                Assert.True(first.Map("lbn_hash").IsPinned);
+                Assert.Equal(pin, first.Map("lbn_hash").PinPath);
+                first.Map("lbn_hash").Update(5u, 500UL);
+            }
+
+            // The object is gone; the pin holds the map, and the next load reuses it.
+            using (var second = TestObjects.Open())
+            {
+                second.Map("lbn_hash").SetPinPath(pin);
+                second.Load();
+                Assert.True(second.Map("lbn_hash").TryLookup(5u, out ulong kept));
+                Assert.Equal(500UL, kept);
+            }
+
+            using (var opened = BpfMap.OpenPinned(pin))
+            {
+                Assert.Equal(("lbn_hash", 4, 8, 1024), (opened.Name, opened.KeySize, opened.ValueSize, opened.MaxEntries));
+                Assert.True(opened.TryLookup(5u, out ulong viaPin));
+                Assert.Equal(500UL, viaPin);
+                Assert.Throws<InvalidOperationException>(() => opened.SetPinPath(null));
+            }
+
+            // A map of another shape pinned there is refused rather than silently replaced.
+            using (var clash = TestObjects.Open())
+            {
+                clash.Map("lbn_percpu").SetPinPath(pin);
+                var e = Assert.Throws<BpfException>(clash.Load);
+                Assert.Equal(Errno.EINVAL, e.Errno);
+            }
+
+            using (var last = TestObjects.Open())
+            {
+                last.Map("lbn_hash").SetPinPath(pin);
+                last.Load();
+                last.Map("lbn_hash").Unpin();
+                Assert.False(File.Exists(pin));
+            }
+        }
+        finally
+        {
+            foreach (var f in Directory.GetFiles(dir))
+            {
+                File.Delete(f);
+            }
+
+            Directory.Delete(dir);
+        }
+    }
+
+    [PrivilegedFact]
+    public void Opening_a_pin_that_is_not_a_map_names_the_path()
+    {
+        var e = Assert.Throws<BpfException>(() => BpfMap.OpenPinned("/sys/fs/bpf/lbn-does-not-exist"));
+        Assert.Equal(Errno.ENOENT, e.Errno);
+        Assert.Contains("/sys/fs/bpf/lbn-does-not-exist", e.Message, StringComparison.Ordinal);
+    }
 }

@@ -132,6 +132,90 @@ public sealed class DatapathDaemonTests
         }
     }
 
+    /// <summary>
+    /// Netkit needs CONFIG_NETKIT, which the host kernel may lack: scripts/vm/run.sh runs these in a
+    /// VM with Debian's 6.12 kernel (the suite does, through scripts/test.sh).
+    /// </summary>
+    [NetkitTheory]
+    [Trait("Category", "Netkit")]
+    [InlineData("l3")]
+    [InlineData("l2")]
+    public void Netkit_primary_and_peer_are_attached_count_and_learn_and_keep_their_link_ids_across_a_restart(string mode)
+    {
+        using var ns = new TestNamespaces(1);
+        var tag = $"srtk{Guid.NewGuid():N}"[..9];
+        var primary = tag + "p";
+        TestNamespaces.Ip($"link add {primary} type netkit mode {mode} peer name {tag}e");
+        try
+        {
+            TestNamespaces.Ip($"link set {tag}e netns {ns.Names[0]}");
+            TestNamespaces.Ip($"addr add 10.92.0.1/24 dev {primary}");
+            TestNamespaces.Ip($"link set {primary} up");
+            TestNamespaces.Ip($"-n {ns.Names[0]} addr add 10.92.0.2/24 dev {tag}e");
+            TestNamespaces.Ip($"-n {ns.Names[0]} link set {tag}e up");
+            var index = Endpoints.Ifindex(primary);
+
+            using var daemon = new DaemonFixture(devicePattern: tag + "*");
+            daemon.Start();
+            WaitUntil(() => BpfInfo.Query(index, BpfAttachType.NetkitPrimary).LinkIds.Count == 1 &&
+                            BpfInfo.Query(index, BpfAttachType.NetkitPeer).LinkIds.Count == 1, TimeSpan.FromSeconds(20));
+            var primaryLink = BpfInfo.Query(index, BpfAttachType.NetkitPrimary).LinkIds[0];
+            var peerLink = BpfInfo.Query(index, BpfAttachType.NetkitPeer).LinkIds[0];
+
+            // The endpoint sends 5 datagrams to the host; the host sends 3 to the endpoint.
+            ns.In(ns.Names[0], () => SendUdp("10.92.0.1", 5));
+            SendUdp("10.92.0.2", 3);
+            string scrape = string.Empty;
+            try
+            {
+                WaitUntil(() =>
+                {
+                    scrape = daemon.Scrape();
+                    return DaemonFixture.Sample(scrape, $"socketreaper_device_packets_total{{device=\"{primary}\",hook=\"ingress\"}}") >= 5 &&
+                           DaemonFixture.Sample(scrape, $"socketreaper_device_packets_total{{device=\"{primary}\",hook=\"egress\"}}") >= 3 &&
+                           DaemonFixture.Sample(scrape, "socketreaper_datapath_events_total{kind=\"new_ip\"}") >= 1;
+                }, TimeSpan.FromSeconds(15));
+            }
+            catch (Xunit.Sdk.XunitException)
+            {
+                Assert.Fail($"counters or learning missing.\nscrape:\n{string.Join('\n', scrape.Split('\n').Where(l => l.StartsWith("socketreaper_d", StringComparison.Ordinal)))}\nlog:\n{daemon.Log}");
+            }
+
+            var learned = daemon.Tool(null, ReaperProcess.Executable, "datapath", "endpoints", "--pin-root", daemon.PinRoot);
+            Assert.True(learned.ExitCode == 0, learned.Stderr);
+            Assert.Contains("10.92.0.2", learned.Stdout, StringComparison.Ordinal);
+            Assert.Contains(primary, learned.Stdout, StringComparison.Ordinal);
+
+            // A restart updates both links in place.
+            daemon.Terminate();
+            using var restarted = new DaemonFixture(devicePattern: tag + "*");
+            MovePins(daemon.PinRoot, restarted.PinRoot);
+            restarted.Start();
+            WaitUntil(() => restarted.Log.Contains($"Datapath updated on {primary}", StringComparison.Ordinal), TimeSpan.FromSeconds(20));
+            Assert.Equal([primaryLink], BpfInfo.Query(index, BpfAttachType.NetkitPrimary).LinkIds);
+            Assert.Equal([peerLink], BpfInfo.Query(index, BpfAttachType.NetkitPeer).LinkIds);
+
+            var detach = restarted.Tool(null, ReaperProcess.Executable, "datapath", "detach", "--pin-root", restarted.PinRoot);
+            Assert.Contains("Detached 2 datapath link(s)", detach.Stdout, StringComparison.Ordinal);
+            Assert.Empty(BpfInfo.Query(index, BpfAttachType.NetkitPrimary).LinkIds);
+        }
+        finally
+        {
+            TestNamespaces.Ip($"link del {primary}");
+        }
+    }
+
+    private static int SendUdp(string to, int count)
+    {
+        using var udp = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+        for (var i = 0; i < count; i++)
+        {
+            udp.SendTo([1], new System.Net.IPEndPoint(System.Net.IPAddress.Parse(to), 9));
+        }
+
+        return count;
+    }
+
     private static void MovePins(string from, string to)
     {
         Directory.CreateDirectory(to);

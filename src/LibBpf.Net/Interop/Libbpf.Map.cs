@@ -59,4 +59,17 @@ internal static partial class Libbpf
 
     [LibraryImport(Library, SetLastError = true)]
     internal static unsafe partial int bpf_map_delete_batch(int fd, void* keys, uint* count, MapBatchOptions* options);
+
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int bpf_map__set_pin_path(BpfInteriorHandle map, string? path);
+
+    [LibraryImport(Library)]
+    internal static partial IntPtr bpf_map__pin_path(BpfInteriorHandle map);
+
+    [LibraryImport(Library)]
+    [return: MarshalAs(UnmanagedType.U1)]
+    internal static partial bool bpf_map__is_pinned(BpfInteriorHandle map);
+
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int bpf_map__unpin(BpfInteriorHandle map, string? path);
 }
