@@ -6,12 +6,17 @@
  * the daemon over a ring buffer when an address appears, moves to another endpoint, or is used
  * by an endpoint it is not assigned to.
  *
- * Direction: on a host-side veth, tcx/ingress sees what the endpoint sends; on netkit, the
- * primary hook runs for what the peer (the endpoint) sends. Those are the learning hooks.
+ * Direction: on a host-side veth, tcx/ingress sees what the endpoint sends and tcx/egress what
+ * it receives; skb->ifindex is the host-side device. Netkit runs a device's programs in its own
+ * transmit, after switching skb->dev to the other end: the peer hook sees what the endpoint sends
+ * (skb->ifindex is then the primary, in the host), the primary hook what the host sends to it
+ * (skb->ifindex is then the peer's, in the endpoint's namespace, so the primary is looked up).
+ * The "ingress" counters and the learning are always "from the endpoint".
  */
 #include "reaper_vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 #include "reaper_datapath.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -75,9 +80,9 @@ struct ethhdr_min {
 	__be16 proto;
 };
 
-static __always_inline void count(struct __sk_buff *skb, __u32 hook)
+static __always_inline void count_on(__u32 ifindex, __u32 len, __u32 hook)
 {
-	struct reaper_stats_key key = { .ifindex = skb->ifindex, .hook = hook };
+	struct reaper_stats_key key = { .ifindex = ifindex, .hook = hook };
 	struct reaper_dev_stats *st = bpf_map_lookup_elem(&reaper_dev_stats, &key);
 
 	if (!st) {
@@ -89,10 +94,15 @@ static __always_inline void count(struct __sk_buff *skb, __u32 hook)
 			return;
 	}
 	st->packets++;
-	st->bytes += skb->len;
+	st->bytes += len;
 }
 
-static __always_inline void emit(__u32 kind, __u32 ifindex, __u32 old_ifindex, const __u8 addr[16], const __u8 mac[6], __u64 now)
+static __always_inline void count(struct __sk_buff *skb, __u32 hook)
+{
+	count_on(skb->ifindex, skb->len, hook);
+}
+
+static __always_inline void emit(__u32 kind, __u32 ifindex, __u32 old_ifindex, const __u8 addr[16], const __u8 mac[6], __u64 netns, __u64 now)
 {
 	struct reaper_event *e = bpf_ringbuf_reserve(&reaper_events, sizeof(*e), 0);
 
@@ -108,8 +118,20 @@ static __always_inline void emit(__u32 kind, __u32 ifindex, __u32 old_ifindex, c
 	__builtin_memcpy(e->mac, mac, 6);
 	e->_pad1[0] = 0;
 	e->_pad1[1] = 0;
+	e->netns_cookie = netns;
 	e->time_ns = now;
 	bpf_ringbuf_submit(e, 0);
+}
+
+/* The network namespace of the socket that sent this packet, 0 for forwarded traffic. */
+static __always_inline __u64 sender_netns(struct __sk_buff *skb)
+{
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	struct sock *sk = kskb->sk;
+
+	if (!sk)
+		return 0;
+	return sk->__sk_common.skc_net.net->net_cookie;
 }
 
 /* Parses what an endpoint sent: its source (learned) and destination (a flow). */
@@ -121,7 +143,7 @@ static __always_inline void learn(struct __sk_buff *skb)
 	struct reaper_endpoint *ep;
 	struct reaper_flow_key flow = { .ifindex = skb->ifindex };
 	__u8 src[16] = {};
-	__u64 now;
+	__u64 now, netns;
 	struct reaper_owner *owner;
 
 	__u32 ifindex = skb->ifindex;
@@ -163,19 +185,26 @@ static __always_inline void learn(struct __sk_buff *skb)
 	if (!owner) {
 		struct reaper_owner fresh = { .ifindex = skb->ifindex, .first_seen_ns = now, .last_seen_ns = now };
 
+		netns = sender_netns(skb);
+		fresh.netns_cookie = netns;
 		__builtin_memcpy(fresh.mac, eth->src, 6);
 		bpf_map_update_elem(&reaper_owners, src, &fresh, BPF_ANY);
-		emit(REAPER_EVENT_NEW_IP, skb->ifindex, 0, src, eth->src, now);
+		emit(REAPER_EVENT_NEW_IP, skb->ifindex, 0, src, eth->src, netns, now);
 	} else if (owner->ifindex != skb->ifindex) {
 		__u32 old = owner->ifindex;
 
+		netns = sender_netns(skb);
 		owner->ifindex = skb->ifindex;
+		owner->netns_cookie = netns;
 		owner->first_seen_ns = now;
 		owner->last_seen_ns = now;
 		__builtin_memcpy(owner->mac, eth->src, 6);
-		emit(REAPER_EVENT_IP_MOVED, skb->ifindex, old, src, eth->src, now);
+		emit(REAPER_EVENT_IP_MOVED, skb->ifindex, old, src, eth->src, netns, now);
 	} else {
-		owner->last_seen_ns = now;
+		netns = owner->netns_cookie;
+		/* Refreshing at most once a second keeps the cache line clean on the hot path. */
+		if (now - owner->last_seen_ns > REAPER_LAST_SEEN_GRANULARITY_NS)
+			owner->last_seen_ns = now;
 	}
 
 	if (ep->flags & REAPER_ENDPOINT_CHECK_SOURCE) {
@@ -183,7 +212,7 @@ static __always_inline void learn(struct __sk_buff *skb)
 
 		__builtin_memcpy(assigned.addr, src, 16);
 		if (!bpf_map_lookup_elem(&reaper_assigned, &assigned))
-			emit(REAPER_EVENT_SRC_NOT_ASSIGNED, skb->ifindex, 0, src, eth->src, now);
+			emit(REAPER_EVENT_SRC_NOT_ASSIGNED, skb->ifindex, 0, src, eth->src, netns, now);
 	}
 
 	if (!bpf_map_lookup_elem(&reaper_flows, &flow) && bpf_map_update_elem(&reaper_flows, &flow, &now, BPF_NOEXIST) == 0)
@@ -205,17 +234,41 @@ int reaper_tcx_out(struct __sk_buff *skb)
 	return TCX_NEXT;
 }
 
+/*
+ * The primary of the netkit pair whose primary program is running: skb->dev is the peer by then,
+ * and the peer's private part points back at the primary. 0 on kernels without netkit.
+ */
+static __always_inline __u32 netkit_primary_of(struct __sk_buff *skb)
+{
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	struct net_device *peer, *primary = 0;
+	unsigned long priv;
+	int ifindex = 0;
+
+	if (!bpf_core_type_exists(struct netkit))
+		return 0;
+	peer = kskb->dev;
+	priv = (unsigned long)peer + ((bpf_core_type_size(struct net_device) + REAPER_NETDEV_ALIGN - 1) & ~(REAPER_NETDEV_ALIGN - 1));
+	if (bpf_probe_read_kernel(&primary, sizeof(primary), (void *)(priv + bpf_core_field_offset(struct netkit, peer))) || !primary)
+		return 0;
+	bpf_probe_read_kernel(&ifindex, sizeof(ifindex), (void *)((unsigned long)primary + bpf_core_field_offset(struct net_device, ifindex)));
+	return ifindex;
+}
+
 SEC("netkit/primary")
 int reaper_nk_prim(struct __sk_buff *skb)
 {
-	count(skb, REAPER_HOOK_INGRESS);
-	learn(skb);
+	__u32 primary = netkit_primary_of(skb);
+
+	if (primary)
+		count_on(primary, skb->len, REAPER_HOOK_EGRESS);
 	return NETKIT_NEXT;
 }
 
 SEC("netkit/peer")
 int reaper_nk_peer(struct __sk_buff *skb)
 {
-	count(skb, REAPER_HOOK_EGRESS);
+	count(skb, REAPER_HOOK_INGRESS);
+	learn(skb);
 	return NETKIT_NEXT;
 }

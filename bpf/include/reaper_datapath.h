@@ -11,6 +11,9 @@
 #define REAPER_OWNERS_MAX 65536
 #define REAPER_FLOWS_MAX 262144
 
+/* An owner's last_seen_ns is refreshed at most this often (1 s). */
+#define REAPER_LAST_SEEN_GRANULARITY_NS 1000000000ULL
+
 /* Hooks, the second half of the stats key. */
 #define REAPER_HOOK_INGRESS 0
 #define REAPER_HOOK_EGRESS 1
@@ -47,11 +50,16 @@ struct reaper_assigned_key {
 	__u8 addr[16];
 };
 
-/* Owner table value: which endpoint device last sent from an address. */
+/*
+ * Owner table value: which endpoint device last sent from an address, and the network namespace
+ * (cookie) of the socket that sent it — 0 when the endpoint forwarded the packet rather than
+ * originated it. Times are bpf_ktime_get_ns (CLOCK_MONOTONIC).
+ */
 struct reaper_owner {
 	__u32 ifindex;
 	__u8 mac[6];
 	__u8 _pad0[2];
+	__u64 netns_cookie;
 	__u64 first_seen_ns;
 	__u64 last_seen_ns;
 };
@@ -72,6 +80,7 @@ struct reaper_event {
 	__u8 addr[16];
 	__u8 mac[6];
 	__u8 _pad1[2];
+	__u64 netns_cookie;
 	__u64 time_ns;
 };
 

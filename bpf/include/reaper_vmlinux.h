@@ -179,6 +179,31 @@ enum {
 	NETKIT_REDIRECT = 7,
 };
 
+/*
+ * The kernel's struct sk_buff behind a tc/tcx/netkit context (bpf_cast_to_kern_ctx): only the
+ * sending socket, which survives the veth/netkit crossing for traffic an endpoint originates.
+ */
+struct sk_buff {
+	struct sock *sk;
+	struct net_device *dev;
+} __attribute__((preserve_access_index));
+
+/* Only its size (netdev_priv follows it) and the index are used. */
+struct net_device {
+	int ifindex;
+} __attribute__((preserve_access_index));
+
+/* drivers/net/netkit.c's private part of a netkit device; present only with CONFIG_NETKIT. */
+struct netkit {
+	struct net_device *peer;
+} __attribute__((preserve_access_index));
+
+/* include/linux/netdevice.h: private data starts at ALIGN(sizeof(struct net_device), NETDEV_ALIGN). */
+#define REAPER_NETDEV_ALIGN 32
+
+/* kfunc, kernel >= 6.3: the kernel object behind a program context. */
+extern void *bpf_cast_to_kern_ctx(void *obj) __attribute__((section(".ksyms")));
+
 /* kfunc, kernel >= 6.5; callable from iter/tcp and iter/udp programs only. */
 extern int bpf_sock_destroy(struct sock_common *sk) __attribute__((section(".ksyms")));
 

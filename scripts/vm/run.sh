@@ -6,9 +6,9 @@
 #
 #   scripts/vm/run.sh [--timeout SECONDS] [--out DIR] -- COMMAND...
 #
-# In the guest: the host's / read-only, and fresh proc, sys, dev, bpffs, cgroup2 and tmpfs /run.
-# /tmp is DIR on the host (writable; default a new temporary directory, removed afterwards unless
-# --out was given), so results can be handed back. The kernel package and the initramfs are
+# In the guest: the host's / read-only, and fresh proc, sys, dev, bpffs, cgroup2 and tmpfs /run
+# and /tmp. /tmp/out is DIR on the host (writable; default a new temporary directory, removed
+# afterwards unless --out was given), so results can be handed back. The kernel package and the initramfs are
 # cached under $SR_VM_CACHE (default artifacts/vm); bootstrap.sh --test installs what this needs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -81,7 +81,7 @@ out=$(realpath "$out")
 cleanup() { [ "$keep_out" -eq 1 ] || rm -rf "$out"; }
 trap cleanup EXIT
 
-# The guest runs this script from the shared /tmp; the command's words are quoted for the shell.
+# The guest runs this script from /tmp/out; the command's words are quoted for the shell.
 {
   echo "cd $(printf '%q' "$PWD") || exit 125"
   echo "export HOME=/tmp DOTNET_CLI_HOME=/tmp DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

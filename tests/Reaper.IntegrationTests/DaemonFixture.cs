@@ -195,7 +195,7 @@ internal sealed class DaemonFixture : IDisposable
         _notify.Dispose();
         if (Directory.Exists(PinRoot))
         {
-            new SocketReaper.Datapath.DeviceLinks(PinRoot).DetachAll();
+            new SocketReaper.Datapath.DeviceLinks($"{PinRoot}/links").DetachAll();
             Directory.Delete(PinRoot, recursive: true);
         }
 

@@ -111,7 +111,7 @@ public sealed class DatapathDaemonTests
 
             // A removed device's pins go.
             endpoints.Remove(second);
-            WaitUntil(() => !Directory.GetFiles(daemon.PinRoot).Any(p => p.Contains($"_{secondIndex}_", StringComparison.Ordinal)), TimeSpan.FromSeconds(2));
+            WaitUntil(() => !Directory.GetFiles($"{daemon.PinRoot}/links").Any(p => p.Contains($"_{secondIndex}_", StringComparison.Ordinal)), TimeSpan.FromSeconds(2));
 
             // The daemon stops; its links stay (pinned), so coverage has no gap.
             daemon.Terminate();
@@ -130,6 +130,54 @@ public sealed class DatapathDaemonTests
             Assert.Contains("Detached 2 datapath link(s)", detach.Stdout, StringComparison.Ordinal);
             Assert.Empty(BpfInfo.Query(firstIndex, BpfAttachType.TcxIngress).LinkIds);
         }
+    }
+
+    [PrivilegedFact]
+    public void An_address_is_learned_with_its_namespace_and_its_move_to_another_endpoint_is_reported()
+    {
+        using var ns = new TestNamespaces(2);
+        using var endpoints = new Endpoints();
+        var a = endpoints.Add(ns.Names[0], 1);
+        var b = endpoints.Add(ns.Names[1], 2);
+        var cookieA = ns.In(ns.Names[0], () => SocketReaper.Platform.Netns.CurrentCookie());
+        var cookieB = ns.In(ns.Names[1], () => SocketReaper.Platform.Netns.CurrentCookie());
+
+        using var daemon = new DaemonFixture(devicePattern: endpoints.Pattern);
+        daemon.Start();
+        WaitUntil(() => BpfInfo.Query(Endpoints.Ifindex(b), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10));
+
+        // 10.93.0.5 lives in A first: A's traffic from it teaches the datapath who owns it.
+        TestNamespaces.Ip($"-n {ns.Names[0]} addr add 10.93.0.5/32 dev eth1");
+        ns.In(ns.Names[0], () => SendUdpFrom("10.93.0.5", "10.90.1.1"));
+        WaitUntil(() => Learned(daemon).Contains($"10.93.0.5 {a} {Endpoints.Ifindex(a)} {cookieA}", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
+
+        // The address is reused by B (a new container got the old one's IP): the move is reported.
+        TestNamespaces.Ip($"-n {ns.Names[0]} addr del 10.93.0.5/32 dev eth1");
+        TestNamespaces.Ip($"-n {ns.Names[1]} addr add 10.93.0.5/32 dev eth2");
+        ns.In(ns.Names[1], () => SendUdpFrom("10.93.0.5", "10.90.2.1"));
+        WaitUntil(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_datapath_events_total{kind=\"ip_moved\"}") >= 1, TimeSpan.FromSeconds(12));
+        Assert.Contains($"10.93.0.5 {b} {Endpoints.Ifindex(b)} {cookieB}", Learned(daemon), StringComparison.Ordinal);
+        Assert.NotEqual(cookieA, cookieB);
+    }
+
+    /// <summary>`datapath endpoints` with runs of spaces collapsed, so rows read "address device ifindex netns ...".</summary>
+    private static string Learned(DaemonFixture daemon)
+    {
+        var result = daemon.Tool(null, ReaperProcess.Executable, "datapath", "endpoints", "--pin-root", daemon.PinRoot);
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        return System.Text.RegularExpressions.Regex.Replace(result.Stdout, " +", " ");
+    }
+
+    private static int SendUdpFrom(string source, string to)
+    {
+        using var udp = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+        udp.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse(source), 0));
+        for (var i = 0; i < 3; i++)
+        {
+            udp.SendTo([1], new System.Net.IPEndPoint(System.Net.IPAddress.Parse(to), 9));
+        }
+
+        return 0;
     }
 
     /// <summary>
@@ -216,12 +264,6 @@ public sealed class DatapathDaemonTests
         return count;
     }
 
-    private static void MovePins(string from, string to)
-    {
-        Directory.CreateDirectory(to);
-        foreach (var pin in Directory.GetFiles(from))
-        {
-            File.Move(pin, Path.Combine(to, Path.GetFileName(pin)));
-        }
-    }
+    /// <summary>Hands a stopped daemon's bpffs directory (links and maps) to the next fixture.</summary>
+    private static void MovePins(string from, string to) => Directory.Move(from, to);
 }

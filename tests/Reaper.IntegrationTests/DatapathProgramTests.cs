@@ -111,8 +111,11 @@ public sealed class DatapathProgramTests(ITestOutputHelper output)
 
             var ingress = s.Obj.Map("reaper_dev_stats").LookupPerCpu<DatapathAbi.StatsKey, DatapathAbi.DeviceStats>(new DatapathAbi.StatsKey { Ifindex = (uint)s.Veth0, Hook = DatapathAbi.HookIngress });
             var egress = s.Obj.Map("reaper_dev_stats").LookupPerCpu<DatapathAbi.StatsKey, DatapathAbi.DeviceStats>(new DatapathAbi.StatsKey { Ifindex = (uint)s.Veth0, Hook = DatapathAbi.HookEgress });
+            // tcx_in and nk_peer count "from the endpoint" on skb->ifindex; tcx_out counts "to it".
+            // nk_prim counts on the netkit primary it finds behind skb->dev, which a veth is not:
+            // the netkit tests in the VM cover it.
             Assert.Equal(2UL, ingress.Aggregate(0UL, (t, v) => t + v.Packets));
-            Assert.Equal(2UL, egress.Aggregate(0UL, (t, v) => t + v.Packets));
+            Assert.Equal(1UL, egress.Aggregate(0UL, (t, v) => t + v.Packets));
             Assert.Equal((ulong)packet.Length * 2, ingress.Aggregate(0UL, (t, v) => t + v.Bytes));
         });
     }
@@ -136,6 +139,8 @@ public sealed class DatapathProgramTests(ITestOutputHelper output)
             Assert.True(owners.TryLookup(Key16("10.88.0.5"), MemoryMarshal.AsBytes(new Span<DatapathAbi.Owner>(ref owner))));
             Assert.Equal((uint)s.Veth0, owner.Ifindex);
             Assert.True(owner.LastSeenNs >= owner.FirstSeenNs);
+            // Test-run gives the packet a stand-in socket in the caller's namespace: that is the sender's.
+            Assert.Equal(Netns.CurrentCookie(), owner.NetnsCookie);
 
             var flow = new DatapathAbi.FlowKey { Ifindex = (uint)s.Veth0 };
             Key16("10.88.0.9").CopyTo(new Span<byte>(flow.Remote, 16));
@@ -186,7 +191,7 @@ public sealed class DatapathProgramTests(ITestOutputHelper output)
             s.Obj.Program("reaper_tcx_in").TestRun(Ipv4Packet(MacA, "10.88.0.7", "10.88.0.9"), context: Context(s.Veth1));
             s.Ring.Consume();
             Assert.Empty(s.Events);
-            Assert.False(s.Obj.Map("reaper_owners").TryLookup(Key16("10.88.0.7"), new byte[32]));
+            Assert.False(s.Obj.Map("reaper_owners").TryLookup(Key16("10.88.0.7"), new byte[System.Runtime.CompilerServices.Unsafe.SizeOf<DatapathAbi.Owner>()]));
         });
     }
 

@@ -34,9 +34,9 @@ public sealed class SweepAbiLayoutTests
         { "reaper_dev_stats", typeof(DatapathAbi.DeviceStats), ["packets:Packets", "bytes:Bytes", "drops:Drops"] },
         { "reaper_endpoint", typeof(DatapathAbi.Endpoint), ["flags:Flags", "_pad0:Pad0"] },
         { "reaper_assigned_key", typeof(DatapathAbi.AssignedKey), ["ifindex:Ifindex", "addr:Addr"] },
-        { "reaper_owner", typeof(DatapathAbi.Owner), ["ifindex:Ifindex", "mac:Mac", "_pad0:Pad0", "first_seen_ns:FirstSeenNs", "last_seen_ns:LastSeenNs"] },
+        { "reaper_owner", typeof(DatapathAbi.Owner), ["ifindex:Ifindex", "mac:Mac", "_pad0:Pad0", "netns_cookie:NetnsCookie", "first_seen_ns:FirstSeenNs", "last_seen_ns:LastSeenNs"] },
         { "reaper_flow_key", typeof(DatapathAbi.FlowKey), ["ifindex:Ifindex", "remote:Remote"] },
-        { "reaper_event", typeof(DatapathAbi.Event), ["kind:Kind", "ifindex:Ifindex", "old_ifindex:OldIfindex", "_pad0:Pad0", "addr:Addr", "mac:Mac", "_pad1:Pad1", "time_ns:TimeNs"] },
+        { "reaper_event", typeof(DatapathAbi.Event), ["kind:Kind", "ifindex:Ifindex", "old_ifindex:OldIfindex", "_pad0:Pad0", "addr:Addr", "mac:Mac", "_pad1:Pad1", "netns_cookie:NetnsCookie", "time_ns:TimeNs"] },
     };
 
     [Theory]

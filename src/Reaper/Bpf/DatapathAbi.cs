@@ -57,6 +57,7 @@ internal static class DatapathAbi
         public uint Ifindex;
         public fixed byte Mac[6];
         public fixed byte Pad0[2];
+        public ulong NetnsCookie;
         public ulong FirstSeenNs;
         public ulong LastSeenNs;
     }
@@ -80,6 +81,7 @@ internal static class DatapathAbi
         public fixed byte Addr[16];
         public fixed byte Mac[6];
         public fixed byte Pad1[2];
+        public ulong NetnsCookie;
         public ulong TimeNs;
     }
 }

@@ -15,7 +15,7 @@ internal static class CommandLine
           doctor [--json]   check that this host can run SocketReaper (kernel, BPF, capabilities)
           sweep --dst ...   destroy (or --dry-run: report) stale sockets in every network namespace
           netns             list the network namespaces a sweep visits
-          datapath status|detach   the datapath links the daemon pinned on endpoint devices
+          datapath ...      the datapath's pinned links and learned endpoints; detach
           version           print the version
           help              show this text
 

@@ -1,35 +1,51 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Runtime.InteropServices;
+using LibBpf;
+using SocketReaper.Bpf;
 using SocketReaper.Daemon;
 using SocketReaper.Datapath;
+using SocketReaper.Platform.Netlink;
 
 namespace SocketReaper.Cli;
 
-/// <summary>`socketreaper datapath status|detach`: the links the daemon pinned.</summary>
+/// <summary>`socketreaper datapath status|endpoints|detach`: what the daemon pinned in bpffs.</summary>
 internal static class DatapathCommand
 {
     public const string Usage = """
         Usage: socketreaper datapath status [--pin-root DIR]
+               socketreaper datapath endpoints [--pin-root DIR]
                socketreaper datapath detach [--pin-root DIR]
 
-        status   lists the datapath links the daemon owns: pin, device, hook, link and program id
-        detach   detaches and unpins all of them (stopping the daemon does not: its links stay
-                 pinned so a restart has no gap in coverage)
+        status     lists the datapath links the daemon owns: pin, device, hook, link and program id
+        endpoints  lists the addresses the datapath learned: owning device, the sender's network
+                   namespace cookie (0: forwarded, not originated), MAC, first and last seen
+        detach     detaches and unpins all links and the learned state (stopping the daemon does
+                   not: its links stay pinned so a restart has no gap in coverage)
 
-          --pin-root DIR   where the links are pinned (default /sys/fs/bpf/socketreaper/links)
+          --pin-root DIR   the daemon's bpffs directory (default /sys/fs/bpf/socketreaper)
         """;
 
     public static int Run(string[] args, TextWriter stdout)
     {
-        if (args.Length == 0 || args[0] is not ("status" or "detach"))
+        if (args.Length == 0 || args[0] is not ("status" or "endpoints" or "detach"))
         {
-            throw new UsageException("datapath needs 'status' or 'detach'; see 'socketreaper datapath --help'.");
+            throw new UsageException("datapath needs 'status', 'endpoints' or 'detach'; see 'socketreaper datapath --help'.");
         }
 
         var options = ParsedArguments.Parse("datapath", args[1..], new HashSet<string>(), new HashSet<string> { "pin-root" });
-        var links = new DeviceLinks(options.One("pin-root") ?? new ReaperConfig().DatapathPinRoot);
-        if (args[0] == "detach")
+        var root = options.One("pin-root") ?? new ReaperConfig().DatapathPinRoot;
+        var links = new DeviceLinks(DatapathState.LinksDirectory(root));
+        switch (args[0])
         {
-            stdout.WriteLine($"Detached {links.DetachAll()} datapath link(s) pinned under {links.Root}.");
-            return 0;
+            case "detach":
+                var detached = links.DetachAll();
+                var maps = DatapathState.RemoveMaps(root);
+                stdout.WriteLine($"Detached {detached} datapath link(s) and removed {maps} state map(s) pinned under {root}.");
+                return 0;
+            case "endpoints":
+                return Endpoints(root, stdout);
         }
 
         var owned = links.List();
@@ -43,5 +59,70 @@ internal static class DatapathCommand
 
         stdout.WriteLine($"{owned.Count} link(s), {owned.Count(o => o.Info is null)} detached.");
         return 0;
+    }
+
+    private static int Endpoints(string root, TextWriter stdout)
+    {
+        var pin = DatapathState.MapPin(root, "reaper_owners");
+        if (!File.Exists(pin))
+        {
+            stdout.WriteLine($"No learned endpoints: nothing is pinned at {pin} (is the daemon's datapath enabled?).");
+            return 0;
+        }
+
+        Dictionary<int, string> names;
+        using (var rt = RtNetlink.Open())
+        {
+            names = rt.DumpLinks().ToDictionary(l => l.Index, l => l.Name);
+        }
+
+        using var owners = BpfMap.OpenPinned(pin);
+        var now = (ulong)Stopwatch.GetTimestamp() * (1_000_000_000UL / (ulong)Stopwatch.Frequency);
+        var key = new byte[16];
+        var hasKey = false;
+        var rows = new List<(IPAddress Address, DatapathAbi.Owner Owner)>();
+        while (owners.TryGetNextKey(hasKey ? key : [], key))
+        {
+            hasKey = true;
+            var owner = default(DatapathAbi.Owner);
+            if (owners.TryLookup(key, MemoryMarshal.AsBytes(new Span<DatapathAbi.Owner>(ref owner))))
+            {
+                var address = new IPAddress(key);
+                rows.Add((address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address, owner));
+            }
+        }
+
+        stdout.WriteLine($"{"ADDRESS",-39} {"DEVICE",-16} {"IFINDEX",7} {"NETNS",10} {"MAC",-17} {"FIRST SEEN",10} {"LAST SEEN",10}");
+        foreach (var (address, owner) in rows.OrderBy(r => r.Owner.Ifindex).ThenBy(r => r.Address.ToString(), StringComparer.Ordinal))
+        {
+            var o = owner;
+            var device = names.TryGetValue((int)o.Ifindex, out var name) ? name : "(gone)";
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{address,-39} {device,-16} {o.Ifindex,7} {o.NetnsCookie,10} {Mac(ref o),-17} {Ago(now, o.FirstSeenNs),10} {Ago(now, o.LastSeenNs),10}"));
+        }
+
+        stdout.WriteLine($"{rows.Count} address(es) learned.");
+        return 0;
+    }
+
+    private static unsafe string Mac(ref DatapathAbi.Owner owner)
+    {
+        fixed (byte* mac = owner.Mac)
+        {
+            return Convert.ToHexString(new ReadOnlySpan<byte>(mac, 6)).ToLowerInvariant() is var hex
+                ? string.Join(':', Enumerable.Range(0, 6).Select(i => hex.Substring(i * 2, 2)))
+                : string.Empty;
+        }
+    }
+
+    private static string Ago(ulong now, ulong then)
+    {
+        var seconds = now > then ? (now - then) / 1_000_000_000UL : 0;
+        return seconds switch
+        {
+            < 120 => $"{seconds}s ago",
+            < 7200 => $"{seconds / 60}m ago",
+            _ => $"{seconds / 3600}h ago",
+        };
     }
 }

@@ -42,8 +42,8 @@ internal sealed record ReaperConfig
     /// <summary>Datapath.AllNetkit: every netkit device, whatever its name.</summary>
     public bool DatapathAllNetkit { get; init; } = true;
 
-    /// <summary>Datapath.PinRoot: where the links are pinned in bpffs.</summary>
-    public string DatapathPinRoot { get; init; } = "/sys/fs/bpf/socketreaper/links";
+    /// <summary>Datapath.PinRoot: the daemon's bpffs directory (links/ and maps/ under it).</summary>
+    public string DatapathPinRoot { get; init; } = "/sys/fs/bpf/socketreaper";
 
     /// <summary>Datapath.MaxDeviceMetrics: per-device series beyond this many devices are not exported.</summary>
     public int DatapathMaxDeviceMetrics { get; init; } = 256;

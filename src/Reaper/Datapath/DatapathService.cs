@@ -31,7 +31,7 @@ internal sealed partial class DatapathService : BackgroundService
         _metrics = metrics;
         _logger = logger;
         _selector = new DeviceSelector(config.DatapathDevices, config.DatapathAllNetkit);
-        _links = new DeviceLinks(config.DatapathPinRoot);
+        _links = new DeviceLinks(DatapathState.LinksDirectory(config.DatapathPinRoot));
     }
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
@@ -43,8 +43,7 @@ internal sealed partial class DatapathService : BackgroundService
     {
         try
         {
-            using var obj = EmbeddedObject.Open(EmbeddedObject.Datapath);
-            obj.Load();
+            using var obj = DatapathState.Load(_config.DatapathPinRoot, reason => Log.StateDiscarded(_logger, DatapathState.MapsDirectory(_config.DatapathPinRoot), reason));
             using var monitor = RtNetlinkMonitor.Open();
             using var events = new RingBuffer(obj.Map("reaper_events"), record =>
             {
@@ -67,7 +66,8 @@ internal sealed partial class DatapathService : BackgroundService
                 }
             }
 
-            Log.Covering(_logger, _devices.Count, _links.Root);
+            Prune(obj);
+            Log.Covering(_logger, _devices.Count, _config.DatapathPinRoot);
             var nextDrift = DateTime.UtcNow + DriftEvery;
             while (!stop.IsCancellationRequested)
             {
@@ -140,9 +140,41 @@ internal sealed partial class DatapathService : BackgroundService
             File.Delete(owned.Pin);
         }
 
-        obj.Map("reaper_endpoints").Delete((uint)ifindex);
+        ForgetState(obj, (uint)ifindex);
         Count();
         Log.Forgot(_logger, device.Name, ifindex);
+    }
+
+    /// <summary>Drops pinned per-device state a previous run left for devices we no longer manage.</summary>
+    private void Prune(BpfObject obj)
+    {
+        var endpoints = obj.Map("reaper_endpoints");
+        var stale = new List<uint>();
+        Span<byte> key = stackalloc byte[4];
+        var hasKey = false;
+        while (endpoints.TryGetNextKey(hasKey ? key : [], key))
+        {
+            hasKey = true;
+            var ifindex = BitConverter.ToUInt32(key);
+            if (!_devices.ContainsKey((int)ifindex))
+            {
+                stale.Add(ifindex);
+            }
+        }
+
+        foreach (var ifindex in stale)
+        {
+            ForgetState(obj, ifindex);
+        }
+    }
+
+    private static void ForgetState(BpfObject obj, uint ifindex)
+    {
+        obj.Map("reaper_endpoints").Delete(ifindex);
+        foreach (var hook in new[] { DatapathAbi.HookIngress, DatapathAbi.HookEgress })
+        {
+            obj.Map("reaper_dev_stats").Delete(new DatapathAbi.StatsKey { Ifindex = ifindex, Hook = (uint)hook });
+        }
     }
 
     /// <summary>Re-reads the links and re-attaches any of ours that is no longer on its hook.</summary>
@@ -225,8 +257,11 @@ internal sealed partial class DatapathService : BackgroundService
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 400, Level = LogLevel.Information, Message = "Datapath on {Devices} device(s), links pinned under {Root}")]
+        [LoggerMessage(EventId = 400, Level = LogLevel.Information, Message = "Datapath on {Devices} device(s), links and state pinned under {Root}")]
         public static partial void Covering(ILogger logger, int devices, string root);
+
+        [LoggerMessage(EventId = 406, Level = LogLevel.Warning, Message = "Datapath state pinned under {Directory} does not fit this build and was discarded: {Reason}")]
+        public static partial void StateDiscarded(ILogger logger, string directory, string reason);
 
         [LoggerMessage(EventId = 401, Level = LogLevel.Information, Message = "Datapath {Outcome} on {Device} (ifindex {Ifindex})")]
         public static partial void Attached(ILogger logger, string device, int ifindex, string outcome);

@@ -30,9 +30,7 @@ internal sealed record OwnedLink(string Pin, uint LinkId, uint ProgramId, int If
 /// </summary>
 internal sealed class DeviceLinks
 {
-    public const string DefaultRoot = "/sys/fs/bpf/socketreaper/links";
-
-    public DeviceLinks(string root = DefaultRoot)
+    public DeviceLinks(string root)
     {
         Root = root;
     }

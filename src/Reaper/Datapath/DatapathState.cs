@@ -1,0 +1,78 @@
+using LibBpf;
+using SocketReaper.Bpf;
+
+namespace SocketReaper.Datapath;
+
+/// <summary>
+/// The daemon's bpffs directory: links/ holds one pinned link per device hook (<see cref="DeviceLinks"/>),
+/// maps/ the datapath's learned state — counters, managed endpoints, address owners, flows — so a
+/// restarted daemon's freshly loaded programs carry on with what the previous ones learned.
+/// </summary>
+internal static class DatapathState
+{
+    /// <summary>The maps that outlive the daemon. The ring buffer and the global counters do not.</summary>
+    public static readonly IReadOnlyList<string> PinnedMaps = ["reaper_dev_stats", "reaper_endpoints", "reaper_assigned", "reaper_owners", "reaper_flows"];
+
+    public static string LinksDirectory(string root) => $"{root}/links";
+
+    public static string MapsDirectory(string root) => $"{root}/maps";
+
+    public static string MapPin(string root, string map) => $"{MapsDirectory(root)}/{map}";
+
+    /// <summary>
+    /// Opens and loads the datapath object with its state maps pinned under <paramref name="root"/>,
+    /// reusing what a previous run pinned. State pinned by an incompatible build (other map shapes)
+    /// is discarded — <paramref name="discarded"/> is told why — and the load is retried afresh.
+    /// </summary>
+    public static BpfObject Load(string root, Action<string> discarded)
+    {
+        Directory.CreateDirectory(MapsDirectory(root));
+        try
+        {
+            return LoadPinned(root);
+        }
+        catch (BpfException e) when (e.Errno == Errno.EINVAL && PinnedMaps.Any(m => File.Exists(MapPin(root, m))))
+        {
+            discarded(e.Message);
+            RemoveMaps(root);
+            return LoadPinned(root);
+        }
+    }
+
+    /// <summary>Unpins the learned state; returns how many maps were pinned.</summary>
+    public static int RemoveMaps(string root)
+    {
+        var removed = 0;
+        foreach (var map in PinnedMaps)
+        {
+            var pin = MapPin(root, map);
+            if (File.Exists(pin))
+            {
+                File.Delete(pin);
+                removed++;
+            }
+        }
+
+        return removed;
+    }
+
+    private static BpfObject LoadPinned(string root)
+    {
+        var obj = EmbeddedObject.Open(EmbeddedObject.Datapath);
+        try
+        {
+            foreach (var map in PinnedMaps)
+            {
+                obj.Map(map).SetPinPath(MapPin(root, map));
+            }
+
+            obj.Load();
+            return obj;
+        }
+        catch
+        {
+            obj.Dispose();
+            throw;
+        }
+    }
+}
