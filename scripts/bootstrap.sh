@@ -43,6 +43,7 @@ test_pkgs=(
   "util-linux:0:main"
   "nftables:0:main"
   "iperf3:0:main"
+  "iputils-ping:0:main"
   "qemu-system-x86:0:main"
   "busybox-static:0:main"
   "cpio:0:main"

@@ -29,6 +29,13 @@ struct {
 } reaper_dev_stats SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, REAPER_SLOTS);
+	__type(key, __u32);
+	__type(value, struct reaper_slot);
+} reaper_slots SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u32);
@@ -68,8 +75,14 @@ __u64 reaper_events_lost;
  * capacity the daemon treats flow history as incomplete (and sweeps everywhere).
  */
 __u64 reaper_flows_inserted;
+/*
+ * Bumped whenever an owner changes (here, or by user space editing the owner table): a device
+ * slot's remembered (source, destination) is trusted only while this has not moved.
+ */
+__u32 reaper_generation;
 
 struct reaper_event reaper_abi_event;
+struct reaper_slot reaper_abi_slot;
 struct reaper_owner reaper_abi_owner;
 struct reaper_flow_key reaper_abi_flow_key;
 struct reaper_assigned_key reaper_abi_assigned_key;
@@ -80,26 +93,43 @@ struct ethhdr_min {
 	__be16 proto;
 };
 
-static __always_inline void count_on(__u32 ifindex, __u32 len, __u32 hook)
+/* The device's own slot on this CPU, or NULL when it counts in the overflow hash. */
+static __always_inline struct reaper_slot *slot_of(__u32 ifindex)
+{
+	__u32 index = ifindex & (REAPER_SLOTS - 1);
+	struct reaper_slot *slot = bpf_map_lookup_elem(&reaper_slots, &index);
+
+	return slot && slot->ifindex == ifindex ? slot : 0;
+}
+
+static __always_inline struct reaper_slot *count_on(__u32 ifindex, __u32 len, __u32 hook)
 {
 	struct reaper_stats_key key = { .ifindex = ifindex, .hook = hook };
-	struct reaper_dev_stats *st = bpf_map_lookup_elem(&reaper_dev_stats, &key);
+	struct reaper_slot *slot = slot_of(ifindex);
+	struct reaper_dev_stats *st;
 
+	if (slot) {
+		slot->packets[hook & 1]++;
+		slot->bytes[hook & 1] += len;
+		return slot;
+	}
+	st = bpf_map_lookup_elem(&reaper_dev_stats, &key);
 	if (!st) {
 		struct reaper_dev_stats zero = {};
 
 		bpf_map_update_elem(&reaper_dev_stats, &key, &zero, BPF_NOEXIST);
 		st = bpf_map_lookup_elem(&reaper_dev_stats, &key);
 		if (!st)
-			return;
+			return 0;
 	}
 	st->packets++;
 	st->bytes += len;
+	return 0;
 }
 
-static __always_inline void count(struct __sk_buff *skb, __u32 hook)
+static __always_inline struct reaper_slot *count(struct __sk_buff *skb, __u32 hook)
 {
-	count_on(skb->ifindex, skb->len, hook);
+	return count_on(skb->ifindex, skb->len, hook);
 }
 
 static __always_inline void emit(__u32 kind, __u32 ifindex, __u32 old_ifindex, const __u8 addr[16], const __u8 mac[6], __u64 netns, __u64 now)
@@ -134,22 +164,35 @@ static __always_inline __u64 sender_netns(struct __sk_buff *skb)
 	return sk->__sk_common.skc_net.net->net_cookie;
 }
 
-/* Parses what an endpoint sent: its source (learned) and destination (a flow). */
-static __always_inline void learn(struct __sk_buff *skb)
+/* 16 bytes compared as two 8-byte words. */
+static __always_inline int same16(const void *a, const void *b)
+{
+	const __u64 *x = a, *y = b;
+
+	return x[0] == y[0] && x[1] == y[1];
+}
+
+/*
+ * Parses what an endpoint sent: its source (learned) and destination (a flow). A packet that
+ * repeats the device's last (source, destination) on this CPU, with no owner changed since,
+ * only has its header read; every REAPER_RECHECK_EVERY-th such packet goes the full way, which
+ * keeps last-seen times fresh.
+ */
+static __always_inline void learn(struct __sk_buff *skb, struct reaper_slot *slot)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr_min *eth = data;
 	struct reaper_endpoint *ep;
 	struct reaper_flow_key flow = { .ifindex = skb->ifindex };
-	__u8 src[16] = {};
+	__u64 src_words[2] = {}, dst_words[2] = {};
+	__u8 *src = (__u8 *)src_words, *dst = (__u8 *)dst_words;
 	__u64 now, netns;
+	__u32 generation;
 	struct reaper_owner *owner;
-
 	__u32 ifindex = skb->ifindex;
 
-	ep = bpf_map_lookup_elem(&reaper_endpoints, &ifindex);
-	if (!ep || (void *)(eth + 1) > data_end)
+	if ((void *)(eth + 1) > data_end)
 		return;
 
 	if (eth->proto == bpf_htons(ETH_P_IP)) {
@@ -160,9 +203,9 @@ static __always_inline void learn(struct __sk_buff *skb)
 		src[10] = 0xff;
 		src[11] = 0xff;
 		__builtin_memcpy(src + 12, ip + 12, 4);
-		flow.remote[10] = 0xff;
-		flow.remote[11] = 0xff;
-		__builtin_memcpy(flow.remote + 12, ip + 16, 4);
+		dst[10] = 0xff;
+		dst[11] = 0xff;
+		__builtin_memcpy(dst + 12, ip + 16, 4);
 		/* 0.0.0.0 (DHCP and the like) owns nothing. */
 		if (!src[12] && !src[13] && !src[14] && !src[15])
 			return;
@@ -172,7 +215,7 @@ static __always_inline void learn(struct __sk_buff *skb)
 		if ((void *)(ip6 + 40) > data_end)
 			return;
 		__builtin_memcpy(src, ip6 + 8, 16);
-		__builtin_memcpy(flow.remote, ip6 + 24, 16);
+		__builtin_memcpy(dst, ip6 + 24, 16);
 		/* Link-local and unspecified sources say nothing about service addresses. */
 		if ((src[0] == 0xfe && (src[1] & 0xc0) == 0x80) || (!src[0] && !src[1] && !src[15]))
 			return;
@@ -180,50 +223,68 @@ static __always_inline void learn(struct __sk_buff *skb)
 		return;
 	}
 
+	generation = reaper_generation;
+	if (slot && slot->generation == generation && same16(slot->src, src) && same16(slot->dst, dst) &&
+	    (++slot->hits & (REAPER_RECHECK_EVERY - 1)))
+		return;
+
+	ep = bpf_map_lookup_elem(&reaper_endpoints, &ifindex);
+	if (!ep)
+		return;
+	__builtin_memcpy(flow.remote, dst, 16);
+
 	now = bpf_ktime_get_ns();
 	owner = bpf_map_lookup_elem(&reaper_owners, src);
 	if (!owner) {
-		struct reaper_owner fresh = { .ifindex = skb->ifindex, .first_seen_ns = now, .last_seen_ns = now };
+		struct reaper_owner fresh = { .ifindex = ifindex, .first_seen_ns = now, .last_seen_ns = now };
 
 		netns = sender_netns(skb);
 		fresh.netns_cookie = netns;
 		__builtin_memcpy(fresh.mac, eth->src, 6);
 		bpf_map_update_elem(&reaper_owners, src, &fresh, BPF_ANY);
-		emit(REAPER_EVENT_NEW_IP, skb->ifindex, 0, src, eth->src, netns, now);
-	} else if (owner->ifindex != skb->ifindex) {
+		__sync_fetch_and_add(&reaper_generation, 1);
+		generation = reaper_generation;
+		emit(REAPER_EVENT_NEW_IP, ifindex, 0, src, eth->src, netns, now);
+	} else if (owner->ifindex != ifindex) {
 		__u32 old = owner->ifindex;
 
 		netns = sender_netns(skb);
-		owner->ifindex = skb->ifindex;
+		owner->ifindex = ifindex;
 		owner->netns_cookie = netns;
 		owner->first_seen_ns = now;
 		owner->last_seen_ns = now;
 		__builtin_memcpy(owner->mac, eth->src, 6);
-		emit(REAPER_EVENT_IP_MOVED, skb->ifindex, old, src, eth->src, netns, now);
+		__sync_fetch_and_add(&reaper_generation, 1);
+		generation = reaper_generation;
+		emit(REAPER_EVENT_IP_MOVED, ifindex, old, src, eth->src, netns, now);
 	} else {
 		netns = owner->netns_cookie;
-		/* Refreshing at most once a second keeps the cache line clean on the hot path. */
-		if (now - owner->last_seen_ns > REAPER_LAST_SEEN_GRANULARITY_NS)
-			owner->last_seen_ns = now;
+		owner->last_seen_ns = now;
 	}
 
 	if (ep->flags & REAPER_ENDPOINT_CHECK_SOURCE) {
-		struct reaper_assigned_key assigned = { .ifindex = skb->ifindex };
+		struct reaper_assigned_key assigned = { .ifindex = ifindex };
 
 		__builtin_memcpy(assigned.addr, src, 16);
 		if (!bpf_map_lookup_elem(&reaper_assigned, &assigned))
-			emit(REAPER_EVENT_SRC_NOT_ASSIGNED, skb->ifindex, 0, src, eth->src, netns, now);
+			emit(REAPER_EVENT_SRC_NOT_ASSIGNED, ifindex, 0, src, eth->src, netns, now);
 	}
 
 	if (!bpf_map_lookup_elem(&reaper_flows, &flow) && bpf_map_update_elem(&reaper_flows, &flow, &now, BPF_NOEXIST) == 0)
 		__sync_fetch_and_add(&reaper_flows_inserted, 1);
+
+	if (slot) {
+		__builtin_memcpy(slot->src, src, 16);
+		__builtin_memcpy(slot->dst, dst, 16);
+		slot->generation = generation;
+		slot->hits = 0;
+	}
 }
 
 SEC("tcx/ingress")
 int reaper_tcx_in(struct __sk_buff *skb)
 {
-	count(skb, REAPER_HOOK_INGRESS);
-	learn(skb);
+	learn(skb, count(skb, REAPER_HOOK_INGRESS));
 	return TCX_NEXT;
 }
 
@@ -268,7 +329,6 @@ int reaper_nk_prim(struct __sk_buff *skb)
 SEC("netkit/peer")
 int reaper_nk_peer(struct __sk_buff *skb)
 {
-	count(skb, REAPER_HOOK_INGRESS);
-	learn(skb);
+	learn(skb, count(skb, REAPER_HOOK_INGRESS));
 	return NETKIT_NEXT;
 }

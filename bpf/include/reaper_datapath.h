@@ -11,10 +11,17 @@
 #define REAPER_OWNERS_MAX 65536
 #define REAPER_FLOWS_MAX 262144
 
-/* An owner's last_seen_ns is refreshed at most this often (1 s). */
-#define REAPER_LAST_SEEN_GRANULARITY_NS 1000000000ULL
+/*
+ * Per-CPU device slots, direct-mapped by ifindex: slot = ifindex % REAPER_SLOTS. User space
+ * gives a managed device its slot when the slot is free; a device whose slot is taken counts in
+ * the reaper_dev_stats hash instead (slower, same figures).
+ */
+#define REAPER_SLOTS 1024
 
-/* Hooks, the second half of the stats key. */
+/* Between owner-table checks on a device's fast path, at most this many packets (a power of 2). */
+#define REAPER_RECHECK_EVERY 256
+
+/* Hooks, the second half of the stats key and the index of reaper_slot's counters. */
 #define REAPER_HOOK_INGRESS 0
 #define REAPER_HOOK_EGRESS 1
 
@@ -35,7 +42,22 @@ struct reaper_stats_key {
 struct reaper_dev_stats {
 	__u64 packets;
 	__u64 bytes;
-	__u64 drops;
+};
+
+/*
+ * Per CPU, one per slot: the device's counters, and the last (source, destination) it sent,
+ * already learned while reaper_generation had the value in `generation` — a packet that repeats
+ * them skips the owner and flow tables.
+ */
+struct reaper_slot {
+	__u32 ifindex;
+	__u32 generation;
+	__u64 packets[2];
+	__u64 bytes[2];
+	__u8 src[16];
+	__u8 dst[16];
+	__u32 hits;
+	__u32 _pad0;
 };
 
 /* Written by user space for every device the daemon manages. */

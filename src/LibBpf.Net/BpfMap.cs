@@ -188,6 +188,31 @@ public sealed class BpfMap : IDisposable
         return result;
     }
 
+    /// <summary>Per-CPU update: <paramref name="values"/> holds one <typeparamref name="TValue"/> per possible CPU.</summary>
+    public void UpdatePerCpu<TKey, TValue>(in TKey key, ReadOnlySpan<TValue> values, ulong flags = 0)
+        where TKey : unmanaged
+        where TValue : unmanaged
+    {
+        var stride = (Unsafe.SizeOf<TValue>() + 7) & ~7;
+        if (Unsafe.SizeOf<TValue>() != ValueSize)
+        {
+            throw new ArgumentException($"{Q} has {ValueSize}-byte values, but {typeof(TValue).Name} is {Unsafe.SizeOf<TValue>()}.");
+        }
+
+        if (values.Length != PossibleCpus)
+        {
+            throw new ArgumentException($"{Q} is per CPU: give one value for each of the {PossibleCpus} possible CPUs, not {values.Length}.", nameof(values));
+        }
+
+        var raw = new byte[stride * PossibleCpus];
+        for (var cpu = 0; cpu < values.Length; cpu++)
+        {
+            Unsafe.WriteUnaligned(ref raw[cpu * stride], values[cpu]);
+        }
+
+        Update(Bytes(in key), raw, flags);
+    }
+
     /// <summary>
     /// Reads a batch of entries (BPF_MAP_LOOKUP_BATCH). Pass <paramref name="cursor"/> = null first,
     /// then the returned cursor until it is null. Returns how many entries were filled.

@@ -160,6 +160,51 @@ public sealed class DatapathDaemonTests
         Assert.NotEqual(cookieA, cookieB);
     }
 
+    [PrivilegedFact]
+    public void A_restart_under_100_Hz_ping_loses_no_packet_and_keeps_what_was_learned()
+    {
+        using var ns = new TestNamespaces(1);
+        using var endpoints = new Endpoints();
+        var host = endpoints.Add(ns.Names[0], 1);
+        var index = Endpoints.Ifindex(host);
+        var cookie = ns.In(ns.Names[0], () => SocketReaper.Platform.Netns.CurrentCookie());
+
+        using var daemon = new DaemonFixture(devicePattern: endpoints.Pattern);
+        daemon.Start();
+        WaitUntil(() => BpfInfo.Query(index, BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10));
+        var linkId = BpfInfo.Query(index, BpfAttachType.TcxIngress).LinkIds[0];
+
+        // 100 Hz for 6 s; the daemon is replaced in the middle.
+        using var ping = Process.Start(new ProcessStartInfo("ip", ["netns", "exec", ns.Names[0], "ping", "-n", "-q", "-i", "0.01", "-c", "600", "-W", "1", "10.90.1.1"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        })!;
+        var output = ping.StandardOutput.ReadToEndAsync();
+        WaitUntil(() => Learned(daemon).Contains($"10.90.1.2 {host} {index} {cookie}", StringComparison.Ordinal), TimeSpan.FromSeconds(5));
+        var before = DaemonFixture.Sample(daemon.Scrape(), $"socketreaper_device_packets_total{{device=\"{host}\",hook=\"ingress\"}}");
+
+        daemon.Terminate();
+        using var restarted = new DaemonFixture(devicePattern: endpoints.Pattern);
+        MovePins(daemon.PinRoot, restarted.PinRoot);
+        restarted.Start();
+        WaitUntil(() => restarted.Log.Contains($"Datapath updated on {host}", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
+        Assert.False(ping.HasExited, "the restart took longer than the ping ran; it proves nothing");
+
+        Assert.True(ping.WaitForExit(TimeSpan.FromSeconds(30)), "ping did not finish");
+        var summary = System.Text.RegularExpressions.Regex.Match(output.Result, @"(\d+) packets transmitted, (\d+) received");
+        Assert.True(summary.Success, output.Result);
+        var (sent, received) = (int.Parse(summary.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), int.Parse(summary.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
+        Console.WriteLine($"restart under 100 Hz ping: {sent} sent, {received} received, {sent - received} lost");
+        Assert.Equal(600, sent);
+        Assert.Equal(sent, received);
+
+        // Same link, and the learned owner and the counters carried over through the pinned maps.
+        Assert.Equal([linkId], BpfInfo.Query(index, BpfAttachType.TcxIngress).LinkIds);
+        Assert.Contains($"10.90.1.2 {host} {index} {cookie}", Learned(restarted), StringComparison.Ordinal);
+        WaitUntil(() => DaemonFixture.Sample(restarted.Scrape(), $"socketreaper_device_packets_total{{device=\"{host}\",hook=\"ingress\"}}") >= before + 1, TimeSpan.FromSeconds(12));
+    }
+
     /// <summary>`datapath endpoints` with runs of spaces collapsed, so rows read "address device ifindex netns ...".</summary>
     private static string Learned(DaemonFixture daemon)
     {

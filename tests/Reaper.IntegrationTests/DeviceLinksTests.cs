@@ -48,9 +48,7 @@ public sealed class DeviceLinksTests
         }
     }
 
-    private static ulong Packets(BpfObject datapath, int ifindex, int hook) =>
-        datapath.Map("reaper_dev_stats").LookupPerCpu<DatapathAbi.StatsKey, DatapathAbi.DeviceStats>(new DatapathAbi.StatsKey { Ifindex = (uint)ifindex, Hook = (uint)hook })
-            .Aggregate(0UL, (t, v) => t + v.Packets);
+    private static ulong Packets(BpfObject datapath, int ifindex, int hook) => DeviceCounters.Read(datapath, (uint)ifindex, hook).Packets;
 
     [PrivilegedFact]
     public void Ours_go_first_beside_a_foreign_program_and_both_see_the_traffic()

@@ -31,7 +31,8 @@ public sealed class SweepAbiLayoutTests
     public static TheoryData<string, Type, string[]> DatapathStructs => new()
     {
         { "reaper_stats_key", typeof(DatapathAbi.StatsKey), ["ifindex:Ifindex", "hook:Hook"] },
-        { "reaper_dev_stats", typeof(DatapathAbi.DeviceStats), ["packets:Packets", "bytes:Bytes", "drops:Drops"] },
+        { "reaper_dev_stats", typeof(DatapathAbi.DeviceStats), ["packets:Packets", "bytes:Bytes"] },
+        { "reaper_slot", typeof(DatapathAbi.Slot), ["ifindex:Ifindex", "generation:Generation", "packets:Packets", "bytes:Bytes", "src:Src", "dst:Dst", "hits:Hits", "_pad0:Pad0"] },
         { "reaper_endpoint", typeof(DatapathAbi.Endpoint), ["flags:Flags", "_pad0:Pad0"] },
         { "reaper_assigned_key", typeof(DatapathAbi.AssignedKey), ["ifindex:Ifindex", "addr:Addr"] },
         { "reaper_owner", typeof(DatapathAbi.Owner), ["ifindex:Ifindex", "mac:Mac", "_pad0:Pad0", "netns_cookie:NetnsCookie", "first_seen_ns:FirstSeenNs", "last_seen_ns:LastSeenNs"] },

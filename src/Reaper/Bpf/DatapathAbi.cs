@@ -31,7 +31,22 @@ internal static class DatapathAbi
     {
         public ulong Packets;
         public ulong Bytes;
-        public ulong Drops;
+    }
+
+    public const int Slots = 1024;
+
+    /// <summary>struct reaper_slot (per CPU): a managed device's counters and last-flow cache.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct Slot
+    {
+        public uint Ifindex;
+        public uint Generation;
+        public fixed ulong Packets[2];
+        public fixed ulong Bytes[2];
+        public fixed byte Src[16];
+        public fixed byte Dst[16];
+        public uint Hits;
+        public uint Pad0;
     }
 
     /// <summary>struct reaper_endpoint.</summary>

@@ -119,6 +119,7 @@ internal sealed partial class DatapathService : BackgroundService
             var owned = hooks.Select(h => _links.Ensure(obj.Program(ProgramFor(h)), link.Name, link.Index)).ToList();
             obj.Map("reaper_endpoints").Update((uint)link.Index, new DatapathAbi.Endpoint());
             _devices[link.Index] = (link.Name, owned);
+            DeviceCounters.Claim(obj, (uint)link.Index, holder => _devices.ContainsKey((int)holder));
             Count();
             Log.Attached(_logger, link.Name, link.Index, owned[0].Outcome.ToString().ToLowerInvariant());
         }
@@ -162,19 +163,23 @@ internal sealed partial class DatapathService : BackgroundService
             }
         }
 
-        foreach (var ifindex in stale)
+        stale.AddRange(DeviceCounters.Holders(obj).Where(i => !_devices.ContainsKey((int)i)));
+        foreach (var ifindex in stale.Distinct())
         {
             ForgetState(obj, ifindex);
+        }
+
+        // Devices whose slot a vanished device held get it now.
+        foreach (var ifindex in _devices.Keys)
+        {
+            DeviceCounters.Claim(obj, (uint)ifindex, holder => _devices.ContainsKey((int)holder));
         }
     }
 
     private static void ForgetState(BpfObject obj, uint ifindex)
     {
         obj.Map("reaper_endpoints").Delete(ifindex);
-        foreach (var hook in new[] { DatapathAbi.HookIngress, DatapathAbi.HookEgress })
-        {
-            obj.Map("reaper_dev_stats").Delete(new DatapathAbi.StatsKey { Ifindex = ifindex, Hook = (uint)hook });
-        }
+        DeviceCounters.Release(obj, ifindex);
     }
 
     /// <summary>Re-reads the links and re-attaches any of ours that is no longer on its hook.</summary>
@@ -243,14 +248,13 @@ internal sealed partial class DatapathService : BackgroundService
     private void Export(BpfObject obj)
     {
         _metrics.DatapathEventsLost.IncTo(obj.Global<ulong>("reaper_events_lost"));
-        var stats = obj.Map("reaper_dev_stats");
         foreach (var (ifindex, device) in _devices.Take(_config.DatapathMaxDeviceMetrics))
         {
             foreach (var (hook, name) in new[] { (DatapathAbi.HookIngress, "ingress"), (DatapathAbi.HookEgress, "egress") })
             {
-                var perCpu = stats.LookupPerCpu<DatapathAbi.StatsKey, DatapathAbi.DeviceStats>(new DatapathAbi.StatsKey { Ifindex = (uint)ifindex, Hook = (uint)hook });
-                _metrics.DevicePackets.WithLabels(device.Name, name).IncTo(perCpu.Aggregate(0UL, (t, v) => t + v.Packets));
-                _metrics.DeviceBytes.WithLabels(device.Name, name).IncTo(perCpu.Aggregate(0UL, (t, v) => t + v.Bytes));
+                var (packets, bytes) = DeviceCounters.Read(obj, (uint)ifindex, hook);
+                _metrics.DevicePackets.WithLabels(device.Name, name).IncTo(packets);
+                _metrics.DeviceBytes.WithLabels(device.Name, name).IncTo(bytes);
             }
         }
     }
