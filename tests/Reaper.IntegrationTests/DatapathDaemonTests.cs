@@ -107,7 +107,9 @@ public sealed class DatapathDaemonTests
                 return 0;
             });
             WaitUntil(() => DaemonFixture.Sample(daemon.Scrape(), $"socketreaper_device_packets_total{{device=\"{first}\",hook=\"ingress\"}}") >= 5, TimeSpan.FromSeconds(12));
-            Assert.True(DaemonFixture.Sample(daemon.Scrape(), "socketreaper_datapath_events_total{kind=\"new_ip\"}") >= 1);
+            var scrape = daemon.Scrape();
+            Assert.True(DaemonFixture.Sample(scrape, "socketreaper_datapath_events_total{kind=\"new_ip\"}") >= 1);
+            Assert.Contains($"socketreaper_device_drops_total{{device=\"{first}\",hook=\"egress\"}} ", scrape, StringComparison.Ordinal);
 
             // A removed device's pins go.
             endpoints.Remove(second);
@@ -158,6 +160,30 @@ public sealed class DatapathDaemonTests
         WaitUntil(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_datapath_events_total{kind=\"ip_moved\"}") >= 1, TimeSpan.FromSeconds(12));
         Assert.Contains($"10.93.0.5 {b} {Endpoints.Ifindex(b)} {cookieB}", Learned(daemon), StringComparison.Ordinal);
         Assert.NotEqual(cookieA, cookieB);
+    }
+
+    [PrivilegedFact]
+    public void A_link_someone_detached_is_noticed_reattached_and_counted()
+    {
+        using var ns = new TestNamespaces(1);
+        using var endpoints = new Endpoints();
+        var host = endpoints.Add(ns.Names[0], 1);
+        var index = Endpoints.Ifindex(host);
+
+        using var daemon = new DaemonFixture(devicePattern: endpoints.Pattern);
+        daemon.Start();
+        WaitUntil(() => BpfInfo.Query(index, BpfAttachType.TcxEgress).LinkIds.Count == 1, TimeSpan.FromSeconds(10));
+        var original = BpfInfo.Query(index, BpfAttachType.TcxEgress).LinkIds[0];
+
+        // An operator (or another agent) detaches our egress link with bpftool.
+        Assert.Equal(0, ReaperProcess.Tool("bpftool", "link", "detach", "id", original.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.Empty(BpfInfo.Query(index, BpfAttachType.TcxEgress).LinkIds);
+
+        WaitUntil(() => BpfInfo.Query(index, BpfAttachType.TcxEgress).LinkIds.Count == 1, TimeSpan.FromSeconds(12));
+        Assert.NotEqual(original, BpfInfo.Query(index, BpfAttachType.TcxEgress).LinkIds[0]);
+        WaitUntil(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_datapath_reattachments_total") >= 1, TimeSpan.FromSeconds(12));
+        Assert.Equal(0, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_datapath_links_missing"));
+        Assert.Contains($"Our tcx_egress link on {host} (ifindex {index}) was detached by someone; re-attached", daemon.Log, StringComparison.Ordinal);
     }
 
     [PrivilegedFact]

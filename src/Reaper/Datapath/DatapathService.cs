@@ -255,7 +255,26 @@ internal sealed partial class DatapathService : BackgroundService
                 var (packets, bytes) = DeviceCounters.Read(obj, (uint)ifindex, hook);
                 _metrics.DevicePackets.WithLabels(device.Name, name).IncTo(packets);
                 _metrics.DeviceBytes.WithLabels(device.Name, name).IncTo(bytes);
+
+                // Our programs never drop; the device's own drop counters say what the kernel
+                // dropped on the endpoint's path: received from it (ingress), sent to it (egress).
+                if (KernelDrops(device.Name, hook == DatapathAbi.HookIngress ? "rx_dropped" : "tx_dropped") is { } drops)
+                {
+                    _metrics.DeviceDrops.WithLabels(device.Name, name).IncTo(drops);
+                }
             }
+        }
+    }
+
+    private static ulong? KernelDrops(string device, string counter)
+    {
+        try
+        {
+            return ulong.Parse(File.ReadAllText($"/sys/class/net/{device}/statistics/{counter}").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or OverflowException)
+        {
+            return null; // the device went in the meantime
         }
     }
 
