@@ -11,56 +11,6 @@ namespace SocketReaper.IntegrationTests;
 /// </summary>
 public sealed class DatapathDaemonTests
 {
-    private sealed class Endpoints : IDisposable
-    {
-        private readonly List<string> _created = [];
-
-        public Endpoints()
-        {
-            Tag = $"srtv{Guid.NewGuid():N}"[..8];
-        }
-
-        public string Tag { get; }
-
-        public string Pattern => Tag + "*";
-
-        /// <summary>Creates host-side veth "{Tag}{n}h" with its peer in <paramref name="netns"/>.</summary>
-        public string Add(string netns, int n)
-        {
-            var host = $"{Tag}{n}h";
-            TestNamespaces.Ip($"link add {host} type veth peer name eth{n} netns {netns}");
-            _created.Add(host);
-            TestNamespaces.Ip($"addr add 10.90.{n}.1/24 dev {host}");
-            TestNamespaces.Ip($"link set {host} up");
-            TestNamespaces.Ip($"-n {netns} addr add 10.90.{n}.2/24 dev eth{n}");
-            TestNamespaces.Ip($"-n {netns} link set eth{n} up");
-            return host;
-        }
-
-        public void Remove(string host)
-        {
-            TestNamespaces.Ip($"link del {host}");
-            _created.Remove(host);
-        }
-
-        public static int Ifindex(string device) => int.Parse(File.ReadAllText($"/sys/class/net/{device}/ifindex").Trim(), System.Globalization.CultureInfo.InvariantCulture);
-
-        public void Dispose()
-        {
-            foreach (var host in _created)
-            {
-                try
-                {
-                    TestNamespaces.Ip($"link del {host}");
-                }
-                catch (InvalidOperationException)
-                {
-                    // Its namespace went first and took the pair with it.
-                }
-            }
-        }
-    }
-
     private static TimeSpan WaitUntil(Func<bool> condition, TimeSpan limit)
     {
         var watch = Stopwatch.StartNew();
@@ -77,9 +27,9 @@ public sealed class DatapathDaemonTests
     public void Devices_are_covered_at_start_and_on_arrival_cleaned_on_removal_and_kept_across_a_restart()
     {
         using var ns = new TestNamespaces(1);
-        using var endpoints = new Endpoints();
+        using var endpoints = new VethEndpoints();
         var first = endpoints.Add(ns.Names[0], 1);
-        var firstIndex = Endpoints.Ifindex(first);
+        var firstIndex = VethEndpoints.Ifindex(first);
 
         uint linkId;
         using (var daemon = new DaemonFixture(devicePattern: endpoints.Pattern))
@@ -91,7 +41,7 @@ public sealed class DatapathDaemonTests
 
             // A device that appears later is covered within a second.
             var second = endpoints.Add(ns.Names[0], 2);
-            var secondIndex = Endpoints.Ifindex(second);
+            var secondIndex = VethEndpoints.Ifindex(second);
             var took = WaitUntil(() => BpfInfo.Query(secondIndex, BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(5));
             Assert.True(took < TimeSpan.FromSeconds(1), $"attached after {took}");
 
@@ -138,7 +88,7 @@ public sealed class DatapathDaemonTests
     public void An_address_is_learned_with_its_namespace_and_its_move_to_another_endpoint_is_reported()
     {
         using var ns = new TestNamespaces(2);
-        using var endpoints = new Endpoints();
+        using var endpoints = new VethEndpoints();
         var a = endpoints.Add(ns.Names[0], 1);
         var b = endpoints.Add(ns.Names[1], 2);
         var cookieA = ns.In(ns.Names[0], () => SocketReaper.Platform.Netns.CurrentCookie());
@@ -146,19 +96,19 @@ public sealed class DatapathDaemonTests
 
         using var daemon = new DaemonFixture(devicePattern: endpoints.Pattern);
         daemon.Start();
-        WaitUntil(() => BpfInfo.Query(Endpoints.Ifindex(b), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10));
+        WaitUntil(() => BpfInfo.Query(VethEndpoints.Ifindex(b), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10));
 
         // 10.93.0.5 lives in A first: A's traffic from it teaches the datapath who owns it.
         TestNamespaces.Ip($"-n {ns.Names[0]} addr add 10.93.0.5/32 dev eth1");
         ns.In(ns.Names[0], () => SendUdpFrom("10.93.0.5", "10.90.1.1"));
-        WaitUntil(() => Learned(daemon).Contains($"10.93.0.5 {a} {Endpoints.Ifindex(a)} {cookieA}", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
+        WaitUntil(() => Learned(daemon).Contains($"10.93.0.5 {a} {VethEndpoints.Ifindex(a)} {cookieA}", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
 
         // The address is reused by B (a new container got the old one's IP): the move is reported.
         TestNamespaces.Ip($"-n {ns.Names[0]} addr del 10.93.0.5/32 dev eth1");
         TestNamespaces.Ip($"-n {ns.Names[1]} addr add 10.93.0.5/32 dev eth2");
         ns.In(ns.Names[1], () => SendUdpFrom("10.93.0.5", "10.90.2.1"));
         WaitUntil(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_datapath_events_total{kind=\"ip_moved\"}") >= 1, TimeSpan.FromSeconds(12));
-        Assert.Contains($"10.93.0.5 {b} {Endpoints.Ifindex(b)} {cookieB}", Learned(daemon), StringComparison.Ordinal);
+        Assert.Contains($"10.93.0.5 {b} {VethEndpoints.Ifindex(b)} {cookieB}", Learned(daemon), StringComparison.Ordinal);
         Assert.NotEqual(cookieA, cookieB);
     }
 
@@ -166,9 +116,9 @@ public sealed class DatapathDaemonTests
     public void A_link_someone_detached_is_noticed_reattached_and_counted()
     {
         using var ns = new TestNamespaces(1);
-        using var endpoints = new Endpoints();
+        using var endpoints = new VethEndpoints();
         var host = endpoints.Add(ns.Names[0], 1);
-        var index = Endpoints.Ifindex(host);
+        var index = VethEndpoints.Ifindex(host);
 
         using var daemon = new DaemonFixture(devicePattern: endpoints.Pattern);
         daemon.Start();
@@ -190,9 +140,9 @@ public sealed class DatapathDaemonTests
     public void A_restart_under_100_Hz_ping_loses_no_packet_and_keeps_what_was_learned()
     {
         using var ns = new TestNamespaces(1);
-        using var endpoints = new Endpoints();
+        using var endpoints = new VethEndpoints();
         var host = endpoints.Add(ns.Names[0], 1);
-        var index = Endpoints.Ifindex(host);
+        var index = VethEndpoints.Ifindex(host);
         var cookie = ns.In(ns.Names[0], () => SocketReaper.Platform.Netns.CurrentCookie());
 
         using var daemon = new DaemonFixture(devicePattern: endpoints.Pattern);
@@ -272,7 +222,7 @@ public sealed class DatapathDaemonTests
             TestNamespaces.Ip($"link set {primary} up");
             TestNamespaces.Ip($"-n {ns.Names[0]} addr add 10.92.0.2/24 dev {tag}e");
             TestNamespaces.Ip($"-n {ns.Names[0]} link set {tag}e up");
-            var index = Endpoints.Ifindex(primary);
+            var index = VethEndpoints.Ifindex(primary);
 
             using var daemon = new DaemonFixture(devicePattern: tag + "*");
             daemon.Start();

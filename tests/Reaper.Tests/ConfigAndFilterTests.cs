@@ -52,6 +52,8 @@ public sealed class ConfigTests : IDisposable
     [InlineData("{\"Sweep\": {\"Limt\": 1}}", "line 1: 'Sweep.Limt' is not a setting")]
     [InlineData("{\"Metrics\": {\"Listen\": \"0.0.0.0\"}}", "Metrics.Listen must be ADDRESS:PORT such as 127.0.0.1:9469 or [::1]:9469, not '0.0.0.0'.")]
     [InlineData("{\"DBus\": {\"Enabled\": \"maybe\"}}", "DBus.Enabled must be true or false, not 'maybe'.")]
+    [InlineData("{\"Reaping\": {\"Mode\": \"loud\"}}", "Reaping.Mode must be enforce, observe or off, not 'loud'.")]
+    [InlineData("{\"Reaping\": {\"CoalesceMilliseconds\": 60000}}", "Reaping.CoalesceMilliseconds must be a whole number from 0 to 10000, not '60000'.")]
     [InlineData("{\"Sweep\": {\"Limit\": 10, \"MaxLimit\": 5}}", "Sweep.Limit (10) is larger than Sweep.MaxLimit (5); lower it or raise Sweep.MaxLimit.")]
     [InlineData("{\n\n \"Sweep\": {", "line 3: not valid JSON")]
     public void Broken_settings_name_the_key_and_the_line(string json, string expected)

@@ -65,6 +65,8 @@ internal static class RunCommand
         builder.Services.AddHostedService<ReaperDaemon>();
         builder.Services.AddHostedService<MetricsService>();
         builder.Services.AddHostedService<DBusService>();
+        builder.Services.AddSingleton<Reaping.AutoReaper>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<Reaping.AutoReaper>());
         builder.Services.AddHostedService<Datapath.DatapathService>();
 
         using var host = builder.Build();

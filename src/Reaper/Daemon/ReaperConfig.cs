@@ -6,6 +6,19 @@ using SocketReaper.Sweep;
 
 namespace SocketReaper.Daemon;
 
+/// <summary>What the automatic triggers do.</summary>
+internal enum ReapingMode
+{
+    /// <summary>Destroy the stale sockets.</summary>
+    Enforce,
+
+    /// <summary>Dry-run: report (metrics, SweepCompleted, logs) what would be destroyed.</summary>
+    Observe,
+
+    /// <summary>No automatic sweeps.</summary>
+    Off,
+}
+
 /// <summary>The daemon's settings; every default is what an operator would choose.</summary>
 internal sealed record ReaperConfig
 {
@@ -47,6 +60,15 @@ internal sealed record ReaperConfig
 
     /// <summary>Datapath.MaxDeviceMetrics: per-device series beyond this many devices are not exported.</summary>
     public int DatapathMaxDeviceMetrics { get; init; } = 256;
+
+    /// <summary>Reaping.Mode: what the automatic triggers do — enforce (destroy), observe (dry-run and report), off.</summary>
+    public ReapingMode ReapingMode { get; init; } = ReapingMode.Enforce;
+
+    /// <summary>Reaping.EndpointGone: when an endpoint device goes, reap the sockets still talking to its addresses.</summary>
+    public bool ReapEndpointGone { get; init; } = true;
+
+    /// <summary>Reaping.CoalesceMilliseconds: events this close together make one sweep.</summary>
+    public int ReapCoalesceMilliseconds { get; init; } = 10;
 
     /// <summary>Metrics.Listen: localhost only unless the operator says otherwise.</summary>
     public IPEndPoint MetricsListen { get; init; } = new(IPAddress.Loopback, 9469);
@@ -98,9 +120,12 @@ internal sealed record ReaperConfig
                 "datapath.allnetkit" => config with { DatapathAllNetkit = Bool(key, value, where) },
                 "datapath.pinroot" => config with { DatapathPinRoot = PinRoot(key, value, where) },
                 "datapath.maxdevicemetrics" => config with { DatapathMaxDeviceMetrics = (int)Number(key, value, where, 0, 100_000) },
+                "reaping.mode" => config with { ReapingMode = Mode(key, value, where) },
+                "reaping.endpointgone" => config with { ReapEndpointGone = Bool(key, value, where) },
+                "reaping.coalescemilliseconds" => config with { ReapCoalesceMilliseconds = (int)Number(key, value, where, 0, 10_000) },
                 _ when key.StartsWith("datapath.devices", StringComparison.OrdinalIgnoreCase) => AddDevice(config, value),
                 _ when key.StartsWith("sweep.netnsdirectories", StringComparison.OrdinalIgnoreCase) => AddDirectory(config, value),
-                _ => throw new ConfigException($"{where}: '{key}' is not a setting; known: Sweep.Limit, Sweep.MaxLimit, Sweep.Threads, Sweep.NetnsDirectories, DBus.Enabled, DBus.Address, DBus.SweepGroup, Metrics.Enabled, Metrics.Listen, Datapath.Enabled, Datapath.Devices, Datapath.AllNetkit, Datapath.PinRoot, Datapath.MaxDeviceMetrics."),
+                _ => throw new ConfigException($"{where}: '{key}' is not a setting; known: Sweep.Limit, Sweep.MaxLimit, Sweep.Threads, Sweep.NetnsDirectories, DBus.Enabled, DBus.Address, DBus.SweepGroup, Metrics.Enabled, Metrics.Listen, Datapath.Enabled, Datapath.Devices, Datapath.AllNetkit, Datapath.PinRoot, Datapath.MaxDeviceMetrics, Reaping.Mode, Reaping.EndpointGone, Reaping.CoalesceMilliseconds."),
             };
         }
 
@@ -215,6 +240,14 @@ internal sealed record ReaperConfig
         value.StartsWith("/sys/fs/bpf/", StringComparison.Ordinal) && !value.Contains('.', StringComparison.Ordinal)
             ? value.TrimEnd('/')
             : throw new ConfigException($"{where}: {key} must be a directory under /sys/fs/bpf without dots (bpffs refuses them), not '{value}'.");
+
+    private static ReapingMode Mode(string key, string value, string where) => value.ToLowerInvariant() switch
+    {
+        "enforce" => ReapingMode.Enforce,
+        "observe" => ReapingMode.Observe,
+        "off" => ReapingMode.Off,
+        _ => throw new ConfigException($"{where}: {key} must be enforce, observe or off, not '{value}'."),
+    };
 
     private static bool Bool(string key, string value, string where) => value.ToLowerInvariant() switch
     {

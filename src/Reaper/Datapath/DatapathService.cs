@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using SocketReaper.Bpf;
 using SocketReaper.Daemon;
 using SocketReaper.Platform.Netlink;
+using SocketReaper.Reaping;
 
 namespace SocketReaper.Datapath;
 
@@ -25,8 +26,11 @@ internal sealed partial class DatapathService : BackgroundService
     private readonly DeviceLinks _links;
     private readonly Dictionary<int, (string Name, List<OwnedLink> Links)> _devices = [];
 
-    public DatapathService(ReaperConfig config, ReaperMetrics metrics, ILogger<DatapathService> logger)
+    private readonly AutoReaper _reaper;
+
+    public DatapathService(ReaperConfig config, ReaperMetrics metrics, AutoReaper reaper, ILogger<DatapathService> logger)
     {
+        _reaper = reaper;
         _config = config;
         _metrics = metrics;
         _logger = logger;
@@ -142,6 +146,7 @@ internal sealed partial class DatapathService : BackgroundService
         }
 
         ForgetState(obj, (uint)ifindex);
+        ReapOwnersOf(obj, i => i == (uint)ifindex);
         Count();
         Log.Forgot(_logger, device.Name, ifindex);
     }
@@ -169,6 +174,17 @@ internal sealed partial class DatapathService : BackgroundService
             ForgetState(obj, ifindex);
         }
 
+        // Addresses learned on devices that went while the daemon was down are stale now; those
+        // of devices still present but no longer selected are only forgotten.
+        HashSet<int> present;
+        using (var rt = RtNetlink.Open())
+        {
+            present = rt.DumpLinks().Select(l => l.Index).ToHashSet();
+        }
+
+        ReapOwnersOf(obj, i => !present.Contains((int)i));
+        ForgetOwnersOf(obj, i => !_devices.ContainsKey((int)i));
+
         // Devices whose slot a vanished device held get it now.
         foreach (var ifindex in _devices.Keys)
         {
@@ -180,6 +196,62 @@ internal sealed partial class DatapathService : BackgroundService
     {
         obj.Map("reaper_endpoints").Delete(ifindex);
         DeviceCounters.Release(obj, ifindex);
+    }
+
+    /// <summary>
+    /// An endpoint device went: the addresses it still owns (none moved to a live endpoint since)
+    /// are forgotten, and the sockets still talking to them reaped (Reaping.EndpointGone).
+    /// </summary>
+    private void ReapOwnersOf(BpfObject obj, Func<uint, bool> gone)
+    {
+        var addresses = ForgetOwnersOf(obj, gone);
+        if (_config.ReapEndpointGone)
+        {
+            foreach (var address in addresses)
+            {
+                _reaper.Enqueue(new ReapTarget(address, ReapReason.EndpointGone));
+            }
+        }
+    }
+
+    /// <summary>Deletes the owner entries whose device matches <paramref name="which"/>; returns their addresses.</summary>
+    private static List<System.Net.IPAddress> ForgetOwnersOf(BpfObject obj, Func<uint, bool> which)
+    {
+        var owners = obj.Map("reaper_owners");
+        var keys = new UInt128[1024];
+        var values = new DatapathAbi.Owner[1024];
+        var matched = new List<UInt128>();
+        UInt128? cursor = null;
+        do
+        {
+            var n = owners.LookupBatch<UInt128, DatapathAbi.Owner>(keys, values, ref cursor);
+            for (var i = 0; i < n; i++)
+            {
+                if (which(values[i].Ifindex))
+                {
+                    matched.Add(keys[i]);
+                }
+            }
+        }
+        while (cursor is not null);
+
+        var addresses = new List<System.Net.IPAddress>(matched.Count);
+        foreach (var key in matched)
+        {
+            owners.Delete(key);
+            var bytes = new byte[16];
+            MemoryMarshal.Write(bytes, key);
+            var address = new System.Net.IPAddress(bytes);
+            addresses.Add(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address);
+        }
+
+        if (matched.Count > 0)
+        {
+            // Device slots may remember flows from these addresses: make them look again.
+            Interlocked.Increment(ref obj.Global<uint>("reaper_generation"));
+        }
+
+        return addresses;
     }
 
     /// <summary>Re-reads the links and re-attaches any of ours that is no longer on its hook.</summary>

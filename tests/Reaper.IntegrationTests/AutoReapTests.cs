@@ -1,0 +1,116 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using LibBpf;
+using SocketReaper.Testing;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace SocketReaper.IntegrationTests;
+
+/// <summary>The daemon reaping on its own, on endpoints made as a CNI would (namespace, veth, address, route).</summary>
+public sealed class AutoReapTests(ITestOutputHelper output)
+{
+    private static void WaitUntil(Func<bool> condition, TimeSpan limit, string what)
+    {
+        var watch = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(watch.Elapsed < limit, $"{what}: not within {limit}");
+            Thread.Sleep(20);
+        }
+    }
+
+    [PrivilegedFact]
+    public void When_a_server_endpoint_goes_the_sockets_to_it_die_at_once_and_the_others_live()
+    {
+        using var ns = new TestNamespaces(2);
+        using var endpoints = new VethEndpoints(subnet: 91);
+        var (gone, stays) = (ns.Names[0], ns.Names[1]);
+        var goneDevice = endpoints.Add(gone, 1);
+        endpoints.Add(stays, 2);
+
+        using var daemon = new DaemonFixture(devicePattern: endpoints.Pattern);
+        daemon.Start();
+        WaitUntil(() => BpfInfo.Query(VethEndpoints.Ifindex(goneDevice), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10), "attach");
+
+        // Host clients: TCP and connected UDP to the endpoint that will go, TCP to one that stays.
+        var goneListener = ns.In(gone, () => ns.Listen("10.91.1.2", 7000));
+        var stayListener = ns.In(stays, () => ns.Listen("10.91.2.2", 7000));
+        var udpServer = ns.In(gone, () =>
+        {
+            var s = ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp));
+            s.Bind(new IPEndPoint(IPAddress.Parse("10.91.1.2"), 7001));
+            return s;
+        });
+        var tcpToGone = ns.Connect(goneListener, "10.91.1.2", 7000);
+        var tcpToStay = ns.Connect(stayListener, "10.91.2.2", 7000);
+        var udpToGone = new UdpPair(ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp)), udpServer);
+        udpToGone.Client.Connect(new IPEndPoint(IPAddress.Parse("10.91.1.2"), 7001));
+        Assert.True(tcpToGone.Exchanges() && tcpToStay.Exchanges() && udpToGone.Exchanges());
+        WaitUntil(() => daemon.Tool(null, ReaperProcess.Executable, "datapath", "endpoints", "--pin-root", daemon.PinRoot).Stdout.Contains("10.91.1.2", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(5), "learning 10.91.1.2");
+
+        // The CNI deletes the endpoint's device.
+        var watch = Stopwatch.StartNew();
+        endpoints.Remove(goneDevice);
+        SocketError error;
+        while ((error = tcpToGone.ClientSendError()) == SocketError.Success)
+        {
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), "the TCP socket to the gone endpoint was not destroyed");
+            Thread.Sleep(1);
+        }
+
+        // The clock includes running `ip link del`.
+        var latency = watch.Elapsed;
+        output.WriteLine($"device deleted -> client socket destroyed: {latency.TotalMilliseconds:F1} ms");
+        Assert.Equal(SocketError.ConnectionAborted, error);
+        Assert.True(latency < TimeSpan.FromMilliseconds(100), $"took {latency.TotalMilliseconds:F1} ms (target 100 ms)");
+        WaitUntil(() => SendError(udpToGone.Client) == SocketError.DestinationAddressRequired, TimeSpan.FromSeconds(2), "UDP destroyed");
+        Assert.True(tcpToStay.Exchanges(), "a socket to a live endpoint was hurt");
+
+        var scrape = daemon.Scrape();
+        Assert.True(DaemonFixture.Sample(scrape, "socketreaper_sweeps_total{trigger=\"endpoint_gone\",result=\"ok\"}") >= 1);
+        Assert.True(DaemonFixture.Sample(scrape, "socketreaper_sockets_destroyed_total{protocol=\"tcp\",trigger=\"endpoint_gone\"}") >= 1);
+        var status = daemon.Busctl("call", "org.socketreaper.Reaper1", "/org/socketreaper/Reaper", "org.socketreaper.Reaper1", "GetStatus");
+        Assert.Matches(@"""recent_automatic_sweeps"" as [1-9][0-9]* ""[0-9]+ \S+ endpoint_gone destroyed=[1-9]", status.Stdout);
+        Assert.DoesNotContain("10.91.1.2", daemon.Tool(null, ReaperProcess.Executable, "datapath", "endpoints", "--pin-root", daemon.PinRoot).Stdout, StringComparison.Ordinal);
+    }
+
+    [PrivilegedFact]
+    public void In_observe_mode_a_gone_endpoint_is_reported_and_nothing_destroyed()
+    {
+        using var ns = new TestNamespaces(1);
+        using var endpoints = new VethEndpoints(subnet: 91);
+        var device = endpoints.Add(ns.Names[0], 3);
+
+        using var daemon = new DaemonFixture(configJson: """{ "Reaping": { "Mode": "observe" } }""", devicePattern: endpoints.Pattern);
+        daemon.Start();
+        WaitUntil(() => BpfInfo.Query(VethEndpoints.Ifindex(device), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10), "attach");
+        var listener = ns.In(ns.Names[0], () => ns.Listen("10.91.3.2", 7000));
+        var tcp = ns.Connect(listener, "10.91.3.2", 7000);
+        Assert.True(tcp.Exchanges());
+        WaitUntil(() => daemon.Tool(null, ReaperProcess.Executable, "datapath", "endpoints", "--pin-root", daemon.PinRoot).Stdout.Contains("10.91.3.2", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(5), "learning 10.91.3.2");
+
+        endpoints.Remove(device);
+        // At least ours; sockets of earlier runs still retransmitting a FIN to the vanished peer count too.
+        WaitUntil(() => System.Text.RegularExpressions.Regex.IsMatch(daemon.Log, @"Automatic sweep \(endpoint_gone\) for 1 address\(es\): would destroy [1-9][0-9]* socket"),
+            TimeSpan.FromSeconds(5), $"the dry run; log:\n{daemon.Log}");
+        Assert.Equal(SocketError.Success, tcp.ClientSendError());
+        Assert.Equal(0, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sockets_destroyed_total{protocol=\"tcp\",trigger=\"endpoint_gone\"}"));
+    }
+
+    private static SocketError SendError(Socket s)
+    {
+        try
+        {
+            s.Send([1]);
+            return SocketError.Success;
+        }
+        catch (SocketException e)
+        {
+            return e.SocketErrorCode;
+        }
+    }
+}

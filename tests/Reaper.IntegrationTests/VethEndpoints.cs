@@ -1,0 +1,60 @@
+namespace SocketReaper.IntegrationTests;
+
+/// <summary>
+/// Endpoints made as a CNI would: a veth whose host end stays in the host namespace (named for
+/// this test only, "{Tag}{n}h" with 10.S.n.1/24) and whose other end ("eth{n}", 10.S.n.2/24)
+/// lives in a throwaway namespace. Dispose deletes the host ends left.
+/// </summary>
+internal sealed class VethEndpoints : IDisposable
+{
+    private readonly List<string> _created = [];
+
+    /// <summary>Addresses are 10.<paramref name="subnet"/>.n.0/24: test classes that run side by side use different ones.</summary>
+    public VethEndpoints(int subnet = 90)
+    {
+        Tag = $"srtv{Guid.NewGuid():N}"[..8];
+        Subnet = subnet;
+    }
+
+    public int Subnet { get; }
+
+    public string Tag { get; }
+
+    public string Pattern => Tag + "*";
+
+    /// <summary>Creates host-side veth "{Tag}{n}h" with its peer in <paramref name="netns"/>.</summary>
+    public string Add(string netns, int n)
+    {
+        var host = $"{Tag}{n}h";
+        TestNamespaces.Ip($"link add {host} type veth peer name eth{n} netns {netns}");
+        _created.Add(host);
+        TestNamespaces.Ip($"addr add 10.{Subnet}.{n}.1/24 dev {host}");
+        TestNamespaces.Ip($"link set {host} up");
+        TestNamespaces.Ip($"-n {netns} addr add 10.{Subnet}.{n}.2/24 dev eth{n}");
+        TestNamespaces.Ip($"-n {netns} link set eth{n} up");
+        return host;
+    }
+
+    public void Remove(string host)
+    {
+        TestNamespaces.Ip($"link del {host}");
+        _created.Remove(host);
+    }
+
+    public static int Ifindex(string device) => int.Parse(File.ReadAllText($"/sys/class/net/{device}/ifindex").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+
+    public void Dispose()
+    {
+        foreach (var host in _created)
+        {
+            try
+            {
+                TestNamespaces.Ip($"link del {host}");
+            }
+            catch (InvalidOperationException)
+            {
+                // Its namespace went first and took the pair with it.
+            }
+        }
+    }
+}
