@@ -80,12 +80,7 @@ public sealed class LinkTests
         }
         finally
         {
-            foreach (var f in Directory.GetFiles(dir))
-            {
-                File.Delete(f);
-            }
-
-            Directory.Delete(dir);
+            Directory.Delete(dir, recursive: true);
         }
     }
 

@@ -149,12 +149,7 @@ public sealed class MapTests
         }
         finally
         {
-            foreach (var f in Directory.GetFiles(dir))
-            {
-                File.Delete(f);
-            }
-
-            Directory.Delete(dir);
+            Directory.Delete(dir, recursive: true);
         }
     }
 
