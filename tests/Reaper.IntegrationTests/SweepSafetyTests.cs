@@ -256,10 +256,11 @@ public sealed class SweepSafetyTests
         using var sleeper = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("unshare", "--net sleep 30"))!;
         try
         {
-            // unshare execs sleep in the new namespace; wait until the pid's namespace differs from ours.
+            // unshare makes the namespace, then execs sleep: wait until the pid is sleep in a namespace not ours.
             var ours = new FileInfo("/proc/self/ns/net").LinkTarget;
             var deadline = DateTime.UtcNow.AddSeconds(5);
-            while (new FileInfo($"/proc/{sleeper.Id}/ns/net").LinkTarget == ours && DateTime.UtcNow < deadline)
+            while ((new FileInfo($"/proc/{sleeper.Id}/ns/net").LinkTarget == ours || File.ReadAllText($"/proc/{sleeper.Id}/comm").Trim() != "sleep") &&
+                   DateTime.UtcNow < deadline)
             {
                 Thread.Sleep(10);
             }
