@@ -109,9 +109,7 @@ internal static class DatapathCommand
     {
         fixed (byte* mac = owner.Mac)
         {
-            return Convert.ToHexString(new ReadOnlySpan<byte>(mac, 6)).ToLowerInvariant() is var hex
-                ? string.Join(':', Enumerable.Range(0, 6).Select(i => hex.Substring(i * 2, 2)))
-                : string.Empty;
+            return string.Join(':', new ReadOnlySpan<byte>(mac, 6).ToArray().Select(b => b.ToString("x2", CultureInfo.InvariantCulture)));
         }
     }
 

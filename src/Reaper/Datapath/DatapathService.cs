@@ -62,15 +62,18 @@ internal sealed partial class DatapathService : BackgroundService
                 return 0;
             });
 
+            IReadOnlyList<LinkInfo> links;
             using (var rt = RtNetlink.Open())
             {
-                foreach (var link in rt.DumpLinks())
-                {
-                    Consider(obj, link);
-                }
+                links = rt.DumpLinks();
             }
 
-            Prune(obj);
+            foreach (var link in links)
+            {
+                Consider(obj, link);
+            }
+
+            Prune(obj, links.Select(l => l.Index).ToHashSet());
             Log.Covering(_logger, _devices.Count, _config.DatapathPinRoot);
             var nextDrift = DateTime.UtcNow + DriftEvery;
             while (!stop.IsCancellationRequested)
@@ -147,12 +150,19 @@ internal sealed partial class DatapathService : BackgroundService
 
         ForgetState(obj, (uint)ifindex);
         ReapOwnersOf(obj, i => i == (uint)ifindex);
+
+        // A managed device that shares the freed slot gets it now.
+        foreach (var other in _devices.Keys.Where(i => (i & (DatapathAbi.Slots - 1)) == (ifindex & (DatapathAbi.Slots - 1))))
+        {
+            DeviceCounters.Claim(obj, (uint)other, holder => _devices.ContainsKey((int)holder));
+        }
+
         Count();
         Log.Forgot(_logger, device.Name, ifindex);
     }
 
     /// <summary>Drops pinned per-device state a previous run left for devices we no longer manage.</summary>
-    private void Prune(BpfObject obj)
+    private void Prune(BpfObject obj, HashSet<int> present)
     {
         var endpoints = obj.Map("reaper_endpoints");
         var stale = new List<uint>();
@@ -176,20 +186,8 @@ internal sealed partial class DatapathService : BackgroundService
 
         // Addresses learned on devices that went while the daemon was down are stale now; those
         // of devices still present but no longer selected are only forgotten.
-        HashSet<int> present;
-        using (var rt = RtNetlink.Open())
-        {
-            present = rt.DumpLinks().Select(l => l.Index).ToHashSet();
-        }
-
         ReapOwnersOf(obj, i => !present.Contains((int)i));
         ForgetOwnersOf(obj, i => !_devices.ContainsKey((int)i));
-
-        // Devices whose slot a vanished device held get it now.
-        foreach (var ifindex in _devices.Keys)
-        {
-            DeviceCounters.Claim(obj, (uint)ifindex, holder => _devices.ContainsKey((int)holder));
-        }
     }
 
     private static void ForgetState(BpfObject obj, uint ifindex)
