@@ -48,7 +48,7 @@ public sealed class AutoReapTests(ITestOutputHelper output)
         var udpToGone = new UdpPair(ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp)), udpServer);
         udpToGone.Client.Connect(new IPEndPoint(IPAddress.Parse("10.91.1.2"), 7001));
         Assert.True(tcpToGone.Exchanges() && tcpToStay.Exchanges() && udpToGone.Exchanges());
-        WaitUntil(() => daemon.Tool(null, ReaperProcess.Executable, "datapath", "endpoints", "--pin-root", daemon.PinRoot).Stdout.Contains("10.91.1.2", StringComparison.Ordinal),
+        WaitUntil(() => daemon.LearnedEndpoints().Contains("10.91.1.2", StringComparison.Ordinal),
             TimeSpan.FromSeconds(5), "learning 10.91.1.2");
 
         // The CNI deletes the endpoint's device.
@@ -68,7 +68,7 @@ public sealed class AutoReapTests(ITestOutputHelper output)
         // Prompt, not timed to the millisecond: on a quiet 2-core machine 64-77 ms, but the suite
         // runs test classes side by side. Reaction latency is the benchmark's to measure.
         Assert.True(latency < TimeSpan.FromSeconds(1), $"took {latency.TotalMilliseconds:F1} ms");
-        WaitUntil(() => SendError(udpToGone.Client) == SocketError.DestinationAddressRequired, TimeSpan.FromSeconds(2), "UDP destroyed");
+        WaitUntil(() => TestNamespaces.SendError(udpToGone.Client) == SocketError.DestinationAddressRequired, TimeSpan.FromSeconds(2), "UDP destroyed");
         Assert.True(tcpToStay.Exchanges(), "a socket to a live endpoint was hurt");
 
         var scrape = daemon.Scrape();
@@ -76,7 +76,7 @@ public sealed class AutoReapTests(ITestOutputHelper output)
         Assert.True(DaemonFixture.Sample(scrape, "socketreaper_sockets_destroyed_total{protocol=\"tcp\",trigger=\"endpoint_gone\"}") >= 1);
         var status = daemon.Busctl("call", "org.socketreaper.Reaper1", "/org/socketreaper/Reaper", "org.socketreaper.Reaper1", "GetStatus");
         Assert.Matches(@"""recent_automatic_sweeps"" as [1-9][0-9]* ""[0-9]+ \S+ endpoint_gone destroyed=[1-9]", status.Stdout);
-        Assert.DoesNotContain("10.91.1.2", daemon.Tool(null, ReaperProcess.Executable, "datapath", "endpoints", "--pin-root", daemon.PinRoot).Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("10.91.1.2", daemon.LearnedEndpoints(), StringComparison.Ordinal);
     }
 
     [PrivilegedFact]
@@ -92,7 +92,7 @@ public sealed class AutoReapTests(ITestOutputHelper output)
         var listener = ns.In(ns.Names[0], () => ns.Listen("10.91.3.2", 7000));
         var tcp = ns.Connect(listener, "10.91.3.2", 7000);
         Assert.True(tcp.Exchanges());
-        WaitUntil(() => daemon.Tool(null, ReaperProcess.Executable, "datapath", "endpoints", "--pin-root", daemon.PinRoot).Stdout.Contains("10.91.3.2", StringComparison.Ordinal),
+        WaitUntil(() => daemon.LearnedEndpoints().Contains("10.91.3.2", StringComparison.Ordinal),
             TimeSpan.FromSeconds(5), "learning 10.91.3.2");
 
         endpoints.Remove(device);
@@ -101,18 +101,5 @@ public sealed class AutoReapTests(ITestOutputHelper output)
             TimeSpan.FromSeconds(5), $"the dry run; log:\n{daemon.Log}");
         Assert.Equal(SocketError.Success, tcp.ClientSendError());
         Assert.Equal(0, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sockets_destroyed_total{protocol=\"tcp\",trigger=\"endpoint_gone\"}"));
-    }
-
-    private static SocketError SendError(Socket s)
-    {
-        try
-        {
-            s.Send([1]);
-            return SocketError.Success;
-        }
-        catch (SocketException e)
-        {
-            return e.SocketErrorCode;
-        }
     }
 }

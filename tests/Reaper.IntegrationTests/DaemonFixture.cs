@@ -151,6 +151,18 @@ internal sealed class DaemonFixture : IDisposable
     public (int ExitCode, string Stdout, string Stderr) Tool(int? uid, string file, params string[] args) =>
         ReaperProcess.Exec(uid, file, args, new Dictionary<string, string> { ["DBUS_SYSTEM_BUS_ADDRESS"] = BusAddress });
 
+    /// <summary>`socketreaper datapath endpoints` for this fixture's pins, runs of spaces collapsed so rows read "address device ifindex netns ...".</summary>
+    public string LearnedEndpoints()
+    {
+        var result = Tool(null, ReaperProcess.Executable, "datapath", "endpoints", "--pin-root", PinRoot);
+        if (result.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"datapath endpoints failed: {result.Stderr}");
+        }
+
+        return System.Text.RegularExpressions.Regex.Replace(result.Stdout, " +", " ");
+    }
+
     public string Scrape()
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };

@@ -46,16 +46,7 @@ public sealed class DatapathDaemonTests
             Assert.True(took < TimeSpan.FromSeconds(1), $"attached after {took}");
 
             // Traffic from the endpoint is counted and its address learned.
-            ns.In(ns.Names[0], () =>
-            {
-                using var udp = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
-                for (var i = 0; i < 5; i++)
-                {
-                    udp.SendTo([1], new System.Net.IPEndPoint(System.Net.IPAddress.Parse("10.90.1.1"), 9));
-                }
-
-                return 0;
-            });
+            ns.In(ns.Names[0], () => SendUdp("10.90.1.1", 5));
             WaitUntil(() => DaemonFixture.Sample(daemon.Scrape(), $"socketreaper_device_packets_total{{device=\"{first}\",hook=\"ingress\"}}") >= 5, TimeSpan.FromSeconds(12));
             var scrape = daemon.Scrape();
             Assert.True(DaemonFixture.Sample(scrape, "socketreaper_datapath_events_total{kind=\"new_ip\"}") >= 1);
@@ -100,15 +91,15 @@ public sealed class DatapathDaemonTests
 
         // 10.93.0.5 lives in A first: A's traffic from it teaches the datapath who owns it.
         TestNamespaces.Ip($"-n {ns.Names[0]} addr add 10.93.0.5/32 dev eth1");
-        ns.In(ns.Names[0], () => SendUdpFrom("10.93.0.5", "10.90.1.1"));
-        WaitUntil(() => Learned(daemon).Contains($"10.93.0.5 {a} {VethEndpoints.Ifindex(a)} {cookieA}", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
+        ns.In(ns.Names[0], () => SendUdp("10.90.1.1", 3, source: "10.93.0.5"));
+        WaitUntil(() => daemon.LearnedEndpoints().Contains($"10.93.0.5 {a} {VethEndpoints.Ifindex(a)} {cookieA}", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
 
         // The address is reused by B (a new container got the old one's IP): the move is reported.
         TestNamespaces.Ip($"-n {ns.Names[0]} addr del 10.93.0.5/32 dev eth1");
         TestNamespaces.Ip($"-n {ns.Names[1]} addr add 10.93.0.5/32 dev eth2");
-        ns.In(ns.Names[1], () => SendUdpFrom("10.93.0.5", "10.90.2.1"));
+        ns.In(ns.Names[1], () => SendUdp("10.90.2.1", 3, source: "10.93.0.5"));
         WaitUntil(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_datapath_events_total{kind=\"ip_moved\"}") >= 1, TimeSpan.FromSeconds(12));
-        Assert.Contains($"10.93.0.5 {b} {VethEndpoints.Ifindex(b)} {cookieB}", Learned(daemon), StringComparison.Ordinal);
+        Assert.Contains($"10.93.0.5 {b} {VethEndpoints.Ifindex(b)} {cookieB}", daemon.LearnedEndpoints(), StringComparison.Ordinal);
         Assert.NotEqual(cookieA, cookieB);
     }
 
@@ -157,7 +148,7 @@ public sealed class DatapathDaemonTests
             RedirectStandardError = true,
         })!;
         var output = ping.StandardOutput.ReadToEndAsync();
-        WaitUntil(() => Learned(daemon).Contains($"10.90.1.2 {host} {index} {cookie}", StringComparison.Ordinal), TimeSpan.FromSeconds(5));
+        WaitUntil(() => daemon.LearnedEndpoints().Contains($"10.90.1.2 {host} {index} {cookie}", StringComparison.Ordinal), TimeSpan.FromSeconds(5));
         var before = DaemonFixture.Sample(daemon.Scrape(), $"socketreaper_device_packets_total{{device=\"{host}\",hook=\"ingress\"}}");
 
         daemon.Terminate();
@@ -177,29 +168,10 @@ public sealed class DatapathDaemonTests
 
         // Same link, and the learned owner and the counters carried over through the pinned maps.
         Assert.Equal([linkId], BpfInfo.Query(index, BpfAttachType.TcxIngress).LinkIds);
-        Assert.Contains($"10.90.1.2 {host} {index} {cookie}", Learned(restarted), StringComparison.Ordinal);
+        Assert.Contains($"10.90.1.2 {host} {index} {cookie}", restarted.LearnedEndpoints(), StringComparison.Ordinal);
         WaitUntil(() => DaemonFixture.Sample(restarted.Scrape(), $"socketreaper_device_packets_total{{device=\"{host}\",hook=\"ingress\"}}") >= before + 1, TimeSpan.FromSeconds(12));
     }
 
-    /// <summary>`datapath endpoints` with runs of spaces collapsed, so rows read "address device ifindex netns ...".</summary>
-    private static string Learned(DaemonFixture daemon)
-    {
-        var result = daemon.Tool(null, ReaperProcess.Executable, "datapath", "endpoints", "--pin-root", daemon.PinRoot);
-        Assert.True(result.ExitCode == 0, result.Stderr);
-        return System.Text.RegularExpressions.Regex.Replace(result.Stdout, " +", " ");
-    }
-
-    private static int SendUdpFrom(string source, string to)
-    {
-        using var udp = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
-        udp.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse(source), 0));
-        for (var i = 0; i < 3; i++)
-        {
-            udp.SendTo([1], new System.Net.IPEndPoint(System.Net.IPAddress.Parse(to), 9));
-        }
-
-        return 0;
-    }
 
     /// <summary>
     /// Netkit needs CONFIG_NETKIT, which the host kernel may lack: scripts/vm/run.sh runs these in a
@@ -250,10 +222,9 @@ public sealed class DatapathDaemonTests
                 Assert.Fail($"counters or learning missing.\nscrape:\n{string.Join('\n', scrape.Split('\n').Where(l => l.StartsWith("socketreaper_d", StringComparison.Ordinal)))}\nlog:\n{daemon.Log}");
             }
 
-            var learned = daemon.Tool(null, ReaperProcess.Executable, "datapath", "endpoints", "--pin-root", daemon.PinRoot);
-            Assert.True(learned.ExitCode == 0, learned.Stderr);
-            Assert.Contains("10.92.0.2", learned.Stdout, StringComparison.Ordinal);
-            Assert.Contains(primary, learned.Stdout, StringComparison.Ordinal);
+            var learned = daemon.LearnedEndpoints();
+            Assert.Contains("10.92.0.2", learned, StringComparison.Ordinal);
+            Assert.Contains(primary, learned, StringComparison.Ordinal);
 
             // A restart updates both links in place.
             daemon.Terminate();
@@ -274,9 +245,15 @@ public sealed class DatapathDaemonTests
         }
     }
 
-    private static int SendUdp(string to, int count)
+    /// <summary>Sends <paramref name="count"/> one-byte datagrams to port 9 of <paramref name="to"/>, from <paramref name="source"/> when given.</summary>
+    private static int SendUdp(string to, int count, string? source = null)
     {
         using var udp = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+        if (source is not null)
+        {
+            udp.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse(source), 0));
+        }
+
         for (var i = 0; i < count; i++)
         {
             udp.SendTo([1], new System.Net.IPEndPoint(System.Net.IPAddress.Parse(to), 9));

@@ -139,6 +139,20 @@ internal sealed class TestNamespaces : IDisposable
         }
     }
 
+    /// <summary>Sends one byte on <paramref name="socket"/>: Success, or the error a destroyed socket answers with.</summary>
+    public static SocketError SendError(Socket socket)
+    {
+        try
+        {
+            socket.Send([1]);
+            return SocketError.Success;
+        }
+        catch (SocketException e)
+        {
+            return e.SocketErrorCode;
+        }
+    }
+
     public static void Ip(string arguments)
     {
         using var p = Process.Start(new ProcessStartInfo("ip", arguments) { RedirectStandardError = true, RedirectStandardOutput = true })!;
@@ -176,18 +190,7 @@ internal sealed record TcpPair(Socket Client, Socket Server)
         }
     }
 
-    public SocketError ClientSendError()
-    {
-        try
-        {
-            Client.Send([1]);
-            return SocketError.Success;
-        }
-        catch (SocketException e)
-        {
-            return e.SocketErrorCode;
-        }
-    }
+    public SocketError ClientSendError() => TestNamespaces.SendError(Client);
 
     public ulong ClientCookie => Cookie(Client);
 

@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Runtime.InteropServices;
 using LibBpf;
 using SocketReaper.Bpf;
 using SocketReaper.Daemon;
@@ -78,22 +76,10 @@ internal static class DatapathCommand
 
         using var owners = BpfMap.OpenPinned(pin);
         var now = (ulong)Stopwatch.GetTimestamp() * (1_000_000_000UL / (ulong)Stopwatch.Frequency);
-        var key = new byte[16];
-        var hasKey = false;
-        var rows = new List<(IPAddress Address, DatapathAbi.Owner Owner)>();
-        while (owners.TryGetNextKey(hasKey ? key : [], key))
-        {
-            hasKey = true;
-            var owner = default(DatapathAbi.Owner);
-            if (owners.TryLookup(key, MemoryMarshal.AsBytes(new Span<DatapathAbi.Owner>(ref owner))))
-            {
-                var address = new IPAddress(key);
-                rows.Add((address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address, owner));
-            }
-        }
+        var rows = DatapathState.Owners(owners);
 
         stdout.WriteLine($"{"ADDRESS",-39} {"DEVICE",-16} {"IFINDEX",7} {"NETNS",10} {"MAC",-17} {"FIRST SEEN",10} {"LAST SEEN",10}");
-        foreach (var (address, owner) in rows.OrderBy(r => r.Owner.Ifindex).ThenBy(r => r.Address.ToString(), StringComparer.Ordinal))
+        foreach (var (_, address, owner) in rows.OrderBy(r => r.Owner.Ifindex).ThenBy(r => r.Address.ToString(), StringComparer.Ordinal))
         {
             var o = owner;
             var device = names.TryGetValue((int)o.Ifindex, out var name) ? name : "(gone)";

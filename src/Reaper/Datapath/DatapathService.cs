@@ -216,31 +216,10 @@ internal sealed partial class DatapathService : BackgroundService
     private static List<System.Net.IPAddress> ForgetOwnersOf(BpfObject obj, Func<uint, bool> which)
     {
         var owners = obj.Map("reaper_owners");
-        var keys = new UInt128[1024];
-        var values = new DatapathAbi.Owner[1024];
-        var matched = new List<UInt128>();
-        UInt128? cursor = null;
-        do
+        var matched = DatapathState.Owners(owners).Where(o => which(o.Owner.Ifindex)).ToList();
+        foreach (var owner in matched)
         {
-            var n = owners.LookupBatch<UInt128, DatapathAbi.Owner>(keys, values, ref cursor);
-            for (var i = 0; i < n; i++)
-            {
-                if (which(values[i].Ifindex))
-                {
-                    matched.Add(keys[i]);
-                }
-            }
-        }
-        while (cursor is not null);
-
-        var addresses = new List<System.Net.IPAddress>(matched.Count);
-        foreach (var key in matched)
-        {
-            owners.Delete(key);
-            var bytes = new byte[16];
-            MemoryMarshal.Write(bytes, key);
-            var address = new System.Net.IPAddress(bytes);
-            addresses.Add(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address);
+            owners.Delete(owner.Key);
         }
 
         if (matched.Count > 0)
@@ -249,7 +228,7 @@ internal sealed partial class DatapathService : BackgroundService
             Interlocked.Increment(ref obj.Global<uint>("reaper_generation"));
         }
 
-        return addresses;
+        return [.. matched.Select(o => o.Address)];
     }
 
     /// <summary>Re-reads the links and re-attaches any of ours that is no longer on its hook.</summary>
