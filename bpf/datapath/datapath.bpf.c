@@ -258,6 +258,11 @@ static __always_inline void learn(struct __sk_buff *skb, struct reaper_slot *slo
 		generation = reaper_generation;
 		emit(REAPER_EVENT_IP_MOVED, ifindex, old, src, eth->src, netns, now);
 	} else {
+		/* An owner user space set from a host route has no namespace or MAC until it sends. */
+		if (!owner->netns_cookie) {
+			owner->netns_cookie = sender_netns(skb);
+			__builtin_memcpy(owner->mac, eth->src, 6);
+		}
 		netns = owner->netns_cookie;
 		owner->last_seen_ns = now;
 	}

@@ -81,4 +81,35 @@ struct reaper_stats {
 	__u64 dry_run;
 };
 
+/* Capacity of the contact table: (remote address, namespace) pairs seen at connect or accept. */
+#define REAPER_CONTACTS_MAX 131072
+
+/*
+ * Socket storage: when the socket became what a sweep judges — a UDP socket when it was last
+ * connected, a TCP socket when it reached ESTABLISHED (connect() time until then).
+ * bpf_ktime_get_ns, CLOCK_MONOTONIC.
+ */
+struct reaper_birth {
+	__u64 born_ns;
+};
+
+/* Contact table key: a socket in namespace netns_cookie connected to, or accepted from, addr. */
+struct reaper_contact_key {
+	__u8 addr[16];
+	__u64 netns_cookie;
+};
+
+/*
+ * The contact table's bookkeeping (a one-entry array, pinned with it). User space sets
+ * host_netns (whose contacts are not recorded: the host is always swept) and complete_after (the
+ * first namespace cookie whose every socket the hooks saw); the hooks count what they could not
+ * record.
+ */
+struct reaper_history {
+	__u64 host_netns;
+	__u64 complete_after;
+	__u64 contacts_inserted;
+	__u64 contacts_lost;
+};
+
 #endif

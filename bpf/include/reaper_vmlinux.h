@@ -180,6 +180,82 @@ enum {
 };
 
 /*
+ * UAPI: the program contexts of cgroup/connect4|6 and sockops, up to the socket pointer (fixed
+ * offsets the verifier rewrites). bpf_sock itself is opaque here: it is only handed to helpers.
+ */
+struct bpf_sock;
+
+#define REAPER_MD_PTR(type, name) union { type name; __u64 : 64; } __attribute__((aligned(8)))
+
+struct bpf_sock_addr {
+	__u32 user_family;
+	__u32 user_ip4;
+	__u32 user_ip6[4];
+	__u32 user_port;
+	__u32 family;
+	__u32 type;
+	__u32 protocol;
+	__u32 msg_src_ip4;
+	__u32 msg_src_ip6[4];
+	REAPER_MD_PTR(struct bpf_sock *, sk);
+};
+
+struct bpf_sock_ops {
+	__u32 op;
+	union {
+		__u32 args[4];
+		__u32 reply;
+		__u32 replylong[4];
+	};
+	__u32 family;
+	__u32 remote_ip4;
+	__u32 local_ip4;
+	__u32 remote_ip6[4];
+	__u32 local_ip6[4];
+	__u32 remote_port;
+	__u32 local_port;
+	__u32 is_fullsock;
+	__u32 snd_cwnd;
+	__u32 srtt_us;
+	__u32 bpf_sock_ops_cb_flags;
+	__u32 state;
+	__u32 rtt_min;
+	__u32 snd_ssthresh;
+	__u32 rcv_nxt;
+	__u32 snd_nxt;
+	__u32 snd_una;
+	__u32 mss_cache;
+	__u32 ecn_flags;
+	__u32 rate_delivered;
+	__u32 rate_interval_us;
+	__u32 packets_out;
+	__u32 retrans_out;
+	__u32 total_retrans;
+	__u32 segs_in;
+	__u32 data_segs_in;
+	__u32 segs_out;
+	__u32 data_segs_out;
+	__u32 lost_out;
+	__u32 sacked_out;
+	__u32 sk_txhash;
+	__u64 bytes_received;
+	__u64 bytes_acked;
+	REAPER_MD_PTR(struct bpf_sock *, sk);
+};
+
+/* enum bpf_sock_ops_op values we handle, and bpf_sk_storage_get's create flag. */
+enum {
+	BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB = 4,
+	BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB = 5,
+	BPF_SK_STORAGE_GET_F_CREATE = 1ULL << 0,
+};
+
+enum {
+	SOCK_STREAM = 1,
+	SOCK_DGRAM = 2,
+};
+
+/*
  * The kernel's struct sk_buff behind a tc/tcx/netkit context (bpf_cast_to_kern_ctx): only the
  * sending socket, which survives the veth/netkit crossing for traffic an endpoint originates.
  */

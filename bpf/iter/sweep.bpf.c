@@ -7,6 +7,10 @@
  *
  * Never destroyed, whatever the rules say: LISTEN, TIME_WAIT and request (NEW_SYN_RECV) sockets,
  * and UDP sockets that are not connected.
+ *
+ * The socket hooks (cgroup/connect4|6 and sockops, on the cgroup v2 root) keep what targeted and
+ * born-before sweeps need: each socket's birth time in socket storage, and which namespaces
+ * connected to (or accepted from) which remote address. They never change a connect's outcome.
  */
 #include "reaper_vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -37,6 +41,28 @@ struct {
 	__type(value, struct reaper_stats);
 } reaper_stats SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct reaper_birth);
+} reaper_births SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, REAPER_CONTACTS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct reaper_contact_key);
+	__type(value, __u64);
+} reaper_contacts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct reaper_history);
+} reaper_history SEC(".maps");
+
 /* Set by user space before each sweep (one sweep runs at a time). */
 __u64 reaper_limit;
 __u64 reaper_budget_used;
@@ -45,6 +71,8 @@ __u32 reaper_dry_run;
 /* Keep the ABI structs in BTF for the layout test even if the compiler folds a use away. */
 struct reaper_record reaper_abi_record;
 struct reaper_rule reaper_abi_rule;
+struct reaper_contact_key reaper_abi_contact_key;
+struct reaper_history reaper_abi_history;
 
 static __always_inline struct reaper_stats *stats(void)
 {
@@ -84,7 +112,15 @@ static __always_inline bool prefix_matches(const __u8 addr[16], const __u8 prefi
 	return true;
 }
 
-static __always_inline bool rule_matches(const struct reaper_rule *r, __u8 proto_bit, __u8 state,
+/* When the socket was born (see struct reaper_birth); 0 when no hook saw it: it counts as old. */
+static __always_inline __u64 born_of(struct sock_common *sk)
+{
+	struct reaper_birth *b = bpf_sk_storage_get(&reaper_births, sk, 0, 0);
+
+	return b ? b->born_ns : 0;
+}
+
+static __always_inline bool rule_matches(const struct reaper_rule *r, struct sock_common *sk, __u8 proto_bit, __u8 state,
 					 __u16 rport, __u16 lport, const __u8 laddr[16])
 {
 	if (!(r->protocols & proto_bit))
@@ -97,7 +133,9 @@ static __always_inline bool rule_matches(const struct reaper_rule *r, __u8 proto
 		return false;
 	if (r->local_prefixlen && !prefix_matches(laddr, r->local_addr, r->local_prefixlen))
 		return false;
-	/* Socket birth times come from the datapath; until then every socket counts as old. */
+	/* A socket born at or after the rule's moment was made for the address's new owner. */
+	if (r->born_before_ns && born_of(sk) >= r->born_before_ns)
+		return false;
 	return true;
 }
 
@@ -144,7 +182,7 @@ static __always_inline int visit(struct seq_file *seq, struct sock_common *sk, _
 			break;
 		idx = set->rules[i];
 		r = bpf_map_lookup_elem(&reaper_rules, &idx);
-		if (r && rule_matches(r, proto_bit, state, rport, lport, rec.local_addr)) {
+		if (r && rule_matches(r, sk, proto_bit, state, rport, lport, rec.local_addr)) {
 			matched_rule = r->id;
 			break;
 		}
@@ -203,4 +241,109 @@ int reaper_sweep_udp(struct bpf_iter__udp *ctx)
 	if (!udp)
 		return 0;
 	return visit(ctx->meta->seq, (struct sock_common *)udp, ctx->uid, 17);
+}
+
+/* ---- Socket hooks: birth times and contacts ---------------------------------------------- */
+
+static __always_inline void stamp(struct bpf_sock *sk, __u64 now)
+{
+	struct reaper_birth *b = bpf_sk_storage_get(&reaper_births, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (b)
+		b->born_ns = now;
+}
+
+static __always_inline void contact(const __u8 addr[16], __u64 netns, __u64 now)
+{
+	struct reaper_contact_key key = { .netns_cookie = netns };
+	struct reaper_history *h;
+	__u32 zero = 0;
+
+	h = bpf_map_lookup_elem(&reaper_history, &zero);
+	if (!h || netns == h->host_netns)
+		return;
+	__builtin_memcpy(key.addr, addr, 16);
+	if (bpf_map_lookup_elem(&reaper_contacts, &key))
+		return;
+	if (bpf_map_update_elem(&reaper_contacts, &key, &now, BPF_NOEXIST) == 0)
+		__sync_fetch_and_add(&h->contacts_inserted, 1);
+	else if (!bpf_map_lookup_elem(&reaper_contacts, &key))
+		__sync_fetch_and_add(&h->contacts_lost, 1);
+}
+
+static __always_inline void v4_mapped(__u8 out[16], __u32 ip4)
+{
+	__builtin_memset(out, 0, 10);
+	out[10] = 0xff;
+	out[11] = 0xff;
+	__builtin_memcpy(out + 12, &ip4, 4);
+}
+
+static __always_inline void on_connect(struct bpf_sock_addr *ctx, const __u8 addr[16])
+{
+	__u64 now = bpf_ktime_get_ns();
+
+	if (ctx->sk)
+		stamp(ctx->sk, now);
+	contact(addr, bpf_get_netns_cookie(ctx), now);
+}
+
+SEC("cgroup/connect4")
+int reaper_connect4(struct bpf_sock_addr *ctx)
+{
+	__u8 addr[16];
+
+	v4_mapped(addr, ctx->user_ip4);
+	on_connect(ctx, addr);
+	return 1;
+}
+
+SEC("cgroup/connect6")
+int reaper_connect6(struct bpf_sock_addr *ctx)
+{
+	__u32 words[4];
+
+	words[0] = ctx->user_ip6[0];
+	words[1] = ctx->user_ip6[1];
+	words[2] = ctx->user_ip6[2];
+	words[3] = ctx->user_ip6[3];
+	on_connect(ctx, (__u8 *)words);
+	return 1;
+}
+
+SEC("sockops")
+int reaper_sockops(struct bpf_sock_ops *ctx)
+{
+	__u32 words[4];
+	__u64 now;
+
+	if (ctx->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && ctx->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+		return 1;
+	now = bpf_ktime_get_ns();
+	if (ctx->sk)
+		stamp(ctx->sk, now);
+	/* An active open was recorded at connect(); an accepted one is seen here first. */
+	if (ctx->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+		/*
+		 * Context fields must be read at their own constant offsets: the barriers keep the compiler
+		 * from merging the two branches' loads into one through a computed pointer, which the
+		 * verifier refuses.
+		 */
+		if (ctx->family == AF_INET) {
+			__u32 ip4 = ctx->remote_ip4;
+
+			asm volatile("" : "+r"(ip4));
+			v4_mapped((__u8 *)words, ip4);
+		} else {
+			__u32 a = ctx->remote_ip6[0], b = ctx->remote_ip6[1], c = ctx->remote_ip6[2], d = ctx->remote_ip6[3];
+
+			asm volatile("" : "+r"(a), "+r"(b), "+r"(c), "+r"(d));
+			words[0] = a;
+			words[1] = b;
+			words[2] = c;
+			words[3] = d;
+		}
+		contact((__u8 *)words, bpf_get_netns_cookie(ctx), now);
+	}
+	return 1;
 }

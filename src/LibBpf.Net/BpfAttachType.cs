@@ -7,6 +7,8 @@ public enum BpfAttachType
     CgroupInetEgress = 1,
     CgroupInetSockCreate = 2,
     CgroupSockOps = 3,
+    CgroupInet4Connect = 10,
+    CgroupInet6Connect = 11,
     TraceIter = 28,
     TcxIngress = 46,
     TcxEgress = 47,

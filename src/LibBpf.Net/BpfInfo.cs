@@ -7,8 +7,15 @@ namespace LibBpf;
 /// <summary>What the kernel says about a loaded program (the head of struct bpf_prog_info).</summary>
 public readonly record struct BpfProgramInfo(uint Id, int Type, string Name);
 
-/// <summary>What the kernel says about a link (struct bpf_link_info for tcx/netkit links).</summary>
-public readonly record struct BpfLinkInfo(uint Id, int Type, uint ProgramId, int Ifindex, BpfAttachType AttachType);
+/// <summary>
+/// What the kernel says about a link (struct bpf_link_info): for tcx/netkit links the device, for
+/// cgroup links the cgroup's id. A detached link reads device 0 or cgroup 0.
+/// </summary>
+public readonly record struct BpfLinkInfo(uint Id, int Type, uint ProgramId, int Ifindex, BpfAttachType AttachType)
+{
+    /// <summary>For cgroup links, the cgroup's id (its inode number); 0 once detached.</summary>
+    public ulong CgroupId { get; init; }
+}
 
 /// <summary>What the kernel says about a map (the head of struct bpf_map_info).</summary>
 public readonly record struct BpfMapInfo(uint Id, int Type, int KeySize, int ValueSize, int MaxEntries, uint Flags, string Name);
@@ -95,10 +102,21 @@ public static class BpfInfo
         var info = default(LinkInfoHead);
         var length = (uint)sizeof(LinkInfoHead);
         NativeResult.CheckSyscall(Libbpf.bpf_obj_get_info_by_fd(linkFd, &info, &length), "get info of link", what ?? $"fd {linkFd}");
+        if (info.Type == LinkTypeCgroup)
+        {
+            return new BpfLinkInfo(info.Id, (int)info.Type, info.ProgId, 0, (BpfAttachType)(uint)info.Reserved0)
+            {
+                CgroupId = info.First | ((ulong)info.Second << 32),
+            };
+        }
+
         var isDeviceLink = info.Type is LinkTypeTcx or LinkTypeNetkit;
         return new BpfLinkInfo(info.Id, (int)info.Type, info.ProgId,
             isDeviceLink ? (int)info.First : 0, isDeviceLink ? (BpfAttachType)info.Second : default);
     }
+
+    /// <summary>BPF_LINK_TYPE_CGROUP.</summary>
+    public const int LinkTypeCgroup = 3;
 
     /// <summary>BPF_LINK_TYPE_TCX.</summary>
     public const int LinkTypeTcx = 11;

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using LibBpf.Interop;
 
 namespace LibBpf;
@@ -59,6 +60,30 @@ public sealed class BpfProgram : IDisposable
         var native = (options ?? new MultiAttachOptions()).ToNative();
         var link = Libbpf.bpf_program__attach_netkit(_handle, ifindex, &native);
         return new BpfLink(NativeResult.Check(link, "attach netkit program", $"{Q} to ifindex {ifindex}"), this);
+    }
+
+    /// <summary>
+    /// Attaches to the cgroup v2 directory <paramref name="cgroupPath"/> at the program's own hook
+    /// (cgroup/connect4, sockops, …) as a link: it runs alongside every other program there, for
+    /// the cgroup and all its descendants.
+    /// </summary>
+    public BpfLink AttachCgroup(string cgroupPath)
+    {
+        var type = ExpectedAttachType;
+        if (type is BpfAttachType.TraceIter or BpfAttachType.TcxIngress or BpfAttachType.TcxEgress or BpfAttachType.NetkitPrimary or BpfAttachType.NetkitPeer)
+        {
+            throw new ArgumentException($"program '{Name}' (section '{Section}') cannot be attached to a cgroup: its attach type is {type}; use a cgroup/… or sockops section.");
+        }
+
+        var fd = Libc.open(cgroupPath, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC);
+        if (fd < 0)
+        {
+            throw new BpfException("open cgroup", $"'{cgroupPath}' for {Q}", Marshal.GetLastPInvokeError());
+        }
+
+        using var cgroup = new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
+        var link = Libbpf.bpf_program__attach_cgroup(_handle, fd);
+        return new BpfLink(NativeResult.Check(link, "attach cgroup program", $"{Q} to '{cgroupPath}'"), this);
     }
 
     /// <summary>Runs the program on <paramref name="data"/> through BPF_PROG_TEST_RUN.</summary>

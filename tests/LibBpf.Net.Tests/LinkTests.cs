@@ -177,6 +177,50 @@ public sealed class LinkTests
         });
     }
 
+    [PrivilegedFact]
+    public void Cgroup_program_sees_the_connects_made_in_its_cgroup_until_its_link_goes()
+    {
+        using var cgroup = TestCgroup.Create("lbn-test");
+        using var obj = TestObjects.Load();
+        var counts = obj.Map("lbn_hash");
+        const string Connect = "exec 3<>/dev/udp/127.0.0.1/4343";
+        using (var link = obj.Program("lbn_connect4").AttachCgroup(cgroup.Path))
+        {
+            var info = link.Info;
+            Assert.Equal(BpfInfo.LinkTypeCgroup, info.Type);
+            Assert.Equal(BpfAttachType.CgroupInet4Connect, info.AttachType);
+            Assert.Equal(Inode(cgroup.Path), info.CgroupId);
+
+            Assert.Equal(0, cgroup.RunBash(Connect));
+            Assert.Equal(0, cgroup.RunBash(Connect));
+            Assert.True(counts.TryLookup<uint, ulong>(4343u, out var seen));
+            Assert.Equal(2UL, seen);
+        }
+
+        // The link is gone with its handle: connects are no longer seen.
+        Assert.Equal(0, cgroup.RunBash(Connect));
+        Assert.True(counts.TryLookup<uint, ulong>(4343u, out var after));
+        Assert.Equal(2UL, after);
+    }
+
+    [PrivilegedFact]
+    public void Attaching_a_cgroup_program_to_a_missing_cgroup_names_the_path_and_errno()
+    {
+        using var obj = TestObjects.Load();
+        var e = Assert.Throws<BpfException>(() => obj.Program("lbn_connect4").AttachCgroup("/sys/fs/cgroup/lbn-no-such-cgroup"));
+        Assert.Contains("lbn-no-such-cgroup", e.Message, StringComparison.Ordinal);
+        Assert.Contains("ENOENT", e.Message, StringComparison.Ordinal);
+        Assert.Throws<ArgumentException>(() => obj.Program("lbn_tcx").AttachCgroup(TestCgroup.Root()));
+    }
+
+    private static ulong Inode(string path)
+    {
+        var text = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("stat", ["-c", "%i", path]) { RedirectStandardOutput = true })!;
+        var output = text.StandardOutput.ReadToEnd();
+        text.WaitForExit();
+        return ulong.Parse(output.Trim(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     internal static void SendUdpOnLoopback(int count)
     {
         using var udp = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);

@@ -11,16 +11,6 @@ namespace SocketReaper.IntegrationTests;
 /// <summary>The daemon reaping on its own, on endpoints made as a CNI would (namespace, veth, address, route).</summary>
 public sealed class AutoReapTests(ITestOutputHelper output)
 {
-    private static void WaitUntil(Func<bool> condition, TimeSpan limit, string what)
-    {
-        var watch = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.True(watch.Elapsed < limit, $"{what}: not within {limit}");
-            Thread.Sleep(20);
-        }
-    }
-
     [PrivilegedFact]
     public void When_a_server_endpoint_goes_the_sockets_to_it_die_at_once_and_the_others_live()
     {
@@ -32,7 +22,7 @@ public sealed class AutoReapTests(ITestOutputHelper output)
 
         using var daemon = new DaemonFixture(devicePattern: endpoints.Pattern);
         daemon.Start();
-        WaitUntil(() => BpfInfo.Query(VethEndpoints.Ifindex(goneDevice), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10), "attach");
+        Poll.Until(() => BpfInfo.Query(VethEndpoints.Ifindex(goneDevice), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10), "attach");
 
         // Host clients: TCP and connected UDP to the endpoint that will go, TCP to one that stays.
         var goneListener = ns.In(gone, () => ns.Listen("10.91.1.2", 7000));
@@ -48,7 +38,7 @@ public sealed class AutoReapTests(ITestOutputHelper output)
         var udpToGone = new UdpPair(ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp)), udpServer);
         udpToGone.Client.Connect(new IPEndPoint(IPAddress.Parse("10.91.1.2"), 7001));
         Assert.True(tcpToGone.Exchanges() && tcpToStay.Exchanges() && udpToGone.Exchanges());
-        WaitUntil(() => daemon.LearnedEndpoints().Contains("10.91.1.2", StringComparison.Ordinal),
+        Poll.Until(() => daemon.LearnedEndpoints().Contains("10.91.1.2", StringComparison.Ordinal),
             TimeSpan.FromSeconds(5), "learning 10.91.1.2");
 
         // The CNI deletes the endpoint's device.
@@ -68,14 +58,14 @@ public sealed class AutoReapTests(ITestOutputHelper output)
         // Prompt, not timed to the millisecond: on a quiet 2-core machine 64-77 ms, but the suite
         // runs test classes side by side. Reaction latency is the benchmark's to measure.
         Assert.True(latency < TimeSpan.FromSeconds(1), $"took {latency.TotalMilliseconds:F1} ms");
-        WaitUntil(() => TestNamespaces.SendError(udpToGone.Client) == SocketError.DestinationAddressRequired, TimeSpan.FromSeconds(2), "UDP destroyed");
+        Poll.Until(() => TestNamespaces.SendError(udpToGone.Client) == SocketError.DestinationAddressRequired, TimeSpan.FromSeconds(2), "UDP destroyed");
         Assert.True(tcpToStay.Exchanges(), "a socket to a live endpoint was hurt");
 
         var scrape = daemon.Scrape();
         Assert.True(DaemonFixture.Sample(scrape, "socketreaper_sweeps_total{trigger=\"endpoint_gone\",result=\"ok\"}") >= 1);
         Assert.True(DaemonFixture.Sample(scrape, "socketreaper_sockets_destroyed_total{protocol=\"tcp\",trigger=\"endpoint_gone\"}") >= 1);
         var status = daemon.Busctl("call", "org.socketreaper.Reaper1", "/org/socketreaper/Reaper", "org.socketreaper.Reaper1", "GetStatus");
-        Assert.Matches(@"""recent_automatic_sweeps"" as [1-9][0-9]* ""[0-9]+ \S+ endpoint_gone destroyed=[1-9]", status.Stdout);
+        Assert.Matches(@"""recent_automatic_sweeps"" as [1-9][0-9]* ""[0-9]+ \S+ endpoint_gone destroyed=[1-9][0-9]* scope=targeted namespaces=", status.Stdout);
         Assert.DoesNotContain("10.91.1.2", daemon.LearnedEndpoints(), StringComparison.Ordinal);
     }
 
@@ -88,16 +78,16 @@ public sealed class AutoReapTests(ITestOutputHelper output)
 
         using var daemon = new DaemonFixture(configJson: """{ "Reaping": { "Mode": "observe" } }""", devicePattern: endpoints.Pattern);
         daemon.Start();
-        WaitUntil(() => BpfInfo.Query(VethEndpoints.Ifindex(device), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10), "attach");
+        Poll.Until(() => BpfInfo.Query(VethEndpoints.Ifindex(device), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10), "attach");
         var listener = ns.In(ns.Names[0], () => ns.Listen("10.91.3.2", 7000));
         var tcp = ns.Connect(listener, "10.91.3.2", 7000);
         Assert.True(tcp.Exchanges());
-        WaitUntil(() => daemon.LearnedEndpoints().Contains("10.91.3.2", StringComparison.Ordinal),
+        Poll.Until(() => daemon.LearnedEndpoints().Contains("10.91.3.2", StringComparison.Ordinal),
             TimeSpan.FromSeconds(5), "learning 10.91.3.2");
 
         endpoints.Remove(device);
         // At least ours; sockets of earlier runs still retransmitting a FIN to the vanished peer count too.
-        WaitUntil(() => System.Text.RegularExpressions.Regex.IsMatch(daemon.Log, @"Automatic sweep \(endpoint_gone\) for 1 address\(es\): would destroy [1-9][0-9]* socket"),
+        Poll.Until(() => System.Text.RegularExpressions.Regex.IsMatch(daemon.Log, @"Automatic sweep \(endpoint_gone\) with 1 rule\(s\): would destroy [1-9][0-9]* socket"),
             TimeSpan.FromSeconds(5), $"the dry run; log:\n{daemon.Log}");
         Assert.Equal(SocketError.Success, tcp.ClientSendError());
         Assert.Equal(0, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sockets_destroyed_total{protocol=\"tcp\",trigger=\"endpoint_gone\"}"));

@@ -35,6 +35,30 @@ internal sealed class VethEndpoints : IDisposable
         return host;
     }
 
+    /// <summary>
+    /// An endpoint as routing CNIs make one: veth "{Tag}{n}h" with no address on the host end, the
+    /// peer "eth{n}" in <paramref name="netns"/> with <paramref name="address"/>/32 and a default
+    /// route out of it, and a host route to the address through the host end.
+    /// </summary>
+    public string AddRouted(string netns, int n, string address)
+    {
+        var host = $"{Tag}{n}h";
+        TestNamespaces.Ip($"link add {host} type veth peer name eth{n} netns {netns}");
+        _created.Add(host);
+        TestNamespaces.Ip($"link set {host} up");
+        TestNamespaces.Ip($"-n {netns} link set eth{n} up");
+        AssignRouted(netns, n, address);
+        TestNamespaces.Ip($"route replace {address}/32 dev {host}");
+        return host;
+    }
+
+    /// <summary>Puts <paramref name="address"/>/32 on "eth{n}" in <paramref name="netns"/>, with the default route out of it.</summary>
+    public static void AssignRouted(string netns, int n, string address)
+    {
+        TestNamespaces.Ip($"-n {netns} addr add {address}/32 dev eth{n}");
+        TestNamespaces.Ip($"-n {netns} route replace default dev eth{n}");
+    }
+
     public void Remove(string host)
     {
         TestNamespaces.Ip($"link del {host}");

@@ -26,6 +26,8 @@ public sealed class SweepAbiLayoutTests
             "reaper_stats", typeof(SweepAbi.Stats),
             ["scanned_tcp:ScannedTcp", "scanned_udp:ScannedUdp", "matched:Matched", "destroyed:Destroyed", "failed:Failed", "held_back:HeldBack", "dry_run:DryRun"]
         },
+        { "reaper_contact_key", typeof(SweepAbi.ContactKey), ["addr:Address", "netns_cookie:NetnsCookie"] },
+        { "reaper_history", typeof(SweepAbi.History), ["host_netns:HostNetns", "complete_after:CompleteAfter", "contacts_inserted:ContactsInserted", "contacts_lost:ContactsLost"] },
     };
 
     public static TheoryData<string, Type, string[]> DatapathStructs => new()
@@ -70,6 +72,7 @@ public sealed class SweepAbiLayoutTests
         var header = File.ReadAllText(Path.Combine(RepoRoot(), "bpf/include/reaper_sweep.h"));
         Assert.Contains($"#define REAPER_RULES_PER_PREFIX {SweepAbi.RulesPerPrefix}\n", header, StringComparison.Ordinal);
         Assert.Contains($"#define REAPER_RULES_MAX {SweepAbi.RulesMax}\n", header, StringComparison.Ordinal);
+        Assert.Contains($"#define REAPER_CONTACTS_MAX {SweepAbi.ContactsMax}\n", header, StringComparison.Ordinal);
         Assert.Contains($"#define REAPER_RESULT_DRY_RUN {SweepAbi.ResultDryRun}\n", header, StringComparison.Ordinal);
         Assert.Contains($"#define REAPER_RESULT_HELD_BACK {SweepAbi.ResultHeldBack}\n", header, StringComparison.Ordinal);
     }

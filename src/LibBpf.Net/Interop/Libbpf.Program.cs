@@ -48,5 +48,8 @@ internal static partial class Libbpf
     internal static unsafe partial BpfLinkHandle bpf_program__attach_tcx(BpfInteriorHandle prog, int ifindex, MultiAttachOptions* options);
 
     [LibraryImport(Library, SetLastError = true)]
+    internal static partial BpfLinkHandle bpf_program__attach_cgroup(BpfInteriorHandle prog, int cgroupFd);
+
+    [LibraryImport(Library, SetLastError = true)]
     internal static unsafe partial BpfLinkHandle bpf_program__attach_netkit(BpfInteriorHandle prog, int ifindex, MultiAttachOptions* options);
 }

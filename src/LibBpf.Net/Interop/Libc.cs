@@ -16,6 +16,13 @@ internal static partial class Libc
     [LibraryImport(Library, SetLastError = true)]
     internal static unsafe partial int munmap(void* address, nuint length);
 
+    [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int open(string path, int flags);
+
+    internal const int O_RDONLY = 0;
+    internal const int O_DIRECTORY = 0x10000;
+    internal const int O_CLOEXEC = 0x80000;
+
     [LibraryImport(Library, SetLastError = true)]
     internal static unsafe partial nint read(SafeHandle fd, byte* buffer, nuint count);
 }

@@ -98,5 +98,18 @@ internal static class DatapathAbi
         public fixed byte Pad1[2];
         public ulong NetnsCookie;
         public ulong TimeNs;
+
+        /// <summary>The address the event is about (IPv4 unmapped).</summary>
+        public readonly System.Net.IPAddress Address
+        {
+            get
+            {
+                fixed (byte* bytes = Addr)
+                {
+                    var address = new System.Net.IPAddress(new ReadOnlySpan<byte>(bytes, 16));
+                    return address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+                }
+            }
+        }
     }
 }

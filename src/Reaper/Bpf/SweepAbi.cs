@@ -10,6 +10,7 @@ internal static class SweepAbi
 {
     public const int RulesPerPrefix = 64;
     public const int RulesMax = 16384;
+    public const int ContactsMax = 131072;
 
     public const byte ProtoTcp = 1 << 0;
     public const byte ProtoUdp = 1 << 1;
@@ -80,5 +81,23 @@ internal static class SweepAbi
         public ulong Failed;
         public ulong HeldBack;
         public ulong DryRun;
+    }
+
+    /// <summary>struct reaper_contact_key.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct ContactKey
+    {
+        public fixed byte Address[16];
+        public ulong NetnsCookie;
+    }
+
+    /// <summary>struct reaper_history.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct History
+    {
+        public ulong HostNetns;
+        public ulong CompleteAfter;
+        public ulong ContactsInserted;
+        public ulong ContactsLost;
     }
 }

@@ -40,7 +40,8 @@ internal static class DatapathCommand
             case "detach":
                 var detached = links.DetachAll();
                 var maps = DatapathState.RemoveMaps(root);
-                stdout.WriteLine($"Detached {detached} datapath link(s) and removed {maps} state map(s) pinned under {root}.");
+                var hooks = Reaping.SocketHooks.Remove(root, DatapathState.MapsDirectory(root));
+                stdout.WriteLine($"Detached {detached} datapath link(s) and removed {maps} state map(s) pinned under {root}; socket hooks and their maps: {hooks} pin(s) removed.");
                 return 0;
             case "endpoints":
                 return Endpoints(root, stdout);

@@ -177,12 +177,15 @@ internal sealed partial class ReaperObject : IPathMethodHandler
             status["last_sweep_finished"] = VariantValue.String(last.FinishedAt.ToString("O", System.Globalization.CultureInfo.InvariantCulture));
         }
 
-        // The automatic sweeps among the last 20, newest first: "<id> <finished> <trigger> destroyed=<n>" (or would_destroy= in observe mode).
+        // The automatic sweeps among the last 20, newest first:
+        // "<id> <finished> <trigger> destroyed=<n> scope=<targeted|full> namespaces=<visited>/<visited + left out>"
+        // (would_destroy= in observe mode).
         status["recent_automatic_sweeps"] = VariantValue.Array(recent
             .Where(c => c.Result.Trigger is not ("dbus" or "cli"))
             .Reverse()
             .Select(c => string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"{c.Id} {c.FinishedAt:O} {c.Result.Trigger} {(c.Result.DryRun ? "would_destroy" : "destroyed")}={(c.Result.DryRun ? c.Result.WouldDestroy : c.Result.Destroyed)}"))
+                $"{c.Id} {c.FinishedAt:O} {c.Result.Trigger} {(c.Result.DryRun ? "would_destroy" : "destroyed")}={(c.Result.DryRun ? c.Result.WouldDestroy : c.Result.Destroyed)} " +
+                $"scope={(c.Result.Targeted ? "targeted" : "full")} namespaces={c.Result.NamespacesVisited}/{c.Result.NamespacesVisited + c.Result.NamespacesSkipped + c.Result.NamespacesOutOfScope}"))
             .ToArray());
 
         return status;

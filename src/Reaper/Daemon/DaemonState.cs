@@ -23,7 +23,13 @@ internal sealed class DaemonState : IDisposable
 
     public SweepCoordinator Coordinator => _coordinator ?? throw new InvalidOperationException("the daemon has not started");
 
+    /// <summary>Whether <see cref="Start"/> has loaded the engine (the coordinator can be used).</summary>
+    public bool IsStarted => _coordinator is not null;
+
     public IReadOnlyList<HostCheck> Features { get; private set; } = [];
+
+    /// <summary>The socket hooks (birth times and contacts); null when off or unavailable.</summary>
+    public Reaping.SocketHooks? Hooks { get; private set; }
 
     public CancellationToken Stopping { get; private set; }
 
@@ -45,7 +51,15 @@ internal sealed class DaemonState : IDisposable
         Stopping = stopping;
         LibBpf.LibBpfLog.Route(_loggers.CreateLogger("libbpf"));
         Features = HostProbe.Run();
-        _coordinator = new SweepCoordinator(new SweepEngine(_loggers.CreateLogger<SweepEngine>()), _config, _metrics, _loggers.CreateLogger<SweepCoordinator>());
+        var engine = _config.ReapSocketHooks
+            ? new SweepEngine(_loggers.CreateLogger<SweepEngine>(), Datapath.DatapathState.MapsDirectory(_config.DatapathPinRoot), ownsState: true)
+            : new SweepEngine(_loggers.CreateLogger<SweepEngine>());
+        _coordinator = new SweepCoordinator(engine, _config, _metrics, _loggers.CreateLogger<SweepCoordinator>());
+        if (_config.ReapSocketHooks)
+        {
+            Hooks = Reaping.SocketHooks.Start(engine.Object, _config.DatapathPinRoot, _config.ReapCgroup, _loggers.CreateLogger<Reaping.SocketHooks>());
+        }
+
         _coordinator.Started += () => Interlocked.Exchange(ref _sweepStarted, Environment.TickCount64);
         _metrics.EngineHealthy.Set(1);
         return _coordinator.Discover().Count;

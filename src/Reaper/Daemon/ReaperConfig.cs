@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using SocketReaper.Reaping;
 using SocketReaper.Sweep;
 
 namespace SocketReaper.Daemon;
@@ -68,7 +69,28 @@ internal sealed record ReaperConfig
     public bool ReapEndpointGone { get; init; } = true;
 
     /// <summary>Reaping.CoalesceMilliseconds: events this close together make one sweep.</summary>
-    public int ReapCoalesceMilliseconds { get; init; } = 10;
+    public int ReapCoalesceMilliseconds { get; init; } = 2;
+
+    /// <summary>Reaping.IpReused: when an address moves to another endpoint, reap the sockets to it born before the move.</summary>
+    public bool ReapIpReused { get; init; } = true;
+
+    /// <summary>Reaping.ServiceAffinity: when a backend leaves a service, reap the connected sockets pinned to it.</summary>
+    public bool ReapServiceAffinity { get; init; } = true;
+
+    /// <summary>Reaping.ServiceTcp: service affinity also covers TCP (off: established TCP connections finish on their own).</summary>
+    public bool ReapServiceTcp { get; init; }
+
+    /// <summary>Reaping.Targeted: automatic sweeps visit only the namespaces that can hold a stale socket.</summary>
+    public bool ReapTargeted { get; init; } = true;
+
+    /// <summary>Reaping.SocketHooks: record socket birth times and contacts with hooks on the cgroup v2 root.</summary>
+    public bool ReapSocketHooks { get; init; } = true;
+
+    /// <summary>Reaping.Cgroup: the cgroup v2 directory for the socket hooks; empty = where cgroup2 is mounted.</summary>
+    public string ReapCgroup { get; init; } = string.Empty;
+
+    /// <summary>Services: the services whose backends' departures Reaping.ServiceAffinity acts on (more come over D-Bus).</summary>
+    public IReadOnlyList<ServiceSpec> Services { get; init; } = [];
 
     /// <summary>Metrics.Listen: localhost only unless the operator says otherwise.</summary>
     public IPEndPoint MetricsListen { get; init; } = new(IPAddress.Loopback, 9469);
@@ -104,6 +126,7 @@ internal sealed record ReaperConfig
         var directoriesGiven = false;
         var devices = new List<string>();
         var devicesGiven = false;
+        var services = new SortedDictionary<int, List<(string Field, string Value, string Where)>>();
         foreach (var (key, value, where) in values)
         {
             config = key.ToLowerInvariant() switch
@@ -123,9 +146,16 @@ internal sealed record ReaperConfig
                 "reaping.mode" => config with { ReapingMode = Mode(key, value, where) },
                 "reaping.endpointgone" => config with { ReapEndpointGone = Bool(key, value, where) },
                 "reaping.coalescemilliseconds" => config with { ReapCoalesceMilliseconds = (int)Number(key, value, where, 0, 10_000) },
+                "reaping.ipreused" => config with { ReapIpReused = Bool(key, value, where) },
+                "reaping.serviceaffinity" => config with { ReapServiceAffinity = Bool(key, value, where) },
+                "reaping.servicetcp" => config with { ReapServiceTcp = Bool(key, value, where) },
+                "reaping.targeted" => config with { ReapTargeted = Bool(key, value, where) },
+                "reaping.sockethooks" => config with { ReapSocketHooks = Bool(key, value, where) },
+                "reaping.cgroup" => config with { ReapCgroup = Cgroup(key, value, where) },
+                _ when key.StartsWith("services.", StringComparison.OrdinalIgnoreCase) => AddServiceField(config, key, value, where),
                 _ when key.StartsWith("datapath.devices", StringComparison.OrdinalIgnoreCase) => AddDevice(config, value),
                 _ when key.StartsWith("sweep.netnsdirectories", StringComparison.OrdinalIgnoreCase) => AddDirectory(config, value),
-                _ => throw new ConfigException($"{where}: '{key}' is not a setting; known: Sweep.Limit, Sweep.MaxLimit, Sweep.Threads, Sweep.NetnsDirectories, DBus.Enabled, DBus.Address, DBus.SweepGroup, Metrics.Enabled, Metrics.Listen, Datapath.Enabled, Datapath.Devices, Datapath.AllNetkit, Datapath.PinRoot, Datapath.MaxDeviceMetrics, Reaping.Mode, Reaping.EndpointGone, Reaping.CoalesceMilliseconds."),
+                _ => throw new ConfigException($"{where}: '{key}' is not a setting; known: Sweep.Limit, Sweep.MaxLimit, Sweep.Threads, Sweep.NetnsDirectories, DBus.Enabled, DBus.Address, DBus.SweepGroup, Metrics.Enabled, Metrics.Listen, Datapath.Enabled, Datapath.Devices, Datapath.AllNetkit, Datapath.PinRoot, Datapath.MaxDeviceMetrics, Reaping.Mode, Reaping.EndpointGone, Reaping.IpReused, Reaping.ServiceAffinity, Reaping.ServiceTcp, Reaping.Targeted, Reaping.SocketHooks, Reaping.Cgroup, Reaping.CoalesceMilliseconds, Services."),
             };
         }
 
@@ -133,6 +163,24 @@ internal sealed record ReaperConfig
         {
             devicesGiven = true;
             devices.AddRange(value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+            return c;
+        }
+
+        ReaperConfig AddServiceField(ReaperConfig c, string key, string value, string where)
+        {
+            // Services.<index>.<Field>, from the JSON array or SOCKETREAPER__Services__<index>__<Field>.
+            var parts = key.Split('.');
+            if (parts.Length != 3 || !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var index) || index > 10_000)
+            {
+                throw new ConfigException($"{where}: '{key}' is not a setting; services are a list: \"Services\": [{{\"Name\": …, \"Vip\": …, \"Port\": …, \"Protocol\": …, \"Backends\": [\"ADDRESS:PORT\", …]}}].");
+            }
+
+            if (!services.TryGetValue(index, out var fields))
+            {
+                services[index] = fields = [];
+            }
+
+            fields.Add((parts[2], value, where));
             return c;
         }
 
@@ -151,6 +199,18 @@ internal sealed record ReaperConfig
         if (devicesGiven)
         {
             config = config with { DatapathDevices = devices };
+        }
+
+        if (services.Count > 0)
+        {
+            var specs = services.Values.Select(ServiceSpec.FromConfig).ToList();
+            var duplicate = specs.GroupBy(x => x.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+            if (duplicate is not null)
+            {
+                throw new ConfigException($"Services: the name '{duplicate.Key}' is used twice; each service needs its own name.");
+            }
+
+            config = config with { Services = specs };
         }
 
         if (config.SweepLimit > config.SweepMaxLimit)
@@ -185,6 +245,13 @@ internal sealed record ReaperConfig
                         {
                             stack.Add(property);
                             property = null;
+                        }
+                        else if (arrayIndex.Count > 0)
+                        {
+                            // An object in a list: its fields are List.<index>.Field.
+                            var index = arrayIndex.Pop();
+                            arrayIndex.Push(index + 1);
+                            stack.Add(index.ToString(CultureInfo.InvariantCulture));
                         }
 
                         break;
@@ -240,6 +307,11 @@ internal sealed record ReaperConfig
         value.StartsWith("/sys/fs/bpf/", StringComparison.Ordinal) && !value.Contains('.', StringComparison.Ordinal)
             ? value.TrimEnd('/')
             : throw new ConfigException($"{where}: {key} must be a directory under /sys/fs/bpf without dots (bpffs refuses them), not '{value}'.");
+
+    private static string Cgroup(string key, string value, string where) =>
+        value.Length == 0 || (value.StartsWith('/') && Directory.Exists(value))
+            ? value.TrimEnd('/')
+            : throw new ConfigException($"{where}: {key} must be an existing cgroup v2 directory such as /sys/fs/cgroup, or empty to find it, not '{value}'.");
 
     private static ReapingMode Mode(string key, string value, string where) => value.ToLowerInvariant() switch
     {

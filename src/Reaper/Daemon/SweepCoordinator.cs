@@ -80,12 +80,24 @@ internal sealed partial class SweepCoordinator : IDisposable
         {
             Started?.Invoke();
             var namespaces = NetnsCatalog.Select(Discover(), request.Namespaces);
+            var outOfScope = 0;
+            if (request.Scope is { } scope)
+            {
+                var inScope = namespaces.Where(scope).ToList();
+                outOfScope = namespaces.Count - inScope.Count;
+                namespaces = inScope;
+            }
+
             var counter = new ProtocolCounter();
             var threads = _config.SweepThreads == 0 ? Environment.ProcessorCount : _config.SweepThreads;
             SweepResult result;
             try
             {
-                result = _engine.Run(request with { Parallelism = threads }, namespaces, counter, cancellation);
+                result = _engine.Run(request with { Parallelism = threads }, namespaces, counter, cancellation) with
+                {
+                    Targeted = request.Scope is not null,
+                    NamespacesOutOfScope = outOfScope,
+                };
             }
             catch (Exception e) when (e is not OperationCanceledException and not FormatException)
             {
@@ -113,6 +125,9 @@ internal sealed partial class SweepCoordinator : IDisposable
             Volatile.Write(ref _running, 0);
         }
     }
+
+    /// <summary>The sweep engine, whose object holds the socket hooks' programs and maps.</summary>
+    public SweepEngine Engine => _engine;
 
     public void Dispose() => _engine.Dispose();
 

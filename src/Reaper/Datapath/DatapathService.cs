@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using SocketReaper.Bpf;
 using SocketReaper.Daemon;
 using SocketReaper.Platform.Netlink;
+using SocketReaper.Platform;
 using SocketReaper.Reaping;
 
 namespace SocketReaper.Datapath;
@@ -27,6 +28,9 @@ internal sealed partial class DatapathService : BackgroundService
     private readonly Dictionary<int, (string Name, List<OwnedLink> Links)> _devices = [];
 
     private readonly AutoReaper _reaper;
+
+    /// <summary>Addresses whose endpoint went (by key), and when: the next endpoint to take one is a move.</summary>
+    private readonly Graveyard _graveyard = new();
 
     public DatapathService(ReaperConfig config, ReaperMetrics metrics, AutoReaper reaper, ILogger<DatapathService> logger)
     {
@@ -51,14 +55,7 @@ internal sealed partial class DatapathService : BackgroundService
             using var monitor = RtNetlinkMonitor.Open();
             using var events = new RingBuffer(obj.Map("reaper_events"), record =>
             {
-                var e = MemoryMarshal.Read<DatapathAbi.Event>(record);
-                _metrics.DatapathEvents.WithLabels(e.Kind switch
-                {
-                    DatapathAbi.EventNewIp => "new_ip",
-                    DatapathAbi.EventIpMoved => "ip_moved",
-                    DatapathAbi.EventSourceNotAssigned => "source_not_assigned",
-                    _ => "unknown",
-                }).Inc();
+                OnEvent(MemoryMarshal.Read<DatapathAbi.Event>(record));
                 return 0;
             });
 
@@ -80,15 +77,24 @@ internal sealed partial class DatapathService : BackgroundService
             {
                 try
                 {
-                    foreach (var change in monitor.Receive(TimeSpan.FromMilliseconds(250)))
+                    // Wake for whichever comes first, a link/route change or a datapath event.
+                    var (netlink, _) = monitor.WaitWith(events.EpollFd, TimeSpan.FromMilliseconds(250));
+                    foreach (var change in netlink ? monitor.Receive(TimeSpan.Zero) : [])
                     {
-                        if (change.Kind == RtEventKind.LinkNew && change.Link is { } added)
+                        switch (change)
                         {
-                            Consider(obj, added);
-                        }
-                        else if (change.Kind == RtEventKind.LinkDel && change.Link is { } removed)
-                        {
-                            Forget(obj, removed.Index);
+                            case { Kind: RtEventKind.LinkNew, Link: { } added }:
+                                Consider(obj, added);
+                                break;
+                            case { Kind: RtEventKind.LinkDel, Link: { } removed }:
+                                Forget(obj, removed.Index);
+                                break;
+                            case { Kind: RtEventKind.RouteNew, Route: { IsHostRoute: true } route }:
+                                RouteAdded(obj, route);
+                                break;
+                            case { Kind: RtEventKind.RouteDel, Route: { IsHostRoute: true } route }:
+                                RouteRemoved(obj, route);
+                                break;
                         }
                     }
                 }
@@ -202,18 +208,18 @@ internal sealed partial class DatapathService : BackgroundService
     /// </summary>
     private void ReapOwnersOf(BpfObject obj, Func<uint, bool> gone)
     {
-        var addresses = ForgetOwnersOf(obj, gone);
-        if (_config.ReapEndpointGone)
+        foreach (var (address, ifindex) in ForgetOwnersOf(obj, gone))
         {
-            foreach (var address in addresses)
+            _graveyard.Add(address, ifindex);
+            if (_config.ReapEndpointGone)
             {
-                _reaper.Enqueue(new ReapTarget(address, ReapReason.EndpointGone));
+                _reaper.Enqueue(ReapTarget.EndpointGone(address));
             }
         }
     }
 
-    /// <summary>Deletes the owner entries whose device matches <paramref name="which"/>; returns their addresses.</summary>
-    private static List<System.Net.IPAddress> ForgetOwnersOf(BpfObject obj, Func<uint, bool> which)
+    /// <summary>Deletes the owner entries whose device matches <paramref name="which"/>; returns their addresses and devices.</summary>
+    private static List<(System.Net.IPAddress Address, int Ifindex)> ForgetOwnersOf(BpfObject obj, Func<uint, bool> which)
     {
         var owners = obj.Map("reaper_owners");
         var matched = DatapathState.Owners(owners).Where(o => which(o.Owner.Ifindex)).ToList();
@@ -228,7 +234,80 @@ internal sealed partial class DatapathService : BackgroundService
             Interlocked.Increment(ref obj.Global<uint>("reaper_generation"));
         }
 
-        return [.. matched.Select(o => o.Address)];
+        return [.. matched.Select(o => (o.Address, (int)o.Owner.Ifindex))];
+    }
+
+    private void OnEvent(in DatapathAbi.Event e)
+    {
+        _metrics.DatapathEvents.WithLabels(e.Kind switch
+        {
+            DatapathAbi.EventNewIp => "new_ip",
+            DatapathAbi.EventIpMoved => "ip_moved",
+            DatapathAbi.EventSourceNotAssigned => "source_not_assigned",
+            _ => "unknown",
+        }).Inc();
+
+        // A move the routes did not announce (no host route, or the endpoint sent before its route
+        // came): its time is when the new owner was first seen sending.
+        var address = e.Address;
+        var reused = e.Kind == DatapathAbi.EventIpMoved || (e.Kind == DatapathAbi.EventNewIp && _graveyard.Take(address, (int)e.Ifindex));
+        if (reused && _config.ReapIpReused)
+        {
+            _reaper.Enqueue(ReapTarget.IpReused(address, e.TimeNs));
+        }
+    }
+
+    /// <summary>
+    /// A host route to one address now leads to a managed device — how a CNI points the host at an
+    /// endpoint. If the address had another owner (or a gone one), it has moved, now: sockets to it
+    /// born before this moment are reaped. The route's device becomes the address's owner, so the
+    /// datapath does not report the same move again when the new endpoint first sends.
+    /// </summary>
+    private void RouteAdded(BpfObject obj, RouteInfo route)
+    {
+        if (!_devices.ContainsKey(route.Oif))
+        {
+            return;
+        }
+
+        var now = Monotonic.NowNs();
+        var owners = obj.Map("reaper_owners");
+        var key = SocketHooks.Key(route.Destination);
+        var known = owners.TryLookup<UInt128, DatapathAbi.Owner>(key, out var owner);
+        if (known && owner.Ifindex == (uint)route.Oif)
+        {
+            return;
+        }
+
+        var moved = (known && _devices.ContainsKey((int)owner.Ifindex)) | _graveyard.Take(route.Destination, route.Oif);
+        owners.Update(key, new DatapathAbi.Owner { Ifindex = (uint)route.Oif, FirstSeenNs = now, LastSeenNs = now });
+        Interlocked.Increment(ref obj.Global<uint>("reaper_generation"));
+        if (moved && _config.ReapIpReused)
+        {
+            _reaper.Enqueue(ReapTarget.IpReused(route.Destination, now));
+        }
+    }
+
+    /// <summary>
+    /// The host route to an endpoint's address went while the endpoint's device stays: the address was
+    /// taken off the endpoint. Its sockets are reaped as if the endpoint had gone.
+    /// </summary>
+    private void RouteRemoved(BpfObject obj, RouteInfo route)
+    {
+        var owners = obj.Map("reaper_owners");
+        var key = SocketHooks.Key(route.Destination);
+        if (!_devices.ContainsKey(route.Oif) || !owners.TryLookup<UInt128, DatapathAbi.Owner>(key, out var owner) || owner.Ifindex != (uint)route.Oif)
+        {
+            return;
+        }
+
+        owners.Delete(key);
+        Interlocked.Increment(ref obj.Global<uint>("reaper_generation"));
+        _graveyard.Add(route.Destination, route.Oif);
+        if (_config.ReapEndpointGone)
+        {
+            _reaper.Enqueue(ReapTarget.EndpointGone(route.Destination));
+        }
     }
 
     /// <summary>Re-reads the links and re-attaches any of ours that is no longer on its hook.</summary>

@@ -17,44 +17,18 @@ internal static class DatapathState
 
     public static string MapsDirectory(string root) => $"{root}/maps";
 
-    public static string MapPin(string root, string map) => $"{MapsDirectory(root)}/{map}";
+    public static string MapPin(string root, string map) => PinnedState.Pin(MapsDirectory(root), map);
 
     /// <summary>
     /// Opens and loads the datapath object with its state maps pinned under <paramref name="root"/>,
     /// reusing what a previous run pinned. State pinned by an incompatible build (other map shapes)
     /// is discarded — <paramref name="discarded"/> is told why — and the load is retried afresh.
     /// </summary>
-    public static BpfObject Load(string root, Action<string> discarded)
-    {
-        Directory.CreateDirectory(MapsDirectory(root));
-        try
-        {
-            return LoadPinned(root);
-        }
-        catch (BpfException e) when (e.Errno == Errno.EINVAL && PinnedMaps.Any(m => File.Exists(MapPin(root, m))))
-        {
-            discarded(e.Message);
-            RemoveMaps(root);
-            return LoadPinned(root);
-        }
-    }
+    public static BpfObject Load(string root, Action<string> discarded) =>
+        PinnedState.Load(EmbeddedObject.Datapath, MapsDirectory(root), PinnedMaps, discarded);
 
     /// <summary>Unpins the learned state; returns how many maps were pinned.</summary>
-    public static int RemoveMaps(string root)
-    {
-        var removed = 0;
-        foreach (var map in PinnedMaps)
-        {
-            var pin = MapPin(root, map);
-            if (File.Exists(pin))
-            {
-                File.Delete(pin);
-                removed++;
-            }
-        }
-
-        return removed;
-    }
+    public static int RemoveMaps(string root) => PinnedState.Remove(MapsDirectory(root), PinnedMaps);
 
     /// <summary>A learned owner: its table key (the address's 16 bytes as stored), the address, and what was learned.</summary>
     public readonly record struct LearnedOwner(UInt128 Key, System.Net.IPAddress Address, DatapathAbi.Owner Owner);
@@ -80,25 +54,5 @@ internal static class DatapathState
         while (cursor is not null);
 
         return result;
-    }
-
-    private static BpfObject LoadPinned(string root)
-    {
-        var obj = EmbeddedObject.Open(EmbeddedObject.Datapath);
-        try
-        {
-            foreach (var map in PinnedMaps)
-            {
-                obj.Map(map).SetPinPath(MapPin(root, map));
-            }
-
-            obj.Load();
-            return obj;
-        }
-        catch
-        {
-            obj.Dispose();
-            throw;
-        }
     }
 }

@@ -14,6 +14,9 @@ internal static partial class Libc
     [LibraryImport(Library, SetLastError = true)]
     internal static partial int unshare(int flags);
 
+    [LibraryImport(Library, SetLastError = true)]
+    internal static unsafe partial int clock_gettime(int clock, long* timespec);
+
     [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     internal static unsafe partial int statfs(string path, byte* buffer);
 

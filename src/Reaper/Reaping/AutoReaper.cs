@@ -7,15 +7,33 @@ using SocketReaper.Sweep;
 
 namespace SocketReaper.Reaping;
 
-/// <summary>Why an address's sockets are stale; the sweep's trigger and the metrics' label.</summary>
+/// <summary>Why sockets are stale; the sweep's trigger and the metrics' label.</summary>
 internal enum ReapReason
 {
-    /// <summary>The endpoint that owned the address went away and no live endpoint has it.</summary>
+    /// <summary>The endpoint that owned the address went away (device, namespace or address) and no live endpoint has it.</summary>
     EndpointGone,
+
+    /// <summary>The address moved to another endpoint: sockets born before the move talk to the wrong one.</summary>
+    IpReused,
+
+    /// <summary>A backend left a service: connected sockets pinned to it must pick a live one.</summary>
+    BackendLeft,
 }
 
-/// <summary>One address whose connected sockets are stale, and why.</summary>
-internal readonly record struct ReapTarget(IPAddress Address, ReapReason Reason);
+/// <summary>
+/// One kind of stale socket: the rule that matches it (its Id is assigned per sweep) and the
+/// addresses a socket matching it talks to — a targeted sweep visits the namespaces that contacted them.
+/// </summary>
+internal sealed record ReapTarget(ReapReason Reason, SweepRule Rule, IReadOnlyList<IPAddress> Contacts)
+{
+    /// <summary>Every connected socket whose peer is <paramref name="address"/>.</summary>
+    public static ReapTarget EndpointGone(IPAddress address) =>
+        new(ReapReason.EndpointGone, new SweepRule { Remote = IpPrefix.Host(address), Protocols = SweepProtocols.Both }, [address]);
+
+    /// <summary>Every connected socket whose peer is <paramref name="address"/> and that was born before <paramref name="movedAtNs"/> (CLOCK_MONOTONIC).</summary>
+    public static ReapTarget IpReused(IPAddress address, ulong movedAtNs) =>
+        new(ReapReason.IpReused, new SweepRule { Remote = IpPrefix.Host(address), Protocols = SweepProtocols.Both, BornBeforeNs = movedAtNs }, [address]);
+}
 
 /// <summary>
 /// Turns the datapath's signals into sweeps nobody asked for. Targets that arrive within
@@ -44,6 +62,8 @@ internal sealed partial class AutoReaper : BackgroundService
     public static string TriggerName(ReapReason reason) => reason switch
     {
         ReapReason.EndpointGone => "endpoint_gone",
+        ReapReason.IpReused => "ip_reused",
+        ReapReason.BackendLeft => "backend_left",
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
     };
 
@@ -61,6 +81,34 @@ internal sealed partial class AutoReaper : BackgroundService
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var pruning = PruneAsync(stoppingToken);
+        await ReapAsync(stoppingToken).ConfigureAwait(false);
+        await pruning.ConfigureAwait(false);
+    }
+
+    /// <summary>Once a minute, forgets the contacts of namespaces that are gone.</summary>
+    private async Task PruneAsync(CancellationToken stopping)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromMinutes(1));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))
+            {
+                if (_state.Hooks is { } hooks)
+                {
+                    var live = NetnsCatalog.Discover(new DiscoveryOptions { Directories = _config.NetnsDirectories }).Namespaces.Select(n => n.Cookie).ToHashSet();
+                    await Task.Run(() => hooks.Prune(live), stopping).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            // Shutting down.
+        }
+    }
+
+    private async Task ReapAsync(CancellationToken stoppingToken)
     {
         var reader = _queue.Reader;
         try
@@ -80,7 +128,7 @@ internal sealed partial class AutoReaper : BackgroundService
 
                 foreach (var group in batch.GroupBy(t => t.Reason))
                 {
-                    await SweepAsync(group.Key, group.Select(t => t.Address).Distinct().ToList(), stoppingToken).ConfigureAwait(false);
+                    await SweepAsync(group.Key, [.. group], stoppingToken).ConfigureAwait(false);
                 }
             }
         }
@@ -90,43 +138,73 @@ internal sealed partial class AutoReaper : BackgroundService
         }
     }
 
-    /// <summary>The rules of a sweep that destroys every connected socket whose peer is one of <paramref name="addresses"/>.</summary>
-    public static IReadOnlyList<SweepRule> RulesFor(IEnumerable<IPAddress> addresses) =>
-        [.. addresses.Select((a, i) => new SweepRule { Id = (uint)i, Remote = IpPrefix.Host(a), Protocols = SweepProtocols.Both })];
+    /// <summary>The rules of one sweep for <paramref name="targets"/>: one per distinct rule, numbered in order.</summary>
+    public static IReadOnlyList<SweepRule> RulesFor(IEnumerable<ReapTarget> targets) =>
+        [.. targets.Select(t => t.Rule with { Id = 0 }).Distinct().Select((r, i) => r with { Id = (uint)i })];
 
-    private async Task SweepAsync(ReapReason reason, List<IPAddress> addresses, CancellationToken stopping)
+    private async Task SweepAsync(ReapReason reason, List<ReapTarget> targets, CancellationToken stopping)
     {
+        var contacts = targets.SelectMany(t => t.Contacts).Distinct().ToList();
         var request = new SweepRequest
         {
-            Rules = RulesFor(addresses),
+            Rules = RulesFor(targets),
             DryRun = _config.ReapingMode == ReapingMode.Observe,
             Limit = _config.SweepLimit,
             Trigger = TriggerName(reason),
         };
+        while (!_state.IsStarted)
+        {
+            // The daemon is still starting: its engine is not loaded yet.
+            await Task.Delay(50, stopping).ConfigureAwait(false);
+        }
+
         while (!stopping.IsCancellationRequested)
         {
             try
             {
-                var completed = await Task.Factory.StartNew(() => _state.Coordinator.Run(request, stopping), stopping, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
-                Log.Reaped(_logger, request.Trigger, addresses.Count, request.DryRun ? "would destroy" : "destroyed",
-                    request.DryRun ? completed.Result.WouldDestroy : completed.Result.Destroyed, completed.Result.NamespacesVisited);
+                string? whyFull = "Reaping.Targeted is off";
+                var scope = _config.ReapTargeted && _state.Hooks is { } hooks ? hooks.Scope(contacts, out whyFull) : null;
+                if (_config.ReapTargeted && _state.Hooks is null)
+                {
+                    whyFull = "the socket hooks are unavailable";
+                }
+
+                var scoped = request with { Scope = scope };
+                var completed = await Task.Factory.StartNew(() => _state.Coordinator.Run(scoped, stopping), stopping, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
+                var result = completed.Result;
+                _metrics.ReapScope.WithLabels(request.Trigger, scope is null ? "full" : "targeted").Inc();
+                if (scope is null && _config.ReapTargeted)
+                {
+                    Log.FullSweep(_logger, request.Trigger, whyFull ?? "unknown");
+                }
+
+                Log.Reaped(_logger, request.Trigger, request.Rules.Count, request.DryRun ? "would destroy" : "destroyed",
+                    request.DryRun ? result.WouldDestroy : result.Destroyed, result.NamespacesVisited, scope is null ? "full" : "targeted",
+                    result.NamespacesVisited + result.NamespacesSkipped + result.NamespacesOutOfScope);
                 return;
             }
             catch (SweepBusyException)
             {
-                await Task.Delay(20, stopping).ConfigureAwait(false);
+                await Task.Delay(5, stopping).ConfigureAwait(false);
             }
-            catch (InvalidOperationException) when (!stopping.IsCancellationRequested)
+            catch (Exception e) when (e is not OperationCanceledException)
             {
-                // The daemon is still starting: its engine is not loaded yet.
-                await Task.Delay(100, stopping).ConfigureAwait(false);
+                // Counted and logged by the coordinator when the sweep itself failed; the targets are dropped.
+                Log.Failed(_logger, request.Trigger, e.Message);
+                return;
             }
         }
     }
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 500, Level = LogLevel.Information, Message = "Automatic sweep ({Trigger}) for {Addresses} address(es): {Verb} {Destroyed} socket(s) in {Namespaces} namespace(s)")]
-        public static partial void Reaped(ILogger logger, string trigger, int addresses, string verb, long destroyed, int namespaces);
+        [LoggerMessage(EventId = 500, Level = LogLevel.Information, Message = "Automatic sweep ({Trigger}) with {Rules} rule(s): {Verb} {Destroyed} socket(s); {Scope} sweep visited {Namespaces} of {Known} namespace(s)")]
+        public static partial void Reaped(ILogger logger, string trigger, int rules, string verb, long destroyed, int namespaces, string scope, int known);
+
+        [LoggerMessage(EventId = 502, Level = LogLevel.Error, Message = "Automatic sweep ({Trigger}) failed and its targets were dropped: {Reason}")]
+        public static partial void Failed(ILogger logger, string trigger, string reason);
+
+        [LoggerMessage(EventId = 501, Level = LogLevel.Information, Message = "Automatic sweep ({Trigger}) is a full sweep: {Reason}")]
+        public static partial void FullSweep(ILogger logger, string trigger, string reason);
     }
 }

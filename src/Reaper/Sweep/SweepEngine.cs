@@ -37,13 +37,22 @@ internal sealed partial class SweepEngine : IDisposable
     private readonly BpfMap _stats;
     private readonly SemaphoreSlim _gate = new(1, 1);
 
-    public SweepEngine(ILogger logger)
+    /// <summary>The maps that outlive the daemon: socket birth times, contacts and their bookkeeping, filled by the socket hooks.</summary>
+    public static readonly IReadOnlyList<string> PinnedMaps = ["reaper_births", "reaper_contacts", "reaper_history"];
+
+    /// <summary>
+    /// Loads the sweep. With <paramref name="stateDirectory"/>, the socket hooks' maps are pinned there:
+    /// created (or reused) when <paramref name="ownsState"/> — the daemon — and otherwise only shared
+    /// if present, so a one-off sweep sees the daemon's birth times without leaving anything behind.
+    /// </summary>
+    public SweepEngine(ILogger logger, string? stateDirectory = null, bool ownsState = false)
     {
         _logger = logger;
-        _object = EmbeddedObject.Open(EmbeddedObject.Sweep);
+        _object = stateDirectory is null ? PinnedState.LoadUnpinned(EmbeddedObject.Sweep)
+            : ownsState ? PinnedState.Load(EmbeddedObject.Sweep, stateDirectory, PinnedMaps, reason => Log.StateDiscarded(logger, stateDirectory, reason))
+            : PinnedState.LoadSharing(EmbeddedObject.Sweep, stateDirectory, PinnedMaps);
         try
         {
-            _object.Load();
             _tcp = _object.Program("reaper_sweep_tcp").AttachIterator();
             _udp = _object.Program("reaper_sweep_udp").AttachIterator();
             _prefixes = _object.Map("reaper_prefixes");
@@ -56,6 +65,9 @@ internal sealed partial class SweepEngine : IDisposable
             throw;
         }
     }
+
+    /// <summary>The loaded sweep object: its socket-hook programs and maps are <see cref="Reaping.SocketHooks"/>' to attach and read.</summary>
+    internal BpfObject Object => _object;
 
     /// <summary>Runs <paramref name="request"/> over <paramref name="namespaces"/>, waiting for a running sweep to end first.</summary>
     public SweepResult Run(SweepRequest request, IReadOnlyList<NetnsInfo> namespaces, ISweepObserver? observer, CancellationToken cancellation)
@@ -245,5 +257,8 @@ internal sealed partial class SweepEngine : IDisposable
         [LoggerMessage(EventId = 100, Level = LogLevel.Information,
             Message = "Sweep ({Trigger}, dry run {DryRun}): {Visited} namespaces visited, {Skipped} skipped; {Matched} matched, {Destroyed} destroyed, {HeldBack} held back, {Failed} failed in {Milliseconds:F1} ms")]
         public static partial void SweepFinished(ILogger logger, string trigger, bool dryRun, int visited, int skipped, long matched, long destroyed, long heldBack, long failed, double milliseconds);
+
+        [LoggerMessage(EventId = 101, Level = LogLevel.Warning, Message = "Socket history pinned under {Directory} does not fit this build and was discarded: {Reason}")]
+        public static partial void StateDiscarded(ILogger logger, string directory, string reason);
     }
 }

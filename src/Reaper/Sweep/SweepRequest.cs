@@ -17,6 +17,12 @@ internal sealed record SweepRequest
     /// <summary>Names or cookies of the namespaces to visit; empty: every namespace.</summary>
     public IReadOnlyList<string> Namespaces { get; init; } = [];
 
+    /// <summary>
+    /// A targeted sweep's scope: only namespaces it accepts are visited (after <see cref="Namespaces"/>
+    /// has selected). Null: every namespace — a full sweep.
+    /// </summary>
+    public Func<NetnsInfo, bool>? Scope { get; init; }
+
     /// <summary>OS threads that sweep namespaces in parallel (default: one per core).</summary>
     public int Parallelism { get; init; } = Environment.ProcessorCount;
 

@@ -14,6 +14,12 @@ internal sealed record SweepResult
     /// <summary>Namespaces that vanished (or changed identity) between discovery and their turn.</summary>
     public int NamespacesSkipped { get; init; }
 
+    /// <summary>Whether the sweep was targeted (only namespaces that could hold a match) rather than full.</summary>
+    public bool Targeted { get; init; }
+
+    /// <summary>Namespaces a targeted sweep left out: nothing in them ever talked to its addresses.</summary>
+    public int NamespacesOutOfScope { get; init; }
+
     public long ScannedTcp { get; init; }
 
     public long ScannedUdp { get; init; }

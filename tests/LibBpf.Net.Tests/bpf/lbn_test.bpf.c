@@ -84,3 +84,17 @@ int lbn_nk(struct __sk_buff *skb)
 {
 	return NETKIT_NEXT;
 }
+
+/* Counts connect() calls per destination port (host order) in lbn_hash. */
+SEC("cgroup/connect4")
+int lbn_connect4(struct bpf_sock_addr *ctx)
+{
+	__u32 port = ((ctx->user_port & 0xff) << 8) | ((ctx->user_port >> 8) & 0xff);
+	__u64 one = 1, *count = bpf_map_lookup_elem(&lbn_hash, &port);
+
+	if (count)
+		__sync_fetch_and_add(count, 1);
+	else
+		bpf_map_update_elem(&lbn_hash, &port, &one, BPF_NOEXIST);
+	return 1;
+}

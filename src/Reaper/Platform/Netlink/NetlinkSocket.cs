@@ -246,6 +246,33 @@ internal sealed unsafe class NetlinkSocket : SafeHandleZeroOrMinusOneIsInvalid
         return null;
     }
 
+    /// <summary>Polls this socket and <paramref name="otherFd"/> for input for up to <paramref name="timeoutMs"/>.</summary>
+    public (bool Self, bool Other) WaitReadableWith(int otherFd, int timeoutMs)
+    {
+        bool added = false;
+        try
+        {
+            DangerousAddRef(ref added);
+            var fds = stackalloc Libc.PollFd[2];
+            fds[0] = new Libc.PollFd { Fd = (int)handle, Events = Libc.POLLIN };
+            fds[1] = new Libc.PollFd { Fd = otherFd, Events = Libc.POLLIN };
+            int ready = Libc.Poll(fds, 2, timeoutMs);
+            if (ready < 0 && Marshal.GetLastPInvokeError() != Libc.EINTR)
+            {
+                throw NetlinkException.FromLastError("wait for rtnetlink events: poll");
+            }
+
+            return ready <= 0 ? (false, false) : ((fds[0].Revents & Libc.POLLIN) != 0, (fds[1].Revents & Libc.POLLIN) != 0);
+        }
+        finally
+        {
+            if (added)
+            {
+                DangerousRelease();
+            }
+        }
+    }
+
     private bool WaitReadable(long deadline, string operation)
     {
         bool added = false;

@@ -12,15 +12,24 @@ internal sealed record LinkInfo(int Index, string Name, uint Flags, string? Kind
 
 internal sealed record AddressInfo(int Index, AddressFamily Family, IPAddress Address, int PrefixLength);
 
+/// <summary>A unicast route of the main table: where packets to Destination/PrefixLength leave (Oif 0: no single device, e.g. multipath).</summary>
+internal sealed record RouteInfo(AddressFamily Family, IPAddress Destination, int PrefixLength, int Oif, uint Table)
+{
+    /// <summary>A route to one address (/32, /128): how CNIs point a host at an endpoint.</summary>
+    public bool IsHostRoute => PrefixLength == (Family == AddressFamily.InterNetwork ? 32 : 128);
+}
+
 internal enum RtEventKind
 {
     LinkNew,
     LinkDel,
     AddressNew,
     AddressDel,
+    RouteNew,
+    RouteDel,
 }
 
-internal sealed record RtEvent(RtEventKind Kind, LinkInfo? Link, AddressInfo? Address);
+internal sealed record RtEvent(RtEventKind Kind, LinkInfo? Link, AddressInfo? Address, RouteInfo? Route = null);
 
 /// <summary>Request side of NETLINK_ROUTE: links and addresses of the network namespace the socket was opened in.</summary>
 internal sealed class RtNetlink : IDisposable
@@ -36,7 +45,11 @@ internal sealed class RtNetlink : IDisposable
     internal const ushort RTM_NEWADDR = 20;
     internal const ushort RTM_DELADDR = 21;
 
+    internal const ushort RTM_NEWROUTE = 24;
+    internal const ushort RTM_DELROUTE = 25;
+
     internal const int IfInfoMsgSize = 16;
+    internal const int RtMsgSize = 12;
     internal const int IfAddrMsgSize = 8;
     internal const int AF_INET = 2;
     internal const int AF_INET6 = 10;
@@ -192,6 +205,49 @@ internal sealed class RtNetlink : IDisposable
     }
 
     /// <summary>Parses an ifaddrmsg; null for families other than IPv4/IPv6 or a message without an address.</summary>
+    /// <summary>A unicast route of the main table from an RTM_NEWROUTE/RTM_DELROUTE payload; null for any other route.</summary>
+    internal static RouteInfo? ParseRoute(ReadOnlySpan<byte> payload)
+    {
+        const byte RtnUnicast = 1;
+        const byte RtTableMain = 254;
+        const ushort RtaDst = 1;
+        const ushort RtaOif = 4;
+        const ushort RtaTable = 15;
+        ReadOnlySpan<byte> rtm = NetlinkMessage.Slice(payload, 0, RtMsgSize);
+        (AddressFamily family, int size) = rtm[0] switch
+        {
+            AF_INET => (AddressFamily.InterNetwork, 4),
+            AF_INET6 => (AddressFamily.InterNetworkV6, 16),
+            _ => (AddressFamily.Unknown, 0),
+        };
+        if (size == 0 || rtm[7] != RtnUnicast || rtm[1] > size * 8)
+        {
+            return null;
+        }
+
+        uint table = rtm[4];
+        var destination = family == AddressFamily.InterNetwork ? IPAddress.Any : IPAddress.IPv6Any;
+        var oif = 0;
+        var attributes = new NetlinkAttributeReader(payload[RtMsgSize..]);
+        while (attributes.TryRead(out ushort type, out ReadOnlySpan<byte> value))
+        {
+            switch (type)
+            {
+                case RtaDst when value.Length == size:
+                    destination = new IPAddress(value);
+                    break;
+                case RtaOif when value.Length == 4:
+                    oif = BitConverter.ToInt32(value);
+                    break;
+                case RtaTable when value.Length == 4:
+                    table = BitConverter.ToUInt32(value);
+                    break;
+            }
+        }
+
+        return table == RtTableMain ? new RouteInfo(family, destination, rtm[1], oif, table) : null;
+    }
+
     internal static AddressInfo? ParseAddress(ReadOnlySpan<byte> payload)
     {
         ReadOnlySpan<byte> ifa = NetlinkMessage.Slice(payload, 0, IfAddrMsgSize);
@@ -295,6 +351,8 @@ internal sealed class RtNetlinkMonitor : IDisposable
     public const uint RTNLGRP_LINK = 1;
     public const uint RTNLGRP_IPV4_IFADDR = 5;
     public const uint RTNLGRP_IPV6_IFADDR = 9;
+    public const uint RTNLGRP_IPV4_ROUTE = 7;
+    public const uint RTNLGRP_IPV6_ROUTE = 11;
 
     private readonly NetlinkSocket _socket;
 
@@ -310,6 +368,8 @@ internal sealed class RtNetlinkMonitor : IDisposable
             socket.JoinGroup(RTNLGRP_LINK);
             socket.JoinGroup(RTNLGRP_IPV4_IFADDR);
             socket.JoinGroup(RTNLGRP_IPV6_IFADDR);
+            socket.JoinGroup(RTNLGRP_IPV4_ROUTE);
+            socket.JoinGroup(RTNLGRP_IPV6_ROUTE);
         }
         catch
         {
@@ -321,6 +381,13 @@ internal sealed class RtNetlinkMonitor : IDisposable
     }
 
     public void Dispose() => _socket.Dispose();
+
+    /// <summary>
+    /// Waits up to <paramref name="timeout"/> until this monitor or <paramref name="otherFd"/> (say, a
+    /// ring buffer's epoll descriptor) has something to read; returns which.
+    /// </summary>
+    public (bool Netlink, bool Other) WaitWith(int otherFd, TimeSpan timeout) =>
+        _socket.WaitReadableWith(otherFd, (int)Math.Clamp(timeout.TotalMilliseconds, 0, int.MaxValue));
 
     /// <summary>
     /// Waits up to <paramref name="timeout"/> for one datagram and returns its events (empty on timeout).
@@ -356,6 +423,14 @@ internal sealed class RtNetlinkMonitor : IDisposable
                     {
                         var addressKind = header.Type == RtNetlink.RTM_NEWADDR ? RtEventKind.AddressNew : RtEventKind.AddressDel;
                         events.Add(new RtEvent(addressKind, null, address));
+                    }
+
+                    break;
+                case RtNetlink.RTM_NEWROUTE:
+                case RtNetlink.RTM_DELROUTE:
+                    if (RtNetlink.ParseRoute(payload) is { } route)
+                    {
+                        events.Add(new RtEvent(header.Type == RtNetlink.RTM_NEWROUTE ? RtEventKind.RouteNew : RtEventKind.RouteDel, null, null, route));
                     }
 
                     break;

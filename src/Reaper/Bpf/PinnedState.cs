@@ -1,0 +1,85 @@
+using LibBpf;
+
+namespace SocketReaper.Bpf;
+
+/// <summary>
+/// Loads an embedded object with some of its maps pinned in a bpffs directory, so that the state
+/// they hold outlives the process: a pin left by an earlier run is reused, a missing one created.
+/// </summary>
+internal static class PinnedState
+{
+    /// <summary>
+    /// Loads <paramref name="embedded"/> with <paramref name="maps"/> pinned under <paramref name="directory"/>.
+    /// Pins an incompatible build left (other map shapes) are removed — <paramref name="discarded"/>
+    /// is told why — and the load is retried afresh.
+    /// </summary>
+    public static BpfObject Load(string embedded, string directory, IReadOnlyList<string> maps, Action<string> discarded)
+    {
+        Directory.CreateDirectory(directory);
+        try
+        {
+            return LoadWith(embedded, directory, maps);
+        }
+        catch (BpfException e) when (e.Errno == Errno.EINVAL && maps.Any(m => File.Exists(Pin(directory, m))))
+        {
+            discarded(e.Message);
+            Remove(directory, maps);
+            return LoadWith(embedded, directory, maps);
+        }
+    }
+
+    /// <summary>
+    /// Loads <paramref name="embedded"/> sharing whichever of <paramref name="maps"/> are already pinned
+    /// under <paramref name="directory"/>, creating and pinning nothing; if they do not fit, with none.
+    /// </summary>
+    public static BpfObject LoadSharing(string embedded, string directory, IReadOnlyList<string> maps)
+    {
+        var present = maps.Where(m => File.Exists(Pin(directory, m))).ToList();
+        try
+        {
+            return LoadWith(embedded, directory, present);
+        }
+        catch (BpfException e) when (e.Errno == Errno.EINVAL && present.Count > 0)
+        {
+            return LoadWith(embedded, directory, []);
+        }
+    }
+
+    /// <summary>Loads <paramref name="embedded"/> with no map pinned.</summary>
+    public static BpfObject LoadUnpinned(string embedded) => LoadWith(embedded, string.Empty, []);
+
+    public static string Pin(string directory, string map) => $"{directory}/{map}";
+
+    /// <summary>Unpins <paramref name="maps"/>; returns how many were pinned.</summary>
+    public static int Remove(string directory, IReadOnlyList<string> maps)
+    {
+        var removed = 0;
+        foreach (var pin in maps.Select(m => Pin(directory, m)).Where(File.Exists))
+        {
+            File.Delete(pin);
+            removed++;
+        }
+
+        return removed;
+    }
+
+    private static BpfObject LoadWith(string embedded, string directory, IReadOnlyList<string> maps)
+    {
+        var obj = EmbeddedObject.Open(embedded);
+        try
+        {
+            foreach (var map in maps)
+            {
+                obj.Map(map).SetPinPath(Pin(directory, map));
+            }
+
+            obj.Load();
+            return obj;
+        }
+        catch
+        {
+            obj.Dispose();
+            throw;
+        }
+    }
+}

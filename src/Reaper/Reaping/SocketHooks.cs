@@ -1,0 +1,275 @@
+using System.Net;
+using LibBpf;
+using Microsoft.Extensions.Logging;
+using SocketReaper.Bpf;
+using SocketReaper.Platform;
+using SocketReaper.Sweep;
+
+namespace SocketReaper.Reaping;
+
+/// <summary>
+/// The sweep object's socket hooks on the cgroup v2 root — cgroup/connect4, cgroup/connect6 and
+/// sockops — and what they record: each socket's birth time (for born-before rules) and which
+/// namespaces connected to or accepted from which address (for targeted sweeps).
+///
+/// Like the datapath's device links, the hooks are pinned links (under &lt;PinRoot&gt;/hooks) and
+/// their maps pinned state, so a restart updates them in place with no gap in the record. The
+/// record is complete only for namespaces created while the hooks were on: the first cookie of
+/// that era is kept as <c>complete_after</c>, and moved forward whenever the hooks were off for a
+/// while (first start, a link found detached, state discarded). Namespace cookies only grow, so
+/// every older namespace counts as "history unknown" and is always swept.
+/// </summary>
+internal sealed partial class SocketHooks
+{
+    private static readonly (string Program, string Pin)[] Programs =
+        [("reaper_connect4", "cgroup_connect4"), ("reaper_connect6", "cgroup_connect6"), ("reaper_sockops", "cgroup_sockops")];
+
+    /// <summary>Above this many (namespace, address) pairs one read of the whole table beats a lookup per pair.</summary>
+    private const int LookupsPerSweep = 4096;
+
+    private readonly BpfObject _sweep;
+    private readonly ILogger _logger;
+    private readonly Lock _lock = new();
+
+    private SocketHooks(BpfObject sweep, string root, string cgroup, ILogger logger)
+    {
+        _sweep = sweep;
+        LinksDirectory = HooksDirectory(root);
+        Cgroup = cgroup;
+        _logger = logger;
+    }
+
+    /// <summary>The cgroup v2 directory the hooks are attached to.</summary>
+    public string Cgroup { get; }
+
+    public string LinksDirectory { get; }
+
+    public static string HooksDirectory(string root) => $"{root}/hooks";
+
+    /// <summary>
+    /// Attaches (or, after a restart, updates) the hooks of <paramref name="sweep"/> on
+    /// <paramref name="cgroupSetting"/> (empty: the cgroup2 mount). Null, with a warning, when there
+    /// is no cgroup v2 or the kernel refuses: sweeps are then always full, and born-before rules
+    /// treat every socket as old.
+    /// </summary>
+    public static SocketHooks? Start(BpfObject sweep, string root, string cgroupSetting, ILogger logger)
+    {
+        var cgroup = cgroupSetting.Length > 0 ? cgroupSetting : Cgroup2.MountPoint();
+        if (cgroup is null)
+        {
+            Log.Unavailable(logger, "no cgroup2 file system is mounted (set Reaping.Cgroup to a cgroup v2 directory)");
+            return null;
+        }
+
+        var hooks = new SocketHooks(sweep, root, cgroup, logger);
+        try
+        {
+            hooks.EnsureAll(starting: true);
+            return hooks;
+        }
+        catch (Exception e) when (e is BpfException or SystemCallException or IOException or UnauthorizedAccessException)
+        {
+            Log.Unavailable(logger, e.Message);
+            return null;
+        }
+    }
+
+    /// <summary>The bookkeeping as the hooks left it.</summary>
+    public SweepAbi.History History
+    {
+        get
+        {
+            _sweep.Map("reaper_history").TryLookup<uint, SweepAbi.History>(0u, out var history);
+            return history;
+        }
+    }
+
+    /// <summary>
+    /// The scope of a targeted sweep for <paramref name="addresses"/>: the host, every namespace
+    /// whose history is unknown, and every namespace the hooks saw connect to (or accept from) one
+    /// of them. Null — sweep everywhere — when the record has a hole: a hook was found detached
+    /// (re-attached now), or the contact table was full at some point.
+    /// </summary>
+    public Func<NetnsInfo, bool>? Scope(IReadOnlyCollection<IPAddress> addresses, out string? whyFull)
+    {
+        lock (_lock)
+        {
+            if (!EnsureAll(starting: false))
+            {
+                whyFull = "a socket hook had been detached";
+                return null;
+            }
+
+            var history = History;
+            if (history.ContactsLost > 0)
+            {
+                whyFull = $"the contact table was full ({history.ContactsLost} contact(s) not recorded)";
+                return null;
+            }
+
+            whyFull = null;
+            var keys = addresses.Select(Key).Distinct().ToList();
+            var contacts = _sweep.Map("reaper_contacts");
+            HashSet<ulong>? talked = null;
+            if (keys.Count > LookupsPerSweep / 64)
+            {
+                // Many addresses: one pass over the table instead of a lookup per (namespace, address).
+                var wanted = keys.ToHashSet();
+                talked = [.. ReadContacts(contacts).Where(c => wanted.Contains(c.Address)).Select(c => c.NetnsCookie)];
+            }
+
+            return netns =>
+                netns.Source == NetnsSource.Host || netns.Cookie == history.HostNetns || netns.Cookie < history.CompleteAfter ||
+                (talked?.Contains(netns.Cookie) ?? keys.Any(k => contacts.TryLookup<SweepAbi.ContactKey, ulong>(ContactKey(k, netns.Cookie), out _)));
+        }
+    }
+
+    /// <summary>Deletes the contacts of namespaces that no longer exist (cookies are never reused); returns how many.</summary>
+    public int Prune(IReadOnlySet<ulong> liveCookies)
+    {
+        lock (_lock)
+        {
+            var contacts = _sweep.Map("reaper_contacts");
+            var dead = ReadContacts(contacts).Where(c => !liveCookies.Contains(c.NetnsCookie)).ToList();
+            foreach (var c in dead)
+            {
+                contacts.Delete(ContactKey(c.Address, c.NetnsCookie));
+            }
+
+            return dead.Count;
+        }
+    }
+
+    /// <summary>Detaches and unpins the hooks a daemon left under <paramref name="root"/>, and unpins their maps; returns how many pins went.</summary>
+    public static int Remove(string root, string mapsDirectory)
+    {
+        var removed = 0;
+        var directory = HooksDirectory(root);
+        if (Directory.Exists(directory))
+        {
+            foreach (var pin in Directory.GetFiles(directory))
+            {
+                using (var link = BpfLink.Open(pin))
+                {
+                    try
+                    {
+                        link.Detach();
+                    }
+                    catch (BpfException e) when (e.Errno is Errno.ENOLINK or Errno.EINVAL)
+                    {
+                        // Already detached: only the pin is left.
+                    }
+                }
+
+                File.Delete(pin);
+                removed++;
+            }
+        }
+
+        return removed + PinnedState.Remove(mapsDirectory, SweepEngine.PinnedMaps);
+    }
+
+    /// <summary>The address as the tables key it: 16 bytes, IPv4 v4-mapped.</summary>
+    public static UInt128 Key(IPAddress address)
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        (address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? address.MapToIPv6() : address).TryWriteBytes(bytes, out _);
+        return System.Runtime.InteropServices.MemoryMarshal.Read<UInt128>(bytes);
+    }
+
+    private static unsafe SweepAbi.ContactKey ContactKey(UInt128 address, ulong netns)
+    {
+        var key = new SweepAbi.ContactKey { NetnsCookie = netns };
+        *(UInt128*)key.Address = address;
+        return key;
+    }
+
+    private static unsafe List<(UInt128 Address, ulong NetnsCookie)> ReadContacts(BpfMap contacts)
+    {
+        var keys = new SweepAbi.ContactKey[1024];
+        var values = new ulong[1024];
+        var result = new List<(UInt128, ulong)>();
+        SweepAbi.ContactKey? cursor = null;
+        do
+        {
+            var n = contacts.LookupBatch<SweepAbi.ContactKey, ulong>(keys, values, ref cursor);
+            for (var i = 0; i < n; i++)
+            {
+                fixed (byte* address = keys[i].Address)
+                {
+                    result.Add((*(UInt128*)address, keys[i].NetnsCookie));
+                }
+            }
+        }
+        while (cursor is not null);
+
+        return result;
+    }
+
+    /// <summary>
+    /// Puts every hook in place; true when all of them had been in place all along (the record has
+    /// no hole). Any hole moves complete_after to a namespace cookie newer than every existing one.
+    /// </summary>
+    private bool EnsureAll(bool starting)
+    {
+        Directory.CreateDirectory(LinksDirectory);
+        var continuous = true;
+        foreach (var (program, name) in Programs)
+        {
+            var pin = $"{LinksDirectory}/{name}";
+            if (File.Exists(pin))
+            {
+                using var existing = BpfLink.Open(pin);
+                if (existing.Info.CgroupId != 0)
+                {
+                    if (starting)
+                    {
+                        existing.UpdateProgram(_sweep.Program(program));
+                    }
+
+                    continue;
+                }
+
+                existing.Unpin();
+                Log.Reattached(_logger, name);
+            }
+
+            continuous = false;
+            using var link = _sweep.Program(program).AttachCgroup(Cgroup);
+            link.Pin(pin);
+        }
+
+        var history = History;
+        if (starting)
+        {
+            history.HostNetns = Netns.CurrentCookie();
+        }
+
+        if (!continuous || history.CompleteAfter == 0)
+        {
+            // A namespace made now gets a cookie above every namespace that existed before.
+            history.CompleteAfter = NetnsThread.RunInNew(Netns.CurrentCookie);
+            continuous = false;
+        }
+
+        _sweep.Map("reaper_history").Update(0u, history);
+        if (starting)
+        {
+            Log.Attached(_logger, Cgroup, continuous ? "continued" : "started", history.CompleteAfter);
+        }
+
+        return continuous;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 510, Level = LogLevel.Information, Message = "Socket hooks on cgroup {Cgroup}: record {How}; namespaces from cookie {CompleteAfter} on have a complete history")]
+        public static partial void Attached(ILogger logger, string cgroup, string how, ulong completeAfter);
+
+        [LoggerMessage(EventId = 511, Level = LogLevel.Warning, Message = "Socket hooks unavailable, so automatic sweeps visit every namespace and treat every socket as old: {Reason}")]
+        public static partial void Unavailable(ILogger logger, string reason);
+
+        [LoggerMessage(EventId = 512, Level = LogLevel.Warning, Message = "Our socket hook {Hook} was detached by someone; re-attached, and namespaces older than now count as history unknown")]
+        public static partial void Reattached(ILogger logger, string hook);
+    }
+}

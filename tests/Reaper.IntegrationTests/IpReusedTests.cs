@@ -1,0 +1,100 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using LibBpf;
+using SocketReaper.Testing;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace SocketReaper.IntegrationTests;
+
+/// <summary>
+/// An address moving between endpoints (Reaping.IpReused), on the real kernel: sockets born before
+/// the move die, sockets made for the new owner live. Addresses 10.94.0.0/16.
+/// </summary>
+public sealed class IpReusedTests(ITestOutputHelper output)
+{
+    private const string Moving = "10.94.0.9";
+
+    [PrivilegedFact]
+    public void When_an_address_moves_the_old_sockets_die_and_new_ones_to_the_new_owner_live()
+    {
+        using var ns = new TestNamespaces(2);
+        using var endpoints = new VethEndpoints(subnet: 94);
+        var (first, second) = (ns.Names[0], ns.Names[1]);
+        var firstDevice = endpoints.AddRouted(first, 1, Moving);
+        var secondDevice = endpoints.AddRouted(second, 2, "10.94.0.20");
+
+        using var daemon = new DaemonFixture(devicePattern: endpoints.Pattern);
+        daemon.Start();
+        foreach (var device in new[] { firstDevice, secondDevice })
+        {
+            Poll.Until(() => BpfInfo.Query(VethEndpoints.Ifindex(device), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10), $"attach to {device}");
+        }
+
+        // Host clients of the first owner: TCP and connected UDP.
+        var oldTcp = ns.Connect(ns.In(first, () => ns.Listen(Moving, 7000)), Moving, 7000);
+        var oldUdp = new UdpPair(ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp)), ns.In(first, () => Bound(ns, 7001)));
+        oldUdp.Client.Connect(new IPEndPoint(IPAddress.Parse(Moving), 7001));
+        Assert.True(oldTcp.Exchanges() && oldUdp.Exchanges());
+        Poll.Until(() => daemon.LearnedEndpoints().Contains(Moving, StringComparison.Ordinal), TimeSpan.FromSeconds(5), $"learning {Moving}");
+
+        // The CNI moves the address: the second endpoint takes it, the host route follows, the
+        // first endpoint lets it go. Then clients connect anew, to the new owner.
+        VethEndpoints.AssignRouted(second, 2, Moving);
+        var newListener = ns.In(second, () => ns.Listen(Moving, 7000));
+        var newUdpServer = ns.In(second, () => Bound(ns, 7001));
+        var watch = Stopwatch.StartNew();
+        TestNamespaces.Ip($"route replace {Moving}/32 dev {secondDevice}");
+        TestNamespaces.Ip($"-n {first} addr del {Moving}/32 dev eth1");
+        var newTcp = ns.Connect(newListener, Moving, 7000);
+        var newUdp = new UdpPair(ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp)), newUdpServer);
+        newUdp.Client.Connect(new IPEndPoint(IPAddress.Parse(Moving), 7001));
+
+        // The old sockets stay quiet until the sweep is done: a segment to the new owner would
+        // fetch a reset, and a reset socket is not the one we are looking for.
+        Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sockets_destroyed_total{protocol=\"udp\",trigger=\"ip_reused\"}") >= 1 &&
+            DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sockets_destroyed_total{protocol=\"tcp\",trigger=\"ip_reused\"}") >= 1,
+            TimeSpan.FromSeconds(5), $"the ip_reused sweep; log:\n{daemon.Log}");
+        output.WriteLine($"route moved -> old sockets destroyed (seen on a scrape): {watch.Elapsed.TotalMilliseconds:F1} ms");
+        Assert.Equal(SocketError.ConnectionAborted, oldTcp.ClientSendError());
+        Assert.Equal(SocketError.DestinationAddressRequired, TestNamespaces.SendError(oldUdp.Client));
+
+        // Made after the move, for the new owner: alive, and it is the new owner that answers.
+        Assert.True(newTcp.Exchanges(), "a TCP connection to the new owner was hurt");
+        Assert.True(newUdp.Exchanges(), "a UDP socket to the new owner was hurt");
+        Assert.Equal(SocketError.Success, newTcp.ClientSendError());
+        var status = daemon.Busctl("call", "org.socketreaper.Reaper1", "/org/socketreaper/Reaper", "org.socketreaper.Reaper1", "GetStatus");
+        Assert.Matches(@"""[0-9]+ \S+ ip_reused destroyed=[1-9][0-9]* scope=targeted namespaces=[0-9]+/[0-9]+""", status.Stdout);
+    }
+
+    [PrivilegedFact]
+    public void An_address_taken_off_its_endpoint_is_reaped_though_the_device_stays()
+    {
+        using var ns = new TestNamespaces(1);
+        using var endpoints = new VethEndpoints(subnet: 94);
+        var device = endpoints.AddRouted(ns.Names[0], 3, "10.94.0.30");
+
+        using var daemon = new DaemonFixture(devicePattern: endpoints.Pattern);
+        daemon.Start();
+        Poll.Until(() => BpfInfo.Query(VethEndpoints.Ifindex(device), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10), "attach");
+        var tcp = ns.Connect(ns.In(ns.Names[0], () => ns.Listen("10.94.0.30", 7000)), "10.94.0.30", 7000);
+        Assert.True(tcp.Exchanges());
+        Poll.Until(() => daemon.LearnedEndpoints().Contains("10.94.0.30", StringComparison.Ordinal), TimeSpan.FromSeconds(5), "learning");
+
+        // The CNI takes the address back: its host route goes, the device stays.
+        TestNamespaces.Ip("route del 10.94.0.30/32");
+        // Quiet until the sweep is done: without its route, a segment would go out the default route.
+        Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sockets_destroyed_total{protocol=\"tcp\",trigger=\"endpoint_gone\"}") >= 1,
+            TimeSpan.FromSeconds(5), $"the endpoint_gone sweep; log:\n{daemon.Log}");
+        Assert.Equal(SocketError.ConnectionAborted, tcp.ClientSendError());
+        Assert.True(File.Exists($"/sys/class/net/{device}/ifindex"));
+    }
+
+    private static Socket Bound(TestNamespaces ns, int port)
+    {
+        var s = ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp));
+        s.Bind(new IPEndPoint(IPAddress.Parse(Moving), port));
+        return s;
+    }
+}

@@ -1,0 +1,21 @@
+using System.Diagnostics;
+using Xunit;
+
+namespace SocketReaper.IntegrationTests;
+
+/// <summary>Waiting for the kernel or the daemon to get somewhere, with a limit that fails the test by name.</summary>
+internal static class Poll
+{
+    /// <summary>Polls <paramref name="condition"/> every 10 ms; fails with <paramref name="what"/> after <paramref name="limit"/>. Returns the time it took.</summary>
+    public static TimeSpan Until(Func<bool> condition, TimeSpan limit, string what)
+    {
+        var watch = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(watch.Elapsed < limit, $"{what}: not within {limit}");
+            Thread.Sleep(10);
+        }
+
+        return watch.Elapsed;
+    }
+}
