@@ -64,6 +64,21 @@ struct {
 } reaper_flows SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, REAPER_BACKENDS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct reaper_backend_key);
+	__type(value, __u8);
+} reaper_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, REAPER_SERVICE_FLOWS_MAX);
+	__type(key, struct reaper_service_flow_key);
+	__type(value, __u64);
+} reaper_service_flows SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
 } reaper_events SEC(".maps");
@@ -80,12 +95,18 @@ __u64 reaper_flows_inserted;
  * slot's remembered (source, destination) is trusted only while this has not moved.
  */
 __u32 reaper_generation;
+/* Entries in reaper_backends (user space keeps it): with none, nothing looks for service flows. */
+__u32 reaper_backend_count;
+/* Service flow entries ever inserted; as with flows, past the capacity LRU eviction may have lost some. */
+__u64 reaper_service_flows_inserted;
 
 struct reaper_event reaper_abi_event;
 struct reaper_slot reaper_abi_slot;
 struct reaper_owner reaper_abi_owner;
 struct reaper_flow_key reaper_abi_flow_key;
 struct reaper_assigned_key reaper_abi_assigned_key;
+struct reaper_backend_key reaper_abi_backend_key;
+struct reaper_service_flow_key reaper_abi_service_flow_key;
 
 struct ethhdr_min {
 	__u8 dst[6];
@@ -286,6 +307,75 @@ static __always_inline void learn(struct __sk_buff *skb, struct reaper_slot *slo
 	}
 }
 
+/*
+ * What the host sends to an endpoint: when it goes to a declared service backend, remember which
+ * client (address, port) it came from — after NAT, so this is the backend a client's flow to a
+ * VIP is pinned to. Only runs while some backend is declared.
+ */
+static __always_inline void note_service_flow(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr_min *eth = data;
+	struct reaper_service_flow_key flow = {};
+	struct reaper_backend_key backend = {};
+	__u8 *l4, protocol;
+
+	if ((void *)(eth + 1) > data_end)
+		return;
+	if (eth->proto == bpf_htons(ETH_P_IP)) {
+		__u8 *ip = (void *)(eth + 1);
+		__u32 header;
+
+		if ((void *)(ip + 20) > data_end)
+			return;
+		/* Later fragments carry no ports. */
+		if ((ip[6] & 0x1f) || ip[7])
+			return;
+		protocol = ip[9];
+		header = (ip[0] & 0x0f) * 4;
+		if (header < 20)
+			return;
+		l4 = ip + header;
+		flow.backend[10] = flow.backend[11] = 0xff;
+		flow.client[10] = flow.client[11] = 0xff;
+		__builtin_memcpy(flow.backend + 12, ip + 16, 4);
+		__builtin_memcpy(flow.client + 12, ip + 12, 4);
+	} else if (eth->proto == bpf_htons(ETH_P_IPV6)) {
+		__u8 *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 40) > data_end)
+			return;
+		/* Only a TCP or UDP header right after the fixed one; extension headers are passed by. */
+		protocol = ip6[6];
+		l4 = ip6 + 40;
+		__builtin_memcpy(flow.backend, ip6 + 24, 16);
+		__builtin_memcpy(flow.client, ip6 + 8, 16);
+	} else {
+		return;
+	}
+	if (protocol != 6 && protocol != 17)
+		return;
+	if ((void *)(l4 + 4) > data_end)
+		return;
+
+	__builtin_memcpy(backend.addr, flow.backend, 16);
+	backend.port = (l4[2] << 8) | l4[3];
+	backend.protocol = protocol;
+	if (!bpf_map_lookup_elem(&reaper_backends, &backend))
+		return;
+
+	flow.backend_port = backend.port;
+	flow.client_port = (l4[0] << 8) | l4[1];
+	flow.protocol = protocol;
+	if (!bpf_map_lookup_elem(&reaper_service_flows, &flow)) {
+		__u64 now = bpf_ktime_get_ns();
+
+		if (bpf_map_update_elem(&reaper_service_flows, &flow, &now, BPF_NOEXIST) == 0)
+			__sync_fetch_and_add(&reaper_service_flows_inserted, 1);
+	}
+}
+
 SEC("tcx/ingress")
 int reaper_tcx_in(struct __sk_buff *skb)
 {
@@ -297,6 +387,8 @@ SEC("tcx/egress")
 int reaper_tcx_out(struct __sk_buff *skb)
 {
 	count(skb, REAPER_HOOK_EGRESS);
+	if (reaper_backend_count)
+		note_service_flow(skb);
 	return TCX_NEXT;
 }
 
@@ -328,6 +420,8 @@ int reaper_nk_prim(struct __sk_buff *skb)
 
 	if (primary)
 		count_on(primary, skb->len, REAPER_HOOK_EGRESS);
+	if (reaper_backend_count)
+		note_service_flow(skb);
 	return NETKIT_NEXT;
 }
 

@@ -92,6 +92,32 @@ struct reaper_flow_key {
 	__u8 remote[16];
 };
 
+/* Capacity of the service backend set and of the service flow table (client flow -> backend). */
+#define REAPER_BACKENDS_MAX 16384
+#define REAPER_SERVICE_FLOWS_MAX 65536
+
+/* A service backend, as user space declares it: address, port (host order), IPPROTO_UDP/TCP. */
+struct reaper_backend_key {
+	__u8 addr[16];
+	__u16 port;
+	__u8 protocol;
+	__u8 _pad0;
+};
+
+/*
+ * Service flow table key: a client (address, port) whose packets reached a backend through a
+ * managed device — after any NAT on the way, so a socket connected to a VIP shows here with the
+ * backend its flow is pinned to. Ports in host order.
+ */
+struct reaper_service_flow_key {
+	__u8 backend[16];
+	__u8 client[16];
+	__u16 backend_port;
+	__u16 client_port;
+	__u8 protocol;
+	__u8 _pad0[3];
+};
+
 /* Ring-buffer event. */
 struct reaper_event {
 	__u32 kind;

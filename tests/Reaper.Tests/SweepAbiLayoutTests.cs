@@ -39,6 +39,8 @@ public sealed class SweepAbiLayoutTests
         { "reaper_assigned_key", typeof(DatapathAbi.AssignedKey), ["ifindex:Ifindex", "addr:Addr"] },
         { "reaper_owner", typeof(DatapathAbi.Owner), ["ifindex:Ifindex", "mac:Mac", "_pad0:Pad0", "netns_cookie:NetnsCookie", "first_seen_ns:FirstSeenNs", "last_seen_ns:LastSeenNs"] },
         { "reaper_flow_key", typeof(DatapathAbi.FlowKey), ["ifindex:Ifindex", "remote:Remote"] },
+        { "reaper_backend_key", typeof(DatapathAbi.BackendKey), ["addr:Addr", "port:Port", "protocol:Protocol", "_pad0:Pad0"] },
+        { "reaper_service_flow_key", typeof(DatapathAbi.ServiceFlowKey), ["backend:Backend", "client:Client", "backend_port:BackendPort", "client_port:ClientPort", "protocol:Protocol", "_pad0:Pad0"] },
         { "reaper_event", typeof(DatapathAbi.Event), ["kind:Kind", "ifindex:Ifindex", "old_ifindex:OldIfindex", "_pad0:Pad0", "addr:Addr", "mac:Mac", "_pad1:Pad1", "netns_cookie:NetnsCookie", "time_ns:TimeNs"] },
     };
 

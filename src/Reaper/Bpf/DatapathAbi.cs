@@ -85,6 +85,28 @@ internal static class DatapathAbi
         public fixed byte Remote[16];
     }
 
+    /// <summary>struct reaper_backend_key.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct BackendKey
+    {
+        public fixed byte Addr[16];
+        public ushort Port;
+        public byte Protocol;
+        public byte Pad0;
+    }
+
+    /// <summary>struct reaper_service_flow_key.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct ServiceFlowKey
+    {
+        public fixed byte Backend[16];
+        public fixed byte Client[16];
+        public ushort BackendPort;
+        public ushort ClientPort;
+        public byte Protocol;
+        public fixed byte Pad0[3];
+    }
+
     /// <summary>struct reaper_event.</summary>
     [StructLayout(LayoutKind.Sequential)]
     public unsafe struct Event

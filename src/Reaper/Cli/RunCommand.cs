@@ -67,6 +67,7 @@ internal static class RunCommand
         builder.Services.AddHostedService<DBusService>();
         builder.Services.AddSingleton<Reaping.AutoReaper>();
         builder.Services.AddHostedService(services => services.GetRequiredService<Reaping.AutoReaper>());
+        builder.Services.AddSingleton<Reaping.ServiceRegistry>();
         builder.Services.AddHostedService<Datapath.DatapathService>();
 
         using var host = builder.Build();

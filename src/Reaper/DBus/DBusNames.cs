@@ -12,6 +12,7 @@ internal static class DBusNames
     public const string AccessDenied = "org.socketreaper.Error.AccessDenied";
     public const string Busy = "org.socketreaper.Error.Busy";
     public const string Failed = "org.socketreaper.Error.Failed";
+    public const string InvalidService = "org.socketreaper.Error.InvalidService";
 
     /// <summary>The &lt;interface&gt; element of the checked-in introspection XML, as Introspect replies need it.</summary>
     public static ReadOnlyMemory<byte> InterfaceXml { get; } = LoadInterfaceXml();

@@ -18,8 +18,11 @@ internal sealed partial class DBusService : BackgroundService
     private readonly ILogger _logger;
     private DBusConnection? _connection;
 
-    public DBusService(DaemonState state, ReaperConfig config, ReaperMetrics metrics, ILogger<DBusService> logger)
+    private readonly Reaping.ServiceRegistry _services;
+
+    public DBusService(DaemonState state, ReaperConfig config, ReaperMetrics metrics, Reaping.ServiceRegistry services, ILogger<DBusService> logger)
     {
+        _services = services;
         _state = state;
         _config = config;
         _metrics = metrics;
@@ -34,7 +37,7 @@ internal sealed partial class DBusService : BackgroundService
         }
 
         var address = _config.DBusAddress ?? DBusAddress.System ?? "unix:path=/run/dbus/system_bus_socket";
-        var handler = new ReaperObject(_state.Coordinator, _metrics, new CallerPolicy(_config.SweepGroup), _state.Features, _logger, _state.Stopping);
+        var handler = new ReaperObject(_state.Coordinator, _services, _metrics, new CallerPolicy(_config.SweepGroup), _state.Features, _logger, _state.Stopping);
         _state.Coordinator.Completed += completed =>
         {
             if (Volatile.Read(ref _connection) is { } connection)

@@ -14,15 +14,17 @@ namespace SocketReaper.DBus;
 internal sealed partial class ReaperObject : IPathMethodHandler
 {
     private readonly SweepCoordinator _sweeps;
+    private readonly Reaping.ServiceRegistry _services;
     private readonly ReaperMetrics _metrics;
     private readonly CallerPolicy _policy;
     private readonly IReadOnlyList<HostCheck> _features;
     private readonly ILogger _logger;
     private readonly CancellationToken _stopping;
 
-    public ReaperObject(SweepCoordinator sweeps, ReaperMetrics metrics, CallerPolicy policy, IReadOnlyList<HostCheck> features, ILogger logger, CancellationToken stopping)
+    public ReaperObject(SweepCoordinator sweeps, Reaping.ServiceRegistry services, ReaperMetrics metrics, CallerPolicy policy, IReadOnlyList<HostCheck> features, ILogger logger, CancellationToken stopping)
     {
         _sweeps = sweeps;
+        _services = services;
         _metrics = metrics;
         _policy = policy;
         _features = features;
@@ -63,9 +65,15 @@ internal sealed partial class ReaperObject : IPathMethodHandler
                 return ValueTask.CompletedTask;
             case "Sweep" or "DryRun" when request.SignatureAsString == "va{sv}":
                 return StartSweep(context, method, dryRun: method == "DryRun");
-            case "Sweep" or "DryRun" or "GetStatus":
+            case "ListServices" when request.SignatureAsString is null or "":
+                ReplyStrings(context, method, [.. _services.Services.Select(s => s.ToString())]);
+                return ValueTask.CompletedTask;
+            case "SetService" when request.SignatureAsString == "ssqsas":
+            case "RemoveService" when request.SignatureAsString == "s":
+                return ChangeService(context, method);
+            case "Sweep" or "DryRun" or "GetStatus" or "ListServices" or "SetService" or "RemoveService":
                 Error(context, method, "org.freedesktop.DBus.Error.InvalidArgs",
-                    $"{method} takes ({(method == "GetStatus" ? string.Empty : "va{sv}")}), not ({request.SignatureAsString}).");
+                    $"{method} takes ({method switch { "GetStatus" or "ListServices" => string.Empty, "SetService" => "ssqsas", "RemoveService" => "s", _ => "va{sv}" }}), not ({request.SignatureAsString}).");
                 return ValueTask.CompletedTask;
             default:
                 _metrics.DBusCalls.WithLabels("unknown", "UnknownMethod").Inc();
@@ -132,6 +140,87 @@ internal sealed partial class ReaperObject : IPathMethodHandler
         return ValueTask.CompletedTask;
     }
 
+    /// <summary>
+    /// SetService(name, vip, port, protocol, backends) and RemoveService(name): a backend leaving
+    /// destroys the sockets pinned to it, so these need the rights Sweep needs. Reply: how many
+    /// backends left the service.
+    /// </summary>
+    private ValueTask ChangeService(MethodContext context, string method)
+    {
+        Reaping.ServiceSpec? spec = null;
+        string name;
+        try
+        {
+            var reader = context.Request.GetBodyReader();
+            name = reader.ReadString();
+            if (method == "SetService")
+            {
+                var vip = reader.ReadString();
+                var port = reader.ReadUInt16();
+                var protocol = reader.ReadString();
+                var backends = reader.ReadArrayOfString();
+                spec = Reaping.ServiceSpec.Parse(name, vip, port, protocol, backends);
+            }
+        }
+        catch (Exception e) when (e is FormatException or DBusReadException or ArgumentException)
+        {
+            Error(context, method, DBusNames.InvalidService, e.Message);
+            return ValueTask.CompletedTask;
+        }
+
+        context.DisposesAsynchronously = true;
+        var sender = context.Request.SenderAsString ?? string.Empty;
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                if (!await MayDestroyAsync(context.Connection, sender).ConfigureAwait(false))
+                {
+                    Error(context, method, DBusNames.AccessDenied,
+                        $"{method} can destroy sockets pinned to a leaving backend and is allowed to root and members of group '{_policy.GroupName}' only.");
+                    return;
+                }
+
+                uint left;
+                if (spec is not null)
+                {
+                    left = (uint)_services.Set(spec);
+                }
+                else if (_services.Remove(name, out var removed))
+                {
+                    left = (uint)removed;
+                }
+                else
+                {
+                    Error(context, method, DBusNames.InvalidService, $"there is no service named '{(name.Length <= 64 ? name : name[..64] + "…")}'; ListServices names them.");
+                    return;
+                }
+
+                using var writer = context.CreateReplyWriter("u");
+                writer.WriteUInt32(left);
+                context.Reply(writer.CreateMessage());
+                _metrics.DBusCalls.WithLabels(method, "ok").Inc();
+            }
+            catch (Exception e)
+            {
+                Error(context, method, DBusNames.Failed, $"{method} failed: {e.Message}");
+            }
+            finally
+            {
+                context.Dispose();
+            }
+        });
+        return ValueTask.CompletedTask;
+    }
+
+    private void ReplyStrings(MethodContext context, string method, string[] values)
+    {
+        using var writer = context.CreateReplyWriter("as");
+        writer.WriteArray(values);
+        context.Reply(writer.CreateMessage());
+        _metrics.DBusCalls.WithLabels(method, "ok").Inc();
+    }
+
     private async Task<bool> MayDestroyAsync(DBusConnection connection, string sender)
     {
         var credentials = await connection.CallMethodAsync(CredentialsRequest(connection, sender),
@@ -167,6 +256,7 @@ internal sealed partial class ReaperObject : IPathMethodHandler
             ["namespaces_known"] = VariantValue.UInt32((uint)_sweeps.NamespacesKnown),
             ["default_limit"] = VariantValue.UInt64((ulong)_sweeps.Config.SweepLimit),
             ["max_limit"] = VariantValue.UInt64((ulong)_sweeps.Config.SweepMaxLimit),
+            ["services"] = VariantValue.UInt32((uint)_services.Services.Count),
         };
         var recent = _sweeps.Recent;
         if (recent.Count > 0 && recent[^1] is { } last)

@@ -32,9 +32,14 @@ internal sealed partial class DatapathService : BackgroundService
     /// <summary>Addresses whose endpoint went (by key), and when: the next endpoint to take one is a move.</summary>
     private readonly Graveyard _graveyard = new();
 
-    public DatapathService(ReaperConfig config, ReaperMetrics metrics, AutoReaper reaper, ILogger<DatapathService> logger)
+    private readonly ServiceRegistry _services;
+    private int _backendsChanged = 1;
+
+    public DatapathService(ReaperConfig config, ReaperMetrics metrics, AutoReaper reaper, ServiceRegistry services, ILogger<DatapathService> logger)
     {
         _reaper = reaper;
+        _services = services;
+        _services.Changed += () => Volatile.Write(ref _backendsChanged, 1);
         _config = config;
         _metrics = metrics;
         _logger = logger;
@@ -59,6 +64,9 @@ internal sealed partial class DatapathService : BackgroundService
                 return 0;
             });
 
+            // Backends first: a device is watched for service flows from its first packet.
+            Interlocked.Exchange(ref _backendsChanged, 0);
+            SyncBackends(obj);
             IReadOnlyList<LinkInfo> links;
             using (var rt = RtNetlink.Open())
             {
@@ -105,6 +113,11 @@ internal sealed partial class DatapathService : BackgroundService
                 }
 
                 events.Consume();
+                if (Interlocked.Exchange(ref _backendsChanged, 0) != 0)
+                {
+                    SyncBackends(obj);
+                }
+
                 if (DateTime.UtcNow >= nextDrift)
                 {
                     Repair(obj);
@@ -215,6 +228,8 @@ internal sealed partial class DatapathService : BackgroundService
             {
                 _reaper.Enqueue(ReapTarget.EndpointGone(address));
             }
+
+            _services.AddressGone(address);
         }
     }
 
@@ -308,6 +323,35 @@ internal sealed partial class DatapathService : BackgroundService
         {
             _reaper.Enqueue(ReapTarget.EndpointGone(route.Destination));
         }
+
+        _services.AddressGone(route.Destination);
+    }
+
+    /// <summary>Makes the datapath's backend table the services' backends; the programs look for service flows only while it has any.</summary>
+    private void SyncBackends(BpfObject obj)
+    {
+        var backends = obj.Map("reaper_backends");
+        var wanted = _services.BackendKeys().ToHashSet();
+        var present = new List<DatapathAbi.BackendKey>();
+        Span<byte> key = stackalloc byte[backends.KeySize];
+        var hasKey = false;
+        while (backends.TryGetNextKey(hasKey ? key : [], key))
+        {
+            hasKey = true;
+            present.Add(MemoryMarshal.Read<DatapathAbi.BackendKey>(key));
+        }
+
+        foreach (var stale in present.Where(k => !wanted.Contains(k)))
+        {
+            backends.Delete(stale);
+        }
+
+        foreach (var backend in wanted.Where(k => !present.Contains(k)))
+        {
+            backends.Update(backend, (byte)1);
+        }
+
+        obj.Global<uint>("reaper_backend_count") = (uint)wanted.Count;
     }
 
     /// <summary>Re-reads the links and re-attaches any of ours that is no longer on its hook.</summary>

@@ -11,7 +11,7 @@ namespace SocketReaper.Datapath;
 internal static class DatapathState
 {
     /// <summary>The maps that outlive the daemon. The ring buffer and the global counters do not.</summary>
-    public static readonly IReadOnlyList<string> PinnedMaps = ["reaper_slots", "reaper_dev_stats", "reaper_endpoints", "reaper_assigned", "reaper_owners", "reaper_flows"];
+    public static readonly IReadOnlyList<string> PinnedMaps = ["reaper_slots", "reaper_dev_stats", "reaper_endpoints", "reaper_assigned", "reaper_owners", "reaper_flows", "reaper_backends", "reaper_service_flows"];
 
     public static string LinksDirectory(string root) => $"{root}/links";
 

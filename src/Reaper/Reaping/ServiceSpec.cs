@@ -33,7 +33,7 @@ internal sealed record ServiceSpec
             throw new FormatException($"service name '{Clip(name)}' must be 1 to {MaxNameLength} letters, digits, '-', '_', '.' or '/'.");
         }
 
-        if (!IPAddress.TryParse(vip, out var address) || vip.Contains('/', StringComparison.Ordinal))
+        if (!IsAddress(vip, out var address))
         {
             throw new FormatException($"service '{name}': VIP '{Clip(vip)}' is not an IP address.");
         }
@@ -58,7 +58,7 @@ internal sealed record ServiceSpec
                 throw new FormatException($"service '{name}' has more than {MaxBackends} backends.");
             }
 
-            if (!IPEndPoint.TryParse(backend, out var endpoint) || endpoint.Port == 0 || !backend.Contains(':', StringComparison.Ordinal))
+            if (!IPEndPoint.TryParse(backend, out var endpoint) || endpoint.Port == 0 || !IsAddress(backend[..backend.LastIndexOf(':')].Trim('[', ']'), out _))
             {
                 throw new FormatException($"service '{name}': backend '{Clip(backend)}' must be ADDRESS:PORT such as 10.1.0.5:53 or [fd00::5]:53.");
             }
@@ -93,6 +93,11 @@ internal sealed record ServiceSpec
             throw new ConfigException($"{fields[0].Where}: Services: {e.Message}");
         }
     }
+
+    /// <summary>A full address: dotted quad or IPv6 — not the legacy shorthands ("10.1" is 10.0.0.1 to the parser).</summary>
+    private static bool IsAddress(string text, out IPAddress address) =>
+        IPAddress.TryParse(text, out address!) &&
+        (address.AddressFamily == AddressFamily.InterNetworkV6 ? text.Contains(':', StringComparison.Ordinal) : text.Count(c => c == '.') == 3 && text.All(c => c == '.' || char.IsAsciiDigit(c)));
 
     private static IPAddress Normalize(IPAddress address) => address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
 
