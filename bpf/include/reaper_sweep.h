@@ -99,15 +99,19 @@ struct reaper_contact_key {
 	__u64 netns_cookie;
 };
 
+/* Capacity of the set of namespaces that existed before the record started (history unknown). */
+#define REAPER_NETNS_BEFORE_MAX 65536
+
 /*
  * The contact table's bookkeeping (a one-entry array, pinned with it). User space sets
- * host_netns (whose contacts are not recorded: the host is always swept) and complete_after (the
- * first namespace cookie whose every socket the hooks saw); the hooks count what they could not
- * record.
+ * host_netns (whose contacts are not recorded: the host is always swept) and record_started_ns
+ * (when the hooks began a gap-free record; 0: never); the hooks count what they could not record.
+ * Namespace cookies are unique but not ordered (the kernel hands them out in per-CPU batches), so
+ * the namespaces that existed when the record started are listed in reaper_netns_before.
  */
 struct reaper_history {
 	__u64 host_netns;
-	__u64 complete_after;
+	__u64 record_started_ns;
 	__u64 contacts_inserted;
 	__u64 contacts_lost;
 };

@@ -63,6 +63,15 @@ struct {
 	__type(value, struct reaper_history);
 } reaper_history SEC(".maps");
 
+/* Written and read by user space only; pinned with the record it qualifies. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, REAPER_NETNS_BEFORE_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, __u8);
+} reaper_netns_before SEC(".maps");
+
 /* Set by user space before each sweep (one sweep runs at a time). */
 __u64 reaper_limit;
 __u64 reaper_budget_used;

@@ -27,7 +27,7 @@ public sealed class SweepAbiLayoutTests
             ["scanned_tcp:ScannedTcp", "scanned_udp:ScannedUdp", "matched:Matched", "destroyed:Destroyed", "failed:Failed", "held_back:HeldBack", "dry_run:DryRun"]
         },
         { "reaper_contact_key", typeof(SweepAbi.ContactKey), ["addr:Address", "netns_cookie:NetnsCookie"] },
-        { "reaper_history", typeof(SweepAbi.History), ["host_netns:HostNetns", "complete_after:CompleteAfter", "contacts_inserted:ContactsInserted", "contacts_lost:ContactsLost"] },
+        { "reaper_history", typeof(SweepAbi.History), ["host_netns:HostNetns", "record_started_ns:RecordStartedNs", "contacts_inserted:ContactsInserted", "contacts_lost:ContactsLost"] },
     };
 
     public static TheoryData<string, Type, string[]> DatapathStructs => new()
@@ -75,6 +75,7 @@ public sealed class SweepAbiLayoutTests
         Assert.Contains($"#define REAPER_RULES_PER_PREFIX {SweepAbi.RulesPerPrefix}\n", header, StringComparison.Ordinal);
         Assert.Contains($"#define REAPER_RULES_MAX {SweepAbi.RulesMax}\n", header, StringComparison.Ordinal);
         Assert.Contains($"#define REAPER_CONTACTS_MAX {SweepAbi.ContactsMax}\n", header, StringComparison.Ordinal);
+        Assert.Contains($"#define REAPER_NETNS_BEFORE_MAX {SweepAbi.NetnsBeforeMax}\n", header, StringComparison.Ordinal);
         Assert.Contains($"#define REAPER_RESULT_DRY_RUN {SweepAbi.ResultDryRun}\n", header, StringComparison.Ordinal);
         Assert.Contains($"#define REAPER_RESULT_HELD_BACK {SweepAbi.ResultHeldBack}\n", header, StringComparison.Ordinal);
     }

@@ -11,6 +11,7 @@ internal static class SweepAbi
     public const int RulesPerPrefix = 64;
     public const int RulesMax = 16384;
     public const int ContactsMax = 131072;
+    public const int NetnsBeforeMax = 65536;
 
     public const byte ProtoTcp = 1 << 0;
     public const byte ProtoUdp = 1 << 1;
@@ -96,7 +97,7 @@ internal static class SweepAbi
     public struct History
     {
         public ulong HostNetns;
-        public ulong CompleteAfter;
+        public ulong RecordStartedNs;
         public ulong ContactsInserted;
         public ulong ContactsLost;
     }

@@ -57,7 +57,8 @@ internal sealed class DaemonState : IDisposable
         _coordinator = new SweepCoordinator(engine, _config, _metrics, _loggers.CreateLogger<SweepCoordinator>());
         if (_config.ReapSocketHooks)
         {
-            Hooks = Reaping.SocketHooks.Start(engine.Object, _config.DatapathPinRoot, _config.ReapCgroup, _loggers.CreateLogger<Reaping.SocketHooks>());
+            Hooks = Reaping.SocketHooks.Start(engine.Object, _config.DatapathPinRoot, _config.ReapCgroup,
+                new DiscoveryOptions { Directories = _config.NetnsDirectories }, _loggers.CreateLogger<Reaping.SocketHooks>());
         }
 
         _coordinator.Started += () => Interlocked.Exchange(ref _sweepStarted, Environment.TickCount64);

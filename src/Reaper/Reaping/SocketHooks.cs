@@ -14,10 +14,10 @@ namespace SocketReaper.Reaping;
 ///
 /// Like the datapath's device links, the hooks are pinned links (under &lt;PinRoot&gt;/hooks) and
 /// their maps pinned state, so a restart updates them in place with no gap in the record. The
-/// record is complete only for namespaces created while the hooks were on: the first cookie of
-/// that era is kept as <c>complete_after</c>, and moved forward whenever the hooks were off for a
-/// while (first start, a link found detached, state discarded). Namespace cookies only grow, so
-/// every older namespace counts as "history unknown" and is always swept.
+/// record is complete only for namespaces created while the hooks were on. When a record starts
+/// (first start, a link found detached, state discarded) every namespace that exists is listed in
+/// reaper_netns_before — "history unknown", always swept. A list rather than a cookie watermark:
+/// the kernel hands netns cookies out in per-CPU batches, so they are unique but not ordered.
 /// </summary>
 internal sealed partial class SocketHooks
 {
@@ -28,12 +28,14 @@ internal sealed partial class SocketHooks
     private const int LookupsPerSweep = 4096;
 
     private readonly BpfObject _sweep;
+    private readonly DiscoveryOptions _discovery;
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
 
-    private SocketHooks(BpfObject sweep, string root, string cgroup, ILogger logger)
+    private SocketHooks(BpfObject sweep, string root, string cgroup, DiscoveryOptions discovery, ILogger logger)
     {
         _sweep = sweep;
+        _discovery = discovery;
         LinksDirectory = HooksDirectory(root);
         Cgroup = cgroup;
         _logger = logger;
@@ -52,7 +54,7 @@ internal sealed partial class SocketHooks
     /// is no cgroup v2 or the kernel refuses: sweeps are then always full, and born-before rules
     /// treat every socket as old.
     /// </summary>
-    public static SocketHooks? Start(BpfObject sweep, string root, string cgroupSetting, ILogger logger)
+    public static SocketHooks? Start(BpfObject sweep, string root, string cgroupSetting, DiscoveryOptions discovery, ILogger logger)
     {
         var cgroup = cgroupSetting.Length > 0 ? cgroupSetting : Cgroup2.MountPoint();
         if (cgroup is null)
@@ -61,7 +63,7 @@ internal sealed partial class SocketHooks
             return null;
         }
 
-        var hooks = new SocketHooks(sweep, root, cgroup, logger);
+        var hooks = new SocketHooks(sweep, root, cgroup, discovery, logger);
         try
         {
             hooks.EnsureAll(starting: true);
@@ -118,13 +120,14 @@ internal sealed partial class SocketHooks
                 talked = [.. ReadContacts(contacts).Where(c => wanted.Contains(c.Address)).Select(c => c.NetnsCookie)];
             }
 
+            var before = _sweep.Map("reaper_netns_before");
             return netns =>
-                netns.Source == NetnsSource.Host || netns.Cookie == history.HostNetns || netns.Cookie < history.CompleteAfter ||
+                netns.Source == NetnsSource.Host || netns.Cookie == history.HostNetns || before.TryLookup<ulong, byte>(netns.Cookie, out _) ||
                 (talked?.Contains(netns.Cookie) ?? keys.Any(k => contacts.TryLookup<SweepAbi.ContactKey, ulong>(ContactKey(k, netns.Cookie), out _)));
         }
     }
 
-    /// <summary>Deletes the contacts of namespaces that no longer exist (cookies are never reused); returns how many.</summary>
+    /// <summary>Deletes what is kept about namespaces that no longer exist (cookies are never reused); returns how many entries went.</summary>
     public int Prune(IReadOnlySet<ulong> liveCookies)
     {
         lock (_lock)
@@ -136,8 +139,29 @@ internal sealed partial class SocketHooks
                 contacts.Delete(ContactKey(c.Address, c.NetnsCookie));
             }
 
-            return dead.Count;
+            var before = _sweep.Map("reaper_netns_before");
+            var gone = Keys(before).Where(c => !liveCookies.Contains(c)).ToList();
+            foreach (var cookie in gone)
+            {
+                before.Delete(cookie);
+            }
+
+            return dead.Count + gone.Count;
         }
+    }
+
+    private static List<ulong> Keys(BpfMap map)
+    {
+        var result = new List<ulong>();
+        Span<byte> key = stackalloc byte[8];
+        var hasKey = false;
+        while (map.TryGetNextKey(hasKey ? key : [], key))
+        {
+            hasKey = true;
+            result.Add(BitConverter.ToUInt64(key));
+        }
+
+        return result;
     }
 
     /// <summary>Detaches and unpins the hooks a daemon left under <paramref name="root"/>, and unpins their maps; returns how many pins went.</summary>
@@ -208,7 +232,7 @@ internal sealed partial class SocketHooks
 
     /// <summary>
     /// Puts every hook in place; true when all of them had been in place all along (the record has
-    /// no hole). Any hole moves complete_after to a namespace cookie newer than every existing one.
+    /// no hole). After a hole every namespace that exists now counts as history unknown.
     /// </summary>
     private bool EnsureAll(bool starting)
     {
@@ -245,17 +269,33 @@ internal sealed partial class SocketHooks
             history.HostNetns = Netns.CurrentCookie();
         }
 
-        if (!continuous || history.CompleteAfter == 0)
+        var unknown = 0;
+        if (!continuous || history.RecordStartedNs == 0)
         {
-            // A namespace made now gets a cookie above every namespace that existed before.
-            history.CompleteAfter = NetnsThread.RunInNew(Netns.CurrentCookie);
+            // The hooks are on now: a namespace made from here on is seen from its first socket.
+            // Everything that exists now may hold sockets they never saw.
+            var before = _sweep.Map("reaper_netns_before");
+            foreach (var netns in NetnsCatalog.Discover(_discovery).Namespaces)
+            {
+                if (unknown++ < SweepAbi.NetnsBeforeMax)
+                {
+                    before.Update(netns.Cookie, (byte)1);
+                }
+                else
+                {
+                    // More than the list holds: the record is no help, every sweep is full.
+                    history.ContactsLost++;
+                }
+            }
+
+            history.RecordStartedNs = Monotonic.NowNs();
             continuous = false;
         }
 
         _sweep.Map("reaper_history").Update(0u, history);
         if (starting)
         {
-            Log.Attached(_logger, Cgroup, continuous ? "continued" : "started", history.CompleteAfter);
+            Log.Attached(_logger, Cgroup, continuous ? "continued" : "started", unknown);
         }
 
         return continuous;
@@ -263,8 +303,8 @@ internal sealed partial class SocketHooks
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 510, Level = LogLevel.Information, Message = "Socket hooks on cgroup {Cgroup}: record {How}; namespaces from cookie {CompleteAfter} on have a complete history")]
-        public static partial void Attached(ILogger logger, string cgroup, string how, ulong completeAfter);
+        [LoggerMessage(EventId = 510, Level = LogLevel.Information, Message = "Socket hooks on cgroup {Cgroup}: record {How}; {Unknown} namespace(s) older than the record are always swept")]
+        public static partial void Attached(ILogger logger, string cgroup, string how, int unknown);
 
         [LoggerMessage(EventId = 511, Level = LogLevel.Warning, Message = "Socket hooks unavailable, so automatic sweeps visit every namespace and treat every socket as old: {Reason}")]
         public static partial void Unavailable(ILogger logger, string reason);

@@ -38,7 +38,7 @@ internal sealed partial class SweepEngine : IDisposable
     private readonly SemaphoreSlim _gate = new(1, 1);
 
     /// <summary>The maps that outlive the daemon: socket birth times, contacts and their bookkeeping, filled by the socket hooks.</summary>
-    public static readonly IReadOnlyList<string> PinnedMaps = ["reaper_births", "reaper_contacts", "reaper_history"];
+    public static readonly IReadOnlyList<string> PinnedMaps = ["reaper_births", "reaper_contacts", "reaper_history", "reaper_netns_before"];
 
     /// <summary>
     /// Loads the sweep. With <paramref name="stateDirectory"/>, the socket hooks' maps are pinned there:

@@ -1,0 +1,93 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+using LibBpf;
+using SocketReaper.Testing;
+using Xunit;
+
+namespace SocketReaper.IntegrationTests;
+
+/// <summary>
+/// Targeted sweeps never miss what a full sweep would destroy: namespaces that connected to the
+/// stale address (even without sending), and namespaces older than the socket hooks (history
+/// unknown), are swept; the others are left out. Addresses 10.98.0.0/16.
+/// </summary>
+public sealed partial class TargetedSweepTests
+{
+    private const string Stale = "10.98.0.9";
+
+    [PrivilegedFact]
+    public void A_targeted_sweep_finds_every_socket_a_full_sweep_finds_and_visits_fewer_namespaces()
+    {
+        using var endpoint = new TestNamespaces(1);
+        using var endpoints = new VethEndpoints(subnet: 98);
+        var device = endpoints.AddRouted(endpoint.Names[0], 1, Stale);
+
+        // Made before the daemon (and its hooks) existed: history unknown, so always swept.
+        using var old = new TestNamespaces(1);
+        Routed(old.Names[0]);
+        var oldSocket = old.In(old.Names[0], () => Connected(old, Stale, send: false));
+
+        using var daemon = new DaemonFixture(configJson: """{ "Reaping": { "Mode": "observe" } }""", devicePattern: endpoints.Pattern);
+        daemon.Start();
+        Poll.Until(() => BpfInfo.Query(VethEndpoints.Ifindex(device), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10), "attach");
+
+        // Made after: one talks to the stale address, one only connected to it (a UDP socket that
+        // never sent), one talks to another address, one has no socket at all.
+        using var later = new TestNamespaces(4);
+        foreach (var name in later.Names)
+        {
+            Routed(name);
+        }
+
+        var talks = later.In(later.Names[0], () => Connected(later, Stale, send: true));
+        var silent = later.In(later.Names[1], () => Connected(later, Stale, send: false));
+        var elsewhere = later.In(later.Names[2], () => Connected(later, "10.98.0.99", send: true));
+        var host = Connected(later, Stale, send: true);
+
+        endpoints.Remove(device);
+        var status = "";
+        Poll.Until(() => (status = daemon.Busctl("call", "org.socketreaper.Reaper1", "/org/socketreaper/Reaper", "org.socketreaper.Reaper1", "GetStatus").Stdout)
+            .Contains(" endpoint_gone would_destroy=", StringComparison.Ordinal), TimeSpan.FromSeconds(5), $"the automatic dry run; log:\n{daemon.Log}");
+        var targeted = AutomaticSweep().Match(status);
+        Assert.True(targeted.Success, status);
+
+        var full = daemon.Busctl("call", "org.socketreaper.Reaper1", "/org/socketreaper/Reaper", "org.socketreaper.Reaper1", "DryRun", "va{sv}", "s", $"dst {Stale}", "0");
+        var fullWould = long.Parse(Field(full.Stdout, "would_destroy", "t"), System.Globalization.CultureInfo.InvariantCulture);
+        var fullVisited = int.Parse(Field(full.Stdout, "namespaces_visited", "u"), System.Globalization.CultureInfo.InvariantCulture);
+
+        // The old namespace, the talker, the silent one and the host: in both, the same four.
+        Assert.True(4 == fullWould, daemon.Tool(null, ReaperProcess.Executable, "sweep", "--dst", Stale, "--dry-run", "--json").Stdout);
+        Assert.True(fullWould == long.Parse(targeted.Groups["would"].Value, System.Globalization.CultureInfo.InvariantCulture), $"{status}\n{daemon.Log}");
+        Assert.Equal("false", Field(full.Stdout, "targeted", "b"));
+        var visited = int.Parse(targeted.Groups["visited"].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(visited <= fullVisited - 2, $"the targeted sweep visited {visited} of {targeted.Groups["known"].Value}, the full one {fullVisited}: the namespace that talked elsewhere and the empty one should be left out; {status}");
+        Assert.True(oldSocket.Connected && talks.Connected && silent.Connected && elsewhere.Connected && host.Connected);
+    }
+
+    /// <summary>A route for 10.98.0.0/16 out of lo, so UDP sockets in the namespace can connect there.</summary>
+    private static void Routed(string netns) => TestNamespaces.Ip($"-n {netns} route add 10.98.0.0/16 dev lo");
+
+    private static Socket Connected(TestNamespaces ns, string address, bool send)
+    {
+        var s = ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp));
+        s.Connect(new IPEndPoint(IPAddress.Parse(address), 9));
+        if (send)
+        {
+            s.Send([1]);
+        }
+
+        return s;
+    }
+
+    /// <summary>The value of <paramref name="key"/> in busctl's a{sv} output.</summary>
+    private static string Field(string busctl, string key, string type)
+    {
+        var match = Regex.Match(busctl, $"\"{key}\" {type} (\\S+)");
+        Assert.True(match.Success, $"no {key} in: {busctl}");
+        return match.Groups[1].Value;
+    }
+
+    [GeneratedRegex(@"endpoint_gone would_destroy=(?<would>[0-9]+) scope=targeted namespaces=(?<visited>[0-9]+)/(?<known>[0-9]+)")]
+    private static partial Regex AutomaticSweep();
+}
