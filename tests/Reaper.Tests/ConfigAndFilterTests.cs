@@ -47,6 +47,20 @@ public sealed class ConfigTests : IDisposable
         Assert.Equal(IPEndPoint.Parse("[::1]:9470"), config.MetricsListen);
     }
 
+    [Fact]
+    public void Services_come_from_the_config_file_and_the_environment()
+    {
+        File.WriteAllText(_path, """
+            { "Services": [
+                { "Name": "dns", "Vip": "10.96.0.10", "Port": 53, "Protocol": "udp", "Backends": ["10.1.0.5:53", "[fd00::6]:53"] },
+                { "Name": "ntp", "Vip": "fd00::123", "Port": 123, "Protocol": "UDP", "Backends": [] }
+            ] }
+            """);
+        var config = ReaperConfig.Load(_path, new Dictionary<string, string> { ["SOCKETREAPER__Services__1__Backends"] = "10.1.0.7:123,10.1.0.8:123" }, true);
+        Assert.Equal(["dns 10.96.0.10:53/udp -> 10.1.0.5:53, [fd00::6]:53", "ntp [fd00::123]:123/udp -> 10.1.0.7:123, 10.1.0.8:123"], config.Services.Select(s => s.ToString()));
+        Assert.True(config.ReapServiceAffinity && config.ReapTargeted && config.ReapIpReused && !config.ReapServiceTcp);
+    }
+
     [Theory]
     [InlineData("{\n\"Sweep\": {\"Limit\": -1}}", "line 2: Sweep.Limit must be a whole number from 0 to any size, not '-1'.")]
     [InlineData("{\"Sweep\": {\"Limt\": 1}}", "line 1: 'Sweep.Limt' is not a setting")]
@@ -56,6 +70,12 @@ public sealed class ConfigTests : IDisposable
     [InlineData("{\"Reaping\": {\"CoalesceMilliseconds\": 60000}}", "Reaping.CoalesceMilliseconds must be a whole number from 0 to 10000, not '60000'.")]
     [InlineData("{\"Sweep\": {\"Limit\": 10, \"MaxLimit\": 5}}", "Sweep.Limit (10) is larger than Sweep.MaxLimit (5); lower it or raise Sweep.MaxLimit.")]
     [InlineData("{\n\n \"Sweep\": {", "line 3: not valid JSON")]
+    [InlineData("{\"Services\": [{\"Name\": \"dns\",\n \"Vip\": \"10.96.0\", \"Port\": 53, \"Protocol\": \"udp\", \"Backends\": []}]}", "line 1: Services: service 'dns': VIP '10.96.0' is not an IP address.")]
+    [InlineData("{\"Services\": [{\"Name\": \"dns\", \"Vip\": \"10.96.0.10\", \"Port\": 53, \"Protocol\": \"udp\",\n \"Backends\": [\"10.1.0.5\"]}]}", "Services: service 'dns': backend '10.1.0.5' must be ADDRESS:PORT")]
+    [InlineData("{\"Services\": [{\"Name\": \"dns\", \"Vip\": \"10.96.0.10\", \"Port\": 53}]}", "a service has no Protocol; each needs Name, Vip, Port, Protocol and Backends.")]
+    [InlineData("{\"Services\": [{\"Name\": \"dns\",\n\"Weight\": 3}]}", "line 2: 'Weight' is not a service field")]
+    [InlineData("{\"Services\": [{\"Name\": \"a\", \"Vip\": \"10.0.0.1\", \"Port\": 1, \"Protocol\": \"udp\", \"Backends\": []}, {\"Name\": \"a\", \"Vip\": \"10.0.0.2\", \"Port\": 1, \"Protocol\": \"udp\", \"Backends\": []}]}", "the name 'a' is used twice")]
+    [InlineData("{\"Reaping\": {\"Cgroup\": \"/no/such/cgroup\"}}", "Reaping.Cgroup must be an existing cgroup v2 directory")]
     public void Broken_settings_name_the_key_and_the_line(string json, string expected)
     {
         File.WriteAllText(_path, json);

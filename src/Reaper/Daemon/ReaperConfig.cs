@@ -279,11 +279,8 @@ internal sealed record ReaperConfig
                             JsonTokenType.Null => string.Empty,
                             _ => Encoding.UTF8.GetString(reader.ValueSpan),
                         };
-                        if (arrayIndex.Count > 0)
-                        {
-                            arrayIndex.Push(arrayIndex.Pop() + 1);
-                        }
-
+                        // A scalar in a list is one more value of the list's key (Datapath.Devices); only
+                        // objects in a list are numbered (Services.0.Name).
                         result.Add((key, text, $"{path} line {line}"));
                         property = null;
                         break;
