@@ -23,6 +23,7 @@ internal sealed partial class SweepCoordinator : IDisposable
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
     private readonly Queue<CompletedSweep> _recent = new();
+    private readonly NetnsCookieCache _cookies = new();
     private int _running;
     private ulong _nextId;
 
@@ -62,7 +63,7 @@ internal sealed partial class SweepCoordinator : IDisposable
     /// <summary>Finds the namespaces (done at start so READY means the host has been looked at).</summary>
     public IReadOnlyList<NetnsInfo> Discover()
     {
-        var discovery = NetnsCatalog.Discover(new DiscoveryOptions { Directories = _config.NetnsDirectories });
+        var discovery = NetnsCatalog.Discover(new DiscoveryOptions { Directories = _config.NetnsDirectories }, _cookies);
         NamespacesKnown = discovery.Namespaces.Count;
         _metrics.NamespacesKnown.Set(NamespacesKnown);
         return discovery.Namespaces;

@@ -20,6 +20,19 @@ internal static class Netns
         return (*(ulong*)buffer, *(ulong*)(buffer + 8));
     }
 
+    /// <summary>
+    /// Device, inode and the inode's change time (when nsfs made it, in ns): an inode number can be
+    /// reused by a namespace made after another died, the triple practically never.
+    /// </summary>
+    public static unsafe (ulong Device, ulong Inode, long CtimeSeconds, long CtimeNanoseconds) Stamp(SafeFileHandle ns)
+    {
+        var buffer = stackalloc byte[256];
+        SystemCallException.ThrowIfFailed(Libc.fstat(ns, buffer), "fstat namespace");
+
+        // struct stat on x86-64 and arm64: st_ctim at byte 104.
+        return (*(ulong*)buffer, *(ulong*)(buffer + 8), *(long*)(buffer + 104), *(long*)(buffer + 112));
+    }
+
     /// <summary>Whether the descriptor is a network namespace (NS_GET_NSTYPE).</summary>
     public static bool IsNetwork(SafeFileHandle ns) => Libc.ioctl(ns, Libc.NsGetNsType) == Libc.CloneNewNet;
 

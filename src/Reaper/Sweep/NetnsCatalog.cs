@@ -37,7 +37,7 @@ internal sealed record NetnsDiscovery(IReadOnlyList<NetnsInfo> Namespaces, int V
 /// </summary>
 internal static class NetnsCatalog
 {
-    public static NetnsDiscovery Discover(DiscoveryOptions options)
+    public static NetnsDiscovery Discover(DiscoveryOptions options, NetnsCookieCache? cache = null)
     {
         // The host is PID 1's namespace; where PID 1 is hidden from us (a sandbox), our own.
         var candidates = new List<(string Path, string Name, NetnsSource Source)>
@@ -69,6 +69,7 @@ internal static class NetnsCatalog
 
         // Merge paths by inode, keeping the best name (host, then bind mount, then process).
         var byInode = new Dictionary<(ulong, ulong), (string Path, string Name, NetnsSource Source)>();
+        var stamps = new Dictionary<(ulong, ulong), NetnsCookieCache.Key>();
         var vanished = 0;
         foreach (var c in candidates)
         {
@@ -84,17 +85,34 @@ internal static class NetnsCatalog
                 continue;
             }
 
-            var id = Netns.Identity(fd);
+            var stamp = Netns.Stamp(fd);
+            var id = (stamp.Device, stamp.Inode);
+            stamps[id] = new NetnsCookieCache.Key(stamp.Device, stamp.Inode, stamp.CtimeSeconds, stamp.CtimeNanoseconds);
             if (!byInode.TryGetValue(id, out var known) || c.Source < known.Source)
             {
                 byInode[id] = c;
             }
         }
 
-        var found = NetnsThread.RunRoaming(() =>
+        // Cookies already known (same device, inode and inode time) need no visit.
+        var list = new List<NetnsInfo>(byInode.Count);
+        var unknown = new Dictionary<(ulong, ulong), (string Path, string Name, NetnsSource Source)>();
+        foreach (var (id, c) in byInode)
         {
-            var list = new List<NetnsInfo>(byInode.Count);
-            foreach (var ((device, inode), c) in byInode)
+            if (cache?.TryGet(stamps[id], out var cookie) == true)
+            {
+                list.Add(new NetnsInfo(cookie, c.Name, c.Path, c.Source, id.Item1, id.Item2));
+            }
+            else
+            {
+                unknown[id] = c;
+            }
+        }
+
+        var found = unknown.Count == 0 ? [] : NetnsThread.RunRoaming(() =>
+        {
+            var entered = new List<NetnsInfo>(unknown.Count);
+            foreach (var ((device, inode), c) in unknown)
             {
                 using var fd = Netns.TryOpen(c.Path);
                 if (fd is null || Netns.Identity(fd) != (device, inode) || !Netns.TryEnter(fd, out _))
@@ -103,12 +121,14 @@ internal static class NetnsCatalog
                     continue;
                 }
 
-                list.Add(new NetnsInfo(Netns.CurrentCookie(), c.Name, c.Path, c.Source, device, inode));
+                entered.Add(new NetnsInfo(Netns.CurrentCookie(), c.Name, c.Path, c.Source, device, inode));
             }
 
-            return list;
+            return entered;
         });
-        return new NetnsDiscovery(found.OrderBy(n => n.Source).ThenBy(n => n.Name, StringComparer.Ordinal).ToList(), vanished);
+        list.AddRange(found);
+        cache?.Keep(list.Select(n => (stamps[(n.Device, n.Inode)], n.Cookie)));
+        return new NetnsDiscovery(list.OrderBy(n => n.Source).ThenBy(n => n.Name, StringComparer.Ordinal).ToList(), vanished);
     }
 
     /// <summary>
@@ -184,6 +204,43 @@ internal static class NetnsCatalog
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return [];
+        }
+    }
+}
+
+/// <summary>
+/// The cookies of the namespaces the last discovery found, by nsfs device, inode and inode time, so
+/// the next one enters only namespaces it has not seen: with hundreds of namespaces, entering each
+/// one for its cookie was most of an automatic sweep's reaction time. Holds no reference on any
+/// namespace (a held one would outlive its deletion and keep its devices alive).
+/// </summary>
+internal sealed class NetnsCookieCache
+{
+    private readonly Lock _lock = new();
+    private Dictionary<Key, ulong> _cookies = [];
+
+    internal readonly record struct Key(ulong Device, ulong Inode, long CtimeSeconds, long CtimeNanoseconds);
+
+    public bool TryGet(Key key, out ulong cookie)
+    {
+        lock (_lock)
+        {
+            return _cookies.TryGetValue(key, out cookie);
+        }
+    }
+
+    /// <summary>Keeps exactly <paramref name="seen"/>: namespaces no longer found are forgotten.</summary>
+    public void Keep(IEnumerable<(Key Key, ulong Cookie)> seen)
+    {
+        var next = new Dictionary<Key, ulong>();
+        foreach (var (key, cookie) in seen)
+        {
+            next[key] = cookie;
+        }
+
+        lock (_lock)
+        {
+            _cookies = next;
         }
     }
 }
