@@ -149,6 +149,46 @@ public sealed class BpfMap : IDisposable
         }
     }
 
+    /// <summary>Every key, walked with get_next_key: a snapshot, safe to delete from afterwards.</summary>
+    public List<TKey> Keys<TKey>()
+        where TKey : unmanaged
+    {
+        var keys = new List<TKey>();
+        var key = default(TKey);
+        var next = default(TKey);
+        var hasKey = false;
+        while (TryGetNextKey(hasKey ? Bytes(in key) : [], System.Runtime.InteropServices.MemoryMarshal.AsBytes(System.Runtime.InteropServices.MemoryMarshal.CreateSpan(ref next, 1))))
+        {
+            hasKey = true;
+            key = next;
+            keys.Add(next);
+        }
+
+        return keys;
+    }
+
+    /// <summary>Every entry, read in batches of <paramref name="batchSize"/> (BPF_MAP_LOOKUP_BATCH): a snapshot.</summary>
+    public List<(TKey Key, TValue Value)> ReadAll<TKey, TValue>(int batchSize = 1024)
+        where TKey : unmanaged
+        where TValue : unmanaged
+    {
+        var keys = new TKey[batchSize];
+        var values = new TValue[batchSize];
+        var entries = new List<(TKey, TValue)>();
+        TKey? cursor = null;
+        do
+        {
+            var n = LookupBatch<TKey, TValue>(keys, values, ref cursor);
+            for (var i = 0; i < n; i++)
+            {
+                entries.Add((keys[i], values[i]));
+            }
+        }
+        while (cursor is not null);
+
+        return entries;
+    }
+
     public bool TryLookup<TKey, TValue>(in TKey key, out TValue value)
         where TKey : unmanaged
         where TValue : unmanaged

@@ -67,6 +67,7 @@ public sealed class MapTests
 
         Assert.Equal(300, seen.Count);
         Assert.All(seen, kv => Assert.Equal(kv.Key * 10UL, kv.Value));
+        Assert.Equal(seen.OrderBy(kv => kv.Key), map.ReadAll<uint, ulong>(batchSize: 64).Select(e => KeyValuePair.Create(e.Key, e.Value)).OrderBy(kv => kv.Key));
 
         map.DeleteBatch<uint>(keys.AsSpan(0, 100));
         Assert.False(map.TryLookup(50u, out ulong _));
@@ -95,6 +96,8 @@ public sealed class MapTests
         }
 
         Assert.Equal([3u, 5u, 9u], found.Order());
+        Assert.Equal(found, map.Keys<uint>());
+        Assert.Throws<ArgumentException>(() => map.Keys<ulong>());
     }
 
     [PrivilegedFact]

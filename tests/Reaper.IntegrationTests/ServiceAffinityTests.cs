@@ -90,16 +90,7 @@ public sealed class ServiceAffinityTests
     private static int ServiceFlows(DaemonFixture daemon)
     {
         using var flows = BpfMap.OpenPinned($"{daemon.PinRoot}/maps/reaper_service_flows");
-        var count = 0;
-        Span<byte> key = stackalloc byte[flows.KeySize];
-        var hasKey = false;
-        while (flows.TryGetNextKey(hasKey ? key : [], key))
-        {
-            hasKey = true;
-            count++;
-        }
-
-        return count;
+        return flows.Keys<DatapathAbi.ServiceFlowKey>().Count;
     }
 
     /// <summary>Sends a question; returns which backend answered.</summary>

@@ -128,8 +128,7 @@ internal static class DatapathAbi
             {
                 fixed (byte* bytes = Addr)
                 {
-                    var address = new System.Net.IPAddress(new ReadOnlySpan<byte>(bytes, 16));
-                    return address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+                    return AbiAddress.FromKey(*(UInt128*)bytes);
                 }
             }
         }

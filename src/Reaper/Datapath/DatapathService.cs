@@ -183,20 +183,7 @@ internal sealed partial class DatapathService : BackgroundService
     /// <summary>Drops pinned per-device state a previous run left for devices we no longer manage.</summary>
     private void Prune(BpfObject obj, HashSet<int> present)
     {
-        var endpoints = obj.Map("reaper_endpoints");
-        var stale = new List<uint>();
-        Span<byte> key = stackalloc byte[4];
-        var hasKey = false;
-        while (endpoints.TryGetNextKey(hasKey ? key : [], key))
-        {
-            hasKey = true;
-            var ifindex = BitConverter.ToUInt32(key);
-            if (!_devices.ContainsKey((int)ifindex))
-            {
-                stale.Add(ifindex);
-            }
-        }
-
+        var stale = obj.Map("reaper_endpoints").Keys<uint>().Where(i => !_devices.ContainsKey((int)i)).ToList();
         stale.AddRange(DeviceCounters.Holders(obj).Where(i => !_devices.ContainsKey((int)i)));
         foreach (var ifindex in stale.Distinct())
         {
@@ -223,14 +210,23 @@ internal sealed partial class DatapathService : BackgroundService
     {
         foreach (var (address, ifindex) in ForgetOwnersOf(obj, gone))
         {
-            _graveyard.Add(address, ifindex);
-            if (_config.ReapEndpointGone)
-            {
-                _reaper.Enqueue(ReapTarget.EndpointGone(address));
-            }
-
-            _services.AddressGone(address);
+            Left(address, ifindex);
         }
+    }
+
+    /// <summary>
+    /// <paramref name="address"/> is no longer on device <paramref name="ifindex"/> (its owner entry is gone):
+    /// remembered, so taking it elsewhere counts as a move; its sockets reaped; its service flows too.
+    /// </summary>
+    private void Left(System.Net.IPAddress address, int ifindex)
+    {
+        _graveyard.Add(address, ifindex);
+        if (_config.ReapEndpointGone)
+        {
+            _reaper.Enqueue(ReapTarget.EndpointGone(address));
+        }
+
+        _services.AddressGone(address);
     }
 
     /// <summary>Deletes the owner entries whose device matches <paramref name="which"/>; returns their addresses and devices.</summary>
@@ -287,7 +283,7 @@ internal sealed partial class DatapathService : BackgroundService
 
         var now = Monotonic.NowNs();
         var owners = obj.Map("reaper_owners");
-        var key = SocketHooks.Key(route.Destination);
+        var key = AbiAddress.Key(route.Destination);
         var known = owners.TryLookup<UInt128, DatapathAbi.Owner>(key, out var owner);
         if (known && owner.Ifindex == (uint)route.Oif)
         {
@@ -310,7 +306,7 @@ internal sealed partial class DatapathService : BackgroundService
     private void RouteRemoved(BpfObject obj, RouteInfo route)
     {
         var owners = obj.Map("reaper_owners");
-        var key = SocketHooks.Key(route.Destination);
+        var key = AbiAddress.Key(route.Destination);
         if (!_devices.ContainsKey(route.Oif) || !owners.TryLookup<UInt128, DatapathAbi.Owner>(key, out var owner) || owner.Ifindex != (uint)route.Oif)
         {
             return;
@@ -318,13 +314,7 @@ internal sealed partial class DatapathService : BackgroundService
 
         owners.Delete(key);
         Interlocked.Increment(ref obj.Global<uint>("reaper_generation"));
-        _graveyard.Add(route.Destination, route.Oif);
-        if (_config.ReapEndpointGone)
-        {
-            _reaper.Enqueue(ReapTarget.EndpointGone(route.Destination));
-        }
-
-        _services.AddressGone(route.Destination);
+        Left(route.Destination, route.Oif);
     }
 
     /// <summary>Makes the datapath's backend table the services' backends; the programs look for service flows only while it has any.</summary>
@@ -332,14 +322,7 @@ internal sealed partial class DatapathService : BackgroundService
     {
         var backends = obj.Map("reaper_backends");
         var wanted = _services.BackendKeys().ToHashSet();
-        var present = new List<DatapathAbi.BackendKey>();
-        Span<byte> key = stackalloc byte[backends.KeySize];
-        var hasKey = false;
-        while (backends.TryGetNextKey(hasKey ? key : [], key))
-        {
-            hasKey = true;
-            present.Add(MemoryMarshal.Read<DatapathAbi.BackendKey>(key));
-        }
+        var present = backends.Keys<DatapathAbi.BackendKey>();
 
         foreach (var stale in present.Where(k => !wanted.Contains(k)))
         {

@@ -34,25 +34,6 @@ internal static class DatapathState
     public readonly record struct LearnedOwner(UInt128 Key, System.Net.IPAddress Address, DatapathAbi.Owner Owner);
 
     /// <summary>Every entry of the owner table <paramref name="owners"/> (reaper_owners, from the object or its pin), read in batches.</summary>
-    public static List<LearnedOwner> Owners(BpfMap owners)
-    {
-        var keys = new UInt128[1024];
-        var values = new DatapathAbi.Owner[1024];
-        var result = new List<LearnedOwner>();
-        Span<byte> bytes = stackalloc byte[16];
-        UInt128? cursor = null;
-        do
-        {
-            var n = owners.LookupBatch<UInt128, DatapathAbi.Owner>(keys, values, ref cursor);
-            for (var i = 0; i < n; i++)
-            {
-                System.Runtime.InteropServices.MemoryMarshal.Write(bytes, keys[i]);
-                var address = new System.Net.IPAddress(bytes);
-                result.Add(new LearnedOwner(keys[i], address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address, values[i]));
-            }
-        }
-        while (cursor is not null);
-
-        return result;
-    }
+    public static List<LearnedOwner> Owners(BpfMap owners) =>
+        [.. owners.ReadAll<UInt128, DatapathAbi.Owner>().Select(e => new LearnedOwner(e.Key, AbiAddress.FromKey(e.Key), e.Value))];
 }

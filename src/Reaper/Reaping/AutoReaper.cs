@@ -162,20 +162,16 @@ internal sealed partial class AutoReaper : BackgroundService
         {
             try
             {
-                string? whyFull = "Reaping.Targeted is off";
-                var scope = _config.ReapTargeted && _state.Hooks is { } hooks ? hooks.Scope(contacts, out whyFull) : null;
-                if (_config.ReapTargeted && _state.Hooks is null)
-                {
-                    whyFull = "the socket hooks are unavailable";
-                }
-
+                // Null: a full sweep (targeting off, no hooks, or a hole in their record — whyFull says which).
+                string? whyFull = "the socket hooks are unavailable";
+                var scope = !_config.ReapTargeted ? null : _state.Hooks?.Scope(contacts, out whyFull);
                 var scoped = request with { Scope = scope };
                 var completed = await Task.Factory.StartNew(() => _state.Coordinator.Run(scoped, stopping), stopping, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
                 var result = completed.Result;
                 _metrics.ReapScope.WithLabels(request.Trigger, scope is null ? "full" : "targeted").Inc();
                 if (scope is null && _config.ReapTargeted)
                 {
-                    Log.FullSweep(_logger, request.Trigger, whyFull ?? "unknown");
+                    Log.FullSweep(_logger, request.Trigger, whyFull!);
                 }
 
                 Log.Reaped(_logger, request.Trigger, request.Rules.Count, request.DryRun ? "would destroy" : "destroyed",

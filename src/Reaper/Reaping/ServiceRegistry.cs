@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using LibBpf;
 using Microsoft.Extensions.Logging;
 using SocketReaper.Bpf;
@@ -142,28 +141,37 @@ internal sealed partial class ServiceRegistry
         ReapFlows(service, left);
     }
 
+    /// <summary>Queues the VIP-connected sockets whose flows the datapath saw reach <paramref name="backends"/>, and forgets those flows.</summary>
     private void ReapFlows(ServiceSpec service, IReadOnlyCollection<IPEndPoint> backends)
     {
-        if (!Covers(service))
+        // Nothing learned when the datapath is off or has not pinned its table yet.
+        if (!Covers(service) || !_config.DatapathEnabled || !File.Exists(FlowsPin))
         {
             return;
         }
 
         var protocols = Protocols(service);
-        var protocol = (byte)service.Protocol;
-        foreach (var (key, client, clientPort) in Flows(backends, protocol))
+        var wanted = backends.Select(b => (AbiAddress.Key(b.Address), (ushort)b.Port)).ToHashSet();
+        using var flows = BpfMap.OpenPinned(FlowsPin);
+        foreach (var (key, _) in flows.ReadAll<DatapathAbi.ServiceFlowKey, ulong>())
         {
+            var (backend, client) = Addresses(key);
+            if (key.Protocol != (byte)service.Protocol || !wanted.Contains((backend, key.BackendPort)))
+            {
+                continue;
+            }
+
             _reaper.Enqueue(new ReapTarget(ReapReason.BackendLeft,
                 new SweepRule
                 {
                     Remote = IpPrefix.Host(service.Vip),
                     RemotePorts = new PortRange(service.Port, service.Port),
-                    Local = IpPrefix.Host(client),
-                    LocalPorts = new PortRange(clientPort, clientPort),
+                    Local = IpPrefix.Host(AbiAddress.FromKey(client)),
+                    LocalPorts = new PortRange(key.ClientPort, key.ClientPort),
                     Protocols = protocols,
                 },
                 [service.Vip]));
-            ForgetFlow(key);
+            flows.Delete(key);
         }
     }
 
@@ -175,46 +183,6 @@ internal sealed partial class ServiceRegistry
 
     private string FlowsPin => DatapathState.MapPin(_config.DatapathPinRoot, "reaper_service_flows");
 
-    /// <summary>The learned client flows to <paramref name="backends"/> (none when the datapath has not pinned its table).</summary>
-    private List<(DatapathAbi.ServiceFlowKey Key, IPAddress Client, ushort ClientPort)> Flows(IReadOnlyCollection<IPEndPoint> backends, byte protocol)
-    {
-        var result = new List<(DatapathAbi.ServiceFlowKey, IPAddress, ushort)>();
-        if (!_config.DatapathEnabled || !File.Exists(FlowsPin))
-        {
-            return result;
-        }
-
-        var wanted = backends.Select(b => (SocketHooks.Key(b.Address), (ushort)b.Port)).ToHashSet();
-        using var flows = BpfMap.OpenPinned(FlowsPin);
-        var keys = new DatapathAbi.ServiceFlowKey[1024];
-        var values = new ulong[1024];
-        DatapathAbi.ServiceFlowKey? cursor = null;
-        do
-        {
-            var n = flows.LookupBatch<DatapathAbi.ServiceFlowKey, ulong>(keys, values, ref cursor);
-            for (var i = 0; i < n; i++)
-            {
-                var (backend, client) = Addresses(keys[i]);
-                if (keys[i].Protocol == protocol && wanted.Contains((backend, keys[i].BackendPort)))
-                {
-                    result.Add((keys[i], ToAddress(client), keys[i].ClientPort));
-                }
-            }
-        }
-        while (cursor is not null);
-
-        return result;
-    }
-
-    private void ForgetFlow(DatapathAbi.ServiceFlowKey key)
-    {
-        if (File.Exists(FlowsPin))
-        {
-            using var flows = BpfMap.OpenPinned(FlowsPin);
-            flows.Delete(key);
-        }
-    }
-
     private static unsafe (UInt128 Backend, UInt128 Client) Addresses(in DatapathAbi.ServiceFlowKey key)
     {
         fixed (byte* backend = key.Backend)
@@ -224,18 +192,10 @@ internal sealed partial class ServiceRegistry
         }
     }
 
-    private static IPAddress ToAddress(UInt128 key)
-    {
-        Span<byte> bytes = stackalloc byte[16];
-        MemoryMarshal.Write(bytes, key);
-        var address = new IPAddress(bytes);
-        return address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
-    }
-
     private static unsafe DatapathAbi.BackendKey BackendKey(IPEndPoint backend, ProtocolType protocol)
     {
         var key = new DatapathAbi.BackendKey { Port = (ushort)backend.Port, Protocol = (byte)protocol };
-        *(UInt128*)key.Addr = SocketHooks.Key(backend.Address);
+        *(UInt128*)key.Addr = AbiAddress.Key(backend.Address);
         return key;
     }
 

@@ -110,7 +110,7 @@ internal sealed partial class SocketHooks
             }
 
             whyFull = null;
-            var keys = addresses.Select(Key).Distinct().ToList();
+            var keys = addresses.Select(AbiAddress.Key).Distinct().ToList();
             var contacts = _sweep.Map("reaper_contacts");
             HashSet<ulong>? talked = null;
             if (keys.Count > LookupsPerSweep / 64)
@@ -140,7 +140,7 @@ internal sealed partial class SocketHooks
             }
 
             var before = _sweep.Map("reaper_netns_before");
-            var gone = Keys(before).Where(c => !liveCookies.Contains(c)).ToList();
+            var gone = before.Keys<ulong>().Where(c => !liveCookies.Contains(c)).ToList();
             foreach (var cookie in gone)
             {
                 before.Delete(cookie);
@@ -148,20 +148,6 @@ internal sealed partial class SocketHooks
 
             return dead.Count + gone.Count;
         }
-    }
-
-    private static List<ulong> Keys(BpfMap map)
-    {
-        var result = new List<ulong>();
-        Span<byte> key = stackalloc byte[8];
-        var hasKey = false;
-        while (map.TryGetNextKey(hasKey ? key : [], key))
-        {
-            hasKey = true;
-            result.Add(BitConverter.ToUInt64(key));
-        }
-
-        return result;
     }
 
     /// <summary>Detaches and unpins the hooks a daemon left under <paramref name="root"/>, and unpins their maps; returns how many pins went.</summary>
@@ -193,14 +179,6 @@ internal sealed partial class SocketHooks
         return removed + PinnedState.Remove(mapsDirectory, SweepEngine.PinnedMaps);
     }
 
-    /// <summary>The address as the tables key it: 16 bytes, IPv4 v4-mapped.</summary>
-    public static UInt128 Key(IPAddress address)
-    {
-        Span<byte> bytes = stackalloc byte[16];
-        (address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? address.MapToIPv6() : address).TryWriteBytes(bytes, out _);
-        return System.Runtime.InteropServices.MemoryMarshal.Read<UInt128>(bytes);
-    }
-
     private static unsafe SweepAbi.ContactKey ContactKey(UInt128 address, ulong netns)
     {
         var key = new SweepAbi.ContactKey { NetnsCookie = netns };
@@ -208,27 +186,8 @@ internal sealed partial class SocketHooks
         return key;
     }
 
-    private static unsafe List<(UInt128 Address, ulong NetnsCookie)> ReadContacts(BpfMap contacts)
-    {
-        var keys = new SweepAbi.ContactKey[1024];
-        var values = new ulong[1024];
-        var result = new List<(UInt128, ulong)>();
-        SweepAbi.ContactKey? cursor = null;
-        do
-        {
-            var n = contacts.LookupBatch<SweepAbi.ContactKey, ulong>(keys, values, ref cursor);
-            for (var i = 0; i < n; i++)
-            {
-                fixed (byte* address = keys[i].Address)
-                {
-                    result.Add((*(UInt128*)address, keys[i].NetnsCookie));
-                }
-            }
-        }
-        while (cursor is not null);
-
-        return result;
-    }
+    private static unsafe List<(UInt128 Address, ulong NetnsCookie)> ReadContacts(BpfMap contacts) =>
+        [.. contacts.ReadAll<SweepAbi.ContactKey, ulong>().Select(e => (*(UInt128*)e.Key.Address, e.Key.NetnsCookie))];
 
     /// <summary>
     /// Puts every hook in place; true when all of them had been in place all along (the record has

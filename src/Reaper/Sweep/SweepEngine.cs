@@ -219,18 +219,7 @@ internal sealed partial class SweepEngine : IDisposable
     private void LoadRules(RuleTable table)
     {
         // The previous sweep's prefixes go first: a stale trie entry would point at new rules.
-        var stale = new List<SweepAbi.PrefixKey>();
-        Span<byte> key = stackalloc byte[_prefixes.KeySize];
-        Span<byte> nextKey = stackalloc byte[_prefixes.KeySize];
-        var first = true;
-        while (_prefixes.TryGetNextKey(first ? default : key, nextKey))
-        {
-            first = false;
-            nextKey.CopyTo(key);
-            stale.Add(MemoryMarshal.Read<SweepAbi.PrefixKey>(key));
-        }
-
-        foreach (var k in stale)
+        foreach (var k in _prefixes.Keys<SweepAbi.PrefixKey>())
         {
             _prefixes.Delete(k);
         }

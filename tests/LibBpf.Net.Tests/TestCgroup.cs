@@ -9,21 +9,9 @@ internal sealed class TestCgroup : IDisposable
 
     public string Path { get; }
 
-    /// <summary>Where cgroup2 is mounted (the first cgroup2 entry of mountinfo).</summary>
-    public static string Root()
-    {
-        foreach (var line in File.ReadLines("/proc/self/mountinfo"))
-        {
-            // "id parent major:minor root mountpoint options [optional...] - fstype source superoptions"
-            var dash = line.IndexOf(" - ", StringComparison.Ordinal);
-            if (dash > 0 && line[(dash + 3)..].StartsWith("cgroup2 ", StringComparison.Ordinal))
-            {
-                return line.Split(' ')[4];
-            }
-        }
-
-        throw new InvalidOperationException("no cgroup2 file system is mounted (see /proc/self/mountinfo)");
-    }
+    /// <summary>Where cgroup2 is mounted, found as the daemon finds it.</summary>
+    public static string Root() =>
+        SocketReaper.Platform.Cgroup2.MountPoint() ?? throw new InvalidOperationException("no cgroup2 file system is mounted (see /proc/self/mountinfo)");
 
     public static TestCgroup Create(string prefix)
     {
