@@ -99,6 +99,18 @@ struct reaper_contact_key {
 	__u64 netns_cookie;
 };
 
+/*
+ * Contact table value: when the first contact was recorded and which protocols made one, so a
+ * targeted sweep runs only the iterators a namespace needs. Each flag is set to 1 by a plain
+ * store, never cleared: racing hooks agree without atomics. Anything not UDP counts as TCP.
+ */
+struct reaper_contact {
+	__u64 first_ns;
+	__u8 tcp;
+	__u8 udp;
+	__u8 pad[6];
+};
+
 /* Capacity of the set of namespaces that existed before the record started (history unknown). */
 #define REAPER_NETNS_BEFORE_MAX 65536
 

@@ -51,6 +51,12 @@ enum {
 	AF_INET6 = 10,
 };
 
+/* include/uapi/linux/in.h */
+enum {
+	IPPROTO_TCP = 6,
+	IPPROTO_UDP = 17,
+};
+
 /* include/net/tcp_states.h */
 enum {
 	TCP_ESTABLISHED = 1,

@@ -53,7 +53,7 @@ struct {
 	__uint(max_entries, REAPER_CONTACTS_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct reaper_contact_key);
-	__type(value, __u64);
+	__type(value, struct reaper_contact);
 } reaper_contacts SEC(".maps");
 
 struct {
@@ -81,6 +81,7 @@ __u32 reaper_dry_run;
 struct reaper_record reaper_abi_record;
 struct reaper_rule reaper_abi_rule;
 struct reaper_contact_key reaper_abi_contact_key;
+struct reaper_contact reaper_abi_contact;
 struct reaper_history reaper_abi_history;
 
 static __always_inline struct reaper_stats *stats(void)
@@ -239,7 +240,7 @@ int reaper_sweep_tcp(struct bpf_iter__tcp *ctx)
 
 	if (!sk)
 		return 0;
-	return visit(ctx->meta->seq, sk, ctx->uid, 6);
+	return visit(ctx->meta->seq, sk, ctx->uid, IPPROTO_TCP);
 }
 
 SEC("iter/udp")
@@ -249,7 +250,7 @@ int reaper_sweep_udp(struct bpf_iter__udp *ctx)
 
 	if (!udp)
 		return 0;
-	return visit(ctx->meta->seq, (struct sock_common *)udp, ctx->uid, 17);
+	return visit(ctx->meta->seq, (struct sock_common *)udp, ctx->uid, IPPROTO_UDP);
 }
 
 /* ---- Socket hooks: birth times and contacts ---------------------------------------------- */
@@ -262,9 +263,20 @@ static __always_inline void stamp(struct bpf_sock *sk, __u64 now)
 		b->born_ns = now;
 }
 
-static __always_inline void contact(const __u8 addr[16], __u64 netns, __u64 now)
+static __always_inline void mark(struct reaper_contact *c, bool udp)
+{
+	if (udp) {
+		if (!c->udp)
+			c->udp = 1;
+	} else if (!c->tcp) {
+		c->tcp = 1;
+	}
+}
+
+static __always_inline void contact(const __u8 addr[16], __u64 netns, __u64 now, bool udp)
 {
 	struct reaper_contact_key key = { .netns_cookie = netns };
+	struct reaper_contact fresh = { .first_ns = now }, *c;
 	struct reaper_history *h;
 	__u32 zero = 0;
 
@@ -272,11 +284,21 @@ static __always_inline void contact(const __u8 addr[16], __u64 netns, __u64 now)
 	if (!h || netns == h->host_netns)
 		return;
 	__builtin_memcpy(key.addr, addr, 16);
-	if (bpf_map_lookup_elem(&reaper_contacts, &key))
+	c = bpf_map_lookup_elem(&reaper_contacts, &key);
+	if (c) {
+		mark(c, udp);
 		return;
-	if (bpf_map_update_elem(&reaper_contacts, &key, &now, BPF_NOEXIST) == 0)
+	}
+	mark(&fresh, udp);
+	if (bpf_map_update_elem(&reaper_contacts, &key, &fresh, BPF_NOEXIST) == 0) {
 		__sync_fetch_and_add(&h->contacts_inserted, 1);
-	else if (!bpf_map_lookup_elem(&reaper_contacts, &key))
+		return;
+	}
+	/* Another CPU inserted it first (mark our protocol there), or the table is full. */
+	c = bpf_map_lookup_elem(&reaper_contacts, &key);
+	if (c)
+		mark(c, udp);
+	else
 		__sync_fetch_and_add(&h->contacts_lost, 1);
 }
 
@@ -294,7 +316,7 @@ static __always_inline void on_connect(struct bpf_sock_addr *ctx, const __u8 add
 
 	if (ctx->sk)
 		stamp(ctx->sk, now);
-	contact(addr, bpf_get_netns_cookie(ctx), now);
+	contact(addr, bpf_get_netns_cookie(ctx), now, ctx->protocol == IPPROTO_UDP);
 }
 
 SEC("cgroup/connect4")
@@ -352,7 +374,7 @@ int reaper_sockops(struct bpf_sock_ops *ctx)
 			words[2] = c;
 			words[3] = d;
 		}
-		contact((__u8 *)words, bpf_get_netns_cookie(ctx), now);
+		contact((__u8 *)words, bpf_get_netns_cookie(ctx), now, false);
 	}
 	return 1;
 }

@@ -35,7 +35,9 @@ public sealed class DatapathDaemonTests
         using (var daemon = new DaemonFixture(devicePattern: endpoints.Pattern))
         {
             daemon.Start();
-            WaitUntil(() => BpfInfo.Query(firstIndex, BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10));
+            // Ingress is attached first, egress right after: wait for both.
+            WaitUntil(() => BpfInfo.Query(firstIndex, BpfAttachType.TcxIngress).LinkIds.Count == 1
+                && BpfInfo.Query(firstIndex, BpfAttachType.TcxEgress).LinkIds.Count == 1, TimeSpan.FromSeconds(10));
             linkId = BpfInfo.Query(firstIndex, BpfAttachType.TcxIngress).LinkIds[0];
             Assert.Single(BpfInfo.Query(firstIndex, BpfAttachType.TcxEgress).LinkIds);
 

@@ -33,8 +33,9 @@ public sealed partial class TargetedSweepTests
         Poll.Until(() => BpfInfo.Query(VethEndpoints.Ifindex(device), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10), "attach");
 
         // Made after: one talks to the stale address, one only connected to it (a UDP socket that
-        // never sent), one talks to another address, one has no socket at all.
-        using var later = new TestNamespaces(4);
+        // never sent), one talks to another address, one has no socket at all, and one connected
+        // UDP to it first and TCP later (its contact must cover TCP too, or the TCP pair is missed).
+        using var later = new TestNamespaces(5);
         foreach (var name in later.Names)
         {
             Routed(name);
@@ -44,6 +45,19 @@ public sealed partial class TargetedSweepTests
         var silent = later.In(later.Names[1], () => Connected(later, Stale, send: false));
         var elsewhere = later.In(later.Names[2], () => Connected(later, "10.98.0.99", send: true));
         var host = Connected(later, Stale, send: true);
+        var (udpFirst, tcpClient, tcpServer) = later.In(later.Names[4], () =>
+        {
+            // The stale address is local here, so a TCP connection to it gets established; both of
+            // its ends have the stale address as their peer.
+            TestNamespaces.Ip($"-n {later.Names[4]} address add {Stale}/32 dev lo");
+            var udp = Connected(later, Stale, send: true);
+            using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            listener.Bind(new IPEndPoint(IPAddress.Parse(Stale), 0));
+            listener.Listen();
+            var client = later.Track(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+            client.Connect(listener.LocalEndPoint!);
+            return (udp, client, later.Track(listener.Accept()));
+        });
 
         endpoints.Remove(device);
         var status = "";
@@ -56,13 +70,15 @@ public sealed partial class TargetedSweepTests
         var fullWould = long.Parse(Field(full.Stdout, "would_destroy", "t"), System.Globalization.CultureInfo.InvariantCulture);
         var fullVisited = int.Parse(Field(full.Stdout, "namespaces_visited", "u"), System.Globalization.CultureInfo.InvariantCulture);
 
-        // The old namespace, the talker, the silent one and the host: in both, the same four.
-        Assert.True(4 == fullWould, daemon.Tool(null, ReaperProcess.Executable, "sweep", "--dst", Stale, "--dry-run", "--json").Stdout);
+        // The old namespace, the talker, the silent one, the host and the mixed one's UDP socket and
+        // two TCP ends: in both, the same seven.
+        Assert.True(7 == fullWould, daemon.Tool(null, ReaperProcess.Executable, "sweep", "--dst", Stale, "--dry-run", "--json").Stdout);
         Assert.True(fullWould == long.Parse(targeted.Groups["would"].Value, System.Globalization.CultureInfo.InvariantCulture), $"{status}\n{daemon.Log}");
         Assert.Equal("false", Field(full.Stdout, "targeted", "b"));
         var visited = int.Parse(targeted.Groups["visited"].Value, System.Globalization.CultureInfo.InvariantCulture);
         Assert.True(visited <= fullVisited - 2, $"the targeted sweep visited {visited} of {targeted.Groups["known"].Value}, the full one {fullVisited}: the namespace that talked elsewhere and the empty one should be left out; {status}");
         Assert.True(oldSocket.Connected && talks.Connected && silent.Connected && elsewhere.Connected && host.Connected);
+        Assert.True(udpFirst.Connected && tcpClient.Connected && tcpServer.Connected);
     }
 
     /// <summary>A route for 10.98.0.0/16 out of lo, so UDP sockets in the namespace can connect there.</summary>

@@ -27,6 +27,7 @@ public sealed class SweepAbiLayoutTests
             ["scanned_tcp:ScannedTcp", "scanned_udp:ScannedUdp", "matched:Matched", "destroyed:Destroyed", "failed:Failed", "held_back:HeldBack", "dry_run:DryRun"]
         },
         { "reaper_contact_key", typeof(SweepAbi.ContactKey), ["addr:Address", "netns_cookie:NetnsCookie"] },
+        { "reaper_contact", typeof(SweepAbi.Contact), ["first_ns:FirstNs", "tcp:Tcp", "udp:Udp", "pad:Pad"] },
         { "reaper_history", typeof(SweepAbi.History), ["host_netns:HostNetns", "record_started_ns:RecordStartedNs", "contacts_inserted:ContactsInserted", "contacts_lost:ContactsLost"] },
     };
 

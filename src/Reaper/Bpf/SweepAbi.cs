@@ -92,6 +92,16 @@ internal static class SweepAbi
         public ulong NetnsCookie;
     }
 
+    /// <summary>struct reaper_contact.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct Contact
+    {
+        public ulong FirstNs;
+        public byte Tcp;
+        public byte Udp;
+        public fixed byte Pad[6];
+    }
+
     /// <summary>struct reaper_history.</summary>
     [StructLayout(LayoutKind.Sequential)]
     public struct History

@@ -68,8 +68,11 @@ internal sealed record ReaperConfig
     /// <summary>Reaping.EndpointGone: when an endpoint device goes, reap the sockets still talking to its addresses.</summary>
     public bool ReapEndpointGone { get; init; } = true;
 
-    /// <summary>Reaping.CoalesceMilliseconds: events this close together make one sweep.</summary>
-    public int ReapCoalesceMilliseconds { get; init; } = 2;
+    /// <summary>
+    /// Reaping.CoalesceMilliseconds: how long to wait after a trigger for others to join its sweep.
+    /// 0 (the default) waits for none: triggers queued while a sweep runs still share the next one.
+    /// </summary>
+    public int ReapCoalesceMilliseconds { get; init; }
 
     /// <summary>Reaping.IpReused: when an address moves to another endpoint, reap the sockets to it born before the move.</summary>
     public bool ReapIpReused { get; init; } = true;

@@ -84,9 +84,12 @@ internal sealed partial class SweepCoordinator : IDisposable
             var outOfScope = 0;
             if (request.Scope is { } scope)
             {
-                var inScope = namespaces.Where(scope).ToList();
-                outOfScope = namespaces.Count - inScope.Count;
-                namespaces = inScope;
+                // Asked once per namespace here; the engine's workers read the answers.
+                var plan = namespaces.Select(n => (Netns: n, Protocols: scope(n))).Where(p => p.Protocols != 0).ToList();
+                var protocols = plan.ToDictionary(p => p.Netns.Cookie, p => p.Protocols);
+                outOfScope = namespaces.Count - plan.Count;
+                namespaces = [.. plan.Select(p => p.Netns)];
+                request = request with { Scope = n => protocols.GetValueOrDefault(n.Cookie) };
             }
 
             var counter = new ProtocolCounter();

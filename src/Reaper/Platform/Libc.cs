@@ -24,6 +24,10 @@ internal static partial class Libc
     [LibraryImport(Library, SetLastError = true)]
     internal static unsafe partial int fstat(SafeHandle fd, byte* buffer);
 
+    /// <summary>stat(2) by path, following links (a /proc/PID/ns/net link leads to its nsfs inode).</summary>
+    [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static unsafe partial int stat(string path, byte* buffer);
+
     internal const uint NsGetNsType = 0xb703;
 
     [LibraryImport(Library, SetLastError = true)]

@@ -1,3 +1,4 @@
+using LibBpf;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
@@ -30,6 +31,25 @@ internal static class Netns
         SystemCallException.ThrowIfFailed(Libc.fstat(ns, buffer), "fstat namespace");
 
         // struct stat on x86-64 and arm64: st_ctim at byte 104.
+        return (*(ulong*)buffer, *(ulong*)(buffer + 8), *(long*)(buffer + 104), *(long*)(buffer + 112));
+    }
+
+    /// <summary>
+    /// <see cref="Stamp(SafeFileHandle)"/> of the namespace at <paramref name="path"/> by one stat(2), without
+    /// opening it; null when the path cannot be read, <paramref name="gone"/> telling whether it vanished
+    /// (a process exited, a mount was removed) rather than being forbidden.
+    /// </summary>
+    public static unsafe (ulong Device, ulong Inode, long CtimeSeconds, long CtimeNanoseconds)? TryStamp(string path, out bool gone)
+    {
+        var buffer = stackalloc byte[256];
+        if (Libc.stat(path, buffer) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            gone = errno is (int)Errno.ENOENT or (int)Errno.ESRCH or (int)Errno.ENOTDIR;
+            return null;
+        }
+
+        gone = false;
         return (*(ulong*)buffer, *(ulong*)(buffer + 8), *(long*)(buffer + 104), *(long*)(buffer + 112));
     }
 

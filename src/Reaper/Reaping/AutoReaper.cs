@@ -36,8 +36,8 @@ internal sealed record ReapTarget(ReapReason Reason, SweepRule Rule, IReadOnlyLi
 }
 
 /// <summary>
-/// Turns the datapath's signals into sweeps nobody asked for. Targets that arrive within
-/// Reaping.CoalesceMilliseconds of the first make one sweep per reason (one rule per address);
+/// Turns the datapath's signals into sweeps nobody asked for. Targets queued together (and those
+/// within Reaping.CoalesceMilliseconds of the first, when set) make one sweep per reason (one rule per address);
 /// in observe mode the sweep is a dry run. A sweep already running (say, one over D-Bus) is
 /// waited for, never interrupted. Nothing here logs per socket: the sweep's records feed the
 /// metrics and SweepCompleted like any other sweep, with the reason as its trigger.

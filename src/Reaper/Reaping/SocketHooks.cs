@@ -89,10 +89,11 @@ internal sealed partial class SocketHooks
     /// <summary>
     /// The scope of a targeted sweep for <paramref name="addresses"/>: the host, every namespace
     /// whose history is unknown, and every namespace the hooks saw connect to (or accept from) one
-    /// of them. Null — sweep everywhere — when the record has a hole: a hook was found detached
-    /// (re-attached now), or the contact table was full at some point.
+    /// of them, with the protocols it used (the host and the unknown: both). Null — sweep
+    /// everywhere — when the record has a hole: a hook was found detached (re-attached now), or the
+    /// contact table was full at some point.
     /// </summary>
-    public Func<NetnsInfo, bool>? Scope(IReadOnlyCollection<IPAddress> addresses, out string? whyFull)
+    public Func<NetnsInfo, SweepProtocols>? Scope(IReadOnlyCollection<IPAddress> addresses, out string? whyFull)
     {
         lock (_lock)
         {
@@ -112,18 +113,24 @@ internal sealed partial class SocketHooks
             whyFull = null;
             var keys = addresses.Select(AbiAddress.Key).Distinct().ToList();
             var contacts = _sweep.Map("reaper_contacts");
-            HashSet<ulong>? talked = null;
+            Dictionary<ulong, SweepProtocols>? talked = null;
             if (keys.Count > LookupsPerSweep / 64)
             {
                 // Many addresses: one pass over the table instead of a lookup per (namespace, address).
                 var wanted = keys.ToHashSet();
-                talked = [.. ReadContacts(contacts).Where(c => wanted.Contains(c.Address)).Select(c => c.NetnsCookie)];
+                talked = ReadContacts(contacts).Where(c => wanted.Contains(c.Address))
+                    .GroupBy(c => c.NetnsCookie)
+                    .ToDictionary(g => g.Key, g => g.Aggregate((SweepProtocols)0, (p, c) => p | c.Protocols));
             }
 
             var before = _sweep.Map("reaper_netns_before");
             return netns =>
-                netns.Source == NetnsSource.Host || netns.Cookie == history.HostNetns || before.TryLookup<ulong, byte>(netns.Cookie, out _) ||
-                (talked?.Contains(netns.Cookie) ?? keys.Any(k => contacts.TryLookup<SweepAbi.ContactKey, ulong>(ContactKey(k, netns.Cookie), out _)));
+                netns.Source == NetnsSource.Host || netns.Cookie == history.HostNetns || before.TryLookup<ulong, byte>(netns.Cookie, out _)
+                    ? SweepProtocols.Both
+                    : talked is not null
+                        ? talked.GetValueOrDefault(netns.Cookie)
+                        : keys.Aggregate((SweepProtocols)0, (p, k) =>
+                            p | (contacts.TryLookup<SweepAbi.ContactKey, SweepAbi.Contact>(ContactKey(k, netns.Cookie), out var c) ? Protocols(c) : 0));
         }
     }
 
@@ -186,8 +193,12 @@ internal sealed partial class SocketHooks
         return key;
     }
 
-    private static unsafe List<(UInt128 Address, ulong NetnsCookie)> ReadContacts(BpfMap contacts) =>
-        [.. contacts.ReadAll<SweepAbi.ContactKey, ulong>().Select(e => (*(UInt128*)e.Key.Address, e.Key.NetnsCookie))];
+    private static unsafe List<(UInt128 Address, ulong NetnsCookie, SweepProtocols Protocols)> ReadContacts(BpfMap contacts) =>
+        [.. contacts.ReadAll<SweepAbi.ContactKey, SweepAbi.Contact>().Select(e => (*(UInt128*)e.Key.Address, e.Key.NetnsCookie, Protocols(e.Value)))];
+
+    /// <summary>The protocols a contact was made with; a flag the hooks never clear.</summary>
+    private static SweepProtocols Protocols(SweepAbi.Contact contact) =>
+        (contact.Tcp != 0 ? SweepProtocols.Tcp : 0) | (contact.Udp != 0 ? SweepProtocols.Udp : 0);
 
     /// <summary>
     /// Puts every hook in place; true when all of them had been in place all along (the record has

@@ -53,7 +53,9 @@ internal static class NetnsCatalog
             }
         }
 
-        foreach (var mount in SafeMountPoints())
+        // Mounts outside those directories (a bind mount under /run/netns is listed twice otherwise).
+        var listed = candidates.Select(c => c.Path).ToHashSet(StringComparer.Ordinal);
+        foreach (var mount in SafeMountPoints().Where(listed.Add))
         {
             candidates.Add((mount, System.IO.Path.GetFileName(mount), NetnsSource.BindMount));
         }
@@ -63,31 +65,39 @@ internal static class NetnsCatalog
             var pid = System.IO.Path.GetFileName(pidDir);
             if (pid.Length > 0 && pid.All(char.IsAsciiDigit))
             {
-                candidates.Add(($"{pidDir}/ns/net", $"pid {pid} ({Comm(pidDir)})", NetnsSource.Process));
+                // Named (comm read) only if it is the one path kept for its namespace.
+                candidates.Add(($"{pidDir}/ns/net", pid, NetnsSource.Process));
             }
         }
 
-        // Merge paths by inode, keeping the best name (host, then bind mount, then process).
+        // Merge paths by inode, keeping the best name (host, then bind mount, then process). One
+        // stat(2) per path; only a namespace the cache does not know is opened to check its type.
         var byInode = new Dictionary<(ulong, ulong), (string Path, string Name, NetnsSource Source)>();
         var stamps = new Dictionary<(ulong, ulong), NetnsCookieCache.Key>();
+        var hostSeen = false;
         var vanished = 0;
         foreach (var c in candidates)
         {
-            using var fd = Netns.TryOpen(c.Path, out var gone);
-            if (fd is null)
+            if (Netns.TryStamp(c.Path, out var gone) is not { } stamp)
             {
                 vanished += gone && c.Source == NetnsSource.Process ? 1 : 0;
                 continue;
             }
 
-            if (!Netns.IsNetwork(fd) || (c.Source == NetnsSource.Host && byInode.Values.Any(v => v.Source == NetnsSource.Host)))
+            var id = (stamp.Device, stamp.Inode);
+            var key = new NetnsCookieCache.Key(stamp.Device, stamp.Inode, stamp.CtimeSeconds, stamp.CtimeNanoseconds);
+            if (!stamps.ContainsKey(id) && cache?.TryGet(key, out _) != true && !IsNetworkNamespace(c.Path, id))
             {
                 continue;
             }
 
-            var stamp = Netns.Stamp(fd);
-            var id = (stamp.Device, stamp.Inode);
-            stamps[id] = new NetnsCookieCache.Key(stamp.Device, stamp.Inode, stamp.CtimeSeconds, stamp.CtimeNanoseconds);
+            if (c.Source == NetnsSource.Host && hostSeen)
+            {
+                continue;
+            }
+
+            hostSeen |= c.Source == NetnsSource.Host;
+            stamps[id] = key;
             if (!byInode.TryGetValue(id, out var known) || c.Source < known.Source)
             {
                 byInode[id] = c;
@@ -97,8 +107,11 @@ internal static class NetnsCatalog
         // Cookies already known (same device, inode and inode time) need no visit.
         var list = new List<NetnsInfo>(byInode.Count);
         var unknown = new Dictionary<(ulong, ulong), (string Path, string Name, NetnsSource Source)>();
-        foreach (var (id, c) in byInode)
+        foreach (var (id, kept) in byInode)
         {
+            var c = kept.Source == NetnsSource.Process
+                ? kept with { Name = $"pid {kept.Name} ({Comm($"{options.ProcRoot}/{kept.Name}")})" }
+                : kept;
             if (cache?.TryGet(stamps[id], out var cookie) == true)
             {
                 list.Add(new NetnsInfo(cookie, c.Name, c.Path, c.Source, id.Item1, id.Item2));
@@ -107,6 +120,13 @@ internal static class NetnsCatalog
             {
                 unknown[id] = c;
             }
+        }
+
+        // Our own namespace (the host, usually) needs no visit either: its nsfs inode is made anew
+        // whenever nothing holds it, so it is often unknown by inode time.
+        if (Netns.TryStamp("/proc/thread-self/ns/net", out _) is { } own && unknown.Remove((own.Device, own.Inode), out var self))
+        {
+            list.Add(new NetnsInfo(Netns.CurrentCookie(), self.Name, self.Path, self.Source, own.Device, own.Inode));
         }
 
         var found = unknown.Count == 0 ? [] : NetnsThread.RunRoaming(() =>
@@ -157,6 +177,13 @@ internal static class NetnsCatalog
         }
 
         return chosen;
+    }
+
+    /// <summary>Whether <paramref name="path"/> is (still) the network namespace <paramref name="id"/>.</summary>
+    private static bool IsNetworkNamespace(string path, (ulong, ulong) id)
+    {
+        using var fd = Netns.TryOpen(path);
+        return fd is not null && Netns.Identity(fd) == id && Netns.IsNetwork(fd);
     }
 
     private static string Comm(string pidDir)

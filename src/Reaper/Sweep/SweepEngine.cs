@@ -98,7 +98,7 @@ internal sealed partial class SweepEngine : IDisposable
         _object.Global<uint>("reaper_dry_run") = request.DryRun ? 1u : 0u;
         _stats.Update(BitConverter.GetBytes(0u), new byte[((_stats.ValueSize + 7) & ~7) * BpfMap.PossibleCpus]);
 
-        var protocols = request.Protocols;
+        var requested = request.Protocols;
         var failures = new Dictionary<string, long>(StringComparer.Ordinal);
         var visited = 0;
         var skipped = 0;
@@ -121,6 +121,7 @@ internal sealed partial class SweepEngine : IDisposable
                     }
 
                     Interlocked.Increment(ref visited);
+                    var protocols = request.Scope is { } scope ? requested & scope(netns) : requested;
                     if (protocols.HasFlag(SweepProtocols.Tcp))
                     {
                         Drain(_tcp, buffer, netns, observer, failures, cancellation);

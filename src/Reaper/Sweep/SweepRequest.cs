@@ -18,10 +18,11 @@ internal sealed record SweepRequest
     public IReadOnlyList<string> Namespaces { get; init; } = [];
 
     /// <summary>
-    /// A targeted sweep's scope: only namespaces it accepts are visited (after <see cref="Namespaces"/>
-    /// has selected). Null: every namespace — a full sweep.
+    /// A targeted sweep's scope: the protocols each namespace needs swept (after
+    /// <see cref="Namespaces"/> has selected); a namespace given none is not visited. Null: every
+    /// namespace, every protocol of the rules — a full sweep.
     /// </summary>
-    public Func<NetnsInfo, bool>? Scope { get; init; }
+    public Func<NetnsInfo, SweepProtocols>? Scope { get; init; }
 
     /// <summary>OS threads that sweep namespaces in parallel (default: one per core).</summary>
     public int Parallelism { get; init; } = Environment.ProcessorCount;
