@@ -91,6 +91,74 @@ public sealed class SweepSafetyTests
     }
 
     [PrivilegedFact]
+    public void Time_wait_and_request_sockets_that_match_a_rule_are_never_destroyed()
+    {
+        using var ns = new TestNamespaces(1, Addresses);
+        var name = ns.Names[0];
+
+        // The client's handshake ACKs to port 8081 are dropped: its server side stays a request socket.
+        Nft(name, "add table inet srt_synrecv");
+        Nft(name, "add chain inet srt_synrecv in { type filter hook input priority 0; }");
+        Nft(name, "add rule inet srt_synrecv in tcp dport 8081 tcp flags & (syn | ack) == ack drop");
+
+        var timeWaitPort = 0;
+        var established = ns.In(name, () =>
+        {
+            // TIME_WAIT: the client closes first, then the server; the client's side waits 60 s.
+            var listener = ns.Listen("10.77.0.1", 8080);
+            var closing = ns.Connect(listener, "10.77.0.1", 8080, "10.77.9.9");
+            timeWaitPort = ((IPEndPoint)closing.Client.LocalEndPoint!).Port;
+            closing.Client.Close();
+            Assert.Equal(0, closing.Server.Receive(new byte[1]));
+            closing.Server.Close();
+
+            // A request socket (NEW_SYN_RECV) on 8081; its client thinks it is connected.
+            var synListener = ns.Listen("10.77.0.1", 8081);
+            var half = ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+            half.Bind(new IPEndPoint(IPAddress.Parse("10.77.9.9"), 0));
+            half.Connect(new IPEndPoint(IPAddress.Parse("10.77.0.1"), 8081));
+            GC.KeepAlive(synListener);
+
+            // A control: an established pair the same rule matches, which must die.
+            return ns.Connect(listener, "10.77.0.1", 8080, "10.77.9.9");
+        });
+
+        Assert.Contains("10.77.0.1:8080", States(name, "time-wait"), StringComparison.Ordinal);
+        Assert.Contains("10.77.0.1:8081", States(name, "syn-recv"), StringComparison.Ordinal);
+
+        // Every socket in the namespace has a 10.77 peer, and the rule asks for every state (more than
+        // the parser lets anyone ask for): only the iterator's own guard stands in the way.
+        using var engine = new SweepEngine(NullLogger.Instance);
+        var all = new SweepRule { Id = 1, Remote = IpPrefix.Parse("10.77.0.0/16", "--dst"), States = (TcpStates)ushort.MaxValue };
+        var seen = new Collector();
+        var result = engine.Run(new SweepRequest { Rules = [all], Trigger = "test" }, ns.Discover(), seen, CancellationToken.None);
+
+        // Destroyed itself (aborted) or by its server end's reset, whichever the iterator met first.
+        Assert.Contains(established.ClientSendError(), new[] { SocketError.ConnectionAborted, SocketError.ConnectionReset });
+        Assert.True(result.Destroyed >= 2, $"the established pair and the half-open client should die; destroyed {result.Destroyed}");
+        // Neither was even reported: the TIME_WAIT client nor the request socket on 8081.
+        Assert.DoesNotContain(seen.Matches, m => m.Local.Port == timeWaitPort || m.Local.Port == 8081);
+        Assert.Contains("10.77.0.1:8080", States(name, "time-wait"), StringComparison.Ordinal);
+        Assert.Contains("10.77.0.1:8081", States(name, "syn-recv"), StringComparison.Ordinal);
+        Assert.Contains("10.77.0.1:8081", States(name, "listening"), StringComparison.Ordinal);
+    }
+
+    /// <summary>Runs nft inside our namespace <paramref name="netns"/> (its tables go with it).</summary>
+    private static void Nft(string netns, string command)
+    {
+        var (code, _, stderr) = ReaperProcess.Exec(null, "ip", ["netns", "exec", netns, "nft", command]);
+        Assert.True(code == 0, $"nft {command}: {stderr}");
+    }
+
+    /// <summary>ss's lines for the TCP sockets of namespace <paramref name="netns"/> in <paramref name="state"/>.</summary>
+    private static string States(string netns, string state)
+    {
+        var (code, stdout, stderr) = ReaperProcess.Exec(null, "ip", ["netns", "exec", netns, "ss", "-Htan", "state", state]);
+        Assert.True(code == 0, $"ss failed: {stderr}");
+        return stdout;
+    }
+
+    [PrivilegedFact]
     public void Sweep_over_20_namespaces_kills_every_target_and_spares_every_innocent()
     {
         using var ns = new TestNamespaces(21, Addresses);
