@@ -23,6 +23,15 @@ public sealed class ConfigTests : IDisposable
         Assert.Equal(new IPEndPoint(IPAddress.Loopback, 9469), config.MetricsListen);
         Assert.True(config.DBusEnabled);
         Assert.Equal("socketreaper", config.SweepGroup);
+        Assert.Equal((20L, 1000L), (config.ReapMaxSweepsPerSecond, config.ReapMaxSocketsPerSecond));
+    }
+
+    [Fact]
+    public void Rate_limits_come_from_the_file_and_the_environment_and_zero_is_allowed()
+    {
+        File.WriteAllText(_path, """{ "Reaping": { "MaxSweepsPerSecond": 0, "MaxSocketsPerSecond": 50 } }""");
+        var config = ReaperConfig.Load(_path, new Dictionary<string, string> { ["SOCKETREAPER__Reaping__MaxSocketsPerSecond"] = "2" }, true);
+        Assert.Equal((0L, 2L), (config.ReapMaxSweepsPerSecond, config.ReapMaxSocketsPerSecond));
     }
 
     [Fact]
@@ -68,6 +77,9 @@ public sealed class ConfigTests : IDisposable
     [InlineData("{\"DBus\": {\"Enabled\": \"maybe\"}}", "DBus.Enabled must be true or false, not 'maybe'.")]
     [InlineData("{\"Reaping\": {\"Mode\": \"loud\"}}", "Reaping.Mode must be enforce, observe or off, not 'loud'.")]
     [InlineData("{\"Reaping\": {\"CoalesceMilliseconds\": 60000}}", "Reaping.CoalesceMilliseconds must be a whole number from 0 to 10000, not '60000'.")]
+    [InlineData("{\"Reaping\": {\"MaxSocketsPerSecond\": -5}}", "Reaping.MaxSocketsPerSecond must be a whole number from 0 to 10000000, not '-5'.")]
+    [InlineData("{\"Reaping\": {\"MaxSweepsPerSecond\": 1.5}}", "Reaping.MaxSweepsPerSecond must be a whole number from 0 to 10000, not '1.5'.")]
+    [InlineData("{\"Reaping\": {\"MaxSockets\": 5}}", "Reaping.MaxSweepsPerSecond, Reaping.MaxSocketsPerSecond, Services.")]
     [InlineData("{\"Sweep\": {\"Limit\": 10, \"MaxLimit\": 5}}", "Sweep.Limit (10) is larger than Sweep.MaxLimit (5); lower it or raise Sweep.MaxLimit.")]
     [InlineData("{\n\n \"Sweep\": {", "line 3: not valid JSON")]
     [InlineData("{\"Services\": [{\"Name\": \"dns\",\n \"Vip\": \"10.96.0\", \"Port\": 53, \"Protocol\": \"udp\", \"Backends\": []}]}", "line 1: Services: service 'dns': VIP '10.96.0' is not an IP address.")]

@@ -74,6 +74,20 @@ internal sealed record ReaperConfig
     /// </summary>
     public int ReapCoalesceMilliseconds { get; init; }
 
+    /// <summary>
+    /// Reaping.MaxSweepsPerSecond: automatic sweeps per second, in bursts of up to one second's worth
+    /// (0 = unlimited). Beyond it the next sweep waits and the targets queued meanwhile join it. A
+    /// targeted sweep costs a few milliseconds, so 20 a second stays a small share of one core.
+    /// </summary>
+    public long ReapMaxSweepsPerSecond { get; init; } = 20;
+
+    /// <summary>
+    /// Reaping.MaxSocketsPerSecond: sockets automatic sweeps may destroy per second, in bursts of up
+    /// to one second's worth (0 = unlimited); each automatic sweep's limit is the smaller of
+    /// Sweep.Limit and what the bucket holds, and what it held back is swept again after a refill.
+    /// </summary>
+    public long ReapMaxSocketsPerSecond { get; init; } = 1000;
+
     /// <summary>Reaping.IpReused: when an address moves to another endpoint, reap the sockets to it born before the move.</summary>
     public bool ReapIpReused { get; init; } = true;
 
@@ -149,6 +163,8 @@ internal sealed record ReaperConfig
                 "reaping.mode" => config with { ReapingMode = Mode(key, value, where) },
                 "reaping.endpointgone" => config with { ReapEndpointGone = Bool(key, value, where) },
                 "reaping.coalescemilliseconds" => config with { ReapCoalesceMilliseconds = (int)Number(key, value, where, 0, 10_000) },
+                "reaping.maxsweepspersecond" => config with { ReapMaxSweepsPerSecond = Number(key, value, where, 0, 10_000) },
+                "reaping.maxsocketspersecond" => config with { ReapMaxSocketsPerSecond = Number(key, value, where, 0, 10_000_000) },
                 "reaping.ipreused" => config with { ReapIpReused = Bool(key, value, where) },
                 "reaping.serviceaffinity" => config with { ReapServiceAffinity = Bool(key, value, where) },
                 "reaping.servicetcp" => config with { ReapServiceTcp = Bool(key, value, where) },
@@ -158,7 +174,7 @@ internal sealed record ReaperConfig
                 _ when key.StartsWith("services.", StringComparison.OrdinalIgnoreCase) => AddServiceField(config, key, value, where),
                 _ when key.StartsWith("datapath.devices", StringComparison.OrdinalIgnoreCase) => AddDevice(config, value),
                 _ when key.StartsWith("sweep.netnsdirectories", StringComparison.OrdinalIgnoreCase) => AddDirectory(config, value),
-                _ => throw new ConfigException($"{where}: '{key}' is not a setting; known: Sweep.Limit, Sweep.MaxLimit, Sweep.Threads, Sweep.NetnsDirectories, DBus.Enabled, DBus.Address, DBus.SweepGroup, Metrics.Enabled, Metrics.Listen, Datapath.Enabled, Datapath.Devices, Datapath.AllNetkit, Datapath.PinRoot, Datapath.MaxDeviceMetrics, Reaping.Mode, Reaping.EndpointGone, Reaping.IpReused, Reaping.ServiceAffinity, Reaping.ServiceTcp, Reaping.Targeted, Reaping.SocketHooks, Reaping.Cgroup, Reaping.CoalesceMilliseconds, Services."),
+                _ => throw new ConfigException($"{where}: '{key}' is not a setting; known: Sweep.Limit, Sweep.MaxLimit, Sweep.Threads, Sweep.NetnsDirectories, DBus.Enabled, DBus.Address, DBus.SweepGroup, Metrics.Enabled, Metrics.Listen, Datapath.Enabled, Datapath.Devices, Datapath.AllNetkit, Datapath.PinRoot, Datapath.MaxDeviceMetrics, Reaping.Mode, Reaping.EndpointGone, Reaping.IpReused, Reaping.ServiceAffinity, Reaping.ServiceTcp, Reaping.Targeted, Reaping.SocketHooks, Reaping.Cgroup, Reaping.CoalesceMilliseconds, Reaping.MaxSweepsPerSecond, Reaping.MaxSocketsPerSecond, Services."),
             };
         }
 

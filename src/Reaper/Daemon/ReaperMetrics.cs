@@ -33,10 +33,15 @@ internal sealed class ReaperMetrics
         DatapathEventsLost = f.CreateCounter("socketreaper_datapath_events_lost_total", "Events the datapath could not queue (ring buffer full).");
         DevicePackets = f.CreateCounter("socketreaper_device_packets_total", "Packets seen by the datapath per device and hook (series capped by Datapath.MaxDeviceMetrics).", "device", "hook");
         DeviceBytes = f.CreateCounter("socketreaper_device_bytes_total", "Bytes seen by the datapath per device and hook (series capped by Datapath.MaxDeviceMetrics).", "device", "hook");
-        ReapTargets = f.CreateCounter("socketreaper_reap_targets_total", "Stale-socket targets (an address, or a service flow) the automatic triggers asked to reap, by trigger; result=dropped when the queue was full.", "trigger", "result");
+        ReapTargets = f.CreateCounter("socketreaper_reap_targets_total", "Stale-socket targets (an address, or a service flow) the automatic triggers asked to reap, by trigger; result=dropped when the queue was full, result=abandoned when its sweep was cut short by the socket rate too often.", "trigger", "result");
         ReapScope = f.CreateCounter("socketreaper_reap_sweeps_total", "Automatic sweeps by trigger and scope: targeted (only namespaces that talked to the stale addresses, plus the host and those of unknown history) or full.", "trigger", "scope");
+        ReapRateLimited = f.CreateCounter("socketreaper_reap_rate_limited_total", "Automatic sweeps a rate limit acted on: limit=sweeps when Reaping.MaxSweepsPerSecond delayed one, limit=sockets when Reaping.MaxSocketsPerSecond delayed one or held sockets back.", "limit");
+        ReapSocketsWaiting = f.CreateGauge("socketreaper_reap_sockets_waiting", "Sockets the last automatic sweeps held back because of Reaping.MaxSocketsPerSecond, whose targets wait to be swept again.");
         DeviceDrops = f.CreateCounter("socketreaper_device_drops_total", "Packets the kernel dropped on a managed device: from the endpoint (ingress: rx_dropped) or to it (egress: tx_dropped).", "device", "hook");
         BuildInfo.WithLabels(SocketReaper.BuildInfo.Version).Set(1);
+        // Present at 0 from the start, so the first throttling shows as an increase.
+        ReapRateLimited.WithLabels("sweeps");
+        ReapRateLimited.WithLabels("sockets");
     }
 
     public CollectorRegistry Registry { get; }
@@ -88,6 +93,10 @@ internal sealed class ReaperMetrics
     public Counter ReapTargets { get; }
 
     public Counter ReapScope { get; }
+
+    public Counter ReapRateLimited { get; }
+
+    public Gauge ReapSocketsWaiting { get; }
 
     /// <summary>Counts one finished sweep; per-protocol match counts come from its records.</summary>
     public void Record(SweepResult r, long matchedTcp, long matchedUdp, long destroyedTcp, long destroyedUdp)

@@ -39,7 +39,9 @@ internal sealed record ReapTarget(ReapReason Reason, SweepRule Rule, IReadOnlyLi
 /// Turns the datapath's signals into sweeps nobody asked for. Targets queued together (and those
 /// within Reaping.CoalesceMilliseconds of the first, when set) make one sweep per reason (one rule per address);
 /// in observe mode the sweep is a dry run. A sweep already running (say, one over D-Bus) is
-/// waited for, never interrupted. Nothing here logs per socket: the sweep's records feed the
+/// waited for, never interrupted. Reaping.MaxSweepsPerSecond and Reaping.MaxSocketsPerSecond
+/// (<see cref="ReapThrottle"/>) make the next sweep wait while targets go on queueing and join it;
+/// targets whose sweep the socket rate cut short are swept again (<see cref="ReapRetries"/>). Nothing here logs per socket: the sweep's records feed the
 /// metrics and SweepCompleted like any other sweep, with the reason as its trigger.
 /// </summary>
 internal sealed partial class AutoReaper : BackgroundService
@@ -50,6 +52,11 @@ internal sealed partial class AutoReaper : BackgroundService
     private readonly DaemonState _state;
     private readonly ReaperMetrics _metrics;
     private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly ReapThrottle _throttle;
+    private readonly ReapRetries _retries = new();
+    private bool _delayedBySweeps;
+    private bool _delayedBySockets;
 
     public AutoReaper(ReaperConfig config, DaemonState state, ReaperMetrics metrics, ILogger<AutoReaper> logger)
     {
@@ -57,6 +64,8 @@ internal sealed partial class AutoReaper : BackgroundService
         _state = state;
         _metrics = metrics;
         _logger = logger;
+        _time = TimeProvider.System;
+        _throttle = new ReapThrottle(config.ReapMaxSweepsPerSecond, config.ReapMaxSocketsPerSecond, _time);
     }
 
     public static string TriggerName(ReapReason reason) => reason switch
@@ -113,14 +122,17 @@ internal sealed partial class AutoReaper : BackgroundService
         var reader = _queue.Reader;
         try
         {
-            while (await reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
+            // Targets held back by the socket rate need no new trigger to be swept again.
+            while (_retries.Count > 0 || await reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
             {
                 if (_config.ReapCoalesceMilliseconds > 0)
                 {
                     await Task.Delay(_config.ReapCoalesceMilliseconds, stoppingToken).ConfigureAwait(false);
                 }
 
-                var batch = new List<ReapTarget>();
+                // The rate limits are waited for before the queue is read: targets queued meanwhile join this sweep.
+                await ThrottleAsync(_retries.Sockets, stoppingToken).ConfigureAwait(false);
+                var batch = _retries.Take();
                 while (reader.TryRead(out var target))
                 {
                     batch.Add(target);
@@ -128,13 +140,36 @@ internal sealed partial class AutoReaper : BackgroundService
 
                 foreach (var group in batch.GroupBy(t => t.Reason))
                 {
+                    await ThrottleAsync(1, stoppingToken).ConfigureAwait(false);
                     await SweepAsync(group.Key, [.. group], stoppingToken).ConfigureAwait(false);
                 }
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
-            // Shutting down: queued targets are dropped; their sockets will be found by the next sweep that covers them.
+            // Shutting down: queued and held-back targets are dropped; their sockets will be found by the next sweep that covers them.
+        }
+    }
+
+    /// <summary>
+    /// Waits until the sweep rate allows a sweep and, unless sweeps are dry runs, the socket bucket
+    /// holds <paramref name="sockets"/> tokens (at most Sweep.Limit, at most a full bucket).
+    /// </summary>
+    private async Task ThrottleAsync(long sockets, CancellationToken stopping)
+    {
+        var countSockets = _config.ReapingMode != ReapingMode.Observe;
+        while (true)
+        {
+            var sweepWait = _throttle.UntilSweep();
+            var socketWait = countSockets ? _throttle.UntilSockets(Math.Min(sockets, _config.SweepLimit)) : TimeSpan.Zero;
+            if (sweepWait <= TimeSpan.Zero && socketWait <= TimeSpan.Zero)
+            {
+                return;
+            }
+
+            _delayedBySweeps |= sweepWait > TimeSpan.Zero;
+            _delayedBySockets |= socketWait > TimeSpan.Zero;
+            await Task.Delay(sweepWait > socketWait ? sweepWait : socketWait, _time, stopping).ConfigureAwait(false);
         }
     }
 
@@ -145,20 +180,66 @@ internal sealed partial class AutoReaper : BackgroundService
     private async Task SweepAsync(ReapReason reason, List<ReapTarget> targets, CancellationToken stopping)
     {
         var contacts = targets.SelectMany(t => t.Contacts).Distinct().ToList();
-        var request = new SweepRequest
-        {
-            Rules = RulesFor(targets),
-            DryRun = _config.ReapingMode == ReapingMode.Observe,
-            Limit = _config.SweepLimit,
-            Trigger = TriggerName(reason),
-        };
+        var dryRun = _config.ReapingMode == ReapingMode.Observe;
         while (!_state.IsStarted)
         {
             // The daemon is still starting: its engine is not loaded yet.
             await Task.Delay(50, stopping).ConfigureAwait(false);
         }
 
-        while (!stopping.IsCancellationRequested)
+        var request = new SweepRequest
+        {
+            Rules = RulesFor(targets),
+            DryRun = dryRun,
+            Limit = _throttle.StartSweep(_config.SweepLimit, countSockets: !dryRun),
+            Trigger = TriggerName(reason),
+        };
+        SweepResult? result = null;
+        try
+        {
+            result = await RunAsync(request, contacts, stopping).ConfigureAwait(false);
+        }
+        finally
+        {
+            _throttle.Finished(result?.Destroyed ?? 0);
+        }
+
+        // Held back below Sweep.Limit: the socket rate's doing, so the sockets wait for a refill, not for the next trigger.
+        var cutShort = result is { DryRun: false, HeldBack: > 0 } && request.Limit < _config.SweepLimit;
+        if (_delayedBySweeps)
+        {
+            _metrics.ReapRateLimited.WithLabels("sweeps").Inc();
+        }
+
+        if (_delayedBySockets || cutShort)
+        {
+            _metrics.ReapRateLimited.WithLabels("sockets").Inc();
+        }
+
+        (_delayedBySweeps, _delayedBySockets) = (false, false);
+        if (result is null)
+        {
+            return;
+        }
+
+        var abandoned = _retries.After(targets, cutShort ? result.HeldBack : 0);
+        _metrics.ReapSocketsWaiting.Set(_retries.Sockets);
+        if (cutShort && abandoned.Count < targets.Count)
+        {
+            Log.HeldBack(_logger, request.Trigger, result.HeldBack, _config.ReapMaxSocketsPerSecond, targets.Max(_retries.Attempts), ReapRetries.MaxRetries);
+        }
+
+        if (abandoned.Count > 0)
+        {
+            _metrics.ReapTargets.WithLabels(request.Trigger, "abandoned").Inc(abandoned.Count);
+            Log.Abandoned(_logger, request.Trigger, abandoned.Count, ReapRetries.MaxRetries, result.HeldBack);
+        }
+    }
+
+    /// <summary>Runs <paramref name="request"/> once the coordinator is free; null when it failed (logged).</summary>
+    private async Task<SweepResult?> RunAsync(SweepRequest request, List<IPAddress> contacts, CancellationToken stopping)
+    {
+        while (true)
         {
             try
             {
@@ -177,7 +258,7 @@ internal sealed partial class AutoReaper : BackgroundService
                 Log.Reaped(_logger, request.Trigger, request.Rules.Count, request.DryRun ? "would destroy" : "destroyed",
                     request.DryRun ? result.WouldDestroy : result.Destroyed, result.NamespacesVisited, scope is null ? "full" : "targeted",
                     result.NamespacesVisited + result.NamespacesSkipped + result.NamespacesOutOfScope);
-                return;
+                return result;
             }
             catch (SweepBusyException)
             {
@@ -187,7 +268,7 @@ internal sealed partial class AutoReaper : BackgroundService
             {
                 // Counted and logged by the coordinator when the sweep itself failed; the targets are dropped.
                 Log.Failed(_logger, request.Trigger, e.Message);
-                return;
+                return null;
             }
         }
     }
@@ -202,5 +283,11 @@ internal sealed partial class AutoReaper : BackgroundService
 
         [LoggerMessage(EventId = 501, Level = LogLevel.Information, Message = "Automatic sweep ({Trigger}) is a full sweep: {Reason}")]
         public static partial void FullSweep(ILogger logger, string trigger, string reason);
+
+        [LoggerMessage(EventId = 503, Level = LogLevel.Information, Message = "Automatic sweep ({Trigger}) held {HeldBack} socket(s) back at Reaping.MaxSocketsPerSecond={Rate}; its targets are swept again when the bucket refills (retry {Attempt} of {MaxRetries})")]
+        public static partial void HeldBack(ILogger logger, string trigger, long heldBack, long rate, int attempt, int maxRetries);
+
+        [LoggerMessage(EventId = 504, Level = LogLevel.Warning, Message = "Automatic sweep ({Trigger}): {Targets} target(s) given up after {MaxRetries} retries cut short by Reaping.MaxSocketsPerSecond; {HeldBack} stale socket(s) stay until another sweep covers them")]
+        public static partial void Abandoned(ILogger logger, string trigger, int targets, int maxRetries, long heldBack);
     }
 }
