@@ -93,6 +93,12 @@ public sealed partial class DaemonFaultTests
         Assert.Equal(destroyed, matched);
         Assert.True(visited < Namespaces, $"visited {visited} of {Namespaces}");
         Assert.InRange(visited, dead, dead + 1);
+
+        // The caller heard it too: a reply, not a dropped call.
+        var (code, stdout, stderr) = call.Result;
+        Assert.True(code == 0, stderr);
+        Assert.Contains("\"cancelled\" b true", stdout, StringComparison.Ordinal);
+        Assert.Contains($"\"destroyed\" t {dead} ", stdout, StringComparison.Ordinal);
     }
 
     [PrivilegedFact]
@@ -172,8 +178,8 @@ public sealed partial class DaemonFaultTests
         var first = Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_dbus_connected") == 1, TimeSpan.FromSeconds(15), "socketreaper_dbus_connected 1");
         var status = daemon.Busctl("call", Dest, ObjectPath, Iface, "GetStatus");
         Assert.True(status.ExitCode == 0, status.Stderr);
-        var dry = daemon.Busctl("call", Dest, ObjectPath, Iface, "DryRun", "va{sv}", "s", "dst 10.102.0.1", "0");
-        Assert.True(dry.ExitCode == 0, dry.Stderr);
+        var version = daemon.Busctl("get-property", Dest, ObjectPath, Iface, "Version");
+        Assert.True(version.ExitCode == 0, version.Stderr);
 
         // Said once each, however many retries failed.
         var lines = daemon.Log.Split('\n');
