@@ -13,7 +13,7 @@ namespace SocketReaper.IntegrationTests;
 internal sealed class DaemonFixture : IDisposable
 {
     private readonly string _dir;
-    private readonly Process _bus;
+    private Process _bus;
     private readonly Socket _notify;
     private readonly List<string> _notifications = [];
     private Process? _daemon;
@@ -103,12 +103,15 @@ internal sealed class DaemonFixture : IDisposable
             start.Environment["WATCHDOG_USEC"] = ((long)w.TotalMicroseconds).ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
 
+        // A restart reuses the notify socket: wait for a READY=1 beyond those already received.
+        var readyBefore = Notifications().Count(n => n.Contains("READY=1", StringComparison.Ordinal));
+        _daemon?.Dispose();
         _daemon = Process.Start(start)!;
         _daemon.OutputDataReceived += (_, e) => Append(e.Data);
         _daemon.ErrorDataReceived += (_, e) => Append(e.Data);
         _daemon.BeginOutputReadLine();
         _daemon.BeginErrorReadLine();
-        WaitFor(() => Notifications().Any(n => n.Contains("READY=1", StringComparison.Ordinal)), "READY=1 from the daemon");
+        WaitFor(() => Notifications().Count(n => n.Contains("READY=1", StringComparison.Ordinal)) > readyBefore, "READY=1 from the daemon");
         if (requireBus)
         {
             WaitFor(() => Busctl("status", "org.socketreaper.Reaper1").ExitCode == 0, "the daemon's bus name");
@@ -187,6 +190,28 @@ internal sealed class DaemonFixture : IDisposable
         }
 
         return watch.Elapsed;
+    }
+
+    /// <summary>SIGKILL: the daemon gets no chance to clean up.</summary>
+    public void Kill()
+    {
+        Daemon.Kill();
+        Daemon.WaitForExit();
+    }
+
+    /// <summary>Kills the private bus (SIGKILL): every connection to it drops at once.</summary>
+    public void KillBus()
+    {
+        _bus.Kill();
+        _bus.WaitForExit();
+    }
+
+    /// <summary>A new private bus on the same address, after <see cref="KillBus"/>.</summary>
+    public void RestartBus()
+    {
+        File.Delete(BusAddress["unix:path=".Length..]);
+        _bus.Dispose();
+        _bus = StartBus(BusAddress);
     }
 
     public void Dispose()

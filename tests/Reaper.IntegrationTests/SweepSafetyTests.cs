@@ -283,6 +283,74 @@ public sealed class SweepSafetyTests
     }
 
     [PrivilegedFact]
+    public void A_process_only_namespace_whose_last_process_exits_mid_sweep_is_skipped_counted_and_the_rest_are_swept()
+    {
+        using var ns = new TestNamespaces(4, "10.102.0.1/32");
+        var pairs = ns.Names.Select(n => ns.In(n, () => ns.Connect(ns.Listen("10.102.0.1", 8080), "10.102.0.1", 8080))).ToList();
+        using var sleeper = StartProcessOnlyNamespace();
+        try
+        {
+            var processOnly = Assert.Single(NetnsCatalog.Discover(new DiscoveryOptions()).Namespaces, n => n.Name == $"pid {sleeper.Id} (sleep)");
+            Assert.Equal(NetnsSource.Process, processOnly.Source);
+
+            // One worker, the process-only namespace second: the first namespace's match ends its
+            // only process, so the worker reaches it after it is gone — mid-sweep, by construction.
+            var ours = ns.Discover();
+            IReadOnlyList<NetnsInfo> order = [ours[0], processOnly, .. ours.Skip(1)];
+            var killer = new KillOnFirstMatch(sleeper);
+            using var engine = new SweepEngine(NullLogger.Instance);
+            var rule = new SweepRule { Id = 3, Remote = IpPrefix.Parse("10.102.0.1", "--dst"), RemotePorts = new PortRange(8080, 8080) };
+            var result = engine.Run(new SweepRequest { Rules = [rule], Parallelism = 1 }, order, killer, CancellationToken.None);
+
+            Assert.True(killer.Killed, "the namespace's last process was not ended mid-sweep");
+            Assert.False(Directory.Exists($"/proc/{sleeper.Id}"));
+            Assert.False(result.Cancelled);
+            Assert.Equal((4, 1), (result.NamespacesVisited, result.NamespacesSkipped));
+            Assert.Equal((4L, 4L, 0L), (result.Matched, result.Destroyed, result.Failed));
+            Assert.All(pairs, p => Assert.Equal(SocketError.ConnectionAborted, p.ClientSendError()));
+        }
+        finally
+        {
+            if (!sleeper.HasExited)
+            {
+                sleeper.Kill();
+                sleeper.WaitForExit();
+            }
+        }
+    }
+
+    /// <summary>`unshare --net sleep 60`: a namespace held by one process and nothing else (no bind mount).</summary>
+    private static System.Diagnostics.Process StartProcessOnlyNamespace()
+    {
+        var sleeper = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("unshare", "--net sleep 60"))!;
+        var ours = new FileInfo("/proc/self/ns/net").LinkTarget;
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while ((new FileInfo($"/proc/{sleeper.Id}/ns/net").LinkTarget == ours || File.ReadAllText($"/proc/{sleeper.Id}/comm").Trim() != "sleep") &&
+               DateTime.UtcNow < deadline)
+        {
+            Thread.Sleep(10);
+        }
+
+        return sleeper;
+    }
+
+    /// <summary>Ends the process on the first match (on the sweep's worker thread) and reaps it.</summary>
+    private sealed class KillOnFirstMatch(System.Diagnostics.Process victim) : ISweepObserver
+    {
+        public bool Killed { get; private set; }
+
+        public void OnMatch(in SweepMatch match, NetnsInfo netns)
+        {
+            if (!Killed)
+            {
+                victim.Kill();
+                victim.WaitForExit();
+                Killed = true;
+            }
+        }
+    }
+
+    [PrivilegedFact]
     public void A_cancelled_sweep_visits_nothing_more_and_says_so()
     {
         using var ns = new TestNamespaces(2, "10.77.0.1/32");

@@ -66,6 +66,8 @@ internal sealed partial class DBusService : BackgroundService
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
+                // A running sweep is cancelled by now; its reply (what it destroyed) goes out first.
+                await handler.RepliesSentAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
                 break;
             }
             catch (Exception e) when (e is DBusExceptionBase or DBusConnectFailedException or DBusConnectionException or System.Net.Sockets.SocketException or IOException or DBusErrorReplyException)

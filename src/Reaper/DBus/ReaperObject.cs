@@ -20,6 +20,7 @@ internal sealed partial class ReaperObject : IPathMethodHandler
     private readonly IReadOnlyList<HostCheck> _features;
     private readonly ILogger _logger;
     private readonly CancellationToken _stopping;
+    private int _replying;
 
     public ReaperObject(SweepCoordinator sweeps, Reaping.ServiceRegistry services, ReaperMetrics metrics, CallerPolicy policy, IReadOnlyList<HostCheck> features, ILogger logger, CancellationToken stopping)
     {
@@ -33,6 +34,19 @@ internal sealed partial class ReaperObject : IPathMethodHandler
     }
 
     public string Path => DBusNames.Path;
+
+    /// <summary>
+    /// Waits, at most <paramref name="limit"/>, until every call still running has replied: at
+    /// shutdown a cancelled sweep's caller still hears what it destroyed before the connection goes.
+    /// </summary>
+    public async Task RepliesSentAsync(TimeSpan limit)
+    {
+        var deadline = Environment.TickCount64 + (long)limit.TotalMilliseconds;
+        while (Volatile.Read(ref _replying) > 0 && Environment.TickCount64 < deadline)
+        {
+            await Task.Delay(10, CancellationToken.None).ConfigureAwait(false);
+        }
+    }
 
     public bool HandlesChildPaths => false;
 
@@ -106,6 +120,7 @@ internal sealed partial class ReaperObject : IPathMethodHandler
         // The reply comes from another thread once the sweep ends; the bus keeps serving meanwhile.
         context.DisposesAsynchronously = true;
         var sender = context.Request.SenderAsString ?? string.Empty;
+        Interlocked.Increment(ref _replying);
         _ = Task.Run(async () =>
         {
             try
@@ -135,6 +150,7 @@ internal sealed partial class ReaperObject : IPathMethodHandler
             finally
             {
                 context.Dispose();
+                Interlocked.Decrement(ref _replying);
             }
         });
         return ValueTask.CompletedTask;
@@ -170,6 +186,7 @@ internal sealed partial class ReaperObject : IPathMethodHandler
 
         context.DisposesAsynchronously = true;
         var sender = context.Request.SenderAsString ?? string.Empty;
+        Interlocked.Increment(ref _replying);
         _ = Task.Run(async () =>
         {
             try
@@ -208,6 +225,7 @@ internal sealed partial class ReaperObject : IPathMethodHandler
             finally
             {
                 context.Dispose();
+                Interlocked.Decrement(ref _replying);
             }
         });
         return ValueTask.CompletedTask;
