@@ -1,3 +1,4 @@
+using CsCheck;
 using SocketReaper.Testing;
 using Tmds.DBus.Protocol;
 using Xunit;
@@ -107,6 +108,86 @@ public sealed class HostileInputDaemonTests
         Assert.DoesNotContain("Unhandled", daemon.Log, StringComparison.Ordinal);
     }
 
+    private static readonly Gen<string> Text = Gen.Frequency(
+        (2, Gen.String),
+        (3, Gen.OneOf("dst", "dport", "proto", "state", "10.103.0.1", "10.103.0.0/16", "fd00::/64", "53", "udp", "listen", ";", "\n", "\u2028", "x").Array[0, 8]
+            .Select(w => string.Join(' ', w))));
+
+    private static readonly Gen<VariantValue> Value = Gen.Recursive<VariantValue>((depth, inner) => depth >= 6
+        ? Text.Select(VariantValue.String)
+        : Gen.Frequency(
+            (4, (IGen<VariantValue>)Text.Select(VariantValue.String)),
+            (1, Gen.UInt.Select(VariantValue.UInt32)),
+            (1, Gen.Long.Select(VariantValue.Int64)),
+            (1, Gen.Double.Select(VariantValue.Double)),
+            (1, Text.Array[0, 4].Select(VariantValue.Array)),
+            (2, inner.Select(VariantValue.Variant)),
+            (1, Gen.Select(inner, inner, (a, b) => VariantValue.Struct(a, b))),
+            (2, Gen.Select(Gen.OneOf("dst", "dport", "proto", "state", "limit", "netns", "x"), inner).Array[0, 3]
+                .Select(e => new Dict<string, VariantValue>(e.GroupBy(p => p.Item1).ToDictionary(g => g.Key, g => g.First().Item2)).AsVariantValue()))));
+
+    /// <summary>
+    /// Random calls straight at ReaperObject over the real bus: every method with right and wrong
+    /// signatures and random bodies. Sweep, SetService and RemoveService get wrong signatures only,
+    /// since a well-formed random one could act on the host's sockets; DryRun gets everything.
+    /// </summary>
+    [PrivilegedFact]
+    public async Task Random_calls_get_a_reply_or_a_named_error_and_the_daemon_keeps_answering()
+    {
+        using var daemon = new DaemonFixture();
+        daemon.Start();
+        using var bus = new DBusConnection(daemon.BusAddress);
+        await bus.ConnectAsync();
+        var iterations = long.TryParse(Environment.GetEnvironmentVariable("SOCKETREAPER_FUZZ_ITERATIONS"), out var n) && n > 0 ? n / 10 : 150;
+
+        var members = Gen.OneOf("DryRun", "DryRun", "GetStatus", "ListServices", "Sweep", "SetService", "RemoveService", "Frobnicate", "");
+        var signatures = Gen.OneOf("", "s", "va{sv}", "va{sv}", "ssqsas", "v", "a{sv}", "u", "as", "ss");
+        var calls = Gen.Select(members, signatures, Value, Value, Text, Gen.UShort, Text.Array[0, 4]);
+        var answers = new HashSet<string>();
+        calls.Sample((member, signature, v1, v2, text, port, strings) =>
+        {
+            if (member is "Sweep" or "SetService" or "RemoveService" && signature is "va{sv}" or "ssqsas" or "s")
+            {
+                signature = "u";
+            }
+
+            // A connection of its own: the bus drops a sender whose message breaks the protocol (a NUL
+            // inside a string, say), which is the bus refusing it, not the daemon failing.
+            using var hostile = new DBusConnection(daemon.BusAddress);
+            hostile.ConnectAsync().AsTask().GetAwaiter().GetResult();
+            var answer = CallAsync(hostile, member, signature, (ref MessageWriter w) =>
+            {
+                foreach (var type in signature.Replace("a{sv}", "D", StringComparison.Ordinal).Replace("as", "A", StringComparison.Ordinal))
+                {
+                    switch (type)
+                    {
+                        case 's': w.WriteString(text); break;
+                        case 'q': w.WriteUInt16(port); break;
+                        case 'u': w.WriteUInt32(port); break;
+                        case 'v': w.WriteVariant(v1); break;
+                        case 'A': w.WriteArray(strings); break;
+                        case 'D': w.WriteDictionary(v2.Type == VariantValueType.Dictionary && v2.KeyType == VariantValueType.String
+                            ? Enumerable.Range(0, v2.Count).ToDictionary(i => v2.GetDictionaryEntry(i).Key.GetString(), i => v2.GetDictionaryEntry(i).Value)
+                            : new Dictionary<string, VariantValue> { [text] = v2 }); break;
+                    }
+                }
+            }).GetAwaiter().GetResult();
+            // Ours, the standard ones the interface names, or the bus dropping a protocol breaker.
+            Assert.True(!answer.StartsWith("refused", StringComparison.Ordinal)
+                || answer.Contains("Connection closed by peer", StringComparison.Ordinal)
+                || new[] { "UnknownMethod", "InvalidArgs", "UnknownProperty", "PropertyReadOnly" }.Any(e => answer.Contains($"org.freedesktop.DBus.Error.{e} ", StringComparison.Ordinal)), answer);
+            Assert.DoesNotContain('\n', answer);
+            Assert.StartsWith("ok", CallAsync(bus, "GetStatus", "", (ref MessageWriter _) => { }).GetAwaiter().GetResult(), StringComparison.Ordinal);
+            Assert.True(answer.Length < 400, answer);
+            answers.Add(answer.Split(':')[0]);
+        }, iter: iterations, threads: 1);
+
+        Assert.StartsWith("ok", await CallAsync(bus, "GetStatus", "", (ref MessageWriter _) => { }), StringComparison.Ordinal);
+        Assert.False(daemon.Daemon.HasExited, daemon.Log);
+        Assert.DoesNotContain("Unhandled", daemon.Log, StringComparison.Ordinal);
+        Assert.Contains("InvalidFilter", answers);
+    }
+
     [PrivilegedFact]
     public void A_million_rules_or_a_64_KiB_token_on_the_command_line_is_one_sentence()
     {
@@ -197,7 +278,7 @@ public sealed class HostileInputDaemonTests
         }
         catch (Exception e) when (e is DBusErrorReplyException or DBusConnectionException or DBusMessageException or ObjectDisposedException)
         {
-            return $"refused: {e.GetType().Name} {e.Message.Split('\n')[0]}";
+            return $"refused: {e.GetType().Name} {(e as DBusErrorReplyException)?.ErrorName} {e.Message.Split('\n')[0]}";
         }
     }
 }
