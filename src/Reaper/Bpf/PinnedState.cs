@@ -15,7 +15,7 @@ internal static class PinnedState
     /// </summary>
     public static BpfObject Load(string embedded, string directory, IReadOnlyList<string> maps, Action<string> discarded)
     {
-        Directory.CreateDirectory(directory);
+        CreatePrivateDirectory(directory);
         try
         {
             return LoadWith(embedded, directory, maps);
@@ -49,6 +49,26 @@ internal static class PinnedState
     public static BpfObject LoadUnpinned(string embedded) => LoadWith(embedded, string.Empty, []);
 
     public static string Pin(string directory, string map) => $"{directory}/{map}";
+
+    /// <summary>
+    /// Creates a pin directory, and any missing parent, readable by root only (0700), and narrows
+    /// one an older run left wider: the pins' names tell devices and namespaces apart, and the
+    /// kernel makes the pins themselves 0600.
+    /// </summary>
+    public static void CreatePrivateDirectory(string directory)
+    {
+        const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+        if (!OperatingSystem.IsLinux())
+        {
+            throw new PlatformNotSupportedException("bpffs pins exist on Linux only.");
+        }
+
+        Directory.CreateDirectory(directory, OwnerOnly);
+        if (File.GetUnixFileMode(directory) != OwnerOnly)
+        {
+            File.SetUnixFileMode(directory, OwnerOnly);
+        }
+    }
 
     /// <summary>Unpins <paramref name="maps"/>; returns how many were pinned.</summary>
     public static int Remove(string directory, IReadOnlyList<string> maps)

@@ -25,6 +25,14 @@ internal static class RunCommand
     public static int Run(string[] args, TextWriter stderr)
     {
         var options = ParsedArguments.Parse("run", args, new HashSet<string>(), new HashSet<string> { "config" });
+        // Checked first: without these every later step fails with a less telling EPERM.
+        var missing = Platform.HostInfo.MissingDaemonCapabilities(Platform.HostInfo.EffectiveCapabilities());
+        if (missing.Count > 0)
+        {
+            stderr.WriteLine($"socketreaper run: missing capabilities {string.Join(", ", missing)}; run it as root or grant them (systemd: CapabilityBoundingSet= and AmbientCapabilities=).");
+            return 77;
+        }
+
         ReaperConfig config;
         try
         {

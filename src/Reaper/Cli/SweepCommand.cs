@@ -154,7 +154,7 @@ internal static class SweepCommand
     private static long ParseCount(string text, string what, long min, long max = long.MaxValue) =>
         long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= min && n <= max
             ? n
-            : throw new FormatException($"{what} '{text}' is not a whole number from {min} to {(max == long.MaxValue ? "any size" : max.ToString(CultureInfo.InvariantCulture))}.");
+            : throw new FormatException($"{what} '{SweepFilter.Quote(text)}' is not a whole number from {min} to {(max == long.MaxValue ? "any size" : max.ToString(CultureInfo.InvariantCulture))}.");
 
     /// <summary>VmHWM: this process's peak resident set size.</summary>
     private static long PeakRssKib()

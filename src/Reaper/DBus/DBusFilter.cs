@@ -48,7 +48,7 @@ internal static class DBusFilter
                     namespaces.AddRange(Strings(value, "netns"));
                     break;
                 default:
-                    throw new FormatException($"'{key}' is not a sweep option; use limit or netns.");
+                    throw new FormatException($"'{SweepFilter.Quote(key)}' is not a sweep option; use limit or netns.");
             }
         }
 
@@ -69,7 +69,7 @@ internal static class DBusFilter
             var key = entry.Key.GetString();
             if (!SweepFilter.Keys.Contains(key))
             {
-                throw new FormatException($"'{key}' is not a filter key; use dst, dport, src, sport, proto or state.");
+                throw new FormatException($"'{SweepFilter.Quote(key)}' is not a filter key; use dst, dport, src, sport, proto or state.");
             }
 
             entries[key] = Unwrap(entry.Value);

@@ -209,7 +209,7 @@ internal sealed partial class ReaperObject : IPathMethodHandler
                 }
                 else
                 {
-                    Error(context, method, DBusNames.InvalidService, $"there is no service named '{(name.Length <= 64 ? name : name[..64] + "…")}'; ListServices names them.");
+                    Error(context, method, DBusNames.InvalidService, $"there is no service named '{SweepFilter.Quote(name)}'; ListServices names them.");
                     return;
                 }
 

@@ -51,6 +51,12 @@ internal sealed class DaemonState : IDisposable
         Stopping = stopping;
         LibBpf.LibBpfLog.Route(_loggers.CreateLogger("libbpf"));
         Features = HostProbe.Run();
+        if (_config.ReapSocketHooks || _config.DatapathEnabled)
+        {
+            // The pin root too, not only the maps/, links/ and hooks/ made under it.
+            Bpf.PinnedState.CreatePrivateDirectory(_config.DatapathPinRoot);
+        }
+
         var engine = _config.ReapSocketHooks
             ? new SweepEngine(_loggers.CreateLogger<SweepEngine>(), Datapath.DatapathState.MapsDirectory(_config.DatapathPinRoot), ownsState: true)
             : new SweepEngine(_loggers.CreateLogger<SweepEngine>());

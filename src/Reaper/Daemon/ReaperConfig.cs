@@ -174,7 +174,7 @@ internal sealed record ReaperConfig
                 _ when key.StartsWith("services.", StringComparison.OrdinalIgnoreCase) => AddServiceField(config, key, value, where),
                 _ when key.StartsWith("datapath.devices", StringComparison.OrdinalIgnoreCase) => AddDevice(config, value),
                 _ when key.StartsWith("sweep.netnsdirectories", StringComparison.OrdinalIgnoreCase) => AddDirectory(config, value),
-                _ => throw new ConfigException($"{where}: '{key}' is not a setting; known: Sweep.Limit, Sweep.MaxLimit, Sweep.Threads, Sweep.NetnsDirectories, DBus.Enabled, DBus.Address, DBus.SweepGroup, Metrics.Enabled, Metrics.Listen, Datapath.Enabled, Datapath.Devices, Datapath.AllNetkit, Datapath.PinRoot, Datapath.MaxDeviceMetrics, Reaping.Mode, Reaping.EndpointGone, Reaping.IpReused, Reaping.ServiceAffinity, Reaping.ServiceTcp, Reaping.Targeted, Reaping.SocketHooks, Reaping.Cgroup, Reaping.CoalesceMilliseconds, Reaping.MaxSweepsPerSecond, Reaping.MaxSocketsPerSecond, Services."),
+                _ => throw new ConfigException($"{where}: '{Sweep.SweepFilter.Quote(key)}' is not a setting; known: Sweep.Limit, Sweep.MaxLimit, Sweep.Threads, Sweep.NetnsDirectories, DBus.Enabled, DBus.Address, DBus.SweepGroup, Metrics.Enabled, Metrics.Listen, Datapath.Enabled, Datapath.Devices, Datapath.AllNetkit, Datapath.PinRoot, Datapath.MaxDeviceMetrics, Reaping.Mode, Reaping.EndpointGone, Reaping.IpReused, Reaping.ServiceAffinity, Reaping.ServiceTcp, Reaping.Targeted, Reaping.SocketHooks, Reaping.Cgroup, Reaping.CoalesceMilliseconds, Reaping.MaxSweepsPerSecond, Reaping.MaxSocketsPerSecond, Services."),
             };
         }
 
@@ -191,7 +191,7 @@ internal sealed record ReaperConfig
             var parts = key.Split('.');
             if (parts.Length != 3 || !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var index) || index > 10_000)
             {
-                throw new ConfigException($"{where}: '{key}' is not a setting; services are a list: \"Services\": [{{\"Name\": …, \"Vip\": …, \"Port\": …, \"Protocol\": …, \"Backends\": [\"ADDRESS:PORT\", …]}}].");
+                throw new ConfigException($"{where}: '{Sweep.SweepFilter.Quote(key)}' is not a setting; services are a list: \"Services\": [{{\"Name\": …, \"Vip\": …, \"Port\": …, \"Protocol\": …, \"Backends\": [\"ADDRESS:PORT\", …]}}].");
             }
 
             if (!services.TryGetValue(index, out var fields))
@@ -240,20 +240,33 @@ internal sealed record ReaperConfig
         return config;
     }
 
+    /// <summary>Largest config file read; a real one is a few hundred bytes.</summary>
+    public const int MaxFileBytes = 1024 * 1024;
+
     /// <summary>Flattens the JSON file into Section.Key values, each with its line for messages.</summary>
     private static List<(string, string, string)> ReadJson(string path)
     {
+        var size = new FileInfo(path).Length;
+        if (size > MaxFileBytes)
+        {
+            throw new ConfigException($"config file {path} is {size} bytes; at most {MaxFileBytes} are accepted.");
+        }
+
         var bytes = File.ReadAllBytes(path);
         var result = new List<(string, string, string)>();
         var reader = new Utf8JsonReader(bytes, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
         var stack = new List<string>();
         string? property = null;
         var arrayIndex = new Stack<int>();
+        var (line, counted) = (1, 0);
         try
         {
             while (reader.Read())
             {
-                var line = 1 + bytes.AsSpan(0, (int)reader.TokenStartIndex).Count((byte)'\n');
+                // Lines counted once, up to each token: linear in the file's size.
+                var start = (int)reader.TokenStartIndex;
+                line += bytes.AsSpan(counted, start - counted).Count((byte)'\n');
+                counted = start;
                 switch (reader.TokenType)
                 {
                     case JsonTokenType.PropertyName:
@@ -317,37 +330,37 @@ internal sealed record ReaperConfig
     private static long Number(string key, string value, string where, long min, long max) =>
         long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= min && n <= max
             ? n
-            : throw new ConfigException($"{where}: {key} must be a whole number from {min} to {(max == long.MaxValue ? "any size" : max)}, not '{value}'.");
+            : throw new ConfigException($"{where}: {key} must be a whole number from {min} to {(max == long.MaxValue ? "any size" : max)}, not '{Sweep.SweepFilter.Quote(value)}'.");
 
     private static string PinRoot(string key, string value, string where) =>
         value.StartsWith("/sys/fs/bpf/", StringComparison.Ordinal) && !value.Contains('.', StringComparison.Ordinal)
             ? value.TrimEnd('/')
-            : throw new ConfigException($"{where}: {key} must be a directory under /sys/fs/bpf without dots (bpffs refuses them), not '{value}'.");
+            : throw new ConfigException($"{where}: {key} must be a directory under /sys/fs/bpf without dots (bpffs refuses them), not '{Sweep.SweepFilter.Quote(value)}'.");
 
     private static string Cgroup(string key, string value, string where) =>
         value.Length == 0 || (value.StartsWith('/') && Directory.Exists(value))
             ? value.TrimEnd('/')
-            : throw new ConfigException($"{where}: {key} must be an existing cgroup v2 directory such as /sys/fs/cgroup, or empty to find it, not '{value}'.");
+            : throw new ConfigException($"{where}: {key} must be an existing cgroup v2 directory such as /sys/fs/cgroup, or empty to find it, not '{Sweep.SweepFilter.Quote(value)}'.");
 
     private static ReapingMode Mode(string key, string value, string where) => value.ToLowerInvariant() switch
     {
         "enforce" => ReapingMode.Enforce,
         "observe" => ReapingMode.Observe,
         "off" => ReapingMode.Off,
-        _ => throw new ConfigException($"{where}: {key} must be enforce, observe or off, not '{value}'."),
+        _ => throw new ConfigException($"{where}: {key} must be enforce, observe or off, not '{Sweep.SweepFilter.Quote(value)}'."),
     };
 
     private static bool Bool(string key, string value, string where) => value.ToLowerInvariant() switch
     {
         "true" or "1" or "yes" => true,
         "false" or "0" or "no" => false,
-        _ => throw new ConfigException($"{where}: {key} must be true or false, not '{value}'."),
+        _ => throw new ConfigException($"{where}: {key} must be true or false, not '{Sweep.SweepFilter.Quote(value)}'."),
     };
 
     private static IPEndPoint Endpoint(string key, string value, string where) =>
         IPEndPoint.TryParse(value, out var endpoint) && endpoint.Port != 0
             ? endpoint
-            : throw new ConfigException($"{where}: {key} must be ADDRESS:PORT such as 127.0.0.1:9469 or [::1]:9469, not '{value}'.");
+            : throw new ConfigException($"{where}: {key} must be ADDRESS:PORT such as 127.0.0.1:9469 or [::1]:9469, not '{Sweep.SweepFilter.Quote(value)}'.");
 }
 
 /// <summary>The configuration is wrong; the message names the setting, where it came from, and what is expected.</summary>

@@ -71,7 +71,7 @@ internal sealed class DeviceLinks
             }
         }
 
-        Directory.CreateDirectory(Root);
+        Bpf.PinnedState.CreatePrivateDirectory(Root);
         var options = new MultiAttachOptions { Flags = MultiAttachFlags.Before };
         using var link = hook is BpfAttachType.TcxIngress or BpfAttachType.TcxEgress
             ? program.AttachTcx(ifindex, options)

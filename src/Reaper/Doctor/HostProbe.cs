@@ -71,9 +71,8 @@ internal static class HostProbe
     private static HostCheck Capabilities()
     {
         var effective = HostInfo.EffectiveCapabilities();
-        int[] needed = [HostInfo.CapBpf, HostInfo.CapNetAdmin, HostInfo.CapSysAdmin, HostInfo.CapPerfmon];
-        var missing = needed.Where(c => (effective & (1UL << c)) == 0).Select(HostInfo.CapabilityName).ToList();
-        var names = string.Join(", ", needed.Select(HostInfo.CapabilityName));
+        var missing = HostInfo.MissingDaemonCapabilities(effective);
+        var names = string.Join(", ", HostInfo.DaemonCapabilities.Select(HostInfo.CapabilityName));
         return missing.Count == 0
             ? HostCheck.Ok("capabilities", true, names)
             : HostCheck.Missing("capabilities", true, $"missing {string.Join(", ", missing)}",

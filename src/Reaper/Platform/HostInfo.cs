@@ -34,6 +34,13 @@ internal static class HostInfo
         return ulong.Parse(line["CapEff:".Length..].Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
     }
 
+    /// <summary>What the daemon needs: BPF programs and iterators (BPF, PERFMON, SYS_ADMIN), sock_destroy and TCX (NET_ADMIN).</summary>
+    public static readonly IReadOnlyList<int> DaemonCapabilities = [CapBpf, CapNetAdmin, CapSysAdmin, CapPerfmon];
+
+    /// <summary>Names of the <see cref="DaemonCapabilities"/> absent from <paramref name="effective"/>.</summary>
+    public static IReadOnlyList<string> MissingDaemonCapabilities(ulong effective) =>
+        [.. DaemonCapabilities.Where(c => (effective & (1UL << c)) == 0).Select(CapabilityName)];
+
     public static string CapabilityName(int cap) => cap switch
     {
         CapNetAdmin => "CAP_NET_ADMIN",

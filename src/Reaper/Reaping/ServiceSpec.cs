@@ -103,7 +103,7 @@ internal sealed record ServiceSpec
 
     private static IPEndPoint Normalize(IPEndPoint endpoint) => new(Normalize(endpoint.Address), endpoint.Port);
 
-    private static string Clip(string text) => text.Length <= 64 ? text : $"{text[..64]}… ({text.Length} characters)";
+    private static string Clip(string text) => text.Length <= 60 ? Sweep.SweepFilter.Quote(text) : $"{Sweep.SweepFilter.Quote(text)} ({text.Length} characters)";
 
     public override string ToString() =>
         $"{Name} {(Vip.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{Vip}]" : Vip)}:{Port}/{Protocol.ToString().ToLowerInvariant()} -> {string.Join(", ", Backends)}";

@@ -206,7 +206,7 @@ internal sealed partial class SocketHooks
     /// </summary>
     private bool EnsureAll(bool starting)
     {
-        Directory.CreateDirectory(LinksDirectory);
+        Bpf.PinnedState.CreatePrivateDirectory(LinksDirectory);
         var continuous = true;
         foreach (var (program, name) in Programs)
         {

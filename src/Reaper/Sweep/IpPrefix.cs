@@ -41,7 +41,7 @@ internal readonly record struct IpPrefix
         var dottedQuad = addressText.Contains(':', StringComparison.Ordinal) || addressText.Count(c => c == '.') == 3;
         if (!dottedQuad || !IPAddress.TryParse(addressText, out var address) || addressText.Contains('%', StringComparison.Ordinal))
         {
-            throw new FormatException($"{what} '{text}' is not an IP address or CIDR prefix (like 10.1.2.3, 10.1.2.0/24 or fd00::/64).");
+            throw new FormatException($"{what} '{SweepFilter.Quote(text)}' is not an IP address or CIDR prefix (like 10.1.2.3, 10.1.2.0/24 or fd00::/64).");
         }
 
         var isV4 = address.AddressFamily == AddressFamily.InterNetwork;
@@ -49,13 +49,13 @@ internal readonly record struct IpPrefix
         var length = max;
         if (slash >= 0 && (!int.TryParse(text.AsSpan(slash + 1), NumberStyles.None, CultureInfo.InvariantCulture, out length) || length > max))
         {
-            throw new FormatException($"{what} '{text}' has a bad prefix length; use /0 to /{max}.");
+            throw new FormatException($"{what} '{SweepFilter.Quote(text)}' has a bad prefix length; use /0 to /{max}.");
         }
 
         var prefix = From(address, length);
         if (Bits(address) != prefix._bits)
         {
-            throw new FormatException($"{what} '{text}' has host bits set beyond /{length}; write {prefix} for the network or {address} for the address.");
+            throw new FormatException($"{what} '{SweepFilter.Quote(text)}' has host bits set beyond /{length}; write {prefix} for the network or {address} for the address.");
         }
 
         return prefix;

@@ -170,7 +170,7 @@ internal static class NetnsCatalog
                 : all.Where(n => n.Name == s || n.Path == s).ToList();
             if (matches.Count == 0)
             {
-                throw new FormatException($"no network namespace is named or has cookie '{s}'; 'socketreaper netns' lists them.");
+                throw new FormatException($"no network namespace is named or has cookie '{SweepFilter.Quote(s)}'; 'socketreaper netns' lists them.");
             }
 
             chosen.AddRange(matches.Where(m => !chosen.Contains(m)));

@@ -23,6 +23,13 @@ internal static class SweepFilter
         }
 
         List<PortRange> remotePorts = dport is null ? [PortRange.Any] : dport.Split(',').Select(p => PortRange.Parse(p, prefix + "dport")).ToList();
+        // Checked before any rule exists: targets × port entries multiply, and a hostile product would exhaust memory.
+        var count = (long)targets.Count * remotePorts.Count + firstId;
+        if (count > Bpf.SweepAbi.RulesMax)
+        {
+            throw new FormatException($"the filter makes {count} rules ({prefix}dst entries times {prefix}dport entries), more than one sweep holds ({Bpf.SweepAbi.RulesMax}); split the sweep.");
+        }
+
         var local = src is null ? (IpPrefix?)null : IpPrefix.Parse(src, prefix + "src");
         var localPorts = sport is null ? PortRange.Any : PortRange.Parse(sport, prefix + "sport");
         var protocols = proto is null ? SweepProtocols.Both : SweepRule.ParseProtocols(proto);
@@ -68,7 +75,7 @@ internal static class SweepFilter
 
             if (words.Length % 2 != 0)
             {
-                throw new FormatException($"filter part '{Shorten(part.Trim())}' has a key without a value; write pairs like 'dst 10.1.2.3 dport 53'.");
+                throw new FormatException($"filter part '{Quote(part.Trim())}' has a key without a value; write pairs like 'dst 10.1.2.3 dport 53'.");
             }
 
             var values = new Dictionary<string, List<string>>(StringComparer.Ordinal);
@@ -77,7 +84,7 @@ internal static class SweepFilter
                 var key = words[i];
                 if (!Keys.Contains(key))
                 {
-                    throw new FormatException($"'{Shorten(key)}' is not a filter key; use dst, dport, src, sport, proto or state.");
+                    throw new FormatException($"'{Quote(key)}' is not a filter key; use dst, dport, src, sport, proto or state.");
                 }
 
                 if (!values.TryGetValue(key, out var list))
@@ -98,5 +105,21 @@ internal static class SweepFilter
         return rules.Count > 0 ? rules : throw new FormatException("the filter expression is empty; give at least 'dst ADDRESS'.");
     }
 
-    private static string Shorten(string text) => text.Length <= 60 ? text : text[..60] + "…";
+    /// <summary>
+    /// User text as an error message quotes it: at most 60 characters, and control or line-break
+    /// characters shown as '?', so the message stays one short line whatever was sent.
+    /// </summary>
+    public static string Quote(string text)
+    {
+        var clipped = text.Length <= 60 ? text : text[..60];
+        var safe = string.Create(clipped.Length, clipped, static (span, source) =>
+        {
+            for (var i = 0; i < span.Length; i++)
+            {
+                var c = source[i];
+                span[i] = char.IsControl(c) || char.IsSurrogate(c) || c is '\u2028' or '\u2029' ? '?' : c;
+            }
+        });
+        return clipped.Length == text.Length ? safe : safe + "…";
+    }
 }

@@ -51,7 +51,7 @@ internal readonly record struct PortRange(ushort Min, ushort Max)
         var max = ParsePort(text[(dash + 1)..], text, what);
         if (min > max)
         {
-            throw new FormatException($"{what} '{text}' is an empty range; write the lower port first.");
+            throw new FormatException($"{what} '{SweepFilter.Quote(text)}' is an empty range; write the lower port first.");
         }
 
         return new PortRange(min, max);
@@ -62,7 +62,7 @@ internal readonly record struct PortRange(ushort Min, ushort Max)
     private static ushort ParsePort(string part, string text, string what) =>
         ushort.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out var port)
             ? port
-            : throw new FormatException($"{what} '{text}' is not a port (0-65535) or a range like 1000-2000.");
+            : throw new FormatException($"{what} '{SweepFilter.Quote(text)}' is not a port (0-65535) or a range like 1000-2000.");
 }
 
 /// <summary>
@@ -134,8 +134,8 @@ internal sealed record SweepRule
                 "closing" => TcpStates.Closing,
                 "connected" => TcpStates.Connected,
                 "listen" or "time-wait" or "syn-recv-request" =>
-                    throw new FormatException($"state '{name}' is never swept: LISTEN, TIME_WAIT and request sockets are protected."),
-                _ => throw new FormatException($"state '{name}' is not a TCP state; use established, syn-sent, syn-recv, fin-wait-1, fin-wait-2, close-wait, last-ack, closing or connected."),
+                    throw new FormatException($"state '{SweepFilter.Quote(name)}' is never swept: LISTEN, TIME_WAIT and request sockets are protected."),
+                _ => throw new FormatException($"state '{SweepFilter.Quote(name)}' is not a TCP state; use established, syn-sent, syn-recv, fin-wait-1, fin-wait-2, close-wait, last-ack, closing or connected."),
             };
         }
 
@@ -147,6 +147,6 @@ internal sealed record SweepRule
         "tcp" => SweepProtocols.Tcp,
         "udp" => SweepProtocols.Udp,
         "both" or "all" => SweepProtocols.Both,
-        _ => throw new FormatException($"protocol '{text}' is not tcp, udp or both."),
+        _ => throw new FormatException($"protocol '{SweepFilter.Quote(text)}' is not tcp, udp or both."),
     };
 }
