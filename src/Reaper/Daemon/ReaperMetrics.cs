@@ -35,6 +35,7 @@ internal sealed class ReaperMetrics
         DeviceBytes = f.CreateCounter("socketreaper_device_bytes_total", "Bytes seen by the datapath per device and hook (series capped by Datapath.MaxDeviceMetrics).", "device", "hook");
         ReapTargets = f.CreateCounter("socketreaper_reap_targets_total", "Stale-socket targets (an address, or a service flow) the automatic triggers asked to reap, by trigger; result=dropped when the queue was full.", "trigger", "result");
         ReapScope = f.CreateCounter("socketreaper_reap_sweeps_total", "Automatic sweeps by trigger and scope: targeted (only namespaces that talked to the stale addresses, plus the host and those of unknown history) or full.", "trigger", "scope");
+        ReapCatchUps = f.CreateCounter("socketreaper_reap_catchups_total", "Catch-ups after the datapath lost events: the owner table re-read against what the daemon knew, and what the lost events would have reaped queued for a full sweep.");
         DeviceDrops = f.CreateCounter("socketreaper_device_drops_total", "Packets the kernel dropped on a managed device: from the endpoint (ingress: rx_dropped) or to it (egress: tx_dropped).", "device", "hook");
         BuildInfo.WithLabels(SocketReaper.BuildInfo.Version).Set(1);
     }
@@ -88,6 +89,8 @@ internal sealed class ReaperMetrics
     public Counter ReapTargets { get; }
 
     public Counter ReapScope { get; }
+
+    public Counter ReapCatchUps { get; }
 
     /// <summary>Counts one finished sweep; per-protocol match counts come from its records.</summary>
     public void Record(SweepResult r, long matchedTcp, long matchedUdp, long destroyedTcp, long destroyedUdp)

@@ -26,6 +26,12 @@ internal enum ReapReason
 /// </summary>
 internal sealed record ReapTarget(ReapReason Reason, SweepRule Rule, IReadOnlyList<IPAddress> Contacts)
 {
+    /// <summary>
+    /// Found by a catch-up after the datapath lost events: what else went unseen is unknown, so the
+    /// sweep that carries it visits every namespace.
+    /// </summary>
+    public bool CatchUp { get; init; }
+
     /// <summary>Every connected socket whose peer is <paramref name="address"/>.</summary>
     public static ReapTarget EndpointGone(IPAddress address) =>
         new(ReapReason.EndpointGone, new SweepRule { Remote = IpPrefix.Host(address), Protocols = SweepProtocols.Both }, [address]);
@@ -164,7 +170,9 @@ internal sealed partial class AutoReaper : BackgroundService
             {
                 // Null: a full sweep (targeting off, no hooks, or a hole in their record — whyFull says which).
                 string? whyFull = "the socket hooks are unavailable";
-                var scope = !_config.ReapTargeted ? null : _state.Hooks?.Scope(contacts, out whyFull);
+                var scope = !_config.ReapTargeted ? null
+                    : targets.Any(t => t.CatchUp) ? CatchUpScope(out whyFull)
+                    : _state.Hooks?.Scope(contacts, out whyFull);
                 var scoped = request with { Scope = scope };
                 var completed = await Task.Factory.StartNew(() => _state.Coordinator.Run(scoped, stopping), stopping, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
                 var result = completed.Result;
@@ -190,6 +198,12 @@ internal sealed partial class AutoReaper : BackgroundService
                 return;
             }
         }
+    }
+
+    private static Func<NetnsInfo, SweepProtocols>? CatchUpScope(out string whyFull)
+    {
+        whyFull = "it catches up on datapath events that were lost";
+        return null;
     }
 
     private static partial class Log
