@@ -132,9 +132,9 @@ internal sealed partial class AutoReaper : BackgroundService
                     batch.Add(target);
                 }
 
-                foreach (var group in batch.GroupBy(t => t.Reason))
+                foreach (var (reason, targets) in Sweeps(batch))
                 {
-                    await SweepAsync(group.Key, [.. group], stoppingToken).ConfigureAwait(false);
+                    await SweepAsync(reason, targets, stoppingToken).ConfigureAwait(false);
                 }
             }
         }
@@ -143,6 +143,13 @@ internal sealed partial class AutoReaper : BackgroundService
             // Shutting down: queued targets are dropped; their sockets will be found by the next sweep that covers them.
         }
     }
+
+    /// <summary>
+    /// The sweeps one batch of targets makes: one per reason, and more where a reason has more
+    /// targets than one sweep's rule table holds (SweepAbi.RulesMax) — split, never cut short.
+    /// </summary>
+    public static IEnumerable<(ReapReason Reason, List<ReapTarget> Targets)> Sweeps(IEnumerable<ReapTarget> batch) =>
+        batch.GroupBy(t => t.Reason).SelectMany(g => g.Chunk(Bpf.SweepAbi.RulesMax).Select(c => (g.Key, c.ToList())));
 
     /// <summary>The rules of one sweep for <paramref name="targets"/>: one per distinct rule, numbered in order.</summary>
     public static IReadOnlyList<SweepRule> RulesFor(IEnumerable<ReapTarget> targets) =>
