@@ -36,6 +36,7 @@ base_pkgs=(
 )
 test_pkgs=(
   "python3:0:main"
+  "python3-dbus:0:main"
   "dbus:0:main"
   "systemd:0:main"
   "libglib2.0-bin:0:main"

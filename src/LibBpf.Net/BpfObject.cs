@@ -56,13 +56,20 @@ public sealed class BpfObject : IDisposable
 
     /// <summary>
     /// Loads every program whose autoload is on, and creates the maps. A program the verifier
-    /// rejects throws a <see cref="BpfException"/> whose <see cref="BpfException.Detail"/> holds
-    /// the last lines of the verifier's log.
+    /// rejects throws a <see cref="BpfException"/> whose message names the object and the program
+    /// and whose <see cref="BpfException.Detail"/> holds the last lines of the verifier's log.
     /// </summary>
     public void Load()
     {
         LibBpfLog.BeginCapture();
-        NativeResult.Check(Libbpf.bpf_object__load(_handle), "load BPF object", Quote(Name));
+        var result = Libbpf.bpf_object__load(_handle);
+        if (result < 0)
+        {
+            // Name the program the kernel refused, not only its object: a user reads the first line.
+            var (program, detail) = LibBpfLog.TakeCapturedLoadFailure();
+            throw new BpfException("load BPF object", program is null ? Quote(Name) : $"{Quote(Name)}, program {Quote(program)}", -result, detail);
+        }
+
         LibBpfLog.EndCapture();
         IsLoaded = true;
     }

@@ -60,6 +60,30 @@ public static partial class LibBpfLog
         return string.Join('\n', tail);
     }
 
+    /// <summary>
+    /// After a failed object load: the program libbpf says failed to load (null when none did, say
+    /// a map could not be created) and the last lines of its verifier log — or, without one, of
+    /// what was captured. Stops capturing.
+    /// </summary>
+    internal static (string? Program, string? Detail) TakeCapturedLoadFailure()
+    {
+        var lines = t_captured ?? [];
+        var failed = lines.Select(l => FailedProgram().Match(l)).LastOrDefault(m => m.Success);
+        var end = lines.FindLastIndex(l => l.Contains("-- END PROG LOAD LOG --", StringComparison.Ordinal));
+        var begin = end < 0 ? -1 : lines.FindLastIndex(end, l => l.Contains("-- BEGIN PROG LOAD LOG --", StringComparison.Ordinal));
+        if (begin >= 0 && end - begin > 1)
+        {
+            t_captured = null;
+            var log = lines.GetRange(begin + 1, end - begin - 1);
+            return (failed?.Groups[1].Value, string.Join('\n', log.Skip(Math.Max(0, log.Count - TailLines))));
+        }
+
+        return (failed?.Groups[1].Value, TakeCapturedTail());
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex("prog '([^']+)': failed to load")]
+    private static partial System.Text.RegularExpressions.Regex FailedProgram();
+
     internal static void EndCapture() => t_captured = null;
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]

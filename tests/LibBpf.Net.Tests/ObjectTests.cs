@@ -53,6 +53,14 @@ public sealed class ObjectTests
         Assert.Equal(Errno.EACCES, e.Errno);
         Assert.NotNull(e.Detail);
         Assert.Contains("invalid access to map value", e.Detail, StringComparison.Ordinal);
+
+        // The first line names the object and the program; the rest are the verifier's last lines.
+        var lines = e.Message.Split('\n');
+        Assert.Equal("load BPF object 'lbn_rejected', program 'lbn_out_of_bounds': EACCES (Permission denied)", lines[0]);
+        Assert.InRange(lines.Length - 1, 2, 12);
+        Assert.Contains(lines, l => l.StartsWith("invalid access to map value, value_size=4 off=256", StringComparison.Ordinal));
+        Assert.Matches(@"^processed [0-9]+ insns", lines[^1]);
+        Assert.DoesNotContain(lines, l => l.StartsWith("libbpf:", StringComparison.Ordinal) || l.Contains("PROG LOAD LOG", StringComparison.Ordinal));
     }
 
     [PrivilegedFact]

@@ -1,3 +1,4 @@
+using SocketReaper.Bpf;
 using System.Net;
 using SocketReaper.Datapath;
 using SocketReaper.Reaping;
@@ -20,6 +21,36 @@ public sealed class ReapingLogicTests
         Assert.Equal([0UL, 0UL, 5UL], rules.Select(r => r.BornBeforeNs));
         Assert.All(rules, r => Assert.Equal(SweepProtocols.Both, r.Protocols));
     }
+
+    [Fact]
+    public void More_targets_than_one_sweep_holds_make_more_sweeps_each_of_which_builds()
+    {
+        var gone = Enumerable.Range(0, SweepAbi.RulesMax + 1).Select(i => ReapTarget.EndpointGone(new IPAddress([10, 101, (byte)(i >> 8), (byte)i]))).ToList();
+        var sweeps = AutoReaper.Sweeps([.. gone, ReapTarget.IpReused(IPAddress.Parse("10.101.200.1"), 5)]).ToList();
+        Assert.Equal([(ReapReason.EndpointGone, SweepAbi.RulesMax), (ReapReason.EndpointGone, 1), (ReapReason.IpReused, 1)], sweeps.Select(s => (s.Reason, s.Targets.Count)));
+        Assert.Equal(gone, sweeps.Where(s => s.Reason == ReapReason.EndpointGone).SelectMany(s => s.Targets));
+        foreach (var (_, targets) in sweeps)
+        {
+            Assert.Equal(targets.Count, RuleTable.Build(AutoReaper.RulesFor(targets)).Rules.Length);
+        }
+    }
+
+    [Fact]
+    public void Backend_keys_that_differ_in_any_byte_are_different_keys()
+    {
+        // Two IPv4 backends on one port: the keys differ in the last address byte only.
+        var a = new DatapathAbi.BackendKey { Port = 53, Protocol = 17 };
+        var b = a;
+        Bytes(ref a)[15] = 5;
+        Bytes(ref b)[15] = 6;
+        Assert.NotEqual(a, b);
+        Assert.Equal(2, new HashSet<DatapathAbi.BackendKey> { a, b, a }.Count);
+        Bytes(ref b)[15] = 5;
+        Assert.Equal(a, b);
+        Assert.Equal(a.GetHashCode(), b.GetHashCode());
+    }
+
+    private static Span<byte> Bytes(ref DatapathAbi.BackendKey key) => System.Runtime.InteropServices.MemoryMarshal.AsBytes(new Span<DatapathAbi.BackendKey>(ref key));
 
     [Fact]
     public void The_graveyard_tells_a_move_from_an_address_coming_back_to_its_own_device()

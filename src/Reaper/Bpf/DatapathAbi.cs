@@ -35,6 +35,9 @@ internal static class DatapathAbi
 
     public const int Slots = 1024;
 
+    /// <summary>REAPER_BACKENDS_MAX: distinct (backend, protocol) entries reaper_backends holds.</summary>
+    public const int BackendsMax = 16384;
+
     /// <summary>struct reaper_slot (per CPU): a managed device's counters and last-flow cache.</summary>
     [StructLayout(LayoutKind.Sequential)]
     public unsafe struct Slot
@@ -87,12 +90,34 @@ internal static class DatapathAbi
 
     /// <summary>struct reaper_backend_key.</summary>
     [StructLayout(LayoutKind.Sequential)]
-    public unsafe struct BackendKey
+    public unsafe struct BackendKey : IEquatable<BackendKey>
     {
         public fixed byte Addr[16];
         public ushort Port;
         public byte Protocol;
         public byte Pad0;
+
+        // Keys go into sets and Distinct(): the runtime's default struct equality compares only the
+        // first byte of a fixed buffer, which made every IPv4 backend on one port look the same.
+        public readonly bool Equals(BackendKey other)
+        {
+            var self = this;
+            return MemoryMarshal.AsBytes(new ReadOnlySpan<BackendKey>(ref self)).SequenceEqual(MemoryMarshal.AsBytes(new ReadOnlySpan<BackendKey>(ref other)));
+        }
+
+        public override readonly bool Equals(object? obj) => obj is BackendKey other && Equals(other);
+
+        public override readonly int GetHashCode()
+        {
+            var self = this;
+            var hash = new HashCode();
+            hash.AddBytes(MemoryMarshal.AsBytes(new ReadOnlySpan<BackendKey>(ref self)));
+            return hash.ToHashCode();
+        }
+
+        public static bool operator ==(BackendKey left, BackendKey right) => left.Equals(right);
+
+        public static bool operator !=(BackendKey left, BackendKey right) => !left.Equals(right);
     }
 
     /// <summary>struct reaper_service_flow_key.</summary>

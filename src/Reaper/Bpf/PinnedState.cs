@@ -13,18 +13,19 @@ internal static class PinnedState
     /// Pins an incompatible build left (other map shapes) are removed — <paramref name="discarded"/>
     /// is told why — and the load is retried afresh.
     /// </summary>
-    public static BpfObject Load(string embedded, string directory, IReadOnlyList<string> maps, Action<string> discarded)
+    /// <remarks><paramref name="configure"/>, when given, sets the object up before it is loaded (map sizes, say).</remarks>
+    public static BpfObject Load(string embedded, string directory, IReadOnlyList<string> maps, Action<string> discarded, Action<BpfObject>? configure = null)
     {
         CreatePrivateDirectory(directory);
         try
         {
-            return LoadWith(embedded, directory, maps);
+            return LoadWith(embedded, directory, maps, configure);
         }
         catch (BpfException e) when (e.Errno == Errno.EINVAL && maps.Any(m => File.Exists(Pin(directory, m))))
         {
             discarded(e.Message);
             Remove(directory, maps);
-            return LoadWith(embedded, directory, maps);
+            return LoadWith(embedded, directory, maps, configure);
         }
     }
 
@@ -83,11 +84,12 @@ internal static class PinnedState
         return removed;
     }
 
-    private static BpfObject LoadWith(string embedded, string directory, IReadOnlyList<string> maps)
+    private static BpfObject LoadWith(string embedded, string directory, IReadOnlyList<string> maps, Action<BpfObject>? configure = null)
     {
         var obj = EmbeddedObject.Open(embedded);
         try
         {
+            configure?.Invoke(obj);
             foreach (var map in maps)
             {
                 obj.Map(map).SetPinPath(Pin(directory, map));

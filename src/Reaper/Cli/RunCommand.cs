@@ -8,7 +8,7 @@ using SocketReaper.DBus;
 namespace SocketReaper.Cli;
 
 /// <summary>`socketreaper run`: the daemon, in the foreground (systemd runs it the same way).</summary>
-internal static class RunCommand
+internal static partial class RunCommand
 {
     public const string Usage = """
         Usage: socketreaper run [--config PATH]
@@ -81,6 +81,12 @@ internal static class RunCommand
         using var host = builder.Build();
         try
         {
+            // Before anything is pinned: without bpffs libbpf would fail later, and less clearly.
+            if (Platform.BpfFsMount.Ensure())
+            {
+                Log.MountedBpfFs(host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("SocketReaper.Platform.BpfFsMount"), Platform.BpfFsMount.Path);
+            }
+
             host.Run();
             return 0;
         }
@@ -89,5 +95,11 @@ internal static class RunCommand
             stderr.WriteLine($"socketreaper run: cannot start: {e.Message}");
             return 1;
         }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "{Path} was not a bpf filesystem; mounted one there")]
+        public static partial void MountedBpfFs(ILogger logger, string path);
     }
 }

@@ -218,6 +218,11 @@ internal sealed partial class ReaperObject : IPathMethodHandler
                 context.Reply(writer.CreateMessage());
                 _metrics.DBusCalls.WithLabels(method, "ok").Inc();
             }
+            catch (FormatException e)
+            {
+                // More backends than the datapath holds: the caller's input, not our failure.
+                Error(context, method, DBusNames.InvalidService, e.Message);
+            }
             catch (Exception e)
             {
                 Error(context, method, DBusNames.Failed, $"{method} failed: {e.Message}");

@@ -62,6 +62,12 @@ internal sealed record ReaperConfig
     /// <summary>Datapath.MaxDeviceMetrics: per-device series beyond this many devices are not exported.</summary>
     public int DatapathMaxDeviceMetrics { get; init; } = 256;
 
+    /// <summary>
+    /// Datapath.EventBufferBytes: the ring buffer the datapath's events wait in; a power of two, at
+    /// least one page. When it fills, events are lost (counted) and the daemon catches up.
+    /// </summary>
+    public int DatapathEventBufferBytes { get; init; } = 256 * 1024;
+
     /// <summary>Reaping.Mode: what the automatic triggers do — enforce (destroy), observe (dry-run and report), off.</summary>
     public ReapingMode ReapingMode { get; init; } = ReapingMode.Enforce;
 
@@ -160,6 +166,7 @@ internal sealed record ReaperConfig
                 "datapath.allnetkit" => config with { DatapathAllNetkit = Bool(key, value, where) },
                 "datapath.pinroot" => config with { DatapathPinRoot = PinRoot(key, value, where) },
                 "datapath.maxdevicemetrics" => config with { DatapathMaxDeviceMetrics = (int)Number(key, value, where, 0, 100_000) },
+                "datapath.eventbufferbytes" => config with { DatapathEventBufferBytes = RingBytes(key, value, where) },
                 "reaping.mode" => config with { ReapingMode = Mode(key, value, where) },
                 "reaping.endpointgone" => config with { ReapEndpointGone = Bool(key, value, where) },
                 "reaping.coalescemilliseconds" => config with { ReapCoalesceMilliseconds = (int)Number(key, value, where, 0, 10_000) },
@@ -174,7 +181,7 @@ internal sealed record ReaperConfig
                 _ when key.StartsWith("services.", StringComparison.OrdinalIgnoreCase) => AddServiceField(config, key, value, where),
                 _ when key.StartsWith("datapath.devices", StringComparison.OrdinalIgnoreCase) => AddDevice(config, value),
                 _ when key.StartsWith("sweep.netnsdirectories", StringComparison.OrdinalIgnoreCase) => AddDirectory(config, value),
-                _ => throw new ConfigException($"{where}: '{Sweep.SweepFilter.Quote(key)}' is not a setting; known: Sweep.Limit, Sweep.MaxLimit, Sweep.Threads, Sweep.NetnsDirectories, DBus.Enabled, DBus.Address, DBus.SweepGroup, Metrics.Enabled, Metrics.Listen, Datapath.Enabled, Datapath.Devices, Datapath.AllNetkit, Datapath.PinRoot, Datapath.MaxDeviceMetrics, Reaping.Mode, Reaping.EndpointGone, Reaping.IpReused, Reaping.ServiceAffinity, Reaping.ServiceTcp, Reaping.Targeted, Reaping.SocketHooks, Reaping.Cgroup, Reaping.CoalesceMilliseconds, Reaping.MaxSweepsPerSecond, Reaping.MaxSocketsPerSecond, Services."),
+                _ => throw new ConfigException($"{where}: '{Sweep.SweepFilter.Quote(key)}' is not a setting; known: Sweep.Limit, Sweep.MaxLimit, Sweep.Threads, Sweep.NetnsDirectories, DBus.Enabled, DBus.Address, DBus.SweepGroup, Metrics.Enabled, Metrics.Listen, Datapath.Enabled, Datapath.Devices, Datapath.AllNetkit, Datapath.PinRoot, Datapath.MaxDeviceMetrics, Datapath.EventBufferBytes, Reaping.Mode, Reaping.EndpointGone, Reaping.IpReused, Reaping.ServiceAffinity, Reaping.ServiceTcp, Reaping.Targeted, Reaping.SocketHooks, Reaping.Cgroup, Reaping.CoalesceMilliseconds, Reaping.MaxSweepsPerSecond, Reaping.MaxSocketsPerSecond, Services."),
             };
         }
 
@@ -331,6 +338,15 @@ internal sealed record ReaperConfig
         long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= min && n <= max
             ? n
             : throw new ConfigException($"{where}: {key} must be a whole number from {min} to {(max == long.MaxValue ? "any size" : max)}, not '{Sweep.SweepFilter.Quote(value)}'.");
+
+    /// <summary>A BPF ring buffer's size: the kernel takes only a power of two that is a whole number of pages.</summary>
+    private static int RingBytes(string key, string value, string where)
+    {
+        var page = Environment.SystemPageSize;
+        return long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= page && n <= 1L << 30 && long.IsPow2(n)
+            ? (int)n
+            : throw new ConfigException($"{where}: {key} must be a power of two from {page} (one page) to 1073741824, such as 262144, not '{value}'.");
+    }
 
     private static string PinRoot(string key, string value, string where) =>
         value.StartsWith("/sys/fs/bpf/", StringComparison.Ordinal) && !value.Contains('.', StringComparison.Ordinal)

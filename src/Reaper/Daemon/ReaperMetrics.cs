@@ -37,6 +37,7 @@ internal sealed class ReaperMetrics
         ReapScope = f.CreateCounter("socketreaper_reap_sweeps_total", "Automatic sweeps by trigger and scope: targeted (only namespaces that talked to the stale addresses, plus the host and those of unknown history) or full.", "trigger", "scope");
         ReapRateLimited = f.CreateCounter("socketreaper_reap_rate_limited_total", "Automatic sweeps a rate limit acted on: limit=sweeps when Reaping.MaxSweepsPerSecond delayed one, limit=sockets when Reaping.MaxSocketsPerSecond delayed one or held sockets back.", "limit");
         ReapSocketsWaiting = f.CreateGauge("socketreaper_reap_sockets_waiting", "Sockets the last automatic sweeps held back because of Reaping.MaxSocketsPerSecond, whose targets wait to be swept again.");
+        ReapCatchUps = f.CreateCounter("socketreaper_reap_catchups_total", "Catch-ups after the datapath lost events: the owner table re-read against what the daemon knew, and what the lost events would have reaped queued for a full sweep.");
         DeviceDrops = f.CreateCounter("socketreaper_device_drops_total", "Packets the kernel dropped on a managed device: from the endpoint (ingress: rx_dropped) or to it (egress: tx_dropped).", "device", "hook");
         BuildInfo.WithLabels(SocketReaper.BuildInfo.Version).Set(1);
         // Present at 0 from the start, so the first throttling shows as an increase.
@@ -97,6 +98,7 @@ internal sealed class ReaperMetrics
     public Counter ReapRateLimited { get; }
 
     public Gauge ReapSocketsWaiting { get; }
+    public Counter ReapCatchUps { get; }
 
     /// <summary>Counts one finished sweep; per-protocol match counts come from its records.</summary>
     public void Record(SweepResult r, long matchedTcp, long matchedUdp, long destroyedTcp, long destroyedUdp)

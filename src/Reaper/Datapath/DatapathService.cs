@@ -35,6 +35,13 @@ internal sealed partial class DatapathService : BackgroundService
     private readonly ServiceRegistry _services;
     private int _backendsChanged = 1;
 
+    /// <summary>
+    /// The owner table as this daemon last knew it (address key → ifindex), from its own edits and
+    /// the datapath's events; when events were lost, the table is compared against it to catch up.
+    /// </summary>
+    private readonly Dictionary<UInt128, uint> _known = [];
+    private ulong _lostSeen;
+
     public DatapathService(ReaperConfig config, ReaperMetrics metrics, AutoReaper reaper, ServiceRegistry services, ILogger<DatapathService> logger)
     {
         _reaper = reaper;
@@ -56,7 +63,7 @@ internal sealed partial class DatapathService : BackgroundService
     {
         try
         {
-            using var obj = DatapathState.Load(_config.DatapathPinRoot, reason => Log.StateDiscarded(_logger, DatapathState.MapsDirectory(_config.DatapathPinRoot), reason));
+            using var obj = DatapathState.Load(_config.DatapathPinRoot, reason => Log.StateDiscarded(_logger, DatapathState.MapsDirectory(_config.DatapathPinRoot), reason), _config.DatapathEventBufferBytes);
             using var monitor = RtNetlinkMonitor.Open();
             using var events = new RingBuffer(obj.Map("reaper_events"), record =>
             {
@@ -79,6 +86,12 @@ internal sealed partial class DatapathService : BackgroundService
             }
 
             Prune(obj, links.Select(l => l.Index).ToHashSet());
+            foreach (var learned in DatapathState.Owners(obj.Map("reaper_owners")))
+            {
+                _known[learned.Key] = learned.Owner.Ifindex;
+            }
+
+            ref var lost = ref obj.Global<ulong>("reaper_events_lost");
             Log.Covering(_logger, _devices.Count, _config.DatapathPinRoot);
             var nextDrift = DateTime.UtcNow + DriftEvery;
             while (!stop.IsCancellationRequested)
@@ -113,6 +126,14 @@ internal sealed partial class DatapathService : BackgroundService
                 }
 
                 events.Consume();
+                if (Volatile.Read(ref lost) is var nowLost && nowLost != _lostSeen)
+                {
+                    // What is still in the ring was sent before we look at the table: take it first.
+                    events.Consume();
+                    CatchUp(obj, nowLost - _lostSeen);
+                    _lostSeen = nowLost;
+                }
+
                 if (Interlocked.Exchange(ref _backendsChanged, 0) != 0)
                 {
                     SyncBackends(obj);
@@ -230,13 +251,14 @@ internal sealed partial class DatapathService : BackgroundService
     }
 
     /// <summary>Deletes the owner entries whose device matches <paramref name="which"/>; returns their addresses and devices.</summary>
-    private static List<(System.Net.IPAddress Address, int Ifindex)> ForgetOwnersOf(BpfObject obj, Func<uint, bool> which)
+    private List<(System.Net.IPAddress Address, int Ifindex)> ForgetOwnersOf(BpfObject obj, Func<uint, bool> which)
     {
         var owners = obj.Map("reaper_owners");
         var matched = DatapathState.Owners(owners).Where(o => which(o.Owner.Ifindex)).ToList();
         foreach (var owner in matched)
         {
             owners.Delete(owner.Key);
+            _known.Remove(owner.Key);
         }
 
         if (matched.Count > 0)
@@ -261,6 +283,11 @@ internal sealed partial class DatapathService : BackgroundService
         // A move the routes did not announce (no host route, or the endpoint sent before its route
         // came): its time is when the new owner was first seen sending.
         var address = e.Address;
+        if (e.Kind is DatapathAbi.EventNewIp or DatapathAbi.EventIpMoved)
+        {
+            _known[AbiAddress.Key(address)] = e.Ifindex;
+        }
+
         var reused = e.Kind == DatapathAbi.EventIpMoved || (e.Kind == DatapathAbi.EventNewIp && _graveyard.Take(address, (int)e.Ifindex));
         if (reused && _config.ReapIpReused)
         {
@@ -292,6 +319,7 @@ internal sealed partial class DatapathService : BackgroundService
 
         var moved = (known && _devices.ContainsKey((int)owner.Ifindex)) | _graveyard.Take(route.Destination, route.Oif);
         owners.Update(key, new DatapathAbi.Owner { Ifindex = (uint)route.Oif, FirstSeenNs = now, LastSeenNs = now });
+        _known[key] = (uint)route.Oif;
         Interlocked.Increment(ref obj.Global<uint>("reaper_generation"));
         if (moved && _config.ReapIpReused)
         {
@@ -313,8 +341,69 @@ internal sealed partial class DatapathService : BackgroundService
         }
 
         owners.Delete(key);
+        _known.Remove(key);
         Interlocked.Increment(ref obj.Global<uint>("reaper_generation"));
         Left(route.Destination, route.Oif);
+    }
+
+    /// <summary>
+    /// The ring buffer was full and <paramref name="lost"/> events never reached us. The owner table
+    /// still says where each address is now: compared with what we knew, it shows the moves we
+    /// missed (reaped as ip_reused, the move's time being the new owner's first sight), addresses
+    /// new to us that a gone endpoint had (ip_reused too), and addresses that left a device we no
+    /// longer manage (endpoint_gone). Which other sockets the lost events concerned is unknown, so
+    /// what this queues is swept in full, not targeted.
+    /// </summary>
+    private void CatchUp(BpfObject obj, ulong lost)
+    {
+        var table = DatapathState.Owners(obj.Map("reaper_owners")).ToDictionary(o => o.Key);
+        var targets = new List<ReapTarget>();
+        var (moved, gone) = (0, 0);
+        foreach (var (key, learned) in table)
+        {
+            var ifindex = learned.Owner.Ifindex;
+            var known = _known.TryGetValue(key, out var before);
+            _known[key] = ifindex;
+            var reused = known
+                ? before != ifindex
+                : _graveyard.Take(learned.Address, (int)ifindex);
+            if (reused)
+            {
+                moved++;
+                if (_config.ReapIpReused)
+                {
+                    targets.Add(ReapTarget.IpReused(learned.Address, learned.Owner.FirstSeenNs) with { CatchUp = true });
+                }
+            }
+        }
+
+        // Only user space deletes owners, and it keeps _known in step; an entry missing now was
+        // evicted (LRU, table full). On a device we still manage the endpoint lives and is learned
+        // again when it next sends; on any other it went.
+        foreach (var (key, ifindex) in _known.Where(k => !table.ContainsKey(k.Key)).ToList())
+        {
+            _known.Remove(key);
+            if (!_devices.ContainsKey((int)ifindex))
+            {
+                gone++;
+                var address = AbiAddress.FromKey(key);
+                _graveyard.Add(address, (int)ifindex);
+                _services.AddressGone(address);
+                if (_config.ReapEndpointGone)
+                {
+                    targets.Add(ReapTarget.EndpointGone(address) with { CatchUp = true });
+                }
+            }
+        }
+
+        foreach (var target in targets)
+        {
+            _reaper.Enqueue(target);
+        }
+
+        _metrics.ReapCatchUps.Inc();
+        _metrics.DatapathEventsLost.IncTo(Volatile.Read(ref obj.Global<ulong>("reaper_events_lost")));
+        Log.CaughtUp(_logger, lost, table.Count, moved, gone, targets.Count);
     }
 
     /// <summary>Makes the datapath's backend table the services' backends; the programs look for service flows only while it has any.</summary>
@@ -452,6 +541,9 @@ internal sealed partial class DatapathService : BackgroundService
 
         [LoggerMessage(EventId = 404, Level = LogLevel.Error, Message = "Cannot attach the datapath to {Device} (ifindex {Ifindex}): {Reason}")]
         public static partial void AttachFailed(ILogger logger, string device, int ifindex, string reason);
+
+        [LoggerMessage(EventId = 407, Level = LogLevel.Warning, Message = "The datapath lost {Lost} event(s) (its ring buffer was full; Datapath.EventBufferBytes): re-read {Owners} owner(s), found {Moved} moved and {Gone} gone address(es), queued {Targets} target(s) for a full catch-up sweep")]
+        public static partial void CaughtUp(ILogger logger, ulong lost, int owners, int moved, int gone, int targets);
 
         [LoggerMessage(EventId = 405, Level = LogLevel.Error, Message = "Datapath stopped: {Reason}")]
         public static partial void Failed(ILogger logger, string reason);

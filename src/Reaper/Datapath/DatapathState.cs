@@ -24,8 +24,9 @@ internal static class DatapathState
     /// reusing what a previous run pinned. State pinned by an incompatible build (other map shapes)
     /// is discarded — <paramref name="discarded"/> is told why — and the load is retried afresh.
     /// </summary>
-    public static BpfObject Load(string root, Action<string> discarded) =>
-        PinnedState.Load(EmbeddedObject.Datapath, MapsDirectory(root), PinnedMaps, discarded);
+    /// <remarks>The event ring gets <paramref name="eventBufferBytes"/> (a power of two, at least a page).</remarks>
+    public static BpfObject Load(string root, Action<string> discarded, int eventBufferBytes = 256 * 1024) =>
+        PinnedState.Load(EmbeddedObject.Datapath, MapsDirectory(root), PinnedMaps, discarded, obj => obj.Map("reaper_events").SetMaxEntries(eventBufferBytes));
 
     /// <summary>Unpins the learned state; returns how many maps were pinned.</summary>
     public static int RemoveMaps(string root) => PinnedState.Remove(MapsDirectory(root), PinnedMaps);

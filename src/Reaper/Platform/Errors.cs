@@ -6,8 +6,9 @@ namespace SocketReaper.Platform;
 /// <summary>A system call failed; the message names the operation, its object and the errno.</summary>
 internal sealed class SystemCallException : Exception
 {
-    public SystemCallException(string operation, int errno)
-        : base($"{operation}: {ErrnoNames.Describe(errno)}")
+    /// <param name="hint">What the user can do about it, appended after the errno.</param>
+    public SystemCallException(string operation, int errno, string? hint = null)
+        : base(hint is null ? $"{operation}: {ErrnoNames.Describe(errno)}" : $"{operation}: {ErrnoNames.Describe(errno)}; {hint}")
     {
         Errno = errno;
     }

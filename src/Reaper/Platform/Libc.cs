@@ -20,6 +20,9 @@ internal static partial class Libc
     [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     internal static unsafe partial int statfs(string path, byte* buffer);
 
+    [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int mount(string source, string target, string fileSystemType, nuint flags, string? data);
+
     /// <summary>struct stat is 144 bytes on x86-64 and arm64; st_dev and st_ino are its first two u64.</summary>
     [LibraryImport(Library, SetLastError = true)]
     internal static unsafe partial int fstat(SafeHandle fd, byte* buffer);

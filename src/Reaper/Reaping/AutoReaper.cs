@@ -26,6 +26,12 @@ internal enum ReapReason
 /// </summary>
 internal sealed record ReapTarget(ReapReason Reason, SweepRule Rule, IReadOnlyList<IPAddress> Contacts)
 {
+    /// <summary>
+    /// Found by a catch-up after the datapath lost events: what else went unseen is unknown, so the
+    /// sweep that carries it visits every namespace.
+    /// </summary>
+    public bool CatchUp { get; init; }
+
     /// <summary>Every connected socket whose peer is <paramref name="address"/>.</summary>
     public static ReapTarget EndpointGone(IPAddress address) =>
         new(ReapReason.EndpointGone, new SweepRule { Remote = IpPrefix.Host(address), Protocols = SweepProtocols.Both }, [address]);
@@ -138,10 +144,10 @@ internal sealed partial class AutoReaper : BackgroundService
                     batch.Add(target);
                 }
 
-                foreach (var group in batch.GroupBy(t => t.Reason))
+                foreach (var (reason, targets) in Sweeps(batch))
                 {
                     await ThrottleAsync(1, stoppingToken).ConfigureAwait(false);
-                    await SweepAsync(group.Key, [.. group], stoppingToken).ConfigureAwait(false);
+                    await SweepAsync(reason, targets, stoppingToken).ConfigureAwait(false);
                 }
             }
         }
@@ -173,6 +179,13 @@ internal sealed partial class AutoReaper : BackgroundService
         }
     }
 
+    /// <summary>
+    /// The sweeps one batch of targets makes: one per reason, and more where a reason has more
+    /// targets than one sweep's rule table holds (SweepAbi.RulesMax) — split, never cut short.
+    /// </summary>
+    public static IEnumerable<(ReapReason Reason, List<ReapTarget> Targets)> Sweeps(IEnumerable<ReapTarget> batch) =>
+        batch.GroupBy(t => t.Reason).SelectMany(g => g.Chunk(Bpf.SweepAbi.RulesMax).Select(c => (g.Key, c.ToList())));
+
     /// <summary>The rules of one sweep for <paramref name="targets"/>: one per distinct rule, numbered in order.</summary>
     public static IReadOnlyList<SweepRule> RulesFor(IEnumerable<ReapTarget> targets) =>
         [.. targets.Select(t => t.Rule with { Id = 0 }).Distinct().Select((r, i) => r with { Id = (uint)i })];
@@ -197,7 +210,7 @@ internal sealed partial class AutoReaper : BackgroundService
         SweepResult? result = null;
         try
         {
-            result = await RunAsync(request, contacts, stopping).ConfigureAwait(false);
+            result = await RunAsync(request, contacts, targets.Any(t => t.CatchUp), stopping).ConfigureAwait(false);
         }
         finally
         {
@@ -237,7 +250,7 @@ internal sealed partial class AutoReaper : BackgroundService
     }
 
     /// <summary>Runs <paramref name="request"/> once the coordinator is free; null when it failed (logged).</summary>
-    private async Task<SweepResult?> RunAsync(SweepRequest request, List<IPAddress> contacts, CancellationToken stopping)
+    private async Task<SweepResult?> RunAsync(SweepRequest request, List<IPAddress> contacts, bool catchUp, CancellationToken stopping)
     {
         while (true)
         {
@@ -245,7 +258,9 @@ internal sealed partial class AutoReaper : BackgroundService
             {
                 // Null: a full sweep (targeting off, no hooks, or a hole in their record — whyFull says which).
                 string? whyFull = "the socket hooks are unavailable";
-                var scope = !_config.ReapTargeted ? null : _state.Hooks?.Scope(contacts, out whyFull);
+                var scope = !_config.ReapTargeted ? null
+                    : catchUp ? CatchUpScope(out whyFull)
+                    : _state.Hooks?.Scope(contacts, out whyFull);
                 var scoped = request with { Scope = scope };
                 var completed = await Task.Factory.StartNew(() => _state.Coordinator.Run(scoped, stopping), stopping, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
                 var result = completed.Result;
@@ -271,6 +286,12 @@ internal sealed partial class AutoReaper : BackgroundService
                 return null;
             }
         }
+    }
+
+    private static Func<NetnsInfo, SweepProtocols>? CatchUpScope(out string whyFull)
+    {
+        whyFull = "it catches up on datapath events that were lost";
+        return null;
     }
 
     private static partial class Log

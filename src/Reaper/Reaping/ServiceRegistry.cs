@@ -63,6 +63,14 @@ internal sealed partial class ServiceRegistry
         ServiceSpec? old;
         lock (_lock)
         {
+            // The datapath's backend table has a fixed size: refuse what it could not hold.
+            var backends = _services.Values.Where(s => s.Name != service.Name).Append(service)
+                .SelectMany(s => s.Backends.Select(b => BackendKey(b, s.Protocol))).Distinct().Count();
+            if (backends > DatapathAbi.BackendsMax)
+            {
+                throw new FormatException($"service '{service.Name}': the services would have {backends} backends, more than the datapath holds ({DatapathAbi.BackendsMax}); remove some first.");
+            }
+
             _services.TryGetValue(service.Name, out old);
             _services[service.Name] = service;
             left = old is null ? [] : [.. old.Backends.Except(service.Backends)];
