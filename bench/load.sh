@@ -2,12 +2,16 @@
 # Load benchmark of the daemon (not a CI test). As root, on a machine set up by
 # scripts/bootstrap.sh --test.
 #
-#   bench/load.sh [NAMESPACES=1000] [CONNS_PER_NS=50] [EVENTS=100] [DBUS_CLIENTS=100] [SECONDS=60]
+#   [CHILD_EHASH=N] bench/load.sh [NAMESPACES=1000] [CONNS_PER_NS=50] [EVENTS=100] [DBUS_CLIENTS=100] [SECONDS=60]
 #
 # One daemon (D-Bus on a private bus, datapath on this run's endpoint devices only) and, made after
 # it started, NAMESPACES namespaces each holding CONNS_PER_NS loopback TCP connections to
-# 10.104.0.1 on ports 7000..7009 (2 * CONNS_PER_NS established sockets each; one process holds
-# them all: bench/LoadBench/holder.c). Then:
+# 10.104.0.1 on ports 7000..7009 (2 * CONNS_PER_NS established sockets each), held by
+# bench/LoadBench/holder.c: one process per as many namespaces as RLIMIT_NOFILE allows. By default
+# the load namespaces share the host's TCP hash table (as `ip netns add` makes them, and as most
+# hosts run), so each namespace a sweep visits walks all 100,000 sockets; with CHILD_EHASH=N they
+# are made as children of a namespace of this run whose net.ipv4.tcp_child_ehash_entries is N, so
+# each gets a table of its own (the host's sysctl is not touched). Then:
 #   1. sweeps: a dry run over every namespace of the host matching every load connection; a real
 #      sweep of the connections to port 7000 (a tenth); the holder checks that exactly those died
 #      (both ends) and that a sample of the rest (one in 10) still carries data both ways; then
@@ -94,14 +98,21 @@ echo "daemon started:                 $(mem)"
 
 # The load: namespaces made after the daemon's socket hooks were on, then one process's sockets.
 t0=$(now)
-for ((i = 0; i < N; i++)); do echo "netns add ${tag}n$i"; done | ip -batch -
+parent=()
+if [ -n "${CHILD_EHASH:-}" ]; then
+  ip netns add "${tag}parent"
+  ip netns exec "${tag}parent" sysctl -qw "net.ipv4.tcp_child_ehash_entries=$CHILD_EHASH"
+  parent=("/run/netns/${tag}parent")
+else
+  for ((i = 0; i < N; i++)); do echo "netns add ${tag}n$i"; done | ip -batch -
+fi
 t1=$(now)
-coproc HOLDER { exec "$out/holder" "${tag}n" "$N" "$K" "$PORTS" "$ADDR" 2>&1; }
+coproc HOLDER { exec "$out/holder" "${tag}n" "$N" "$K" "$PORTS" "$ADDR" "${parent[@]}" 2>&1; }
 holder=$HOLDER_PID
 read -r -t 900 ready <&"${HOLDER[0]}" || true
 [[ "$ready" == ready* ]] || { echo "bench: holder: $ready"; exit 1; }
 t2=$(now)
-echo "load: $N namespaces in $(secs "$t0" "$t1") s; holder $ready in $(secs "$t1" "$t2") s"
+echo "load: $N namespaces (TCP hash table: $([ -n "${CHILD_EHASH:-}" ] && echo "their own, $CHILD_EHASH buckets" || echo "the host's"); ip netns add: $(secs "$t0" "$t1") s); holder $ready in $(secs "$t1" "$t2") s"
 echo "daemon with the load present:   $(mem)"
 
 # 1. Sweeps.
