@@ -2,7 +2,7 @@
 # Load benchmark of the daemon (not a CI test). As root, on a machine set up by
 # scripts/bootstrap.sh --test.
 #
-#   [CHILD_EHASH=N] [ROUNDS=4] bench/load.sh [NAMESPACES=1000] [CONNS_PER_NS=50] [EVENTS=100] [DBUS_CLIENTS=100] [SECONDS=60]
+#   [CHILD_EHASH=N] [ROUNDS=4] [DBUS_METHODS=DryRun,Sweep,GetStatus] bench/load.sh [NAMESPACES=1000] [CONNS_PER_NS=50] [EVENTS=100] [DBUS_CLIENTS=100] [SECONDS=60]
 #
 # One daemon (D-Bus on a private bus, datapath on this run's endpoint devices only) and, made after
 # it started, NAMESPACES namespaces each holding CONNS_PER_NS loopback TCP connections to
@@ -20,7 +20,8 @@
 #   2. reaction latency with the load present: bench/ReapBench (targeted) deletes EVENTS endpoints
 #      one at a time (CLIENTS = 100 client namespaces, 10.104.1.0+ addresses).
 #   3. DBUS_CLIENTS concurrent D-Bus clients (bench/LoadBench) call DryRun, Sweep and GetStatus
-#      for SECONDS; Busy answers are counted; the daemon must still answer GetStatus afterwards.
+#      (or DBUS_METHODS) for SECONDS; Busy answers are counted; an outside busctl times GetStatus
+#      meanwhile; the daemon must still answer GetStatus afterwards.
 # Prints the figures; exits 1 when a target is missed: the sweeps' exact counts and the sample
 # alive; VmHWM after the last round less than 8 MiB above after the second (the first round grows
 # the managed heap to its working size and the GC lets it float by a few MiB; keeping each round's
@@ -29,7 +30,7 @@
 # daemon up and answering afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${1:-1000}; K=${2:-50}; E=${3:-100}; DC=${4:-100}; S=${5:-60}; ROUNDS=${ROUNDS:-4}; W=5; PORTS=10; CLIENTS=100; ADDR=10.104.0.1
+N=${1:-1000}; K=${2:-50}; E=${3:-100}; DC=${4:-100}; S=${5:-60}; ROUNDS=${ROUNDS:-4}; DBUS_METHODS=${DBUS_METHODS:-DryRun,Sweep,GetStatus}; W=5; PORTS=10; CLIENTS=100; ADDR=10.104.0.1
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root"; exit 1; }
 (( K % PORTS == 0 )) || { echo "bench: CONNS_PER_NS must be a multiple of $PORTS"; exit 1; }
 (( E + W <= 999 )) || { echo "bench: at most 994 events (device names have 15 characters)"; exit 1; }
@@ -194,7 +195,7 @@ echo "D-Bus: $DC clients for $S s"
   done
 ) >"$out/probe" &
 probe=$!
-dotnet bench/LoadBench/bin/Release/net10.0/LoadBench.dll "$busaddr" "$S" "$DC" "${tag}n" "$N" "$ADDR" "$out/dbus" \
+dotnet bench/LoadBench/bin/Release/net10.0/LoadBench.dll "$busaddr" "$S" "$DC" "${tag}n" "$N" "$ADDR" "$out/dbus" "$DBUS_METHODS" \
   || miss "D-Bus load: an error other than Busy (above)"
 kill "$probe"; wait "$probe" 2>/dev/null || true; probe=""
 python3 - "$out/probe" <<'PY'

@@ -9,11 +9,12 @@ using Tmds.DBus.Protocol;
 // matches every connection there (dst ADDRESS), Sweep's rule matches nothing (ADDRESS port 1), so
 // the load destroys nothing. Busy (a sweep is running) is an expected answer, counted; any other
 // error or a lost connection fails the run. Prints per method calls, ok, Busy, p50/p99/max, and
-// appends "method calls ok busy errors p50 p99 max" lines to RESULTS.
-//   LoadBench BUS SECONDS CLIENTS PREFIX COUNT ADDRESS RESULTS
-if (args.Length != 7)
+// appends "method calls ok busy errors p50 p99 max" lines to RESULTS. METHODS (comma-separated)
+// narrows the calls, e.g. to GetStatus alone.
+//   LoadBench BUS SECONDS CLIENTS PREFIX COUNT ADDRESS RESULTS [METHODS]
+if (args.Length is not (7 or 8))
 {
-    Console.Error.WriteLine("usage: LoadBench BUS SECONDS CLIENTS PREFIX COUNT ADDRESS RESULTS");
+    Console.Error.WriteLine("usage: LoadBench BUS SECONDS CLIENTS PREFIX COUNT ADDRESS RESULTS [METHODS]");
     return 2;
 }
 
@@ -24,7 +25,12 @@ var prefix = args[3];
 var count = int.Parse(args[4], CultureInfo.InvariantCulture);
 var address = args[5];
 var resultsPath = args[6];
-string[] methods = ["DryRun", "Sweep", "GetStatus"];
+string[] methods = args.Length > 7 ? args[7].Split(',') : ["DryRun", "Sweep", "GetStatus"];
+if (methods.Except(["DryRun", "Sweep", "GetStatus"]).FirstOrDefault() is { } unknown)
+{
+    Console.Error.WriteLine($"bench: '{unknown}' is not one of DryRun, Sweep, GetStatus");
+    return 2;
+}
 
 var connections = new List<ReaperClient>();
 for (var i = 0; i < clients; i++)
