@@ -11,10 +11,11 @@ using Microsoft.Win32.SafeHandles;
 // (it made the daemon's log LOG and its pins PIN_ROOT). Builds the endpoints FIRST..FIRST+COUNT-1
 // (and the client namespaces, if missing), opens the sockets, then deletes the endpoints' host veths
 // one at a time; the first WARMUP events are not counted. Appends one line of figures to RESULTS.
-//   ReapBench MODE TAG FIRST COUNT WARMUP CLIENTS REAPER PIN_ROOT LOG RESULTS
-if (args.Length != 10)
+// Endpoint addresses are in NET.0.0/16 (default 10.97; bench/load.sh uses its own).
+//   ReapBench MODE TAG FIRST COUNT WARMUP CLIENTS REAPER PIN_ROOT LOG RESULTS [NET]
+if (args.Length is not (10 or 11))
 {
-    Console.Error.WriteLine("usage: ReapBench MODE TAG FIRST COUNT WARMUP CLIENTS REAPER PIN_ROOT LOG RESULTS");
+    Console.Error.WriteLine("usage: ReapBench MODE TAG FIRST COUNT WARMUP CLIENTS REAPER PIN_ROOT LOG RESULTS [NET]");
     return 2;
 }
 
@@ -29,8 +30,14 @@ var reaper = args[6];
 var pinRoot = args[7];
 using var log = new DaemonLog(args[8]);
 var resultsPath = args[9];
+var net = (args.Length > 10 ? args[10] : "10.97").Split('.').Select(b => byte.Parse(b, CultureInfo.InvariantCulture)).ToArray();
+if (net.Length != 2)
+{
+    Console.Error.WriteLine($"bench: NET must be two octets such as 10.97, not '{args[10]}'");
+    return 2;
+}
 
-var endpoints = Enumerable.Range(first, count).Select(k => new Endpoint(k, $"{tag}e{k}", $"{tag}p{k}", Address(k))).ToList();
+var endpoints = Enumerable.Range(first, count).Select(k => new Endpoint(k, $"{tag}e{k}", $"{tag}p{k}", Address(net, k))).ToList();
 if (endpoints.Any(e => e.Device.Length > 15))
 {
     Console.Error.WriteLine($"bench: device names longer than 15 characters ({endpoints[^1].Device})");
@@ -45,7 +52,7 @@ if (!File.Exists($"/run/netns/{tag}c0"))
     Ip(null, Enumerable.Range(0, clients).Select(i => $"netns add {tag}c{i}"));
     for (var i = 0; i < clients; i++)
     {
-        Ip($"{tag}c{i}", ["link set lo up", "route add 10.97.0.0/16 dev lo src 127.0.0.1"]);
+        Ip($"{tag}c{i}", ["link set lo up", $"route add {net[0]}.{net[1]}.0.0/16 dev lo src 127.0.0.1"]);
     }
 }
 
@@ -217,7 +224,7 @@ File.AppendAllText(resultsPath, string.Create(CultureInfo.InvariantCulture,
     $"{mode} {latencies.Count} {failed} {p50:F3} {p99:F3} {latencies.Max():F3} {sweepMs:F3} {visited:F0} {known:F0} {p50n:F3} {p99n:F3} {fromNotice.Max():F3}\n"));
 return 0;
 
-static IPAddress Address(int k) => new([10, 97, (byte)(1 + (k / 250)), (byte)(1 + (k % 250))]);
+static IPAddress Address(byte[] net, int k) => new([net[0], net[1], (byte)(1 + (k / 250)), (byte)(1 + (k % 250))]);
 
 static int Fail(string message)
 {
