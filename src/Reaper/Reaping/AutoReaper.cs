@@ -112,8 +112,8 @@ internal sealed partial class AutoReaper : BackgroundService
             {
                 if (_state.Hooks is { } hooks)
                 {
-                    var live = NetnsCatalog.Discover(new DiscoveryOptions { Directories = _config.NetnsDirectories }).Namespaces.Select(n => n.Cookie).ToHashSet();
-                    await Task.Run(() => hooks.Prune(live), stopping).ConfigureAwait(false);
+                    // The coordinator's discovery: namespaces it has seen before are not entered again.
+                    await Task.Run(() => hooks.Prune(_state.Coordinator.Discover().Select(n => n.Cookie).ToHashSet()), stopping).ConfigureAwait(false);
                 }
             }
         }
