@@ -10,8 +10,6 @@ namespace SocketReaper.IntegrationTests;
 /// </summary>
 public sealed class CapacityTests(Xunit.Abstractions.ITestOutputHelper output)
 {
-    private const string TooManyRules = "16385 rules are more than one sweep holds (16384); split the sweep.";
-
     private static IEnumerable<string> Hosts(int count) => Enumerable.Range(0, count).Select(i => $"10.101.{64 + (i / 256)}.{i % 256}");
 
     [PrivilegedFact]
