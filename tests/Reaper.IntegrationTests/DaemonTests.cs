@@ -209,15 +209,24 @@ public sealed class DaemonTests
         Assert.Equal(0, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_dbus_connected"));
         Assert.Contains("D-Bus unavailable", daemon.Log, StringComparison.Ordinal);
 
+        // Disposing a Process does not end it: the bus is killed, even when the test fails.
         using var later = DaemonFixture.StartBus(daemon.BusAddress + "-later");
-        var deadline = Stopwatch.StartNew();
-        while (DaemonFixture.Sample(daemon.Scrape(), "socketreaper_dbus_connected") != 1 && deadline.Elapsed < TimeSpan.FromSeconds(15))
+        try
         {
-            Thread.Sleep(200);
-        }
+            var deadline = Stopwatch.StartNew();
+            while (DaemonFixture.Sample(daemon.Scrape(), "socketreaper_dbus_connected") != 1 && deadline.Elapsed < TimeSpan.FromSeconds(15))
+            {
+                Thread.Sleep(200);
+            }
 
-        Assert.Equal(1, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_dbus_connected"));
-        Assert.Single(daemon.Log.Split('\n'), l => l.Contains("D-Bus unavailable", StringComparison.Ordinal));
+            Assert.Equal(1, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_dbus_connected"));
+            Assert.Single(daemon.Log.Split('\n'), l => l.Contains("D-Bus unavailable", StringComparison.Ordinal));
+        }
+        finally
+        {
+            later.Kill();
+            later.WaitForExit();
+        }
     }
 
     [PrivilegedFact]
