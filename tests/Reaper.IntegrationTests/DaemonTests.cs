@@ -154,16 +154,23 @@ public sealed class DaemonTests
     [PrivilegedFact]
     public void A_call_while_a_sweep_runs_is_refused_with_Busy_not_queued()
     {
-        using var ns = new TestNamespaces(60);
+        using var ns = new TestNamespaces(200);
         using var daemon = new DaemonFixture();
         daemon.Start();
-        var netns = ns.Names.SelectMany(n => new[] { n }).ToArray();
-        string[] Call() => ["call", Dest, ObjectPath, Iface, "DryRun", "va{sv}", "s", "dst 10.77.0.1", "1", "netns", "as", netns.Length.ToString(System.Globalization.CultureInfo.InvariantCulture), .. netns];
-        var calls = Enumerable.Range(0, 4).Select(_ => Task.Run(() => daemon.Busctl(Call()))).ToArray();
-        Task.WaitAll(calls);
-        var results = calls.Select(c => c.Result).ToList();
-        Assert.Contains(results, r => r.ExitCode == 0);
-        Assert.Contains(results, r => r.Stderr.Contains("a sweep is already running", StringComparison.Ordinal));
+        string[] Call(IReadOnlyList<string> names) => ["call", Dest, ObjectPath, Iface, "DryRun", "va{sv}", "s", "dst 10.77.0.1", "1", "netns", "as", names.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), .. names];
+
+        // A long dry run; once GetStatus says it is sweeping, a second call must be refused at once.
+        var first = Task.Run(() => daemon.Busctl(Call(ns.Names)));
+        var sweeping = false;
+        while (!first.IsCompleted && !(sweeping = daemon.Busctl("call", Dest, ObjectPath, Iface, "GetStatus").Stdout.Contains("\"state\" s \"sweeping\"", StringComparison.Ordinal)))
+        {
+        }
+
+        Assert.True(sweeping, "the first dry run ended before GetStatus saw it sweeping");
+        var second = daemon.Busctl(Call([ns.Names[0]]));
+        Assert.True(first.Wait(TimeSpan.FromSeconds(60)), "the first dry run did not end");
+        Assert.True(first.Result.ExitCode == 0, first.Result.Stderr);
+        Assert.Contains("a sweep is already running", second.Stderr, StringComparison.Ordinal);
         Assert.True(DaemonFixture.Sample(daemon.Scrape(), "socketreaper_dbus_calls_total{method=\"DryRun\",result=\"Busy\"}") >= 1);
     }
 

@@ -42,7 +42,7 @@ public sealed class DatapathOverflowTests
         innocent.Client.Connect(new IPEndPoint(IPAddress.Parse(Other), 7002));
         Assert.True(staleTcp.Exchanges() && staleUdp.Exchanges() && innocent.Exchanges());
         Poll.Until(() => daemon.LearnedEndpoints() is var learned && learned.Contains(Moving, StringComparison.Ordinal) && learned.Contains(Other, StringComparison.Ordinal),
-            TimeSpan.FromSeconds(5), "learning both addresses");
+            TimeSpan.FromSeconds(20), "learning both addresses");
         var hostAddress = ((IPEndPoint)innocent.Client.LocalEndPoint!).Address;
         Assert.Equal(0, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_datapath_events_lost_total"));
 
