@@ -12,6 +12,7 @@ namespace SocketReaper.IntegrationTests;
 /// the daemon is stopped with SIGSTOP: the lost events are counted, and the daemon catches up from
 /// the owner table with a full sweep. Addresses 10.101.0.0/16.
 /// </summary>
+[Collection(AloneCollection.Name)]
 public sealed class DatapathOverflowTests
 {
     private const string Moving = "10.101.0.9";
