@@ -117,11 +117,7 @@ internal sealed partial class ReaperObject : IPathMethodHandler
             return ValueTask.CompletedTask;
         }
 
-        // The reply comes from another thread once the sweep ends; the bus keeps serving meanwhile.
-        context.DisposesAsynchronously = true;
-        var sender = context.Request.SenderAsString ?? string.Empty;
-        Interlocked.Increment(ref _replying);
-        _ = Task.Run(async () =>
+        return ReplyLater(context, async sender =>
         {
             try
             {
@@ -146,6 +142,25 @@ internal sealed partial class ReaperObject : IPathMethodHandler
             catch (Exception e)
             {
                 Error(context, method, DBusNames.Failed, $"the sweep failed: {e.Message}");
+            }
+        });
+    }
+
+    /// <summary>
+    /// Answers <paramref name="context"/> from another thread once <paramref name="work"/> (given the
+    /// caller's unique name) has replied; the bus keeps serving meanwhile, and shutdown waits for it
+    /// (<see cref="RepliesSentAsync"/>).
+    /// </summary>
+    private ValueTask ReplyLater(MethodContext context, Func<string, Task> work)
+    {
+        context.DisposesAsynchronously = true;
+        var sender = context.Request.SenderAsString ?? string.Empty;
+        Interlocked.Increment(ref _replying);
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await work(sender).ConfigureAwait(false);
             }
             finally
             {
@@ -184,10 +199,7 @@ internal sealed partial class ReaperObject : IPathMethodHandler
             return ValueTask.CompletedTask;
         }
 
-        context.DisposesAsynchronously = true;
-        var sender = context.Request.SenderAsString ?? string.Empty;
-        Interlocked.Increment(ref _replying);
-        _ = Task.Run(async () =>
+        return ReplyLater(context, async sender =>
         {
             try
             {
@@ -227,13 +239,7 @@ internal sealed partial class ReaperObject : IPathMethodHandler
             {
                 Error(context, method, DBusNames.Failed, $"{method} failed: {e.Message}");
             }
-            finally
-            {
-                context.Dispose();
-                Interlocked.Decrement(ref _replying);
-            }
         });
-        return ValueTask.CompletedTask;
     }
 
     private void ReplyStrings(MethodContext context, string method, string[] values)
