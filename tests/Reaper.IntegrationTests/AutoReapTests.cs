@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using LibBpf;
 using SocketReaper.Testing;
 using Xunit;
 using Xunit.Abstractions;
@@ -22,7 +21,7 @@ public sealed class AutoReapTests(ITestOutputHelper output)
 
         using var daemon = new DaemonFixture(devicePattern: endpoints.Pattern);
         daemon.Start();
-        Poll.Until(() => BpfInfo.Query(VethEndpoints.Ifindex(goneDevice), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10), "attach");
+        VethEndpoints.WaitCovered(goneDevice);
 
         // Host clients: TCP and connected UDP to the endpoint that will go, TCP to one that stays.
         var goneListener = ns.In(gone, () => ns.Listen("10.91.1.2", 7000));
@@ -81,7 +80,7 @@ public sealed class AutoReapTests(ITestOutputHelper output)
 
         using var daemon = new DaemonFixture(configJson: """{ "Reaping": { "Mode": "observe" } }""", devicePattern: endpoints.Pattern);
         daemon.Start();
-        Poll.Until(() => BpfInfo.Query(VethEndpoints.Ifindex(device), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10), "attach");
+        VethEndpoints.WaitCovered(device);
         var listener = ns.In(ns.Names[0], () => ns.Listen("10.91.3.2", 7000));
         var tcp = ns.Connect(listener, "10.91.3.2", 7000);
         Assert.True(tcp.Exchanges());

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using LibBpf;
 using SocketReaper.Testing;
 using Xunit;
 
@@ -31,7 +30,7 @@ public sealed class DatapathOverflowTests
         daemon.Start();
         foreach (var device in new[] { firstDevice, secondDevice })
         {
-            Poll.Until(() => BpfInfo.Query(VethEndpoints.Ifindex(device), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10), $"attach to {device}");
+            VethEndpoints.WaitCovered(device);
         }
 
         // Host clients: TCP and UDP to the address that will move (stale after the move), UDP to

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using LibBpf;
 using SocketReaper.Testing;
 using Xunit;
 using Xunit.Abstractions;
@@ -29,7 +28,7 @@ public sealed class IpReusedTests(ITestOutputHelper output)
         daemon.Start();
         foreach (var device in new[] { firstDevice, secondDevice })
         {
-            Poll.Until(() => BpfInfo.Query(VethEndpoints.Ifindex(device), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10), $"attach to {device}");
+            VethEndpoints.WaitCovered(device);
         }
 
         // Host clients of the first owner: TCP and connected UDP.
@@ -77,7 +76,7 @@ public sealed class IpReusedTests(ITestOutputHelper output)
 
         using var daemon = new DaemonFixture(devicePattern: endpoints.Pattern);
         daemon.Start();
-        Poll.Until(() => BpfInfo.Query(VethEndpoints.Ifindex(device), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10), "attach");
+        VethEndpoints.WaitCovered(device);
         var tcp = ns.Connect(ns.In(ns.Names[0], () => ns.Listen("10.94.0.30", 7000)), "10.94.0.30", 7000);
         Assert.True(tcp.Exchanges());
         Poll.Until(() => daemon.LearnedEndpoints().Contains("10.94.0.30", StringComparison.Ordinal), TimeSpan.FromSeconds(5), "learning");

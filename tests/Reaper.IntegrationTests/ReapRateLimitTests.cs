@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using LibBpf;
 using SocketReaper.Testing;
 using Xunit;
 using Xunit.Abstractions;
@@ -25,7 +24,7 @@ public sealed class ReapRateLimitTests(ITestOutputHelper output)
         // 2 sockets a second, a bucket of 2: the 6 stale sockets need a sweep and two retries.
         using var daemon = new DaemonFixture(configJson: """{ "Reaping": { "MaxSocketsPerSecond": 2 } }""", devicePattern: endpoints.Pattern);
         daemon.Start();
-        Poll.Until(() => BpfInfo.Query(VethEndpoints.Ifindex(goneDevice), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10), "attach");
+        VethEndpoints.WaitCovered(goneDevice);
 
         var goneServer = ns.In(gone, () => Bound(ns, "10.100.1.2"));
         var stayServer = ns.In(stays, () => Bound(ns, "10.100.2.2"));

@@ -1,7 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
-using LibBpf;
 using SocketReaper.Testing;
 using Xunit;
 
@@ -30,7 +29,7 @@ public sealed partial class TargetedSweepTests
 
         using var daemon = new DaemonFixture(configJson: """{ "Reaping": { "Mode": "observe" } }""", devicePattern: endpoints.Pattern);
         daemon.Start();
-        Poll.Until(() => BpfInfo.Query(VethEndpoints.Ifindex(device), BpfAttachType.TcxIngress).LinkIds.Count == 1, TimeSpan.FromSeconds(10), "attach");
+        VethEndpoints.WaitCovered(device);
 
         // Made after: one talks to the stale address, one only connected to it (a UDP socket that
         // never sent), one talks to another address, one has no socket at all, and one connected

@@ -1,3 +1,5 @@
+using LibBpf;
+
 namespace SocketReaper.IntegrationTests;
 
 /// <summary>
@@ -63,6 +65,14 @@ internal sealed class VethEndpoints : IDisposable
     {
         TestNamespaces.Ip($"link del {host}");
         _created.Remove(host);
+    }
+
+    /// <summary>Waits until a daemon covers host end <paramref name="device"/>: one TCX link on each hook (ingress is attached first, egress right after).</summary>
+    public static void WaitCovered(string device)
+    {
+        var index = Ifindex(device);
+        Poll.Until(() => BpfInfo.Query(index, BpfAttachType.TcxIngress).LinkIds.Count == 1 && BpfInfo.Query(index, BpfAttachType.TcxEgress).LinkIds.Count == 1,
+            TimeSpan.FromSeconds(10), $"attach to {device}");
     }
 
     public static int Ifindex(string device) => int.Parse(File.ReadAllText($"/sys/class/net/{device}/ifindex").Trim(), System.Globalization.CultureInfo.InvariantCulture);
