@@ -128,8 +128,9 @@ public sealed partial class DaemonFaultTests
         Assert.Equal(hooksBefore, HookLinks(daemon.PinRoot));
 
         daemon.Start();
-        Poll.Until(() => daemon.Log.Contains($"Datapath updated on {device}", StringComparison.Ordinal), TimeSpan.FromSeconds(10), "the restarted daemon taking over its links");
-        Assert.Contains("record continued", daemon.Log, StringComparison.Ordinal);
+        // Both lines come at start-up, in either order.
+        Poll.Until(() => daemon.Log is var log && log.Contains($"Datapath updated on {device}", StringComparison.Ordinal) && log.Contains("record continued", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(10), $"the restarted daemon taking over its links and continuing the socket hooks' record; log:\n{daemon.Log}");
 
         // Each device hook: still exactly the one link, the same one (updated in place).
         Assert.Equal(deviceLinks, DeviceLinks(ifindex));

@@ -214,7 +214,8 @@ public sealed class DaemonTests
         File.WriteAllText(daemon.ConfigPath, "{\"DBus\": {\"Address\": \"" + daemon.BusAddress + "-later\"}}");
         daemon.Start(requireBus: false);
         Assert.Equal(0, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_dbus_connected"));
-        Assert.Contains("D-Bus unavailable", daemon.Log, StringComparison.Ordinal);
+        // The log line travels through the console logger's queue and a pipe, maybe after READY=1.
+        Poll.Until(() => daemon.Log.Contains("D-Bus unavailable", StringComparison.Ordinal), TimeSpan.FromSeconds(5), "the daemon saying D-Bus is unavailable");
 
         // Disposing a Process does not end it: the bus is killed, even when the test fails.
         using var later = DaemonFixture.StartBus(daemon.BusAddress + "-later");

@@ -126,7 +126,8 @@ public sealed class DatapathDaemonTests
         Assert.NotEqual(original, BpfInfo.Query(index, BpfAttachType.TcxEgress).LinkIds[0]);
         WaitUntil(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_datapath_reattachments_total") >= 1, TimeSpan.FromSeconds(12));
         Assert.Equal(0, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_datapath_links_missing"));
-        Assert.Contains($"Our tcx_egress link on {host} (ifindex {index}) was detached by someone; re-attached", daemon.Log, StringComparison.Ordinal);
+        // The log line reaches us through the console logger's queue and a pipe, maybe after the counter.
+        WaitUntil(() => daemon.Log.Contains($"Our tcx_egress link on {host} (ifindex {index}) was detached by someone; re-attached", StringComparison.Ordinal), TimeSpan.FromSeconds(5));
     }
 
     [PrivilegedFact]

@@ -79,14 +79,17 @@ public sealed class DatapathOverflowTests
         }
 
         // The stale sockets stay quiet until the sweep is done (a segment now would go to the first
-        // endpoint, which still answers, but the test asserts on the sweep, not on luck).
-        Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sockets_destroyed_total{protocol=\"udp\",trigger=\"ip_reused\"}") >= 1 &&
-            DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sockets_destroyed_total{protocol=\"tcp\",trigger=\"ip_reused\"}") >= 1,
+        // endpoint, which still answers, but the test asserts on the sweep, not on luck). The sweep
+        // is done when the daemon logs its outcome: the coordinator counts destroyed sockets before
+        // the automatic reaper counts the sweep's scope, so a scrape alone can fall between the two.
+        Poll.Until(() => daemon.Log.Contains("Automatic sweep (ip_reused) with", StringComparison.Ordinal),
             TimeSpan.FromSeconds(10), $"the catch-up sweep; log:\n{daemon.Log}\n{string.Join('\n', daemon.Scrape().Split('\n').Where(l => l.StartsWith("socketreaper_datapath_events", StringComparison.Ordinal) || l.StartsWith("socketreaper_reap", StringComparison.Ordinal)))}");
         var scrape = daemon.Scrape();
         Assert.True(DaemonFixture.Sample(scrape, "socketreaper_datapath_events_lost_total") >= 1, scrape);
         Assert.True(DaemonFixture.Sample(scrape, "socketreaper_reap_catchups_total") >= 1, scrape);
         Assert.True(DaemonFixture.Sample(scrape, "socketreaper_reap_sweeps_total{trigger=\"ip_reused\",scope=\"full\"}") >= 1, scrape);
+        Assert.True(DaemonFixture.Sample(scrape, "socketreaper_sockets_destroyed_total{protocol=\"udp\",trigger=\"ip_reused\"}") >= 1, scrape);
+        Assert.True(DaemonFixture.Sample(scrape, "socketreaper_sockets_destroyed_total{protocol=\"tcp\",trigger=\"ip_reused\"}") >= 1, scrape);
         Assert.Equal(SocketError.ConnectionAborted, staleTcp.ClientSendError());
         Assert.Equal(SocketError.DestinationAddressRequired, TestNamespaces.SendError(staleUdp.Client));
         Assert.True(innocent.Exchanges(), "the socket to the endpoint that kept its address was hurt");

@@ -110,7 +110,7 @@ internal sealed partial class SweepCoordinator : IDisposable
                 throw;
             }
 
-            _metrics.Record(result, counter.MatchedTcp, counter.MatchedUdp, counter.DestroyedTcp, counter.DestroyedUdp);
+            // Listed before counted: whoever sees the counters move finds the sweep in GetStatus.
             var completed = new CompletedSweep(Interlocked.Increment(ref _nextId), result, DateTimeOffset.UtcNow);
             lock (_lock)
             {
@@ -120,6 +120,8 @@ internal sealed partial class SweepCoordinator : IDisposable
                     _recent.Dequeue();
                 }
             }
+
+            _metrics.Record(result, counter.MatchedTcp, counter.MatchedUdp, counter.DestroyedTcp, counter.DestroyedUdp);
 
             Completed?.Invoke(completed);
             return completed;
