@@ -80,6 +80,84 @@ public sealed partial class TargetedSweepTests
         Assert.True(udpFirst.Connected && tcpClient.Connected && tcpServer.Connected);
     }
 
+    /// <summary>
+    /// A targeted sweep reuses the last discovery while no new contact was recorded; it still finds
+    /// a namespace that moved to another path since (its bind mount moved), and one made since that
+    /// contacted the address. Three endpoints, one event each, in observe mode.
+    /// </summary>
+    [PrivilegedFact]
+    public void A_targeted_sweep_that_reuses_the_last_discovery_finds_namespaces_moved_or_made_since()
+    {
+        string[] addresses = ["10.98.1.9", "10.98.2.9", "10.98.3.9"];
+        using var endpoint = new TestNamespaces(3);
+        using var endpoints = new VethEndpoints(subnet: 98);
+        var devices = addresses.Select((a, i) => endpoints.AddRouted(endpoint.Names[i], 1 + i, a)).ToList();
+
+        using var daemon = new DaemonFixture(configJson: """{ "Reaping": { "Mode": "observe" } }""", devicePattern: endpoints.Pattern);
+        daemon.Start();
+        devices.ForEach(VethEndpoints.WaitCovered);
+
+        // The host sends to each endpoint, whose answers (ARP) teach the datapath who owns what.
+        using var host = new TestNamespaces(0);
+        addresses.ToList().ForEach(a => Connected(host, a, send: true));
+        Poll.Until(() => daemon.LearnedEndpoints() is var learned && addresses.All(a => learned.Contains(a, StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(10), "learning the three endpoints");
+
+        // Clients: the first talks to all three addresses, the second (moved later) to the first one.
+        using var clients = new TestNamespaces(3);
+        foreach (var name in clients.Names)
+        {
+            Routed(name);
+        }
+
+        var (everywhere, moving, late) = (clients.Names[0], clients.Names[1], clients.Names[2]);
+        clients.In(everywhere, () => addresses.Select(a => Connected(clients, a, send: true)).ToList());
+        clients.In(moving, () => Connected(clients, addresses[0], send: true));
+
+        // Event 1 discovers (the contacts above are new) and leaves a discovery to reuse. The host's
+        // socket to each address is found every time.
+        endpoints.Remove(devices[1]);
+        Assert.Equal(2, NextAutomaticDryRun(daemon, 1));
+
+        // The second client's namespace moves: a bind mount elsewhere, the one under /run/netns gone.
+        // Nothing new was contacted, so event 2 may reuse the discovery; at the old path it would find
+        // nothing (two sockets instead of three).
+        var elsewhere = Directory.CreateTempSubdirectory("srt-netns-");
+        var movedPath = Path.Combine(elsewhere.FullName, moving);
+        try
+        {
+            File.WriteAllBytes(movedPath, []);
+            Assert.Equal(0, ReaperProcess.Tool("mount", "--bind", $"/run/netns/{moving}", movedPath));
+            Assert.Equal(0, ReaperProcess.Tool("umount", $"/run/netns/{moving}"));
+            File.Delete($"/run/netns/{moving}");
+            endpoints.Remove(devices[0]);
+            Assert.Equal(3, NextAutomaticDryRun(daemon, 2));
+
+            // Made after event 2's discovery: its contact is new, so event 3 looks again (one
+            // sockets instead of three if it reused the discovery).
+            clients.In(late, () => Connected(clients, addresses[2], send: true));
+            endpoints.Remove(devices[2]);
+            Assert.Equal(3, NextAutomaticDryRun(daemon, 3));
+        }
+        finally
+        {
+            ReaperProcess.Tool("umount", movedPath);
+            elsewhere.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>Waits for the <paramref name="n"/>th automatic dry run and returns what it would destroy.</summary>
+    private static long NextAutomaticDryRun(DaemonFixture daemon, int n)
+    {
+        List<Match> sweeps = [];
+        Poll.Until(() => (sweeps = [.. AutomaticSweep().Matches(daemon.Busctl("call", "org.socketreaper.Reaper1", "/org/socketreaper/Reaper", "org.socketreaper.Reaper1", "GetStatus").Stdout).Cast<Match>()]).Count >= n,
+            TimeSpan.FromSeconds(5), $"automatic dry run {n}; log:\n{daemon.Log}");
+        Assert.True(sweeps.Count == n, $"{sweeps.Count} automatic dry runs where {n} were expected; log:\n{daemon.Log}");
+
+        // Newest first.
+        return long.Parse(sweeps[0].Groups["would"].Value, System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     /// <summary>A route for 10.98.0.0/16 out of lo, so UDP sockets in the namespace can connect there.</summary>
     private static void Routed(string netns) => TestNamespaces.Ip($"-n {netns} route add 10.98.0.0/16 dev lo");
 

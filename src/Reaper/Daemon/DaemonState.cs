@@ -65,6 +65,10 @@ internal sealed class DaemonState : IDisposable
         {
             Hooks = Reaping.SocketHooks.Start(engine.Object, _config.DatapathPinRoot, _config.ReapCgroup,
                 new DiscoveryOptions { Directories = _config.NetnsDirectories }, _loggers.CreateLogger<Reaping.SocketHooks>());
+            if (Hooks is { } hooks)
+            {
+                _coordinator.ScopeVersion = () => hooks.ScopeVersion;
+            }
         }
 
         _coordinator.Started += () => Interlocked.Exchange(ref _sweepStarted, Environment.TickCount64);

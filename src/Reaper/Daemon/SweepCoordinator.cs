@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using SocketReaper.Platform;
 using SocketReaper.Sweep;
 
 namespace SocketReaper.Daemon;
@@ -24,6 +25,7 @@ internal sealed partial class SweepCoordinator : IDisposable
     private readonly Lock _lock = new();
     private readonly Queue<CompletedSweep> _recent = new();
     private readonly NetnsCookieCache _cookies = new();
+    private (IReadOnlyList<NetnsInfo> Namespaces, (ulong, ulong)? Version)? _last;
     private int _running;
     private ulong _nextId;
 
@@ -60,13 +62,72 @@ internal sealed partial class SweepCoordinator : IDisposable
 
     public ReaperConfig Config => _config;
 
+    /// <summary>
+    /// What a targeted sweep's scope depends on besides which namespaces exist (the socket hooks'
+    /// count of contacts recorded, and when their record started); null without hooks. While it
+    /// reads as it did just before the last discovery, every namespace a targeted sweep can need
+    /// was there to be found (a namespace made since has recorded no contact), so the sweep reuses
+    /// that discovery instead of looking the host over again — most of a reaction's time on a host
+    /// with hundreds of namespaces.
+    /// </summary>
+    public Func<(ulong, ulong)>? ScopeVersion { get; set; }
+
     /// <summary>Finds the namespaces (done at start so READY means the host has been looked at).</summary>
     public IReadOnlyList<NetnsInfo> Discover()
     {
+        // Read first: a contact recorded while we look makes the next targeted sweep look again.
+        var version = ScopeVersion?.Invoke();
         var discovery = NetnsCatalog.Discover(new DiscoveryOptions { Directories = _config.NetnsDirectories }, _cookies);
         NamespacesKnown = discovery.Namespaces.Count;
         _metrics.NamespacesKnown.Set(NamespacesKnown);
+        lock (_lock)
+        {
+            _last = (discovery.Namespaces, version);
+        }
+
         return discovery.Namespaces;
+    }
+
+    /// <summary>The last discovery, if a targeted sweep may reuse it (see <see cref="ScopeVersion"/>).</summary>
+    private IReadOnlyList<NetnsInfo>? Reusable()
+    {
+        if (ScopeVersion is not { } version)
+        {
+            return null;
+        }
+
+        var now = version();
+        lock (_lock)
+        {
+            return _last is { Version: { } then } last && then == now ? last.Namespaces : null;
+        }
+    }
+
+    /// <summary>
+    /// The namespaces of <paramref name="request"/> and, for a targeted one, what each needs swept;
+    /// null when a reused discovery is out of date for one of them (it is no longer at its path).
+    /// </summary>
+    private static (IReadOnlyList<NetnsInfo> Namespaces, SweepRequest Request, int OutOfScope)? Plan(
+        SweepRequest request, IReadOnlyList<NetnsInfo> all, bool reused)
+    {
+        var namespaces = NetnsCatalog.Select(all, request.Namespaces);
+        if (request.Scope is not { } scope)
+        {
+            return (namespaces, request, 0);
+        }
+
+        // Asked once per namespace here; the engine's workers read the answers.
+        var plan = namespaces.Select(n => (Netns: n, Protocols: scope(n))).Where(p => p.Protocols != 0).ToList();
+
+        // A namespace that moved to another path (say, its process exited and a bind mount holds it)
+        // would be missed at the old one: look again. The engine checks each cookie as it enters.
+        if (reused && plan.Any(p => Netns.TryStamp(p.Netns.Path, out _) is not { } s || (s.Device, s.Inode) != (p.Netns.Device, p.Netns.Inode)))
+        {
+            return null;
+        }
+
+        var protocols = plan.ToDictionary(p => p.Netns.Cookie, p => p.Protocols);
+        return ([.. plan.Select(p => p.Netns)], request with { Scope = n => protocols.GetValueOrDefault(n.Cookie) }, namespaces.Count - plan.Count);
     }
 
     /// <summary>Runs <paramref name="request"/> now, or throws <see cref="SweepBusyException"/>.</summary>
@@ -80,17 +141,10 @@ internal sealed partial class SweepCoordinator : IDisposable
         try
         {
             Started?.Invoke();
-            var namespaces = NetnsCatalog.Select(Discover(), request.Namespaces);
-            var outOfScope = 0;
-            if (request.Scope is { } scope)
-            {
-                // Asked once per namespace here; the engine's workers read the answers.
-                var plan = namespaces.Select(n => (Netns: n, Protocols: scope(n))).Where(p => p.Protocols != 0).ToList();
-                var protocols = plan.ToDictionary(p => p.Netns.Cookie, p => p.Protocols);
-                outOfScope = namespaces.Count - plan.Count;
-                namespaces = [.. plan.Select(p => p.Netns)];
-                request = request with { Scope = n => protocols.GetValueOrDefault(n.Cookie) };
-            }
+            var reusable = request.Scope is not null ? Reusable() : null;
+            var (namespaces, planned, outOfScope) = (reusable is not null ? Plan(request, reusable, reused: true) : null)
+                ?? Plan(request, Discover(), reused: false)!.Value;
+            request = planned;
 
             var counter = new ProtocolCounter();
             var threads = _config.SweepThreads == 0 ? Environment.ProcessorCount : _config.SweepThreads;

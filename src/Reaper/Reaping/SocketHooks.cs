@@ -32,6 +32,9 @@ internal sealed partial class SocketHooks
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
 
+    /// <summary>reaper_netns_before as last read; only this class changes it (null: read it again).</summary>
+    private HashSet<ulong>? _before;
+
     private SocketHooks(BpfObject sweep, string root, string cgroup, DiscoveryOptions discovery, ILogger logger)
     {
         _sweep = sweep;
@@ -87,6 +90,13 @@ internal sealed partial class SocketHooks
     }
 
     /// <summary>
+    /// Changes when a namespace may have joined some targeted sweep's scope without a discovery
+    /// having seen it: a contact recorded for a new (address, namespace) pair, or a new record
+    /// (whose unknown-history list was made from a discovery of its own). See SweepCoordinator.ScopeVersion.
+    /// </summary>
+    public (ulong, ulong) ScopeVersion => History is var h ? (h.ContactsInserted, h.RecordStartedNs) : default;
+
+    /// <summary>
     /// The scope of a targeted sweep for <paramref name="addresses"/>: the host, every namespace
     /// whose history is unknown, and every namespace the hooks saw connect to (or accept from) one
     /// of them, with the protocols it used (the host and the unknown: both). Null — sweep
@@ -123,9 +133,9 @@ internal sealed partial class SocketHooks
                     .ToDictionary(g => g.Key, g => g.Aggregate((SweepProtocols)0, (p, c) => p | c.Protocols));
             }
 
-            var before = _sweep.Map("reaper_netns_before");
+            var before = _before ??= [.. _sweep.Map("reaper_netns_before").Keys<ulong>()];
             return netns =>
-                netns.Source == NetnsSource.Host || netns.Cookie == history.HostNetns || before.TryLookup<ulong, byte>(netns.Cookie, out _)
+                netns.Source == NetnsSource.Host || netns.Cookie == history.HostNetns || before.Contains(netns.Cookie)
                     ? SweepProtocols.Both
                     : talked is not null
                         ? talked.GetValueOrDefault(netns.Cookie)
@@ -152,6 +162,8 @@ internal sealed partial class SocketHooks
             {
                 before.Delete(cookie);
             }
+
+            _before = null;
 
             return dead.Count + gone.Count;
         }
@@ -260,6 +272,7 @@ internal sealed partial class SocketHooks
 
             history.RecordStartedNs = Monotonic.NowNs();
             continuous = false;
+            _before = null;
         }
 
         _sweep.Map("reaper_history").Update(0u, history);

@@ -104,17 +104,20 @@ internal static class NetnsCatalog
             }
         }
 
-        // Cookies already known (same device, inode and inode time) need no visit.
+        // Cookies already known (same device, inode and inode time) need no visit. A process's
+        // namespace is named after its command, read once while the same path is kept for it.
         var list = new List<NetnsInfo>(byInode.Count);
         var unknown = new Dictionary<(ulong, ulong), (string Path, string Name, NetnsSource Source)>();
         foreach (var (id, kept) in byInode)
         {
-            var c = kept.Source == NetnsSource.Process
-                ? kept with { Name = $"pid {kept.Name} ({Comm($"{options.ProcRoot}/{kept.Name}")})" }
-                : kept;
-            if (cache?.TryGet(stamps[id], out var cookie) == true)
+            NetnsInfo? known = null;
+            var isKnown = cache?.TryGet(stamps[id], out known) == true;
+            var c = kept.Source != NetnsSource.Process ? kept
+                : isKnown && known!.Path == kept.Path ? kept with { Name = known.Name }
+                : kept with { Name = $"pid {kept.Name} ({Comm($"{options.ProcRoot}/{kept.Name}")})" };
+            if (isKnown)
             {
-                list.Add(new NetnsInfo(cookie, c.Name, c.Path, c.Source, id.Item1, id.Item2));
+                list.Add(new NetnsInfo(known!.Cookie, c.Name, c.Path, c.Source, id.Item1, id.Item2));
             }
             else
             {
@@ -147,7 +150,7 @@ internal static class NetnsCatalog
             return entered;
         });
         list.AddRange(found);
-        cache?.Keep(list.Select(n => (stamps[(n.Device, n.Inode)], n.Cookie)));
+        cache?.Keep(list.Select(n => (stamps[(n.Device, n.Inode)], n)));
         return new NetnsDiscovery(list.OrderBy(n => n.Source).ThenBy(n => n.Name, StringComparer.Ordinal).ToList(), vanished);
     }
 
@@ -236,33 +239,33 @@ internal static class NetnsCatalog
 }
 
 /// <summary>
-/// The cookies of the namespaces the last discovery found, by nsfs device, inode and inode time, so
-/// the next one enters only namespaces it has not seen: with hundreds of namespaces, entering each
-/// one for its cookie was most of an automatic sweep's reaction time. Holds no reference on any
-/// namespace (a held one would outlive its deletion and keep its devices alive).
+/// The namespaces the last discovery found (cookie, path, name), by nsfs device, inode and inode
+/// time, so the next one enters only namespaces it has not seen: with hundreds of namespaces,
+/// entering each one for its cookie was most of an automatic sweep's reaction time. Holds no
+/// reference on any namespace (a held one would outlive its deletion and keep its devices alive).
 /// </summary>
 internal sealed class NetnsCookieCache
 {
     private readonly Lock _lock = new();
-    private Dictionary<Key, ulong> _cookies = [];
+    private Dictionary<Key, NetnsInfo> _cookies = [];
 
     internal readonly record struct Key(ulong Device, ulong Inode, long CtimeSeconds, long CtimeNanoseconds);
 
-    public bool TryGet(Key key, out ulong cookie)
+    public bool TryGet(Key key, out NetnsInfo? netns)
     {
         lock (_lock)
         {
-            return _cookies.TryGetValue(key, out cookie);
+            return _cookies.TryGetValue(key, out netns);
         }
     }
 
     /// <summary>Keeps exactly <paramref name="seen"/>: namespaces no longer found are forgotten.</summary>
-    public void Keep(IEnumerable<(Key Key, ulong Cookie)> seen)
+    public void Keep(IEnumerable<(Key Key, NetnsInfo Netns)> seen)
     {
-        var next = new Dictionary<Key, ulong>();
-        foreach (var (key, cookie) in seen)
+        var next = new Dictionary<Key, NetnsInfo>();
+        foreach (var (key, netns) in seen)
         {
-            next[key] = cookie;
+            next[key] = netns;
         }
 
         lock (_lock)

@@ -15,7 +15,8 @@ internal interface ISweepObserver
 
 /// <summary>
 /// Runs sweeps: loads the sweep iterators once, then for each request writes its rules into the
-/// BPF maps and sends a bounded set of OS threads through the namespaces. Each thread enters a
+/// BPF maps and sends a bounded set of OS threads (kept from one sweep to the next, see
+/// <see cref="RoamingThreads"/>) through the namespaces. Each thread enters a
 /// namespace (setns), creates the TCP and UDP iterators there — an iterator sees only the
 /// namespace of the thread that creates it — and streams the records it reads to the observer.
 /// One sweep runs at a time: the rule maps and the cap's counter are shared by its threads.
@@ -36,6 +37,7 @@ internal sealed partial class SweepEngine : IDisposable
     private readonly BpfMap _rules;
     private readonly BpfMap _stats;
     private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly RoamingThreads _workers = new("sweep");
 
     /// <summary>The maps that outlive the daemon: socket birth times, contacts and their bookkeeping, filled by the socket hooks.</summary>
     public static readonly IReadOnlyList<string> PinnedMaps = ["reaper_births", "reaper_contacts", "reaper_history", "reaper_netns_before"];
@@ -105,41 +107,32 @@ internal sealed partial class SweepEngine : IDisposable
         var next = -1;
         var threads = Math.Clamp(request.Parallelism, 1, Math.Max(1, namespaces.Count));
 
-        void Worker()
+        _workers.Run(threads, () =>
         {
-            NetnsThread.RunRoaming(() =>
+            var buffer = GC.AllocateUninitializedArray<byte>(ReadSize + Marshal.SizeOf<SweepAbi.Record>());
+            int i;
+            while (!cancellation.IsCancellationRequested && (i = Interlocked.Increment(ref next)) < namespaces.Count)
             {
-                var buffer = GC.AllocateUninitializedArray<byte>(ReadSize + Marshal.SizeOf<SweepAbi.Record>());
-                int i;
-                while (!cancellation.IsCancellationRequested && (i = Interlocked.Increment(ref next)) < namespaces.Count)
+                var netns = namespaces[i];
+                if (!Enter(netns))
                 {
-                    var netns = namespaces[i];
-                    if (!Enter(netns))
-                    {
-                        Interlocked.Increment(ref skipped);
-                        continue;
-                    }
-
-                    Interlocked.Increment(ref visited);
-                    var protocols = request.Scope is { } scope ? requested & scope(netns) : requested;
-                    if (protocols.HasFlag(SweepProtocols.Tcp))
-                    {
-                        Drain(_tcp, buffer, netns, observer, failures, cancellation);
-                    }
-
-                    if (protocols.HasFlag(SweepProtocols.Udp))
-                    {
-                        Drain(_udp, buffer, netns, observer, failures, cancellation);
-                    }
+                    Interlocked.Increment(ref skipped);
+                    continue;
                 }
 
-                return 0;
-            });
-        }
+                Interlocked.Increment(ref visited);
+                var protocols = request.Scope is { } scope ? requested & scope(netns) : requested;
+                if (protocols.HasFlag(SweepProtocols.Tcp))
+                {
+                    Drain(_tcp, buffer, netns, observer, failures, cancellation);
+                }
 
-        var workers = Enumerable.Range(0, threads).Select(_ => new Thread(Worker) { IsBackground = true, Name = "sweep" }).ToList();
-        workers.ForEach(w => w.Start());
-        workers.ForEach(w => w.Join());
+                if (protocols.HasFlag(SweepProtocols.Udp))
+                {
+                    Drain(_udp, buffer, netns, observer, failures, cancellation);
+                }
+            }
+        });
 
         var stats = _stats.LookupPerCpu<uint, SweepAbi.Stats>(0u);
         var result = new SweepResult
@@ -236,6 +229,7 @@ internal sealed partial class SweepEngine : IDisposable
 
     public void Dispose()
     {
+        _workers.Dispose();
         _tcp.Dispose();
         _udp.Dispose();
         _object.Dispose();
