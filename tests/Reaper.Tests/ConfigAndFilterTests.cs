@@ -95,6 +95,17 @@ public sealed class ConfigTests : IDisposable
     }
 
     [Fact]
+    public void Services_with_more_backends_in_all_than_the_datapath_holds_are_refused()
+    {
+        // Five services of 4,000 backends each: each is within its own limit, together they are not.
+        var services = Enumerable.Range(0, 5).Select(s =>
+            $"{{\"Name\": \"s{s}\", \"Vip\": \"10.96.0.{s + 1}\", \"Port\": 53, \"Protocol\": \"udp\", \"Backends\": [{string.Join(", ", Enumerable.Range(0, 4000).Select(i => $"\"10.{s + 1}.{i / 250}.{1 + (i % 250)}:53\""))}]}}");
+        File.WriteAllText(_path, $"{{\"Services\": [{string.Join(", ", services)}]}}");
+        var e = Assert.Throws<ConfigException>(() => ReaperConfig.Load(_path, NoEnvironment, true));
+        Assert.Contains("Services: the services have 20000 backends in all, more than the datapath holds (16384); remove some.", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Environment_errors_name_the_variable()
     {
         var e = Assert.Throws<ConfigException>(() => ReaperConfig.Load(_path, new Dictionary<string, string> { ["SOCKETREAPER__Sweep__Threads"] = "999" }, false));

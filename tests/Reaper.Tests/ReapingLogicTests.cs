@@ -23,6 +23,22 @@ public sealed class ReapingLogicTests
     }
 
     [Fact]
+    public void An_address_that_moved_many_times_in_one_batch_gets_one_rule_for_its_last_move()
+    {
+        var a = IPAddress.Parse("10.1.0.1");
+        var b = IPAddress.Parse("10.1.0.2");
+
+        // More moves of one address than one prefix holds rules: the table still builds.
+        var moves = Enumerable.Range(1, SweepAbi.RulesPerPrefix + 10).Select(t => ReapTarget.IpReused(a, (ulong)t)).Append(ReapTarget.IpReused(b, 7)).ToList();
+        var rules = AutoReaper.RulesFor(moves);
+        Assert.Equal([(IpPrefix.Host(a), (ulong)SweepAbi.RulesPerPrefix + 10), (IpPrefix.Host(b), 7UL)], rules.Select(r => (r.Remote, r.BornBeforeNs)));
+        Assert.Equal(2, RuleTable.Build(rules).Rules.Length);
+
+        // A rule without a moment is not merged into one with a moment.
+        Assert.Equal(2, AutoReaper.RulesFor([ReapTarget.EndpointGone(a), ReapTarget.IpReused(a, 3)]).Count);
+    }
+
+    [Fact]
     public void More_targets_than_one_sweep_holds_make_more_sweeps_each_of_which_builds()
     {
         var gone = Enumerable.Range(0, SweepAbi.RulesMax + 1).Select(i => ReapTarget.EndpointGone(new IPAddress([10, 101, (byte)(i >> 8), (byte)i]))).ToList();

@@ -2,9 +2,17 @@ using LibBpf;
 
 namespace SocketReaper.Bpf;
 
-/// <summary>The BPF objects compiled from bpf/**.bpf.c at build time and embedded in this binary.</summary>
+/// <summary>
+/// The BPF objects compiled from bpf/**.bpf.c at build time and embedded in this binary — or, for
+/// people working on the BPF programs, &lt;name&gt;.bpf.o files from the directory in
+/// SOCKETREAPER_BPF_OBJECTS, which replace the embedded objects of the same name (the daemon warns
+/// at start which ones).
+/// </summary>
 internal static class EmbeddedObject
 {
+    /// <summary>The environment variable naming a directory of replacement objects.</summary>
+    public const string OverrideVariable = "SOCKETREAPER_BPF_OBJECTS";
+
     /// <summary>bpf/iter/iter_probe.bpf.c: iter/tcp + iter/udp + bpf_sock_destroy by cookie.</summary>
     public const string IterProbe = "iter_probe";
 
@@ -17,8 +25,21 @@ internal static class EmbeddedObject
     /// <summary>bpf/datapath/datapath_probe.bpf.c: pass-through tcx/ingress and netkit/primary.</summary>
     public const string DatapathProbe = "datapath_probe";
 
+    /// <summary>The directory in <see cref="OverrideVariable"/>, or null.</summary>
+    public static string? OverrideDirectory =>
+        Environment.GetEnvironmentVariable(OverrideVariable) is { Length: > 0 } directory ? directory : null;
+
+    /// <summary>The embedded objects a file in <see cref="OverrideDirectory"/> replaces.</summary>
+    public static IReadOnlyList<string> Overridden =>
+        OverrideDirectory is { } directory ? [.. Names.Where(n => File.Exists(Path.Combine(directory, $"{n}.bpf.o")))] : [];
+
     public static byte[] Bytes(string name)
     {
+        if (OverrideDirectory is { } directory && Path.Combine(directory, $"{name}.bpf.o") is var file && File.Exists(file))
+        {
+            return File.ReadAllBytes(file);
+        }
+
         var resource = $"bpf/{name}.bpf.o";
         using var stream = typeof(EmbeddedObject).Assembly.GetManifestResourceStream(resource)
             ?? throw new InvalidOperationException($"BPF object '{resource}' is not embedded in this build.");

@@ -82,9 +82,15 @@ internal static partial class RunCommand
         try
         {
             // Before anything is pinned: without bpffs libbpf would fail later, and less clearly.
+            var loggers = host.Services.GetRequiredService<ILoggerFactory>();
             if (Platform.BpfFsMount.Ensure())
             {
-                Log.MountedBpfFs(host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("SocketReaper.Platform.BpfFsMount"), Platform.BpfFsMount.Path);
+                Log.MountedBpfFs(loggers.CreateLogger("SocketReaper.Platform.BpfFsMount"), Platform.BpfFsMount.Path);
+            }
+
+            if (Bpf.EmbeddedObject.Overridden is { Count: > 0 } replaced)
+            {
+                Log.ObjectsReplaced(loggers.CreateLogger("SocketReaper.Bpf.EmbeddedObject"), string.Join(", ", replaced), Bpf.EmbeddedObject.OverrideDirectory!, Bpf.EmbeddedObject.OverrideVariable);
             }
 
             host.Run();
@@ -101,5 +107,8 @@ internal static partial class RunCommand
     {
         [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "{Path} was not a bpf filesystem; mounted one there")]
         public static partial void MountedBpfFs(ILogger logger, string path);
+
+        [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "BPF object(s) {Names} come from {Directory} ({Variable}), not from this build")]
+        public static partial void ObjectsReplaced(ILogger logger, string names, string directory, string variable);
     }
 }

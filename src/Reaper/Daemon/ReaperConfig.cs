@@ -236,6 +236,13 @@ internal sealed record ReaperConfig
                 throw new ConfigException($"Services: the name '{duplicate.Key}' is used twice; each service needs its own name.");
             }
 
+            // The datapath's backend table has a fixed size, as SetService checks too.
+            var backends = specs.SelectMany(s => s.Backends.Select(b => (b, s.Protocol))).Distinct().Count();
+            if (backends > Bpf.DatapathAbi.BackendsMax)
+            {
+                throw new ConfigException($"Services: the services have {backends} backends in all, more than the datapath holds ({Bpf.DatapathAbi.BackendsMax}); remove some.");
+            }
+
             config = config with { Services = specs };
         }
 

@@ -186,9 +186,18 @@ internal sealed partial class AutoReaper : BackgroundService
     public static IEnumerable<(ReapReason Reason, List<ReapTarget> Targets)> Sweeps(IEnumerable<ReapTarget> batch) =>
         batch.GroupBy(t => t.Reason).SelectMany(g => g.Chunk(Bpf.SweepAbi.RulesMax).Select(c => (g.Key, c.ToList())));
 
-    /// <summary>The rules of one sweep for <paramref name="targets"/>: one per distinct rule, numbered in order.</summary>
+    /// <summary>
+    /// The rules of one sweep for <paramref name="targets"/>: one per distinct rule, numbered in
+    /// order. Born-before rules that differ only in their moment become the latest one: an address
+    /// that moved twice makes stale every socket born before its last move (one made for the owner
+    /// in between talks to the wrong endpoint now too), and one rule instead of many keeps a burst
+    /// of moves under the rule table's limit of rules per address.
+    /// </summary>
     public static IReadOnlyList<SweepRule> RulesFor(IEnumerable<ReapTarget> targets) =>
-        [.. targets.Select(t => t.Rule with { Id = 0 }).Distinct().Select((r, i) => r with { Id = (uint)i })];
+        [.. targets.Select(t => t.Rule with { Id = 0 })
+            .GroupBy(r => (Rule: r with { BornBeforeNs = 0 }, BornBefore: r.BornBeforeNs != 0))
+            .Select(g => g.Key.Rule with { BornBeforeNs = g.Max(r => r.BornBeforeNs) })
+            .Select((r, i) => r with { Id = (uint)i })];
 
     private async Task SweepAsync(ReapReason reason, List<ReapTarget> targets, CancellationToken stopping)
     {
