@@ -111,12 +111,29 @@ struct reaper_contact {
 	__u8 pad[6];
 };
 
+/* Capacity of the host's contact table: remote addresses of the host namespace's sockets. */
+#define REAPER_HOST_CONTACTS_MAX 65536
+
+/*
+ * Host contact table value (key: the 16-byte remote address). The host's sockets are recorded
+ * apart from the namespaces': the host lives for ever, so its entries are kept only while it has
+ * a socket there. last_ns is when a hook or a census last saw one; a census (user space walks the
+ * host's sockets with reaper_census_tcp/udp) drops the entries it did not refresh. Flags as in
+ * struct reaper_contact.
+ */
+struct reaper_host_contact {
+	__u64 last_ns;
+	__u8 tcp;
+	__u8 udp;
+	__u8 pad[6];
+};
+
 /* Capacity of the set of namespaces that existed before the record started (history unknown). */
 #define REAPER_NETNS_BEFORE_MAX 65536
 
 /*
  * The contact table's bookkeeping (a one-entry array, pinned with it). User space sets
- * host_netns (whose contacts are not recorded: the host is always swept) and record_started_ns
+ * host_netns (whose contacts go to the host contact table instead) and record_started_ns
  * (when the hooks began a gap-free record; 0: never); the hooks count what they could not record.
  * Namespace cookies are unique but not ordered (the kernel hands them out in per-CPU batches), so
  * the namespaces that existed when the record started are listed in reaper_netns_before.

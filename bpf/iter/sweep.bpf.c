@@ -11,6 +11,9 @@
  * The socket hooks (cgroup/connect4|6 and sockops, on the cgroup v2 root) keep what targeted and
  * born-before sweeps need: each socket's birth time in socket storage, and which namespaces
  * connected to (or accepted from) which remote address. They never change a connect's outcome.
+ * The census iterators (iter/tcp, iter/udp, run by user space in the host namespace) record the
+ * host's existing sockets the same way, for sockets older than the hooks and to keep the host's
+ * table to addresses it still has sockets to.
  */
 #include "reaper_vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -63,6 +66,17 @@ struct {
 	__type(value, struct reaper_history);
 } reaper_history SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, REAPER_HOST_CONTACTS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct reaper_prefix_key);
+	__type(value, struct reaper_host_contact);
+} reaper_host_contacts SEC(".maps");
+
+/* Host contacts that did not fit; user space zeroes it when a census starts. */
+__u64 reaper_host_contacts_lost;
+
 /* Written and read by user space only; pinned with the record it qualifies. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -83,6 +97,7 @@ struct reaper_rule reaper_abi_rule;
 struct reaper_contact_key reaper_abi_contact_key;
 struct reaper_contact reaper_abi_contact;
 struct reaper_history reaper_abi_history;
+struct reaper_host_contact reaper_abi_host_contact;
 
 static __always_inline struct reaper_stats *stats(void)
 {
@@ -273,6 +288,37 @@ static __always_inline void mark(struct reaper_contact *c, bool udp)
 	}
 }
 
+/* The host has (had, at now) a socket to addr. Keyed like the rule trie, full length. */
+static __always_inline void host_contact(const __u8 addr[16], __u64 now, bool udp)
+{
+	struct reaper_prefix_key key = { .prefixlen = 128 };
+	struct reaper_host_contact fresh = { .last_ns = now }, *c;
+
+	__builtin_memcpy(key.addr, addr, 16);
+	c = bpf_map_lookup_elem(&reaper_host_contacts, &key);
+	if (!c) {
+		if (udp)
+			fresh.udp = 1;
+		else
+			fresh.tcp = 1;
+		if (bpf_map_update_elem(&reaper_host_contacts, &key, &fresh, BPF_NOEXIST) == 0)
+			return;
+		c = bpf_map_lookup_elem(&reaper_host_contacts, &key);
+		if (!c) {
+			__sync_fetch_and_add(&reaper_host_contacts_lost, 1);
+			return;
+		}
+	}
+	if (c->last_ns < now)
+		c->last_ns = now;
+	if (udp) {
+		if (!c->udp)
+			c->udp = 1;
+	} else if (!c->tcp) {
+		c->tcp = 1;
+	}
+}
+
 static __always_inline void contact(const __u8 addr[16], __u64 netns, __u64 now, bool udp)
 {
 	struct reaper_contact_key key = { .netns_cookie = netns };
@@ -281,8 +327,12 @@ static __always_inline void contact(const __u8 addr[16], __u64 netns, __u64 now,
 	__u32 zero = 0;
 
 	h = bpf_map_lookup_elem(&reaper_history, &zero);
-	if (!h || netns == h->host_netns)
+	if (!h)
 		return;
+	if (netns == h->host_netns) {
+		host_contact(addr, now, udp);
+		return;
+	}
 	__builtin_memcpy(key.addr, addr, 16);
 	c = bpf_map_lookup_elem(&reaper_contacts, &key);
 	if (c) {
@@ -377,4 +427,44 @@ int reaper_sockops(struct bpf_sock_ops *ctx)
 		contact((__u8 *)words, bpf_get_netns_cookie(ctx), now, false);
 	}
 	return 1;
+}
+
+/* ---- Census: the host's existing sockets into the host contact table ------------------------ */
+
+static __always_inline int census(struct sock_common *sk, bool udp)
+{
+	struct reaper_history *h;
+	__u32 zero = 0;
+	__u8 addr[16];
+	__u8 state = sk->skc_state;
+
+	h = bpf_map_lookup_elem(&reaper_history, &zero);
+	if (!h || sk->skc_net.net->net_cookie != h->host_netns)
+		return 0;
+	if (sk->skc_family != AF_INET && sk->skc_family != AF_INET6)
+		return 0;
+	/* What a sweep could destroy, and nothing else: see visit(). */
+	if (!udp && (state == TCP_LISTEN || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV))
+		return 0;
+	if (udp && (state != TCP_ESTABLISHED || sk->skc_dport == 0))
+		return 0;
+	addr_of(sk, true, addr);
+	host_contact(addr, bpf_ktime_get_ns(), udp);
+	return 0;
+}
+
+SEC("iter/tcp")
+int reaper_census_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *sk = ctx->sk_common;
+
+	return sk ? census(sk, false) : 0;
+}
+
+SEC("iter/udp")
+int reaper_census_udp(struct bpf_iter__udp *ctx)
+{
+	struct udp_sock *udp = ctx->udp_sk;
+
+	return udp ? census((struct sock_common *)udp, true) : 0;
 }

@@ -146,6 +146,45 @@ public sealed partial class TargetedSweepTests
         }
     }
 
+    /// <summary>
+    /// The host's own sockets are found by targeted sweeps, which walk the host only for the
+    /// protocols it has sockets with to the stale address: a TCP connection older than the daemon
+    /// (recorded by the census at start) and a UDP socket made after (recorded by the hooks).
+    /// </summary>
+    [PrivilegedFact]
+    public void The_hosts_sockets_older_and_younger_than_the_daemon_are_destroyed_by_targeted_sweeps()
+    {
+        string[] addresses = ["10.98.5.9", "10.98.6.9"];
+        using var endpoint = new TestNamespaces(2);
+        using var endpoints = new VethEndpoints(subnet: 98);
+        var devices = addresses.Select((a, i) => endpoints.AddRouted(endpoint.Names[i], 1 + i, a)).ToList();
+        var old = endpoint.Connect(endpoint.In(endpoint.Names[0], () => endpoint.Listen(addresses[0], 7000)), addresses[0], 7000);
+
+        using var daemon = new DaemonFixture(devicePattern: endpoints.Pattern);
+        daemon.Start();
+        devices.ForEach(VethEndpoints.WaitCovered);
+        Poll.Until(() => daemon.Log.Contains("Host census: the host has sockets to", StringComparison.Ordinal), TimeSpan.FromSeconds(5), $"the host census; log:\n{daemon.Log}");
+
+        // Both endpoints send (and are learned): the old connection carries data, the new UDP socket gets an answer's ARP.
+        Assert.True(old.Exchanges());
+        var young = Connected(endpoint, addresses[1], send: true);
+        Poll.Until(() => daemon.LearnedEndpoints() is var learned && addresses.All(a => learned.Contains(a, StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(10), "learning both endpoints");
+
+        // Each endpoint goes; each sweep is waited for before its socket is tried (a segment sent
+        // earlier would leave by the default route and fetch a reset instead).
+        endpoints.Remove(devices[0]);
+        Poll.Until(() => AutomaticSweeps(daemon) >= 1, TimeSpan.FromSeconds(5), $"the first automatic sweep; log:\n{daemon.Log}");
+        Assert.Equal(SocketError.ConnectionAborted, old.ClientSendError());
+        endpoints.Remove(devices[1]);
+        Poll.Until(() => AutomaticSweeps(daemon) >= 2, TimeSpan.FromSeconds(5), $"the second automatic sweep; log:\n{daemon.Log}");
+        Assert.Equal(SocketError.DestinationAddressRequired, TestNamespaces.SendError(young));
+        Assert.DoesNotMatch("scope=full", daemon.Busctl("call", "org.socketreaper.Reaper1", "/org/socketreaper/Reaper", "org.socketreaper.Reaper1", "GetStatus").Stdout);
+    }
+
+    private static int AutomaticSweeps(DaemonFixture daemon) =>
+        daemon.Log.Split('\n').Count(l => l.Contains("Automatic sweep (endpoint_gone) with", StringComparison.Ordinal));
+
     /// <summary>Waits for the <paramref name="n"/>th automatic dry run and returns what it would destroy.</summary>
     private static long NextAutomaticDryRun(DaemonFixture daemon, int n)
     {

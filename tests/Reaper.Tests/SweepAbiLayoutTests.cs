@@ -28,6 +28,7 @@ public sealed class SweepAbiLayoutTests
         },
         { "reaper_contact_key", typeof(SweepAbi.ContactKey), ["addr:Address", "netns_cookie:NetnsCookie"] },
         { "reaper_contact", typeof(SweepAbi.Contact), ["first_ns:FirstNs", "tcp:Tcp", "udp:Udp", "pad:Pad"] },
+        { "reaper_host_contact", typeof(SweepAbi.HostContact), ["last_ns:LastNs", "tcp:Tcp", "udp:Udp", "pad:Pad"] },
         { "reaper_history", typeof(SweepAbi.History), ["host_netns:HostNetns", "record_started_ns:RecordStartedNs", "contacts_inserted:ContactsInserted", "contacts_lost:ContactsLost"] },
     };
 
@@ -77,6 +78,7 @@ public sealed class SweepAbiLayoutTests
         Assert.Contains($"#define REAPER_RULES_MAX {SweepAbi.RulesMax}\n", header, StringComparison.Ordinal);
         Assert.Contains($"#define REAPER_CONTACTS_MAX {SweepAbi.ContactsMax}\n", header, StringComparison.Ordinal);
         Assert.Contains($"#define REAPER_NETNS_BEFORE_MAX {SweepAbi.NetnsBeforeMax}\n", header, StringComparison.Ordinal);
+        Assert.Contains($"#define REAPER_HOST_CONTACTS_MAX {SweepAbi.HostContactsMax}\n", header, StringComparison.Ordinal);
         Assert.Contains($"#define REAPER_RESULT_DRY_RUN {SweepAbi.ResultDryRun}\n", header, StringComparison.Ordinal);
         Assert.Contains($"#define REAPER_RESULT_HELD_BACK {SweepAbi.ResultHeldBack}\n", header, StringComparison.Ordinal);
     }

@@ -12,6 +12,7 @@ internal static class SweepAbi
     public const int RulesMax = 16384;
     public const int ContactsMax = 131072;
     public const int NetnsBeforeMax = 65536;
+    public const int HostContactsMax = 65536;
 
     public const byte ProtoTcp = 1 << 0;
     public const byte ProtoUdp = 1 << 1;
@@ -97,6 +98,16 @@ internal static class SweepAbi
     public unsafe struct Contact
     {
         public ulong FirstNs;
+        public byte Tcp;
+        public byte Udp;
+        public fixed byte Pad[6];
+    }
+
+    /// <summary>struct reaper_host_contact (key: a full-length <see cref="PrefixKey"/>).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct HostContact
+    {
+        public ulong LastNs;
         public byte Tcp;
         public byte Udp;
         public fixed byte Pad[6];

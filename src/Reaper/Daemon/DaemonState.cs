@@ -68,6 +68,9 @@ internal sealed class DaemonState : IDisposable
             if (Hooks is { } hooks)
             {
                 _coordinator.ScopeVersion = () => hooks.ScopeVersion;
+
+                // The host's sockets older than the hooks (and, after a restart, those of the gap).
+                hooks.HostCensus(announce: true);
             }
         }
 

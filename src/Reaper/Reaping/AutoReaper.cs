@@ -102,7 +102,7 @@ internal sealed partial class AutoReaper : BackgroundService
         await pruning.ConfigureAwait(false);
     }
 
-    /// <summary>Once a minute, forgets the contacts of namespaces that are gone.</summary>
+    /// <summary>Once a minute, forgets the contacts of namespaces that are gone, and takes a census of the host's sockets.</summary>
     private async Task PruneAsync(CancellationToken stopping)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromMinutes(1));
@@ -113,7 +113,11 @@ internal sealed partial class AutoReaper : BackgroundService
                 if (_state.Hooks is { } hooks)
                 {
                     // The coordinator's discovery: namespaces it has seen before are not entered again.
-                    await Task.Run(() => hooks.Prune(_state.Coordinator.Discover().Select(n => n.Cookie).ToHashSet()), stopping).ConfigureAwait(false);
+                    await Task.Run(() =>
+                    {
+                        hooks.Prune(_state.Coordinator.Discover().Select(n => n.Cookie).ToHashSet());
+                        hooks.HostCensus();
+                    }, stopping).ConfigureAwait(false);
                 }
             }
         }

@@ -35,6 +35,17 @@ internal sealed partial class SocketHooks
     /// <summary>reaper_netns_before as last read; only this class changes it (null: read it again).</summary>
     private HashSet<ulong>? _before;
 
+    /// <summary>
+    /// A census of the host's sockets has completed with every contact recorded since: the host
+    /// contact table is complete, and a targeted sweep walks the host only for the protocols it has
+    /// sockets with to the sweep's addresses. Until then the host is swept for both.
+    /// </summary>
+    private bool _hostKnown;
+
+    private readonly Lock _censusLock = new();
+    private BpfLink? _censusTcp;
+    private BpfLink? _censusUdp;
+
     private SocketHooks(BpfObject sweep, string root, string cgroup, DiscoveryOptions discovery, ILogger logger)
     {
         _sweep = sweep;
@@ -134,14 +145,106 @@ internal sealed partial class SocketHooks
             }
 
             var before = _before ??= [.. _sweep.Map("reaper_netns_before").Keys<ulong>()];
+            var host = HostProtocols(keys);
             return netns =>
-                netns.Source == NetnsSource.Host || netns.Cookie == history.HostNetns || before.Contains(netns.Cookie)
+                netns.Cookie == history.HostNetns ? host
+                : netns.Source == NetnsSource.Host || before.Contains(netns.Cookie)
                     ? SweepProtocols.Both
                     : talked is not null
                         ? talked.GetValueOrDefault(netns.Cookie)
                         : keys.Aggregate((SweepProtocols)0, (p, k) =>
                             p | (contacts.TryLookup<SweepAbi.ContactKey, SweepAbi.Contact>(ContactKey(k, netns.Cookie), out var c) ? Protocols(c) : 0));
         }
+    }
+
+    /// <summary>The protocols the host has sockets with to any of <paramref name="keys"/>; both while its table is incomplete. Under _lock.</summary>
+    private SweepProtocols HostProtocols(List<UInt128> keys)
+    {
+        if (!_hostKnown || Volatile.Read(ref _sweep.Global<ulong>("reaper_host_contacts_lost")) != 0)
+        {
+            return SweepProtocols.Both;
+        }
+
+        var table = _sweep.Map("reaper_host_contacts");
+        return keys.Aggregate((SweepProtocols)0, (p, k) =>
+            p | (table.TryLookup<SweepAbi.PrefixKey, SweepAbi.HostContact>(HostKey(k), out var c)
+                ? (c.Tcp != 0 ? SweepProtocols.Tcp : 0) | (c.Udp != 0 ? SweepProtocols.Udp : 0)
+                : 0));
+    }
+
+    /// <summary>
+    /// A census of the host's sockets, on the calling thread (which must be in the daemon's own
+    /// namespace, as every thread but a sweep's is): the census iterators record the remote address
+    /// of every socket a sweep could destroy, then the entries no hook or census refreshed since
+    /// shortly before it began are dropped — the host no longer has a socket there. Run once the
+    /// hooks are on (for the host's sockets older than them) and then every minute (so the table
+    /// stays the size of the host's live peers, and recovers after it was full). Returns the
+    /// entries kept and dropped; with <paramref name="announce"/>, says so in the log.
+    /// </summary>
+    public (int Kept, int Dropped) HostCensus(bool announce = false)
+    {
+        lock (_censusLock)
+        {
+            _censusTcp ??= _sweep.Program("reaper_census_tcp").AttachIterator();
+            _censusUdp ??= _sweep.Program("reaper_census_udp").AttachIterator();
+            ref var lost = ref _sweep.Global<ulong>("reaper_host_contacts_lost");
+            lock (_lock)
+            {
+                // Both until this census is done: what did not fit before may be recorded now.
+                _hostKnown = false;
+                Volatile.Write(ref lost, 0);
+            }
+
+            // A socket whose connect hook ran just before this moment may reach the hash table
+            // after the walk passed its bucket: only entries older than a margin are dropped.
+            var started = Monotonic.NowNs();
+            Walk(_censusTcp);
+            Walk(_censusUdp);
+            var table = _sweep.Map("reaper_host_contacts");
+            var stale = table.ReadAll<SweepAbi.PrefixKey, SweepAbi.HostContact>()
+                .Where(e => e.Value.LastNs + CensusMarginNs < started).Select(e => e.Key).ToList();
+            foreach (var key in stale)
+            {
+                table.Delete(key);
+            }
+
+            var kept = table.Keys<SweepAbi.PrefixKey>().Count;
+            lock (_lock)
+            {
+                _hostKnown = Volatile.Read(ref lost) == 0;
+            }
+
+            if (!_hostKnown)
+            {
+                Log.HostContactsFull(_logger, SweepAbi.HostContactsMax);
+            }
+            else if (announce)
+            {
+                Log.HostCensus(_logger, kept);
+            }
+
+            return (kept, stale.Count);
+        }
+    }
+
+    /// <summary>How long before a census began an entry must have been refreshed to survive it.</summary>
+    private const ulong CensusMarginNs = 10_000_000_000;
+
+    private static void Walk(BpfLink census)
+    {
+        using var iterator = census.CreateIterator();
+        var buffer = new byte[4096];
+        while (BpfIterator.Read(iterator, buffer) > 0)
+        {
+            // The census writes nothing; reading drives it to the end.
+        }
+    }
+
+    private static unsafe SweepAbi.PrefixKey HostKey(UInt128 address)
+    {
+        var key = new SweepAbi.PrefixKey { PrefixLength = 128 };
+        *(UInt128*)key.Address = address;
+        return key;
     }
 
     /// <summary>Deletes what is kept about namespaces that no longer exist (cookies are never reused); returns how many entries went.</summary>
@@ -288,6 +391,12 @@ internal sealed partial class SocketHooks
     {
         [LoggerMessage(EventId = 510, Level = LogLevel.Information, Message = "Socket hooks on cgroup {Cgroup}: record {How}; {Unknown} namespace(s) older than the record are always swept")]
         public static partial void Attached(ILogger logger, string cgroup, string how, int unknown);
+
+        [LoggerMessage(EventId = 514, Level = LogLevel.Information, Message = "Host census: the host has sockets to {Addresses} address(es); targeted sweeps walk the host only for the protocols it uses with theirs")]
+        public static partial void HostCensus(ILogger logger, int addresses);
+
+        [LoggerMessage(EventId = 513, Level = LogLevel.Warning, Message = "The host has sockets to more than {Max} addresses: its contact table is full, so targeted sweeps walk the host for both protocols until a census finds it fits again")]
+        public static partial void HostContactsFull(ILogger logger, int max);
 
         [LoggerMessage(EventId = 511, Level = LogLevel.Warning, Message = "Socket hooks unavailable, so automatic sweeps visit every namespace and treat every socket as old: {Reason}")]
         public static partial void Unavailable(ILogger logger, string reason);
