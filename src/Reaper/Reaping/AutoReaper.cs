@@ -115,7 +115,16 @@ internal sealed partial class AutoReaper : BackgroundService
                     // The coordinator's discovery: namespaces it has seen before are not entered again.
                     await Task.Run(() =>
                     {
-                        hooks.Prune(_state.Coordinator.Discover().Select(n => n.Cookie).ToHashSet());
+                        try
+                        {
+                            hooks.Prune(_state.Coordinator.Discover().Select(n => n.Cookie).ToHashSet());
+                        }
+                        catch (Exception e) when (e is LibBpf.BpfException or Platform.SystemCallException or IOException)
+                        {
+                            // Kept contacts only widen targeted sweeps; the next minute tries again.
+                            Log.PruneFailed(_logger, e.Message);
+                        }
+
                         hooks.HostCensus();
                     }, stopping).ConfigureAwait(false);
                 }
@@ -309,6 +318,9 @@ internal sealed partial class AutoReaper : BackgroundService
 
     private static partial class Log
     {
+        [LoggerMessage(EventId = 509, Level = LogLevel.Warning, Message = "Forgetting the contacts of gone namespaces failed (tried again in a minute): {Reason}")]
+        public static partial void PruneFailed(ILogger logger, string reason);
+
         [LoggerMessage(EventId = 500, Level = LogLevel.Information, Message = "Automatic sweep ({Trigger}) with {Rules} rule(s): {Verb} {Destroyed} socket(s); {Scope} sweep visited {Namespaces} of {Known} namespace(s)")]
         public static partial void Reaped(ILogger logger, string trigger, int rules, string verb, long destroyed, int namespaces, string scope, int known);
 

@@ -181,7 +181,21 @@ internal sealed partial class SocketHooks
     /// stays the size of the host's live peers, and recovers after it was full). Returns the
     /// entries kept and dropped; with <paramref name="announce"/>, says so in the log.
     /// </summary>
-    public (int Kept, int Dropped) HostCensus(bool announce = false)
+    public (int Kept, int Dropped) HostCensus(bool announce = false, ulong marginNs = CensusMarginNs)
+    {
+        try
+        {
+            return Census(announce, marginNs);
+        }
+        catch (Exception e) when (e is BpfException or SystemCallException or IOException)
+        {
+            // The host is swept for both protocols until a census succeeds.
+            Log.CensusFailed(_logger, e.Message);
+            return (0, 0);
+        }
+    }
+
+    private (int Kept, int Dropped) Census(bool announce, ulong marginNs)
     {
         lock (_censusLock)
         {
@@ -202,7 +216,7 @@ internal sealed partial class SocketHooks
             Walk(_censusUdp);
             var table = _sweep.Map("reaper_host_contacts");
             var stale = table.ReadAll<SweepAbi.PrefixKey, SweepAbi.HostContact>()
-                .Where(e => e.Value.LastNs + CensusMarginNs < started).Select(e => e.Key).ToList();
+                .Where(e => e.Value.LastNs + marginNs < started).Select(e => e.Key).ToList();
             foreach (var key in stale)
             {
                 table.Delete(key);
@@ -228,7 +242,7 @@ internal sealed partial class SocketHooks
     }
 
     /// <summary>How long before a census began an entry must have been refreshed to survive it.</summary>
-    private const ulong CensusMarginNs = 10_000_000_000;
+    public const ulong CensusMarginNs = 10_000_000_000;
 
     private static void Walk(BpfLink census)
     {
@@ -394,6 +408,9 @@ internal sealed partial class SocketHooks
 
         [LoggerMessage(EventId = 514, Level = LogLevel.Information, Message = "Host census: the host has sockets to {Addresses} address(es); targeted sweeps walk the host only for the protocols it uses with theirs")]
         public static partial void HostCensus(ILogger logger, int addresses);
+
+        [LoggerMessage(EventId = 515, Level = LogLevel.Warning, Message = "Host census failed, so targeted sweeps walk the host for both protocols: {Reason}")]
+        public static partial void CensusFailed(ILogger logger, string reason);
 
         [LoggerMessage(EventId = 513, Level = LogLevel.Warning, Message = "The host has sockets to more than {Max} addresses: its contact table is full, so targeted sweeps walk the host for both protocols until a census finds it fits again")]
         public static partial void HostContactsFull(ILogger logger, int max);
