@@ -18,6 +18,10 @@ namespace SocketReaper.Reaping;
 /// (first start, a link found detached, state discarded) every namespace that exists is listed in
 /// reaper_netns_before — "history unknown", always swept. A list rather than a cookie watermark:
 /// the kernel hands netns cookies out in per-CPU batches, so they are unique but not ordered.
+///
+/// The host's own contacts are kept apart (reaper_host_contacts, not pinned) while it has a socket
+/// there: the hooks add them, and a census of the host's sockets (<see cref="HostCensus"/>) adds
+/// those older than the hooks and drops the addresses it no longer has sockets to.
 /// </summary>
 internal sealed partial class SocketHooks
 {
