@@ -155,18 +155,20 @@ public sealed class DaemonTests
     public void A_call_while_a_sweep_runs_is_refused_with_Busy_not_queued()
     {
         using var ns = new TestNamespaces(200);
-        using var daemon = new DaemonFixture();
+        // One worker: the 200 namespaces one by one (~0.4 s here) give busctl time to see the sweep.
+        using var daemon = new DaemonFixture("{\"Sweep\": {\"Threads\": 1}}");
         daemon.Start();
         string[] Call(IReadOnlyList<string> names) => ["call", Dest, ObjectPath, Iface, "DryRun", "va{sv}", "s", "dst 10.77.0.1", "1", "netns", "as", names.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), .. names];
 
         // A long dry run; once GetStatus says it is sweeping, a second call must be refused at once.
-        var first = Task.Run(() => daemon.Busctl(Call(ns.Names)));
+        // On a thread of its own: the poll below must not wait for the thread pool.
+        var first = Task.Factory.StartNew(() => daemon.Busctl(Call(ns.Names)), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         var sweeping = false;
         while (!first.IsCompleted && !(sweeping = daemon.Busctl("call", Dest, ObjectPath, Iface, "GetStatus").Stdout.Contains("\"state\" s \"sweeping\"", StringComparison.Ordinal)))
         {
         }
 
-        Assert.True(sweeping, "the first dry run ended before GetStatus saw it sweeping");
+        Assert.True(sweeping, $"the first dry run ended before GetStatus saw it sweeping: {first.Result.ExitCode} {first.Result.Stdout} {first.Result.Stderr}");
         var second = daemon.Busctl(Call([ns.Names[0]]));
         Assert.True(first.Wait(TimeSpan.FromSeconds(60)), "the first dry run did not end");
         Assert.True(first.Result.ExitCode == 0, first.Result.Stderr);

@@ -79,6 +79,13 @@ public sealed class PrivilegeTests
             var deadline = Stopwatch.StartNew();
             while (deadline.Elapsed < TimeSpan.FromSeconds(30) && !daemon.HasExited)
             {
+                // Until unshare has made its namespace, /proc/PID/ns/net is ours: the host's listeners.
+                if (File.ResolveLinkTarget($"/proc/{daemon.Id}/ns/net", false)?.Name == File.ResolveLinkTarget("/proc/self/ns/net", false)?.Name)
+                {
+                    Thread.Sleep(20);
+                    continue;
+                }
+
                 listening = ReaperProcess.Exec(null, "nsenter", [$"--net=/proc/{daemon.Id}/ns/net", "ss", "-ltnH"]).Stdout.Trim();
                 if (listening.Length > 0)
                 {

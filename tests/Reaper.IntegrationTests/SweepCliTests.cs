@@ -49,8 +49,8 @@ public sealed class SweepCliTests
         Assert.Equal(0, code);
         Assert.Contains("10.77.9.9:", stdout, StringComparison.Ordinal);
         Assert.Contains("dry-run", stdout, StringComparison.Ordinal);
-        Assert.Contains("Dry run: 1 namespaces visited (0 skipped)", stdout, StringComparison.Ordinal);
-        Assert.Contains("1 would be destroyed", stdout, StringComparison.Ordinal);
+        Assert.True(stdout.Contains("Dry run: 1 namespaces visited (0 skipped)", StringComparison.Ordinal), stdout);
+        Assert.True(stdout.Contains("1 would be destroyed", StringComparison.Ordinal), stdout);
         Assert.True(pair.Exchanges());
     }
 
