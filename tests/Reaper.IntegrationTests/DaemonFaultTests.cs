@@ -21,13 +21,13 @@ public sealed partial class DaemonFaultTests
     private const string Iface = "org.socketreaper.Reaper1";
 
     /// <summary>One worker: the namespaces are visited one by one, in the order the call names them.</summary>
-    private const string OneWorker = "{\"Sweep\": {\"Threads\": 1}}";
+    internal const string OneWorker = "{\"Sweep\": {\"Threads\": 1}}";
 
     /// <summary>At ~4 ms a namespace with one worker (measured here), a sweep of about a second.</summary>
-    private const int Namespaces = 200;
+    internal const int Namespaces = 200;
 
     /// <summary>Namespaces each holding one stale TCP connection to 10.102.0.1:8080, and the call that sweeps them in order.</summary>
-    private sealed class StaleWorld : IDisposable
+    internal sealed class StaleWorld : IDisposable
     {
         public StaleWorld(int count)
         {

@@ -154,25 +154,23 @@ public sealed class DaemonTests
     [PrivilegedFact]
     public void A_call_while_a_sweep_runs_is_refused_with_Busy_not_queued()
     {
-        using var ns = new TestNamespaces(200);
-        // One worker: the 200 namespaces one by one (~0.4 s here) give busctl time to see the sweep.
-        using var daemon = new DaemonFixture("{\"Sweep\": {\"Threads\": 1}}");
+        // A sweep made long on purpose (200 namespaces with a stale connection each, one worker,
+        // visited in the order named): once the first namespace's connection is dead the sweep is
+        // under way with ~199 namespaces to go, and a second call must be refused at once.
+        using var world = new DaemonFaultTests.StaleWorld(DaemonFaultTests.Namespaces);
+        using var daemon = new DaemonFixture(DaemonFaultTests.OneWorker);
         daemon.Start();
-        string[] Call(IReadOnlyList<string> names) => ["call", Dest, ObjectPath, Iface, "DryRun", "va{sv}", "s", "dst 10.77.0.1", "1", "netns", "as", names.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), .. names];
+        // On a thread of its own: the calls below must not wait for the thread pool.
+        var first = Task.Factory.StartNew(() => daemon.Busctl(world.SweepCall()), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        world.WaitForFirstDestroyed();
 
-        // A long dry run; once GetStatus says it is sweeping, a second call must be refused at once.
-        // On a thread of its own: the poll below must not wait for the thread pool.
-        var first = Task.Factory.StartNew(() => daemon.Busctl(Call(ns.Names)), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        var sweeping = false;
-        while (!first.IsCompleted && !(sweeping = daemon.Busctl("call", Dest, ObjectPath, Iface, "GetStatus").Stdout.Contains("\"state\" s \"sweeping\"", StringComparison.Ordinal)))
-        {
-        }
-
-        Assert.True(sweeping, $"the first dry run ended before GetStatus saw it sweeping: {first.Result.ExitCode} {first.Result.Stdout} {first.Result.Stderr}");
-        var second = daemon.Busctl(Call([ns.Names[0]]));
-        Assert.True(first.Wait(TimeSpan.FromSeconds(60)), "the first dry run did not end");
+        var second = daemon.Busctl("call", Dest, ObjectPath, Iface, "DryRun", "va{sv}", "s", "dst 10.102.0.1", "1", "netns", "as", "1", world.Ns.Names[0]);
+        var firstRunning = !first.IsCompleted;
+        Assert.True(first.Wait(TimeSpan.FromSeconds(60)), "the first sweep did not end");
         Assert.True(first.Result.ExitCode == 0, first.Result.Stderr);
         Assert.Contains("a sweep is already running", second.Stderr, StringComparison.Ordinal);
+        Assert.True(firstRunning, "the refusal came after the sweep ended: the second call waited");
+        Assert.Contains($"\"destroyed\" t {DaemonFaultTests.Namespaces}", first.Result.Stdout, StringComparison.Ordinal);
         Assert.True(DaemonFixture.Sample(daemon.Scrape(), "socketreaper_dbus_calls_total{method=\"DryRun\",result=\"Busy\"}") >= 1);
     }
 
