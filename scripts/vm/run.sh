@@ -32,6 +32,11 @@ for tool in qemu-system-x86_64 busybox cpio xz apt-get dpkg-deb; do
   command -v "$tool" >/dev/null || die "'$tool' is missing; run scripts/bootstrap.sh --test"
 done
 
+# The guest mounts fresh tmpfs on /tmp and /run: a checkout there is invisible to it.
+case "$PWD/" in
+  /tmp/*|/run/*) die "the checkout is under /$(cut -d/ -f2 <<<"$PWD"), which the guest replaces with an empty tmpfs; clone it elsewhere (such as /root or /work)" ;;
+esac
+
 cache=$(realpath -m "${SR_VM_CACHE:-artifacts/vm}")
 mkdir -p "$cache"
 
