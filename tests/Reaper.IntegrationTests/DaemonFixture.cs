@@ -13,21 +13,27 @@ namespace SocketReaper.IntegrationTests;
 internal sealed class DaemonFixture : IDisposable
 {
     private readonly string _dir;
+    private readonly string? _busPolicy;
     private Process _bus;
     private readonly Socket _notify;
     private readonly List<string> _notifications = [];
     private Process? _daemon;
     private readonly StringBuilder _log = new();
 
-    public DaemonFixture(string? configJson = null, string? devicePattern = null)
+    /// <param name="busPolicy">
+    /// A policy file for the private bus to include after the system bus's own defaults (method
+    /// calls denied unless a policy allows them), as the real system bus includes ours; null: allow all.
+    /// </param>
+    public DaemonFixture(string? configJson = null, string? devicePattern = null, string? busPolicy = null)
     {
+        _busPolicy = busPolicy;
         DevicePattern = devicePattern ?? "srt-selects-nothing";
         _dir = Path.Combine("/tmp", $"srt-daemon-{Guid.NewGuid():N}"[..20]);
         Directory.CreateDirectory(_dir);
         File.SetUnixFileMode(_dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute |
             UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
         BusAddress = $"unix:path={_dir}/bus";
-        _bus = StartBus(BusAddress);
+        _bus = StartBus(BusAddress, busPolicy);
         _notify = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
         _notify.Bind(new UnixDomainSocketEndPoint($"{_dir}/notify"));
         _notify.ReceiveTimeout = 200;
@@ -37,21 +43,46 @@ internal sealed class DaemonFixture : IDisposable
     }
 
     /// <summary>A dbus-daemon with a system-bus type and an allow-all policy, listening on <paramref name="address"/>.</summary>
-    public static Process StartBus(string address)
+    public static Process StartBus(string address, string? policy = null)
     {
         var path = address["unix:path=".Length..];
-        File.WriteAllText(path + ".conf", $"""
-            <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-            <busconfig>
-              <type>system</type>
-              <listen>{address}</listen>
-              <auth>EXTERNAL</auth>
+        // With a policy: the defaults of Debian's system.conf that matter here (no one owns a name
+        // or calls a method unless a policy allows it; replies and signals flow; the bus itself is
+        // open), then the policy, as the system bus includes /usr/share/dbus-1/system.d/*.conf.
+        var rules = policy is null
+            ? """
               <policy context="default">
                 <allow user="*"/>
                 <allow own="*"/>
                 <allow send_destination="*"/>
                 <allow receive_sender="*"/>
               </policy>
+              """
+            : $"""
+              <policy context="default">
+                <allow user="*"/>
+                <deny own="*"/>
+                <deny send_type="method_call"/>
+                <allow send_type="signal"/>
+                <allow send_requested_reply="true" send_type="method_return"/>
+                <allow send_requested_reply="true" send_type="error"/>
+                <allow receive_type="method_call"/>
+                <allow receive_type="method_return"/>
+                <allow receive_type="error"/>
+                <allow receive_type="signal"/>
+                <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+                <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+                <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+              </policy>
+              <include>{policy}</include>
+              """;
+        File.WriteAllText(path + ".conf", $"""
+            <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+            <busconfig>
+              <type>system</type>
+              <listen>{address}</listen>
+              <auth>EXTERNAL</auth>
+            {rules}
             </busconfig>
             """);
         var bus = Process.Start(new ProcessStartInfo("dbus-daemon", $"--config-file={path}.conf --nofork --nopidfile") { RedirectStandardError = true })!;
@@ -211,7 +242,7 @@ internal sealed class DaemonFixture : IDisposable
     {
         File.Delete(BusAddress["unix:path=".Length..]);
         _bus.Dispose();
-        _bus = StartBus(BusAddress);
+        _bus = StartBus(BusAddress, _busPolicy);
     }
 
     public void Dispose()
