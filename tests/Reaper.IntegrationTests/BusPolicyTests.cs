@@ -20,7 +20,7 @@ public sealed class BusPolicyTests
     {
         using var ns = new TestNamespaces(1, "10.77.0.1/32", "10.77.9.9/32");
         var pair = ns.In(ns.Names[0], () => ns.Connect(ns.Listen("10.77.0.1", 8080), "10.77.0.1", 8080, "10.77.9.9"));
-        using var daemon = new DaemonFixture(busPolicy: Path.Combine(RepoRoot(), "systemd/org.socketreaper.Reaper1.conf"));
+        using var daemon = new DaemonFixture(busPolicy: RepoPaths.Of("systemd/org.socketreaper.Reaper1.conf"));
         daemon.Start();
         string[] Sweep(string method) => ["call", Dest, ObjectPath, Iface, method, "va{sv}", "s", "dst 10.77.0.1", "1", "netns", "as", "1", ns.Names[0]];
 
@@ -67,16 +67,5 @@ public sealed class BusPolicyTests
         Assert.True(swept.ExitCode == 0, swept.Stderr);
         Assert.Contains("\"destroyed\" t 1", swept.Stdout, StringComparison.Ordinal);
         Assert.Equal(SocketError.ConnectionAborted, pair.ClientSendError());
-    }
-
-    private static string RepoRoot()
-    {
-        var dir = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(dir, "SocketReaper.sln")))
-        {
-            dir = Path.GetDirectoryName(dir)!;
-        }
-
-        return dir;
     }
 }

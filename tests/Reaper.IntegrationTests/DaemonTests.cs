@@ -57,7 +57,7 @@ public sealed class DaemonTests
         try
         {
             File.WriteAllText(file, scrape);
-            var check = daemon.Tool(null, "bash", Path.Combine(RepoRoot(), "scripts/check-prometheus.sh"), file);
+            var check = daemon.Tool(null, "bash", RepoPaths.Of("scripts/check-prometheus.sh"), file);
             Assert.True(check.ExitCode == 0, check.Stdout + check.Stderr);
         }
         finally
@@ -258,16 +258,5 @@ public sealed class DaemonTests
         {
             dir.Delete(recursive: true);
         }
-    }
-
-    private static string RepoRoot()
-    {
-        var dir = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(dir, "SocketReaper.sln")))
-        {
-            dir = Path.GetDirectoryName(dir)!;
-        }
-
-        return dir;
     }
 }

@@ -113,7 +113,9 @@ internal sealed partial class AutoReaper : BackgroundService
                 if (_state.Hooks is { } hooks)
                 {
                     // The coordinator's discovery: namespaces it has seen before are not entered again.
-                    await Task.Run(() =>
+                    // A thread of its own, like the sweeps: a census walks every host socket and
+                    // would hold one of the pool's threads (one per core) meanwhile.
+                    await Task.Factory.StartNew(() =>
                     {
                         try
                         {
@@ -126,7 +128,7 @@ internal sealed partial class AutoReaper : BackgroundService
                         }
 
                         hooks.HostCensus();
-                    }, stopping).ConfigureAwait(false);
+                    }, stopping, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
                 }
             }
         }
