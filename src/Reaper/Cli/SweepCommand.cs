@@ -85,7 +85,11 @@ internal static class SweepCommand
             using var engine = new SweepEngine(NullLogger.Instance);
             var printer = new MatchPrinter(stdout, json);
             var result = engine.Run(request, namespaces, printer, cancel.Token);
-            printer.Summary(result with { NamespacesSkipped = result.NamespacesSkipped + discovery.Vanished });
+            // Namespaces that vanished while discovery looked count as skipped only when the sweep
+            // was for every namespace: with --netns they were never asked for (a short-lived
+            // process anywhere on the host would otherwise show up in a one-namespace sweep).
+            var vanished = request.Namespaces.Count == 0 ? discovery.Vanished : 0;
+            printer.Summary(result with { NamespacesSkipped = result.NamespacesSkipped + vanished });
             return result.Cancelled ? 130 : 0;
         }
         finally
