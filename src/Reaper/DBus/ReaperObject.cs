@@ -129,8 +129,7 @@ internal sealed partial class ReaperObject : IPathMethodHandler
                 }
 
                 // A thread of its own: a sweep blocks for its whole length, and on the thread pool
-                // (two threads on two cores) it starved the bus's own handlers, so GetStatus during
-                // a sweep waited up to a second for the pool to grow.
+                // (one thread per core at first) it would hold one that the bus's handlers need.
                 var completed = await Task.Factory.StartNew(() => _sweeps.Run(request with { Trigger = "dbus" }, _stopping),
                     CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
                 Reply(context, method, DBusFilter.ResultDictionary(completed));
