@@ -15,7 +15,8 @@
 # Two modes in the same run, the daemon restarted between them with fresh endpoints:
 # Reaping.Targeted on (visit the namespaces that contacted the address) and off (visit all).
 # Prints per mode p50/p99/max latency, the daemon's median sweep time and namespaces visited, and
-# the full/targeted ratios (bench/ReapBench). Target: p99 <= 20 ms (targeted).
+# the full/targeted ratios (bench/ReapBench), and the daemon's VmHWM and VmRSS (sampled once a
+# second) over each mode. Target: p99 <= 20 ms (targeted).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 E=${1:-200}; C=${2:-200}; W=5
@@ -29,12 +30,13 @@ ulimit -n 65536 2>/dev/null || true
 
 tag=srb$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')
 pins=/sys/fs/bpf/$tag; out=$(mktemp -d)
-daemon=""; bench=""
+daemon=""; bench=""; sampler=""
 # Ours: links and namespaces named $tag*; the host routes go with their links.
 ours_links() { ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^$tag" || true; }
 ours_netns() { ip netns list | awk '{print $1}' | grep "^$tag${1:-}" || true; }
 del_netns() { ours_netns "${1:-}" | sed 's/^/netns del /' | ip -force -batch - >/dev/null 2>&1 || true; }
 cleanup() {
+  [ -n "$sampler" ] && kill "$sampler" 2>/dev/null && wait "$sampler" 2>/dev/null || true
   [ -n "$bench" ] && kill "$bench" 2>/dev/null && wait "$bench" 2>/dev/null || true
   [ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true
   [ -d "$pins" ] && { "$reaper" datapath detach --pin-root "$pins" >/dev/null || true; rm -rf "$pins"; }
@@ -57,6 +59,19 @@ EOF
   done
   echo "bench: the daemon did not start"; cat "$out/$1.log"; exit 1
 }
+# The daemon's VmRSS (KiB) once a second while it runs, to see whether the automatic path's memory
+# levels off over a mode's events.
+sample_rss() { # PID FILE
+  while kill -0 "$1" 2>/dev/null; do
+    awk '/^VmRSS/{print $2}' "/proc/$1/status" >>"$2" 2>/dev/null || true
+    sleep 1
+  done
+}
+report_rss() { # MODE FILE
+  awk -v mode="$1" '{v[NR]=$1} END{q=int(NR/4); if (q < 1) q = 1;
+    printf "%s: daemon VmRSS over the run (a sample a second, %d samples): at 1/4 %.1f MiB, 1/2 %.1f, 3/4 %.1f, end %.1f\n",
+      mode, NR, v[q]/1024, v[2*q]/1024, v[3*q]/1024, v[NR]/1024}' "$2"
+}
 stop_daemon() {
   kill "$daemon"; wait "$daemon" 2>/dev/null || true; daemon=""
 }
@@ -65,12 +80,17 @@ first=0
 for mode in targeted full; do
   [ "$mode" = targeted ] && targeted=true || targeted=false
   start_daemon "$mode" "$targeted"
+  sample_rss "$daemon" "$out/$mode.rss" &
+  sampler=$!
   dotnet bench/ReapBench/bin/Release/net10.0/ReapBench.dll "$mode" "$tag" "$first" $((E + W)) "$W" "$C" \
     "$reaper" "$pins" "$out/$mode.log" "$out/results" &
   bench=$!
   wait "$bench" || { bench=""; echo "bench: $mode failed; daemon log:"; tail -20 "$out/$mode.log"; exit 1; }
   bench=""
+  awk '/^VmHWM/{printf "%s: daemon VmHWM at the end %.1f MiB\n", m, $2/1024}' m="$mode" "/proc/$daemon/status"
   stop_daemon
+  wait "$sampler" 2>/dev/null || true; sampler=""
+  report_rss "$mode" "$out/$mode.rss"
   del_netns p  # this mode's endpoint namespaces; the clients stay for the next
   first=$((first + E + W))
 done
