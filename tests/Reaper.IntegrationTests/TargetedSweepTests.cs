@@ -182,8 +182,10 @@ public sealed partial class TargetedSweepTests
 
     /// <summary>
     /// Waits until the datapath has learned every one of <paramref name="addresses"/>, sending again
-    /// on <paramref name="sockets"/> meanwhile: one datagram's exchange (ARP, the port-unreachable
-    /// answer) was once not enough on a busy machine, and the same sockets keep the counts exact.
+    /// on <paramref name="sockets"/> meanwhile (the same sockets keep the counts exact). What is
+    /// asserted here is the sweep's scope, not learning from a single exchange: that failed once
+    /// when the daemon made a device an endpoint only after attaching to it (fixed; see
+    /// DatapathDaemonTests.A_device_is_an_endpoint_before_our_first_program_sees_its_packets).
     /// </summary>
     private static void WaitLearned(DaemonFixture daemon, string[] addresses, IReadOnlyList<Socket> sockets, string what) =>
         Poll.Until(() =>

@@ -163,15 +163,19 @@ internal sealed partial class DatapathService : BackgroundService
         BpfAttachType[] hooks = link.Kind == "netkit" ? [BpfAttachType.NetkitPrimary, BpfAttachType.NetkitPeer] : [BpfAttachType.TcxIngress, BpfAttachType.TcxEgress];
         try
         {
-            var owned = hooks.Select(h => _links.Ensure(obj.Program(ProgramFor(h)), link.Name, link.Index)).ToList();
+            // The device is an endpoint, with its counter slot, before our programs see its first
+            // packet: one that came between the attach and these writes was counted but never
+            // learned (a new endpoint's first exchange, which may be all it says for a while).
             obj.Map("reaper_endpoints").Update((uint)link.Index, new DatapathAbi.Endpoint());
-            _devices[link.Index] = (link.Name, owned);
             DeviceCounters.Claim(obj, (uint)link.Index, holder => _devices.ContainsKey((int)holder));
+            var owned = hooks.Select(h => _links.Ensure(obj.Program(ProgramFor(h)), link.Name, link.Index)).ToList();
+            _devices[link.Index] = (link.Name, owned);
             Count();
             Log.Attached(_logger, link.Name, link.Index, owned[0].Outcome.ToString().ToLowerInvariant());
         }
         catch (BpfException e)
         {
+            ForgetState(obj, (uint)link.Index);
             Log.AttachFailed(_logger, link.Name, link.Index, e.Message);
         }
     }
