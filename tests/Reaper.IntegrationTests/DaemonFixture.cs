@@ -42,7 +42,10 @@ internal sealed class DaemonFixture : IDisposable
         File.WriteAllText(ConfigPath, configJson ?? "{}");
     }
 
-    /// <summary>A dbus-daemon with a system-bus type and an allow-all policy, listening on <paramref name="address"/>.</summary>
+    /// <summary>
+    /// A dbus-daemon with a system-bus type listening on <paramref name="address"/>: an allow-all
+    /// policy, or with <paramref name="policy"/> the system bus's defaults and that file.
+    /// </summary>
     public static Process StartBus(string address, string? policy = null)
     {
         var path = address["unix:path=".Length..];

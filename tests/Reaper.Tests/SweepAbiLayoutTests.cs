@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 
 using SocketReaper.Bpf;
+using SocketReaper.Testing;
 using Xunit;
 
 namespace SocketReaper.Tests;
@@ -73,7 +74,7 @@ public sealed class SweepAbiLayoutTests
     [Fact]
     public void Constants_match_the_header()
     {
-        var header = File.ReadAllText(Path.Combine(RepoRoot(), "bpf/include/reaper_sweep.h"));
+        var header = File.ReadAllText(RepoPaths.Of("bpf/include/reaper_sweep.h"));
         Assert.Contains($"#define REAPER_RULES_PER_PREFIX {SweepAbi.RulesPerPrefix}\n", header, StringComparison.Ordinal);
         Assert.Contains($"#define REAPER_RULES_MAX {SweepAbi.RulesMax}\n", header, StringComparison.Ordinal);
         Assert.Contains($"#define REAPER_CONTACTS_MAX {SweepAbi.ContactsMax}\n", header, StringComparison.Ordinal);
@@ -81,16 +82,5 @@ public sealed class SweepAbiLayoutTests
         Assert.Contains($"#define REAPER_HOST_CONTACTS_MAX {SweepAbi.HostContactsMax}\n", header, StringComparison.Ordinal);
         Assert.Contains($"#define REAPER_RESULT_DRY_RUN {SweepAbi.ResultDryRun}\n", header, StringComparison.Ordinal);
         Assert.Contains($"#define REAPER_RESULT_HELD_BACK {SweepAbi.ResultHeldBack}\n", header, StringComparison.Ordinal);
-    }
-
-    private static string RepoRoot()
-    {
-        var dir = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(dir, "SocketReaper.sln")))
-        {
-            dir = Path.GetDirectoryName(dir) ?? throw new InvalidOperationException("repository root not found");
-        }
-
-        return dir;
     }
 }
