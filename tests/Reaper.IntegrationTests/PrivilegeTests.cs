@@ -55,7 +55,7 @@ public sealed class PrivilegeTests
     [PrivilegedFact]
     public void Metrics_listen_on_localhost_only_by_default()
     {
-        Assert.Equal("127.0.0.1:9469", new SocketReaper.Daemon.ReaperConfig().MetricsListen.ToString());
+        Assert.Equal("127.0.0.1:9469", new SocketReaper.Config.ReaperOptions().Metrics.Listen.ToString());
 
         // The real daemon with the default Metrics.Listen, in a network namespace of its own so the
         // default port cannot collide with anything on the host; D-Bus, datapath and hooks off.

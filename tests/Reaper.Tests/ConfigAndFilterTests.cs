@@ -1,5 +1,5 @@
 using System.Net;
-using SocketReaper.Daemon;
+using SocketReaper.Config;
 using SocketReaper.DBus;
 using SocketReaper.Sweep;
 using Tmds.DBus.Protocol;
@@ -18,26 +18,26 @@ public sealed class ConfigTests : IDisposable
     [Fact]
     public void No_file_means_safe_defaults()
     {
-        var config = ReaperConfig.Load(_path, NoEnvironment, pathWasGiven: false);
-        Assert.Equal(10_000, config.SweepLimit);
-        Assert.Equal(new IPEndPoint(IPAddress.Loopback, 9469), config.MetricsListen);
-        Assert.True(config.DBusEnabled);
-        Assert.Equal("socketreaper", config.SweepGroup);
-        Assert.Equal((20L, 1000L), (config.ReapMaxSweepsPerSecond, config.ReapMaxSocketsPerSecond));
+        var config = ReaperOptions.Load(_path, NoEnvironment, pathWasGiven: false);
+        Assert.Equal(10_000, config.Sweep.Limit);
+        Assert.Equal(new IPEndPoint(IPAddress.Loopback, 9469), config.Metrics.Listen);
+        Assert.True(config.DBus.Enabled);
+        Assert.Equal("socketreaper", config.DBus.SweepGroup);
+        Assert.Equal((20L, 1000L), (config.Reaping.MaxSweepsPerSecond, config.Reaping.MaxSocketsPerSecond));
     }
 
     [Fact]
     public void Rate_limits_come_from_the_file_and_the_environment_and_zero_is_allowed()
     {
         File.WriteAllText(_path, """{ "Reaping": { "MaxSweepsPerSecond": 0, "MaxSocketsPerSecond": 50 } }""");
-        var config = ReaperConfig.Load(_path, new Dictionary<string, string> { ["SOCKETREAPER__Reaping__MaxSocketsPerSecond"] = "2" }, true);
-        Assert.Equal((0L, 2L), (config.ReapMaxSweepsPerSecond, config.ReapMaxSocketsPerSecond));
+        var config = ReaperOptions.Load(_path, new Dictionary<string, string> { ["SOCKETREAPER__Reaping__MaxSocketsPerSecond"] = "2" }, true);
+        Assert.Equal((0L, 2L), (config.Reaping.MaxSweepsPerSecond, config.Reaping.MaxSocketsPerSecond));
     }
 
     [Fact]
     public void A_named_file_that_is_missing_is_an_error()
     {
-        Assert.Equal($"config file {_path} does not exist.", Assert.Throws<ConfigException>(() => ReaperConfig.Load(_path, NoEnvironment, true)).Message);
+        Assert.Equal($"config file {_path} does not exist.", Assert.Throws<ConfigException>(() => ReaperOptions.Load(_path, NoEnvironment, true)).Message);
     }
 
     [Fact]
@@ -50,10 +50,10 @@ public sealed class ConfigTests : IDisposable
               "Metrics": { "Listen": "[::1]:9470" },
             }
             """);
-        var config = ReaperConfig.Load(_path, new Dictionary<string, string> { ["SOCKETREAPER__SWEEP__LIMIT"] = "7", ["PATH"] = "/bin" }, true);
-        Assert.Equal(7, config.SweepLimit);
-        Assert.Equal(["/a", "/b"], config.NetnsDirectories);
-        Assert.Equal(IPEndPoint.Parse("[::1]:9470"), config.MetricsListen);
+        var config = ReaperOptions.Load(_path, new Dictionary<string, string> { ["SOCKETREAPER__SWEEP__LIMIT"] = "7", ["PATH"] = "/bin" }, true);
+        Assert.Equal(7, config.Sweep.Limit);
+        Assert.Equal(["/a", "/b"], config.Sweep.NetnsDirectories);
+        Assert.Equal(IPEndPoint.Parse("[::1]:9470"), config.Metrics.Listen);
     }
 
     [Fact]
@@ -65,21 +65,24 @@ public sealed class ConfigTests : IDisposable
                 { "Name": "ntp", "Vip": "fd00::123", "Port": 123, "Protocol": "UDP", "Backends": [] }
             ] }
             """);
-        var config = ReaperConfig.Load(_path, new Dictionary<string, string> { ["SOCKETREAPER__Services__1__Backends"] = "10.1.0.7:123,10.1.0.8:123" }, true);
+        var config = ReaperOptions.Load(_path, new Dictionary<string, string> { ["SOCKETREAPER__Services__1__Backends"] = "10.1.0.7:123,10.1.0.8:123" }, true);
         Assert.Equal(["dns 10.96.0.10:53/udp -> 10.1.0.5:53, [fd00::6]:53", "ntp [fd00::123]:123/udp -> 10.1.0.7:123, 10.1.0.8:123"], config.Services.Select(s => s.ToString()));
-        Assert.True(config.ReapServiceAffinity && config.ReapTargeted && config.ReapIpReused && !config.ReapServiceTcp);
+        Assert.True(config.Reaping.ServiceAffinity && config.Reaping.Targeted && config.Reaping.IpReused && !config.Reaping.ServiceTcp);
     }
 
     [Theory]
     [InlineData("{\n\"Sweep\": {\"Limit\": -1}}", "line 2: Sweep.Limit must be a whole number from 0 to any size, not '-1'.")]
-    [InlineData("{\"Sweep\": {\"Limt\": 1}}", "line 1: 'Sweep.Limt' is not a setting")]
     [InlineData("{\"Metrics\": {\"Listen\": \"0.0.0.0\"}}", "Metrics.Listen must be ADDRESS:PORT such as 127.0.0.1:9469 or [::1]:9469, not '0.0.0.0'.")]
     [InlineData("{\"DBus\": {\"Enabled\": \"maybe\"}}", "DBus.Enabled must be true or false, not 'maybe'.")]
     [InlineData("{\"Reaping\": {\"Mode\": \"loud\"}}", "Reaping.Mode must be enforce, observe or off, not 'loud'.")]
     [InlineData("{\"Reaping\": {\"CoalesceMilliseconds\": 60000}}", "Reaping.CoalesceMilliseconds must be a whole number from 0 to 10000, not '60000'.")]
     [InlineData("{\"Reaping\": {\"MaxSocketsPerSecond\": -5}}", "Reaping.MaxSocketsPerSecond must be a whole number from 0 to 10000000, not '-5'.")]
     [InlineData("{\"Reaping\": {\"MaxSweepsPerSecond\": 1.5}}", "Reaping.MaxSweepsPerSecond must be a whole number from 0 to 10000, not '1.5'.")]
-    [InlineData("{\"Reaping\": {\"MaxSockets\": 5}}", "Reaping.MaxSweepsPerSecond, Reaping.MaxSocketsPerSecond, Services.")]
+    [InlineData("{\"Sweep\": {\"Limt\": 1}}", "line 1: 'Sweep.Limt' is not a setting; did you mean 'Sweep.Limit'?")]
+    [InlineData("{\"Metrics\": {\"Listne\": 1}}", "'Metrics.Listne' is not a setting; did you mean 'Metrics.Listen'?")]
+    [InlineData("{\"Sweep\": {\"PinRoot\": \"/sys/fs/bpf/x\"}}", "'Sweep.PinRoot' is not a setting; did you mean 'Datapath.PinRoot'?")]
+    [InlineData("{\"Reaping\": {\"MaxSockets\": 5}}", "'Reaping.MaxSockets' is not a setting; 'socketreaper config keys' lists them all (docs/configuration.md explains each).")]
+    [InlineData("{\"Datapath\": {\"DevicesExtra\": [\"x*\"]}}", "'Datapath.DevicesExtra' is not a setting")]
     [InlineData("{\"Sweep\": {\"Limit\": 10, \"MaxLimit\": 5}}", "Sweep.Limit (10) is larger than Sweep.MaxLimit (5); lower it or raise Sweep.MaxLimit.")]
     [InlineData("{\n\n \"Sweep\": {", "line 3: not valid JSON")]
     [InlineData("{\"Services\": [{\"Name\": \"dns\",\n \"Vip\": \"10.96.0\", \"Port\": 53, \"Protocol\": \"udp\", \"Backends\": []}]}", "line 1: Services: service 'dns': VIP '10.96.0' is not an IP address.")]
@@ -91,7 +94,7 @@ public sealed class ConfigTests : IDisposable
     public void Broken_settings_name_the_key_and_the_line(string json, string expected)
     {
         File.WriteAllText(_path, json);
-        Assert.Contains(expected, Assert.Throws<ConfigException>(() => ReaperConfig.Load(_path, NoEnvironment, true)).Message, StringComparison.Ordinal);
+        Assert.Contains(expected, Assert.Throws<ConfigException>(() => ReaperOptions.Load(_path, NoEnvironment, true)).Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -101,14 +104,14 @@ public sealed class ConfigTests : IDisposable
         var services = Enumerable.Range(0, 5).Select(s =>
             $"{{\"Name\": \"s{s}\", \"Vip\": \"10.96.0.{s + 1}\", \"Port\": 53, \"Protocol\": \"udp\", \"Backends\": [{string.Join(", ", Enumerable.Range(0, 4000).Select(i => $"\"10.{s + 1}.{i / 250}.{1 + (i % 250)}:53\""))}]}}");
         File.WriteAllText(_path, $"{{\"Services\": [{string.Join(", ", services)}]}}");
-        var e = Assert.Throws<ConfigException>(() => ReaperConfig.Load(_path, NoEnvironment, true));
+        var e = Assert.Throws<ConfigException>(() => ReaperOptions.Load(_path, NoEnvironment, true));
         Assert.Contains("Services: the services have 20000 backends in all, more than the datapath holds (16384); remove some.", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
     public void Environment_errors_name_the_variable()
     {
-        var e = Assert.Throws<ConfigException>(() => ReaperConfig.Load(_path, new Dictionary<string, string> { ["SOCKETREAPER__Sweep__Threads"] = "999" }, false));
+        var e = Assert.Throws<ConfigException>(() => ReaperOptions.Load(_path, new Dictionary<string, string> { ["SOCKETREAPER__Sweep__Threads"] = "999" }, false));
         Assert.Equal("environment variable SOCKETREAPER__Sweep__Threads: Sweep.Threads must be a whole number from 0 to 256, not '999'.", e.Message);
     }
 }
@@ -144,7 +147,7 @@ public sealed class FilterTests
         Assert.Contains("at most 65536 are accepted", e.Message, StringComparison.Ordinal);
     }
 
-    private static readonly ReaperConfig Config = new() { SweepMaxLimit = 1000 };
+    private static readonly SweepOptions Config = new() { MaxLimit = 1000 };
 
     [Fact]
     public void Dbus_dictionary_filter_and_options_become_a_request()

@@ -1,6 +1,6 @@
 using System.Net;
 using CsCheck;
-using SocketReaper.Daemon;
+using SocketReaper.Config;
 using SocketReaper.DBus;
 using SocketReaper.Reaping;
 using SocketReaper.Sweep;
@@ -212,14 +212,14 @@ public sealed class HostileInputTests
     [Fact]
     public void Arbitrary_dbus_sweep_arguments_give_a_request_or_a_named_error()
     {
-        var config = new ReaperConfig { SweepLimit = 100, SweepMaxLimit = 1000 };
+        var config = new SweepOptions { Limit = 100, MaxLimit = 1000 };
         Gen.Select(Value, Options, Gen.Bool).Sample((filter, options, dryRun) =>
         {
             try
             {
                 var request = DBusFilter.ToRequest(filter, options, config, dryRun);
                 Assert.NotEmpty(request.Rules);
-                Assert.InRange(request.Limit, 0, config.SweepMaxLimit);
+                Assert.InRange(request.Limit, 0, config.MaxLimit);
             }
             catch (Exception e) when (e is FormatException or LimitExceededException)
             {
@@ -237,7 +237,7 @@ public sealed class HostileInputTests
             value = VariantValue.Variant(value);
         }
 
-        var e = Assert.Throws<FormatException>(() => DBusFilter.ToRequest(value, [], new ReaperConfig(), dryRun: true));
+        var e = Assert.Throws<FormatException>(() => DBusFilter.ToRequest(value, [], new SweepOptions(), dryRun: true));
         Assert.Equal("the filter nests variants more than 8 deep.", e.Message);
     }
 

@@ -1,4 +1,5 @@
 using SocketReaper.Bpf;
+using SocketReaper.Config;
 using System.Net;
 using SocketReaper.Datapath;
 using SocketReaper.Reaping;

@@ -13,6 +13,7 @@ internal static class CommandLine
           run               run the daemon in the foreground (systemd, D-Bus, metrics)
           status            show the running daemon's state (over D-Bus)
           doctor [--json]   check that this host can run SocketReaper (kernel, BPF, capabilities)
+          config keys|check the daemon's settings: list every key, or check the settings file
           sweep --dst ...   destroy (or --dry-run: report) stale sockets in every network namespace
           netns             list the network namespaces a sweep visits
           datapath ...      the datapath's pinned links and learned endpoints; detach
@@ -23,7 +24,7 @@ internal static class CommandLine
         """;
 
     private const string DoctorUsage = """
-        Usage: socketreaper doctor [--json]
+        Usage: socketreaper doctor [--json] [--config PATH]
 
         Probes every host capability SocketReaper relies on and prints OK or MISSING for each,
         with what to do about it. Kernel features are proven by using them in a private network
@@ -31,7 +32,9 @@ internal static class CommandLine
         (optional ones, such as netkit, only warn), 1 otherwise.
 
           --json   one JSON object: {"ready": bool, "checks": [{name, status, required, detail, remedy}]}
-        """;
+
+        The daemon's settings are checked first: a wrong one is reported in one sentence (exit code 78).
+        """ + "\n" + DaemonSettings.OptionUsage;
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
@@ -55,6 +58,7 @@ internal static class CommandLine
                     "datapath" => DatapathCommand.Usage,
                     "status" => ClientCommands.StatusUsage,
                     "netns" => SweepCommand.NetnsUsage,
+                    "config" => ConfigCommand.Usage,
                     _ => Usage,
                 });
                 return 0;
@@ -68,6 +72,7 @@ internal static class CommandLine
                 "datapath" => DatapathCommand.Run(rest, stdout),
                 "status" => ClientCommands.Status(rest, stdout),
                 "netns" => SweepCommand.ListNetns(rest, stdout),
+                "config" => ConfigCommand.Run(rest, stdout),
                 "version" or "--version" => Version(stdout),
                 "help" or "--help" or "-h" => Help(stdout),
                 _ => throw new UsageException($"unknown command '{command}'; run 'socketreaper help' for the list."),
@@ -77,6 +82,12 @@ internal static class CommandLine
         {
             stderr.WriteLine($"socketreaper: {e.Message}");
             return 2;
+        }
+        catch (Config.ConfigException e)
+        {
+            // As `run` reports it: the daemon's settings are wrong (EX_CONFIG).
+            stderr.WriteLine($"socketreaper {command}: {e.Message}");
+            return 78;
         }
         catch (Exception e) when (e is BpfException or LibBpfUnavailableException or Platform.SystemCallException or UnauthorizedAccessException or IOException)
         {
@@ -93,7 +104,8 @@ internal static class CommandLine
 
     private static int Doctor(string[] args, TextWriter stdout)
     {
-        var options = ParsedArguments.Parse("doctor", args, new HashSet<string> { "json" }, new HashSet<string>());
+        var options = ParsedArguments.Parse("doctor", args, new HashSet<string> { "json" }, new HashSet<string> { DaemonSettings.Option });
+        DaemonSettings.Load(options);
         var report = new DoctorReport(HostProbe.Run());
         stdout.Write(options.Has("json") ? report.ToJson() : report.ToTable());
         return report.ExitCode;

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using LibBpf;
 using SocketReaper.Bpf;
-using SocketReaper.Daemon;
 using SocketReaper.Datapath;
 using SocketReaper.Platform.Netlink;
 
@@ -12,9 +11,9 @@ namespace SocketReaper.Cli;
 internal static class DatapathCommand
 {
     public const string Usage = """
-        Usage: socketreaper datapath status [--pin-root DIR]
-               socketreaper datapath endpoints [--pin-root DIR]
-               socketreaper datapath detach [--pin-root DIR]
+        Usage: socketreaper datapath status [--config PATH] [--pin-root DIR]
+               socketreaper datapath endpoints [--config PATH] [--pin-root DIR]
+               socketreaper datapath detach [--config PATH] [--pin-root DIR]
 
         status     lists the datapath links the daemon owns: pin, device, hook, link and program id
         endpoints  lists the addresses the datapath learned: owning device, the sender's network
@@ -22,8 +21,9 @@ internal static class DatapathCommand
         detach     detaches and unpins all links and the learned state (stopping the daemon does
                    not: its links stay pinned so a restart has no gap in coverage)
 
-          --pin-root DIR   the daemon's bpffs directory (default /sys/fs/bpf/socketreaper)
-        """;
+          --pin-root DIR   the daemon's bpffs directory (default: the settings' Datapath.PinRoot,
+                           /sys/fs/bpf/socketreaper unless the config file or environment says otherwise)
+        """ + "\n" + DaemonSettings.OptionUsage;
 
     public static int Run(string[] args, TextWriter stdout)
     {
@@ -32,8 +32,8 @@ internal static class DatapathCommand
             throw new UsageException("datapath needs 'status', 'endpoints' or 'detach'; see 'socketreaper datapath --help'.");
         }
 
-        var options = ParsedArguments.Parse("datapath", args[1..], new HashSet<string>(), new HashSet<string> { "pin-root" });
-        var root = options.One("pin-root") ?? new ReaperConfig().DatapathPinRoot;
+        var options = ParsedArguments.Parse("datapath", args[1..], new HashSet<string>(), new HashSet<string> { "pin-root", DaemonSettings.Option });
+        var root = PinRoot(options, DaemonSettings.ProcessEnvironment());
         var links = new DeviceLinks(DatapathState.LinksDirectory(root));
         switch (args[0])
         {
@@ -58,6 +58,18 @@ internal static class DatapathCommand
 
         stdout.WriteLine($"{owned.Count} link(s), {owned.Count(o => o.Info is null)} detached.");
         return 0;
+    }
+
+    /// <summary>
+    /// --pin-root, else the daemon's Datapath.PinRoot from its settings (the file, then the
+    /// environment) — the directory the daemon it talks about pinned under. With --pin-root alone
+    /// the settings are not read: a broken config file must not stand in the way of a detach.
+    /// </summary>
+    internal static string PinRoot(ParsedArguments options, IReadOnlyDictionary<string, string> environment)
+    {
+        var given = options.One("pin-root");
+        var settings = given is null || options.One(DaemonSettings.Option) is not null ? DaemonSettings.Load(options, environment) : null;
+        return given ?? settings!.Datapath.PinRoot;
     }
 
     private static int Endpoints(string root, TextWriter stdout)

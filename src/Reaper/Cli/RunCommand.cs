@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Prometheus;
+using SocketReaper.Config;
 using SocketReaper.Daemon;
 using SocketReaper.DBus;
 
@@ -17,14 +18,11 @@ internal static partial class RunCommand
         serves D-Bus (org.socketreaper.Reaper1 on the system bus) and Prometheus metrics
         (http://127.0.0.1:9469/metrics), and tells systemd when it is ready (Type=notify).
 
-          --config PATH   settings file (default /etc/socketreaper/reaper.json; built-in defaults
-                          when that file does not exist). SOCKETREAPER__Section__Key environment
-                          variables override it, e.g. SOCKETREAPER__Metrics__Listen=127.0.0.1:9470.
-        """;
+        """ + "\n\n" + DaemonSettings.OptionUsage;
 
     public static int Run(string[] args, TextWriter stderr)
     {
-        var options = ParsedArguments.Parse("run", args, new HashSet<string>(), new HashSet<string> { "config" });
+        var options = ParsedArguments.Parse("run", args, new HashSet<string>(), new HashSet<string> { DaemonSettings.Option });
         // Checked first: without these every later step fails with a less telling EPERM.
         var missing = Platform.HostInfo.MissingDaemonCapabilities(Platform.HostInfo.EffectiveCapabilities());
         if (missing.Count > 0)
@@ -33,12 +31,10 @@ internal static partial class RunCommand
             return 77;
         }
 
-        ReaperConfig config;
+        ReaperOptions config;
         try
         {
-            var environment = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
-                .ToDictionary(e => (string)e.Key, e => (string?)e.Value ?? string.Empty, StringComparer.Ordinal);
-            config = ReaperConfig.Load(options.One("config") ?? ReaperConfig.DefaultPath, environment, options.One("config") is not null);
+            config = DaemonSettings.Load(options);
         }
         catch (ConfigException e)
         {
@@ -67,8 +63,10 @@ internal static partial class RunCommand
 
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
         builder.Services.AddSingleton(config);
-        builder.Services.AddSingleton(new ReaperMetrics(Metrics.NewCustomRegistry(), config.DBusEnabled));
+        builder.Services.AddSingleton(config.Metrics);
+        builder.Services.AddSingleton(new Metrics.ReaperMetrics(Prometheus.Metrics.NewCustomRegistry(), config.DBus.Enabled));
         builder.Services.AddSingleton(new SystemdNotifier(Environment.GetEnvironmentVariable("NOTIFY_SOCKET")));
+        builder.Services.AddSingleton<Reaping.LoadedEngine>();
         builder.Services.AddSingleton<DaemonState>();
         builder.Services.AddHostedService<ReaperDaemon>();
         builder.Services.AddHostedService<MetricsService>();

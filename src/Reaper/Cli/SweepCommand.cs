@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
+using SocketReaper.Config;
 using SocketReaper.Sweep;
 
 namespace SocketReaper.Cli;
@@ -29,19 +30,25 @@ internal static class SweepCommand
           --threads N          namespaces swept in parallel (default: one per core)
           --json               one JSON object per line: each socket, then a summary
           --direct             run in this process even when the daemon is running
+          --config PATH        the daemon's settings (default /etc/socketreaper/reaper.json, then
+                               SOCKETREAPER__Area__Key variables): run here, a sweep takes its
+                               default limit (Sweep.Limit), threads (Sweep.Threads) and namespace
+                               directories (Sweep.NetnsDirectories) from them
 
         When the daemon runs, the sweep is sent to it over D-Bus (it prints the summary; the
         per-socket list needs --direct). Otherwise, or with --direct, it runs in this process.
         """;
 
     public const string NetnsUsage = """
-        Usage: socketreaper netns [--json] [--netns-dir DIR ...]
+        Usage: socketreaper netns [--json] [--netns-dir DIR ...] [--config PATH]
 
-        Lists the network namespaces a sweep visits, with their cookies and names.
+        Lists the network namespaces a sweep visits, with their cookies and names: those of the
+        daemon's Sweep.NetnsDirectories (from --config PATH, default /etc/socketreaper/reaper.json,
+        and SOCKETREAPER__Area__Key variables) and of each --netns-dir.
         """;
 
     private static readonly HashSet<string> Flags = ["dry-run", "json", "direct"];
-    private static readonly HashSet<string> Valued = ["dst", "dport", "src", "sport", "proto", "state", "limit", "netns", "netns-dir", "threads"];
+    private static readonly HashSet<string> Valued = ["dst", "dport", "src", "sport", "proto", "state", "limit", "netns", "netns-dir", "threads", DaemonSettings.Option];
 
     public static int Sweep(string[] args, TextWriter stdout)
     {
@@ -70,7 +77,9 @@ internal static class SweepCommand
             return 0;
         }
 
-        var discovery = NetnsCatalog.Discover(Discovery(options));
+        var settings = DaemonSettings.Load(options).Sweep;
+        request = WithSettings(request, options, settings);
+        var discovery = NetnsCatalog.Discover(Discovery(options, settings));
         var namespaces = NetnsCatalog.Select(discovery.Namespaces, request.Namespaces);
 
         using var cancel = new CancellationTokenSource();
@@ -100,8 +109,8 @@ internal static class SweepCommand
 
     public static int ListNetns(string[] args, TextWriter stdout)
     {
-        var options = ParsedArguments.Parse("netns", args, new HashSet<string> { "json" }, new HashSet<string> { "netns-dir" });
-        var discovery = NetnsCatalog.Discover(Discovery(options));
+        var options = ParsedArguments.Parse("netns", args, new HashSet<string> { "json" }, new HashSet<string> { "netns-dir", DaemonSettings.Option });
+        var discovery = NetnsCatalog.Discover(Discovery(options, DaemonSettings.Load(options).Sweep));
         if (options.Has("json"))
         {
             foreach (var n in discovery.Namespaces)
@@ -152,8 +161,15 @@ internal static class SweepCommand
         }
     }
 
-    private static DiscoveryOptions Discovery(ParsedArguments options) =>
-        new() { Directories = [.. DiscoveryOptions.DefaultDirectories, .. options.All("netns-dir")] };
+    /// <summary>What the options leave to the daemon's settings: the default limit and the threads.</summary>
+    internal static SweepRequest WithSettings(SweepRequest request, ParsedArguments options, SweepOptions settings) => request with
+    {
+        Limit = options.One("limit") is null ? settings.Limit : request.Limit,
+        Parallelism = options.One("threads") is null ? settings.Parallelism : request.Parallelism,
+    };
+
+    internal static DiscoveryOptions Discovery(ParsedArguments options, SweepOptions settings) =>
+        new() { Directories = [.. settings.NetnsDirectories, .. options.All("netns-dir")] };
 
     private static long ParseCount(string text, string what, long min, long max = long.MaxValue) =>
         long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= min && n <= max

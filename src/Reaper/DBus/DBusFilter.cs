@@ -1,4 +1,4 @@
-using SocketReaper.Daemon;
+using SocketReaper.Config;
 using SocketReaper.Sweep;
 using Tmds.DBus.Protocol;
 
@@ -12,7 +12,7 @@ internal static class DBusFilter
 {
     private const int MaxListItems = 4096;
 
-    public static SweepRequest ToRequest(VariantValue filter, Dictionary<string, VariantValue> options, ReaperConfig config, bool dryRun)
+    public static SweepRequest ToRequest(VariantValue filter, Dictionary<string, VariantValue> options, SweepOptions config, bool dryRun)
     {
         filter = Unwrap(filter);
         var rules = filter.Type switch
@@ -22,7 +22,7 @@ internal static class DBusFilter
             _ => throw new FormatException($"the filter must be a string expression or an a{{sv}} dictionary, not a value of type {filter.Type}."),
         };
 
-        var limit = config.SweepLimit;
+        var limit = config.Limit;
         var namespaces = new List<string>();
         foreach (var (key, raw) in options)
         {
@@ -38,9 +38,9 @@ internal static class DBusFilter
                         VariantValueType.Int64 when value.GetInt64() >= 0 => value.GetInt64(),
                         _ => throw new FormatException("option 'limit' must be a non-negative integer (t, u or i)."),
                     };
-                    if (limit > config.SweepMaxLimit)
+                    if (limit > config.MaxLimit)
                     {
-                        throw new LimitExceededException($"limit {limit} is above this daemon's Sweep.MaxLimit of {config.SweepMaxLimit}.");
+                        throw new LimitExceededException($"limit {limit} is above this daemon's Sweep.MaxLimit of {config.MaxLimit}.");
                     }
 
                     break;

@@ -1,6 +1,8 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using SocketReaper.Config;
 using SocketReaper.Daemon;
+using SocketReaper.Metrics;
 using Tmds.DBus.Protocol;
 
 namespace SocketReaper.DBus;
@@ -13,14 +15,14 @@ namespace SocketReaper.DBus;
 internal sealed partial class DBusService : BackgroundService
 {
     private readonly DaemonState _state;
-    private readonly ReaperConfig _config;
+    private readonly ReaperOptions _config;
     private readonly ReaperMetrics _metrics;
     private readonly ILogger _logger;
     private DBusConnection? _connection;
 
     private readonly Reaping.ServiceRegistry _services;
 
-    public DBusService(DaemonState state, ReaperConfig config, ReaperMetrics metrics, Reaping.ServiceRegistry services, ILogger<DBusService> logger)
+    public DBusService(DaemonState state, ReaperOptions config, ReaperMetrics metrics, Reaping.ServiceRegistry services, ILogger<DBusService> logger)
     {
         _services = services;
         _state = state;
@@ -31,13 +33,13 @@ internal sealed partial class DBusService : BackgroundService
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        if (!_config.DBusEnabled)
+        if (!_config.DBus.Enabled)
         {
             return;
         }
 
-        var address = _config.DBusAddress ?? DBusAddress.System ?? "unix:path=/run/dbus/system_bus_socket";
-        var handler = new ReaperObject(_state.Coordinator, _services, _metrics, new CallerPolicy(_config.SweepGroup), _state.Features, _logger, _state.Stopping);
+        var address = _config.DBus.Address ?? DBusAddress.System ?? "unix:path=/run/dbus/system_bus_socket";
+        var handler = new ReaperObject(_state.Coordinator, _config.Sweep, _services, _metrics, new CallerPolicy(_config.DBus.SweepGroup), _state.Features, _logger, _state.Stopping);
         _state.Coordinator.Completed += completed =>
         {
             if (Volatile.Read(ref _connection) is { } connection)

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
-using SocketReaper.Daemon;
+using SocketReaper.Config;
 using SocketReaper.Doctor;
+using SocketReaper.Metrics;
 using SocketReaper.Sweep;
 using Tmds.DBus.Protocol;
 
@@ -14,6 +15,7 @@ namespace SocketReaper.DBus;
 internal sealed partial class ReaperObject : IPathMethodHandler
 {
     private readonly SweepCoordinator _sweeps;
+    private readonly SweepOptions _limits;
     private readonly Reaping.ServiceRegistry _services;
     private readonly ReaperMetrics _metrics;
     private readonly CallerPolicy _policy;
@@ -22,9 +24,10 @@ internal sealed partial class ReaperObject : IPathMethodHandler
     private readonly CancellationToken _stopping;
     private int _replying;
 
-    public ReaperObject(SweepCoordinator sweeps, Reaping.ServiceRegistry services, ReaperMetrics metrics, CallerPolicy policy, IReadOnlyList<HostCheck> features, ILogger logger, CancellationToken stopping)
+    public ReaperObject(SweepCoordinator sweeps, SweepOptions limits, Reaping.ServiceRegistry services, ReaperMetrics metrics, CallerPolicy policy, IReadOnlyList<HostCheck> features, ILogger logger, CancellationToken stopping)
     {
         _sweeps = sweeps;
+        _limits = limits;
         _services = services;
         _metrics = metrics;
         _policy = policy;
@@ -104,7 +107,7 @@ internal sealed partial class ReaperObject : IPathMethodHandler
             var reader = context.Request.GetBodyReader();
             var filter = reader.ReadVariantValue();
             var options = reader.ReadDictionaryOfStringToVariantValue();
-            request = DBusFilter.ToRequest(filter, options, _sweeps.Config, dryRun);
+            request = DBusFilter.ToRequest(filter, options, _limits, dryRun);
         }
         catch (LimitExceededException e)
         {
@@ -181,7 +184,7 @@ internal sealed partial class ReaperObject : IPathMethodHandler
     /// </summary>
     private ValueTask ChangeService(MethodContext context, string method)
     {
-        Reaping.ServiceSpec? spec = null;
+        ServiceSpec? spec = null;
         string name;
         try
         {
@@ -193,7 +196,7 @@ internal sealed partial class ReaperObject : IPathMethodHandler
                 var port = reader.ReadUInt16();
                 var protocol = reader.ReadString();
                 var backends = reader.ReadArrayOfString();
-                spec = Reaping.ServiceSpec.Parse(name, vip, port, protocol, backends);
+                spec = ServiceSpec.Parse(name, vip, port, protocol, backends);
             }
         }
         catch (Exception e) when (e is FormatException or DBusReadException or ArgumentException)
@@ -286,8 +289,8 @@ internal sealed partial class ReaperObject : IPathMethodHandler
             ["uptime_seconds"] = VariantValue.UInt64((ulong)(DateTimeOffset.UtcNow - _sweeps.StartedAt).TotalSeconds),
             ["sweeps_run"] = VariantValue.UInt64(_sweeps.SweepsRun),
             ["namespaces_known"] = VariantValue.UInt32((uint)_sweeps.NamespacesKnown),
-            ["default_limit"] = VariantValue.UInt64((ulong)_sweeps.Config.SweepLimit),
-            ["max_limit"] = VariantValue.UInt64((ulong)_sweeps.Config.SweepMaxLimit),
+            ["default_limit"] = VariantValue.UInt64((ulong)_limits.Limit),
+            ["max_limit"] = VariantValue.UInt64((ulong)_limits.MaxLimit),
             ["services"] = VariantValue.UInt32((uint)_services.Services.Count),
         };
         var recent = _sweeps.Recent;

@@ -1,5 +1,8 @@
 using Microsoft.Extensions.Logging;
+using SocketReaper.Config;
 using SocketReaper.Doctor;
+using SocketReaper.Metrics;
+using SocketReaper.Reaping;
 using SocketReaper.Sweep;
 
 namespace SocketReaper.Daemon;
@@ -8,16 +11,18 @@ namespace SocketReaper.Daemon;
 internal sealed class DaemonState : IDisposable
 {
     private static readonly TimeSpan StuckAfter = TimeSpan.FromMinutes(5);
-    private readonly ReaperConfig _config;
+    private readonly ReaperOptions _options;
     private readonly ReaperMetrics _metrics;
+    private readonly LoadedEngine _engine;
     private readonly ILoggerFactory _loggers;
     private SweepCoordinator? _coordinator;
     private long _sweepStarted;
 
-    public DaemonState(ReaperConfig config, ReaperMetrics metrics, ILoggerFactory loggers)
+    public DaemonState(ReaperOptions options, ReaperMetrics metrics, LoadedEngine engine, ILoggerFactory loggers)
     {
-        _config = config;
+        _options = options;
         _metrics = metrics;
+        _engine = engine;
         _loggers = loggers;
     }
 
@@ -29,7 +34,7 @@ internal sealed class DaemonState : IDisposable
     public IReadOnlyList<HostCheck> Features { get; private set; } = [];
 
     /// <summary>The socket hooks (birth times and contacts); null when off or unavailable.</summary>
-    public Reaping.SocketHooks? Hooks { get; private set; }
+    public SocketHooks? Hooks => _engine.Hooks;
 
     public CancellationToken Stopping { get; private set; }
 
@@ -51,20 +56,22 @@ internal sealed class DaemonState : IDisposable
         Stopping = stopping;
         LibBpf.LibBpfLog.Route(_loggers.CreateLogger("libbpf"));
         Features = HostProbe.Run();
-        if (_config.ReapSocketHooks || _config.DatapathEnabled)
+        var (sweep, datapath, reaping) = (_options.Sweep, _options.Datapath, _options.Reaping);
+        if (reaping.SocketHooks || datapath.Enabled)
         {
             // The pin root too, not only the maps/, links/ and hooks/ made under it.
-            Bpf.PinnedState.CreatePrivateDirectory(_config.DatapathPinRoot);
+            Bpf.PinnedState.CreatePrivateDirectory(datapath.PinRoot);
         }
 
-        var engine = _config.ReapSocketHooks
-            ? new SweepEngine(_loggers.CreateLogger<SweepEngine>(), Datapath.DatapathState.MapsDirectory(_config.DatapathPinRoot), ownsState: true)
+        var engine = reaping.SocketHooks
+            ? new SweepEngine(_loggers.CreateLogger<SweepEngine>(), Datapath.DatapathState.MapsDirectory(datapath.PinRoot), ownsState: true)
             : new SweepEngine(_loggers.CreateLogger<SweepEngine>());
-        _coordinator = new SweepCoordinator(engine, _config, _metrics, _loggers.CreateLogger<SweepCoordinator>());
-        if (_config.ReapSocketHooks)
+        var discovery = new DiscoveryOptions { Directories = sweep.NetnsDirectories };
+        _coordinator = new SweepCoordinator(engine, discovery, sweep.Parallelism, _metrics, _loggers.CreateLogger<SweepCoordinator>());
+        _engine.Loaded(_coordinator);
+        if (reaping.SocketHooks)
         {
-            Hooks = Reaping.SocketHooks.Start(engine.Object, _config.DatapathPinRoot, _config.ReapCgroup,
-                new DiscoveryOptions { Directories = _config.NetnsDirectories }, _loggers.CreateLogger<Reaping.SocketHooks>());
+            _engine.HooksStarted(SocketHooks.Start(engine.Object, datapath.PinRoot, reaping.Cgroup, discovery, _loggers.CreateLogger<SocketHooks>()));
             if (Hooks is { } hooks)
             {
                 _coordinator.ScopeVersion = () => hooks.ScopeVersion;

@@ -1,18 +1,20 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Prometheus;
+using SocketReaper.Config;
+using SocketReaper.Metrics;
 
 namespace SocketReaper.Daemon;
 
 /// <summary>Serves /metrics on the configured address (127.0.0.1:9469 unless told otherwise).</summary>
 internal sealed partial class MetricsService : IHostedService, IDisposable
 {
-    private readonly ReaperConfig _config;
+    private readonly MetricsOptions _config;
     private readonly ReaperMetrics _metrics;
     private readonly ILogger _logger;
     private MetricServer? _server;
 
-    public MetricsService(ReaperConfig config, ReaperMetrics metrics, ILogger<MetricsService> logger)
+    public MetricsService(MetricsOptions config, ReaperMetrics metrics, ILogger<MetricsService> logger)
     {
         _config = config;
         _metrics = metrics;
@@ -21,12 +23,12 @@ internal sealed partial class MetricsService : IHostedService, IDisposable
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        if (!_config.MetricsEnabled)
+        if (!_config.Enabled)
         {
             return Task.CompletedTask;
         }
 
-        var listen = _config.MetricsListen;
+        var listen = _config.Listen;
         var host = listen.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{listen.Address}]" : listen.Address.ToString();
         _server = new MetricServer(host, listen.Port, "metrics/", _metrics.Registry);
         try

@@ -3,7 +3,8 @@ using LibBpf;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using SocketReaper.Bpf;
-using SocketReaper.Daemon;
+using SocketReaper.Config;
+using SocketReaper.Metrics;
 using SocketReaper.Platform.Netlink;
 using SocketReaper.Platform;
 using SocketReaper.Reaping;
@@ -20,7 +21,7 @@ namespace SocketReaper.Datapath;
 internal sealed partial class DatapathService : BackgroundService
 {
     private static readonly TimeSpan DriftEvery = TimeSpan.FromSeconds(5);
-    private readonly ReaperConfig _config;
+    private readonly ReaperOptions _config;
     private readonly ReaperMetrics _metrics;
     private readonly ILogger _logger;
     private readonly DeviceSelector _selector;
@@ -42,7 +43,7 @@ internal sealed partial class DatapathService : BackgroundService
     private readonly Dictionary<UInt128, uint> _known = [];
     private ulong _lostSeen;
 
-    public DatapathService(ReaperConfig config, ReaperMetrics metrics, AutoReaper reaper, ServiceRegistry services, ILogger<DatapathService> logger)
+    public DatapathService(ReaperOptions config, ReaperMetrics metrics, AutoReaper reaper, ServiceRegistry services, ILogger<DatapathService> logger)
     {
         _reaper = reaper;
         _services = services;
@@ -50,12 +51,12 @@ internal sealed partial class DatapathService : BackgroundService
         _config = config;
         _metrics = metrics;
         _logger = logger;
-        _selector = new DeviceSelector(config.DatapathDevices, config.DatapathAllNetkit);
-        _links = new DeviceLinks(DatapathState.LinksDirectory(config.DatapathPinRoot));
+        _selector = new DeviceSelector(config.Datapath.Devices, config.Datapath.AllNetkit);
+        _links = new DeviceLinks(DatapathState.LinksDirectory(config.Datapath.PinRoot));
     }
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
-        _config.DatapathEnabled
+        _config.Datapath.Enabled
             ? Task.Factory.StartNew(() => Run(stoppingToken), stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default)
             : Task.CompletedTask;
 
@@ -63,7 +64,7 @@ internal sealed partial class DatapathService : BackgroundService
     {
         try
         {
-            using var obj = DatapathState.Load(_config.DatapathPinRoot, reason => Log.StateDiscarded(_logger, DatapathState.MapsDirectory(_config.DatapathPinRoot), reason), _config.DatapathEventBufferBytes);
+            using var obj = DatapathState.Load(_config.Datapath.PinRoot, reason => Log.StateDiscarded(_logger, DatapathState.MapsDirectory(_config.Datapath.PinRoot), reason), _config.Datapath.EventBufferBytes);
             using var monitor = RtNetlinkMonitor.Open();
             using var events = new RingBuffer(obj.Map("reaper_events"), record =>
             {
@@ -92,7 +93,7 @@ internal sealed partial class DatapathService : BackgroundService
             }
 
             ref var lost = ref obj.Global<ulong>("reaper_events_lost");
-            Log.Covering(_logger, _devices.Count, _config.DatapathPinRoot);
+            Log.Covering(_logger, _devices.Count, _config.Datapath.PinRoot);
             var nextDrift = DateTime.UtcNow + DriftEvery;
             while (!stop.IsCancellationRequested)
             {
@@ -246,7 +247,7 @@ internal sealed partial class DatapathService : BackgroundService
     private void Left(System.Net.IPAddress address, int ifindex)
     {
         _graveyard.Add(address, ifindex);
-        if (_config.ReapEndpointGone)
+        if (_config.Reaping.EndpointGone)
         {
             _reaper.Enqueue(ReapTarget.EndpointGone(address));
         }
@@ -293,7 +294,7 @@ internal sealed partial class DatapathService : BackgroundService
         }
 
         var reused = e.Kind == DatapathAbi.EventIpMoved || (e.Kind == DatapathAbi.EventNewIp && _graveyard.Take(address, (int)e.Ifindex));
-        if (reused && _config.ReapIpReused)
+        if (reused && _config.Reaping.IpReused)
         {
             _reaper.Enqueue(ReapTarget.IpReused(address, e.TimeNs));
         }
@@ -325,7 +326,7 @@ internal sealed partial class DatapathService : BackgroundService
         owners.Update(key, new DatapathAbi.Owner { Ifindex = (uint)route.Oif, FirstSeenNs = now, LastSeenNs = now });
         _known[key] = (uint)route.Oif;
         Interlocked.Increment(ref obj.Global<uint>("reaper_generation"));
-        if (moved && _config.ReapIpReused)
+        if (moved && _config.Reaping.IpReused)
         {
             _reaper.Enqueue(ReapTarget.IpReused(route.Destination, now));
         }
@@ -374,7 +375,7 @@ internal sealed partial class DatapathService : BackgroundService
             if (reused)
             {
                 moved++;
-                if (_config.ReapIpReused)
+                if (_config.Reaping.IpReused)
                 {
                     targets.Add(ReapTarget.IpReused(learned.Address, learned.Owner.FirstSeenNs) with { CatchUp = true });
                 }
@@ -393,7 +394,7 @@ internal sealed partial class DatapathService : BackgroundService
                 var address = AbiAddress.FromKey(key);
                 _graveyard.Add(address, (int)ifindex);
                 _services.AddressGone(address);
-                if (_config.ReapEndpointGone)
+                if (_config.Reaping.EndpointGone)
                 {
                     targets.Add(ReapTarget.EndpointGone(address) with { CatchUp = true });
                 }
@@ -496,7 +497,7 @@ internal sealed partial class DatapathService : BackgroundService
     private void Export(BpfObject obj)
     {
         _metrics.DatapathEventsLost.IncTo(obj.Global<ulong>("reaper_events_lost"));
-        foreach (var (ifindex, device) in _devices.Take(_config.DatapathMaxDeviceMetrics))
+        foreach (var (ifindex, device) in _devices.Take(_config.Datapath.MaxDeviceMetrics))
         {
             foreach (var (hook, name) in new[] { (DatapathAbi.HookIngress, "ingress"), (DatapathAbi.HookEgress, "egress") })
             {

@@ -2,7 +2,8 @@ using System.Net;
 using System.Threading.Channels;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using SocketReaper.Daemon;
+using SocketReaper.Config;
+using SocketReaper.Metrics;
 using SocketReaper.Sweep;
 
 namespace SocketReaper.Reaping;
@@ -54,8 +55,9 @@ internal sealed partial class AutoReaper : BackgroundService
 {
     private readonly Channel<ReapTarget> _queue = Channel.CreateBounded<ReapTarget>(
         new BoundedChannelOptions(65_536) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
-    private readonly ReaperConfig _config;
-    private readonly DaemonState _state;
+    private readonly ReapingOptions _config;
+    private readonly long _sweepLimit;
+    private readonly LoadedEngine _state;
     private readonly ReaperMetrics _metrics;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
@@ -64,14 +66,15 @@ internal sealed partial class AutoReaper : BackgroundService
     private bool _delayedBySweeps;
     private bool _delayedBySockets;
 
-    public AutoReaper(ReaperConfig config, DaemonState state, ReaperMetrics metrics, ILogger<AutoReaper> logger)
+    public AutoReaper(ReaperOptions options, LoadedEngine engine, ReaperMetrics metrics, ILogger<AutoReaper> logger)
     {
-        _config = config;
-        _state = state;
+        _config = options.Reaping;
+        _sweepLimit = options.Sweep.Limit;
+        _state = engine;
         _metrics = metrics;
         _logger = logger;
         _time = TimeProvider.System;
-        _throttle = new ReapThrottle(config.ReapMaxSweepsPerSecond, config.ReapMaxSocketsPerSecond, _time);
+        _throttle = new ReapThrottle(_config.MaxSweepsPerSecond, _config.MaxSocketsPerSecond, _time);
     }
 
     public static string TriggerName(ReapReason reason) => reason switch
@@ -85,7 +88,7 @@ internal sealed partial class AutoReaper : BackgroundService
     /// <summary>Queues <paramref name="target"/>; false when reaping is off or the queue is full (counted).</summary>
     public bool Enqueue(ReapTarget target)
     {
-        if (_config.ReapingMode == ReapingMode.Off)
+        if (_config.Mode == ReapingMode.Off)
         {
             return false;
         }
@@ -146,9 +149,9 @@ internal sealed partial class AutoReaper : BackgroundService
             // Targets held back by the socket rate need no new trigger to be swept again.
             while (_retries.Count > 0 || await reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
             {
-                if (_config.ReapCoalesceMilliseconds > 0)
+                if (_config.CoalesceMilliseconds > 0)
                 {
-                    await Task.Delay(_config.ReapCoalesceMilliseconds, stoppingToken).ConfigureAwait(false);
+                    await Task.Delay(_config.CoalesceMilliseconds, stoppingToken).ConfigureAwait(false);
                 }
 
                 // The rate limits are waited for before the queue is read: targets queued meanwhile join this sweep.
@@ -178,11 +181,11 @@ internal sealed partial class AutoReaper : BackgroundService
     /// </summary>
     private async Task ThrottleAsync(long sockets, CancellationToken stopping)
     {
-        var countSockets = _config.ReapingMode != ReapingMode.Observe;
+        var countSockets = _config.Mode != ReapingMode.Observe;
         while (true)
         {
             var sweepWait = _throttle.UntilSweep();
-            var socketWait = countSockets ? _throttle.UntilSockets(Math.Min(sockets, _config.SweepLimit)) : TimeSpan.Zero;
+            var socketWait = countSockets ? _throttle.UntilSockets(Math.Min(sockets, _sweepLimit)) : TimeSpan.Zero;
             if (sweepWait <= TimeSpan.Zero && socketWait <= TimeSpan.Zero)
             {
                 return;
@@ -217,8 +220,8 @@ internal sealed partial class AutoReaper : BackgroundService
     private async Task SweepAsync(ReapReason reason, List<ReapTarget> targets, CancellationToken stopping)
     {
         var contacts = targets.SelectMany(t => t.Contacts).Distinct().ToList();
-        var dryRun = _config.ReapingMode == ReapingMode.Observe;
-        while (!_state.IsStarted)
+        var dryRun = _config.Mode == ReapingMode.Observe;
+        while (!_state.IsLoaded)
         {
             // The daemon is still starting: its engine is not loaded yet.
             await Task.Delay(50, stopping).ConfigureAwait(false);
@@ -228,7 +231,7 @@ internal sealed partial class AutoReaper : BackgroundService
         {
             Rules = RulesFor(targets),
             DryRun = dryRun,
-            Limit = _throttle.StartSweep(_config.SweepLimit, countSockets: !dryRun),
+            Limit = _throttle.StartSweep(_sweepLimit, countSockets: !dryRun),
             Trigger = TriggerName(reason),
         };
         SweepResult? result = null;
@@ -242,7 +245,7 @@ internal sealed partial class AutoReaper : BackgroundService
         }
 
         // Held back below Sweep.Limit: the socket rate's doing, so the sockets wait for a refill, not for the next trigger.
-        var cutShort = result is { DryRun: false, HeldBack: > 0 } && request.Limit < _config.SweepLimit;
+        var cutShort = result is { DryRun: false, HeldBack: > 0 } && request.Limit < _sweepLimit;
         if (_delayedBySweeps)
         {
             _metrics.ReapRateLimited.WithLabels("sweeps").Inc();
@@ -263,7 +266,7 @@ internal sealed partial class AutoReaper : BackgroundService
         _metrics.ReapSocketsWaiting.Set(_retries.Sockets);
         if (cutShort && abandoned.Count < targets.Count)
         {
-            Log.HeldBack(_logger, request.Trigger, result.HeldBack, _config.ReapMaxSocketsPerSecond, targets.Max(_retries.Attempts), ReapRetries.MaxRetries);
+            Log.HeldBack(_logger, request.Trigger, result.HeldBack, _config.MaxSocketsPerSecond, targets.Max(_retries.Attempts), ReapRetries.MaxRetries);
         }
 
         if (abandoned.Count > 0)
@@ -282,14 +285,14 @@ internal sealed partial class AutoReaper : BackgroundService
             {
                 // Null: a full sweep (targeting off, no hooks, or a hole in their record — whyFull says which).
                 string? whyFull = "the socket hooks are unavailable";
-                var scope = !_config.ReapTargeted ? null
+                var scope = !_config.Targeted ? null
                     : catchUp ? CatchUpScope(out whyFull)
                     : _state.Hooks?.Scope(contacts, out whyFull);
                 var scoped = request with { Scope = scope };
                 var completed = await Task.Factory.StartNew(() => _state.Coordinator.Run(scoped, stopping), stopping, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
                 var result = completed.Result;
                 _metrics.ReapScope.WithLabels(request.Trigger, scope is null ? "full" : "targeted").Inc();
-                if (scope is null && _config.ReapTargeted)
+                if (scope is null && _config.Targeted)
                 {
                     Log.FullSweep(_logger, request.Trigger, whyFull!);
                 }

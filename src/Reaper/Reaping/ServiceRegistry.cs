@@ -3,7 +3,7 @@ using System.Net.Sockets;
 using LibBpf;
 using Microsoft.Extensions.Logging;
 using SocketReaper.Bpf;
-using SocketReaper.Daemon;
+using SocketReaper.Config;
 using SocketReaper.Datapath;
 using SocketReaper.Sweep;
 
@@ -21,13 +21,13 @@ namespace SocketReaper.Reaping;
 /// </summary>
 internal sealed partial class ServiceRegistry
 {
-    private readonly ReaperConfig _config;
+    private readonly ReaperOptions _config;
     private readonly AutoReaper _reaper;
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
     private readonly Dictionary<string, ServiceSpec> _services = new(StringComparer.Ordinal);
 
-    public ServiceRegistry(ReaperConfig config, AutoReaper reaper, ILogger<ServiceRegistry> logger)
+    public ServiceRegistry(ReaperOptions config, AutoReaper reaper, ILogger<ServiceRegistry> logger)
     {
         _config = config;
         _reaper = reaper;
@@ -153,7 +153,7 @@ internal sealed partial class ServiceRegistry
     private void ReapFlows(ServiceSpec service, IReadOnlyCollection<IPEndPoint> backends)
     {
         // Nothing learned when the datapath is off or has not pinned its table yet.
-        if (!Covers(service) || !_config.DatapathEnabled || !File.Exists(FlowsPin))
+        if (!Covers(service) || !_config.Datapath.Enabled || !File.Exists(FlowsPin))
         {
             return;
         }
@@ -184,12 +184,12 @@ internal sealed partial class ServiceRegistry
     }
 
     private bool Covers(ServiceSpec service) =>
-        _config.ReapServiceAffinity && (service.Protocol == ProtocolType.Udp || _config.ReapServiceTcp);
+        _config.Reaping.ServiceAffinity && (service.Protocol == ProtocolType.Udp || _config.Reaping.ServiceTcp);
 
     private static SweepProtocols Protocols(ServiceSpec service) =>
         service.Protocol == ProtocolType.Udp ? SweepProtocols.Udp : SweepProtocols.Tcp;
 
-    private string FlowsPin => DatapathState.MapPin(_config.DatapathPinRoot, "reaper_service_flows");
+    private string FlowsPin => DatapathState.MapPin(_config.Datapath.PinRoot, "reaper_service_flows");
 
     private static unsafe (UInt128 Backend, UInt128 Client) Addresses(in DatapathAbi.ServiceFlowKey key)
     {

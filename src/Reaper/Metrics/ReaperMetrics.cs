@@ -1,15 +1,15 @@
 using Prometheus;
 using SocketReaper.Sweep;
 
-namespace SocketReaper.Daemon;
+namespace SocketReaper.Metrics;
 
 /// <summary>Every metric the daemon exports (prometheus/socketreaper-alerts.yml relies on these names).</summary>
-internal sealed class ReaperMetrics
+internal sealed class ReaperMetrics : ISweepRecorder
 {
     public ReaperMetrics(CollectorRegistry registry, bool dbusEnabled = true)
     {
         Registry = registry;
-        var f = Metrics.WithCustomRegistry(registry);
+        var f = Prometheus.Metrics.WithCustomRegistry(registry);
         BuildInfo = f.CreateGauge("socketreaper_build_info", "Always 1; the version label says which build runs.", "version");
         Sweeps = f.CreateCounter("socketreaper_sweeps_total", "Sweeps run, by trigger and result (ok, failed, cancelled).", "trigger", "result");
         SweepDuration = f.CreateHistogram("socketreaper_sweep_duration_seconds", "Duration of sweeps.",
@@ -99,6 +99,13 @@ internal sealed class ReaperMetrics
 
     public Gauge ReapSocketsWaiting { get; }
     public Counter ReapCatchUps { get; }
+
+    public void NamespacesFound(int count) => NamespacesKnown.Set(count);
+
+    public void SweepFailed(string trigger) => Sweeps.WithLabels(trigger, "failed").Inc();
+
+    public void SweepFinished(SweepResult result, long matchedTcp, long matchedUdp, long destroyedTcp, long destroyedUdp) =>
+        Record(result, matchedTcp, matchedUdp, destroyedTcp, destroyedUdp);
 
     /// <summary>Counts one finished sweep; per-protocol match counts come from its records.</summary>
     public void Record(SweepResult r, long matchedTcp, long matchedUdp, long destroyedTcp, long destroyedUdp)

@@ -1,9 +1,8 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
-using SocketReaper.Daemon;
 
-namespace SocketReaper.Reaping;
+namespace SocketReaper.Config;
 
 /// <summary>
 /// A load-balanced service as an operator (or a controller over D-Bus) declares it: clients talk

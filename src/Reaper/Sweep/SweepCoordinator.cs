@@ -1,9 +1,8 @@
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using SocketReaper.Platform;
-using SocketReaper.Sweep;
 
-namespace SocketReaper.Daemon;
+namespace SocketReaper.Sweep;
 
 /// <summary>A finished sweep as the daemon remembers and announces it.</summary>
 internal sealed record CompletedSweep(ulong Id, SweepResult Result, DateTimeOffset FinishedAt);
@@ -19,8 +18,9 @@ internal sealed class SweepBusyException() : Exception("a sweep is already runni
 internal sealed partial class SweepCoordinator : IDisposable
 {
     private readonly SweepEngine _engine;
-    private readonly ReaperConfig _config;
-    private readonly ReaperMetrics _metrics;
+    private readonly DiscoveryOptions _discovery;
+    private readonly int _threads;
+    private readonly ISweepRecorder _metrics;
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
     private readonly Queue<CompletedSweep> _recent = new();
@@ -29,10 +29,12 @@ internal sealed partial class SweepCoordinator : IDisposable
     private int _running;
     private ulong _nextId;
 
-    public SweepCoordinator(SweepEngine engine, ReaperConfig config, ReaperMetrics metrics, ILogger<SweepCoordinator> logger)
+    /// <param name="threads">OS threads per sweep (namespaces swept in parallel).</param>
+    public SweepCoordinator(SweepEngine engine, DiscoveryOptions discovery, int threads, ISweepRecorder metrics, ILogger<SweepCoordinator> logger)
     {
         _engine = engine;
-        _config = config;
+        _discovery = discovery;
+        _threads = threads;
         _metrics = metrics;
         _logger = logger;
     }
@@ -60,8 +62,6 @@ internal sealed partial class SweepCoordinator : IDisposable
         }
     }
 
-    public ReaperConfig Config => _config;
-
     /// <summary>
     /// What a targeted sweep's scope depends on besides which namespaces exist (the socket hooks'
     /// count of contacts recorded, and when their record started); null without hooks. While it
@@ -77,9 +77,9 @@ internal sealed partial class SweepCoordinator : IDisposable
     {
         // Read first: a contact recorded while we look makes the next targeted sweep look again.
         var version = ScopeVersion?.Invoke();
-        var discovery = NetnsCatalog.Discover(new DiscoveryOptions { Directories = _config.NetnsDirectories }, _cookies);
+        var discovery = NetnsCatalog.Discover(_discovery, _cookies);
         NamespacesKnown = discovery.Namespaces.Count;
-        _metrics.NamespacesKnown.Set(NamespacesKnown);
+        _metrics.NamespacesFound(NamespacesKnown);
         lock (_lock)
         {
             _last = (discovery.Namespaces, version);
@@ -147,11 +147,10 @@ internal sealed partial class SweepCoordinator : IDisposable
             request = planned;
 
             var counter = new ProtocolCounter();
-            var threads = _config.SweepThreads == 0 ? Environment.ProcessorCount : _config.SweepThreads;
             SweepResult result;
             try
             {
-                result = _engine.Run(request with { Parallelism = threads }, namespaces, counter, cancellation) with
+                result = _engine.Run(request with { Parallelism = _threads }, namespaces, counter, cancellation) with
                 {
                     Targeted = request.Scope is not null,
                     NamespacesOutOfScope = outOfScope,
@@ -159,7 +158,7 @@ internal sealed partial class SweepCoordinator : IDisposable
             }
             catch (Exception e) when (e is not OperationCanceledException and not FormatException)
             {
-                _metrics.Sweeps.WithLabels(request.Trigger, "failed").Inc();
+                _metrics.SweepFailed(request.Trigger);
                 Log.SweepFailed(_logger, request.Trigger, e.Message);
                 throw;
             }
@@ -175,7 +174,7 @@ internal sealed partial class SweepCoordinator : IDisposable
                 }
             }
 
-            _metrics.Record(result, counter.MatchedTcp, counter.MatchedUdp, counter.DestroyedTcp, counter.DestroyedUdp);
+            _metrics.SweepFinished(result, counter.MatchedTcp, counter.MatchedUdp, counter.DestroyedTcp, counter.DestroyedUdp);
 
             Completed?.Invoke(completed);
             return completed;
@@ -185,9 +184,6 @@ internal sealed partial class SweepCoordinator : IDisposable
             Volatile.Write(ref _running, 0);
         }
     }
-
-    /// <summary>The sweep engine, whose object holds the socket hooks' programs and maps.</summary>
-    public SweepEngine Engine => _engine;
 
     public void Dispose() => _engine.Dispose();
 

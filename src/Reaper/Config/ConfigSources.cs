@@ -1,0 +1,124 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace SocketReaper.Config;
+
+/// <summary>
+/// Where settings come from, flattened to Area.Key values each with a place for messages: the
+/// JSON file first, then SOCKETREAPER__Area__Key environment variables (which win, being later).
+/// </summary>
+internal static class ConfigSources
+{
+    /// <summary>The values of <paramref name="path"/> (absent: none, unless it was named) and then of the environment.</summary>
+    public static List<(string Key, string Value, string Where)> Read(string path, IReadOnlyDictionary<string, string> environment, bool pathWasGiven)
+    {
+        var values = new List<(string Key, string Value, string Where)>();
+        if (File.Exists(path))
+        {
+            values.AddRange(ReadJson(path));
+        }
+        else if (pathWasGiven)
+        {
+            throw new ConfigException($"config file {path} does not exist.");
+        }
+
+        foreach (var (name, value) in environment.OrderBy(e => e.Key, StringComparer.Ordinal))
+        {
+            if (name.StartsWith(ReaperOptions.EnvironmentPrefix, StringComparison.OrdinalIgnoreCase))
+            {
+                values.Add((name[ReaperOptions.EnvironmentPrefix.Length..].Replace("__", ".", StringComparison.Ordinal), value, $"environment variable {name}"));
+            }
+        }
+
+        return values;
+    }
+
+    /// <summary>Largest config file read; a real one is a few hundred bytes.</summary>
+    public const int MaxFileBytes = 1024 * 1024;
+
+    /// <summary>Flattens the JSON file into Section.Key values, each with its line for messages.</summary>
+    private static List<(string Key, string Value, string Where)> ReadJson(string path)
+    {
+        var size = new FileInfo(path).Length;
+        if (size > MaxFileBytes)
+        {
+            throw new ConfigException($"config file {path} is {size} bytes; at most {MaxFileBytes} are accepted.");
+        }
+
+        var bytes = File.ReadAllBytes(path);
+        var result = new List<(string Key, string Value, string Where)>();
+        var reader = new Utf8JsonReader(bytes, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        var stack = new List<string>();
+        string? property = null;
+        var arrayIndex = new Stack<int>();
+        var (line, counted) = (1, 0);
+        try
+        {
+            while (reader.Read())
+            {
+                // Lines counted once, up to each token: linear in the file's size.
+                var start = (int)reader.TokenStartIndex;
+                line += bytes.AsSpan(counted, start - counted).Count((byte)'\n');
+                counted = start;
+                switch (reader.TokenType)
+                {
+                    case JsonTokenType.PropertyName:
+                        property = reader.GetString();
+                        break;
+                    case JsonTokenType.StartObject:
+                        if (property is not null)
+                        {
+                            stack.Add(property);
+                            property = null;
+                        }
+                        else if (arrayIndex.Count > 0)
+                        {
+                            // An object in a list: its fields are List.<index>.Field.
+                            var index = arrayIndex.Pop();
+                            arrayIndex.Push(index + 1);
+                            stack.Add(index.ToString(CultureInfo.InvariantCulture));
+                        }
+
+                        break;
+                    case JsonTokenType.EndObject:
+                        if (stack.Count > 0)
+                        {
+                            stack.RemoveAt(stack.Count - 1);
+                        }
+
+                        break;
+                    case JsonTokenType.StartArray:
+                        stack.Add(property ?? "?");
+                        property = null;
+                        arrayIndex.Push(0);
+                        break;
+                    case JsonTokenType.EndArray:
+                        stack.RemoveAt(stack.Count - 1);
+                        arrayIndex.Pop();
+                        break;
+                    default:
+                        var key = string.Join('.', property is null ? stack : [.. stack, property]);
+                        var text = reader.TokenType switch
+                        {
+                            JsonTokenType.String => reader.GetString()!,
+                            JsonTokenType.Null => string.Empty,
+                            _ => Encoding.UTF8.GetString(reader.ValueSpan),
+                        };
+                        // A scalar in a list is one more value of the list's key (Datapath.Devices); only
+                        // objects in a list are numbered (Services.0.Name).
+                        result.Add((key, text, $"{path} line {line}"));
+                        property = null;
+                        break;
+                }
+            }
+        }
+        catch (JsonException e)
+        {
+            throw new ConfigException($"{path} line {e.LineNumber + 1}: not valid JSON ({e.Message.Split(". ")[0]}).");
+        }
+
+        return result;
+    }
+
+}

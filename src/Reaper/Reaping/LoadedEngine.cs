@@ -1,0 +1,24 @@
+using SocketReaper.Sweep;
+
+namespace SocketReaper.Reaping;
+
+/// <summary>
+/// The sweep engine as the automatic triggers reach it: empty until the daemon has loaded it, then
+/// the coordinator and, when they run, the socket hooks. The daemon fills it once, at start.
+/// </summary>
+internal sealed class LoadedEngine
+{
+    private SweepCoordinator? _coordinator;
+
+    /// <summary>Whether the engine is loaded (the coordinator can be used).</summary>
+    public bool IsLoaded => Volatile.Read(ref _coordinator) is not null;
+
+    public SweepCoordinator Coordinator => Volatile.Read(ref _coordinator) ?? throw new InvalidOperationException("the daemon has not started");
+
+    /// <summary>The socket hooks (birth times and contacts); null when off, unavailable, or not started yet.</summary>
+    public SocketHooks? Hooks { get; private set; }
+
+    public void Loaded(SweepCoordinator coordinator) => Volatile.Write(ref _coordinator, coordinator);
+
+    public void HooksStarted(SocketHooks? hooks) => Hooks = hooks;
+}
