@@ -71,7 +71,7 @@ var workers = connections.Select((client, i) => Task.Run(async () =>
                 : await client.SweepAsync(method == "DryRun", filter, options).ConfigureAwait(false);
             result = "ok";
         }
-        catch (DBusErrorReplyException e) when (e.ErrorName == DBusNames.Busy)
+        catch (DBusErrorReplyException e) when (e.ErrorName == DBusErrors.Busy)
         {
             result = "busy";
         }

@@ -7,13 +7,6 @@ internal static class DBusNames
     public const string Path = "/org/socketreaper/Reaper";
     public const string Interface = "org.socketreaper.Reaper1";
 
-    public const string InvalidFilter = "org.socketreaper.Error.InvalidFilter";
-    public const string LimitExceeded = "org.socketreaper.Error.LimitExceeded";
-    public const string AccessDenied = "org.socketreaper.Error.AccessDenied";
-    public const string Busy = "org.socketreaper.Error.Busy";
-    public const string Failed = "org.socketreaper.Error.Failed";
-    public const string InvalidService = "org.socketreaper.Error.InvalidService";
-
     /// <summary>The &lt;interface&gt; element of the checked-in introspection XML, as Introspect replies need it.</summary>
     public static ReadOnlyMemory<byte> InterfaceXml { get; } = LoadInterfaceXml();
 

@@ -1,0 +1,32 @@
+using SocketReaper.Config;
+using SocketReaper.Doctor;
+using SocketReaper.Reaping;
+using SocketReaper.Sweep;
+
+namespace SocketReaper.DBus;
+
+/// <summary>The running daemon as <see cref="ReaperObject"/> sees it.</summary>
+internal sealed class DaemonBackend(SweepCoordinator sweeps, SweepOptions limits, ServiceRegistry services, IReadOnlyList<HostCheck> features) : IReaperBackend
+{
+    public SweepOptions Limits => limits;
+
+    public bool IsSweeping => sweeps.IsSweeping;
+
+    public DateTimeOffset StartedAt => sweeps.StartedAt;
+
+    public ulong SweepsRun => sweeps.SweepsRun;
+
+    public int NamespacesKnown => sweeps.NamespacesKnown;
+
+    public IReadOnlyList<CompletedSweep> Recent => sweeps.Recent;
+
+    public IReadOnlyList<HostCheck> Features => features;
+
+    public IReadOnlyList<ServiceSpec> Services => services.Services;
+
+    public CompletedSweep Sweep(SweepRequest request, CancellationToken cancellation) => sweeps.Run(request, cancellation);
+
+    public int SetService(ServiceSpec service) => services.Set(service);
+
+    public bool RemoveService(string name, out int left) => services.Remove(name, out left);
+}

@@ -1,0 +1,41 @@
+using SocketReaper.Config;
+using SocketReaper.Doctor;
+using SocketReaper.Reaping;
+using SocketReaper.Sweep;
+
+namespace SocketReaper.DBus;
+
+/// <summary>
+/// What <see cref="ReaperObject"/> asks of the daemon: sweeps, services and what GetStatus and the
+/// Features property report. The daemon's is <see cref="DaemonBackend"/>; tests give the object a fake.
+/// </summary>
+internal interface IReaperBackend
+{
+    /// <summary>Sweep.Limit and Sweep.MaxLimit, which a caller's filter is read against.</summary>
+    SweepOptions Limits { get; }
+
+    bool IsSweeping { get; }
+
+    DateTimeOffset StartedAt { get; }
+
+    ulong SweepsRun { get; }
+
+    int NamespacesKnown { get; }
+
+    /// <summary>The last sweeps, oldest first.</summary>
+    IReadOnlyList<CompletedSweep> Recent { get; }
+
+    /// <summary>The host checks the Features property reports.</summary>
+    IReadOnlyList<HostCheck> Features { get; }
+
+    IReadOnlyList<ServiceSpec> Services { get; }
+
+    /// <summary>Runs one sweep on the calling thread; <see cref="SweepBusyException"/> while another runs.</summary>
+    CompletedSweep Sweep(SweepRequest request, CancellationToken cancellation);
+
+    /// <summary>Adds or replaces a service; returns how many backends left it.</summary>
+    int SetService(ServiceSpec service);
+
+    /// <summary>Removes a service; false when there is none of that name.</summary>
+    bool RemoveService(string name, out int left);
+}

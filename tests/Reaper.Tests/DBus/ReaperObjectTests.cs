@@ -1,0 +1,408 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using SocketReaper.Config;
+using SocketReaper.Metrics;
+using SocketReaper.DBus;
+using SocketReaper.Reaping;
+using SocketReaper.Sweep;
+using Tmds.DBus.Protocol;
+using Xunit;
+
+namespace SocketReaper.Tests.DBus;
+
+/// <summary>
+/// /org/socketreaper/Reaper over a connection pair, with a fake daemon behind it and a fake bus
+/// vouching for the caller: argument checks and the caller policy, in milliseconds and without
+/// root. Each test asserts what the client receives. The real bus is DaemonTests, BusPolicyTests
+/// and HostileInputDaemonTests.
+/// </summary>
+public sealed class ReaperObjectTests : IAsyncLifetime
+{
+    private const uint Nobody = 65534;
+    private const uint ReapersGid = 4242;
+    private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly string _groupFile = Path.GetTempFileName();
+    private readonly FakeReaperBackend _daemon = new();
+    private readonly FakeBusCredentials _credentials = new() { Uid = 0 };
+    private readonly ReaperMetrics _metrics = new(Prometheus.Metrics.NewCustomRegistry());
+    private PeerBus? _bus;
+
+    private delegate void Body(ref MessageWriter writer);
+
+    private PeerBus Bus => _bus ?? throw new InvalidOperationException("not connected");
+
+    public async Task InitializeAsync()
+    {
+        File.WriteAllText(_groupFile, $"root:x:0:\nreapers:x:{ReapersGid}:alice\n");
+        _bus = await PeerBus.ConnectAsync();
+        Bus.Daemon.AddMethodHandler(new ReaperObject(_daemon, _metrics, new CallerPolicy("reapers", _groupFile), NullLogger.Instance, CancellationToken.None));
+        Bus.Caller.AddMethodHandler(_credentials);
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_bus is not null)
+        {
+            await _bus.DisposeAsync();
+        }
+
+        File.Delete(_groupFile);
+    }
+
+    // --- the method table: unknown methods and wrong signatures ---
+
+    [Theory]
+    [InlineData("Sweep", "s", "Sweep takes (va{sv}), not (s).")]
+    [InlineData("DryRun", "", "DryRun takes (va{sv}), not ().")]
+    [InlineData("GetStatus", "s", "GetStatus takes (), not (s).")]
+    [InlineData("ListServices", "s", "ListServices takes (), not (s).")]
+    [InlineData("SetService", "s", "SetService takes (ssqsas), not (s).")]
+    [InlineData("RemoveService", "ss", "RemoveService takes (s), not (ss).")]
+    public async Task A_known_method_with_the_wrong_signature_is_InvalidArgs_naming_the_signature_it_takes(string method, string signature, string sentence)
+    {
+        var error = await RefusedAsync(DBusNames.Interface, method, signature, (ref MessageWriter w) =>
+        {
+            foreach (var _ in signature)
+            {
+                w.WriteString("dst 10.1.2.3");
+            }
+        });
+
+        Assert.Equal((DBusErrors.InvalidArgs, sentence), error);
+        Assert.Empty(_daemon.SweepsAsked);
+        Assert.Equal(0, _credentials.Asked);
+        Assert.Equal(1, _metrics.DBusCalls.WithLabels(method, "InvalidArgs").Value);
+    }
+
+    [Fact]
+    public async Task An_unknown_method_on_our_interface_is_UnknownMethod_and_counted()
+    {
+        var error = await RefusedAsync(DBusNames.Interface, "Destroy", null, null);
+
+        Assert.Equal(DBusErrors.UnknownMethod, error.Name);
+        Assert.Contains("\"Destroy\"", error.Message, StringComparison.Ordinal);
+        Assert.Equal(1, _metrics.DBusCalls.WithLabels("unknown", "UnknownMethod").Value);
+    }
+
+    [Theory]
+    [InlineData("org.example.Nope", "Sweep")]
+    [InlineData("org.freedesktop.DBus.Introspectable", "Frob")]
+    public async Task A_method_of_another_interface_is_UnknownMethod(string @interface, string member)
+    {
+        var error = await RefusedAsync(@interface, member, null, null);
+
+        Assert.Equal(DBusErrors.UnknownMethod, error.Name);
+        Assert.Empty(_daemon.SweepsAsked);
+    }
+
+    // --- Sweep and DryRun: the caller's filter ---
+
+    [Theory]
+    [InlineData("dst 10.1.2", DBusErrors.InvalidFilter, "is not an IP address or CIDR prefix")]
+    [InlineData("proto tcp", DBusErrors.InvalidFilter, "a filter needs at least one dst address or prefix")]
+    [InlineData("dst 10.1.2.3 colour red", DBusErrors.InvalidFilter, "'colour' is not a filter key")]
+    [InlineData("", DBusErrors.InvalidFilter, "the filter expression is empty")]
+    public async Task A_bad_filter_string_is_InvalidFilter_and_nothing_is_swept(string filter, string name, string says)
+    {
+        var error = await RefusedAsync(DBusNames.Interface, "Sweep", "va{sv}", SweepBody(VariantValue.String(filter), []));
+
+        Assert.Equal(name, error.Name);
+        Assert.Contains(says, error.Message, StringComparison.Ordinal);
+        Assert.Empty(_daemon.SweepsAsked);
+    }
+
+    [Fact]
+    public async Task A_filter_that_is_neither_a_string_nor_a_dictionary_is_InvalidFilter()
+    {
+        var error = await RefusedAsync(DBusNames.Interface, "DryRun", "va{sv}", SweepBody(VariantValue.UInt32(7), []));
+
+        Assert.Equal(DBusErrors.InvalidFilter, error.Name);
+        Assert.Contains("must be a string expression or an a{sv} dictionary", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Unknown_options_and_bad_limits_are_InvalidFilter_and_a_limit_above_the_maximum_is_LimitExceeded()
+    {
+        var unknown = await RefusedAsync(DBusNames.Interface, "DryRun", "va{sv}",
+            SweepBody(VariantValue.String("dst 10.1.2.3"), new() { ["force"] = VariantValue.Bool(true) }));
+        Assert.Equal((DBusErrors.InvalidFilter, "'force' is not a sweep option; use limit or netns."), unknown);
+
+        var badLimit = await RefusedAsync(DBusNames.Interface, "DryRun", "va{sv}",
+            SweepBody(VariantValue.String("dst 10.1.2.3"), new() { ["limit"] = VariantValue.String("lots") }));
+        Assert.Equal(DBusErrors.InvalidFilter, badLimit.Name);
+        Assert.Contains("option 'limit' must be a non-negative integer", badLimit.Message, StringComparison.Ordinal);
+
+        var tooMuch = await RefusedAsync(DBusNames.Interface, "Sweep", "va{sv}",
+            SweepBody(VariantValue.String("dst 10.1.2.3"), new() { ["limit"] = VariantValue.UInt64(99_999_999) }));
+        Assert.Equal((DBusErrors.LimitExceeded, "limit 99999999 is above this daemon's Sweep.MaxLimit of 1000."), tooMuch);
+
+        Assert.Empty(_daemon.SweepsAsked);
+    }
+
+    [Fact]
+    public async Task A_good_DryRun_reaches_the_daemon_as_a_dbus_dry_run_with_the_callers_limit_and_namespaces()
+    {
+        var options = new Dictionary<string, VariantValue>
+        {
+            ["limit"] = VariantValue.UInt32(9),
+            ["netns"] = VariantValue.Array(new[] { "blue", "green" }),
+        };
+
+        var reply = await SweepAsync("DryRun", VariantValue.String("dst 10.1.2.3"), options);
+
+        var asked = Assert.Single(_daemon.SweepsAsked);
+        Assert.True(asked.DryRun);
+        Assert.Equal("dbus", asked.Trigger);
+        Assert.Equal(9, asked.Limit);
+        Assert.Equal(["blue", "green"], asked.Namespaces);
+        Assert.True(reply["dry_run"].GetBool());
+        Assert.Equal(2UL, reply["would_destroy"].GetUInt64());
+        Assert.Equal(9UL, reply["limit"].GetUInt64());
+    }
+
+    [Fact]
+    public async Task Without_a_limit_the_daemons_default_applies()
+    {
+        await SweepAsync("DryRun", VariantValue.String("dst 10.1.2.3"), []);
+
+        Assert.Equal(500, Assert.Single(_daemon.SweepsAsked).Limit);
+    }
+
+    [Fact]
+    public async Task A_sweep_while_another_runs_is_Busy_and_a_failing_sweep_is_Failed()
+    {
+        _daemon.OnSweep = _ => throw new SweepBusyException();
+        var busy = await RefusedAsync(DBusNames.Interface, "Sweep", "va{sv}", SweepBody(VariantValue.String("dst 10.1.2.3"), []));
+        Assert.Equal((DBusErrors.Busy, "a sweep is already running; try again when it has finished."), busy);
+
+        _daemon.OnSweep = _ => throw new InvalidOperationException("the engine is gone");
+        var failed = await RefusedAsync(DBusNames.Interface, "DryRun", "va{sv}", SweepBody(VariantValue.String("dst 10.1.2.3"), []));
+        Assert.Equal((DBusErrors.Failed, "the sweep failed: the engine is gone"), failed);
+    }
+
+    // --- who may destroy sockets ---
+
+    [Fact]
+    public async Task A_caller_outside_the_group_gets_AccessDenied_for_Sweep_and_nothing_is_swept()
+    {
+        _credentials.Uid = Nobody;
+        _credentials.Groups = [Nobody, ReapersGid + 1];
+
+        var error = await RefusedAsync(DBusNames.Interface, "Sweep", "va{sv}", SweepBody(VariantValue.String("dst 10.1.2.3"), []));
+
+        Assert.Equal((DBusErrors.AccessDenied,
+            "Sweep destroys sockets and is allowed to root and members of group 'reapers' only; DryRun is open to every caller."), error);
+        Assert.Empty(_daemon.SweepsAsked);
+        Assert.Equal(1, _credentials.Asked);
+        Assert.Equal(1, _metrics.DBusCalls.WithLabels("Sweep", "AccessDenied").Value);
+    }
+
+    [Fact]
+    public async Task DryRun_is_open_to_every_caller_without_asking_who_it_is()
+    {
+        _credentials.Uid = Nobody;
+
+        var reply = await SweepAsync("DryRun", VariantValue.String("dst 10.1.2.3"), []);
+
+        Assert.Equal(2UL, reply["would_destroy"].GetUInt64());
+        Assert.Equal(0, _credentials.Asked);
+    }
+
+    [Theory]
+    [InlineData(0u, new uint[0])]
+    [InlineData(Nobody, new uint[] { Nobody, ReapersGid })]
+    public async Task Root_and_members_of_the_group_may_sweep(uint uid, uint[] groups)
+    {
+        _credentials.Uid = uid;
+        _credentials.Groups = groups;
+
+        var reply = await SweepAsync("Sweep", VariantValue.String("dst 10.1.2.3"), []);
+
+        Assert.Equal(2UL, reply["destroyed"].GetUInt64());
+        Assert.False(Assert.Single(_daemon.SweepsAsked).DryRun);
+    }
+
+    [Fact]
+    public async Task A_caller_the_bus_gives_no_uid_for_is_denied()
+    {
+        _credentials.Uid = null;
+
+        var error = await RefusedAsync(DBusNames.Interface, "Sweep", "va{sv}", SweepBody(VariantValue.String("dst 10.1.2.3"), []));
+
+        Assert.Equal(DBusErrors.AccessDenied, error.Name);
+        Assert.Empty(_daemon.SweepsAsked);
+    }
+
+    [Theory]
+    [InlineData("SetService")]
+    [InlineData("RemoveService")]
+    public async Task Changing_services_needs_the_rights_Sweep_needs(string method)
+    {
+        _daemon.SetService(ServiceSpec.Parse("dns", "10.95.0.10", 53, "udp", ["10.95.0.11:53"]));
+        _credentials.Uid = Nobody;
+
+        var error = await RefusedAsync(DBusNames.Interface, method, method == "SetService" ? "ssqsas" : "s",
+            method == "SetService" ? ServiceBody("dns", "10.95.0.10", 53, "udp", []) : (ref MessageWriter w) => w.WriteString("dns"));
+
+        Assert.Equal((DBusErrors.AccessDenied,
+            $"{method} can destroy sockets pinned to a leaving backend and is allowed to root and members of group 'reapers' only."), error);
+        Assert.Equal("dns 10.95.0.10:53/udp -> 10.95.0.11:53", Assert.Single(_daemon.Services).ToString());
+    }
+
+    // --- services: the caller's spec ---
+
+    [Theory]
+    [InlineData("10.95.0", "udp", "10.95.0.11:53", "VIP '10.95.0' is not an IP address")]
+    [InlineData("10.95.0.10", "sctp", "10.95.0.11:53", "protocol 'sctp' must be udp or tcp")]
+    [InlineData("10.95.0.10", "udp", "10.95.0.12", "must be ADDRESS:PORT")]
+    public async Task A_bad_service_spec_is_InvalidService_before_anyone_is_asked_who_is_calling(string vip, string protocol, string backend, string says)
+    {
+        var error = await RefusedAsync(DBusNames.Interface, "SetService", "ssqsas", ServiceBody("dns", vip, 53, protocol, [backend]));
+
+        Assert.Equal(DBusErrors.InvalidService, error.Name);
+        Assert.Contains(says, error.Message, StringComparison.Ordinal);
+        Assert.Empty(_daemon.Services);
+        Assert.Equal(0, _credentials.Asked);
+    }
+
+    [Fact]
+    public async Task Removing_a_service_that_does_not_exist_is_InvalidService()
+    {
+        var error = await RefusedAsync(DBusNames.Interface, "RemoveService", "s", (ref MessageWriter w) => w.WriteString("nope"));
+
+        Assert.Equal((DBusErrors.InvalidService, "there is no service named 'nope'; ListServices names them."), error);
+    }
+
+    [Fact]
+    public async Task A_service_set_by_root_is_listed_and_removed()
+    {
+        var left = await CallAsync(DBusNames.Interface, "SetService", "ssqsas", ServiceBody("dns", "10.95.0.10", 53, "udp", ["10.95.0.11:53", "10.95.0.12:53"]),
+            static (m, _) => m.GetBodyReader().ReadUInt32());
+        Assert.Equal(0u, left);
+
+        var listed = await CallAsync(DBusNames.Interface, "ListServices", null, null, static (m, _) => m.GetBodyReader().ReadArrayOfString());
+        Assert.Equal(["dns 10.95.0.10:53/udp -> 10.95.0.11:53, 10.95.0.12:53"], listed);
+
+        var removed = await CallAsync(DBusNames.Interface, "RemoveService", "s", (ref MessageWriter w) => w.WriteString("dns"),
+            static (m, _) => m.GetBodyReader().ReadUInt32());
+        Assert.Equal(2u, removed);
+        Assert.Empty(_daemon.Services);
+    }
+
+    // --- status, properties, introspection ---
+
+    [Fact]
+    public async Task GetStatus_reports_the_daemon()
+    {
+        var status = await CallAsync(DBusNames.Interface, "GetStatus", null, null, static (m, _) => m.GetBodyReader().ReadDictionaryOfStringToVariantValue());
+
+        Assert.Equal("ready", status["state"].GetString());
+        Assert.Equal(3u, status["namespaces_known"].GetUInt32());
+        Assert.Equal(500UL, status["default_limit"].GetUInt64());
+        Assert.Equal(1000UL, status["max_limit"].GetUInt64());
+        Assert.Equal(0u, status["services"].GetUInt32());
+        Assert.Equal(BuildInfo.Version, status["version"].GetString());
+    }
+
+    [Fact]
+    public async Task Version_and_Features_are_read_only_properties()
+    {
+        var version = await CallAsync("org.freedesktop.DBus.Properties", "Get", "ss", Strings(DBusNames.Interface, "Version"),
+            static (m, _) => m.GetBodyReader().ReadVariantValue());
+        Assert.Equal(BuildInfo.Version, version.GetString());
+
+        var all = await CallAsync("org.freedesktop.DBus.Properties", "GetAll", "s", Strings(DBusNames.Interface),
+            static (m, _) => m.GetBodyReader().ReadDictionaryOfStringToVariantValue());
+        var features = all["Features"];
+        Assert.Equal(["Features", "Version"], all.Keys.Order());
+        Assert.Equal(2, features.Count);
+
+        var set = await RefusedAsync("org.freedesktop.DBus.Properties", "Set", "ssv", (ref MessageWriter w) =>
+        {
+            w.WriteString(DBusNames.Interface);
+            w.WriteString("Version");
+            w.WriteVariant(VariantValue.String("9"));
+        });
+        Assert.Equal((DBusErrors.PropertyReadOnly, "Version and Features are read-only."), set);
+    }
+
+    [Fact]
+    public async Task Properties_the_object_does_not_have_or_calls_it_does_not_serve_are_named_errors()
+    {
+        var unknown = await RefusedAsync("org.freedesktop.DBus.Properties", "Get", "ss", Strings(DBusNames.Interface, "Secret"));
+        Assert.Equal((DBusErrors.UnknownProperty, "org.socketreaper.Reaper1 has no property 'Secret'."), unknown);
+
+        var wrongSignature = await RefusedAsync("org.freedesktop.DBus.Properties", "Get", "s", Strings(DBusNames.Interface));
+        Assert.Equal((DBusErrors.InvalidArgs, "Properties.Get with signature (s) is not supported."), wrongSignature);
+
+        var unknownMember = await RefusedAsync("org.freedesktop.DBus.Properties", "Frob", null, null);
+        Assert.Equal((DBusErrors.InvalidArgs, "Properties.Frob with signature () is not supported."), unknownMember);
+
+        var otherInterface = await CallAsync("org.freedesktop.DBus.Properties", "GetAll", "s", Strings("org.example.Nope"),
+            static (m, _) => m.GetBodyReader().ReadDictionaryOfStringToVariantValue());
+        Assert.Empty(otherInterface);
+    }
+
+    [Fact]
+    public async Task Introspection_describes_the_interface()
+    {
+        var xml = await CallAsync("org.freedesktop.DBus.Introspectable", "Introspect", null, null, static (m, _) => m.GetBodyReader().ReadString());
+
+        Assert.Contains("<interface name=\"org.socketreaper.Reaper1\"", xml, StringComparison.Ordinal);
+        Assert.Contains("SweepCompleted", xml, StringComparison.Ordinal);
+        Assert.Contains("DryRun", xml, StringComparison.Ordinal);
+    }
+
+    // --- the client's side ---
+
+    private static Body SweepBody(VariantValue filter, Dictionary<string, VariantValue> options) => (ref MessageWriter w) =>
+    {
+        w.WriteVariant(filter);
+        w.WriteDictionary(options);
+    };
+
+    private static Body ServiceBody(string name, string vip, ushort port, string protocol, string[] backends) => (ref MessageWriter w) =>
+    {
+        w.WriteString(name);
+        w.WriteString(vip);
+        w.WriteUInt16(port);
+        w.WriteString(protocol);
+        w.WriteArray(backends);
+    };
+
+    private static Body Strings(params string[] values) => (ref MessageWriter w) =>
+    {
+        foreach (var value in values)
+        {
+            w.WriteString(value);
+        }
+    };
+
+    private Task<Dictionary<string, VariantValue>> SweepAsync(string method, VariantValue filter, Dictionary<string, VariantValue> options) =>
+        CallAsync(DBusNames.Interface, method, "va{sv}", SweepBody(filter, options), static (m, _) => m.GetBodyReader().ReadDictionaryOfStringToVariantValue());
+
+    private async Task<T> CallAsync<T>(string @interface, string member, string? signature, Body? body, MessageValueReader<T> reply)
+    {
+        var writer = Bus.Caller.GetMessageWriter();
+        MessageBuffer message;
+        try
+        {
+            writer.WriteMethodCallHeader(DBusNames.Service, DBusNames.Path, @interface, member, signature, MessageFlags.None);
+            body?.Invoke(ref writer);
+            message = writer.CreateMessage();
+        }
+        finally
+        {
+            writer.Dispose();
+        }
+
+        return await Bus.Caller.CallMethodAsync(message, reply, null).WaitAsync(CallTimeout);
+    }
+
+    /// <summary>The error the client receives; fails the test if the call was answered.</summary>
+    private async Task<(string Name, string Message)> RefusedAsync(string @interface, string member, string? signature, Body? body)
+    {
+        var e = await Assert.ThrowsAsync<DBusErrorReplyException>(() => CallAsync(@interface, member, signature, body, static (_, _) => true));
+        return (e.ErrorName, e.ErrorMessage);
+    }
+}
