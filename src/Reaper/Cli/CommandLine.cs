@@ -78,7 +78,7 @@ internal static class CommandLine
             stderr.WriteLine($"socketreaper: {e.Message}");
             return 2;
         }
-        catch (Exception e) when (e is BpfException or LibBpfUnavailableException or Platform.SystemCallException or UnauthorizedAccessException or IOException)
+        catch (Exception e) when (e is NativeException or LibBpfUnavailableException or UnauthorizedAccessException or IOException)
         {
             stderr.WriteLine($"socketreaper {command}: {e.Message}");
             return 1;
