@@ -89,7 +89,7 @@ internal sealed class KernelFeatures
         KernelFeature.Tcx => "TCX",
         KernelFeature.Netkit => "netkit",
         KernelFeature.NetlinkSockDestroy => "netlink SOCK_DESTROY",
-        KernelFeature.CgroupSocketHooks => "cgroup socket hooks as BPF links",
+        KernelFeature.CgroupSocketHooks => "attaching cgroup socket hooks as BPF links",
         _ => throw new ArgumentOutOfRangeException(nameof(feature), feature, null),
     };
 
