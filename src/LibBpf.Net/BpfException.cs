@@ -2,38 +2,22 @@ namespace LibBpf;
 
 /// <summary>
 /// A libbpf or bpf(2) call failed. The message names the operation, the object it was applied to
-/// and the errno, e.g. "attach tcx program 'reaper_tcx_in' to ifindex 3: EEXIST (File exists)".
+/// and the errno, e.g. "attach tcx program 'reaper_tcx_in' to ifindex 3: EEXIST (File exists)";
+/// the <see cref="NativeException.Detail"/> (the verifier's last lines) follows on lines of its own.
 /// </summary>
-public sealed class BpfException : Exception
+public sealed class BpfException : NativeException
 {
     public BpfException(string operation, string? target, int errno, string? detail = null)
-        : base(Format(operation, target, errno, detail))
+        : base(operation, target, (Errno)errno, detail, Format(operation, target, (Errno)errno, detail))
     {
-        Operation = operation;
-        Target = target;
-        ErrnoValue = errno;
-        Detail = detail;
     }
 
-    /// <summary>What was attempted, e.g. "load object".</summary>
-    public string Operation { get; }
-
-    /// <summary>What it was attempted on, e.g. "'sock_sweep'"; null when nothing more specific applies.</summary>
-    public string? Target { get; }
-
     /// <summary>The raw errno value (positive).</summary>
-    public int ErrnoValue { get; }
+    public int ErrnoValue => (int)Errno;
 
-    /// <summary>The errno as a typed value; values outside <see cref="LibBpf.Errno"/> keep their number.</summary>
-    public Errno Errno => (Errno)ErrnoValue;
-
-    /// <summary>Extra context, such as the last lines of the verifier log.</summary>
-    public string? Detail { get; }
-
-    private static string Format(string operation, string? target, int errno, string? detail)
+    private static string Format(string operation, string? target, Errno errno, string? detail)
     {
-        var head = target is null ? operation : $"{operation} {target}";
-        var text = $"{head}: {ErrnoNames.Describe(errno)}";
+        var text = Describe(operation, target, errno);
         return detail is null ? text : $"{text}\n{detail}";
     }
 }

@@ -57,7 +57,7 @@ public sealed class BpfObject : IDisposable
     /// <summary>
     /// Loads every program whose autoload is on, and creates the maps. A program the verifier
     /// rejects throws a <see cref="BpfException"/> whose message names the object and the program
-    /// and whose <see cref="BpfException.Detail"/> holds the last lines of the verifier's log.
+    /// and whose <see cref="NativeException.Detail"/> holds the last lines of the verifier's log.
     /// </summary>
     public void Load()
     {

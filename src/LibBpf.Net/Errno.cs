@@ -1,6 +1,9 @@
 namespace LibBpf;
 
-/// <summary>Linux errno values that libbpf and the bpf(2) syscall report (x86-64/arm64 numbering).</summary>
+/// <summary>
+/// Linux errno values (x86-64/arm64 numbering): the one errno table for libbpf, bpf(2), other
+/// system calls and netlink replies. A value this enum does not name keeps its number.
+/// </summary>
 public enum Errno
 {
     None = 0,
@@ -46,6 +49,12 @@ public enum Errno
     EADDRINUSE = 98,
     EADDRNOTAVAIL = 99,
     ENETDOWN = 100,
+    ENOTSOCK = 88,
+    EDESTADDRREQ = 89,
+    EMSGSIZE = 90,
+    EPROTOTYPE = 91,
+    ENOPROTOOPT = 92,
+    EPROTONOSUPPORT = 93,
     ECONNABORTED = 103,
     ECONNRESET = 104,
     ENOBUFS = 105,
@@ -73,4 +82,10 @@ public static class ErrnoNames
         errno == (int)Errno.ENOTSUPP
             ? "ENOTSUPP (Operation not supported)"
             : $"{Name(errno)} ({System.Runtime.InteropServices.Marshal.GetPInvokeErrorMessage(errno)})";
+
+    /// <summary>"EEXIST (File exists)".</summary>
+    public static string Describe(this Errno errno) => Describe((int)errno);
+
+    /// <summary>The calling thread's errno after a <c>SetLastError = true</c> import failed.</summary>
+    public static Errno LastError() => (Errno)System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
 }

@@ -115,4 +115,29 @@ public sealed class DeviceLinksTests
             Assert.Empty(Directory.GetFiles(links.Root));
         });
     }
+
+    [PrivilegedFact]
+    public void A_failed_attach_on_a_kernel_with_tcx_still_reports_its_errno()
+    {
+        WithVeth((links, dla, _) =>
+        {
+            using var datapath = EmbeddedObject.Open(EmbeddedObject.Datapath);
+            datapath.Load();
+
+            // A device that is not there: the kernel's ENODEV, never a feature sentence.
+            var gone = Assert.Throws<BpfException>(() => links.Ensure(datapath.Program("reaper_tcx_in"), "gone0", 4242));
+            Assert.Equal("attach tcx program 'reaper_tcx_in' to ifindex 4242: ENODEV (No such device)", gone.Message);
+            Assert.False(File.Exists(links.PinPath("gone0", 4242, BpfAttachType.TcxIngress)));
+
+            // EINVAL (here: a flag the kernel does not know) may mean "no TCX"; the real probe proves
+            // this kernel has it, so the errno stays bare.
+            var options = new MultiAttachOptions { Flags = (MultiAttachFlags)(1U << 30) };
+            var rejected = Assert.Throws<BpfException>(() =>
+                KernelFeatures.Host.Explained(() => datapath.Program("reaper_tcx_out").AttachTcx(dla, options), KernelFeature.Tcx));
+            Assert.Equal(Errno.EINVAL, rejected.Errno);
+            Assert.Equal($"attach tcx program 'reaper_tcx_out' to ifindex {dla}: EINVAL (Invalid argument)", rejected.Message);
+            Assert.Equal(FeatureState.Present, KernelFeatures.Host.Probe(KernelFeature.Tcx).State);
+            Assert.Empty(BpfInfo.Query(dla, BpfAttachType.TcxEgress).LinkIds);
+        });
+    }
 }

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text;
 
+using LibBpf;
 using Xunit;
 
 namespace SocketReaper.Platform.Netlink.Tests;
@@ -59,7 +60,7 @@ public sealed class ParserTests
             {
             }
         });
-        Assert.Equal(71, ex.Errno);
+        Assert.Equal(Errno.EPROTO, ex.Errno);
         Assert.StartsWith("parse netlink reply: EPROTO (", ex.Message);
     }
 
@@ -78,7 +79,7 @@ public sealed class ParserTests
         bool interrupted = false;
         var ex = Assert.Throws<NetlinkException>(() =>
             NetlinkSocket.ProcessReply(datagram, Seq, Port, "test", null, ref interrupted));
-        Assert.Equal(71, ex.Errno);
+        Assert.Equal(Errno.EPROTO, ex.Errno);
     }
 
     [Fact]
@@ -88,7 +89,7 @@ public sealed class ParserTests
         bool interrupted = false;
         var ex = Assert.Throws<NetlinkException>(() =>
             NetlinkSocket.ProcessReply(datagram, Seq, Port, "test", null, ref interrupted));
-        Assert.Equal(71, ex.Errno);
+        Assert.Equal(Errno.EPROTO, ex.Errno);
     }
 
     [Fact]
@@ -106,7 +107,7 @@ public sealed class ParserTests
         bool interrupted = false;
         var ex = Assert.Throws<NetlinkException>(() =>
             NetlinkSocket.ProcessReply(datagram, Seq, Port, "RTM_NEWLINK netkit 'nk0'", null, ref interrupted));
-        Assert.Equal(95, ex.Errno);
+        Assert.Equal(Errno.EOPNOTSUPP, ex.Errno);
         Assert.Equal("Unknown device type", ex.Detail);
         Assert.Equal("RTM_NEWLINK netkit 'nk0': EOPNOTSUPP (Operation not supported): Unknown device type", ex.Message);
     }
@@ -119,7 +120,7 @@ public sealed class ParserTests
         bool interrupted = false;
         var ex = Assert.Throws<NetlinkException>(() =>
             NetlinkSocket.ProcessReply(datagram, Seq, Port, "op", null, ref interrupted));
-        Assert.Equal(17, ex.Errno);
+        Assert.Equal(Errno.EEXIST, ex.Errno);
         Assert.Null(ex.Detail);
     }
 
@@ -140,21 +141,21 @@ public sealed class ParserTests
         byte[] done = Message(NetlinkMessage.NLMSG_DONE, NetlinkMessage.NLM_F_MULTI, BitConverter.GetBytes(-16));
         bool interrupted = false;
         var ex = Assert.Throws<NetlinkException>(() => NetlinkSocket.ProcessReply(done, Seq, Port, "dump", null, ref interrupted));
-        Assert.Equal(16, ex.Errno);
+        Assert.Equal(Errno.EBUSY, ex.Errno);
     }
 
     [Fact]
     public void TruncatedFixedHeadersThrowNetlinkException()
     {
-        Assert.Equal(71, Assert.Throws<NetlinkException>(() => RtNetlink.ParseLink(new byte[14])).Errno);
-        Assert.Equal(71, Assert.Throws<NetlinkException>(() => RtNetlink.ParseAddress(new byte[7])).Errno);
-        Assert.Equal(71, Assert.Throws<NetlinkException>(() => SockDiag.ParseDiagMessage(new byte[71])).Errno);
+        Assert.Equal(Errno.EPROTO, Assert.Throws<NetlinkException>(() => RtNetlink.ParseLink(new byte[14])).Errno);
+        Assert.Equal(Errno.EPROTO, Assert.Throws<NetlinkException>(() => RtNetlink.ParseAddress(new byte[7])).Errno);
+        Assert.Equal(Errno.EPROTO, Assert.Throws<NetlinkException>(() => SockDiag.ParseDiagMessage(new byte[71])).Errno);
 
         byte[] wrongSizeAddress = [2, 24, 0, 0, 1, 0, 0, 0, 7, 0, 2, 0, 10, 0, 0, 0];
-        Assert.Equal(71, Assert.Throws<NetlinkException>(() => RtNetlink.ParseAddress(wrongSizeAddress)).Errno);
+        Assert.Equal(Errno.EPROTO, Assert.Throws<NetlinkException>(() => RtNetlink.ParseAddress(wrongSizeAddress)).Errno);
 
         byte[] linkWithoutName = new byte[16];
-        Assert.Equal(71, Assert.Throws<NetlinkException>(() => RtNetlink.ParseLink(linkWithoutName)).Errno);
+        Assert.Equal(Errno.EPROTO, Assert.Throws<NetlinkException>(() => RtNetlink.ParseLink(linkWithoutName)).Errno);
     }
 
     [Fact]

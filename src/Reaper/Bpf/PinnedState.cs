@@ -21,7 +21,7 @@ internal static class PinnedState
         {
             return LoadWith(embedded, directory, maps, configure);
         }
-        catch (BpfException e) when (e.Errno == Errno.EINVAL && maps.Any(m => File.Exists(Pin(directory, m))))
+        catch (NativeException e) when (e.Errno is Errno.EINVAL && maps.Any(m => File.Exists(Pin(directory, m))))
         {
             discarded(e.Message);
             Remove(directory, maps);
@@ -40,7 +40,7 @@ internal static class PinnedState
         {
             return LoadWith(embedded, directory, present);
         }
-        catch (BpfException e) when (e.Errno == Errno.EINVAL && present.Count > 0)
+        catch (NativeException e) when (e.Errno is Errno.EINVAL && present.Count > 0)
         {
             return LoadWith(embedded, directory, []);
         }

@@ -89,7 +89,7 @@ internal static class CommandLine
             stderr.WriteLine($"socketreaper {command}: {e.Message}");
             return 78;
         }
-        catch (Exception e) when (e is BpfException or LibBpfUnavailableException or Platform.SystemCallException or UnauthorizedAccessException or IOException)
+        catch (Exception e) when (e is NativeException or LibBpfUnavailableException or UnauthorizedAccessException or IOException)
         {
             stderr.WriteLine($"socketreaper {command}: {e.Message}");
             return 1;

@@ -94,7 +94,7 @@ internal static partial class RunCommand
             host.Run();
             return 0;
         }
-        catch (Exception e) when (e is ConfigException or LibBpf.BpfException or LibBpf.LibBpfUnavailableException or Platform.SystemCallException)
+        catch (Exception e) when (e is ConfigException or LibBpf.NativeException or LibBpf.LibBpfUnavailableException)
         {
             stderr.WriteLine($"socketreaper run: cannot start: {e.Message}");
             return 1;

@@ -120,9 +120,9 @@ internal sealed partial class DatapathService : BackgroundService
                         }
                     }
                 }
-                catch (NetlinkException e) when (e.Errno == 105)
+                catch (NativeException e) when (e.Errno is Errno.ENOBUFS)
                 {
-                    // ENOBUFS: we missed link events; the drift check below re-reads everything.
+                    // We missed link events; the drift check below re-reads everything.
                     nextDrift = DateTime.UtcNow;
                 }
 
@@ -148,7 +148,7 @@ internal sealed partial class DatapathService : BackgroundService
                 }
             }
         }
-        catch (Exception e) when (e is BpfException or NetlinkException or LibBpfUnavailableException)
+        catch (Exception e) when (e is NativeException or LibBpfUnavailableException)
         {
             Log.Failed(_logger, e.Message);
         }
@@ -174,7 +174,7 @@ internal sealed partial class DatapathService : BackgroundService
             Count();
             Log.Attached(_logger, link.Name, link.Index, owned[0].Outcome.ToString().ToLowerInvariant());
         }
-        catch (BpfException e)
+        catch (NativeException e)
         {
             ForgetState(obj, (uint)link.Index);
             Log.AttachFailed(_logger, link.Name, link.Index, e.Message);
@@ -467,7 +467,7 @@ internal sealed partial class DatapathService : BackgroundService
                     missing--;
                     Log.Reattached(_logger, device.Name, ifindex, DeviceLinks.HookName(owned.Hook));
                 }
-                catch (BpfException e)
+                catch (NativeException e)
                 {
                     Log.AttachFailed(_logger, device.Name, ifindex, e.Message);
                 }

@@ -64,7 +64,7 @@ internal sealed class DeviceLinks
                 var info = existing.Info;
                 return new OwnedLink(pin, info.Id, info.ProgramId, ifindex, hook, LinkOutcome.Updated);
             }
-            catch (BpfException e) when (e.Errno == Errno.ENOLINK)
+            catch (NativeException e) when (e.Errno is Errno.ENOLINK)
             {
                 existing.Unpin();
                 outcome = LinkOutcome.Reattached;
@@ -74,8 +74,8 @@ internal sealed class DeviceLinks
         Bpf.PinnedState.CreatePrivateDirectory(Root);
         var options = new MultiAttachOptions { Flags = MultiAttachFlags.Before };
         using var link = hook is BpfAttachType.TcxIngress or BpfAttachType.TcxEgress
-            ? program.AttachTcx(ifindex, options)
-            : program.AttachNetkit(ifindex, options);
+            ? Bpf.KernelFeatures.Host.Explained(() => program.AttachTcx(ifindex, options), Bpf.KernelFeature.Tcx)
+            : Bpf.KernelFeatures.Host.Explained(() => program.AttachNetkit(ifindex, options), Bpf.KernelFeature.Netkit);
         link.Pin(pin);
         var created = link.Info;
         return new OwnedLink(pin, created.Id, created.ProgramId, ifindex, hook, outcome);
@@ -116,7 +116,7 @@ internal sealed class DeviceLinks
             {
                 link.Detach();
             }
-            catch (BpfException e) when (e.Errno is Errno.ENOLINK or Errno.EINVAL)
+            catch (NativeException e) when (e.Errno is Errno.ENOLINK or Errno.EINVAL)
             {
                 // Already detached (device gone): only the pin is left to remove.
             }

@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace SocketReaper.Platform;
 
 /// <summary>
@@ -24,9 +22,8 @@ internal static class BpfFsMount
         // mode=0700: pins are root's business, as under systemd's own bpffs mount.
         if (Libc.mount("bpf", Path, "bpf", 0, "mode=0700") != 0)
         {
-            var errno = Marshal.GetLastPInvokeError();
-            throw new SystemCallException($"{Path} is not a bpf filesystem and mounting one there failed", errno,
-                $"mount it with 'mount -t bpf bpf {Path}' or give the daemon CAP_SYS_ADMIN.");
+            throw SystemCall.Failed($"{Path} is not a bpf filesystem and mounting one there failed",
+                hint: $"mount it with 'mount -t bpf bpf {Path}' or give the daemon CAP_SYS_ADMIN.");
         }
 
         return true;

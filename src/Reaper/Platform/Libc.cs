@@ -1,12 +1,57 @@
 using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
 
 namespace SocketReaper.Platform;
 
-internal static partial class Libc
+/// <summary>
+/// The Reaper assembly's libc imports, raw. Their results go through <see cref="SystemCall"/>,
+/// which turns a failure into a <see cref="SystemCallException"/> that keeps the errno; a call that
+/// creates a descriptor returns it as a SafeHandle. Constants keep their C names.
+/// </summary>
+internal static unsafe partial class Libc
 {
     private const string Library = "libc";
 
-    internal const int CloneNewNet = 0x40000000;
+    internal const int CLONE_NEWNET = 0x40000000;
+
+    /// <summary>ioctl on an nsfs descriptor: the namespace's CLONE_NEW* type.</summary>
+    internal const uint NS_GET_NSTYPE = 0xb703;
+
+    internal const int CLOCK_MONOTONIC = 1;
+
+    internal const int AF_UNIX = 1;
+    internal const int AF_NETLINK = 16;
+    internal const int SOCK_DGRAM = 2;
+    internal const int SOCK_RAW = 3;
+    internal const int SOCK_CLOEXEC = 0x80000;
+    internal const int SOL_SOCKET = 1;
+    internal const int SO_RCVBUF = 8;
+    internal const int SO_NETNS_COOKIE = 71;
+    internal const int SOL_NETLINK = 270;
+    internal const int NETLINK_ADD_MEMBERSHIP = 1;
+    internal const int NETLINK_CAP_ACK = 10;
+    internal const int NETLINK_EXT_ACK = 11;
+    internal const int MSG_PEEK = 0x2;
+    internal const int MSG_TRUNC = 0x20;
+    internal const int MSG_DONTWAIT = 0x40;
+    internal const short POLLIN = 0x1;
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct SockaddrNl
+    {
+        public ushort Family;
+        public ushort Pad;
+        public uint Pid;
+        public uint Groups;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short Revents;
+    }
 
     [LibraryImport(Library, SetLastError = true)]
     internal static partial int setns(SafeHandle fd, int nsType);
@@ -15,33 +60,46 @@ internal static partial class Libc
     internal static partial int unshare(int flags);
 
     [LibraryImport(Library, SetLastError = true)]
-    internal static unsafe partial int clock_gettime(int clock, long* timespec);
+    internal static partial int clock_gettime(int clock, long* timespec);
 
     [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    internal static unsafe partial int statfs(string path, byte* buffer);
+    internal static partial int statfs(string path, byte* buffer);
 
     [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     internal static partial int mount(string source, string target, string fileSystemType, nuint flags, string? data);
 
     /// <summary>struct stat is 144 bytes on x86-64 and arm64; st_dev and st_ino are its first two u64.</summary>
     [LibraryImport(Library, SetLastError = true)]
-    internal static unsafe partial int fstat(SafeHandle fd, byte* buffer);
+    internal static partial int fstat(SafeHandle fd, byte* buffer);
 
     /// <summary>stat(2) by path, following links (a /proc/PID/ns/net link leads to its nsfs inode).</summary>
     [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    internal static unsafe partial int stat(string path, byte* buffer);
-
-    internal const uint NsGetNsType = 0xb703;
+    internal static partial int stat(string path, byte* buffer);
 
     [LibraryImport(Library, SetLastError = true)]
     internal static partial int ioctl(SafeHandle fd, nuint request);
 
     [LibraryImport(Library, SetLastError = true)]
-    internal static partial int socket(int domain, int type, int protocol);
+    internal static partial SafeFileHandle socket(int domain, int type, int protocol);
 
     [LibraryImport(Library, SetLastError = true)]
-    internal static unsafe partial int getsockopt(int fd, int level, int name, void* value, int* length);
+    internal static partial int getsockopt(SafeHandle fd, int level, int name, void* value, int* length);
 
     [LibraryImport(Library, SetLastError = true)]
-    internal static partial int close(int fd);
+    internal static partial int setsockopt(SafeHandle fd, int level, int name, void* value, int length);
+
+    [LibraryImport(Library, SetLastError = true)]
+    internal static partial int bind(SafeHandle fd, SockaddrNl* address, int addressLength);
+
+    [LibraryImport(Library, SetLastError = true)]
+    internal static partial int getsockname(SafeHandle fd, SockaddrNl* address, int* addressLength);
+
+    [LibraryImport(Library, SetLastError = true)]
+    internal static partial nint sendto(SafeHandle fd, byte* buffer, nuint length, int flags, SockaddrNl* address, int addressLength);
+
+    [LibraryImport(Library, SetLastError = true)]
+    internal static partial nint recvfrom(SafeHandle fd, byte* buffer, nuint length, int flags, SockaddrNl* address, int* addressLength);
+
+    [LibraryImport(Library, SetLastError = true)]
+    internal static partial int poll(PollFd* fds, nuint count, int timeoutMs);
 }

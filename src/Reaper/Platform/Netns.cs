@@ -1,5 +1,4 @@
 using LibBpf;
-using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
 namespace SocketReaper.Platform;
@@ -7,17 +6,11 @@ namespace SocketReaper.Platform;
 /// <summary>Identity of network namespaces: nsfs inode, namespace type and netns cookie.</summary>
 internal static class Netns
 {
-    private const int AfUnix = 1;
-    private const int SockDgram = 2;
-    private const int SockCloexec = 0x80000;
-    private const int SolSocket = 1;
-    private const int SoNetnsCookie = 71;
-
     /// <summary>Device and inode of an nsfs file: equal for every path to the same namespace.</summary>
     public static unsafe (ulong Device, ulong Inode) Identity(SafeFileHandle ns)
     {
         var buffer = stackalloc byte[256];
-        SystemCallException.ThrowIfFailed(Libc.fstat(ns, buffer), "fstat namespace");
+        SystemCall.Check(Libc.fstat(ns, buffer), "fstat namespace");
         return (*(ulong*)buffer, *(ulong*)(buffer + 8));
     }
 
@@ -28,7 +21,7 @@ internal static class Netns
     public static unsafe (ulong Device, ulong Inode, long CtimeSeconds, long CtimeNanoseconds) Stamp(SafeFileHandle ns)
     {
         var buffer = stackalloc byte[256];
-        SystemCallException.ThrowIfFailed(Libc.fstat(ns, buffer), "fstat namespace");
+        SystemCall.Check(Libc.fstat(ns, buffer), "fstat namespace");
 
         // struct stat on x86-64 and arm64: st_ctim at byte 104.
         return (*(ulong*)buffer, *(ulong*)(buffer + 8), *(long*)(buffer + 104), *(long*)(buffer + 112));
@@ -44,8 +37,7 @@ internal static class Netns
         var buffer = stackalloc byte[256];
         if (Libc.stat(path, buffer) != 0)
         {
-            var errno = Marshal.GetLastPInvokeError();
-            gone = errno is (int)Errno.ENOENT or (int)Errno.ESRCH or (int)Errno.ENOTDIR;
+            gone = SystemCall.Errno is Errno.ENOENT or Errno.ESRCH or Errno.ENOTDIR;
             return null;
         }
 
@@ -54,36 +46,28 @@ internal static class Netns
     }
 
     /// <summary>Whether the descriptor is a network namespace (NS_GET_NSTYPE).</summary>
-    public static bool IsNetwork(SafeFileHandle ns) => Libc.ioctl(ns, Libc.NsGetNsType) == Libc.CloneNewNet;
+    public static bool IsNetwork(SafeFileHandle ns) => Libc.ioctl(ns, Libc.NS_GET_NSTYPE) == Libc.CLONE_NEWNET;
 
     /// <summary>The cookie of the calling thread's current network namespace (SO_NETNS_COOKIE).</summary>
     public static unsafe ulong CurrentCookie()
     {
-        var fd = Libc.socket(AfUnix, SockDgram | SockCloexec, 0);
-        SystemCallException.ThrowIfFailed(fd, "socket(AF_UNIX) for SO_NETNS_COOKIE");
-        try
-        {
-            ulong cookie;
-            var length = sizeof(ulong);
-            SystemCallException.ThrowIfFailed(Libc.getsockopt(fd, SolSocket, SoNetnsCookie, &cookie, &length), "getsockopt(SO_NETNS_COOKIE)");
-            return cookie;
-        }
-        finally
-        {
-            Libc.close(fd);
-        }
+        using var fd = SystemCall.Check(Libc.socket(Libc.AF_UNIX, Libc.SOCK_DGRAM | Libc.SOCK_CLOEXEC, 0), "socket(AF_UNIX) for SO_NETNS_COOKIE");
+        ulong cookie;
+        var length = sizeof(ulong);
+        SystemCall.Check(Libc.getsockopt(fd, Libc.SOL_SOCKET, Libc.SO_NETNS_COOKIE, &cookie, &length), "getsockopt(SO_NETNS_COOKIE)");
+        return cookie;
     }
 
     /// <summary>Moves the calling thread into <paramref name="ns"/>; false (with errno) when the kernel refuses.</summary>
-    public static bool TryEnter(SafeFileHandle ns, out int errno)
+    public static bool TryEnter(SafeFileHandle ns, out Errno errno)
     {
-        if (Libc.setns(ns, Libc.CloneNewNet) == 0)
+        if (Libc.setns(ns, Libc.CLONE_NEWNET) == 0)
         {
-            errno = 0;
+            errno = Errno.None;
             return true;
         }
 
-        errno = Marshal.GetLastPInvokeError();
+        errno = SystemCall.Errno;
         return false;
     }
 

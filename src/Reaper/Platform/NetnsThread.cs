@@ -15,7 +15,7 @@ internal static class NetnsThread
 
     /// <summary>Runs <paramref name="work"/> in a brand-new empty namespace that disappears afterwards.</summary>
     public static T RunInNew<T>(Func<T> work) =>
-        Run(() => SystemCallException.ThrowIfFailed(Libc.unshare(Libc.CloneNewNet), "unshare(CLONE_NEWNET)"), work);
+        Run(() => SystemCall.Check(Libc.unshare(Libc.CLONE_NEWNET), "unshare(CLONE_NEWNET)"), work);
 
     /// <summary>Runs <paramref name="work"/> in a brand-new empty namespace that disappears afterwards.</summary>
     public static void RunInNew(Action work) => RunInNew(() =>
@@ -26,7 +26,7 @@ internal static class NetnsThread
 
     /// <summary>Runs <paramref name="work"/> in the namespace behind <paramref name="netns"/> (an nsfs descriptor).</summary>
     public static T RunIn<T>(SafeFileHandle netns, string name, Func<T> work) =>
-        Run(() => SystemCallException.ThrowIfFailed(Libc.setns(netns, Libc.CloneNewNet), $"enter network namespace {name}"), work);
+        Run(() => SystemCall.Check(Libc.setns(netns, Libc.CLONE_NEWNET), $"enter network namespace {name}"), work);
 
     /// <summary>
     /// Runs <paramref name="work"/>, which may move its thread between namespaces with
@@ -57,7 +57,7 @@ internal static class NetnsThread
             finally
             {
                 // A thread that cannot go home must not survive in a foreign namespace.
-                if (entered && Libc.setns(home, Libc.CloneNewNet) != 0)
+                if (entered && Libc.setns(home, Libc.CLONE_NEWNET) != 0)
                 {
                     Environment.FailFast("socketreaper: could not return a thread to its network namespace");
                 }

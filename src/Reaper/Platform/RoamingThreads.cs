@@ -127,7 +127,7 @@ internal sealed class RoamingThreads : IDisposable
                     finally
                     {
                         // A thread that cannot go home must not survive in a foreign namespace.
-                        if (Libc.setns(home, Libc.CloneNewNet) != 0)
+                        if (Libc.setns(home, Libc.CLONE_NEWNET) != 0)
                         {
                             Environment.FailFast("socketreaper: could not return a thread to its network namespace");
                         }

@@ -124,7 +124,7 @@ internal sealed partial class AutoReaper : BackgroundService
                         {
                             hooks.Prune(_state.Coordinator.Discover().Select(n => n.Cookie).ToHashSet());
                         }
-                        catch (Exception e) when (e is LibBpf.BpfException or Platform.SystemCallException or IOException)
+                        catch (Exception e) when (e is LibBpf.NativeException or IOException)
                         {
                             // Kept contacts only widen targeted sweeps; the next minute tries again.
                             Log.PruneFailed(_logger, e.Message);

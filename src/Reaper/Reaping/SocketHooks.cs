@@ -87,7 +87,7 @@ internal sealed partial class SocketHooks
             hooks.EnsureAll(starting: true);
             return hooks;
         }
-        catch (Exception e) when (e is BpfException or SystemCallException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is NativeException or IOException or UnauthorizedAccessException)
         {
             Log.Unavailable(logger, e.Message);
             return null;
@@ -191,7 +191,7 @@ internal sealed partial class SocketHooks
         {
             return Census(announce, marginNs);
         }
-        catch (Exception e) when (e is BpfException or SystemCallException or IOException)
+        catch (Exception e) when (e is NativeException or IOException)
         {
             // The host is swept for both protocols until a census succeeds.
             Log.CensusFailed(_logger, e.Message);
@@ -305,7 +305,7 @@ internal sealed partial class SocketHooks
                     {
                         link.Detach();
                     }
-                    catch (BpfException e) when (e.Errno is Errno.ENOLINK or Errno.EINVAL)
+                    catch (NativeException e) when (e.Errno is Errno.ENOLINK or Errno.EINVAL)
                     {
                         // Already detached: only the pin is left.
                     }
@@ -362,7 +362,7 @@ internal sealed partial class SocketHooks
             }
 
             continuous = false;
-            using var link = _sweep.Program(program).AttachCgroup(Cgroup);
+            using var link = KernelFeatures.Host.Explained(() => _sweep.Program(program).AttachCgroup(Cgroup), KernelFeature.CgroupSocketHooks);
             link.Pin(pin);
         }
 

@@ -50,9 +50,11 @@ internal sealed partial class SweepEngine : IDisposable
     public SweepEngine(ILogger logger, string? stateDirectory = null, bool ownsState = false)
     {
         _logger = logger;
-        _object = stateDirectory is null ? PinnedState.LoadUnpinned(EmbeddedObject.Sweep)
-            : ownsState ? PinnedState.Load(EmbeddedObject.Sweep, stateDirectory, PinnedMaps, reason => Log.StateDiscarded(logger, stateDirectory, reason))
-            : PinnedState.LoadSharing(EmbeddedObject.Sweep, stateDirectory, PinnedMaps);
+        _object = KernelFeatures.Host.Explained(
+            () => stateDirectory is null ? PinnedState.LoadUnpinned(EmbeddedObject.Sweep)
+                : ownsState ? PinnedState.Load(EmbeddedObject.Sweep, stateDirectory, PinnedMaps, reason => Log.StateDiscarded(logger, stateDirectory, reason))
+                : PinnedState.LoadSharing(EmbeddedObject.Sweep, stateDirectory, PinnedMaps),
+            KernelFeature.SockDestroy, KernelFeature.IterTcp, KernelFeature.IterUdp);
         try
         {
             _tcp = _object.Program("reaper_sweep_tcp").AttachIterator();

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 
+using LibBpf;
 using SocketReaper.Testing;
 using Xunit;
 
@@ -67,10 +68,10 @@ public sealed class RtNetlinkTests
             return (dup, gone, rt.GetLink("nosuch0"));
         });
 
-        Assert.Equal(17, duplicate.Errno);
+        Assert.Equal(Errno.EEXIST, duplicate.Errno);
         Assert.Equal("RTM_NEWLINK veth 'dup0'", duplicate.Operation);
         Assert.StartsWith("RTM_NEWLINK veth 'dup0': EEXIST (", duplicate.Message);
-        Assert.Equal(19, missing.Errno);
+        Assert.Equal(Errno.ENODEV, missing.Errno);
         Assert.Contains("ENODEV", missing.Message);
         Assert.Null(lookup);
     }
@@ -85,7 +86,7 @@ public sealed class RtNetlinkTests
             return (ex, rt.DumpLinks());
         });
 
-        Assert.Equal(95, error.Errno);
+        Assert.Equal(Errno.EOPNOTSUPP, error.Errno);
         Assert.Equal("RTM_NEWLINK netkit 'nk0'", error.Operation);
         Assert.StartsWith("RTM_NEWLINK netkit 'nk0': EOPNOTSUPP (Operation not supported)", error.Message);
         Assert.Equal("lo", Assert.Single(links).Name);

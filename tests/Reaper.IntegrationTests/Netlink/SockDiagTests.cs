@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
+using LibBpf;
 using SocketReaper.Testing;
 using Xunit;
 
@@ -54,7 +55,7 @@ public sealed class SockDiagTests
 
                 // A reused 4-tuple has a new cookie: the kernel must refuse to kill the newcomer (TCP reports ENOENT).
                 var stale = Assert.Throws<NetlinkException>(() => diag.Destroy(entry with { Cookie = entry.Cookie + 1 }, ProtocolType.Tcp));
-                Assert.Equal(2, stale.Errno);
+                Assert.Equal(Errno.ENOENT, stale.Errno);
                 AssertExchange(victim, victimPeer);
 
                 diag.Destroy(entry, ProtocolType.Tcp);
@@ -69,7 +70,7 @@ public sealed class SockDiagTests
                 IReadOnlyList<InetSocketInfo> after = diag.Dump(address.AddressFamily, ProtocolType.Tcp, SockDiag.AllStates);
                 Assert.DoesNotContain(after, s => s.Cookie == entry.Cookie);
                 var again = Assert.Throws<NetlinkException>(() => diag.Destroy(entry, ProtocolType.Tcp));
-                Assert.Equal(2, again.Errno);
+                Assert.Equal(Errno.ENOENT, again.Errno);
             }
         });
     }
@@ -104,7 +105,7 @@ public sealed class SockDiagTests
 
             // A cookie mismatch is reported as ENOENT (not ESTALE) on this kernel, and the socket survives.
             var stale = Assert.Throws<NetlinkException>(() => diag.Destroy(entry with { Cookie = entry.Cookie + 1 }, ProtocolType.Udp));
-            Assert.Equal(2, stale.Errno);
+            Assert.Equal(Errno.ENOENT, stale.Errno);
             victim.Send(Ping);
             Assert.Equal(Ping.Length, server.Receive(new byte[16]));
 

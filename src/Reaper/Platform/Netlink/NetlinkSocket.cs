@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
+using LibBpf;
 using Microsoft.Win32.SafeHandles;
 
 namespace SocketReaper.Platform.Netlink;
@@ -10,20 +10,22 @@ internal delegate void NetlinkMessageHandler(in NetlinkHeader header, ReadOnlySp
 /// An AF_NETLINK socket bound to a kernel-assigned port id. Not thread-safe: one request at a time, and the span
 /// returned by <see cref="TryReceive"/> is only valid until the next receive.
 /// </summary>
-internal sealed unsafe class NetlinkSocket : SafeHandleZeroOrMinusOneIsInvalid
+internal sealed unsafe class NetlinkSocket : IDisposable
 {
     // The kernel sizes dump chunks for a 32 KiB reader; larger datagrams grow the buffer instead of truncating.
     private const int DefaultBufferSize = 32 * 1024;
 
+    private readonly SafeFileHandle _fd;
     private byte[] _buffer = new byte[DefaultBufferSize];
     private uint _sequence;
 
-    public NetlinkSocket()
-        : base(ownsHandle: true)
+    private NetlinkSocket(SafeFileHandle fd, int protocol)
     {
+        _fd = fd;
+        Protocol = protocol;
     }
 
-    public int Protocol { get; private init; }
+    public int Protocol { get; }
 
     public uint PortId { get; private set; }
 
@@ -31,14 +33,8 @@ internal sealed unsafe class NetlinkSocket : SafeHandleZeroOrMinusOneIsInvalid
 
     public static NetlinkSocket Open(int protocol)
     {
-        int fd = Libc.Socket(Libc.AF_NETLINK, Libc.SOCK_RAW | Libc.SOCK_CLOEXEC, protocol);
-        if (fd < 0)
-        {
-            throw NetlinkException.FromLastError($"socket(AF_NETLINK, {protocol})");
-        }
-
-        var socket = new NetlinkSocket { Protocol = protocol };
-        socket.SetHandle(fd);
+        var fd = SystemCall.Check(Libc.socket(Libc.AF_NETLINK, Libc.SOCK_RAW | Libc.SOCK_CLOEXEC, protocol), $"socket(AF_NETLINK, {protocol})");
+        var socket = new NetlinkSocket(fd, protocol);
         try
         {
             socket.SetOption(Libc.SOL_NETLINK, Libc.NETLINK_EXT_ACK, 1, "NETLINK_EXT_ACK");
@@ -76,21 +72,18 @@ internal sealed unsafe class NetlinkSocket : SafeHandleZeroOrMinusOneIsInvalid
         {
             while (true)
             {
-                nint sent = Libc.SendTo(this, data, (nuint)message.Length, 0, &kernel, sizeof(Libc.SockaddrNl));
-                if (sent == message.Length)
+                nint sent = Libc.sendto(_fd, data, (nuint)message.Length, 0, &kernel, sizeof(Libc.SockaddrNl));
+                if (SystemCall.Interrupted(sent, operation))
                 {
-                    return;
+                    continue;
                 }
 
-                if (sent >= 0)
+                if (sent != message.Length)
                 {
-                    throw new NetlinkException(operation, Libc.EMSGSIZE, $"sent {sent} of {message.Length} bytes");
+                    throw new NetlinkException(operation, Errno.EMSGSIZE, $"sent {sent} of {message.Length} bytes");
                 }
 
-                if (Marshal.GetLastPInvokeError() != Libc.EINTR)
-                {
-                    throw NetlinkException.FromLastError(operation);
-                }
+                return;
             }
         }
     }
@@ -157,7 +150,7 @@ internal sealed unsafe class NetlinkSocket : SafeHandleZeroOrMinusOneIsInvalid
                     ThrowIfDoneError(payload, header.Flags, operation);
                     return true;
                 case NetlinkMessage.NLMSG_OVERRUN:
-                    throw new NetlinkException(operation, Libc.ENOBUFS, "NLMSG_OVERRUN");
+                    throw new NetlinkException(operation, Errno.ENOBUFS, "NLMSG_OVERRUN");
                 default:
                     handler?.Invoke(in header, payload);
                     break;
@@ -167,7 +160,7 @@ internal sealed unsafe class NetlinkSocket : SafeHandleZeroOrMinusOneIsInvalid
         return false;
     }
 
-    protected override bool ReleaseHandle() => Libc.Close((int)handle) == 0;
+    public void Dispose() => _fd.Dispose();
 
     private bool Exchange(NetlinkMessageWriter request, ushort flags, string operation, NetlinkMessageHandler? handler)
     {
@@ -181,7 +174,7 @@ internal sealed unsafe class NetlinkSocket : SafeHandleZeroOrMinusOneIsInvalid
             int remaining = (int)Math.Clamp(deadline - Environment.TickCount64, 0, int.MaxValue);
             if (!TryReceive(remaining, operation, out ReadOnlySpan<byte> datagram))
             {
-                throw new NetlinkException(operation, Libc.ETIMEDOUT, "no reply from the kernel");
+                throw new NetlinkException(operation, Errno.ETIMEDOUT, "no reply from the kernel");
             }
 
             if (ProcessReply(datagram, sequence, PortId, operation, handler, ref interrupted))
@@ -212,7 +205,7 @@ internal sealed unsafe class NetlinkSocket : SafeHandleZeroOrMinusOneIsInvalid
             }
         }
 
-        throw new NetlinkException(operation, error < 0 ? -error : Libc.EPROTO, detail);
+        throw new NetlinkException(operation, error < 0 ? (Errno)(-error) : Errno.EPROTO, detail);
     }
 
     private static void ThrowIfDoneError(ReadOnlySpan<byte> payload, ushort flags, string operation)
@@ -221,7 +214,7 @@ internal sealed unsafe class NetlinkSocket : SafeHandleZeroOrMinusOneIsInvalid
         if (error < 0)
         {
             string? detail = (flags & NetlinkMessage.NLM_F_ACK_TLVS) != 0 ? FindExtAckMessage(payload[4..]) : null;
-            throw new NetlinkException(operation, -error, detail);
+            throw new NetlinkException(operation, (Errno)(-error), detail);
         }
     }
 
@@ -252,23 +245,19 @@ internal sealed unsafe class NetlinkSocket : SafeHandleZeroOrMinusOneIsInvalid
         bool added = false;
         try
         {
-            DangerousAddRef(ref added);
+            _fd.DangerousAddRef(ref added);
             var fds = stackalloc Libc.PollFd[2];
-            fds[0] = new Libc.PollFd { Fd = (int)handle, Events = Libc.POLLIN };
+            fds[0] = new Libc.PollFd { Fd = (int)_fd.DangerousGetHandle(), Events = Libc.POLLIN };
             fds[1] = new Libc.PollFd { Fd = otherFd, Events = Libc.POLLIN };
-            int ready = Libc.Poll(fds, 2, timeoutMs);
-            if (ready < 0 && Marshal.GetLastPInvokeError() != Libc.EINTR)
-            {
-                throw NetlinkException.FromLastError("wait for rtnetlink events: poll");
-            }
-
+            int ready = Libc.poll(fds, 2, timeoutMs);
+            SystemCall.Interrupted(ready, "wait for rtnetlink events: poll");
             return ready <= 0 ? (false, false) : ((fds[0].Revents & Libc.POLLIN) != 0, (fds[1].Revents & Libc.POLLIN) != 0);
         }
         finally
         {
             if (added)
             {
-                DangerousRelease();
+                _fd.DangerousRelease();
             }
         }
     }
@@ -278,27 +267,17 @@ internal sealed unsafe class NetlinkSocket : SafeHandleZeroOrMinusOneIsInvalid
         bool added = false;
         try
         {
-            DangerousAddRef(ref added);
-            var pollFd = new Libc.PollFd { Fd = (int)handle, Events = Libc.POLLIN };
+            _fd.DangerousAddRef(ref added);
+            var pollFd = new Libc.PollFd { Fd = (int)_fd.DangerousGetHandle(), Events = Libc.POLLIN };
             while (true)
             {
                 int timeout = deadline == long.MaxValue
                     ? -1
                     : (int)Math.Clamp(deadline - Environment.TickCount64, 0, int.MaxValue);
-                int ready = Libc.Poll(&pollFd, 1, timeout);
-                if (ready > 0)
+                int ready = Libc.poll(&pollFd, 1, timeout);
+                if (!SystemCall.Interrupted(ready, $"{operation}: poll"))
                 {
-                    return true;
-                }
-
-                if (ready == 0)
-                {
-                    return false;
-                }
-
-                if (Marshal.GetLastPInvokeError() != Libc.EINTR)
-                {
-                    throw NetlinkException.FromLastError($"{operation}: poll");
+                    return ready > 0;
                 }
             }
         }
@@ -306,7 +285,7 @@ internal sealed unsafe class NetlinkSocket : SafeHandleZeroOrMinusOneIsInvalid
         {
             if (added)
             {
-                DangerousRelease();
+                _fd.DangerousRelease();
             }
         }
     }
@@ -320,7 +299,7 @@ internal sealed unsafe class NetlinkSocket : SafeHandleZeroOrMinusOneIsInvalid
         {
             while (true)
             {
-                nint received = Libc.RecvFrom(this, data, (nuint)buffer.Length, flags, &from, &fromLength);
+                nint received = Libc.recvfrom(_fd, data, (nuint)buffer.Length, flags, &from, &fromLength);
                 if (received >= 0)
                 {
                     sender = from.Pid;
@@ -328,21 +307,17 @@ internal sealed unsafe class NetlinkSocket : SafeHandleZeroOrMinusOneIsInvalid
                     return (int)received;
                 }
 
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno == Libc.EAGAIN)
+                switch (SystemCall.Errno)
                 {
-                    sender = 0;
-                    return -1;
-                }
-
-                if (errno == Libc.ENOBUFS)
-                {
-                    throw new NetlinkException(operation, errno, "receive queue overflowed, messages were lost; resynchronize with a dump");
-                }
-
-                if (errno != Libc.EINTR)
-                {
-                    throw NetlinkException.FromLastError(operation);
+                    case Errno.EAGAIN:
+                        sender = 0;
+                        return -1;
+                    case Errno.ENOBUFS:
+                        throw new NetlinkException(operation, Errno.ENOBUFS, "receive queue overflowed, messages were lost; resynchronize with a dump");
+                    case Errno.EINTR:
+                        continue;
+                    default:
+                        throw SystemCall.Failed(operation);
                 }
             }
         }
@@ -350,25 +325,15 @@ internal sealed unsafe class NetlinkSocket : SafeHandleZeroOrMinusOneIsInvalid
 
     private void SetOption(int level, int name, int value, string what)
     {
-        if (Libc.SetSockOpt(this, level, name, &value, sizeof(int)) != 0)
-        {
-            throw NetlinkException.FromLastError($"setsockopt {what}");
-        }
+        SystemCall.Check(Libc.setsockopt(_fd, level, name, &value, sizeof(int)), $"setsockopt {what}");
     }
 
     private void Bind()
     {
         var local = new Libc.SockaddrNl { Family = Libc.AF_NETLINK };
-        if (Libc.Bind(this, &local, sizeof(Libc.SockaddrNl)) != 0)
-        {
-            throw NetlinkException.FromLastError("bind(AF_NETLINK)");
-        }
-
+        SystemCall.Check(Libc.bind(_fd, &local, sizeof(Libc.SockaddrNl)), "bind(AF_NETLINK)");
         int length = sizeof(Libc.SockaddrNl);
-        if (Libc.GetSockName(this, &local, &length) != 0)
-        {
-            throw NetlinkException.FromLastError("getsockname(AF_NETLINK)");
-        }
+        SystemCall.Check(Libc.getsockname(_fd, &local, &length), "getsockname(AF_NETLINK)");
 
         PortId = local.Pid;
     }

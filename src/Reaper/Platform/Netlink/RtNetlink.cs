@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
+using LibBpf;
 
 namespace SocketReaper.Platform.Netlink;
 
@@ -119,7 +120,7 @@ internal sealed class RtNetlink : IDisposable
                 }
             });
         }
-        catch (NetlinkException ex) when (ex.Errno == Libc.ENODEV)
+        catch (NetlinkException ex) when (ex.Errno is Errno.ENODEV)
         {
             return null;
         }
@@ -311,7 +312,7 @@ internal sealed class RtNetlink : IDisposable
         string operation = $"RTM_NEWLINK {kind} '{name}'";
         _socket.Transact(request, operation);
         return GetLink(name)?.Index
-            ?? throw new NetlinkException(operation, Libc.ENODEV, "link vanished right after creation");
+            ?? throw new NetlinkException(operation, Errno.ENODEV, "link vanished right after creation");
     }
 
     private static void PutIfInfo(NetlinkMessageWriter request, int index, uint flags, uint change)

@@ -1,0 +1,254 @@
+using System.Net;
+using System.Net.Sockets;
+using LibBpf;
+using SocketReaper.Platform;
+using SocketReaper.Platform.Netlink;
+
+namespace SocketReaper.Bpf;
+
+/// <summary>
+/// The real probes behind <see cref="KernelFeatures.Host"/>. Each proves a feature by using it in a
+/// private network namespace that disappears afterwards: nothing on the host is touched.
+/// </summary>
+internal static class KernelProbes
+{
+    private const int SolSocket = 1;
+    private const int SoCookie = 57;
+    private const int LoopbackIndex = 1;
+
+    // One load of the iterator probe answers for both iterators and the kfunc.
+    private static readonly Lazy<Dictionary<KernelFeature, FeatureProbe>> s_iterators = new(SocketIterators);
+
+    public static FeatureProbe Run(KernelFeature feature, Version kernel) => feature switch
+    {
+        KernelFeature.IterTcp or KernelFeature.IterUdp or KernelFeature.SockDestroy => s_iterators.Value[feature],
+        KernelFeature.Tcx => Tcx(),
+        KernelFeature.Netkit => Netkit(),
+        KernelFeature.NetlinkSockDestroy => NetlinkSockDestroy(),
+        KernelFeature.CgroupSocketHooks => kernel >= KernelFeatures.Needs(feature)
+            ? new(feature, FeatureState.Present, $"kernel {kernel} has BPF links on cgroups")
+            : new(feature, FeatureState.Missing, $"kernel {kernel} has no BPF links on cgroups"),
+        _ => throw new ArgumentOutOfRangeException(nameof(feature), feature, null),
+    };
+
+    /// <summary>iter/tcp, iter/udp and bpf_sock_destroy: load the probe iterators and destroy one real socket with them.</summary>
+    private static Dictionary<KernelFeature, FeatureProbe> SocketIterators()
+    {
+        FeatureProbe[] found;
+        try
+        {
+            found = NetnsThread.RunInNew(() =>
+            {
+                LoopbackUp();
+                using var pair = TcpPair.Open();
+                using var udp = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+                udp.Connect(IPAddress.Loopback, 9);
+
+                using var obj = EmbeddedObject.Open(EmbeddedObject.IterProbe);
+                try
+                {
+                    obj.Load();
+                }
+                catch (BpfException e)
+                {
+                    var kfunc = e.Message.Contains("bpf_sock_destroy", StringComparison.Ordinal);
+                    FeatureProbe Iterator(KernelFeature feature) => kfunc
+                        ? new(feature, FeatureState.Present, "not verified: the probe needs the kfunc too")
+                        : new(feature, FeatureState.Missing, Short(e));
+                    return new[] { Iterator(KernelFeature.IterTcp), Iterator(KernelFeature.IterUdp), new(KernelFeature.SockDestroy, FeatureState.Missing, Short(e)) };
+                }
+
+                using var tcpLink = obj.Program("reaper_probe_tcp").AttachIterator();
+                using var udpLink = obj.Program("reaper_probe_udp").AttachIterator();
+                // First pass only counts; the second destroys the client.
+                Drain(tcpLink);
+                Drain(udpLink);
+                var seenTcp = obj.Global<ulong>("seen_tcp");
+                var seenUdp = obj.Global<ulong>("seen_udp");
+                obj.Global<ulong>("target_cookie") = Cookie(pair.Client);
+                Drain(tcpLink);
+                var destroyed = obj.Global<ulong>("destroyed");
+                var result = obj.Global<long>("destroy_result");
+                var afterwards = pair.ClientSendError();
+                return new[]
+                {
+                    seenTcp >= 3
+                        ? new FeatureProbe(KernelFeature.IterTcp, FeatureState.Present, $"walked {seenTcp} TCP sockets in a private namespace")
+                        : new FeatureProbe(KernelFeature.IterTcp, FeatureState.Missing, $"saw {seenTcp} of 3 TCP sockets"),
+                    seenUdp >= 1
+                        ? new FeatureProbe(KernelFeature.IterUdp, FeatureState.Present, $"walked {seenUdp} UDP socket(s) in a private namespace")
+                        : new FeatureProbe(KernelFeature.IterUdp, FeatureState.Missing, "saw no UDP socket"),
+                    destroyed == 1 && afterwards == SocketError.ConnectionAborted
+                        ? new FeatureProbe(KernelFeature.SockDestroy, FeatureState.Present, "destroyed a TCP socket; its next send failed with ECONNABORTED")
+                        : new FeatureProbe(KernelFeature.SockDestroy, FeatureState.Missing,
+                            $"destroy returned {(result == 0 ? "0" : ErrnoNames.Name((int)-result))}, next send: {afterwards}"),
+                };
+            });
+        }
+        catch (Exception e) when (e is NativeException or SocketException)
+        {
+            found =
+            [
+                new(KernelFeature.IterTcp, FeatureState.Unproven, Short(e)),
+                new(KernelFeature.IterUdp, FeatureState.Unproven, Short(e)),
+                new(KernelFeature.SockDestroy, FeatureState.Unproven, Short(e)),
+            ];
+        }
+
+        return found.ToDictionary(p => p.Feature);
+    }
+
+    /// <summary>TCX: attach the pass-through probe to loopback of a private namespace and see it count a packet.</summary>
+    private static FeatureProbe Tcx()
+    {
+        try
+        {
+            return NetnsThread.RunInNew(() =>
+            {
+                LoopbackUp();
+                using var obj = EmbeddedObject.Open(EmbeddedObject.DatapathProbe);
+                obj.Program("reaper_probe_nk").SetAutoload(false);
+                obj.Load();
+                using var link = obj.Program("reaper_probe_tcx").AttachTcx(LoopbackIndex);
+                var attached = BpfInfo.Query(LoopbackIndex, BpfAttachType.TcxIngress).ProgramIds.Count;
+                using (var udp = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp))
+                {
+                    udp.SendTo([1], new IPEndPoint(IPAddress.Loopback, 9));
+                }
+
+                var packets = obj.Global<ulong>("packets");
+                return packets > 0 && attached == 1
+                    ? new FeatureProbe(KernelFeature.Tcx, FeatureState.Present, $"attached to loopback of a private namespace, counted {packets} packet(s)")
+                    : new FeatureProbe(KernelFeature.Tcx, FeatureState.Missing, $"attached, but {attached} program(s) on the hook and {packets} packets counted");
+            });
+        }
+        catch (Exception e) when (e is NativeException or SocketException)
+        {
+            return new(KernelFeature.Tcx, e is BpfException { Errno: Errno.EINVAL } ? FeatureState.Missing : FeatureState.Unproven, Short(e));
+        }
+    }
+
+    /// <summary>netkit: create a netkit pair in a private namespace and attach the probe to its primary.</summary>
+    private static FeatureProbe Netkit()
+    {
+        try
+        {
+            return NetnsThread.RunInNew(() =>
+            {
+                using var rt = RtNetlink.Open();
+                var primary = rt.CreateNetkitPair("nkprobe0", "nkprobe1");
+                using var obj = EmbeddedObject.Open(EmbeddedObject.DatapathProbe);
+                obj.Program("reaper_probe_tcx").SetAutoload(false);
+                obj.Load();
+                using var link = obj.Program("reaper_probe_nk").AttachNetkit(primary);
+                return new FeatureProbe(KernelFeature.Netkit, FeatureState.Present, "created a netkit pair and attached to its primary in a private namespace");
+            });
+        }
+        catch (NetlinkException e) when (e.Errno is Errno.EOPNOTSUPP)
+        {
+            return new(KernelFeature.Netkit, FeatureState.Missing, "the kernel cannot create netkit devices (built without CONFIG_NETKIT)");
+        }
+        catch (NativeException e)
+        {
+            return new(KernelFeature.Netkit, FeatureState.Unproven, Short(e));
+        }
+    }
+
+    /// <summary>Netlink SOCK_DESTROY (CONFIG_INET_DIAG_DESTROY, what `ss -K` uses): destroy a socket through sock_diag.</summary>
+    private static FeatureProbe NetlinkSockDestroy()
+    {
+        try
+        {
+            return NetnsThread.RunInNew(() =>
+            {
+                LoopbackUp();
+                using var pair = TcpPair.Open();
+                var local = (IPEndPoint)pair.Client.LocalEndPoint!;
+                using var diag = SockDiag.Open();
+                var entry = diag.Dump(AddressFamily.InterNetwork, ProtocolType.Tcp, SockDiag.AllStates)
+                    .First(s => s.Local.Equals(local));
+                diag.Destroy(entry, ProtocolType.Tcp);
+                var afterwards = pair.ClientSendError();
+                return afterwards == SocketError.ConnectionAborted
+                    ? new FeatureProbe(KernelFeature.NetlinkSockDestroy, FeatureState.Present, "destroyed a TCP socket through sock_diag (ss -K works)")
+                    : new FeatureProbe(KernelFeature.NetlinkSockDestroy, FeatureState.Unproven, $"destroy accepted, but the next send gave {afterwards}");
+            });
+        }
+        catch (NetlinkException e) when (e.Errno is Errno.EOPNOTSUPP)
+        {
+            return new(KernelFeature.NetlinkSockDestroy, FeatureState.Missing, "the kernel was built without CONFIG_INET_DIAG_DESTROY");
+        }
+        catch (Exception e) when (e is NativeException or SocketException)
+        {
+            return new(KernelFeature.NetlinkSockDestroy, FeatureState.Unproven, Short(e));
+        }
+    }
+
+    private static void LoopbackUp()
+    {
+        using var rt = RtNetlink.Open();
+        rt.SetLinkUp(LoopbackIndex);
+    }
+
+    private static string Short(Exception e) => e.Message.Split('\n')[0];
+
+    private static void Drain(BpfLink iterator)
+    {
+        using var it = iterator.CreateIterator();
+        BpfIterator.Drain(it);
+    }
+
+    private static ulong Cookie(Socket socket)
+    {
+        Span<byte> value = stackalloc byte[8];
+        socket.GetRawSocketOption(SolSocket, SoCookie, value);
+        return BitConverter.ToUInt64(value);
+    }
+
+    /// <summary>A connected TCP pair on 127.0.0.1 of the current namespace.</summary>
+    private sealed class TcpPair : IDisposable
+    {
+        private readonly Socket _listener;
+        private readonly Socket _server;
+
+        private TcpPair(Socket listener, Socket client, Socket server)
+        {
+            _listener = listener;
+            Client = client;
+            _server = server;
+        }
+
+        public Socket Client { get; }
+
+        public static TcpPair Open()
+        {
+            var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            listener.Listen();
+            var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            client.Connect(listener.LocalEndPoint!);
+            return new TcpPair(listener, client, listener.Accept());
+        }
+
+        /// <summary>What the client's next send reports (Success when the socket is alive).</summary>
+        public SocketError ClientSendError()
+        {
+            try
+            {
+                Client.Send([1]);
+                return SocketError.Success;
+            }
+            catch (SocketException e)
+            {
+                return e.SocketErrorCode;
+            }
+        }
+
+        public void Dispose()
+        {
+            Client.Dispose();
+            _server.Dispose();
+            _listener.Dispose();
+        }
+    }
+}
