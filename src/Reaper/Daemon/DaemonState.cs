@@ -5,13 +5,15 @@ using SocketReaper.Sweep;
 namespace SocketReaper.Daemon;
 
 /// <summary>What the daemon's services share once started: the coordinator, the host's features, health.</summary>
-internal sealed class DaemonState : IDisposable
+internal sealed partial class DaemonState : IDisposable
 {
     private static readonly TimeSpan StuckAfter = TimeSpan.FromMinutes(5);
     private readonly ReaperConfig _config;
     private readonly ReaperMetrics _metrics;
     private readonly ILoggerFactory _loggers;
     private SweepCoordinator? _coordinator;
+    private Bpf.HooksObject? _hooksObject;
+    private Bpf.CensusObject? _censusObject;
     private long _sweepStarted;
 
     public DaemonState(ReaperConfig config, ReaperMetrics metrics, ILoggerFactory loggers)
@@ -57,13 +59,11 @@ internal sealed class DaemonState : IDisposable
             Bpf.PinnedState.CreatePrivateDirectory(_config.DatapathPinRoot);
         }
 
-        var engine = _config.ReapSocketHooks
-            ? new SweepEngine(_loggers.CreateLogger<SweepEngine>(), Datapath.DatapathState.MapsDirectory(_config.DatapathPinRoot), ownsState: true)
-            : new SweepEngine(_loggers.CreateLogger<SweepEngine>());
+        var engine = LoadEngine();
         _coordinator = new SweepCoordinator(engine, _config, _metrics, _loggers.CreateLogger<SweepCoordinator>());
-        if (_config.ReapSocketHooks)
+        if (_hooksObject is not null && _censusObject is not null)
         {
-            Hooks = Reaping.SocketHooks.Start(engine.Object, _config.DatapathPinRoot, _config.ReapCgroup,
+            Hooks = Reaping.SocketHooks.Start(_hooksObject, _censusObject, _config.DatapathPinRoot, _config.ReapCgroup,
                 new DiscoveryOptions { Directories = _config.NetnsDirectories }, _loggers.CreateLogger<Reaping.SocketHooks>());
             if (Hooks is { } hooks)
             {
@@ -79,5 +79,48 @@ internal sealed class DaemonState : IDisposable
         return _coordinator.Discover().Count;
     }
 
-    public void Dispose() => _coordinator?.Dispose();
+    /// <summary>
+    /// Loads the sweep and, with socket hooks on, first the hooks' object (its state pinned under
+    /// the maps directory) and the census, both of which share its maps. A start that fails part
+    /// way leaves nothing pinned that it made.
+    /// </summary>
+    private SweepEngine LoadEngine()
+    {
+        var logger = _loggers.CreateLogger<SweepEngine>();
+        if (!_config.ReapSocketHooks)
+        {
+            return new SweepEngine(logger);
+        }
+
+        var directory = Datapath.DatapathState.MapsDirectory(_config.DatapathPinRoot);
+        var hooks = Bpf.HooksObject.Load(directory, reason => Log.StateDiscarded(logger, directory, reason));
+        try
+        {
+            _censusObject = Bpf.CensusObject.Load(hooks);
+            var engine = new SweepEngine(logger, hooks);
+            _hooksObject = hooks;
+            return engine;
+        }
+        catch
+        {
+            _censusObject?.Dispose();
+            _censusObject = null;
+            hooks.RemoveCreatedPins();
+            hooks.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        _coordinator?.Dispose();
+        _censusObject?.Dispose();
+        _hooksObject?.Dispose();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 101, Level = LogLevel.Warning, Message = "Socket history pinned under {Directory} does not fit this build and was discarded: {Reason}")]
+        public static partial void StateDiscarded(ILogger logger, string directory, string reason);
+    }
 }
