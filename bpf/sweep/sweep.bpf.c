@@ -85,37 +85,66 @@ static __always_inline __u64 born_of(struct sock_common *sk)
 	return b ? b->born_ns : 0;
 }
 
-static __always_inline bool rule_matches(const struct reaper_rule *r, struct sock_common *sk, __u8 proto_bit, __u8 state,
-					 __u16 rport, __u16 lport, const __u8 laddr[REAPER_ADDR_LEN])
+/* One socket against the rules its remote prefix lists, one rule per bpf_loop step. */
+struct rule_scan {
+	struct reaper_rule_set *set;
+	__u64 born;
+	__u8 laddr[REAPER_ADDR_LEN];
+	__u16 rport;
+	__u16 lport;
+	__u8 proto_bit;
+	__u8 state;
+	int matched_rule;
+};
+
+static __always_inline bool rule_matches(const struct reaper_rule *r, const struct rule_scan *s)
 {
-	if (!(r->protocols & proto_bit))
+	if (!(r->protocols & s->proto_bit))
 		return false;
-	if (proto_bit == REAPER_PROTO_TCP && !(r->tcp_states & (1 << state)))
+	if (s->proto_bit == REAPER_PROTO_TCP && !(r->tcp_states & (1 << s->state)))
 		return false;
-	if (rport < r->remote_port_min || rport > r->remote_port_max)
+	if (s->rport < r->remote_port_min || s->rport > r->remote_port_max)
 		return false;
-	if (lport < r->local_port_min || lport > r->local_port_max)
+	if (s->lport < r->local_port_min || s->lport > r->local_port_max)
 		return false;
-	if (r->local_prefixlen && !prefix_matches(laddr, r->local_addr, r->local_prefixlen))
+	if (r->local_prefixlen && !prefix_matches(s->laddr, r->local_addr, r->local_prefixlen))
 		return false;
 	/* A socket born at or after the rule's moment was made for the address's new owner. */
-	if (r->born_before_ns && born_of(sk) >= r->born_before_ns)
+	if (r->born_before_ns && s->born >= r->born_before_ns)
 		return false;
 	return true;
+}
+
+/*
+ * A bpf_loop callback, so the verifier checks one rule once instead of every unrolled step of a
+ * 64-rule loop: that cut the sweep object's load from ~75 ms to a few ms per program, which a
+ * one-off sweep pays every time it runs.
+ */
+static long scan_rule(__u64 i, struct rule_scan *s)
+{
+	struct reaper_rule *r;
+	__u32 idx;
+
+	if (i >= REAPER_RULES_PER_PREFIX || i >= s->set->count)
+		return 1;
+	idx = s->set->rules[i];
+	r = bpf_map_lookup_elem(&reaper_rules, &idx);
+	if (r && rule_matches(r, s)) {
+		s->matched_rule = r->id;
+		return 1;
+	}
+	return 0;
 }
 
 static __always_inline int visit(struct seq_file *seq, struct sock_common *sk, __u32 uid, __u8 proto)
 {
 	struct reaper_prefix_key key = { .prefixlen = REAPER_ADDR_BITS };
 	struct reaper_record rec = {};
-	struct reaper_rule_set *set;
+	struct rule_scan scan = { .matched_rule = -1 };
 	struct reaper_stats *st = stats();
 	bool udp = proto == IPPROTO_UDP;
-	__u8 proto_bit = udp ? REAPER_PROTO_UDP : REAPER_PROTO_TCP;
 	__u16 family = sk->skc_family;
 	__u8 state = sk->skc_state;
-	__u16 rport, lport;
-	int matched_rule = -1;
 
 	if (!st || (family != AF_INET && family != AF_INET6))
 		return 0;
@@ -127,37 +156,29 @@ static __always_inline int visit(struct seq_file *seq, struct sock_common *sk, _
 		return 0;
 
 	reaper_sock_addr(sk, true, key.addr);
-	set = bpf_map_lookup_elem(&reaper_prefixes, &key);
-	if (!set)
+	scan.set = bpf_map_lookup_elem(&reaper_prefixes, &key);
+	if (!scan.set)
 		return 0;
 
-	rport = bpf_ntohs(sk->skc_dport);
-	lport = sk->skc_num;
-	reaper_sock_addr(sk, false, rec.local_addr);
-	for (__u32 i = 0; i < REAPER_RULES_PER_PREFIX; i++) {
-		__u32 idx;
-		struct reaper_rule *r;
-
-		if (i >= set->count)
-			break;
-		idx = set->rules[i];
-		r = bpf_map_lookup_elem(&reaper_rules, &idx);
-		if (r && rule_matches(r, sk, proto_bit, state, rport, lport, rec.local_addr)) {
-			matched_rule = r->id;
-			break;
-		}
-	}
-	if (matched_rule < 0)
+	scan.proto_bit = udp ? REAPER_PROTO_UDP : REAPER_PROTO_TCP;
+	scan.state = state;
+	scan.rport = bpf_ntohs(sk->skc_dport);
+	scan.lport = sk->skc_num;
+	scan.born = born_of(sk);
+	reaper_sock_addr(sk, false, scan.laddr);
+	bpf_loop(REAPER_RULES_PER_PREFIX, scan_rule, &scan, 0);
+	if (scan.matched_rule < 0)
 		return 0;
 
 	st->matched++;
+	__builtin_memcpy(rec.local_addr, scan.laddr, REAPER_ADDR_LEN);
 	__builtin_memcpy(rec.remote_addr, key.addr, REAPER_ADDR_LEN);
 	rec.sock_cookie = bpf_get_socket_cookie(sk);
 	rec.netns_cookie = sk->skc_net.net->net_cookie;
-	rec.rule_id = matched_rule;
+	rec.rule_id = scan.matched_rule;
 	rec.uid = uid;
-	rec.local_port = lport;
-	rec.remote_port = rport;
+	rec.local_port = scan.lport;
+	rec.remote_port = scan.rport;
 	rec.protocol = proto;
 	rec.family = family;
 	rec.state = state;
