@@ -68,7 +68,7 @@ for ((r = 1; r <= R; r++)); do
   # on the same sockets; a dry run destroys nothing, so the world serves every pair.
   for ((k = 0; k < 5; k++)); do
     t0=$EPOCHREALTIME; "$floor" 0 >/dev/null; t1=$EPOCHREALTIME
-    "$reaper" sweep --dst 127.0.0.0/8 --dport 7777,53 --limit 1000000 --dry-run --json "${netns_args[@]}" >/dev/null; t2=$EPOCHREALTIME
+    "$reaper" sweep --direct --dst 127.0.0.0/8 --dport 7777,53 --limit 1000000 --dry-run --json "${netns_args[@]}" >/dev/null; t2=$EPOCHREALTIME
     ms "$t0" "$t1" >>"$out/floor_process"
     ms "$t1" "$t2" >>"$out/dry_process"
   done
