@@ -8,9 +8,12 @@
 #   - the C floor (../shared/anchors/raw-iter-sweep): scan only, and destroy;
 #   - socketreaper: dry run (scan, match, report), and destroy — the engine's own timing, plus
 #     the whole process's wall time and peak RSS;
+#   - the one-off dry run's whole process against the floor's whole scan process (5 alternated
+#     pairs per repeat; the CLI loads only the sweep iterators);
 #   - `ss -N <ns> -K` over every namespace.
 # Every destroy needs fresh sockets, so each repeat builds the world three times. Prints medians
-# and ratios. The targets: destroy at least 2.5x faster than the ss -K loop, within 1.2x of the C floor.
+# and ratios. The targets: destroy at least 2.5x faster than the ss -K loop, within 1.2x of the C floor;
+# the one-off dry run's whole process within 1.5x of the floor's (measured with 40 namespaces x 150).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=${1:-100}; N=${2:-200}; R=${3:-5}
@@ -61,6 +64,14 @@ for ((r = 1; r <= R; r++)); do
   "$floor" 0 | sed -E 's/.*elapsed_ms=([0-9.]+).*/\1/' >>"$out/floor_scan"
   "$reaper" sweep --dst 127.0.0.0/8 --dport 7777,53 --limit 1000000 --dry-run --json "${netns_args[@]}" | tail -1 >"$out/dry.json"
   python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["duration_ms"])' "$out/dry.json" >>"$out/reaper_scan"
+  # The one-off dry run against the floor, whole processes (start, load, walk, exit), alternated
+  # on the same sockets; a dry run destroys nothing, so the world serves every pair.
+  for ((k = 0; k < 5; k++)); do
+    t0=$EPOCHREALTIME; "$floor" 0 >/dev/null; t1=$EPOCHREALTIME
+    "$reaper" sweep --direct --dst 127.0.0.0/8 --dport 7777,53 --limit 1000000 --dry-run --json "${netns_args[@]}" >/dev/null; t2=$EPOCHREALTIME
+    ms "$t0" "$t1" >>"$out/floor_process"
+    ms "$t1" "$t2" >>"$out/dry_process"
+  done
   start=$(date +%s.%N)
   "$reaper" sweep --dst 127.0.0.0/8 --dport 7777,53 --limit 1000000 --json "${netns_args[@]}" | tail -1 >"$out/real.json"
   end=$(date +%s.%N)
@@ -91,6 +102,7 @@ floor_destroy, reaper_destroy, ss = med(col("floor_destroy")), med(col("reaper_d
 destroyed = int(med(col("reaper_destroy", 1)))
 rss = med(col("reaper_destroy", 2)) / 1024
 process = med(col("reaper_process"))
+floor_process, dry_process = med(col("floor_process")), med(col("dry_process"))
 print(f"\n{m} namespaces x ({n} TCP pairs + {n//4} connected UDP); {len(col('ss'))} repeats; medians")
 print(f"  C floor scan only          {floor_scan:9.1f} ms")
 print(f"  socketreaper dry run       {reaper_scan:9.1f} ms   {reaper_scan/floor_scan:5.2f}x the C floor scan")
@@ -98,6 +110,8 @@ print(f"  C floor destroy            {floor_destroy:9.1f} ms")
 print(f"  socketreaper destroy       {reaper_destroy:9.1f} ms   {reaper_destroy/floor_destroy:5.2f}x the C floor (target <= 1.20)")
 print(f"  ss -K loop                 {ss:9.1f} ms   {ss/reaper_destroy:5.2f}x slower than socketreaper (target >= 2.50)")
 print(f"  socketreaper whole process {process:9.1f} ms   (start, discovery, load, sweep, exit)")
+print(f"  C floor scan, whole process {floor_process:8.1f} ms")
+print(f"  dry run, whole process     {dry_process:9.1f} ms   {dry_process/floor_process:5.2f}x the C floor's process (target <= 1.50)")
 print(f"  sockets destroyed per run  {destroyed}")
 print(f"  socketreaper peak RSS      {rss:9.1f} MiB")
 PY

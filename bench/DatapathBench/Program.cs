@@ -26,12 +26,11 @@ NetnsThread.RunInNew(() =>
 
     using var nop = BpfObject.Open(Embedded("bench_nop"), "bench_nop");
     nop.Load();
-    using var datapath = EmbeddedObject.Open(EmbeddedObject.Datapath);
-    datapath.Load();
+    using var datapath = DatapathObject.LoadUnpinned();
     // bench0 owns its per-CPU slot, as a managed device does; bench1 is made to count in the
     // overflow hash, as a device whose slot another holds.
-    datapath.Map("reaper_endpoints").Update((uint)ifindex, new DatapathAbi.Endpoint());
-    datapath.Map("reaper_endpoints").Update((uint)overflowIndex, new DatapathAbi.Endpoint());
+    datapath.Endpoints.Update((uint)ifindex, new DatapathAbi.Endpoint());
+    datapath.Endpoints.Update((uint)overflowIndex, new DatapathAbi.Endpoint());
     DeviceCounters.Claim(datapath, (uint)ifindex, _ => false);
 
     // A UDP datagram from 10.96.0.5 to 10.96.0.9; after the first run its owner and flow are
@@ -52,12 +51,12 @@ NetnsThread.RunInNew(() =>
     var programs = new (string Name, BpfProgram Program, byte[] Ctx)[]
     {
         ("(nothing: baseline)", nop.Program("bench_nop"), ctx),
-        ("reaper_tcx_in", datapath.Program("reaper_tcx_in"), ctx),
-        ("reaper_tcx_out", datapath.Program("reaper_tcx_out"), ctx),
-        ("reaper_nk_peer", datapath.Program("reaper_nk_peer"), ctx),
-        ("reaper_nk_prim", datapath.Program("reaper_nk_prim"), ctx),
-        ("reaper_tcx_in (no slot)", datapath.Program("reaper_tcx_in"), overflowCtx),
-        ("reaper_tcx_out (no slot)", datapath.Program("reaper_tcx_out"), overflowCtx),
+        ("reaper_tcx_in", datapath.TcxIngress, ctx),
+        ("reaper_tcx_out", datapath.TcxEgress, ctx),
+        ("reaper_nk_peer", datapath.NetkitPeer, ctx),
+        ("reaper_nk_prim", datapath.NetkitPrimary, ctx),
+        ("reaper_tcx_in (no slot)", datapath.TcxIngress, overflowCtx),
+        ("reaper_tcx_out (no slot)", datapath.TcxEgress, overflowCtx),
     };
     foreach (var (_, program, context) in programs)
     {

@@ -17,13 +17,14 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_core_read.h>
+#include "reaper_abi.h"
 #include "reaper_datapath.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, REAPER_DEV_STATS_MAX);
 	__type(key, struct reaper_stats_key);
 	__type(value, struct reaper_dev_stats);
 } reaper_dev_stats SEC(".maps");
@@ -37,7 +38,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, REAPER_ENDPOINTS_MAX);
 	__type(key, __u32);
 	__type(value, struct reaper_endpoint);
 } reaper_endpoints SEC(".maps");
@@ -80,7 +81,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
+	__uint(max_entries, REAPER_EVENTS_BYTES);
 } reaper_events SEC(".maps");
 
 /* Events the ring buffer had no room for; user space schedules a catch-up when it grows. */
@@ -107,6 +108,10 @@ struct reaper_flow_key reaper_abi_flow_key;
 struct reaper_assigned_key reaper_abi_assigned_key;
 struct reaper_backend_key reaper_abi_backend_key;
 struct reaper_service_flow_key reaper_abi_service_flow_key;
+REAPER_ABI(enum reaper_datapath_sizes, reaper_abi_sizes);
+REAPER_ABI(enum reaper_hook, reaper_abi_hook);
+REAPER_ABI(enum reaper_event_kind, reaper_abi_event_kind);
+REAPER_ABI(enum reaper_endpoint_flags, reaper_abi_endpoint_flags);
 
 struct ethhdr_min {
 	__u8 dst[6];
@@ -354,7 +359,7 @@ static __always_inline void note_service_flow(struct __sk_buff *skb)
 	} else {
 		return;
 	}
-	if (protocol != 6 && protocol != 17)
+	if (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP)
 		return;
 	if ((void *)(l4 + 4) > data_end)
 		return;

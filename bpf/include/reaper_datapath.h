@@ -7,31 +7,46 @@
 #ifndef REAPER_DATAPATH_H
 #define REAPER_DATAPATH_H
 
-/* Capacity of the owner table (IPs learned) and of the flow table (endpoint -> remote IP). */
-#define REAPER_OWNERS_MAX 65536
-#define REAPER_FLOWS_MAX 262144
-
-/*
- * Per-CPU device slots, direct-mapped by ifindex: slot = ifindex % REAPER_SLOTS. User space
- * gives a managed device its slot when the slot is free; a device whose slot is taken counts in
- * the reaper_dev_stats hash instead (slower, same figures).
- */
-#define REAPER_SLOTS 1024
-
-/* Between owner-table checks on a device's fast path, at most this many packets (a power of 2). */
-#define REAPER_RECHECK_EVERY 256
+/* Constants are enumerators, not macros, so they reach BTF, where a test checks the C# twins. */
+enum reaper_datapath_sizes {
+	/* Capacity of the owner table (IPs learned) and of the flow table (endpoint -> remote IP). */
+	REAPER_OWNERS_MAX = 65536,
+	REAPER_FLOWS_MAX = 262144,
+	/*
+	 * Per-CPU device slots, direct-mapped by ifindex: slot = ifindex % REAPER_SLOTS. User space
+	 * gives a managed device its slot when the slot is free; a device whose slot is taken counts
+	 * in the reaper_dev_stats hash instead (slower, same figures).
+	 */
+	REAPER_SLOTS = 1024,
+	/* Capacity of the overflow counters (reaper_dev_stats) and of the managed endpoint set. */
+	REAPER_DEV_STATS_MAX = 4096,
+	REAPER_ENDPOINTS_MAX = 4096,
+	/* Between owner-table checks on a device's fast path, at most this many packets (a power of 2). */
+	REAPER_RECHECK_EVERY = 256,
+	/* Capacity of the service backend set and of the service flow table (client flow -> backend). */
+	REAPER_BACKENDS_MAX = 16384,
+	REAPER_SERVICE_FLOWS_MAX = 65536,
+	/* The event ring's size in the object; user space sets its own before load. */
+	REAPER_EVENTS_BYTES = 256 * 1024,
+};
 
 /* Hooks, the second half of the stats key and the index of reaper_slot's counters. */
-#define REAPER_HOOK_INGRESS 0
-#define REAPER_HOOK_EGRESS 1
+enum reaper_hook {
+	REAPER_HOOK_INGRESS = 0,
+	REAPER_HOOK_EGRESS = 1,
+};
 
 /* reaper_event.kind */
-#define REAPER_EVENT_NEW_IP 1
-#define REAPER_EVENT_IP_MOVED 2
-#define REAPER_EVENT_SRC_NOT_ASSIGNED 3
+enum reaper_event_kind {
+	REAPER_EVENT_NEW_IP = 1,
+	REAPER_EVENT_IP_MOVED = 2,
+	REAPER_EVENT_SRC_NOT_ASSIGNED = 3,
+};
 
 /* reaper_endpoint.flags */
-#define REAPER_ENDPOINT_CHECK_SOURCE (1 << 0)
+enum reaper_endpoint_flags {
+	REAPER_ENDPOINT_CHECK_SOURCE = 1 << 0,
+};
 
 struct reaper_stats_key {
 	__u32 ifindex;
@@ -91,10 +106,6 @@ struct reaper_flow_key {
 	__u32 ifindex;
 	__u8 remote[16];
 };
-
-/* Capacity of the service backend set and of the service flow table (client flow -> backend). */
-#define REAPER_BACKENDS_MAX 16384
-#define REAPER_SERVICE_FLOWS_MAX 65536
 
 /* A service backend, as user space declares it: address, port (host order), IPPROTO_UDP/TCP. */
 struct reaper_backend_key {

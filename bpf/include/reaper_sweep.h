@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The sweep's ABI between bpf/iter/sweep.bpf.c and the daemon. The C# twins live in
- * src/Reaper/Bpf/SweepAbi.cs; a test compares both layouts against this object's BTF, so every
- * byte is spelled out, padding included.
+ * The ABI between the socket programs — the sweep (bpf/sweep/), the socket hooks (bpf/hooks/) and
+ * the host census (bpf/census/) — and the daemon. The C# twins live in src/Reaper/Bpf/SweepAbi.cs;
+ * a test compares both layouts, and every constant, against the compiled objects' BTF, so every
+ * byte is spelled out, padding included. Constants are enumerators, not macros, for that reason:
+ * an enum reaches BTF, a #define does not.
  *
  * Addresses are 16 bytes in network order; IPv4 is stored v4-mapped (::ffff:a.b.c.d), so one
  * rule for 10.1.2.3 matches both AF_INET sockets and AF_INET6 sockets talking to ::ffff:10.1.2.3.
@@ -10,18 +12,34 @@
 #ifndef REAPER_SWEEP_H
 #define REAPER_SWEEP_H
 
-/* Rules one remote prefix can carry; a trie entry lists every rule whose prefix covers it. */
-#define REAPER_RULES_PER_PREFIX 64
-/* Capacity of the rule array and the prefix trie (user space checks before writing). */
-#define REAPER_RULES_MAX 16384
+enum reaper_sweep_sizes {
+	/* An address in the 16-byte space, in bytes and in bits (the full prefix length). */
+	REAPER_ADDR_LEN = 16,
+	REAPER_ADDR_BITS = 128,
+	/* Rules one remote prefix can carry; a trie entry lists every rule whose prefix covers it. */
+	REAPER_RULES_PER_PREFIX = 64,
+	/* Capacity of the rule array and the prefix trie (user space checks before writing). */
+	REAPER_RULES_MAX = 16384,
+	/* Capacity of the contact table: (remote address, namespace) pairs seen at connect or accept. */
+	REAPER_CONTACTS_MAX = 131072,
+	/* Capacity of the host's contact table: remote addresses of the host namespace's sockets. */
+	REAPER_HOST_CONTACTS_MAX = 65536,
+	/* Capacity of the set of namespaces that existed before the record started (history unknown). */
+	REAPER_NETNS_BEFORE_MAX = 65536,
+};
 
-#define REAPER_PROTO_TCP (1 << 0)
-#define REAPER_PROTO_UDP (1 << 1)
+/* reaper_rule.protocols (SweepProtocols in C#). */
+enum reaper_proto_bits {
+	REAPER_PROTO_TCP = 1 << 0,
+	REAPER_PROTO_UDP = 1 << 1,
+};
 
 /* reaper_record.result: 0 destroyed, negative -errno from bpf_sock_destroy, or one of these. */
-#define REAPER_RESULT_DESTROYED 0
-#define REAPER_RESULT_DRY_RUN 1
-#define REAPER_RESULT_HELD_BACK 2
+enum reaper_result {
+	REAPER_RESULT_DESTROYED = 0,
+	REAPER_RESULT_DRY_RUN = 1,
+	REAPER_RESULT_HELD_BACK = 2,
+};
 
 /* LPM trie key: the remote prefix. */
 struct reaper_prefix_key {
@@ -81,9 +99,6 @@ struct reaper_stats {
 	__u64 dry_run;
 };
 
-/* Capacity of the contact table: (remote address, namespace) pairs seen at connect or accept. */
-#define REAPER_CONTACTS_MAX 131072
-
 /*
  * Socket storage: when the socket became what a sweep judges — a UDP socket when it was last
  * connected, a TCP socket when it reached ESTABLISHED (connect() time until then).
@@ -111,14 +126,11 @@ struct reaper_contact {
 	__u8 pad[6];
 };
 
-/* Capacity of the host's contact table: remote addresses of the host namespace's sockets. */
-#define REAPER_HOST_CONTACTS_MAX 65536
-
 /*
  * Host contact table value (key: the 16-byte remote address). The host's sockets are recorded
  * apart from the namespaces': the host lives for ever, so its entries are kept only while it has
  * a socket there. last_ns is when a hook or a census last saw one; a census (user space walks the
- * host's sockets with reaper_census_tcp/udp) drops the entries it did not refresh. Flags as in
+ * host's sockets with the census iterators) drops the entries it did not refresh. Flags as in
  * struct reaper_contact.
  */
 struct reaper_host_contact {
@@ -127,9 +139,6 @@ struct reaper_host_contact {
 	__u8 udp;
 	__u8 pad[6];
 };
-
-/* Capacity of the set of namespaces that existed before the record started (history unknown). */
-#define REAPER_NETNS_BEFORE_MAX 65536
 
 /*
  * The contact table's bookkeeping (a one-entry array, pinned with it). User space sets

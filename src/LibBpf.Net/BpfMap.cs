@@ -85,6 +85,14 @@ public sealed class BpfMap : IDisposable
 
     private string Q => $"map '{Name}'";
 
+    /// <summary>
+    /// Before load: use <paramref name="source"/>'s kernel map instead of creating one, so two
+    /// objects share it (libbpf keeps a duplicate of its descriptor). Its shape must fit this
+    /// map's definition, or the programs that use it fail to load.
+    /// </summary>
+    public void ReuseFd(BpfMap source) =>
+        NativeResult.Check(Libbpf.bpf_map__reuse_fd(ObjectMap("reuse a map for"), source.Fd), "reuse a map for", Q);
+
     /// <summary>Changes the capacity; before load only.</summary>
     public void SetMaxEntries(int maxEntries) =>
         NativeResult.Check(Libbpf.bpf_map__set_max_entries(ObjectMap("set max entries of"), (uint)maxEntries), "set max entries of", Q);

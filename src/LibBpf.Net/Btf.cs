@@ -12,6 +12,7 @@ public readonly record struct BtfField(string Name, int Offset, int Size, int Bi
 public sealed class Btf
 {
     private const uint KindStruct = 4;
+    private const uint KindEnum = 6;
     private const uint KindVar = 14;
     private const uint KindDatasec = 15;
 
@@ -77,6 +78,29 @@ public sealed class Btf
         }
 
         throw new BpfException("find global variable", $"'{variable}'", (int)Errno.ENOENT);
+    }
+
+    /// <summary>The enumerators of enum <paramref name="name"/> and their values.</summary>
+    public unsafe IReadOnlyDictionary<string, long> Enum(string name)
+    {
+        KeepAlive();
+        var id = Libbpf.btf__find_by_name_kind(_btf, name, KindEnum);
+        if (id < 0)
+        {
+            throw new BpfException("find enum", $"'{name}'", (int)Errno.ENOENT);
+        }
+
+        var type = Libbpf.btf__type_by_id(_btf, (uint)id);
+        var unsigned = (type->Info & (1u << 31)) != 0;
+        var values = (Libbpf.BtfEnum*)(type + 1);
+        var result = new Dictionary<string, long>(StringComparer.Ordinal);
+        for (var i = 0; i < (int)(type->Info & 0xffff); i++)
+        {
+            var enumerator = NativeResult.Utf8(Libbpf.btf__name_by_offset(_btf, values[i].NameOffset)) ?? string.Empty;
+            result[enumerator] = unsigned ? (uint)values[i].Value : values[i].Value;
+        }
+
+        return result;
     }
 
     private void KeepAlive() => ObjectDisposedException.ThrowIf(_owner.IsClosed, this);

@@ -60,7 +60,7 @@ public sealed class DatapathProgramTests
         return key;
     }
 
-    private sealed record Setup(BpfObject Obj, int Veth0, int Veth1, List<DatapathAbi.Event> Events, RingBuffer Ring) : IDisposable
+    private sealed record Setup(DatapathObject Obj, int Veth0, int Veth1, List<DatapathAbi.Event> Events, RingBuffer Ring) : IDisposable
     {
         public void Dispose()
         {
@@ -82,13 +82,12 @@ public sealed class DatapathProgramTests
         var b = links.Single(l => l.Name == "dpb").Index;
         rt2.SetLinkUp(a);
         rt2.SetLinkUp(b);
-        var obj = EmbeddedObject.Open(EmbeddedObject.Datapath);
-        obj.Load();
+        var obj = DatapathObject.LoadUnpinned();
         var endpoint = new DatapathAbi.Endpoint { Flags = flags };
-        obj.Map("reaper_endpoints").Update((uint)a, endpoint);
-        obj.Map("reaper_endpoints").Update((uint)b, endpoint);
+        obj.Endpoints.Update((uint)a, endpoint);
+        obj.Endpoints.Update((uint)b, endpoint);
         var events = new List<DatapathAbi.Event>();
-        var ring = new RingBuffer(obj.Map("reaper_events"), data =>
+        var ring = new RingBuffer(obj.Events, data =>
         {
             events.Add(MemoryMarshal.Read<DatapathAbi.Event>(data));
             return 0;
@@ -103,10 +102,10 @@ public sealed class DatapathProgramTests
         {
             using var s = Load();
             var packet = Ipv4Packet(MacA, "10.88.0.5", "10.88.0.9");
-            foreach (var name in new[] { "reaper_tcx_in", "reaper_tcx_out", "reaper_nk_prim", "reaper_nk_peer" })
+            foreach (var program in new[] { s.Obj.TcxIngress, s.Obj.TcxEgress, s.Obj.NetkitPrimary, s.Obj.NetkitPeer })
             {
                 // TCX_NEXT and NETKIT_NEXT are both -1.
-                Assert.Equal(unchecked((uint)-1), s.Obj.Program(name).TestRun(packet, context: Context(s.Veth0)).ReturnValue);
+                Assert.Equal(unchecked((uint)-1), program.TestRun(packet, context: Context(s.Veth0)).ReturnValue);
             }
 
             var ingress = DeviceCounters.Read(s.Obj, (uint)s.Veth0, DatapathAbi.HookIngress);
@@ -127,14 +126,14 @@ public sealed class DatapathProgramTests
         {
             using var s = Load();
             var v4 = Ipv4Packet(MacA, "10.88.0.5", "10.88.0.9");
-            s.Obj.Program("reaper_tcx_in").TestRun(v4, repeat: 3, context: Context(s.Veth0));
+            s.Obj.TcxIngress.TestRun(v4, repeat: 3, context: Context(s.Veth0));
             s.Ring.Consume();
             var first = Assert.Single(s.Events);
             Assert.Equal((DatapathAbi.EventNewIp, (uint)s.Veth0), (first.Kind, first.Ifindex));
             Assert.Equal(Key16("10.88.0.5"), new ReadOnlySpan<byte>(first.Addr, 16).ToArray());
             Assert.Equal(MacA, new ReadOnlySpan<byte>(first.Mac, 6).ToArray());
 
-            var owners = s.Obj.Map("reaper_owners");
+            var owners = s.Obj.Owners;
             var owner = new DatapathAbi.Owner();
             Assert.True(owners.TryLookup(Key16("10.88.0.5"), MemoryMarshal.AsBytes(new Span<DatapathAbi.Owner>(ref owner))));
             Assert.Equal((uint)s.Veth0, owner.Ifindex);
@@ -144,19 +143,19 @@ public sealed class DatapathProgramTests
 
             var flow = new DatapathAbi.FlowKey { Ifindex = (uint)s.Veth0 };
             Key16("10.88.0.9").CopyTo(new Span<byte>(flow.Remote, 16));
-            Assert.True(s.Obj.Map("reaper_flows").TryLookup(flow, out ulong _));
+            Assert.True(s.Obj.Flows.TryLookup(flow, out ulong _));
 
             // The same address now arrives from the other endpoint: it moved.
             s.Events.Clear();
-            s.Obj.Program("reaper_tcx_in").TestRun(v4, context: Context(s.Veth1));
+            s.Obj.TcxIngress.TestRun(v4, context: Context(s.Veth1));
             s.Ring.Consume();
             var moved = Assert.Single(s.Events);
             Assert.Equal((DatapathAbi.EventIpMoved, (uint)s.Veth1, (uint)s.Veth0), (moved.Kind, moved.Ifindex, moved.OldIfindex));
 
             // IPv6 sources are learned too; link-local ones are not.
             s.Events.Clear();
-            s.Obj.Program("reaper_tcx_in").TestRun(Ipv6Packet(MacA, "fd88::5", "fd88::9"), context: Context(s.Veth0));
-            s.Obj.Program("reaper_tcx_in").TestRun(Ipv6Packet(MacA, "fe80::5", "fd88::9"), context: Context(s.Veth0));
+            s.Obj.TcxIngress.TestRun(Ipv6Packet(MacA, "fd88::5", "fd88::9"), context: Context(s.Veth0));
+            s.Obj.TcxIngress.TestRun(Ipv6Packet(MacA, "fe80::5", "fd88::9"), context: Context(s.Veth0));
             s.Ring.Consume();
             Assert.Equal([Key16("fd88::5")], s.Events.Select(e => new ReadOnlySpan<byte>(e.Addr, 16).ToArray()));
         });
@@ -170,10 +169,10 @@ public sealed class DatapathProgramTests
             using var s = Load(DatapathAbi.EndpointCheckSource);
             var assigned = new DatapathAbi.AssignedKey { Ifindex = (uint)s.Veth0 };
             Key16("10.88.0.5").CopyTo(new Span<byte>(assigned.Addr, 16));
-            s.Obj.Map("reaper_assigned").Update(assigned, (byte)1);
+            s.Obj.Assigned.Update(assigned, (byte)1);
 
-            s.Obj.Program("reaper_tcx_in").TestRun(Ipv4Packet(MacA, "10.88.0.5", "10.88.0.9"), context: Context(s.Veth0));
-            s.Obj.Program("reaper_tcx_in").TestRun(Ipv4Packet(MacA, "10.88.0.66", "10.88.0.9"), context: Context(s.Veth0));
+            s.Obj.TcxIngress.TestRun(Ipv4Packet(MacA, "10.88.0.5", "10.88.0.9"), context: Context(s.Veth0));
+            s.Obj.TcxIngress.TestRun(Ipv4Packet(MacA, "10.88.0.66", "10.88.0.9"), context: Context(s.Veth0));
             s.Ring.Consume();
             Assert.Equal(
                 [(DatapathAbi.EventNewIp, "10.88.0.5"), (DatapathAbi.EventNewIp, "10.88.0.66"), (DatapathAbi.EventSourceNotAssigned, "10.88.0.66")],
@@ -187,11 +186,11 @@ public sealed class DatapathProgramTests
         NetnsThread.RunInNew(() =>
         {
             using var s = Load();
-            s.Obj.Map("reaper_endpoints").Delete((uint)s.Veth1);
-            s.Obj.Program("reaper_tcx_in").TestRun(Ipv4Packet(MacA, "10.88.0.7", "10.88.0.9"), context: Context(s.Veth1));
+            s.Obj.Endpoints.Delete((uint)s.Veth1);
+            s.Obj.TcxIngress.TestRun(Ipv4Packet(MacA, "10.88.0.7", "10.88.0.9"), context: Context(s.Veth1));
             s.Ring.Consume();
             Assert.Empty(s.Events);
-            Assert.False(s.Obj.Map("reaper_owners").TryLookup(Key16("10.88.0.7"), new byte[System.Runtime.CompilerServices.Unsafe.SizeOf<DatapathAbi.Owner>()]));
+            Assert.False(s.Obj.Owners.TryLookup(Key16("10.88.0.7"), new byte[System.Runtime.CompilerServices.Unsafe.SizeOf<DatapathAbi.Owner>()]));
         });
     }
 
@@ -206,14 +205,14 @@ public sealed class DatapathProgramTests
             var v4 = Ipv4Packet(MacA, "10.88.0.6", "10.88.0.9");
 
             // 1000 repeats of one flow: one new_ip, every packet counted in the slot, none in the hash.
-            s.Obj.Program("reaper_tcx_in").TestRun(v4, repeat: 1000, context: Context(s.Veth0));
+            s.Obj.TcxIngress.TestRun(v4, repeat: 1000, context: Context(s.Veth0));
             Assert.Equal(1000UL, DeviceCounters.Read(s.Obj, (uint)s.Veth0, DatapathAbi.HookIngress).Packets);
-            Assert.Equal(0UL, s.Obj.Map("reaper_dev_stats").LookupPerCpu<DatapathAbi.StatsKey, DatapathAbi.DeviceStats>(
+            Assert.Equal(0UL, s.Obj.DeviceStats.LookupPerCpu<DatapathAbi.StatsKey, DatapathAbi.DeviceStats>(
                 new DatapathAbi.StatsKey { Ifindex = (uint)s.Veth0, Hook = DatapathAbi.HookIngress }).Aggregate(0UL, (t, v) => t + v.Packets));
 
             // The address moves to the other endpoint and back: veth0's cached flow must not hide the return.
-            s.Obj.Program("reaper_tcx_in").TestRun(v4, context: Context(s.Veth1));
-            s.Obj.Program("reaper_tcx_in").TestRun(v4, repeat: 10, context: Context(s.Veth0));
+            s.Obj.TcxIngress.TestRun(v4, context: Context(s.Veth1));
+            s.Obj.TcxIngress.TestRun(v4, repeat: 10, context: Context(s.Veth0));
             s.Ring.Consume();
             Assert.Equal(
                 [(DatapathAbi.EventNewIp, (uint)s.Veth0), (DatapathAbi.EventIpMoved, (uint)s.Veth1), (DatapathAbi.EventIpMoved, (uint)s.Veth0)],

@@ -48,7 +48,7 @@ public sealed class DeviceLinksTests
         }
     }
 
-    private static ulong Packets(BpfObject datapath, int ifindex, int hook) => DeviceCounters.Read(datapath, (uint)ifindex, hook).Packets;
+    private static ulong Packets(DatapathObject datapath, int ifindex, int hook) => DeviceCounters.Read(datapath, (uint)ifindex, hook).Packets;
 
     [PrivilegedFact]
     public void Ours_go_first_beside_a_foreign_program_and_both_see_the_traffic()
@@ -60,10 +60,9 @@ public sealed class DeviceLinksTests
             foreign.Load();
             using var foreignLink = foreign.Program("reaper_probe_tcx").AttachTcx(dlb);
 
-            using var datapath = EmbeddedObject.Open(EmbeddedObject.Datapath);
-            datapath.Load();
-            var egress = links.Ensure(datapath.Program("reaper_tcx_out"), "dla", dla);
-            var ingress = links.Ensure(datapath.Program("reaper_tcx_in"), "dlb", dlb);
+            using var datapath = DatapathObject.LoadUnpinned();
+            var egress = links.Ensure(datapath.TcxEgress, "dla", dla);
+            var ingress = links.Ensure(datapath.TcxIngress, "dlb", dlb);
             Assert.Equal((LinkOutcome.Attached, LinkOutcome.Attached), (egress.Outcome, ingress.Outcome));
             Assert.True(File.Exists(ingress.Pin));
             Assert.Equal([ingress.LinkId, foreignLink.Info.Id], BpfInfo.Query(dlb, BpfAttachType.TcxIngress).LinkIds);
@@ -81,21 +80,19 @@ public sealed class DeviceLinksTests
         WithVeth((links, dla, _) =>
         {
             OwnedLink first;
-            using (var datapath = EmbeddedObject.Open(EmbeddedObject.Datapath))
+            using (var datapath = DatapathObject.LoadUnpinned())
             {
-                datapath.Load();
-                first = links.Ensure(datapath.Program("reaper_tcx_out"), "dla", dla);
+                first = links.Ensure(datapath.TcxEgress, "dla", dla);
             }
 
             // The first "daemon" is gone; its pin keeps the link attached.
             Assert.Equal([first.LinkId], BpfInfo.Query(dla, BpfAttachType.TcxEgress).LinkIds);
 
-            using var restarted = EmbeddedObject.Open(EmbeddedObject.Datapath);
-            restarted.Load();
-            var second = links.Ensure(restarted.Program("reaper_tcx_out"), "dla", dla);
+            using var restarted = DatapathObject.LoadUnpinned();
+            var second = links.Ensure(restarted.TcxEgress, "dla", dla);
             Assert.Equal(LinkOutcome.Updated, second.Outcome);
             Assert.Equal(first.LinkId, second.LinkId);
-            Assert.Equal(restarted.Program("reaper_tcx_out").Id, second.ProgramId);
+            Assert.Equal(restarted.TcxEgress.Id, second.ProgramId);
             SendOut(3);
             Assert.True(Packets(restarted, dla, DatapathAbi.HookEgress) >= 3);
 
@@ -106,7 +103,7 @@ public sealed class DeviceLinksTests
             }
 
             Assert.Empty(BpfInfo.Query(dla, BpfAttachType.TcxEgress).LinkIds);
-            var repaired = links.Ensure(restarted.Program("reaper_tcx_out"), "dla", dla);
+            var repaired = links.Ensure(restarted.TcxEgress, "dla", dla);
             Assert.Equal(LinkOutcome.Reattached, repaired.Outcome);
             Assert.Equal([repaired.LinkId], BpfInfo.Query(dla, BpfAttachType.TcxEgress).LinkIds);
 

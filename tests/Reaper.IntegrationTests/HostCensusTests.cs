@@ -24,8 +24,9 @@ public sealed class HostCensusTests
         Bpf.PinnedState.CreatePrivateDirectory(root);
         try
         {
-            using var engine = new SweepEngine(NullLogger.Instance, maps, ownsState: true);
-            var hooks = SocketHooks.Start(engine.Object, root, "", new DiscoveryOptions(), NullLogger.Instance);
+            using var objects = Bpf.HooksObject.Load(maps, _ => { });
+            using var census = Bpf.CensusObject.Load(objects);
+            var hooks = SocketHooks.Start(objects, census, root, "", new DiscoveryOptions(), NullLogger.Instance);
             Assert.NotNull(hooks);
 
             // Made after the hooks: both recorded at connect; one is closed before the census.

@@ -1,86 +1,102 @@
-using System.Runtime.InteropServices;
-
 using SocketReaper.Bpf;
+using SocketReaper.Sweep;
 using SocketReaper.Testing;
 using Xunit;
 
 namespace SocketReaper.Tests;
 
-/// <summary>The C# twins in SweepAbi against the BTF of the sweep object embedded in socketreaper.</summary>
+/// <summary>
+/// The C# twins in SweepAbi (and SweepProtocols) against the BTF of every embedded object that
+/// holds them — the sweep, hooks and census objects each compile reaper_sweep.h on their own.
+/// </summary>
 public sealed class SweepAbiLayoutTests
 {
-    public static TheoryData<string, Type, string[]> Structs => new()
-    {
-        { "reaper_prefix_key", typeof(SweepAbi.PrefixKey), ["prefixlen:PrefixLength", "addr:Address"] },
-        { "reaper_rule_set", typeof(SweepAbi.RuleSet), ["count:Count", "rules:Rules"] },
-        {
-            "reaper_rule", typeof(SweepAbi.Rule),
+    private const string Sweep = EmbeddedObject.Sweep;
+    private const string Hooks = EmbeddedObject.Hooks;
+    private const string Census = EmbeddedObject.Census;
+
+    /// <summary>Each struct with the objects whose BTF has it (the maps' key and value types).</summary>
+    private static readonly (string C, Type CSharp, string[] Fields, string[] Objects)[] Table =
+    [
+        ("reaper_prefix_key", typeof(SweepAbi.PrefixKey), ["prefixlen:PrefixLength", "addr:Address"], [Sweep, Hooks, Census]),
+        ("reaper_rule_set", typeof(SweepAbi.RuleSet), ["count:Count", "rules:Rules"], [Sweep]),
+        ("reaper_rule", typeof(SweepAbi.Rule),
             ["local_addr:LocalAddress", "id:Id", "tcp_states:TcpStates", "local_prefixlen:LocalPrefixLength", "protocols:Protocols",
-             "remote_port_min:RemotePortMin", "remote_port_max:RemotePortMax", "local_port_min:LocalPortMin", "local_port_max:LocalPortMax", "born_before_ns:BornBeforeNs"]
-        },
-        {
-            "reaper_record", typeof(SweepAbi.Record),
+             "remote_port_min:RemotePortMin", "remote_port_max:RemotePortMax", "local_port_min:LocalPortMin", "local_port_max:LocalPortMax", "born_before_ns:BornBeforeNs"], [Sweep]),
+        ("reaper_record", typeof(SweepAbi.Record),
             ["local_addr:LocalAddress", "remote_addr:RemoteAddress", "sock_cookie:SockCookie", "netns_cookie:NetnsCookie", "rule_id:RuleId",
-             "uid:Uid", "result:Result", "local_port:LocalPort", "remote_port:RemotePort", "protocol:Protocol", "family:Family", "state:State", "_pad0:Pad0"]
-        },
-        {
-            "reaper_stats", typeof(SweepAbi.Stats),
-            ["scanned_tcp:ScannedTcp", "scanned_udp:ScannedUdp", "matched:Matched", "destroyed:Destroyed", "failed:Failed", "held_back:HeldBack", "dry_run:DryRun"]
-        },
-        { "reaper_contact_key", typeof(SweepAbi.ContactKey), ["addr:Address", "netns_cookie:NetnsCookie"] },
-        { "reaper_contact", typeof(SweepAbi.Contact), ["first_ns:FirstNs", "tcp:Tcp", "udp:Udp", "pad:Pad"] },
-        { "reaper_host_contact", typeof(SweepAbi.HostContact), ["last_ns:LastNs", "tcp:Tcp", "udp:Udp", "pad:Pad"] },
-        { "reaper_history", typeof(SweepAbi.History), ["host_netns:HostNetns", "record_started_ns:RecordStartedNs", "contacts_inserted:ContactsInserted", "contacts_lost:ContactsLost"] },
-    };
+             "uid:Uid", "result:Result", "local_port:LocalPort", "remote_port:RemotePort", "protocol:Protocol", "family:Family", "state:State", "_pad0:Pad0"], [Sweep]),
+        ("reaper_stats", typeof(SweepAbi.Stats),
+            ["scanned_tcp:ScannedTcp", "scanned_udp:ScannedUdp", "matched:Matched", "destroyed:Destroyed", "failed:Failed", "held_back:HeldBack", "dry_run:DryRun"], [Sweep]),
+        ("reaper_contact_key", typeof(SweepAbi.ContactKey), ["addr:Address", "netns_cookie:NetnsCookie"], [Hooks]),
+        ("reaper_contact", typeof(SweepAbi.Contact), ["first_ns:FirstNs", "tcp:Tcp", "udp:Udp", "pad:Pad"], [Hooks]),
+        ("reaper_host_contact", typeof(SweepAbi.HostContact), ["last_ns:LastNs", "tcp:Tcp", "udp:Udp", "pad:Pad"], [Hooks, Census]),
+        ("reaper_history", typeof(SweepAbi.History), ["host_netns:HostNetns", "record_started_ns:RecordStartedNs", "contacts_inserted:ContactsInserted", "contacts_lost:ContactsLost"], [Hooks, Census]),
+    ];
 
-    public static TheoryData<string, Type, string[]> DatapathStructs => new()
+    public static TheoryData<string, string, Type, string[]> Structs
     {
-        { "reaper_stats_key", typeof(DatapathAbi.StatsKey), ["ifindex:Ifindex", "hook:Hook"] },
-        { "reaper_dev_stats", typeof(DatapathAbi.DeviceStats), ["packets:Packets", "bytes:Bytes"] },
-        { "reaper_slot", typeof(DatapathAbi.Slot), ["ifindex:Ifindex", "generation:Generation", "packets:Packets", "bytes:Bytes", "src:Src", "dst:Dst", "hits:Hits", "_pad0:Pad0"] },
-        { "reaper_endpoint", typeof(DatapathAbi.Endpoint), ["flags:Flags", "_pad0:Pad0"] },
-        { "reaper_assigned_key", typeof(DatapathAbi.AssignedKey), ["ifindex:Ifindex", "addr:Addr"] },
-        { "reaper_owner", typeof(DatapathAbi.Owner), ["ifindex:Ifindex", "mac:Mac", "_pad0:Pad0", "netns_cookie:NetnsCookie", "first_seen_ns:FirstSeenNs", "last_seen_ns:LastSeenNs"] },
-        { "reaper_flow_key", typeof(DatapathAbi.FlowKey), ["ifindex:Ifindex", "remote:Remote"] },
-        { "reaper_backend_key", typeof(DatapathAbi.BackendKey), ["addr:Addr", "port:Port", "protocol:Protocol", "_pad0:Pad0"] },
-        { "reaper_service_flow_key", typeof(DatapathAbi.ServiceFlowKey), ["backend:Backend", "client:Client", "backend_port:BackendPort", "client_port:ClientPort", "protocol:Protocol", "_pad0:Pad0"] },
-        { "reaper_event", typeof(DatapathAbi.Event), ["kind:Kind", "ifindex:Ifindex", "old_ifindex:OldIfindex", "_pad0:Pad0", "addr:Addr", "mac:Mac", "_pad1:Pad1", "netns_cookie:NetnsCookie", "time_ns:TimeNs"] },
-    };
-
-    [Theory]
-    [MemberData(nameof(DatapathStructs))]
-    public void Datapath_twin_matches_the_compiled_C_struct(string cName, Type csharp, string[] fieldMap) =>
-        Compare(EmbeddedObject.Datapath, cName, csharp, fieldMap);
-
-    [Theory]
-    [MemberData(nameof(Structs))]
-    public void Csharp_twin_matches_the_compiled_C_struct(string cName, Type csharp, string[] fieldMap) =>
-        Compare(EmbeddedObject.Sweep, cName, csharp, fieldMap);
-
-    private static void Compare(string objectName, string cName, Type csharp, string[] fieldMap)
-    {
-        using var obj = EmbeddedObject.Open(objectName);
-        var (size, fields) = obj.Btf.Struct(cName);
-        Assert.Equal(size, Marshal.SizeOf(csharp));
-        Assert.Equal(fieldMap.Select(f => f.Split(':')[0]), fields.Select(f => f.Name));
-        foreach (var pair in fieldMap)
+        get
         {
-            var (c, cs) = (pair.Split(':')[0], pair.Split(':')[1]);
-            var offset = (int)Marshal.OffsetOf(csharp, cs);
-            Assert.True(fields.Single(f => f.Name == c).Offset == offset, $"{cName}.{c} is at {fields.Single(f => f.Name == c).Offset}, {csharp.Name}.{cs} at {offset}");
+            var data = new TheoryData<string, string, Type, string[]>();
+            foreach (var (c, csharp, fields, objects) in Table)
+            {
+                foreach (var obj in objects)
+                {
+                    data.Add(obj, c, csharp, fields);
+                }
+            }
+
+            return data;
         }
     }
 
+    [Theory]
+    [MemberData(nameof(Structs))]
+    public void Csharp_twin_matches_the_compiled_C_struct(string objectName, string cName, Type csharp, string[] fieldMap) =>
+        BtfAbi.CompareStruct(objectName, cName, csharp, fieldMap);
+
+    [Theory]
+    [InlineData(Sweep)]
+    [InlineData(Hooks)]
+    [InlineData(Census)]
+    public void Sizes_match_the_compiled_constants(string objectName) =>
+        BtfAbi.CompareEnum(objectName, "reaper_sweep_sizes", new Dictionary<string, long>
+        {
+            ["REAPER_ADDR_LEN"] = 16,
+            ["REAPER_ADDR_BITS"] = 128,
+            ["REAPER_RULES_PER_PREFIX"] = SweepAbi.RulesPerPrefix,
+            ["REAPER_RULES_MAX"] = SweepAbi.RulesMax,
+            ["REAPER_CONTACTS_MAX"] = SweepAbi.ContactsMax,
+            ["REAPER_HOST_CONTACTS_MAX"] = SweepAbi.HostContactsMax,
+            ["REAPER_NETNS_BEFORE_MAX"] = SweepAbi.NetnsBeforeMax,
+        });
+
     [Fact]
-    public void Constants_match_the_header()
+    public void Protocol_bits_and_results_match_the_compiled_constants()
     {
-        var header = File.ReadAllText(RepoPaths.Of("bpf/include/reaper_sweep.h"));
-        Assert.Contains($"#define REAPER_RULES_PER_PREFIX {SweepAbi.RulesPerPrefix}\n", header, StringComparison.Ordinal);
-        Assert.Contains($"#define REAPER_RULES_MAX {SweepAbi.RulesMax}\n", header, StringComparison.Ordinal);
-        Assert.Contains($"#define REAPER_CONTACTS_MAX {SweepAbi.ContactsMax}\n", header, StringComparison.Ordinal);
-        Assert.Contains($"#define REAPER_NETNS_BEFORE_MAX {SweepAbi.NetnsBeforeMax}\n", header, StringComparison.Ordinal);
-        Assert.Contains($"#define REAPER_HOST_CONTACTS_MAX {SweepAbi.HostContactsMax}\n", header, StringComparison.Ordinal);
-        Assert.Contains($"#define REAPER_RESULT_DRY_RUN {SweepAbi.ResultDryRun}\n", header, StringComparison.Ordinal);
-        Assert.Contains($"#define REAPER_RESULT_HELD_BACK {SweepAbi.ResultHeldBack}\n", header, StringComparison.Ordinal);
+        BtfAbi.CompareEnum(Sweep, "reaper_proto_bits", new Dictionary<string, long>
+        {
+            ["REAPER_PROTO_TCP"] = (long)SweepProtocols.Tcp,
+            ["REAPER_PROTO_UDP"] = (long)SweepProtocols.Udp,
+        });
+        BtfAbi.CompareEnum(Sweep, "reaper_result", new Dictionary<string, long>
+        {
+            ["REAPER_RESULT_DESTROYED"] = SweepAbi.ResultDestroyed,
+            ["REAPER_RESULT_DRY_RUN"] = SweepAbi.ResultDryRun,
+            ["REAPER_RESULT_HELD_BACK"] = SweepAbi.ResultHeldBack,
+        });
+    }
+
+    [Fact]
+    public void Map_capacities_are_the_constants()
+    {
+        using var sweep = EmbeddedObject.Open(Sweep);
+        Assert.Equal(SweepAbi.RulesMax, sweep.Map(SweepObject.Maps.Rules).MaxEntries);
+        Assert.Equal(SweepAbi.RulesMax, sweep.Map(SweepObject.Maps.Prefixes).MaxEntries);
+        using var hooks = EmbeddedObject.Open(Hooks);
+        Assert.Equal(SweepAbi.ContactsMax, hooks.Map(HooksObject.Maps.Contacts).MaxEntries);
+        Assert.Equal(SweepAbi.HostContactsMax, hooks.Map(HooksObject.Maps.HostContacts).MaxEntries);
+        Assert.Equal(SweepAbi.NetnsBeforeMax, hooks.Map(HooksObject.Maps.NetnsBefore).MaxEntries);
     }
 }

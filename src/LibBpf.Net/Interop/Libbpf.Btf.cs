@@ -31,6 +31,14 @@ internal static partial class Libbpf
         public uint Size;
     }
 
+    /// <summary>struct btf_enum; follows an ENUM btf_type.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct BtfEnum
+    {
+        public uint NameOffset;
+        public int Value;
+    }
+
     [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
     internal static partial int btf__find_by_name_kind(IntPtr btf, string name, uint kind);
 

@@ -37,6 +37,9 @@ internal static partial class Libbpf
     internal static partial int bpf_map__set_max_entries(BpfInteriorHandle map, uint maxEntries);
 
     [LibraryImport(Library)]
+    internal static partial int bpf_map__reuse_fd(BpfInteriorHandle map, int fd);
+
+    [LibraryImport(Library)]
     internal static unsafe partial void* bpf_map__initial_value(BpfInteriorHandle map, nuint* size);
 
     [LibraryImport(Library, SetLastError = true)]

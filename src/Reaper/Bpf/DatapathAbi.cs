@@ -3,8 +3,8 @@ using System.Runtime.InteropServices;
 namespace SocketReaper.Bpf;
 
 /// <summary>
-/// C# twins of bpf/include/reaper_datapath.h, layout-checked against the datapath object's BTF
-/// (DatapathAbiLayoutTests). Change both sides together.
+/// C# twins of bpf/include/reaper_datapath.h: layouts and constants are checked against the
+/// datapath object's BTF by DatapathAbiLayoutTests. Change both sides together.
 /// </summary>
 internal static class DatapathAbi
 {

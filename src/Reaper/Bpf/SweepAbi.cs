@@ -3,8 +3,9 @@ using System.Runtime.InteropServices;
 namespace SocketReaper.Bpf;
 
 /// <summary>
-/// C# twins of bpf/include/reaper_sweep.h. Layouts are checked against the BTF of the compiled
-/// sweep object by SweepAbiLayoutTests; change both sides together.
+/// C# twins of bpf/include/reaper_sweep.h, shared by the sweep, hooks and census objects. Layouts
+/// and constants are checked against the BTF of every compiled object that has them by
+/// SweepAbiLayoutTests; change both sides together.
 /// </summary>
 internal static class SweepAbi
 {
@@ -14,8 +15,7 @@ internal static class SweepAbi
     public const int NetnsBeforeMax = 65536;
     public const int HostContactsMax = 65536;
 
-    public const byte ProtoTcp = 1 << 0;
-    public const byte ProtoUdp = 1 << 1;
+    // REAPER_PROTO_TCP/UDP are SweepProtocols' values (checked by the same test).
 
     public const int ResultDestroyed = 0;
     public const int ResultDryRun = 1;

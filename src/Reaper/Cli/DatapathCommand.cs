@@ -74,7 +74,7 @@ internal static class DatapathCommand
 
     private static int Endpoints(string root, TextWriter stdout)
     {
-        var pin = DatapathState.MapPin(root, "reaper_owners");
+        var pin = DatapathState.MapPin(root, Bpf.DatapathObject.Maps.Owners);
         if (!File.Exists(pin))
         {
             stdout.WriteLine($"No learned endpoints: nothing is pinned at {pin} (is the daemon's datapath enabled?).");

@@ -8,7 +8,7 @@ using SocketReaper.Sweep;
 namespace SocketReaper.Daemon;
 
 /// <summary>What the daemon's services share once started: the coordinator, the host's features, health.</summary>
-internal sealed class DaemonState : IDisposable
+internal sealed partial class DaemonState : IDisposable
 {
     private static readonly TimeSpan StuckAfter = TimeSpan.FromMinutes(5);
     private readonly ReaperOptions _options;
@@ -16,6 +16,8 @@ internal sealed class DaemonState : IDisposable
     private readonly LoadedEngine _engine;
     private readonly ILoggerFactory _loggers;
     private SweepCoordinator? _coordinator;
+    private Bpf.HooksObject? _hooksObject;
+    private Bpf.CensusObject? _censusObject;
     private long _sweepStarted;
 
     public DaemonState(ReaperOptions options, ReaperMetrics metrics, LoadedEngine engine, ILoggerFactory loggers)
@@ -63,15 +65,13 @@ internal sealed class DaemonState : IDisposable
             Bpf.PinnedState.CreatePrivateDirectory(datapath.PinRoot);
         }
 
-        var engine = reaping.SocketHooks
-            ? new SweepEngine(_loggers.CreateLogger<SweepEngine>(), Datapath.DatapathState.MapsDirectory(datapath.PinRoot), ownsState: true)
-            : new SweepEngine(_loggers.CreateLogger<SweepEngine>());
+        var engine = LoadEngine();
         var discovery = new DiscoveryOptions { Directories = sweep.NetnsDirectories };
         _coordinator = new SweepCoordinator(engine, discovery, sweep.Parallelism, _metrics, _loggers.CreateLogger<SweepCoordinator>());
         _engine.Loaded(_coordinator);
-        if (reaping.SocketHooks)
+        if (_hooksObject is not null && _censusObject is not null)
         {
-            _engine.HooksStarted(SocketHooks.Start(engine.Object, datapath.PinRoot, reaping.Cgroup, discovery, _loggers.CreateLogger<SocketHooks>()));
+            _engine.HooksStarted(SocketHooks.Start(_hooksObject, _censusObject, datapath.PinRoot, reaping.Cgroup, discovery, _loggers.CreateLogger<SocketHooks>()));
             if (Hooks is { } hooks)
             {
                 _coordinator.ScopeVersion = () => hooks.ScopeVersion;
@@ -86,5 +86,48 @@ internal sealed class DaemonState : IDisposable
         return _coordinator.Discover().Count;
     }
 
-    public void Dispose() => _coordinator?.Dispose();
+    /// <summary>
+    /// Loads the sweep and, with socket hooks on, first the hooks' object (its state pinned under
+    /// the maps directory) and the census, both of which share its maps. A start that fails part
+    /// way leaves nothing pinned that it made.
+    /// </summary>
+    private SweepEngine LoadEngine()
+    {
+        var logger = _loggers.CreateLogger<SweepEngine>();
+        if (!_options.Reaping.SocketHooks)
+        {
+            return new SweepEngine(logger);
+        }
+
+        var directory = Datapath.DatapathState.MapsDirectory(_options.Datapath.PinRoot);
+        var hooks = Bpf.HooksObject.Load(directory, reason => Log.StateDiscarded(logger, directory, reason));
+        try
+        {
+            _censusObject = Bpf.CensusObject.Load(hooks);
+            var engine = new SweepEngine(logger, hooks);
+            _hooksObject = hooks;
+            return engine;
+        }
+        catch
+        {
+            _censusObject?.Dispose();
+            _censusObject = null;
+            hooks.RemoveCreatedPins();
+            hooks.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        _coordinator?.Dispose();
+        _censusObject?.Dispose();
+        _hooksObject?.Dispose();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 101, Level = LogLevel.Warning, Message = "Socket history pinned under {Directory} does not fit this build and was discarded: {Reason}")]
+        public static partial void StateDiscarded(ILogger logger, string directory, string reason);
+    }
 }

@@ -66,7 +66,7 @@ internal sealed partial class DatapathService : BackgroundService
         {
             using var obj = DatapathState.Load(_config.Datapath.PinRoot, reason => Log.StateDiscarded(_logger, DatapathState.MapsDirectory(_config.Datapath.PinRoot), reason), _config.Datapath.EventBufferBytes);
             using var monitor = RtNetlinkMonitor.Open();
-            using var events = new RingBuffer(obj.Map("reaper_events"), record =>
+            using var events = new RingBuffer(obj.Events, record =>
             {
                 OnEvent(MemoryMarshal.Read<DatapathAbi.Event>(record));
                 return 0;
@@ -87,12 +87,12 @@ internal sealed partial class DatapathService : BackgroundService
             }
 
             Prune(obj, links.Select(l => l.Index).ToHashSet());
-            foreach (var learned in DatapathState.Owners(obj.Map("reaper_owners")))
+            foreach (var learned in DatapathState.Owners(obj.Owners))
             {
                 _known[learned.Key] = learned.Owner.Ifindex;
             }
 
-            ref var lost = ref obj.Global<ulong>("reaper_events_lost");
+            ref var lost = ref obj.EventsLost;
             Log.Covering(_logger, _devices.Count, _config.Datapath.PinRoot);
             var nextDrift = DateTime.UtcNow + DriftEvery;
             while (!stop.IsCancellationRequested)
@@ -154,7 +154,7 @@ internal sealed partial class DatapathService : BackgroundService
         }
     }
 
-    private void Consider(BpfObject obj, LinkInfo link)
+    private void Consider(DatapathObject obj, LinkInfo link)
     {
         if (_devices.ContainsKey(link.Index) || !_selector.Selects(link.Name, link.Kind))
         {
@@ -167,9 +167,9 @@ internal sealed partial class DatapathService : BackgroundService
             // The device is an endpoint, with its counter slot, before our programs see its first
             // packet: one that came between the attach and these writes was counted but never
             // learned (a new endpoint's first exchange, which may be all it says for a while).
-            obj.Map("reaper_endpoints").Update((uint)link.Index, new DatapathAbi.Endpoint());
+            obj.Endpoints.Update((uint)link.Index, new DatapathAbi.Endpoint());
             DeviceCounters.Claim(obj, (uint)link.Index, holder => _devices.ContainsKey((int)holder));
-            var owned = hooks.Select(h => _links.Ensure(obj.Program(ProgramFor(h)), link.Name, link.Index)).ToList();
+            var owned = hooks.Select(h => _links.Ensure(obj.For(h), link.Name, link.Index)).ToList();
             _devices[link.Index] = (link.Name, owned);
             Count();
             Log.Attached(_logger, link.Name, link.Index, owned[0].Outcome.ToString().ToLowerInvariant());
@@ -181,7 +181,7 @@ internal sealed partial class DatapathService : BackgroundService
         }
     }
 
-    private void Forget(BpfObject obj, int ifindex)
+    private void Forget(DatapathObject obj, int ifindex)
     {
         if (!_devices.Remove(ifindex, out var device))
         {
@@ -207,9 +207,9 @@ internal sealed partial class DatapathService : BackgroundService
     }
 
     /// <summary>Drops pinned per-device state a previous run left for devices we no longer manage.</summary>
-    private void Prune(BpfObject obj, HashSet<int> present)
+    private void Prune(DatapathObject obj, HashSet<int> present)
     {
-        var stale = obj.Map("reaper_endpoints").Keys<uint>().Where(i => !_devices.ContainsKey((int)i)).ToList();
+        var stale = obj.Endpoints.Keys<uint>().Where(i => !_devices.ContainsKey((int)i)).ToList();
         stale.AddRange(DeviceCounters.Holders(obj).Where(i => !_devices.ContainsKey((int)i)));
         foreach (var ifindex in stale.Distinct())
         {
@@ -222,9 +222,9 @@ internal sealed partial class DatapathService : BackgroundService
         ForgetOwnersOf(obj, i => !_devices.ContainsKey((int)i));
     }
 
-    private static void ForgetState(BpfObject obj, uint ifindex)
+    private static void ForgetState(DatapathObject obj, uint ifindex)
     {
-        obj.Map("reaper_endpoints").Delete(ifindex);
+        obj.Endpoints.Delete(ifindex);
         DeviceCounters.Release(obj, ifindex);
     }
 
@@ -232,7 +232,7 @@ internal sealed partial class DatapathService : BackgroundService
     /// An endpoint device went: the addresses it still owns (none moved to a live endpoint since)
     /// are forgotten, and the sockets still talking to them reaped (Reaping.EndpointGone).
     /// </summary>
-    private void ReapOwnersOf(BpfObject obj, Func<uint, bool> gone)
+    private void ReapOwnersOf(DatapathObject obj, Func<uint, bool> gone)
     {
         foreach (var (address, ifindex) in ForgetOwnersOf(obj, gone))
         {
@@ -256,9 +256,9 @@ internal sealed partial class DatapathService : BackgroundService
     }
 
     /// <summary>Deletes the owner entries whose device matches <paramref name="which"/>; returns their addresses and devices.</summary>
-    private List<(System.Net.IPAddress Address, int Ifindex)> ForgetOwnersOf(BpfObject obj, Func<uint, bool> which)
+    private List<(System.Net.IPAddress Address, int Ifindex)> ForgetOwnersOf(DatapathObject obj, Func<uint, bool> which)
     {
-        var owners = obj.Map("reaper_owners");
+        var owners = obj.Owners;
         var matched = DatapathState.Owners(owners).Where(o => which(o.Owner.Ifindex)).ToList();
         foreach (var owner in matched)
         {
@@ -269,7 +269,7 @@ internal sealed partial class DatapathService : BackgroundService
         if (matched.Count > 0)
         {
             // Device slots may remember flows from these addresses: make them look again.
-            Interlocked.Increment(ref obj.Global<uint>("reaper_generation"));
+            Interlocked.Increment(ref obj.Generation);
         }
 
         return [.. matched.Select(o => (o.Address, (int)o.Owner.Ifindex))];
@@ -306,7 +306,7 @@ internal sealed partial class DatapathService : BackgroundService
     /// born before this moment are reaped. The route's device becomes the address's owner, so the
     /// datapath does not report the same move again when the new endpoint first sends.
     /// </summary>
-    private void RouteAdded(BpfObject obj, RouteInfo route)
+    private void RouteAdded(DatapathObject obj, RouteInfo route)
     {
         if (!_devices.ContainsKey(route.Oif))
         {
@@ -314,7 +314,7 @@ internal sealed partial class DatapathService : BackgroundService
         }
 
         var now = Monotonic.NowNs();
-        var owners = obj.Map("reaper_owners");
+        var owners = obj.Owners;
         var key = AbiAddress.Key(route.Destination);
         var known = owners.TryLookup<UInt128, DatapathAbi.Owner>(key, out var owner);
         if (known && owner.Ifindex == (uint)route.Oif)
@@ -325,7 +325,7 @@ internal sealed partial class DatapathService : BackgroundService
         var moved = (known && _devices.ContainsKey((int)owner.Ifindex)) | _graveyard.Take(route.Destination, route.Oif);
         owners.Update(key, new DatapathAbi.Owner { Ifindex = (uint)route.Oif, FirstSeenNs = now, LastSeenNs = now });
         _known[key] = (uint)route.Oif;
-        Interlocked.Increment(ref obj.Global<uint>("reaper_generation"));
+        Interlocked.Increment(ref obj.Generation);
         if (moved && _config.Reaping.IpReused)
         {
             _reaper.Enqueue(ReapTarget.IpReused(route.Destination, now));
@@ -336,9 +336,9 @@ internal sealed partial class DatapathService : BackgroundService
     /// The host route to an endpoint's address went while the endpoint's device stays: the address was
     /// taken off the endpoint. Its sockets are reaped as if the endpoint had gone.
     /// </summary>
-    private void RouteRemoved(BpfObject obj, RouteInfo route)
+    private void RouteRemoved(DatapathObject obj, RouteInfo route)
     {
-        var owners = obj.Map("reaper_owners");
+        var owners = obj.Owners;
         var key = AbiAddress.Key(route.Destination);
         if (!_devices.ContainsKey(route.Oif) || !owners.TryLookup<UInt128, DatapathAbi.Owner>(key, out var owner) || owner.Ifindex != (uint)route.Oif)
         {
@@ -347,7 +347,7 @@ internal sealed partial class DatapathService : BackgroundService
 
         owners.Delete(key);
         _known.Remove(key);
-        Interlocked.Increment(ref obj.Global<uint>("reaper_generation"));
+        Interlocked.Increment(ref obj.Generation);
         Left(route.Destination, route.Oif);
     }
 
@@ -359,9 +359,9 @@ internal sealed partial class DatapathService : BackgroundService
     /// longer manage (endpoint_gone). Which other sockets the lost events concerned is unknown, so
     /// what this queues is swept in full, not targeted.
     /// </summary>
-    private void CatchUp(BpfObject obj, ulong lost)
+    private void CatchUp(DatapathObject obj, ulong lost)
     {
-        var table = DatapathState.Owners(obj.Map("reaper_owners")).ToDictionary(o => o.Key);
+        var table = DatapathState.Owners(obj.Owners).ToDictionary(o => o.Key);
         var targets = new List<ReapTarget>();
         var (moved, gone) = (0, 0);
         foreach (var (key, learned) in table)
@@ -407,14 +407,14 @@ internal sealed partial class DatapathService : BackgroundService
         }
 
         _metrics.ReapCatchUps.Inc();
-        _metrics.DatapathEventsLost.IncTo(Volatile.Read(ref obj.Global<ulong>("reaper_events_lost")));
+        _metrics.DatapathEventsLost.IncTo(Volatile.Read(ref obj.EventsLost));
         Log.CaughtUp(_logger, lost, table.Count, moved, gone, targets.Count);
     }
 
     /// <summary>Makes the datapath's backend table the services' backends; the programs look for service flows only while it has any.</summary>
-    private void SyncBackends(BpfObject obj)
+    private void SyncBackends(DatapathObject obj)
     {
-        var backends = obj.Map("reaper_backends");
+        var backends = obj.Backends;
         var wanted = _services.BackendKeys().ToHashSet();
         var present = backends.Keys<DatapathAbi.BackendKey>();
 
@@ -428,11 +428,11 @@ internal sealed partial class DatapathService : BackgroundService
             backends.Update(backend, (byte)1);
         }
 
-        obj.Global<uint>("reaper_backend_count") = (uint)wanted.Count;
+        obj.BackendCount = (uint)wanted.Count;
     }
 
     /// <summary>Re-reads the links and re-attaches any of ours that is no longer on its hook.</summary>
-    private void Repair(BpfObject obj)
+    private void Repair(DatapathObject obj)
     {
         var missing = 0;
         using (var rt = RtNetlink.Open())
@@ -462,7 +462,7 @@ internal sealed partial class DatapathService : BackgroundService
                 missing++;
                 try
                 {
-                    device.Links[i] = _links.Ensure(obj.Program(ProgramFor(owned.Hook)), device.Name, ifindex);
+                    device.Links[i] = _links.Ensure(obj.For(owned.Hook), device.Name, ifindex);
                     _metrics.DatapathReattachments.Inc();
                     missing--;
                     Log.Reattached(_logger, device.Name, ifindex, DeviceLinks.HookName(owned.Hook));
@@ -477,15 +477,6 @@ internal sealed partial class DatapathService : BackgroundService
         _metrics.DatapathLinksMissing.Set(missing);
     }
 
-    /// <summary>The program of datapath.bpf.c that belongs on <paramref name="hook"/>.</summary>
-    private static string ProgramFor(BpfAttachType hook) => hook switch
-    {
-        BpfAttachType.TcxIngress => "reaper_tcx_in",
-        BpfAttachType.TcxEgress => "reaper_tcx_out",
-        BpfAttachType.NetkitPrimary => "reaper_nk_prim",
-        _ => "reaper_nk_peer",
-    };
-
     private void Count()
     {
         foreach (var hook in new[] { BpfAttachType.TcxIngress, BpfAttachType.TcxEgress, BpfAttachType.NetkitPrimary, BpfAttachType.NetkitPeer })
@@ -494,9 +485,9 @@ internal sealed partial class DatapathService : BackgroundService
         }
     }
 
-    private void Export(BpfObject obj)
+    private void Export(DatapathObject obj)
     {
-        _metrics.DatapathEventsLost.IncTo(obj.Global<ulong>("reaper_events_lost"));
+        _metrics.DatapathEventsLost.IncTo(obj.EventsLost);
         foreach (var (ifindex, device) in _devices.Take(_config.Datapath.MaxDeviceMetrics))
         {
             foreach (var (hook, name) in new[] { (DatapathAbi.HookIngress, "ingress"), (DatapathAbi.HookEgress, "egress") })

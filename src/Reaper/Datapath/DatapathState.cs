@@ -10,9 +10,6 @@ namespace SocketReaper.Datapath;
 /// </summary>
 internal static class DatapathState
 {
-    /// <summary>The maps that outlive the daemon. The ring buffer and the global counters do not.</summary>
-    public static readonly IReadOnlyList<string> PinnedMaps = ["reaper_slots", "reaper_dev_stats", "reaper_endpoints", "reaper_assigned", "reaper_owners", "reaper_flows", "reaper_backends", "reaper_service_flows"];
-
     public static string LinksDirectory(string root) => $"{root}/links";
 
     public static string MapsDirectory(string root) => $"{root}/maps";
@@ -25,16 +22,16 @@ internal static class DatapathState
     /// is discarded — <paramref name="discarded"/> is told why — and the load is retried afresh.
     /// </summary>
     /// <remarks>The event ring gets <paramref name="eventBufferBytes"/> (a power of two, at least a page).</remarks>
-    public static BpfObject Load(string root, Action<string> discarded, int eventBufferBytes = 256 * 1024) =>
-        PinnedState.Load(EmbeddedObject.Datapath, MapsDirectory(root), PinnedMaps, discarded, obj => obj.Map("reaper_events").SetMaxEntries(eventBufferBytes));
+    public static DatapathObject Load(string root, Action<string> discarded, int eventBufferBytes = 256 * 1024) =>
+        DatapathObject.Load(MapsDirectory(root), discarded, eventBufferBytes);
 
     /// <summary>Unpins the learned state; returns how many maps were pinned.</summary>
-    public static int RemoveMaps(string root) => PinnedState.Remove(MapsDirectory(root), PinnedMaps);
+    public static int RemoveMaps(string root) => PinnedState.Remove(MapsDirectory(root), DatapathObject.PinnedMaps);
 
     /// <summary>A learned owner: its table key (the address's 16 bytes as stored), the address, and what was learned.</summary>
     public readonly record struct LearnedOwner(UInt128 Key, System.Net.IPAddress Address, DatapathAbi.Owner Owner);
 
-    /// <summary>Every entry of the owner table <paramref name="owners"/> (reaper_owners, from the object or its pin), read in batches.</summary>
+    /// <summary>Every entry of the owner table <paramref name="owners"/> (<see cref="DatapathObject.Maps.Owners"/>, from the object or its pin), read in batches.</summary>
     public static List<LearnedOwner> Owners(BpfMap owners) =>
         [.. owners.ReadAll<UInt128, DatapathAbi.Owner>().Select(e => new LearnedOwner(e.Key, AbiAddress.FromKey(e.Key), e.Value))];
 }

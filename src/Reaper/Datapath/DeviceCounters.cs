@@ -11,9 +11,9 @@ namespace SocketReaper.Datapath;
 internal static class DeviceCounters
 {
     /// <summary>Gives <paramref name="ifindex"/> its slot unless a device in <paramref name="managed"/> holds it; true when it has it.</summary>
-    public static bool Claim(BpfObject obj, uint ifindex, Func<uint, bool> managed)
+    public static bool Claim(DatapathObject obj, uint ifindex, Func<uint, bool> managed)
     {
-        var slots = obj.Map("reaper_slots");
+        var slots = obj.Slots;
         var index = SlotOf(ifindex);
         var holder = slots.LookupPerCpu<uint, DatapathAbi.Slot>(index)[0].Ifindex;
         if (holder == ifindex)
@@ -31,9 +31,9 @@ internal static class DeviceCounters
     }
 
     /// <summary>Frees the slot of <paramref name="ifindex"/> (if it holds it) and drops its overflow counters.</summary>
-    public static void Release(BpfObject obj, uint ifindex)
+    public static void Release(DatapathObject obj, uint ifindex)
     {
-        var slots = obj.Map("reaper_slots");
+        var slots = obj.Slots;
         var index = SlotOf(ifindex);
         if (slots.LookupPerCpu<uint, DatapathAbi.Slot>(index)[0].Ifindex == ifindex)
         {
@@ -42,14 +42,14 @@ internal static class DeviceCounters
 
         foreach (var hook in new[] { DatapathAbi.HookIngress, DatapathAbi.HookEgress })
         {
-            obj.Map("reaper_dev_stats").Delete(new DatapathAbi.StatsKey { Ifindex = ifindex, Hook = (uint)hook });
+            obj.DeviceStats.Delete(new DatapathAbi.StatsKey { Ifindex = ifindex, Hook = (uint)hook });
         }
     }
 
     /// <summary>The devices holding a slot.</summary>
-    public static IEnumerable<uint> Holders(BpfObject obj)
+    public static IEnumerable<uint> Holders(DatapathObject obj)
     {
-        var slots = obj.Map("reaper_slots");
+        var slots = obj.Slots;
         for (var i = 0u; i < DatapathAbi.Slots; i++)
         {
             var holder = slots.LookupPerCpu<uint, DatapathAbi.Slot>(i)[0].Ifindex;
@@ -61,10 +61,10 @@ internal static class DeviceCounters
     }
 
     /// <summary>Packets and bytes of <paramref name="ifindex"/> at <paramref name="hook"/> (DatapathAbi.HookIngress/HookEgress), all CPUs.</summary>
-    public static unsafe (ulong Packets, ulong Bytes) Read(BpfObject obj, uint ifindex, int hook)
+    public static unsafe (ulong Packets, ulong Bytes) Read(DatapathObject obj, uint ifindex, int hook)
     {
         ulong packets = 0, bytes = 0;
-        foreach (var slot in obj.Map("reaper_slots").LookupPerCpu<uint, DatapathAbi.Slot>(SlotOf(ifindex)))
+        foreach (var slot in obj.Slots.LookupPerCpu<uint, DatapathAbi.Slot>(SlotOf(ifindex)))
         {
             if (slot.Ifindex == ifindex)
             {
@@ -73,7 +73,7 @@ internal static class DeviceCounters
             }
         }
 
-        foreach (var stats in obj.Map("reaper_dev_stats").LookupPerCpu<DatapathAbi.StatsKey, DatapathAbi.DeviceStats>(new DatapathAbi.StatsKey { Ifindex = ifindex, Hook = (uint)hook }))
+        foreach (var stats in obj.DeviceStats.LookupPerCpu<DatapathAbi.StatsKey, DatapathAbi.DeviceStats>(new DatapathAbi.StatsKey { Ifindex = ifindex, Hook = (uint)hook }))
         {
             packets += stats.Packets;
             bytes += stats.Bytes;

@@ -189,7 +189,7 @@ internal sealed partial class ServiceRegistry
     private static SweepProtocols Protocols(ServiceSpec service) =>
         service.Protocol == ProtocolType.Udp ? SweepProtocols.Udp : SweepProtocols.Tcp;
 
-    private string FlowsPin => DatapathState.MapPin(_config.Datapath.PinRoot, "reaper_service_flows");
+    private string FlowsPin => DatapathState.MapPin(_config.Datapath.PinRoot, Bpf.DatapathObject.Maps.ServiceFlows);
 
     private static unsafe (UInt128 Backend, UInt128 Client) Addresses(in DatapathAbi.ServiceFlowKey key)
     {

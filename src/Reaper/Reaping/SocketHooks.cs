@@ -8,7 +8,7 @@ using SocketReaper.Sweep;
 namespace SocketReaper.Reaping;
 
 /// <summary>
-/// The sweep object's socket hooks on the cgroup v2 root — cgroup/connect4, cgroup/connect6 and
+/// The socket hooks (<see cref="HooksObject"/>) on the cgroup v2 root — cgroup/connect4, cgroup/connect6 and
 /// sockops — and what they record: each socket's birth time (for born-before rules) and which
 /// namespaces connected to or accepted from which address (for targeted sweeps).
 ///
@@ -25,13 +25,14 @@ namespace SocketReaper.Reaping;
 /// </summary>
 internal sealed partial class SocketHooks
 {
-    private static readonly (string Program, string Pin)[] Programs =
-        [("reaper_connect4", "cgroup_connect4"), ("reaper_connect6", "cgroup_connect6"), ("reaper_sockops", "cgroup_sockops")];
+    private static readonly (Func<HooksObject, BpfProgram> Program, string Pin)[] Programs =
+        [(h => h.Connect4, "cgroup_connect4"), (h => h.Connect6, "cgroup_connect6"), (h => h.Sockops, "cgroup_sockops")];
 
     /// <summary>Above this many (namespace, address) pairs one read of the whole table beats a lookup per pair.</summary>
     private const int LookupsPerSweep = 4096;
 
-    private readonly BpfObject _sweep;
+    private readonly HooksObject _hooks;
+    private readonly CensusObject _census;
     private readonly DiscoveryOptions _discovery;
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
@@ -50,9 +51,10 @@ internal sealed partial class SocketHooks
     private BpfLink? _censusTcp;
     private BpfLink? _censusUdp;
 
-    private SocketHooks(BpfObject sweep, string root, string cgroup, DiscoveryOptions discovery, ILogger logger)
+    private SocketHooks(HooksObject hooks, CensusObject census, string root, string cgroup, DiscoveryOptions discovery, ILogger logger)
     {
-        _sweep = sweep;
+        _hooks = hooks;
+        _census = census;
         _discovery = discovery;
         LinksDirectory = HooksDirectory(root);
         Cgroup = cgroup;
@@ -67,12 +69,13 @@ internal sealed partial class SocketHooks
     public static string HooksDirectory(string root) => $"{root}/hooks";
 
     /// <summary>
-    /// Attaches (or, after a restart, updates) the hooks of <paramref name="sweep"/> on
+    /// Attaches (or, after a restart, updates) the programs of <paramref name="hooks"/> on
     /// <paramref name="cgroupSetting"/> (empty: the cgroup2 mount). Null, with a warning, when there
     /// is no cgroup v2 or the kernel refuses: sweeps are then always full, and born-before rules
     /// treat every socket as old.
     /// </summary>
-    public static SocketHooks? Start(BpfObject sweep, string root, string cgroupSetting, DiscoveryOptions discovery, ILogger logger)
+    /// <remarks><paramref name="census"/> must share <paramref name="hooks"/>' maps (<see cref="CensusObject.Load"/>).</remarks>
+    public static SocketHooks? Start(HooksObject hooks, CensusObject census, string root, string cgroupSetting, DiscoveryOptions discovery, ILogger logger)
     {
         var cgroup = cgroupSetting.Length > 0 ? cgroupSetting : Cgroup2.MountPoint();
         if (cgroup is null)
@@ -81,11 +84,11 @@ internal sealed partial class SocketHooks
             return null;
         }
 
-        var hooks = new SocketHooks(sweep, root, cgroup, discovery, logger);
+        var started = new SocketHooks(hooks, census, root, cgroup, discovery, logger);
         try
         {
-            hooks.EnsureAll(starting: true);
-            return hooks;
+            started.EnsureAll(starting: true);
+            return started;
         }
         catch (Exception e) when (e is NativeException or IOException or UnauthorizedAccessException)
         {
@@ -99,7 +102,7 @@ internal sealed partial class SocketHooks
     {
         get
         {
-            _sweep.Map("reaper_history").TryLookup<uint, SweepAbi.History>(0u, out var history);
+            _hooks.History.TryLookup<uint, SweepAbi.History>(0u, out var history);
             return history;
         }
     }
@@ -137,7 +140,7 @@ internal sealed partial class SocketHooks
 
             whyFull = null;
             var keys = addresses.Select(AbiAddress.Key).Distinct().ToList();
-            var contacts = _sweep.Map("reaper_contacts");
+            var contacts = _hooks.Contacts;
             Dictionary<ulong, SweepProtocols>? talked = null;
             if (keys.Count > LookupsPerSweep / 64)
             {
@@ -148,7 +151,7 @@ internal sealed partial class SocketHooks
                     .ToDictionary(g => g.Key, g => g.Aggregate((SweepProtocols)0, (p, c) => p | c.Protocols));
             }
 
-            var before = _before ??= [.. _sweep.Map("reaper_netns_before").Keys<ulong>()];
+            var before = _before ??= [.. _hooks.NetnsBefore.Keys<ulong>()];
             var host = HostProtocols(keys);
             return netns =>
                 netns.Cookie == history.HostNetns ? host
@@ -164,12 +167,12 @@ internal sealed partial class SocketHooks
     /// <summary>The protocols the host has sockets with to any of <paramref name="keys"/>; both while its table is incomplete. Under _lock.</summary>
     private SweepProtocols HostProtocols(List<UInt128> keys)
     {
-        if (!_hostKnown || Volatile.Read(ref _sweep.Global<ulong>("reaper_host_contacts_lost")) != 0)
+        if (!_hostKnown || _hooks.LostHostContacts != 0)
         {
             return SweepProtocols.Both;
         }
 
-        var table = _sweep.Map("reaper_host_contacts");
+        var table = _hooks.HostContacts;
         return keys.Aggregate((SweepProtocols)0, (p, k) =>
             p | (table.TryLookup<SweepAbi.PrefixKey, SweepAbi.HostContact>(HostKey(k), out var c)
                 ? (c.Tcp != 0 ? SweepProtocols.Tcp : 0) | (c.Udp != 0 ? SweepProtocols.Udp : 0)
@@ -203,14 +206,13 @@ internal sealed partial class SocketHooks
     {
         lock (_censusLock)
         {
-            _censusTcp ??= _sweep.Program("reaper_census_tcp").AttachIterator();
-            _censusUdp ??= _sweep.Program("reaper_census_udp").AttachIterator();
-            ref var lost = ref _sweep.Global<ulong>("reaper_host_contacts_lost");
+            _censusTcp ??= _census.Tcp.AttachIterator();
+            _censusUdp ??= _census.Udp.AttachIterator();
             lock (_lock)
             {
                 // Both until this census is done: what did not fit before may be recorded now.
                 _hostKnown = false;
-                Volatile.Write(ref lost, 0);
+                _hooks.LostHostContacts = 0;
             }
 
             // A socket whose connect hook ran just before this moment may reach the hash table
@@ -218,7 +220,7 @@ internal sealed partial class SocketHooks
             var started = Monotonic.NowNs();
             Walk(_censusTcp);
             Walk(_censusUdp);
-            var table = _sweep.Map("reaper_host_contacts");
+            var table = _hooks.HostContacts;
             var stale = table.ReadAll<SweepAbi.PrefixKey, SweepAbi.HostContact>()
                 .Where(e => e.Value.LastNs + marginNs < started).Select(e => e.Key).ToList();
             foreach (var key in stale)
@@ -229,7 +231,7 @@ internal sealed partial class SocketHooks
             var kept = table.Keys<SweepAbi.PrefixKey>().Count;
             lock (_lock)
             {
-                _hostKnown = Volatile.Read(ref lost) == 0;
+                _hostKnown = _hooks.LostHostContacts == 0;
             }
 
             if (!_hostKnown)
@@ -270,14 +272,14 @@ internal sealed partial class SocketHooks
     {
         lock (_lock)
         {
-            var contacts = _sweep.Map("reaper_contacts");
+            var contacts = _hooks.Contacts;
             var dead = ReadContacts(contacts).Where(c => !liveCookies.Contains(c.NetnsCookie)).ToList();
             foreach (var c in dead)
             {
                 contacts.Delete(ContactKey(c.Address, c.NetnsCookie));
             }
 
-            var before = _sweep.Map("reaper_netns_before");
+            var before = _hooks.NetnsBefore;
             var gone = before.Keys<ulong>().Where(c => !liveCookies.Contains(c)).ToList();
             foreach (var cookie in gone)
             {
@@ -316,7 +318,7 @@ internal sealed partial class SocketHooks
             }
         }
 
-        return removed + PinnedState.Remove(mapsDirectory, SweepEngine.PinnedMaps);
+        return removed + HooksObject.RemovePins(mapsDirectory);
     }
 
     private static unsafe SweepAbi.ContactKey ContactKey(UInt128 address, ulong netns)
@@ -351,7 +353,7 @@ internal sealed partial class SocketHooks
                 {
                     if (starting)
                     {
-                        existing.UpdateProgram(_sweep.Program(program));
+                        existing.UpdateProgram(program(_hooks));
                     }
 
                     continue;
@@ -362,7 +364,7 @@ internal sealed partial class SocketHooks
             }
 
             continuous = false;
-            using var link = KernelFeatures.Host.Explained(() => _sweep.Program(program).AttachCgroup(Cgroup), KernelFeature.CgroupSocketHooks);
+            using var link = KernelFeatures.Host.Explained(() => program(_hooks).AttachCgroup(Cgroup), KernelFeature.CgroupSocketHooks);
             link.Pin(pin);
         }
 
@@ -377,7 +379,7 @@ internal sealed partial class SocketHooks
         {
             // The hooks are on now: a namespace made from here on is seen from its first socket.
             // Everything that exists now may hold sockets they never saw.
-            var before = _sweep.Map("reaper_netns_before");
+            var before = _hooks.NetnsBefore;
             foreach (var netns in NetnsCatalog.Discover(_discovery).Namespaces)
             {
                 if (unknown++ < SweepAbi.NetnsBeforeMax)
@@ -396,7 +398,7 @@ internal sealed partial class SocketHooks
             _before = null;
         }
 
-        _sweep.Map("reaper_history").Update(0u, history);
+        _hooks.History.Update(0u, history);
         if (starting)
         {
             Log.Attached(_logger, Cgroup, continuous ? "continued" : "started", unknown);

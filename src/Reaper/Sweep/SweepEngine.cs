@@ -30,38 +30,26 @@ internal sealed partial class SweepEngine : IDisposable
     private const int ReadSize = 16 * 1024;
 
     private readonly ILogger _logger;
-    private readonly BpfObject _object;
+    private readonly SweepObject _object;
     private readonly BpfLink _tcp;
     private readonly BpfLink _udp;
-    private readonly BpfMap _prefixes;
-    private readonly BpfMap _rules;
-    private readonly BpfMap _stats;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly RoamingThreads _workers = new("sweep");
 
-    /// <summary>The maps that outlive the daemon: socket birth times, contacts and their bookkeeping, filled by the socket hooks.</summary>
-    public static readonly IReadOnlyList<string> PinnedMaps = ["reaper_births", "reaper_contacts", "reaper_history", "reaper_netns_before"];
-
     /// <summary>
-    /// Loads the sweep. With <paramref name="stateDirectory"/>, the socket hooks' maps are pinned there:
-    /// created (or reused) when <paramref name="ownsState"/> — the daemon — and otherwise only shared
-    /// if present, so a one-off sweep sees the daemon's birth times without leaving anything behind.
+    /// Loads the sweep — its iterators and rule maps, nothing else. With <paramref name="hooks"/>
+    /// (the daemon's, when socket hooks are on) born-before rules read the birth times the hooks
+    /// record; without (a one-off sweep), every socket counts as old and nothing is pinned.
     /// </summary>
-    public SweepEngine(ILogger logger, string? stateDirectory = null, bool ownsState = false)
+    public SweepEngine(ILogger logger, HooksObject? hooks = null)
     {
         _logger = logger;
-        _object = KernelFeatures.Host.Explained(
-            () => stateDirectory is null ? PinnedState.LoadUnpinned(EmbeddedObject.Sweep)
-                : ownsState ? PinnedState.Load(EmbeddedObject.Sweep, stateDirectory, PinnedMaps, reason => Log.StateDiscarded(logger, stateDirectory, reason))
-                : PinnedState.LoadSharing(EmbeddedObject.Sweep, stateDirectory, PinnedMaps),
+        _object = KernelFeatures.Host.Explained(() => SweepObject.Load(hooks),
             KernelFeature.SockDestroy, KernelFeature.IterTcp, KernelFeature.IterUdp);
         try
         {
-            _tcp = _object.Program("reaper_sweep_tcp").AttachIterator();
-            _udp = _object.Program("reaper_sweep_udp").AttachIterator();
-            _prefixes = _object.Map("reaper_prefixes");
-            _rules = _object.Map("reaper_rules");
-            _stats = _object.Map("reaper_stats");
+            _tcp = _object.Tcp.AttachIterator();
+            _udp = _object.Udp.AttachIterator();
         }
         catch
         {
@@ -69,9 +57,6 @@ internal sealed partial class SweepEngine : IDisposable
             throw;
         }
     }
-
-    /// <summary>The loaded sweep object: its socket-hook programs and maps are <see cref="Reaping.SocketHooks"/>' to attach and read.</summary>
-    internal BpfObject Object => _object;
 
     /// <summary>Runs <paramref name="request"/> over <paramref name="namespaces"/>, waiting for a running sweep to end first.</summary>
     public SweepResult Run(SweepRequest request, IReadOnlyList<NetnsInfo> namespaces, ISweepObserver? observer, CancellationToken cancellation)
@@ -97,10 +82,11 @@ internal sealed partial class SweepEngine : IDisposable
     {
         var started = Stopwatch.GetTimestamp();
         LoadRules(table);
-        _object.Global<ulong>("reaper_limit") = (ulong)request.Limit;
-        _object.Global<ulong>("reaper_budget_used") = 0;
-        _object.Global<uint>("reaper_dry_run") = request.DryRun ? 1u : 0u;
-        _stats.Update(BitConverter.GetBytes(0u), new byte[((_stats.ValueSize + 7) & ~7) * BpfMap.PossibleCpus]);
+        _object.Limit = (ulong)request.Limit;
+        _object.BudgetUsed = 0;
+        _object.DryRun = request.DryRun ? 1u : 0u;
+        var stats = _object.Stats;
+        stats.Update(BitConverter.GetBytes(0u), new byte[((stats.ValueSize + 7) & ~7) * BpfMap.PossibleCpus]);
 
         var requested = request.Protocols;
         var failures = new Dictionary<string, long>(StringComparer.Ordinal);
@@ -136,7 +122,7 @@ internal sealed partial class SweepEngine : IDisposable
             }
         });
 
-        var stats = _stats.LookupPerCpu<uint, SweepAbi.Stats>(0u);
+        var counted = stats.LookupPerCpu<uint, SweepAbi.Stats>(0u);
         var result = new SweepResult
         {
             Trigger = request.Trigger,
@@ -144,12 +130,12 @@ internal sealed partial class SweepEngine : IDisposable
             Limit = request.Limit,
             NamespacesVisited = visited,
             NamespacesSkipped = skipped,
-            ScannedTcp = (long)stats.Sum(s => (decimal)s.ScannedTcp),
-            ScannedUdp = (long)stats.Sum(s => (decimal)s.ScannedUdp),
-            Matched = (long)stats.Sum(s => (decimal)s.Matched),
-            Destroyed = (long)stats.Sum(s => (decimal)s.Destroyed),
-            WouldDestroy = (long)stats.Sum(s => (decimal)s.DryRun),
-            HeldBack = (long)stats.Sum(s => (decimal)s.HeldBack),
+            ScannedTcp = (long)counted.Sum(s => (decimal)s.ScannedTcp),
+            ScannedUdp = (long)counted.Sum(s => (decimal)s.ScannedUdp),
+            Matched = (long)counted.Sum(s => (decimal)s.Matched),
+            Destroyed = (long)counted.Sum(s => (decimal)s.Destroyed),
+            WouldDestroy = (long)counted.Sum(s => (decimal)s.DryRun),
+            HeldBack = (long)counted.Sum(s => (decimal)s.HeldBack),
             FailedByErrno = failures,
             Duration = Stopwatch.GetElapsedTime(started),
             Cancelled = cancellation.IsCancellationRequested,
@@ -215,16 +201,17 @@ internal sealed partial class SweepEngine : IDisposable
     private void LoadRules(RuleTable table)
     {
         // The previous sweep's prefixes go first: a stale trie entry would point at new rules.
-        foreach (var k in _prefixes.Keys<SweepAbi.PrefixKey>())
+        var prefixes = _object.Prefixes;
+        foreach (var k in prefixes.Keys<SweepAbi.PrefixKey>())
         {
-            _prefixes.Delete(k);
+            prefixes.Delete(k);
         }
 
         var indexes = Enumerable.Range(0, table.Rules.Length).Select(i => (uint)i).ToArray();
-        _rules.UpdateBatch<uint, SweepAbi.Rule>(indexes, table.Rules);
+        _object.Rules.UpdateBatch<uint, SweepAbi.Rule>(indexes, table.Rules);
         foreach (var (k, v) in table.Prefixes)
         {
-            _prefixes.Update(k, v);
+            prefixes.Update(k, v);
         }
 
     }
@@ -243,8 +230,5 @@ internal sealed partial class SweepEngine : IDisposable
         [LoggerMessage(EventId = 100, Level = LogLevel.Information,
             Message = "Sweep ({Trigger}, dry run {DryRun}): {Visited} namespaces visited, {Skipped} skipped; {Matched} matched, {Destroyed} destroyed, {HeldBack} held back, {Failed} failed in {Milliseconds:F1} ms")]
         public static partial void SweepFinished(ILogger logger, string trigger, bool dryRun, int visited, int skipped, long matched, long destroyed, long heldBack, long failed, double milliseconds);
-
-        [LoggerMessage(EventId = 101, Level = LogLevel.Warning, Message = "Socket history pinned under {Directory} does not fit this build and was discarded: {Reason}")]
-        public static partial void StateDiscarded(ILogger logger, string directory, string reason);
     }
 }
