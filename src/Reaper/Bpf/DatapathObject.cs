@@ -41,6 +41,9 @@ internal sealed unsafe class DatapathObject : IDisposable
     public static readonly IReadOnlyList<string> PinnedMaps =
         [Maps.Slots, Maps.DeviceStats, Maps.Endpoints, Maps.Owners, Maps.Flows, Maps.Backends, Maps.ServiceFlows];
 
+    /// <summary>Maps earlier builds pinned that this one no longer has: removed with the rest.</summary>
+    public static readonly IReadOnlyList<string> RetiredMaps = ["reaper_assigned"];
+
     private readonly BpfObject _object;
     private readonly ulong* _eventsLost;
     private readonly uint* _generation;
