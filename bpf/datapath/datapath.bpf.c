@@ -3,8 +3,7 @@
  * The datapath: TCX and netkit programs on endpoint devices that never change forwarding — every
  * program returns "next" — but count traffic per device and hook, learn which endpoint device
  * owns which source address, remember which remote addresses each endpoint talked to, and tell
- * the daemon over a ring buffer when an address appears, moves to another endpoint, or is used
- * by an endpoint it is not assigned to.
+ * the daemon over a ring buffer when an address appears or moves to another endpoint.
  *
  * Direction: on a host-side veth, tcx/ingress sees what the endpoint sends and tcx/egress what
  * it receives; skb->ifindex is the host-side device. Netkit runs a device's programs in its own
@@ -42,13 +41,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct reaper_endpoint);
 } reaper_endpoints SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, REAPER_OWNERS_MAX);
-	__type(key, struct reaper_assigned_key);
-	__type(value, __u8);
-} reaper_assigned SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -105,13 +97,11 @@ struct reaper_event reaper_abi_event;
 struct reaper_slot reaper_abi_slot;
 struct reaper_owner reaper_abi_owner;
 struct reaper_flow_key reaper_abi_flow_key;
-struct reaper_assigned_key reaper_abi_assigned_key;
 struct reaper_backend_key reaper_abi_backend_key;
 struct reaper_service_flow_key reaper_abi_service_flow_key;
 REAPER_ABI(enum reaper_datapath_sizes, reaper_abi_sizes);
 REAPER_ABI(enum reaper_hook, reaper_abi_hook);
 REAPER_ABI(enum reaper_event_kind, reaper_abi_event_kind);
-REAPER_ABI(enum reaper_endpoint_flags, reaper_abi_endpoint_flags);
 
 struct ethhdr_min {
 	__u8 dst[6];
@@ -209,7 +199,6 @@ static __always_inline void learn(struct __sk_buff *skb, struct reaper_slot *slo
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr_min *eth = data;
-	struct reaper_endpoint *ep;
 	struct reaper_flow_key flow = { .ifindex = skb->ifindex };
 	__u64 src_words[2] = {}, dst_words[2] = {};
 	__u8 *src = (__u8 *)src_words, *dst = (__u8 *)dst_words;
@@ -254,8 +243,7 @@ static __always_inline void learn(struct __sk_buff *skb, struct reaper_slot *slo
 	    (++slot->hits & (REAPER_RECHECK_EVERY - 1)))
 		return;
 
-	ep = bpf_map_lookup_elem(&reaper_endpoints, &ifindex);
-	if (!ep)
+	if (!bpf_map_lookup_elem(&reaper_endpoints, &ifindex))
 		return;
 	__builtin_memcpy(flow.remote, dst, 16);
 
@@ -289,16 +277,7 @@ static __always_inline void learn(struct __sk_buff *skb, struct reaper_slot *slo
 			owner->netns_cookie = sender_netns(skb);
 			__builtin_memcpy(owner->mac, eth->src, 6);
 		}
-		netns = owner->netns_cookie;
 		owner->last_seen_ns = now;
-	}
-
-	if (ep->flags & REAPER_ENDPOINT_CHECK_SOURCE) {
-		struct reaper_assigned_key assigned = { .ifindex = ifindex };
-
-		__builtin_memcpy(assigned.addr, src, 16);
-		if (!bpf_map_lookup_elem(&reaper_assigned, &assigned))
-			emit(REAPER_EVENT_SRC_NOT_ASSIGNED, ifindex, 0, src, eth->src, netns, now);
 	}
 
 	if (!bpf_map_lookup_elem(&reaper_flows, &flow) && bpf_map_update_elem(&reaper_flows, &flow, &now, BPF_NOEXIST) == 0)

@@ -40,12 +40,6 @@ enum reaper_hook {
 enum reaper_event_kind {
 	REAPER_EVENT_NEW_IP = 1,
 	REAPER_EVENT_IP_MOVED = 2,
-	REAPER_EVENT_SRC_NOT_ASSIGNED = 3,
-};
-
-/* reaper_endpoint.flags */
-enum reaper_endpoint_flags {
-	REAPER_ENDPOINT_CHECK_SOURCE = 1 << 0,
 };
 
 struct reaper_stats_key {
@@ -75,16 +69,13 @@ struct reaper_slot {
 	__u32 _pad0;
 };
 
-/* Written by user space for every device the daemon manages. */
+/*
+ * Written by user space for every device the daemon manages; its presence is what counts. The
+ * flags are 0 (none defined), kept so the pinned map's value size stays what earlier builds pinned.
+ */
 struct reaper_endpoint {
 	__u32 flags;
 	__u32 _pad0;
-};
-
-/* Key of the assigned-address set: (device, address) pairs user space learned from rtnetlink. */
-struct reaper_assigned_key {
-	__u32 ifindex;
-	__u8 addr[16];
 };
 
 /*

@@ -69,7 +69,7 @@ public sealed class DatapathProgramTests
         }
     }
 
-    private static Setup Load(uint flags = 0)
+    private static Setup Load()
     {
         using (var rt = Platform.Netlink.RtNetlink.Open())
         {
@@ -83,7 +83,7 @@ public sealed class DatapathProgramTests
         rt2.SetLinkUp(a);
         rt2.SetLinkUp(b);
         var obj = DatapathObject.LoadUnpinned();
-        var endpoint = new DatapathAbi.Endpoint { Flags = flags };
+        var endpoint = new DatapathAbi.Endpoint();
         obj.Endpoints.Update((uint)a, endpoint);
         obj.Endpoints.Update((uint)b, endpoint);
         var events = new List<DatapathAbi.Event>();
@@ -158,25 +158,6 @@ public sealed class DatapathProgramTests
             s.Obj.TcxIngress.TestRun(Ipv6Packet(MacA, "fe80::5", "fd88::9"), context: Context(s.Veth0));
             s.Ring.Consume();
             Assert.Equal([Key16("fd88::5")], s.Events.Select(e => new ReadOnlySpan<byte>(e.Addr, 16).ToArray()));
-        });
-    }
-
-    [PrivilegedFact]
-    public unsafe void A_source_not_assigned_to_its_endpoint_is_reported_when_checking_is_on()
-    {
-        NetnsThread.RunInNew(() =>
-        {
-            using var s = Load(DatapathAbi.EndpointCheckSource);
-            var assigned = new DatapathAbi.AssignedKey { Ifindex = (uint)s.Veth0 };
-            Key16("10.88.0.5").CopyTo(new Span<byte>(assigned.Addr, 16));
-            s.Obj.Assigned.Update(assigned, (byte)1);
-
-            s.Obj.TcxIngress.TestRun(Ipv4Packet(MacA, "10.88.0.5", "10.88.0.9"), context: Context(s.Veth0));
-            s.Obj.TcxIngress.TestRun(Ipv4Packet(MacA, "10.88.0.66", "10.88.0.9"), context: Context(s.Veth0));
-            s.Ring.Consume();
-            Assert.Equal(
-                [(DatapathAbi.EventNewIp, "10.88.0.5"), (DatapathAbi.EventNewIp, "10.88.0.66"), (DatapathAbi.EventSourceNotAssigned, "10.88.0.66")],
-                s.Events.Select(e => (e.Kind, new IPAddress(new ReadOnlySpan<byte>(e.Addr, 16)).MapToIPv4().ToString())));
         });
     }
 

@@ -12,7 +12,6 @@ public sealed class DatapathAbiLayoutTests
         { "reaper_dev_stats", typeof(DatapathAbi.DeviceStats), ["packets:Packets", "bytes:Bytes"] },
         { "reaper_slot", typeof(DatapathAbi.Slot), ["ifindex:Ifindex", "generation:Generation", "packets:Packets", "bytes:Bytes", "src:Src", "dst:Dst", "hits:Hits", "_pad0:Pad0"] },
         { "reaper_endpoint", typeof(DatapathAbi.Endpoint), ["flags:Flags", "_pad0:Pad0"] },
-        { "reaper_assigned_key", typeof(DatapathAbi.AssignedKey), ["ifindex:Ifindex", "addr:Addr"] },
         { "reaper_owner", typeof(DatapathAbi.Owner), ["ifindex:Ifindex", "mac:Mac", "_pad0:Pad0", "netns_cookie:NetnsCookie", "first_seen_ns:FirstSeenNs", "last_seen_ns:LastSeenNs"] },
         { "reaper_flow_key", typeof(DatapathAbi.FlowKey), ["ifindex:Ifindex", "remote:Remote"] },
         { "reaper_backend_key", typeof(DatapathAbi.BackendKey), ["addr:Addr", "port:Port", "protocol:Protocol", "_pad0:Pad0"] },
@@ -37,11 +36,6 @@ public sealed class DatapathAbiLayoutTests
         {
             ["REAPER_EVENT_NEW_IP"] = DatapathAbi.EventNewIp,
             ["REAPER_EVENT_IP_MOVED"] = DatapathAbi.EventIpMoved,
-            ["REAPER_EVENT_SRC_NOT_ASSIGNED"] = DatapathAbi.EventSourceNotAssigned,
-        });
-        BtfAbi.CompareEnum(EmbeddedObject.Datapath, "reaper_endpoint_flags", new Dictionary<string, long>
-        {
-            ["REAPER_ENDPOINT_CHECK_SOURCE"] = DatapathAbi.EndpointCheckSource,
         });
 
         using var obj = EmbeddedObject.Open(EmbeddedObject.Datapath);

@@ -17,13 +17,7 @@ public sealed partial class LayerTests
 
     /// <summary>Uses of a higher folder that are known and scheduled to go; nothing else may be added here.</summary>
     private static readonly HashSet<(string From, string To)> AllowedExceptions =
-    [
-        // To be removed by the DatapathService split.
-        ("Datapath", "Reaping"),
-
-        // To be removed by the DatapathService split.
-        ("Reaping", "Datapath"),
-    ];
+    [];
 
     /// <summary>Surfaces that sit side by side: the CLI's client side may use D-Bus client types, D-Bus never the CLI.</summary>
     private static readonly HashSet<(string From, string To)> SideBySide = [("Cli", "DBus")];

@@ -13,9 +13,6 @@ internal static class DatapathAbi
 
     public const uint EventNewIp = 1;
     public const uint EventIpMoved = 2;
-    public const uint EventSourceNotAssigned = 3;
-
-    public const uint EndpointCheckSource = 1 << 0;
 
     /// <summary>struct reaper_stats_key.</summary>
     [StructLayout(LayoutKind.Sequential)]
@@ -58,14 +55,6 @@ internal static class DatapathAbi
     {
         public uint Flags;
         public uint Pad0;
-    }
-
-    /// <summary>struct reaper_assigned_key.</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    public unsafe struct AssignedKey
-    {
-        public uint Ifindex;
-        public fixed byte Addr[16];
     }
 
     /// <summary>struct reaper_owner.</summary>

@@ -23,7 +23,6 @@ internal sealed unsafe class DatapathObject : IDisposable
         public const string Slots = "reaper_slots";
         public const string DeviceStats = "reaper_dev_stats";
         public const string Endpoints = "reaper_endpoints";
-        public const string Assigned = "reaper_assigned";
         public const string Owners = "reaper_owners";
         public const string Flows = "reaper_flows";
         public const string Backends = "reaper_backends";
@@ -40,7 +39,10 @@ internal sealed unsafe class DatapathObject : IDisposable
 
     /// <summary>The maps that outlive the daemon. The ring buffer and the global counters do not.</summary>
     public static readonly IReadOnlyList<string> PinnedMaps =
-        [Maps.Slots, Maps.DeviceStats, Maps.Endpoints, Maps.Assigned, Maps.Owners, Maps.Flows, Maps.Backends, Maps.ServiceFlows];
+        [Maps.Slots, Maps.DeviceStats, Maps.Endpoints, Maps.Owners, Maps.Flows, Maps.Backends, Maps.ServiceFlows];
+
+    /// <summary>Maps earlier builds pinned that this one no longer has: removed with the rest.</summary>
+    public static readonly IReadOnlyList<string> RetiredMaps = ["reaper_assigned"];
 
     private readonly BpfObject _object;
     private readonly ulong* _eventsLost;
@@ -57,7 +59,6 @@ internal sealed unsafe class DatapathObject : IDisposable
         Slots = obj.Map(Maps.Slots);
         DeviceStats = obj.Map(Maps.DeviceStats);
         Endpoints = obj.Map(Maps.Endpoints);
-        Assigned = obj.Map(Maps.Assigned);
         Owners = obj.Map(Maps.Owners);
         Flows = obj.Map(Maps.Flows);
         Backends = obj.Map(Maps.Backends);
@@ -102,8 +103,6 @@ internal sealed unsafe class DatapathObject : IDisposable
     public BpfMap DeviceStats { get; }
 
     public BpfMap Endpoints { get; }
-
-    public BpfMap Assigned { get; }
 
     public BpfMap Owners { get; }
 

@@ -73,7 +73,12 @@ internal static partial class RunCommand
         builder.Services.AddHostedService<DBusService>();
         builder.Services.AddSingleton<Reaping.AutoReaper>();
         builder.Services.AddHostedService(services => services.GetRequiredService<Reaping.AutoReaper>());
+        builder.Services.AddSingleton(new Datapath.ServiceFlows(config.Datapath));
         builder.Services.AddSingleton<Reaping.ServiceRegistry>();
+
+        // The datapath finds endpoint changes and reads the backends; Reaping, above it, acts and declares.
+        builder.Services.AddSingleton<Datapath.IBackendSource>(services => services.GetRequiredService<Reaping.ServiceRegistry>());
+        builder.Services.AddSingleton<Datapath.IEndpointEvents, Reaping.EndpointReaper>();
         builder.Services.AddHostedService<Datapath.DatapathService>();
 
         using var host = builder.Build();

@@ -25,8 +25,8 @@ internal static class DatapathState
     public static DatapathObject Load(string root, Action<string> discarded, int eventBufferBytes = 256 * 1024) =>
         DatapathObject.Load(MapsDirectory(root), discarded, eventBufferBytes);
 
-    /// <summary>Unpins the learned state; returns how many maps were pinned.</summary>
-    public static int RemoveMaps(string root) => PinnedState.Remove(MapsDirectory(root), DatapathObject.PinnedMaps);
+    /// <summary>Unpins the learned state (and what older builds pinned); returns how many maps were pinned.</summary>
+    public static int RemoveMaps(string root) => PinnedState.Remove(MapsDirectory(root), [.. DatapathObject.PinnedMaps, .. DatapathObject.RetiredMaps]);
 
     /// <summary>A learned owner: its table key (the address's 16 bytes as stored), the address, and what was learned.</summary>
     public readonly record struct LearnedOwner(UInt128 Key, System.Net.IPAddress Address, DatapathAbi.Owner Owner);

@@ -111,17 +111,7 @@ internal sealed class DeviceLinks
 
         foreach (var pin in Directory.GetFiles(Root))
         {
-            using var link = BpfLink.Open(pin);
-            try
-            {
-                link.Detach();
-            }
-            catch (NativeException e) when (e.Errno is Errno.ENOLINK or Errno.EINVAL)
-            {
-                // Already detached (device gone): only the pin is left to remove.
-            }
-
-            link.Unpin();
+            Bpf.PinnedLink.Detach(pin);
             count++;
         }
 

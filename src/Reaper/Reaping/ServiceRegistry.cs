@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Sockets;
-using LibBpf;
 using Microsoft.Extensions.Logging;
 using SocketReaper.Bpf;
 using SocketReaper.Config;
@@ -19,18 +18,20 @@ namespace SocketReaper.Reaping;
 ///     learns these client (address, port) pairs on the backend's device, after NAT.
 /// UDP only, unless Reaping.ServiceTcp; established TCP connections usually finish on their own.
 /// </summary>
-internal sealed partial class ServiceRegistry
+internal sealed partial class ServiceRegistry : IBackendSource
 {
     private readonly ReaperOptions _config;
     private readonly AutoReaper _reaper;
+    private readonly ServiceFlows _flows;
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
     private readonly Dictionary<string, ServiceSpec> _services = new(StringComparer.Ordinal);
 
-    public ServiceRegistry(ReaperOptions config, AutoReaper reaper, ILogger<ServiceRegistry> logger)
+    public ServiceRegistry(ReaperOptions config, AutoReaper reaper, ServiceFlows flows, ILogger<ServiceRegistry> logger)
     {
         _config = config;
         _reaper = reaper;
+        _flows = flows;
         _logger = logger;
         foreach (var service in config.Services)
         {
@@ -152,34 +153,24 @@ internal sealed partial class ServiceRegistry
     /// <summary>Queues the VIP-connected sockets whose flows the datapath saw reach <paramref name="backends"/>, and forgets those flows.</summary>
     private void ReapFlows(ServiceSpec service, IReadOnlyCollection<IPEndPoint> backends)
     {
-        // Nothing learned when the datapath is off or has not pinned its table yet.
-        if (!Covers(service) || !_config.Datapath.Enabled || !File.Exists(FlowsPin))
+        if (!Covers(service))
         {
             return;
         }
 
         var protocols = Protocols(service);
-        var wanted = backends.Select(b => (AbiAddress.Key(b.Address), (ushort)b.Port)).ToHashSet();
-        using var flows = BpfMap.OpenPinned(FlowsPin);
-        foreach (var (key, _) in flows.ReadAll<DatapathAbi.ServiceFlowKey, ulong>())
+        foreach (var client in _flows.Take(service.Protocol, backends))
         {
-            var (backend, client) = Addresses(key);
-            if (key.Protocol != (byte)service.Protocol || !wanted.Contains((backend, key.BackendPort)))
-            {
-                continue;
-            }
-
             _reaper.Enqueue(new ReapTarget(ReapReason.BackendLeft,
                 new SweepRule
                 {
                     Remote = IpPrefix.Host(service.Vip),
                     RemotePorts = new PortRange(service.Port, service.Port),
-                    Local = IpPrefix.Host(AbiAddress.FromKey(client)),
-                    LocalPorts = new PortRange(key.ClientPort, key.ClientPort),
+                    Local = IpPrefix.Host(client.Address),
+                    LocalPorts = new PortRange((ushort)client.Port, (ushort)client.Port),
                     Protocols = protocols,
                 },
                 [service.Vip]));
-            flows.Delete(key);
         }
     }
 
@@ -188,17 +179,6 @@ internal sealed partial class ServiceRegistry
 
     private static SweepProtocols Protocols(ServiceSpec service) =>
         service.Protocol == ProtocolType.Udp ? SweepProtocols.Udp : SweepProtocols.Tcp;
-
-    private string FlowsPin => DatapathState.MapPin(_config.Datapath.PinRoot, Bpf.DatapathObject.Maps.ServiceFlows);
-
-    private static unsafe (UInt128 Backend, UInt128 Client) Addresses(in DatapathAbi.ServiceFlowKey key)
-    {
-        fixed (byte* backend = key.Backend)
-        fixed (byte* client = key.Client)
-        {
-            return (*(UInt128*)backend, *(UInt128*)client);
-        }
-    }
 
     private static unsafe DatapathAbi.BackendKey BackendKey(IPEndPoint backend, ProtocolType protocol)
     {

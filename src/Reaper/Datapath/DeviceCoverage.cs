@@ -1,0 +1,181 @@
+using LibBpf;
+using Microsoft.Extensions.Logging;
+using SocketReaper.Bpf;
+using SocketReaper.Metrics;
+using SocketReaper.Platform.Netlink;
+
+namespace SocketReaper.Datapath;
+
+/// <summary>
+/// Which devices carry the datapath: attaches (or, after a restart, updates in place) the programs
+/// on every selected device with their per-device state (endpoint entry, counter slot), forgets a
+/// device that went (its pins removed), and repairs links someone detached.
+/// </summary>
+internal sealed partial class DeviceCoverage
+{
+    private static readonly BpfAttachType[] AllHooks = [BpfAttachType.TcxIngress, BpfAttachType.TcxEgress, BpfAttachType.NetkitPrimary, BpfAttachType.NetkitPeer];
+    private readonly DatapathObject _obj;
+    private readonly DeviceSelector _selector;
+    private readonly DeviceLinks _links;
+    private readonly ReaperMetrics _metrics;
+    private readonly ILogger _logger;
+    private readonly Dictionary<int, (string Name, List<OwnedLink> Links)> _devices = [];
+
+    public DeviceCoverage(DatapathObject obj, DeviceSelector selector, DeviceLinks links, ReaperMetrics metrics, ILogger logger)
+    {
+        _obj = obj;
+        _selector = selector;
+        _links = links;
+        _metrics = metrics;
+        _logger = logger;
+    }
+
+    /// <summary>Raised when a covered device went (its ifindex), after its pins and state are gone.</summary>
+    public event Action<int>? DeviceGone;
+
+    public int Count => _devices.Count;
+
+    /// <summary>The covered devices (ifindex, name), in the order they were covered.</summary>
+    public IEnumerable<(int Ifindex, string Name)> Devices => _devices.Select(d => (d.Key, d.Value.Name));
+
+    public bool Manages(int ifindex) => _devices.ContainsKey(ifindex);
+
+    /// <summary>Covers <paramref name="link"/> if it is selected and not covered yet.</summary>
+    public void Consider(LinkInfo link)
+    {
+        if (_devices.ContainsKey(link.Index) || !_selector.Selects(link.Name, link.Kind))
+        {
+            return;
+        }
+
+        BpfAttachType[] hooks = link.Kind == "netkit" ? [BpfAttachType.NetkitPrimary, BpfAttachType.NetkitPeer] : [BpfAttachType.TcxIngress, BpfAttachType.TcxEgress];
+        try
+        {
+            // The device is an endpoint, with its counter slot, before our programs see its first
+            // packet: one that came between the attach and these writes was counted but never
+            // learned (a new endpoint's first exchange, which may be all it says for a while).
+            _obj.Endpoints.Update((uint)link.Index, new DatapathAbi.Endpoint());
+            DeviceCounters.Claim(_obj, (uint)link.Index, holder => _devices.ContainsKey((int)holder));
+            var owned = hooks.Select(h => _links.Ensure(_obj.For(h), link.Name, link.Index)).ToList();
+            _devices[link.Index] = (link.Name, owned);
+            CountLinks();
+            Log.Attached(_logger, link.Name, link.Index, owned[0].Outcome.ToString().ToLowerInvariant());
+        }
+        catch (NativeException e)
+        {
+            ForgetState((uint)link.Index);
+            Log.AttachFailed(_logger, link.Name, link.Index, e.Message);
+        }
+    }
+
+    /// <summary>The device <paramref name="ifindex"/> went: its pins and state go, and a device sharing its counter slot gets the slot.</summary>
+    public void Forget(int ifindex)
+    {
+        if (!_devices.Remove(ifindex, out var device))
+        {
+            return;
+        }
+
+        foreach (var owned in device.Links)
+        {
+            File.Delete(owned.Pin);
+        }
+
+        ForgetState((uint)ifindex);
+        DeviceGone?.Invoke(ifindex);
+
+        foreach (var other in _devices.Keys.Where(i => (i & (DatapathAbi.Slots - 1)) == (ifindex & (DatapathAbi.Slots - 1))))
+        {
+            DeviceCounters.Claim(_obj, (uint)other, holder => _devices.ContainsKey((int)holder));
+        }
+
+        CountLinks();
+        Log.Forgot(_logger, device.Name, ifindex);
+    }
+
+    /// <summary>Drops pinned per-device state a previous run left for devices we no longer cover.</summary>
+    public void PruneState()
+    {
+        var stale = _obj.Endpoints.Keys<uint>().Where(i => !_devices.ContainsKey((int)i)).ToList();
+        stale.AddRange(DeviceCounters.Holders(_obj).Where(i => !_devices.ContainsKey((int)i)));
+        foreach (var ifindex in stale.Distinct())
+        {
+            ForgetState(ifindex);
+        }
+    }
+
+    /// <summary>Re-reads the links: forgets the gone, covers the new, and re-attaches any of ours no longer on its hook.</summary>
+    public void Repair()
+    {
+        var missing = 0;
+        using (var rt = RtNetlink.Open())
+        {
+            var present = rt.DumpLinks().ToDictionary(l => l.Index);
+            foreach (var ifindex in _devices.Keys.Where(i => !present.ContainsKey(i)).ToList())
+            {
+                Forget(ifindex);
+            }
+
+            foreach (var link in present.Values)
+            {
+                Consider(link);
+            }
+        }
+
+        foreach (var (ifindex, device) in _devices)
+        {
+            for (var i = 0; i < device.Links.Count; i++)
+            {
+                var owned = device.Links[i];
+                if (BpfInfo.Query(ifindex, owned.Hook).LinkIds.Contains(owned.LinkId))
+                {
+                    continue;
+                }
+
+                missing++;
+                try
+                {
+                    device.Links[i] = _links.Ensure(_obj.For(owned.Hook), device.Name, ifindex);
+                    _metrics.DatapathReattachments.Inc();
+                    missing--;
+                    Log.Reattached(_logger, device.Name, ifindex, DeviceLinks.HookName(owned.Hook));
+                }
+                catch (NativeException e)
+                {
+                    Log.AttachFailed(_logger, device.Name, ifindex, e.Message);
+                }
+            }
+        }
+
+        _metrics.DatapathLinksMissing.Set(missing);
+    }
+
+    private void ForgetState(uint ifindex)
+    {
+        _obj.Endpoints.Delete(ifindex);
+        DeviceCounters.Release(_obj, ifindex);
+    }
+
+    private void CountLinks()
+    {
+        foreach (var hook in AllHooks)
+        {
+            _metrics.DatapathLinks.WithLabels(DeviceLinks.HookName(hook)).Set(_devices.Values.Sum(d => d.Links.Count(l => l.Hook == hook)));
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 401, Level = LogLevel.Information, Message = "Datapath {Outcome} on {Device} (ifindex {Ifindex})")]
+        public static partial void Attached(ILogger logger, string device, int ifindex, string outcome);
+
+        [LoggerMessage(EventId = 402, Level = LogLevel.Information, Message = "Device {Device} (ifindex {Ifindex}) is gone; its pins are removed")]
+        public static partial void Forgot(ILogger logger, string device, int ifindex);
+
+        [LoggerMessage(EventId = 403, Level = LogLevel.Warning, Message = "Our {Hook} link on {Device} (ifindex {Ifindex}) was detached by someone; re-attached")]
+        public static partial void Reattached(ILogger logger, string device, int ifindex, string hook);
+
+        [LoggerMessage(EventId = 404, Level = LogLevel.Error, Message = "Cannot attach the datapath to {Device} (ifindex {Ifindex}): {Reason}")]
+        public static partial void AttachFailed(ILogger logger, string device, int ifindex, string reason);
+    }
+}

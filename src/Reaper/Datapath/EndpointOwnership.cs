@@ -1,0 +1,231 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using SocketReaper.Bpf;
+using SocketReaper.Metrics;
+using SocketReaper.Platform;
+
+namespace SocketReaper.Datapath;
+
+/// <summary>
+/// Which endpoint owns which address: the owner table the programs fill, edited here when a device
+/// goes or a host route says where an address is, the graveyard of addresses whose endpoint went,
+/// and what the datapath's events say. Finds the addresses that left, moved or were reused and tells
+/// <see cref="IEndpointEvents"/>; after lost events, catches up from the table.
+/// </summary>
+internal sealed partial class EndpointOwnership
+{
+    private readonly IOwnerTable _table;
+    private readonly IEndpointEvents _events;
+    private readonly Func<int, bool> _managed;
+    private readonly ReaperMetrics _metrics;
+    private readonly ILogger _logger;
+    private readonly Func<ulong> _now;
+
+    /// <summary>Addresses whose endpoint went (by key), and when: the next endpoint to take one is a move.</summary>
+    private readonly Graveyard _graveyard = new();
+
+    /// <summary>
+    /// The owner table as this daemon last knew it (address key → ifindex), from its own edits and
+    /// the datapath's events; when events were lost, the table is compared against it to catch up.
+    /// </summary>
+    private readonly Dictionary<UInt128, uint> _known = [];
+
+    /// <param name="managed">Whether a device (ifindex) is one the datapath covers now.</param>
+    /// <param name="now">CLOCK_MONOTONIC in ns, the programs' clock (a test seam).</param>
+    public EndpointOwnership(IOwnerTable table, IEndpointEvents events, Func<int, bool> managed, ReaperMetrics metrics, ILogger logger, Func<ulong>? now = null)
+    {
+        _table = table;
+        _events = events;
+        _managed = managed;
+        _metrics = metrics;
+        _logger = logger;
+        _now = now ?? Monotonic.NowNs;
+    }
+
+    /// <summary>Takes the table as it is for what is known (at start, after <see cref="Prune"/>).</summary>
+    public void Learn()
+    {
+        foreach (var learned in _table.ReadAll())
+        {
+            _known[learned.Key] = learned.Owner.Ifindex;
+        }
+    }
+
+    /// <summary>The endpoint device <paramref name="ifindex"/> went: the addresses it still owns left.</summary>
+    public void DeviceGone(int ifindex) => ReapOwnersOf(i => i == (uint)ifindex);
+
+    /// <summary>
+    /// At start: addresses learned on devices that went while the daemon was down left; those of
+    /// devices still <paramref name="present"/> but no longer managed are only forgotten.
+    /// </summary>
+    public void Prune(IReadOnlySet<int> present)
+    {
+        ReapOwnersOf(i => !present.Contains((int)i));
+        ForgetOwnersOf(i => !_managed((int)i));
+    }
+
+    /// <summary>
+    /// An event from the datapath. A move the routes did not announce (no host route, or the endpoint
+    /// sent before its route came): its time is when the new owner was first seen sending.
+    /// </summary>
+    public void Seen(uint kind, IPAddress address, uint ifindex, ulong timeNs)
+    {
+        _metrics.DatapathEvents.WithLabels(kind switch
+        {
+            DatapathAbi.EventNewIp => "new_ip",
+            DatapathAbi.EventIpMoved => "ip_moved",
+            _ => "unknown",
+        }).Inc();
+
+        if (kind is DatapathAbi.EventNewIp or DatapathAbi.EventIpMoved)
+        {
+            _known[AbiAddress.Key(address)] = ifindex;
+        }
+
+        if (kind == DatapathAbi.EventIpMoved)
+        {
+            _events.Changed(new EndpointChange(EndpointChangeKind.Moved, address, (int)ifindex, timeNs));
+        }
+        else if (kind == DatapathAbi.EventNewIp && _graveyard.Take(address, (int)ifindex))
+        {
+            _events.Changed(new EndpointChange(EndpointChangeKind.Reused, address, (int)ifindex, timeNs));
+        }
+    }
+
+    /// <summary>
+    /// A host route to one address now leads to managed device <paramref name="oif"/> — how a CNI
+    /// points the host at an endpoint. If the address had another owner (or a gone one), it has
+    /// moved, now: sockets to it born before this moment are stale. The route's device becomes the
+    /// address's owner, so the datapath does not report the same move again when the new endpoint
+    /// first sends.
+    /// </summary>
+    public void RouteAdded(IPAddress destination, int oif)
+    {
+        if (!_managed(oif))
+        {
+            return;
+        }
+
+        var now = _now();
+        var key = AbiAddress.Key(destination);
+        var known = _table.TryGet(key, out var owner);
+        if (known && owner.Ifindex == (uint)oif)
+        {
+            return;
+        }
+
+        var fromLive = known && _managed((int)owner.Ifindex);
+        var reused = _graveyard.Take(destination, oif);
+        _table.Set(key, new DatapathAbi.Owner { Ifindex = (uint)oif, FirstSeenNs = now, LastSeenNs = now });
+        _known[key] = (uint)oif;
+        _table.Changed();
+        if (fromLive || reused)
+        {
+            _events.Changed(new EndpointChange(fromLive ? EndpointChangeKind.Moved : EndpointChangeKind.Reused, destination, oif, now));
+        }
+    }
+
+    /// <summary>
+    /// The host route to an endpoint's address went while the endpoint's device stays: the address
+    /// was taken off the endpoint, which counts as the endpoint gone for that address.
+    /// </summary>
+    public void RouteRemoved(IPAddress destination, int oif)
+    {
+        var key = AbiAddress.Key(destination);
+        if (!_managed(oif) || !_table.TryGet(key, out var owner) || owner.Ifindex != (uint)oif)
+        {
+            return;
+        }
+
+        _table.Delete(key);
+        _known.Remove(key);
+        _table.Changed();
+        Left(destination, oif);
+    }
+
+    /// <summary>
+    /// The ring buffer was full and <paramref name="lost"/> events never reached us. The owner table
+    /// still says where each address is now: compared with what we knew, it shows the moves we
+    /// missed (the move's time being the new owner's first sight), addresses new to us that a gone
+    /// endpoint had, and addresses that left a device we no longer manage.
+    /// </summary>
+    public void CatchUp(ulong lost)
+    {
+        var table = _table.ReadAll().ToDictionary(o => o.Key);
+        var changes = new List<EndpointChange>();
+        var (moved, gone) = (0, 0);
+        foreach (var (key, learned) in table)
+        {
+            var ifindex = learned.Owner.Ifindex;
+            var known = _known.TryGetValue(key, out var before);
+            _known[key] = ifindex;
+            var kind = known
+                ? before != ifindex ? EndpointChangeKind.Moved : (EndpointChangeKind?)null
+                : _graveyard.Take(learned.Address, (int)ifindex) ? EndpointChangeKind.Reused : null;
+            if (kind is { } k)
+            {
+                moved++;
+                changes.Add(new EndpointChange(k, learned.Address, (int)ifindex, learned.Owner.FirstSeenNs));
+            }
+        }
+
+        // Only user space deletes owners, and it keeps _known in step; an entry missing now was
+        // evicted (LRU, table full). On a device we still manage the endpoint lives and is learned
+        // again when it next sends; on any other it went.
+        foreach (var (key, ifindex) in _known.Where(k => !table.ContainsKey(k.Key)).ToList())
+        {
+            _known.Remove(key);
+            if (!_managed((int)ifindex))
+            {
+                gone++;
+                var address = AbiAddress.FromKey(key);
+                _graveyard.Add(address, (int)ifindex);
+                changes.Add(EndpointChange.Left(address, (int)ifindex));
+            }
+        }
+
+        var targets = _events.CaughtUp(changes);
+        _metrics.ReapCatchUps.Inc();
+        Log.CaughtUp(_logger, lost, table.Count, moved, gone, targets);
+    }
+
+    /// <summary>The addresses still owned by a device matching <paramref name="gone"/> are forgotten, and left.</summary>
+    private void ReapOwnersOf(Func<uint, bool> gone)
+    {
+        foreach (var (address, ifindex) in ForgetOwnersOf(gone))
+        {
+            Left(address, ifindex);
+        }
+    }
+
+    /// <summary><paramref name="address"/> is no longer on device <paramref name="ifindex"/>: remembered, so taking it elsewhere counts as a move.</summary>
+    private void Left(IPAddress address, int ifindex)
+    {
+        _graveyard.Add(address, ifindex);
+        _events.Changed(EndpointChange.Left(address, ifindex));
+    }
+
+    /// <summary>Deletes the owner entries whose device matches <paramref name="which"/>; returns their addresses and devices.</summary>
+    private List<(IPAddress Address, int Ifindex)> ForgetOwnersOf(Func<uint, bool> which)
+    {
+        var matched = _table.ReadAll().Where(o => which(o.Owner.Ifindex)).ToList();
+        foreach (var owner in matched)
+        {
+            _table.Delete(owner.Key);
+            _known.Remove(owner.Key);
+        }
+
+        if (matched.Count > 0)
+        {
+            _table.Changed();
+        }
+
+        return [.. matched.Select(o => (o.Address, (int)o.Owner.Ifindex))];
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 407, Level = LogLevel.Warning, Message = "The datapath lost {Lost} event(s) (its ring buffer was full; Datapath.EventBufferBytes): re-read {Owners} owner(s), found {Moved} moved and {Gone} gone address(es), queued {Targets} target(s) for a full catch-up sweep")]
+        public static partial void CaughtUp(ILogger logger, ulong lost, int owners, int moved, int gone, int targets);
+    }
+}

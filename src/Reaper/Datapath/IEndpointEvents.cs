@@ -1,0 +1,39 @@
+using System.Net;
+
+namespace SocketReaper.Datapath;
+
+/// <summary>What happened to an address, as endpoint ownership found it.</summary>
+internal enum EndpointChangeKind
+{
+    /// <summary>The address is no longer on its endpoint (the device went, or the address was taken off it), and no live endpoint has it.</summary>
+    Left,
+
+    /// <summary>The address went from one live endpoint to another.</summary>
+    Moved,
+
+    /// <summary>A new endpoint took an address that an endpoint gone not long ago had.</summary>
+    Reused,
+}
+
+/// <summary>
+/// One change of an address's endpoint: <see cref="Ifindex"/> is the device it left (Left) or is on
+/// now (Moved, Reused); <see cref="AtNs"/> (CLOCK_MONOTONIC) is when it arrived there — sockets born
+/// before then talk to the wrong endpoint. 0 for Left.
+/// </summary>
+internal readonly record struct EndpointChange(EndpointChangeKind Kind, IPAddress Address, int Ifindex, ulong AtNs)
+{
+    public static EndpointChange Left(IPAddress address, int ifindex) => new(EndpointChangeKind.Left, address, ifindex, 0);
+}
+
+/// <summary>Who hears about endpoint changes (the automatic reaping); the datapath only finds them.</summary>
+internal interface IEndpointEvents
+{
+    /// <summary>One change, as it happens.</summary>
+    void Changed(EndpointChange change);
+
+    /// <summary>
+    /// The changes a catch-up found after the datapath lost events; which other sockets the lost
+    /// events concerned is unknown. Returns how many reap targets they made.
+    /// </summary>
+    int CaughtUp(IReadOnlyList<EndpointChange> changes);
+}

@@ -1,0 +1,144 @@
+using LibBpf;
+using Microsoft.Extensions.Logging;
+using SocketReaper.Bpf;
+using SocketReaper.Platform;
+using SocketReaper.Sweep;
+
+namespace SocketReaper.Reaping;
+
+/// <summary>
+/// The socket hooks' links on a cgroup v2 directory — cgroup/connect4, cgroup/connect6 and
+/// sockops — pinned under &lt;PinRoot&gt;/hooks, and the record they keep: it is continuous while
+/// every link stayed on. When a record starts (first start, a link found detached, state
+/// discarded) every namespace that exists is listed in reaper_netns_before — "history unknown",
+/// always swept. A list rather than a cookie watermark: the kernel hands netns cookies out in
+/// per-CPU batches, so they are unique but not ordered.
+/// </summary>
+internal sealed partial class HookLinks
+{
+    private static readonly (Func<HooksObject, BpfProgram> Program, string Pin)[] Programs =
+        [(h => h.Connect4, "cgroup_connect4"), (h => h.Connect6, "cgroup_connect6"), (h => h.Sockops, "cgroup_sockops")];
+
+    private readonly HooksObject _hooks;
+    private readonly string _directory;
+    private readonly string _cgroup;
+    private readonly DiscoveryOptions _discovery;
+    private readonly ILogger _logger;
+
+    public HookLinks(HooksObject hooks, string directory, string cgroup, DiscoveryOptions discovery, ILogger logger)
+    {
+        _hooks = hooks;
+        _directory = directory;
+        _cgroup = cgroup;
+        _discovery = discovery;
+        _logger = logger;
+    }
+
+    /// <summary>The bookkeeping as the hooks left it.</summary>
+    public SweepAbi.History History
+    {
+        get
+        {
+            _hooks.History.TryLookup<uint, SweepAbi.History>(0u, out var history);
+            return history;
+        }
+    }
+
+    /// <summary>
+    /// Puts every hook in place (<paramref name="starting"/>: updating the pinned ones to this run's
+    /// programs); true when all of them had been in place all along (the record has no hole). After a
+    /// hole a new record starts, and every namespace that exists now counts as history unknown.
+    /// </summary>
+    public bool EnsureAll(bool starting)
+    {
+        PinnedState.CreatePrivateDirectory(_directory);
+        var continuous = true;
+        foreach (var (program, name) in Programs)
+        {
+            var pin = $"{_directory}/{name}";
+            if (File.Exists(pin))
+            {
+                using var existing = BpfLink.Open(pin);
+                if (existing.Info.CgroupId != 0)
+                {
+                    if (starting)
+                    {
+                        existing.UpdateProgram(program(_hooks));
+                    }
+
+                    continue;
+                }
+
+                existing.Unpin();
+                Log.Reattached(_logger, name);
+            }
+
+            continuous = false;
+            using var link = KernelFeatures.Host.Explained(() => program(_hooks).AttachCgroup(_cgroup), KernelFeature.CgroupSocketHooks);
+            link.Pin(pin);
+        }
+
+        var history = History;
+        if (starting)
+        {
+            history.HostNetns = Netns.CurrentCookie();
+        }
+
+        var unknown = 0;
+        if (!continuous || history.RecordStartedNs == 0)
+        {
+            // The hooks are on now: a namespace made from here on is seen from its first socket.
+            // Everything that exists now may hold sockets they never saw.
+            var before = _hooks.NetnsBefore;
+            foreach (var netns in NetnsCatalog.Discover(_discovery).Namespaces)
+            {
+                if (unknown++ < SweepAbi.NetnsBeforeMax)
+                {
+                    before.Update(netns.Cookie, (byte)1);
+                }
+                else
+                {
+                    // More than the list holds: the record is no help, every sweep is full.
+                    history.ContactsLost++;
+                }
+            }
+
+            history.RecordStartedNs = Monotonic.NowNs();
+            continuous = false;
+        }
+
+        _hooks.History.Update(0u, history);
+        if (starting)
+        {
+            Log.Attached(_logger, _cgroup, continuous ? "continued" : "started", unknown);
+        }
+
+        return continuous;
+    }
+
+    /// <summary>Detaches and unpins the hook links pinned in <paramref name="directory"/>; returns how many.</summary>
+    public static int Remove(string directory)
+    {
+        if (!Directory.Exists(directory))
+        {
+            return 0;
+        }
+
+        var pins = Directory.GetFiles(directory);
+        foreach (var pin in pins)
+        {
+            PinnedLink.Detach(pin);
+        }
+
+        return pins.Length;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 510, Level = LogLevel.Information, Message = "Socket hooks on cgroup {Cgroup}: record {How}; {Unknown} namespace(s) older than the record are always swept")]
+        public static partial void Attached(ILogger logger, string cgroup, string how, int unknown);
+
+        [LoggerMessage(EventId = 512, Level = LogLevel.Warning, Message = "Our socket hook {Hook} was detached by someone; re-attached, and namespaces older than now count as history unknown")]
+        public static partial void Reattached(ILogger logger, string hook);
+    }
+}
