@@ -91,6 +91,8 @@ trap cleanup EXIT
   echo "cd $(printf '%q' "$PWD") || exit 125"
   echo "export HOME=/tmp DOTNET_CLI_HOME=/tmp DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
   [ -n "${CI:-}" ] && echo "export CI=$(printf '%q' "$CI")"
+  # Tests stretch their waits for the daemon: under TCG everything runs about ten times slower.
+  echo "export SOCKETREAPER_TEST_EMULATED=1"
   printf '%q ' "$@"; echo
 } >"$out/.vm-command"
 

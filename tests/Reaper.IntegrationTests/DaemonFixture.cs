@@ -218,7 +218,7 @@ internal sealed class DaemonFixture : IDisposable
     {
         var watch = Stopwatch.StartNew();
         Tool(null, "kill", "-TERM", Daemon.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        if (!Daemon.WaitForExit(TimeSpan.FromSeconds(20)))
+        if (!Daemon.WaitForExit(TimeSpan.FromSeconds(20 * Poll.Stretch)))
         {
             Daemon.Kill();
         }
@@ -289,7 +289,7 @@ internal sealed class DaemonFixture : IDisposable
         var deadline = Stopwatch.StartNew();
         while (!condition())
         {
-            if (deadline.Elapsed > TimeSpan.FromSeconds(30))
+            if (deadline.Elapsed > TimeSpan.FromSeconds(30 * Poll.Stretch))
             {
                 throw new TimeoutException($"timed out waiting for {what}");
             }

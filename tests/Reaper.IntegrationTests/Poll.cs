@@ -6,6 +6,13 @@ namespace SocketReaper.IntegrationTests;
 /// <summary>Waiting for the kernel or the daemon to get somewhere, with a limit that fails the test by name.</summary>
 internal static class Poll
 {
+    /// <summary>
+    /// How much longer waits for the daemon's start and stop may take: 6× in the emulated VM
+    /// (scripts/vm/run.sh sets SOCKETREAPER_TEST_EMULATED), where a JIT start alone takes many
+    /// seconds and a busy host slows the guest further.
+    /// </summary>
+    public static double Stretch { get; } = Environment.GetEnvironmentVariable("SOCKETREAPER_TEST_EMULATED") == "1" ? 6 : 1;
+
     /// <summary>Polls <paramref name="condition"/> every 10 ms; fails with <paramref name="what"/> after <paramref name="limit"/>. Returns the time it took.</summary>
     public static TimeSpan Until(Func<bool> condition, TimeSpan limit, string what)
     {
