@@ -8,40 +8,6 @@ using SocketReaper.Sweep;
 
 namespace SocketReaper.Reaping;
 
-/// <summary>Why sockets are stale; the sweep's trigger and the metrics' label.</summary>
-internal enum ReapReason
-{
-    /// <summary>The endpoint that owned the address went away (device, namespace or address) and no live endpoint has it.</summary>
-    EndpointGone,
-
-    /// <summary>The address moved to another endpoint: sockets born before the move talk to the wrong one.</summary>
-    IpReused,
-
-    /// <summary>A backend left a service: connected sockets pinned to it must pick a live one.</summary>
-    BackendLeft,
-}
-
-/// <summary>
-/// One kind of stale socket: the rule that matches it (its Id is assigned per sweep) and the
-/// addresses a socket matching it talks to — a targeted sweep visits the namespaces that contacted them.
-/// </summary>
-internal sealed record ReapTarget(ReapReason Reason, SweepRule Rule, IReadOnlyList<IPAddress> Contacts)
-{
-    /// <summary>
-    /// Found by a catch-up after the datapath lost events: what else went unseen is unknown, so the
-    /// sweep that carries it visits every namespace.
-    /// </summary>
-    public bool CatchUp { get; init; }
-
-    /// <summary>Every connected socket whose peer is <paramref name="address"/>.</summary>
-    public static ReapTarget EndpointGone(IPAddress address) =>
-        new(ReapReason.EndpointGone, new SweepRule { Remote = IpPrefix.Host(address), Protocols = SweepProtocols.Both }, [address]);
-
-    /// <summary>Every connected socket whose peer is <paramref name="address"/> and that was born before <paramref name="movedAtNs"/> (CLOCK_MONOTONIC).</summary>
-    public static ReapTarget IpReused(IPAddress address, ulong movedAtNs) =>
-        new(ReapReason.IpReused, new SweepRule { Remote = IpPrefix.Host(address), Protocols = SweepProtocols.Both, BornBeforeNs = movedAtNs }, [address]);
-}
-
 /// <summary>
 /// Turns the datapath's signals into sweeps nobody asked for. Targets queued together (and those
 /// within Reaping.CoalesceMilliseconds of the first, when set) make one sweep per reason (one rule per address);
