@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using LibBpf;
 using Microsoft.Extensions.Hosting;
@@ -85,7 +86,9 @@ internal sealed partial class DatapathService : BackgroundService
                 {
                     // Wake for whichever comes first, a link/route change or a datapath event.
                     var (netlink, _) = monitor.WaitWith(events.EpollFd, TimeSpan.FromMilliseconds(250));
-                    foreach (var change in netlink ? monitor.Receive(TimeSpan.Zero) : [])
+                    var changes = netlink ? monitor.Receive(TimeSpan.Zero) : [];
+                    owners.NoticeTicks = Stopwatch.GetTimestamp();
+                    foreach (var change in changes)
                     {
                         switch (change)
                         {
@@ -110,6 +113,7 @@ internal sealed partial class DatapathService : BackgroundService
                     nextDrift = DateTime.UtcNow;
                 }
 
+                owners.NoticeTicks = Stopwatch.GetTimestamp();
                 events.Consume();
                 if (Volatile.Read(ref lost) is var nowLost && nowLost != _lostSeen)
                 {

@@ -14,6 +14,12 @@ namespace SocketReaper.Datapath;
 /// </summary>
 internal sealed partial class EndpointOwnership
 {
+    /// <summary>
+    /// When the daemon received the notice being handled now (an rtnetlink batch or datapath
+    /// events; Stopwatch ticks): each change carries it, so a sweep can say how long it took.
+    /// </summary>
+    public long NoticeTicks { get; set; }
+
     private readonly IOwnerTable _table;
     private readonly IEndpointEvents _events;
     private readonly Func<int, bool> _managed;
@@ -84,11 +90,11 @@ internal sealed partial class EndpointOwnership
 
         if (kind == DatapathAbi.EventIpMoved)
         {
-            _events.Changed(new EndpointChange(EndpointChangeKind.Moved, address, (int)ifindex, timeNs));
+            Raise(new EndpointChange(EndpointChangeKind.Moved, address, (int)ifindex, timeNs));
         }
         else if (kind == DatapathAbi.EventNewIp && _graveyard.Take(address, (int)ifindex))
         {
-            _events.Changed(new EndpointChange(EndpointChangeKind.Reused, address, (int)ifindex, timeNs));
+            Raise(new EndpointChange(EndpointChangeKind.Reused, address, (int)ifindex, timeNs));
         }
     }
 
@@ -121,7 +127,7 @@ internal sealed partial class EndpointOwnership
         _table.Changed();
         if (fromLive || reused)
         {
-            _events.Changed(new EndpointChange(fromLive ? EndpointChangeKind.Moved : EndpointChangeKind.Reused, destination, oif, now));
+            Raise(new EndpointChange(fromLive ? EndpointChangeKind.Moved : EndpointChangeKind.Reused, destination, oif, now));
         }
     }
 
@@ -202,7 +208,7 @@ internal sealed partial class EndpointOwnership
     private void Left(IPAddress address, int ifindex)
     {
         _graveyard.Add(address, ifindex);
-        _events.Changed(EndpointChange.Left(address, ifindex));
+        Raise(EndpointChange.Left(address, ifindex));
     }
 
     /// <summary>Deletes the owner entries whose device matches <paramref name="which"/>; returns their addresses and devices.</summary>
@@ -228,4 +234,6 @@ internal sealed partial class EndpointOwnership
         [LoggerMessage(EventId = 407, Level = LogLevel.Warning, Message = "The datapath lost {Lost} event(s) (its ring buffer was full; Datapath.EventBufferBytes): re-read {Owners} owner(s), found {Moved} moved and {Gone} gone address(es), queued {Targets} target(s) for a full catch-up sweep")]
         public static partial void CaughtUp(ILogger logger, ulong lost, int owners, int moved, int gone, int targets);
     }
+
+    private void Raise(EndpointChange change) => _events.Changed(change with { NoticedTicks = NoticeTicks });
 }

@@ -22,6 +22,9 @@ internal enum EndpointChangeKind
 /// </summary>
 internal readonly record struct EndpointChange(EndpointChangeKind Kind, IPAddress Address, int Ifindex, ulong AtNs)
 {
+    /// <summary>When the daemon received the kernel's notice that revealed the change (Stopwatch ticks); 0 when unknown.</summary>
+    public long NoticedTicks { get; init; }
+
     public static EndpointChange Left(IPAddress address, int ifindex) => new(EndpointChangeKind.Left, address, ifindex, 0);
 }
 

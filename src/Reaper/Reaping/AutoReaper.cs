@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Threading.Channels;
 using Microsoft.Extensions.Hosting;
@@ -59,7 +60,7 @@ internal sealed partial class AutoReaper : BackgroundService
             return false;
         }
 
-        var queued = _queue.Writer.TryWrite(target);
+        var queued = _queue.Writer.TryWrite(target with { QueuedTicks = Stopwatch.GetTimestamp() });
         _metrics.ReapTargets.WithLabels(TriggerName(target.Reason), queued ? "queued" : "dropped").Inc();
         return queued;
     }
@@ -203,7 +204,7 @@ internal sealed partial class AutoReaper : BackgroundService
         SweepResult? result = null;
         try
         {
-            result = await RunAsync(request, contacts, targets.Any(t => t.CatchUp), stopping).ConfigureAwait(false);
+            result = await RunAsync(request, contacts, targets, stopping).ConfigureAwait(false);
         }
         finally
         {
@@ -243,8 +244,9 @@ internal sealed partial class AutoReaper : BackgroundService
     }
 
     /// <summary>Runs <paramref name="request"/> once the coordinator is free; null when it failed (logged).</summary>
-    private async Task<SweepResult?> RunAsync(SweepRequest request, List<IPAddress> contacts, bool catchUp, CancellationToken stopping)
+    private async Task<SweepResult?> RunAsync(SweepRequest request, List<IPAddress> contacts, List<ReapTarget> targets, CancellationToken stopping)
     {
+        var catchUp = targets.Any(t => t.CatchUp);
         while (true)
         {
             try
@@ -255,6 +257,7 @@ internal sealed partial class AutoReaper : BackgroundService
                     : catchUp ? CatchUpScope(out whyFull)
                     : _state.Hooks?.Scope(contacts, out whyFull);
                 var scoped = request with { Scope = scope };
+                var scopedTicks = Stopwatch.GetTimestamp();
                 var completed = await Task.Factory.StartNew(() => _state.Coordinator.Run(scoped, stopping), stopping, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
                 var result = completed.Result;
                 _metrics.ReapScope.WithLabels(request.Trigger, scope is null ? "full" : "targeted").Inc();
@@ -266,6 +269,14 @@ internal sealed partial class AutoReaper : BackgroundService
                 Log.Reaped(_logger, request.Trigger, request.Rules.Count, request.DryRun ? "would destroy" : "destroyed",
                     request.DryRun ? result.WouldDestroy : result.Destroyed, result.NamespacesVisited, scope is null ? "full" : "targeted",
                     result.NamespacesVisited + result.NamespacesSkipped + result.NamespacesOutOfScope);
+                if (_logger.IsEnabled(LogLevel.Debug))
+                {
+                    // The stages of the reaction, for bench/reap.sh (CLOCK_MONOTONIC ns, as Stopwatch ticks are here).
+                    var noticed = targets.Where(t => t.NoticedTicks != 0).Select(t => t.NoticedTicks).DefaultIfEmpty(0).Min();
+                    Log.Stages(_logger, request.Trigger, noticed, targets.Min(t => t.QueuedTicks), scopedTicks, result.StartedTicks,
+                        result.StartedTicks + (long)(result.Duration.TotalSeconds * Stopwatch.Frequency));
+                }
+
                 return result;
             }
             catch (SweepBusyException)
@@ -289,6 +300,9 @@ internal sealed partial class AutoReaper : BackgroundService
 
     private static partial class Log
     {
+        [LoggerMessage(EventId = 505, Level = LogLevel.Debug, Message = "Automatic sweep ({Trigger}) stages (monotonic ns): received {Received} queued {Queued} scoped {Scoped} started {Started} finished {Finished}")]
+        public static partial void Stages(ILogger logger, string trigger, long received, long queued, long scoped, long started, long finished);
+
         [LoggerMessage(EventId = 509, Level = LogLevel.Warning, Message = "Forgetting the contacts of gone namespaces failed (tried again in a minute): {Reason}")]
         public static partial void PruneFailed(ILogger logger, string reason);
 

@@ -33,7 +33,7 @@ internal sealed class EndpointReaper : IEndpointEvents
     {
         if (TargetFor(change, _config) is { } target)
         {
-            _reaper.Enqueue(target);
+            _reaper.Enqueue(target with { NoticedTicks = change.NoticedTicks });
         }
 
         if (change.Kind == EndpointChangeKind.Left)

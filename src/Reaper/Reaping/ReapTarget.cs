@@ -28,6 +28,12 @@ internal sealed record ReapTarget(ReapReason Reason, SweepRule Rule, IReadOnlyLi
     /// </summary>
     public bool CatchUp { get; init; }
 
+    /// <summary>When the daemon received the kernel's notice behind this target (Stopwatch ticks); 0 when unknown.</summary>
+    public long NoticedTicks { get; init; }
+
+    /// <summary>When it was queued (Stopwatch ticks).</summary>
+    public long QueuedTicks { get; init; }
+
     /// <summary>Every connected socket whose peer is <paramref name="address"/>.</summary>
     public static ReapTarget EndpointGone(IPAddress address) =>
         new(ReapReason.EndpointGone, new SweepRule { Remote = IpPrefix.Host(address), Protocols = SweepProtocols.Both }, [address]);

@@ -138,6 +138,7 @@ internal sealed partial class SweepEngine : IDisposable
             HeldBack = (long)counted.Sum(s => (decimal)s.HeldBack),
             FailedByErrno = failures,
             Duration = Stopwatch.GetElapsedTime(started),
+            StartedTicks = started,
             Cancelled = cancellation.IsCancellationRequested,
         };
         Log.SweepFinished(_logger, request.Trigger, request.DryRun, result.NamespacesVisited, result.NamespacesSkipped,

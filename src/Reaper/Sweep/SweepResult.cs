@@ -41,6 +41,9 @@ internal sealed record SweepResult
 
     public TimeSpan Duration { get; init; }
 
+    /// <summary>When the engine began (rules loaded next, then the first namespace); Stopwatch ticks.</summary>
+    public long StartedTicks { get; init; }
+
     public bool Cancelled { get; init; }
 
     public bool LimitReached => HeldBack > 0;
