@@ -33,6 +33,7 @@ base_pkgs=(
   "bpftool:7.3:bpo"
   "iproute2:6.7:bpo"
   "libcap2-bin:0:main"
+  "zlib1g-dev:0:main"
 )
 test_pkgs=(
   "python3:0:main"

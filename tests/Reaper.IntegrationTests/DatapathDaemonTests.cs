@@ -118,6 +118,8 @@ public sealed class DatapathDaemonTests
 
             var status = restarted.Tool(null, ReaperProcess.Executable, "datapath", "status", "--pin-root", restarted.PinRoot);
             Assert.Contains($"{first}_{firstIndex}_tcx_ingress", status.Stdout, StringComparison.Ordinal);
+            // As an operator does it: the daemon stopped first, or its drift repair (every 5 s) puts the links back.
+            restarted.Terminate();
             var detach = restarted.Tool(null, ReaperProcess.Executable, "datapath", "detach", "--pin-root", restarted.PinRoot);
             Assert.Contains("Detached 2 datapath link(s)", detach.Stdout, StringComparison.Ordinal);
             Assert.Empty(BpfInfo.Query(firstIndex, BpfAttachType.TcxIngress).LinkIds);
@@ -285,6 +287,8 @@ public sealed class DatapathDaemonTests
             Assert.Equal([primaryLink], BpfInfo.Query(index, BpfAttachType.NetkitPrimary).LinkIds);
             Assert.Equal([peerLink], BpfInfo.Query(index, BpfAttachType.NetkitPeer).LinkIds);
 
+            // As an operator does it: the daemon stopped first, or its drift repair (every 5 s) puts the links back.
+            restarted.Terminate();
             var detach = restarted.Tool(null, ReaperProcess.Executable, "datapath", "detach", "--pin-root", restarted.PinRoot);
             Assert.Contains("Detached 2 datapath link(s)", detach.Stdout, StringComparison.Ordinal);
             Assert.Empty(BpfInfo.Query(index, BpfAttachType.NetkitPrimary).LinkIds);

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
 using Prometheus;
 using SocketReaper.Config;
@@ -43,6 +44,8 @@ internal static partial class RunCommand
         }
 
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings { Args = [] });
+        // Log levels from the environment, as .NET names them: SOCKETREAPER_Logging__LogLevel__SocketReaper.Reaping=Debug.
+        builder.Configuration.AddEnvironmentVariables("SOCKETREAPER_Logging__");
         builder.Logging.AddConfiguration(builder.Configuration);
         builder.Logging.SetMinimumLevel(LogLevel.Information);
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
