@@ -23,7 +23,7 @@ public sealed class ConfigTests : IDisposable
         Assert.Equal(new IPEndPoint(IPAddress.Loopback, 9469), config.Metrics.Listen);
         Assert.True(config.DBus.Enabled);
         Assert.Equal("socketreaper", config.DBus.SweepGroup);
-        Assert.Equal((20L, 1000L), (config.Reaping.MaxSweepsPerSecond, config.Reaping.MaxSocketsPerSecond));
+        Assert.Equal((100L, 1000L), (config.Reaping.MaxSweepsPerSecond, config.Reaping.MaxSocketsPerSecond));
     }
 
     [Fact]

@@ -32,7 +32,7 @@ internal sealed record ReapingOptions
     /// the next sweep waits and the targets queued meanwhile join it. A targeted sweep costs a few
     /// milliseconds, so 20 a second stays a small share of one core.
     /// </summary>
-    public long MaxSweepsPerSecond { get; init; } = 20;
+    public long MaxSweepsPerSecond { get; init; } = 100;
 
     /// <summary>
     /// Sockets automatic sweeps may destroy per second, in bursts of up to one second's worth
