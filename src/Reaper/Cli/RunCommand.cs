@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -43,7 +44,10 @@ internal static partial class RunCommand
         }
 
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings { Args = [] });
-        builder.Logging.AddConfiguration(builder.Configuration);
+        // Log levels only, e.g. SOCKETREAPER_Logging__LogLevel__SocketReaper.Reaping=Debug (bench/reap.sh's
+        // stage breakdown); the prefix keeps a stray Logging__ variable from changing a root daemon's log.
+        builder.Configuration.AddEnvironmentVariables("SOCKETREAPER_");
+        builder.Logging.AddConfiguration(builder.Configuration.GetSection("Logging"));
         builder.Logging.SetMinimumLevel(LogLevel.Information);
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
         if (Environment.GetEnvironmentVariable("JOURNAL_STREAM") is not null)
