@@ -1,0 +1,2 @@
+namespace SocketReaper.Bench;
+internal static class SoakBench { public static int Run(string[] args) => 2; }
