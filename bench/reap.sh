@@ -54,7 +54,7 @@ start_daemon() { # MODE TARGETED
   cat >"$out/$1.json" <<EOF
 {"DBus":{"Enabled":false},"Metrics":{"Enabled":false},"Datapath":{"PinRoot":"$pins","Devices":["${tag}e*"],"AllNetkit":false},"Reaping":{"Targeted":$2}}
 EOF
-  SOCKETREAPER_Logging__LogLevel__SocketReaper.Reaping.AutoReaper=Debug \
+  env SOCKETREAPER_Logging__LogLevel__SocketReaper.Reaping.AutoReaper=Debug \
     "$reaper" run --config "$out/$1.json" >"$out/$1.log" 2>&1 &
   daemon=$!
   for _ in $(seq 300); do
@@ -115,8 +115,8 @@ stages = ["notice>recv", "recv>queued", "queued>scope", "scope>start", "start>la
 print(f"\nbreakdown, median / p99 ms (the daemon's stamps, event 505)")
 print(f"{'mode':9} " + " ".join(f"{n:>15}" for n in stages))
 for name, v in (("targeted", t), ("full", f)):
-    if len(v) >= 24:
-        print(f"{name:9} " + " ".join(f"{v[12 + 2 * i]:6.2f} / {v[13 + 2 * i]:6.2f}" for i in range(len(stages))))
+    if len(v) >= 23:
+        print(f"{name:9} " + " ".join(f"{v[11 + 2 * i]:6.2f} / {v[12 + 2 * i]:6.2f}" for i in range(len(stages))))
 verdict = lambda p99: "met" if p99 <= 20 and t[1] == 0 else "NOT met"
 print(f"target p99 <= 20 ms (targeted): from the notice {t[9]:.2f} ms, {verdict(t[9])}; from the request {t[3]:.2f} ms, {verdict(t[3])}")
 PY
