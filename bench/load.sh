@@ -87,7 +87,9 @@ cat >"$out/reaper.json" <<EOF
 {"Sweep":{"MaxLimit":1000000},"DBus":{"Enabled":true,"Address":"$busaddr"},"Metrics":{"Enabled":false},
  "Datapath":{"PinRoot":"$pins","Devices":["${tag}e*"],"AllNetkit":false},"Reaping":{"Targeted":true}}
 EOF
-"$reaper" run --config "$out/reaper.json" >"$out/daemon.log" 2>&1 &
+# The automatic sweeps' stage stamps (event 505) for bench/ReapBench's breakdown.
+env SOCKETREAPER_Logging__LogLevel__SocketReaper.Reaping.AutoReaper=Debug \
+  "$reaper" run --config "$out/reaper.json" >"$out/daemon.log" 2>&1 &
 daemon=$!
 for _ in $(seq 300); do
   kill -0 "$daemon" 2>/dev/null || break
