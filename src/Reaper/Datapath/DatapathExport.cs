@@ -4,11 +4,17 @@ using SocketReaper.Metrics;
 
 namespace SocketReaper.Datapath;
 
-/// <summary>The datapath's counters as metrics: per covered device (at most Datapath.MaxDeviceMetrics) and lost events.</summary>
+/// <summary>
+/// The datapath's counters as metrics: per covered device (at most Datapath.MaxDeviceMetrics) and
+/// lost events. A device's series go with it: on a host where endpoints come and go they would
+/// otherwise pile up in every scrape and in the daemon's memory.
+/// </summary>
 internal sealed class DatapathExport
 {
+    private static readonly string[] Hooks = ["ingress", "egress"];
     private readonly ReaperMetrics _metrics;
     private readonly int _maxDevices;
+    private readonly HashSet<string> _exported = new(StringComparer.Ordinal);
 
     public DatapathExport(ReaperMetrics metrics, int maxDevices)
     {
@@ -19,7 +25,9 @@ internal sealed class DatapathExport
     public void Export(DatapathObject obj, IEnumerable<(int Ifindex, string Name)> devices)
     {
         _metrics.DatapathEventsLost.IncTo(obj.EventsLost);
-        foreach (var (ifindex, device) in devices.Take(_maxDevices))
+        var exported = devices.Take(_maxDevices).ToList();
+        Retire(exported.Select(d => d.Name));
+        foreach (var (ifindex, device) in exported)
         {
             foreach (var (hook, name) in new[] { (DatapathAbi.HookIngress, "ingress"), (DatapathAbi.HookEgress, "egress") })
             {
@@ -35,6 +43,25 @@ internal sealed class DatapathExport
                 }
             }
         }
+    }
+
+    /// <summary>Removes the series of devices exported before and not in <paramref name="current"/> (gone, or past the cap now).</summary>
+    internal void Retire(IEnumerable<string> current)
+    {
+        var now = current.ToHashSet(StringComparer.Ordinal);
+        foreach (var gone in _exported.Where(d => !now.Contains(d)).ToList())
+        {
+            foreach (var hook in Hooks)
+            {
+                _metrics.DevicePackets.RemoveLabelled(gone, hook);
+                _metrics.DeviceBytes.RemoveLabelled(gone, hook);
+                _metrics.DeviceDrops.RemoveLabelled(gone, hook);
+            }
+
+            _exported.Remove(gone);
+        }
+
+        _exported.UnionWith(now);
     }
 
     private static ulong? KernelDrops(string device, string counter)
