@@ -1,9 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
-using System.Runtime.InteropServices;
-using System.Text;
-using LibBpf;
-
 namespace SocketReaper.Platform.Netlink;
 
 /// <summary>Multicast listener for link and IPv4/IPv6 address changes on its own socket.</summary>
