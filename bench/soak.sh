@@ -19,10 +19,12 @@
 # Per window (WINDOW_MINUTES) it prints: events, sockets that had to die, those that did not within
 # 2 s (missed), innocent sockets that died or did not answer a ping (every 5 s), the reaction from
 # the kernel's notice (RTM_DELLINK, or for moves RTM_NEWROUTE, as the bench received it) to the
-# last socket destroyed (p50/p99/max), and the daemon's VmRSS and open fds. At the end, the targets:
-# 0 missed, 0 innocents killed or silent, p99 <= 20 ms in every window, VmRSS after the first window
-# growing < 5 % over the run, open fds flat (within +2 of the first window's max); exit 1 if one
-# is missed. Everything it makes carries a random srs… tag and is removed on exit, also on failure
+# last socket destroyed (p50/p99/max), and the daemon's VmRSS, managed heap (its
+# dotnet_total_memory_bytes), threads and open fds; at the end, the daemon's own stages of every
+# automatic sweep (from its Debug stamps, event 505), so a slow tail shows where it sits, and the
+# targets: 0 missed, 0 innocents killed or silent, p99 <= 20 ms in every window, VmRSS after the
+# first window growing < 5 % over the run, open fds flat (within +2 of the first window's max);
+# exit 1 if one is missed. Everything it makes carries a random srs… tag and is removed on exit, also on failure
 # or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,10 +58,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
+# Metrics on a loopback port of ours: the bench reads the daemon's managed heap and threads there.
+metrics_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cat >"$out/daemon.json" <<EOF
-{"DBus":{"Enabled":false},"Metrics":{"Enabled":false},"Datapath":{"PinRoot":"$pins","Devices":["${tag}e*"],"AllNetkit":false}}
+{"DBus":{"Enabled":false},"Metrics":{"Enabled":true,"Listen":"127.0.0.1:$metrics_port"},"Datapath":{"PinRoot":"$pins","Devices":["${tag}e*"],"AllNetkit":false}}
 EOF
-"$aot" run --config "$out/daemon.json" >"$out/daemon.log" 2>&1 &
+# AutoReaper at Debug: its stage stamps (event 505) give the daemon's side of each reaction.
+env SOCKETREAPER_Logging__LogLevel__SocketReaper.Reaping.AutoReaper=Debug \
+  "$aot" run --config "$out/daemon.json" >"$out/daemon.log" 2>&1 &
 daemon=$!
 for _ in $(seq 300); do
   kill -0 "$daemon" 2>/dev/null || break
@@ -70,7 +76,7 @@ grep -q ' ready: ' "$out/daemon.log" || { echo "soak: the daemon did not start";
 echo "soak: tag $tag, NativeAOT daemon pid $daemon, $M min in windows of $WM min"
 
 dotnet bench/ReapBench/bin/Release/net10.0/ReapBench.dll soak "$tag" "$M" "$WM" "$N" "$C" \
-  "$aot" "$pins" "$out/daemon.log" "$daemon" "$NET" "$EVERY" &
+  "$aot" "$pins" "$out/daemon.log" "$daemon" "$NET" "$EVERY" "http://127.0.0.1:$metrics_port/metrics" &
 bench=$!
 rc=0; wait "$bench" || rc=$?
 bench=""

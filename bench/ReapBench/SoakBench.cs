@@ -37,6 +37,8 @@ internal sealed class SoakBench : IDisposable
     private readonly DaemonLog _log;
     private readonly int _daemonPid;
     private readonly int _clientNamespaces;
+    private readonly Uri _metrics;
+    private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(2) };
     private readonly List<SoakEndpoint> _endpoints = [];
     private readonly List<SoakClient> _clients = [];
     private readonly Random _random = new(15);
@@ -53,13 +55,14 @@ internal sealed class SoakBench : IDisposable
         _log = new DaemonLog(args[7]);
         _daemonPid = int.Parse(args[8], CultureInfo.InvariantCulture);
         _net = args[9].Split('.').Select(b => byte.Parse(b, CultureInfo.InvariantCulture)).ToArray();
+        _metrics = new Uri(args[11]);
     }
 
     public static int Run(string[] args)
     {
-        if (args.Length != 11)
+        if (args.Length != 12)
         {
-            Console.Error.WriteLine("usage: ReapBench soak TAG MINUTES WINDOW_MINUTES ENDPOINTS CLIENTS REAPER PIN_ROOT LOG DAEMON_PID NET EVENT_SECONDS");
+            Console.Error.WriteLine("usage: ReapBench soak TAG MINUTES WINDOW_MINUTES ENDPOINTS CLIENTS REAPER PIN_ROOT LOG DAEMON_PID NET EVENT_SECONDS METRICS_URL");
             return 2;
         }
 
@@ -90,7 +93,7 @@ internal sealed class SoakBench : IDisposable
 
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"soak: {population} endpoints, {_clientNamespaces} client namespaces, {_clients.Count} client sockets (TCP and connected UDP; {ContactsPerAddress} client namespaces and the host per address) ready in {setup.Elapsed.TotalSeconds:F1} s; an event every {every.TotalSeconds:0.##} s for {length.TotalMinutes:0.##} min"));
-        Console.WriteLine("window  minutes  events  del/move  to die  missed  innocents killed/silent  p50 ms  p99 ms  max ms  p99 del/move ms  VmRSS MiB  fds");
+        Console.WriteLine("window  minutes  events  del/move  to die  missed  innocents killed/silent  p50 ms  p99 ms  max ms  p99 del/move ms  VmRSS MiB  heap MiB  threads  fds");
 
         var windows = new List<SoakWindow>();
         var current = new SoakWindow(1);
@@ -127,12 +130,14 @@ internal sealed class SoakBench : IDisposable
             current.Sample(Rss(), Fds());
             if (every * (n + 1) >= windowLength * current.Number || every * (n + 1) >= length)
             {
+                (current.HeapBytes, current.Threads) = DaemonGauges();
                 Console.WriteLine(current.Row(windowLength));
                 windows.Add(current);
                 current = new SoakWindow(current.Number + 1);
             }
         }
 
+        PrintStages();
         return Verdict(windows);
     }
 
@@ -403,6 +408,51 @@ internal sealed class SoakBench : IDisposable
 
     private int Fds() => Directory.EnumerateFileSystemEntries($"/proc/{_daemonPid}/fd").Count();
 
+    /// <summary>The daemon's managed heap (dotnet_total_memory_bytes) and threads (process_num_threads) from its /metrics; NaN when unreadable.</summary>
+    private (double Heap, double Threads) DaemonGauges()
+    {
+        try
+        {
+            var text = _http.GetStringAsync(_metrics).GetAwaiter().GetResult();
+            double Gauge(string name) => text.Split('\n').Where(l => l.StartsWith(name + " ", StringComparison.Ordinal))
+                .Select(l => double.Parse(l[(name.Length + 1)..], CultureInfo.InvariantCulture)).DefaultIfEmpty(double.NaN).First();
+            return (Gauge("dotnet_total_memory_bytes"), Gauge("process_num_threads"));
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or FormatException)
+        {
+            Console.Error.WriteLine($"soak: could not read the daemon's metrics at {_metrics}: {e.Message}");
+            return (double.NaN, double.NaN);
+        }
+    }
+
+    /// <summary>The daemon's side of every automatic sweep, stage by stage (its Debug stamps, event 505).</summary>
+    private void PrintStages()
+    {
+        _log.Poll();
+        var stages = _log.Stages;
+        if (stages.Count == 0)
+        {
+            Console.WriteLine("daemon stages: none logged (is SocketReaper.Reaping.AutoReaper at Debug?)");
+            return;
+        }
+
+        static double Ms(long from, long to) => (to - from) * 1000.0 / Stopwatch.Frequency;
+        var rows = new (string Name, List<double> Values)[]
+        {
+            ("notice received -> target queued", stages.Where(s => s.Received != 0).Select(s => Ms(s.Received, s.Queued)).ToList()),
+            ("target queued -> scope computed", stages.Select(s => Ms(s.Queued, s.Scoped)).ToList()),
+            ("scope computed -> sweep started", stages.Select(s => Ms(s.Scoped, s.Started)).ToList()),
+            ("sweep (started -> finished)", stages.Select(s => Ms(s.Started, s.Finished)).ToList()),
+            ("notice received -> sweep finished", stages.Where(s => s.Received != 0).Select(s => Ms(s.Received, s.Finished)).ToList()),
+        };
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"daemon stages over {stages.Count} automatic sweeps (ms):"));
+        foreach (var (name, values) in rows)
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  {name,-36} p50 {Percentile(values, 50),7:F2}  p99 {Percentile(values, 99),7:F2}  max {(values.Count > 0 ? values.Max() : double.NaN),7:F2}"));
+        }
+    }
+
     private IPAddress ClientAddress(int i) => new([_net[0], _net[1], 250, (byte)(1 + i)]);
 
     // Proxy ARP (answered at once) and forwarding on our host-side veth only (the host's own settings
@@ -483,6 +533,7 @@ internal sealed class SoakBench : IDisposable
 
         _monitor.Dispose();
         _rtnl.Dispose();
+        _http.Dispose();
         _log.Dispose();
     }
 }
@@ -637,6 +688,10 @@ internal sealed class SoakWindow(int number)
 
     public int FdsMax { get; private set; }
 
+    public double HeapBytes { get; set; } = double.NaN;
+
+    public double Threads { get; set; } = double.NaN;
+
     public double P99 => Percentile(_reactions, 99);
 
     public void Add(SoakOutcome outcome)
@@ -668,7 +723,7 @@ internal sealed class SoakWindow(int number)
     {
         var row = new StringBuilder();
         row.Append(CultureInfo.InvariantCulture,
-            $"{Number,6}  {$"{(Number - 1) * length.TotalMinutes:0.##}-{Number * length.TotalMinutes:0.##}",7}  {Deletions + Moves,6}  {$"{Deletions}/{Moves}",8}  {ToDie,6}  {Missed,6}  {$"{Killed}/{Silent}",23}  {Percentile(_reactions, 50),6:F2}  {P99,6:F2}  {(_reactions.Count > 0 ? _reactions.Max() : double.NaN),6:F2}  {$"{Percentile(_deletions, 99):F2}/{Percentile(_moves, 99):F2}",15}  {RssKiB / 1024.0,9:F1}  {Fds,3}");
+            $"{Number,6}  {$"{(Number - 1) * length.TotalMinutes:0.##}-{Number * length.TotalMinutes:0.##}",7}  {Deletions + Moves,6}  {$"{Deletions}/{Moves}",8}  {ToDie,6}  {Missed,6}  {$"{Killed}/{Silent}",23}  {Percentile(_reactions, 50),6:F2}  {P99,6:F2}  {(_reactions.Count > 0 ? _reactions.Max() : double.NaN),6:F2}  {$"{Percentile(_deletions, 99):F2}/{Percentile(_moves, 99):F2}",15}  {RssKiB / 1024.0,9:F1}  {HeapBytes / (1024 * 1024),8:F1}  {Threads,7:F0}  {Fds,3}");
         if (Late > 0)
         {
             row.Append(CultureInfo.InvariantCulture, $"  ({Late} event(s) late: the bench fell behind)");
