@@ -13,9 +13,12 @@
 # failed namespace.
 #
 # Why it needs a million: read(2) of a BPF iterator answers EAGAIN once one read has visited a
-# million objects without the program writing anything. The filler sockets sit on 1000 ports just
-# before the UDP targets' ports, so (unless the namespace's hash rotation starts the walk inside
-# that range, 1000 of 16384 buckets here) the UDP walk meets a million silent sockets first.
+# million objects without the program writing anything. The UDP iterator walks the kernel's
+# address+port hash, bucket by bucket from 0: bucket = (hash(address, netns) ^ port) & mask. So
+# that the walk meets a million silent sockets before any UDP target, a probe first finds the
+# target address's hash: one connected socket per bucket (16384 ports in a row), a dry-run
+# sweep lists them in walk order, and the first one's port is the hash; the targets then take
+# the ports of the last three buckets.
 #
 # Needs: fs.file-max above the socket count (checked), the hard descriptor limit above PER_HELPER
 # (checked), ~1 KiB of kernel memory per socket (~1.1 GiB for the default), two cores for about
@@ -42,6 +45,8 @@ pids=()
 cleanup() {
   trap - EXIT INT TERM
   for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  # Whatever still runs in the namespace is ours (a helper behind a wrapper that did not exec).
+  ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
   wait 2>/dev/null || true
   ip netns del "$ns" 2>/dev/null || true
   rm -rf "$work"
@@ -69,10 +74,29 @@ while True:
     time.sleep(3600)
 PY
 
+# The probe: a UDP socket on each of the ports 32768..32768+BUCKETS-1 of 127.0.0.251, connected
+# to 127.0.0.250:7779, so that every bucket of the hash holds one.
+cat >"$work/probe.py" <<'PY'
+import resource, socket, sys, time
+buckets = int(sys.argv[1])
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+held = []
+for i in range(buckets):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.251", 32768 + i))
+    u.connect(("127.0.0.250", 7779))
+    held.append(u)
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+PY
+
 # The targets: a listener on 127.0.0.250:7777 with three clients from 127.0.0.251, and three UDP
-# sockets bound to 127.0.0.251:21000-21002 connected to 127.0.0.250:7778.
+# sockets on 127.0.0.251 in the hash's last three buckets, connected to 127.0.0.250:7778.
 cat >"$work/targets.py" <<'PY'
-import socket, time
+import socket, sys, time
+first, buckets = int(sys.argv[1]), int(sys.argv[2])
 listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 listener.bind(("127.0.0.250", 7777))
 listener.listen(16)
@@ -84,7 +108,7 @@ for i in range(3):
     held += [c, listener.accept()[0]]
 for i in range(3):
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    u.bind(("127.0.0.251", 21000 + i))
+    u.bind(("127.0.0.251", 32768 + ((first ^ (buckets - 1 - i)) & (buckets - 1))))
     u.connect(("127.0.0.250", 7778))
     held.append(u)
 print("ready", flush=True)
@@ -92,22 +116,43 @@ while True:
     time.sleep(3600)
 PY
 
+wait_ready() {
+  local deadline=$(( SECONDS + 600 )) f
+  for f in "$@"; do
+    until grep -q ready "$f"; do
+      if grep -q -i error "$f"; then echo "million: a helper failed:"; cat "$f"; exit 1; fi
+      [ "$SECONDS" -lt "$deadline" ] || { echo "million: the helpers were not ready within 10 minutes"; exit 1; }
+      sleep 0.2
+    done
+  done
+}
+
+# The UDP hash's size is the host's (dmesg: "UDP hash table entries"); a namespace made with
+# net.ipv4.udp_child_hash_entries set has its own, which this bench does not handle.
+buckets=$(dmesg 2>/dev/null | sed -n 's/.*UDP hash table entries: \([0-9]*\).*/\1/p' | head -1)
+buckets=${buckets:-16384}
+ip netns exec "$ns" python3 "$work/probe.py" "$buckets" >"$work/probe.out" 2>&1 &
+probe=$!
+pids+=("$probe")
+wait_ready "$work/probe.out"
+"$reaper" sweep --direct --json --dry-run --limit 1000000 --netns "$ns" --dst 127.0.0.250 --dport 7779 >"$work/probe.json"
+first=$(python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    d = json.loads(l)
+    if d.get("type") == "socket" and d["proto"] == "udp":
+        print(int(d["local"].rsplit(":", 1)[1]) - 32768); break' "$work/probe.json")
+kill "$probe"; wait "$probe" 2>/dev/null || true
+echo "million: the UDP hash has $buckets buckets; 127.0.0.251's first bucket is port $((32768 + first))"
+
 echo "million: filling namespace $ns with $HELPERS x $PER_HELPER UDP sockets"
 started=$EPOCHREALTIME
-ip netns exec "$ns" python3 "$work/targets.py" >"$work/targets.out" 2>&1 &
+ip netns exec "$ns" python3 "$work/targets.py" "$first" "$buckets" >"$work/targets.out" 2>&1 &
 pids+=($!)
 for ((h = 0; h < HELPERS; h++)); do
   ip netns exec "$ns" python3 "$work/filler.py" "$h" "$PER_HELPER" "$PORTS" >"$work/filler.$h" 2>&1 &
   pids+=($!)
 done
-deadline=$(( SECONDS + 600 ))
-for f in "$work/targets.out" "$work"/filler.*; do
-  until grep -q ready "$f"; do
-    if grep -q -i error "$f"; then echo "million: a helper failed:"; cat "$f"; exit 1; fi
-    [ "$SECONDS" -lt "$deadline" ] || { echo "million: the helpers were not ready within 10 minutes"; exit 1; }
-    sleep 0.2
-  done
-done
+wait_ready "$work/targets.out" "$work"/filler.*
 fill_s=$(python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 1))" "$started" "$EPOCHREALTIME")
 
 sockstat=$(ip netns exec "$ns" cat /proc/net/sockstat)

@@ -9,10 +9,11 @@ namespace LibBpf;
 /// (a namespace with that many sockets and no match). The kernel stopped before showing the next
 /// object and its next read starts there, so reading again neither loses nor repeats a record;
 /// each EAGAIN is a million objects further on, so the retries end with the walk.</item>
-/// <item>ENOMEM (the TCP iterator from 6.17): the kernel could not grow its socket batch without
-/// blocking. What the program had written stays buffered for the next read, and the walk resumes
-/// from the sockets it remembered, so a read after a short wait goes on where it stopped; a host
-/// that stays out of memory is not spun on: after <see cref="MemoryRetries"/> waits the read fails.</item>
+/// <item>ENOMEM (the TCP and UDP iterators from 6.17): the kernel could not grow its socket batch
+/// without blocking. What the program had written stays buffered for the next read, and the walk
+/// resumes from the sockets it remembered, so a read after a short wait goes on where it stopped;
+/// a host that stays out of memory is not spun on: after <see cref="MemoryRetries"/> waits the
+/// read fails.</item>
 /// </list>
 /// </summary>
 internal static class IteratorReadRetry
