@@ -64,28 +64,21 @@ public sealed class BpfLink : IDisposable
 public static class BpfIterator
 {
     /// <summary>
-    /// One read(2) from an iterator descriptor into <paramref name="buffer"/>; 0 at the end. The
+    /// Reads from an iterator descriptor into <paramref name="buffer"/>; 0 at the end. The
     /// kernel hands out whole seq_file chunks, so records written with bpf_seq_write are never
-    /// split when the buffer is a multiple of their size and at least a page.
+    /// split when the buffer is a multiple of their size and at least a page. A read that walked a
+    /// million objects without output (EAGAIN), or found the kernel briefly short of memory
+    /// (ENOMEM), is read again where the kernel stopped: see <see cref="IteratorReadRetry"/>.
     /// </summary>
-    public static unsafe int Read(SafeFileHandle iterator, Span<byte> buffer)
+    public static int Read(SafeFileHandle iterator, Span<byte> buffer) =>
+        IteratorReadRetry.Read(buffer, chunk => ReadOnce(iterator, chunk), Thread.Sleep);
+
+    private static unsafe int ReadOnce(SafeFileHandle iterator, Span<byte> buffer)
     {
         fixed (byte* b = buffer)
         {
-            while (true)
-            {
-                var n = Libc.read(iterator, b, (nuint)buffer.Length);
-                if (n >= 0)
-                {
-                    return (int)n;
-                }
-
-                var errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
-                if (errno != (int)Errno.EINTR)
-                {
-                    throw new BpfException("read iterator", null, errno);
-                }
-            }
+            var n = Libc.read(iterator, b, (nuint)buffer.Length);
+            return n >= 0 ? (int)n : -System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
         }
     }
 

@@ -99,7 +99,7 @@ internal static class SweepCommand
             // process anywhere on the host would otherwise show up in a one-namespace sweep).
             var vanished = request.Namespaces.Count == 0 ? discovery.Vanished : 0;
             printer.Summary(result with { NamespacesSkipped = result.NamespacesSkipped + vanished });
-            return result.Cancelled ? 130 : 0;
+            return result.Cancelled ? 130 : result.NamespacesFailed > 0 ? 1 : 0;
         }
         finally
         {
@@ -244,6 +244,14 @@ internal static class SweepCommand
                     w.WriteNumber("limit", r.Limit);
                     w.WriteNumber("namespaces_visited", r.NamespacesVisited);
                     w.WriteNumber("namespaces_skipped", r.NamespacesSkipped);
+                    w.WriteNumber("namespaces_failed", r.NamespacesFailed);
+                    w.WriteStartArray("namespace_failures");
+                    foreach (var failure in r.NamespaceFailures)
+                    {
+                        w.WriteStringValue(failure);
+                    }
+
+                    w.WriteEndArray();
                     w.WriteNumber("scanned_tcp", r.ScannedTcp);
                     w.WriteNumber("scanned_udp", r.ScannedUdp);
                     w.WriteNumber("matched", r.Matched);
@@ -267,9 +275,14 @@ internal static class SweepCommand
 
             var verb = r.DryRun ? $"{r.WouldDestroy} would be destroyed" : $"{r.Destroyed} destroyed";
             output.WriteLine(
-                $"{(r.DryRun ? "Dry run" : "Sweep")}: {r.NamespacesVisited} namespaces visited ({r.NamespacesSkipped} skipped), " +
+                $"{(r.DryRun ? "Dry run" : "Sweep")}: {r.NamespacesVisited} namespaces visited ({r.NamespacesSkipped} skipped{(r.NamespacesFailed > 0 ? $", {r.NamespacesFailed} failed" : "")}), " +
                 $"{r.ScannedTcp} TCP and {r.ScannedUdp} UDP sockets scanned; {r.Matched} matched, {verb}, " +
                 $"{r.HeldBack} held back, {r.Failed} failed, in {r.Duration.TotalMilliseconds:F1} ms.");
+            foreach (var failure in r.NamespaceFailures)
+            {
+                output.WriteLine($"Not swept to the end: {failure}.");
+            }
+
             if (r.LimitReached)
             {
                 output.WriteLine($"The limit of {r.Limit} was reached: {r.HeldBack} matching socket(s) were left alone. Raise --limit to destroy them.");

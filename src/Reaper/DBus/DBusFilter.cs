@@ -137,6 +137,7 @@ internal static class DBusFilter
             ["limit"] = VariantValue.UInt64((ulong)r.Limit),
             ["namespaces_visited"] = VariantValue.UInt32((uint)r.NamespacesVisited),
             ["namespaces_skipped"] = VariantValue.UInt32((uint)r.NamespacesSkipped),
+            ["namespaces_failed"] = VariantValue.UInt32((uint)r.NamespacesFailed),
             ["targeted"] = VariantValue.Bool(r.Targeted),
             ["namespaces_out_of_scope"] = VariantValue.UInt32((uint)r.NamespacesOutOfScope),
             ["scanned_tcp"] = VariantValue.UInt64((ulong)r.ScannedTcp),

@@ -22,6 +22,7 @@ internal sealed class ReaperMetrics : ISweepRecorder
         NamespacesKnown = f.CreateGauge("socketreaper_namespaces_known", "Network namespaces found by the last discovery.");
         NamespacesVisited = f.CreateCounter("socketreaper_namespaces_visited_total", "Namespaces swept.");
         NamespacesSkipped = f.CreateCounter("socketreaper_namespaces_skipped_total", "Namespaces that vanished before their turn.");
+        NamespacesFailed = f.CreateCounter("socketreaper_namespaces_failed_total", "Namespaces whose socket iterator could not be read to the end.");
         DBusCalls = f.CreateCounter("socketreaper_dbus_calls_total", "D-Bus method calls by method and result (ok or the error name).", "method", "result");
         // Absent, not 0, when D-Bus is switched off: the bus alert must not fire on such hosts.
         DBusConnected = dbusEnabled ? f.CreateGauge("socketreaper_dbus_connected", "1 while connected to the bus and owning the name.") : null;
@@ -71,6 +72,8 @@ internal sealed class ReaperMetrics : ISweepRecorder
     public Counter NamespacesVisited { get; }
 
     public Counter NamespacesSkipped { get; }
+
+    public Counter NamespacesFailed { get; }
 
     public Counter DBusCalls { get; }
 
@@ -129,5 +132,6 @@ internal sealed class ReaperMetrics : ISweepRecorder
 
         NamespacesVisited.Inc(r.NamespacesVisited);
         NamespacesSkipped.Inc(r.NamespacesSkipped);
+        NamespacesFailed.Inc(r.NamespacesFailed);
     }
 }

@@ -90,8 +90,10 @@ internal sealed partial class SweepEngine : IDisposable
 
         var requested = request.Protocols;
         var failures = new Dictionary<string, long>(StringComparer.Ordinal);
+        var namespaceFailures = new List<string>();
         var visited = 0;
         var skipped = 0;
+        var failed = 0;
         var next = -1;
         var threads = Math.Clamp(request.Parallelism, 1, Math.Max(1, namespaces.Count));
 
@@ -110,14 +112,20 @@ internal sealed partial class SweepEngine : IDisposable
 
                 Interlocked.Increment(ref visited);
                 var protocols = request.Scope is { } scope ? requested & scope(netns) : requested;
-                if (protocols.HasFlag(SweepProtocols.Tcp))
+                var tcpFailure = protocols.HasFlag(SweepProtocols.Tcp) ? Drain(_tcp, buffer, netns, observer, failures, cancellation) : null;
+                var udpFailure = protocols.HasFlag(SweepProtocols.Udp) ? Drain(_udp, buffer, netns, observer, failures, cancellation) : null;
+                if (tcpFailure is not null || udpFailure is not null)
                 {
-                    Drain(_tcp, buffer, netns, observer, failures, cancellation);
-                }
-
-                if (protocols.HasFlag(SweepProtocols.Udp))
-                {
-                    Drain(_udp, buffer, netns, observer, failures, cancellation);
+                    // One namespace's unreadable iterator must not cost the others their sweep.
+                    Interlocked.Increment(ref failed);
+                    foreach (var sentence in new[] { Describe(netns, "TCP", tcpFailure), Describe(netns, "UDP", udpFailure) }.OfType<string>())
+                    {
+                        Log.NamespaceFailed(_logger, sentence);
+                        lock (namespaceFailures)
+                        {
+                            namespaceFailures.Add(sentence);
+                        }
+                    }
                 }
             }
         });
@@ -130,6 +138,8 @@ internal sealed partial class SweepEngine : IDisposable
             Limit = request.Limit,
             NamespacesVisited = visited,
             NamespacesSkipped = skipped,
+            NamespacesFailed = failed,
+            NamespaceFailures = namespaceFailures,
             ScannedTcp = (long)counted.Sum(s => (decimal)s.ScannedTcp),
             ScannedUdp = (long)counted.Sum(s => (decimal)s.ScannedUdp),
             Matched = (long)counted.Sum(s => (decimal)s.Matched),
@@ -153,7 +163,18 @@ internal sealed partial class SweepEngine : IDisposable
         return fd is not null && Netns.TryEnter(fd, out _) && Netns.CurrentCookie() == netns.Cookie;
     }
 
-    private static unsafe void Drain(BpfLink link, byte[] buffer, NetnsInfo netns, ISweepObserver? observer,
+    /// <summary>
+    /// One sentence for a namespace whose <paramref name="protocol"/> iterator could not be read to
+    /// the end; null when there is no <paramref name="failure"/>.
+    /// </summary>
+    internal static string? Describe(NetnsInfo netns, string protocol, NativeException? failure) =>
+        failure is null
+            ? null
+            : $"namespace '{netns.Name}' (cookie {netns.Cookie}): the {protocol} sweep stopped part-way, {failure.Message}; " +
+              "its sockets not yet read were left alone until the next sweep";
+
+    /// <summary>Streams one iterator's records to the observer; returns the read failure that ended it early, if any.</summary>
+    private static unsafe BpfException? Drain(BpfLink link, byte[] buffer, NetnsInfo netns, ISweepObserver? observer,
         Dictionary<string, long> failures, CancellationToken cancellation)
     {
         var recordSize = sizeof(SweepAbi.Record);
@@ -162,7 +183,16 @@ internal sealed partial class SweepEngine : IDisposable
         while (true)
         {
             // Records are whole in the kernel's buffer but may straddle two reads: keep the tail.
-            var n = BpfIterator.Read(iterator, buffer.AsSpan(carried, ReadSize));
+            int n;
+            try
+            {
+                n = BpfIterator.Read(iterator, buffer.AsSpan(carried, ReadSize));
+            }
+            catch (BpfException e)
+            {
+                return e;
+            }
+
             if (n == 0)
             {
                 break;
@@ -197,6 +227,8 @@ internal sealed partial class SweepEngine : IDisposable
                 break;
             }
         }
+
+        return null;
     }
 
     private void LoadRules(RuleTable table)
@@ -231,5 +263,8 @@ internal sealed partial class SweepEngine : IDisposable
         [LoggerMessage(EventId = 100, Level = LogLevel.Information,
             Message = "Sweep ({Trigger}, dry run {DryRun}): {Visited} namespaces visited, {Skipped} skipped; {Matched} matched, {Destroyed} destroyed, {HeldBack} held back, {Failed} failed in {Milliseconds:F1} ms")]
         public static partial void SweepFinished(ILogger logger, string trigger, bool dryRun, int visited, int skipped, long matched, long destroyed, long heldBack, long failed, double milliseconds);
+
+        [LoggerMessage(EventId = 108, Level = LogLevel.Warning, Message = "Sweep of one namespace failed, the others go on: {Failure}")]
+        public static partial void NamespaceFailed(ILogger logger, string failure);
     }
 }

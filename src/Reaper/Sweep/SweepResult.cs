@@ -14,6 +14,15 @@ internal sealed record SweepResult
     /// <summary>Namespaces that vanished (or changed identity) between discovery and their turn.</summary>
     public int NamespacesSkipped { get; init; }
 
+    /// <summary>
+    /// Namespaces visited whose iterator could not be read to the end (each counted once); the
+    /// sweep went on with the others.
+    /// </summary>
+    public int NamespacesFailed { get; init; }
+
+    /// <summary>One sentence per failed iterator: the namespace, the protocol and the errno.</summary>
+    public IReadOnlyList<string> NamespaceFailures { get; init; } = [];
+
     /// <summary>Whether the sweep was targeted (only namespaces that could hold a match) rather than full.</summary>
     public bool Targeted { get; init; }
 
