@@ -32,8 +32,9 @@ public sealed record TcAttachOptions
 /// The tc way onto a device, for kernels without TCX: a clsact qdisc and cls_bpf filters in
 /// direct-action mode (libbpf's bpf_tc_*). Filters are not BPF links: nothing to pin or close,
 /// they stay on the device until detached or the device goes. libbpf prints the kernel's extended
-/// ack as a warning ("Kernel error message: …"); each call captures it, and a failure carries it as
-/// its <see cref="NativeException.Detail"/>.
+/// ack as a warning ("Kernel error message: …"), also for the expected failures answered here (a
+/// clsact that exists, a filter that does not): each call keeps it from the log, and a failure
+/// carries it as its <see cref="NativeException.Detail"/>.
 /// </summary>
 public static class TcHook
 {
@@ -47,7 +48,7 @@ public static class TcHook
     public static unsafe bool CreateClsact(int ifindex)
     {
         var hook = Hook(ifindex, BothDirections);
-        LibBpfLog.BeginCapture();
+        LibBpfLog.BeginQuietCapture();
         var result = Libbpf.bpf_tc_hook_create(&hook);
         if (result == -(int)Errno.EEXIST)
         {
@@ -63,7 +64,7 @@ public static class TcHook
     public static unsafe void DestroyClsact(int ifindex)
     {
         var hook = Hook(ifindex, BothDirections);
-        LibBpfLog.BeginCapture();
+        LibBpfLog.BeginQuietCapture();
         Checked(Libbpf.bpf_tc_hook_destroy(&hook), "delete clsact qdisc", $"of ifindex {ifindex}");
     }
 
@@ -79,7 +80,7 @@ public static class TcHook
             Handle = options.Handle,
             Priority = options.Priority,
         };
-        LibBpfLog.BeginCapture();
+        LibBpfLog.BeginQuietCapture();
         Checked(Libbpf.bpf_tc_attach(&hook, &native), "attach tc program",
             $"'{program.Name}' to ifindex {ifindex} {Name(direction)} (handle 0x{options.Handle:x}, priority {options.Priority})");
         return new TcFilter(ifindex, direction, native.Handle, (ushort)native.Priority, native.ProgramId);
@@ -91,7 +92,7 @@ public static class TcHook
         RequirePlace(handle, priority);
         var hook = Hook(ifindex, (int)direction);
         var native = new Libbpf.TcOptions { Size = (nuint)sizeof(Libbpf.TcOptions), Handle = handle, Priority = priority };
-        LibBpfLog.BeginCapture();
+        LibBpfLog.BeginQuietCapture();
         Checked(Libbpf.bpf_tc_detach(&hook, &native), "detach tc filter",
             $"handle 0x{handle:x} priority {priority} from ifindex {ifindex} {Name(direction)}");
     }
@@ -106,7 +107,7 @@ public static class TcHook
         RequirePlace(handle, priority);
         var hook = Hook(ifindex, (int)direction);
         var native = new Libbpf.TcOptions { Size = (nuint)sizeof(Libbpf.TcOptions), Handle = handle, Priority = priority };
-        LibBpfLog.BeginCapture();
+        LibBpfLog.BeginQuietCapture();
         var result = Libbpf.bpf_tc_query(&hook, &native);
         if (result == -(int)Errno.ENOENT || result == -(int)Errno.EINVAL)
         {

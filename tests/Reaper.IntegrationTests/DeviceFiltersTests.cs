@@ -15,7 +15,7 @@ namespace SocketReaper.IntegrationTests;
 /// The datapath as tc filters (Datapath.Attach=tc, what kernels without TCX get), forced on this
 /// kernel: veth devices of a private namespace, beside filters of another program's.
 /// </summary>
-public sealed partial class DeviceFiltersTests
+public sealed class DeviceFiltersTests
 {
     private const string Ours = "handle 0x52454150";
 
@@ -52,6 +52,7 @@ public sealed partial class DeviceFiltersTests
     {
         var obj = EmbeddedObject.Open(EmbeddedObject.DatapathProbe);
         obj.Program("reaper_probe_nk").SetAutoload(false);
+        obj.Program("reaper_probe_tcx").SetExpectedAttachType(BpfAttachType.CgroupInetIngress);
         obj.Load();
         TcHook.CreateClsact(ifindex);
         obj.Program("reaper_probe_tcx").AttachTc(ifindex, direction, new TcAttachOptions { Handle = handle, Priority = priority });
