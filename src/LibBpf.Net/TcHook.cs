@@ -5,7 +5,10 @@ namespace LibBpf;
 /// <summary>Which side of a device's clsact qdisc a filter runs on (enum bpf_tc_attach_point).</summary>
 public enum TcDirection
 {
+    /// <summary>BPF_TC_INGRESS: what the device receives.</summary>
     Ingress = 1,
+
+    /// <summary>BPF_TC_EGRESS: what the device sends.</summary>
     Egress = 2,
 }
 
@@ -19,6 +22,7 @@ public readonly record struct TcFilter(int Ifindex, TcDirection Direction, uint 
 /// </summary>
 public sealed record TcAttachOptions
 {
+    /// <summary>The filter's handle (0: the kernel picks one).</summary>
     public uint Handle { get; init; }
 
     /// <summary>Lower runs first; 1 is the first a filter can have.</summary>

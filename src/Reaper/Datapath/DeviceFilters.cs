@@ -21,6 +21,7 @@ internal sealed class DeviceFilters : IDeviceHooks
 
     public const ushort Priority = 1;
 
+    private static readonly TcDirection[] Directions = [TcDirection.Ingress, TcDirection.Egress];
     private static readonly string[] OurPrograms = [DatapathObject.Programs.TcxIngress, DatapathObject.Programs.TcxEgress];
 
     public static TcDirection Direction(BpfAttachType hook) => hook switch
@@ -64,7 +65,7 @@ internal sealed class DeviceFilters : IDeviceHooks
         using var rt = RtNetlink.Open();
         foreach (var device in rt.DumpLinks())
         {
-            foreach (var direction in (ReadOnlySpan<TcDirection>)[TcDirection.Ingress, TcDirection.Egress])
+            foreach (var direction in Directions)
             {
                 if (Ours(device.Index, direction) is { } found)
                 {
