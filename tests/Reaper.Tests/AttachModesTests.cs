@@ -22,12 +22,21 @@ public sealed class AttachModesTests
     [InlineData("Tcx", "Present", "Tcx")]
     [InlineData("Tcx", "Unproven", "Tcx")]
     public void Auto_takes_tcx_only_where_the_probe_saw_it_and_a_forced_mode_is_taken(string setting, string tcx, string mode) =>
-        Assert.Equal(Enum.Parse<DatapathAttachMode>(mode), AttachModes.Resolve(Enum.Parse<DatapathAttach>(setting), Kernel("6.1.0-50-amd64", Enum.Parse<FeatureState>(tcx))));
+        Assert.Equal(Enum.Parse<DatapathAttachMode>(mode), AttachModes.Resolve(Enum.Parse<DatapathAttach>(setting), Kernel("6.1.0-50-amd64", Enum.Parse<FeatureState>(tcx)), () => false));
+
+    [Fact]
+    public void A_kernel_that_answers_a_tcx_query_has_tcx_without_waiting_for_the_probe()
+    {
+        var kernel = new KernelFeatures("6.18.0-1-amd64", new Version(6, 18), feature => throw new InvalidOperationException($"probed {feature}"));
+        Assert.Equal(DatapathAttachMode.Tcx, AttachModes.Resolve(DatapathAttach.Auto, kernel, () => true));
+        Assert.Equal(DatapathAttachMode.Tcx, AttachModes.Resolve(DatapathAttach.Tcx, kernel, () => true));
+        Assert.Equal(DatapathAttachMode.Tc, AttachModes.Resolve(DatapathAttach.Tc, kernel, () => throw new InvalidOperationException("asked")));
+    }
 
     [Fact]
     public void Forcing_tcx_on_a_kernel_without_it_fails_with_the_feature_sentence()
     {
-        var e = Assert.Throws<KernelFeatureException>(() => AttachModes.Resolve(DatapathAttach.Tcx, Kernel("6.1.0-50-amd64", FeatureState.Missing)));
+        var e = Assert.Throws<KernelFeatureException>(() => AttachModes.Resolve(DatapathAttach.Tcx, Kernel("6.1.0-50-amd64", FeatureState.Missing), () => false));
         Assert.Equal(KernelFeature.Tcx, e.Feature);
         Assert.Equal("attach the datapath with Datapath.Attach=tcx: TCX needs kernel ≥ 6.6; this is 6.1.0-50-amd64 (EOPNOTSUPP (Operation not supported))", e.Message);
     }
