@@ -11,6 +11,10 @@
  * (skb->ifindex is then the primary, in the host), the primary hook what the host sends to it
  * (skb->ifindex is then the peer's, in the endpoint's namespace, so the primary is looked up).
  * The "ingress" counters and the learning are always "from the endpoint".
+ *
+ * On kernels without TCX (before 6.6) the daemon attaches the same tcx programs as cls_bpf
+ * filters in direct-action mode: TCX_NEXT is tc's TC_ACT_UNSPEC, "run the next filter", so they
+ * behave the same there. The netkit programs are then not loaded.
  */
 #include "reaper_vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -89,15 +93,56 @@ static __always_inline void emit(__u32 kind, __u32 ifindex, __u32 old_ifindex, c
 	bpf_ringbuf_submit(e, 0);
 }
 
-/* The network namespace of the socket that sent this packet, 0 for forwarded traffic. */
+/*
+ * bpf_cast_to_kern_ctx came in 6.2: weak, so the object still loads on older kernels, where only
+ * the netkit program (not loaded there: netkit came after TCX) calls it.
+ */
+extern void *bpf_cast_to_kern_ctx(void *obj) __attribute__((section(".ksyms"), weak));
+
+/* Before 5.12, struct net's cookie was an atomic64_t (set the first time someone asked for it). */
+struct net___atomic64 {
+	struct {
+		__s64 counter;
+	} net_cookie;
+} __attribute__((preserve_access_index));
+
+/* Bytes of the socket read to reach skc_net: at 48 on x86-64 from 5.10 to 6.18. */
+#define REAPER_SK_HEAD 64
+
+/*
+ * Set by the daemon before load: 0 where the namespace cookie cannot be read (before 5.12 it is
+ * made only when someone asks for it, and tc programs may lack bpf_probe_read_kernel).
+ */
+volatile const __u32 reaper_sender_netns = 1;
+
+/*
+ * The network namespace of the socket that sent this packet, 0 for forwarded traffic. The
+ * context's own socket pointer (kernel >= 5.1) is opaque to the program, so the socket's head and
+ * then the cookie are read with bpf_probe_read_kernel, field offsets relocated against the running
+ * kernel (CO-RE): no bpf_cast_to_kern_ctx (6.2+) needed, so tc on 6.1 learns the namespace as TCX
+ * does.
+ */
 static __always_inline __u64 sender_netns(struct __sk_buff *skb)
 {
-	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
-	struct sock *sk = kskb->sk;
+	struct bpf_sock *sk = skb->sk;
+	__u64 head[REAPER_SK_HEAD / 8];
+	__u64 at = bpf_core_field_offset(struct sock_common, skc_net);
+	__u64 net, cookie = 0;
 
-	if (!sk)
+	if (!reaper_sender_netns || !sk || at > REAPER_SK_HEAD - 8 || (at & 7))
 		return 0;
-	return sk->__sk_common.skc_net.net->net_cookie;
+	if (bpf_probe_read_kernel(head, at + 8, sk))
+		return 0;
+	net = head[at / 8];
+	if (!net)
+		return 0;
+	if (bpf_core_field_exists(struct net___atomic64, net_cookie))
+		net += bpf_core_field_offset(struct net___atomic64, net_cookie);
+	else
+		net += bpf_core_field_offset(struct net, net_cookie);
+	if (bpf_probe_read_kernel(&cookie, sizeof(cookie), (void *)net))
+		return 0;
+	return cookie;
 }
 
 /* 16 bytes compared as two 8-byte words. */

@@ -79,6 +79,25 @@ public static class BpfInfo
         return new BpfProgramInfo(info.Id, (int)info.Type, Encoding.UTF8.GetString(end < 0 ? name : name[..end]));
     }
 
+    /// <summary>Kernel id, type and name of the loaded program <paramref name="id"/>; null when no program has that id (any more).</summary>
+    public static BpfProgramInfo? ProgramInfoById(uint id)
+    {
+        var fd = Libbpf.bpf_prog_get_fd_by_id(id);
+        if (fd < 0)
+        {
+            var errno = fd == -1 ? Marshal.GetLastPInvokeError() : -fd;
+            if (errno == (int)Errno.ENOENT)
+            {
+                return null;
+            }
+
+            NativeResult.CheckSyscall(fd, "open program", $"id {id}");
+        }
+
+        using var handle = new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
+        return ProgramInfo(fd, $"id {id}");
+    }
+
     /// <summary>Kernel id, type, sizes and name of the map behind <paramref name="mapFd"/>.</summary>
     public static unsafe BpfMapInfo MapInfo(int mapFd, string? what = null)
     {

@@ -37,6 +37,13 @@ public sealed class BpfProgram : IDisposable
     public void SetAutoload(bool autoload) =>
         NativeResult.Check(Libbpf.bpf_program__set_autoload(_handle, autoload), "set autoload of program", Q);
 
+    /// <summary>
+    /// The attach type the kernel is told at load. Set before load: a tcx/… section's type means
+    /// nothing to cls_bpf, and a kernel older than TCX may not know it.
+    /// </summary>
+    public void SetExpectedAttachType(BpfAttachType type) =>
+        NativeResult.Check(Libbpf.bpf_program__set_expected_attach_type(_handle, (int)type), "set expected attach type of program", Q);
+
     /// <summary>Creates an iterator link (iter/tcp, iter/udp, …); use <see cref="BpfLink.CreateIterator"/> for each pass.</summary>
     public unsafe BpfLink AttachIterator()
     {
@@ -61,6 +68,14 @@ public sealed class BpfProgram : IDisposable
         var link = Libbpf.bpf_program__attach_netkit(_handle, ifindex, &native);
         return new BpfLink(NativeResult.Check(link, "attach netkit program", $"{Q} to ifindex {ifindex}"), this);
     }
+
+    /// <summary>
+    /// Attaches as a direct-action cls_bpf filter on <paramref name="direction"/> of the device's
+    /// clsact qdisc (which must exist: <see cref="TcHook.CreateClsact"/>). The program's verdicts are
+    /// tc's: -1 (TC_ACT_UNSPEC, what TCX_NEXT is too) runs the next filter.
+    /// </summary>
+    public TcFilter AttachTc(int ifindex, TcDirection direction, TcAttachOptions? options = null) =>
+        TcHook.Attach(this, ifindex, direction, options ?? new TcAttachOptions());
 
     /// <summary>
     /// Attaches to the cgroup v2 directory <paramref name="cgroupPath"/> at the program's own hook

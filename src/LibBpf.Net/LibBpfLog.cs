@@ -21,6 +21,9 @@ public static partial class LibBpfLog
     [ThreadStatic]
     private static List<string>? t_captured;
 
+    [ThreadStatic]
+    private static bool t_quiet;
+
     /// <summary>Sends libbpf's messages to <paramref name="logger"/> (warn → Warning, info → Information, debug → Debug).</summary>
     public static void Route(ILogger logger)
     {
@@ -46,11 +49,23 @@ public static partial class LibBpfLog
         t_captured = [];
     }
 
+    /// <summary>
+    /// As <see cref="BeginCapture"/>, and the warnings go to the exception only, not to the logger:
+    /// for calls whose expected failures (a qdisc that exists, a filter that does not) libbpf
+    /// prints as warnings too.
+    /// </summary>
+    internal static void BeginQuietCapture()
+    {
+        BeginCapture();
+        t_quiet = true;
+    }
+
     /// <summary>The last warning lines captured on this thread (null when none), and stops capturing.</summary>
     internal static string? TakeCapturedTail()
     {
         var lines = t_captured;
         t_captured = null;
+        t_quiet = false;
         if (lines is null || lines.Count == 0)
         {
             return null;
@@ -84,15 +99,19 @@ public static partial class LibBpfLog
     [System.Text.RegularExpressions.GeneratedRegex("prog '([^']+)': failed to load")]
     private static partial System.Text.RegularExpressions.Regex FailedProgram();
 
-    internal static void EndCapture() => t_captured = null;
+    internal static void EndCapture()
+    {
+        t_captured = null;
+        t_quiet = false;
+    }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static unsafe int Print(Libbpf.PrintLevel level, byte* format, IntPtr args)
     {
         try
         {
-            var logger = s_logger;
             var capture = t_captured;
+            var logger = capture is not null && t_quiet ? null : s_logger;
             var wanted = level == Libbpf.PrintLevel.Warn ? capture is not null || logger?.IsEnabled(LogLevel.Warning) == true
                 : level == Libbpf.PrintLevel.Info ? logger?.IsEnabled(LogLevel.Information) == true
                 : logger?.IsEnabled(LogLevel.Debug) == true;

@@ -20,7 +20,7 @@ public sealed class SettingsTableTests : IDisposable
     {
         Assert.Equal(
             ["Sweep.Limit", "Sweep.MaxLimit", "Sweep.Threads", "Sweep.NetnsDirectories", "DBus.Enabled", "DBus.Address", "DBus.SweepGroup",
-             "Metrics.Enabled", "Metrics.Listen", "Datapath.Enabled", "Datapath.Devices", "Datapath.AllNetkit", "Datapath.PinRoot",
+             "Metrics.Enabled", "Metrics.Listen", "Datapath.Enabled", "Datapath.Devices", "Datapath.AllNetkit", "Datapath.PinRoot", "Datapath.Attach",
              "Datapath.MaxDeviceMetrics", "Datapath.EventBufferBytes", "Reaping.Mode", "Reaping.EndpointGone", "Reaping.IpReused",
              "Reaping.ServiceAffinity", "Reaping.ServiceTcp", "Reaping.Targeted", "Reaping.SocketHooks", "Reaping.Cgroup",
              "Reaping.CoalesceMilliseconds", "Reaping.MaxSweepsPerSecond", "Reaping.MaxSocketsPerSecond", "Services"],

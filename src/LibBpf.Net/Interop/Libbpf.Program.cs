@@ -39,6 +39,9 @@ internal static partial class Libbpf
     internal static partial IntPtr bpf_program__section_name(BpfInteriorHandle prog);
 
     [LibraryImport(Library)]
+    internal static partial int bpf_program__set_expected_attach_type(BpfInteriorHandle prog, int type);
+
+    [LibraryImport(Library)]
     internal static partial int bpf_program__set_autoload(BpfInteriorHandle prog, [MarshalAs(UnmanagedType.U1)] bool autoload);
 
     [LibraryImport(Library, SetLastError = true)]

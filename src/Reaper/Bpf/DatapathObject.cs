@@ -3,9 +3,19 @@ using LibBpf;
 
 namespace SocketReaper.Bpf;
 
+/// <summary>How the datapath's programs go on devices.</summary>
+internal enum DatapathAttachMode
+{
+    /// <summary>Pinned TCX links (kernel ≥ 6.6), and netkit's own hooks on netkit devices (≥ 6.7).</summary>
+    Tcx,
+
+    /// <summary>cls_bpf filters on a clsact qdisc, for kernels without TCX; no netkit (it came after TCX).</summary>
+    Tc,
+}
+
 /// <summary>
-/// The loaded datapath object (bpf/datapath/datapath.bpf.c): its TCX/netkit programs, learned
-/// state and globals, each looked up once here.
+/// The loaded datapath object (bpf/datapath/datapath.bpf.c): its TCX/netkit programs (the tcx ones
+/// also serve as tc filters), learned state and globals, each looked up once here.
 /// </summary>
 internal sealed unsafe class DatapathObject : IDisposable
 {
@@ -35,7 +45,17 @@ internal sealed unsafe class DatapathObject : IDisposable
         public const string EventsLost = "reaper_events_lost";
         public const string Generation = "reaper_generation";
         public const string BackendCount = "reaper_backend_count";
+
+        /// <summary>.rodata, set before load: whether the programs read the sending socket's namespace cookie.</summary>
+        public const string SenderNetns = "reaper_sender_netns";
     }
+
+    /// <summary>
+    /// Before 5.12 a namespace's cookie is made only when something asks for it (so it mostly reads
+    /// 0), and tc programs there may not call bpf_probe_read_kernel: the datapath learns no sender
+    /// namespace (owners show netns 0, as for forwarded traffic).
+    /// </summary>
+    public static readonly Version SenderNetnsKernel = new(5, 12);
 
     /// <summary>The maps that outlive the daemon. The ring buffer and the global counters do not.</summary>
     public static readonly IReadOnlyList<string> PinnedMaps =
@@ -49,9 +69,10 @@ internal sealed unsafe class DatapathObject : IDisposable
     private readonly uint* _generation;
     private readonly uint* _backendCount;
 
-    private DatapathObject(BpfObject obj)
+    private DatapathObject(BpfObject obj, DatapathAttachMode mode)
     {
         _object = obj;
+        Mode = mode;
         TcxIngress = obj.Program(Programs.TcxIngress);
         TcxEgress = obj.Program(Programs.TcxEgress);
         NetkitPrimary = obj.Program(Programs.NetkitPrimary);
@@ -75,11 +96,42 @@ internal sealed unsafe class DatapathObject : IDisposable
     /// they do not fit) and an event ring of <paramref name="eventBufferBytes"/> (a power of two, at
     /// least a page).
     /// </summary>
-    public static DatapathObject Load(string directory, Action<string> discarded, int eventBufferBytes) =>
-        new(PinnedState.Load(EmbeddedObject.Datapath, directory, PinnedMaps, discarded, obj => obj.Map(Maps.Events).SetMaxEntries(eventBufferBytes)));
+    public static DatapathObject Load(string directory, Action<string> discarded, int eventBufferBytes, DatapathAttachMode mode = DatapathAttachMode.Tcx) =>
+        new(PinnedState.Load(EmbeddedObject.Datapath, directory, PinnedMaps, discarded, obj =>
+        {
+            obj.Map(Maps.Events).SetMaxEntries(eventBufferBytes);
+            PrepareFor(obj, mode);
+        }), mode);
 
     /// <summary>Loads the datapath with nothing pinned (tests, benchmarks).</summary>
-    public static DatapathObject LoadUnpinned() => new(PinnedState.LoadUnpinned(EmbeddedObject.Datapath));
+    public static DatapathObject LoadUnpinned(DatapathAttachMode mode = DatapathAttachMode.Tcx) =>
+        new(PinnedState.LoadUnpinned(EmbeddedObject.Datapath, obj => PrepareFor(obj, mode)), mode);
+
+    /// <summary>
+    /// The sender's namespace is read where the kernel allows (<see cref="SenderNetnsKernel"/>).
+    /// For tc, the tcx programs load as plain SCHED_CLS (no expected attach type: cls_bpf asks for
+    /// none, and a kernel older than TCX may not know the tcx ones), and the netkit programs not at
+    /// all: a kernel without TCX has no netkit, nor the kfunc they call.
+    /// </summary>
+    private static void PrepareFor(BpfObject obj, DatapathAttachMode mode)
+    {
+        obj.Global<uint>(Globals.SenderNetns) = KernelFeatures.Host.Version >= SenderNetnsKernel ? 1u : 0u;
+        if (mode != DatapathAttachMode.Tc)
+        {
+            return;
+        }
+
+        // 0 (the enum's first value) is what a SEC("tc") program gets.
+        obj.Program(Programs.TcxIngress).SetExpectedAttachType(BpfAttachType.CgroupInetIngress);
+        obj.Program(Programs.TcxEgress).SetExpectedAttachType(BpfAttachType.CgroupInetIngress);
+        obj.Program(Programs.NetkitPrimary).SetAutoload(false);
+        obj.Program(Programs.NetkitPeer).SetAutoload(false);
+    }
+
+    public DatapathAttachMode Mode { get; }
+
+    /// <summary>Whether the netkit programs are loaded (TCX mode only).</summary>
+    public bool HasNetkit => Mode == DatapathAttachMode.Tcx;
 
     public BpfProgram TcxIngress { get; }
 

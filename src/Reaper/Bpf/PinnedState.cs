@@ -46,8 +46,8 @@ internal static class PinnedState
         }
     }
 
-    /// <summary>Loads <paramref name="embedded"/> with no map pinned.</summary>
-    public static BpfObject LoadUnpinned(string embedded) => LoadWith(embedded, string.Empty, []);
+    /// <summary>Loads <paramref name="embedded"/> with no map pinned; <paramref name="configure"/> as for <see cref="Load"/>.</summary>
+    public static BpfObject LoadUnpinned(string embedded, Action<BpfObject>? configure = null) => LoadWith(embedded, string.Empty, [], configure);
 
     public static string Pin(string directory, string map) => $"{directory}/{map}";
 

@@ -16,10 +16,12 @@ internal static class DatapathCommand
                socketreaper datapath detach [--config PATH] [--pin-root DIR]
 
         status     lists the datapath links the daemon owns: pin, device, hook, link and program id
+                   (in tc mode, its cls_bpf filters: tc:DEVICE, no link id)
         endpoints  lists the addresses the datapath learned: owning device, the sender's network
                    namespace cookie (0: forwarded, not originated), MAC, first and last seen
-        detach     detaches and unpins all links and the learned state (stopping the daemon does
-                   not: its links stay pinned so a restart has no gap in coverage)
+        detach     detaches and unpins all links, removes our tc filters (clsact qdiscs and other
+                   filters stay), and the learned state (stopping the daemon does not: its links
+                   and filters stay so a restart has no gap in coverage)
 
           --pin-root DIR   the daemon's bpffs directory (default: the settings' Datapath.PinRoot,
                            /sys/fs/bpf/socketreaper unless the config file or environment says otherwise)
@@ -38,7 +40,7 @@ internal static class DatapathCommand
         switch (args[0])
         {
             case "detach":
-                var detached = links.DetachAll();
+                var detached = links.DetachAll() + DeviceFilters.DetachAll();
                 var maps = DatapathState.RemoveMaps(root);
                 var hooks = Reaping.SocketHooks.Remove(root, DatapathState.MapsDirectory(root));
                 stdout.WriteLine($"Detached {detached} datapath link(s) and removed {maps} state map(s) pinned under {root}; socket hooks and their maps: {hooks} pin(s) removed.");
@@ -56,7 +58,16 @@ internal static class DatapathCommand
                 : $"{Path.GetFileName(pin),-48} {"-",7} {"detached",-14}");
         }
 
-        stdout.WriteLine($"{owned.Count} link(s), {owned.Count(o => o.Info is null)} detached.");
+        // tc mode: filters, not links; no pin, so the name says where each is.
+        var filters = DeviceFilters.List();
+        foreach (var (device, filter, _) in filters)
+        {
+            stdout.WriteLine($"{$"tc:{device.Name}",-48} {device.Index,7} {DeviceFilters.HookName(filter.Direction),-14} {"-",6} {filter.ProgramId,7}");
+        }
+
+        stdout.WriteLine(filters.Count == 0
+            ? $"{owned.Count} link(s), {owned.Count(o => o.Info is null)} detached."
+            : $"{owned.Count} link(s), {owned.Count(o => o.Info is null)} detached; {filters.Count} tc filter(s) (handle 0x{DeviceFilters.Handle:x}, priority {DeviceFilters.Priority}).");
         return 0;
     }
 

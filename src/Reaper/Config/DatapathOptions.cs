@@ -1,5 +1,18 @@
 namespace SocketReaper.Config;
 
+/// <summary>Datapath.Attach: how the programs go on devices.</summary>
+internal enum DatapathAttach
+{
+    /// <summary>TCX where the kernel has it (probed), tc otherwise.</summary>
+    Auto,
+
+    /// <summary>TCX links; fails on a kernel without TCX.</summary>
+    Tcx,
+
+    /// <summary>cls_bpf filters on a clsact qdisc, on any kernel.</summary>
+    Tc,
+}
+
 /// <summary>Datapath.*: which devices get the counting/learning programs, and where their state is pinned.</summary>
 internal sealed record DatapathOptions
 {
@@ -16,6 +29,9 @@ internal sealed record DatapathOptions
 
     /// <summary>The daemon's bpffs directory (links/, maps/ and hooks/ under it).</summary>
     public string PinRoot { get; init; } = DefaultPinRoot;
+
+    /// <summary>TCX links or tc filters; auto picks TCX where the kernel has it.</summary>
+    public DatapathAttach Attach { get; init; } = DatapathAttach.Auto;
 
     /// <summary>Per-device series beyond this many devices are not exported.</summary>
     public int MaxDeviceMetrics { get; init; } = 256;

@@ -52,6 +52,8 @@ internal static class Settings
             o => o.Datapath.AllNetkit, (o, v) => o with { Datapath = o.Datapath with { AllNetkit = v } }),
         new("Datapath.PinRoot", "directory under /sys/fs/bpf", "the daemon's bpffs directory: `links/`, `maps/` and `hooks/` (no dots: bpffs refuses them)",
             o => o.Datapath.PinRoot, (o, v, where) => o with { Datapath = o.Datapath with { PinRoot = PinRoot("Datapath.PinRoot", v, where) } }),
+        new("Datapath.Attach", "auto, tcx or tc", "how the programs go on devices: `tcx` links (kernel ≥ 6.6), `tc` filters on a clsact qdisc (older kernels), or `auto`, tcx where the kernel has it and tc elsewhere",
+            o => o.Datapath.Attach.ToString().ToLowerInvariant(), (o, v, where) => o with { Datapath = o.Datapath with { Attach = Attach("Datapath.Attach", v, where) } }),
         Number("Datapath.MaxDeviceMetrics", 0, 100_000, "per-device metric series beyond this many devices are not exported",
             o => o.Datapath.MaxDeviceMetrics, (o, v) => o with { Datapath = o.Datapath with { MaxDeviceMetrics = (int)v } }),
         new("Datapath.EventBufferBytes", "power of two, one page to 1073741824", "the datapath's event ring buffer (`reaper_events`); when it is full, events are lost, counted, and caught up on",
@@ -295,6 +297,14 @@ internal static class Settings
         "observe" => ReapingMode.Observe,
         "off" => ReapingMode.Off,
         _ => throw new ConfigException($"{where}: {key} must be enforce, observe or off, not '{SweepFilter.Quote(value)}'."),
+    };
+
+    private static DatapathAttach Attach(string key, string value, string where) => value.ToLowerInvariant() switch
+    {
+        "auto" => DatapathAttach.Auto,
+        "tcx" => DatapathAttach.Tcx,
+        "tc" => DatapathAttach.Tc,
+        _ => throw new ConfigException($"{where}: {key} must be auto, tcx or tc, not '{SweepFilter.Quote(value)}'."),
     };
 
     private static bool Bool(string key, string value, string where) => value.ToLowerInvariant() switch

@@ -47,9 +47,11 @@ internal sealed partial class DatapathService : BackgroundService
     {
         try
         {
-            using var obj = DatapathState.Load(_config.PinRoot, reason => Log.StateDiscarded(_logger, DatapathState.MapsDirectory(_config.PinRoot), reason), _config.EventBufferBytes);
+            var mode = AttachModes.Resolve(_config.Attach, KernelFeatures.Host);
+            Log.Mode(_logger, AttachModes.Name(mode), _config.Attach.ToString().ToLowerInvariant());
+            using var obj = DatapathState.Load(_config.PinRoot, reason => Log.StateDiscarded(_logger, DatapathState.MapsDirectory(_config.PinRoot), reason), _config.EventBufferBytes, mode);
             using var monitor = RtNetlinkMonitor.Open();
-            var coverage = new DeviceCoverage(obj, new DeviceSelector(_config.Devices, _config.AllNetkit), new DeviceLinks(DatapathState.LinksDirectory(_config.PinRoot)), _metrics, _logger);
+            var coverage = new DeviceCoverage(obj, new DeviceSelector(_config.Devices, _config.AllNetkit), AttachModes.Hooks(mode, _config.PinRoot), _metrics, _logger);
             var owners = new EndpointOwnership(new OwnerTable(obj), _endpointEvents, coverage.Manages, _metrics, _logger);
             var export = new DatapathExport(_metrics, _config.MaxDeviceMetrics);
             coverage.DeviceGone += owners.DeviceGone;
@@ -143,6 +145,9 @@ internal sealed partial class DatapathService : BackgroundService
     {
         [LoggerMessage(EventId = 400, Level = LogLevel.Information, Message = "Datapath on {Devices} device(s), links and state pinned under {Root}")]
         public static partial void Covering(ILogger logger, int devices, string root);
+
+        [LoggerMessage(EventId = 408, Level = LogLevel.Information, Message = "Datapath attaches as {Mode} (Datapath.Attach={Setting})")]
+        public static partial void Mode(ILogger logger, string mode, string setting);
 
         [LoggerMessage(EventId = 406, Level = LogLevel.Warning, Message = "Datapath state pinned under {Directory} does not fit this build and was discarded: {Reason}")]
         public static partial void StateDiscarded(ILogger logger, string directory, string reason);

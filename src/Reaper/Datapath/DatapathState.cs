@@ -22,8 +22,8 @@ internal static class DatapathState
     /// is discarded — <paramref name="discarded"/> is told why — and the load is retried afresh.
     /// </summary>
     /// <remarks>The event ring gets <paramref name="eventBufferBytes"/> (a power of two, at least a page).</remarks>
-    public static DatapathObject Load(string root, Action<string> discarded, int eventBufferBytes = 256 * 1024) =>
-        DatapathObject.Load(MapsDirectory(root), discarded, eventBufferBytes);
+    public static DatapathObject Load(string root, Action<string> discarded, int eventBufferBytes = 256 * 1024, DatapathAttachMode mode = DatapathAttachMode.Tcx) =>
+        DatapathObject.Load(MapsDirectory(root), discarded, eventBufferBytes, mode);
 
     /// <summary>Unpins the learned state (and what older builds pinned); returns how many maps were pinned.</summary>
     public static int RemoveMaps(string root) => PinnedState.Remove(MapsDirectory(root), [.. DatapathObject.PinnedMaps, .. DatapathObject.RetiredMaps]);

@@ -16,16 +16,16 @@ internal sealed partial class DeviceCoverage
     private static readonly BpfAttachType[] AllHooks = [BpfAttachType.TcxIngress, BpfAttachType.TcxEgress, BpfAttachType.NetkitPrimary, BpfAttachType.NetkitPeer];
     private readonly DatapathObject _obj;
     private readonly DeviceSelector _selector;
-    private readonly DeviceLinks _links;
+    private readonly IDeviceHooks _hooks;
     private readonly ReaperMetrics _metrics;
     private readonly ILogger _logger;
     private readonly Dictionary<int, (string Name, List<OwnedLink> Links)> _devices = [];
 
-    public DeviceCoverage(DatapathObject obj, DeviceSelector selector, DeviceLinks links, ReaperMetrics metrics, ILogger logger)
+    public DeviceCoverage(DatapathObject obj, DeviceSelector selector, IDeviceHooks hooks, ReaperMetrics metrics, ILogger logger)
     {
         _obj = obj;
         _selector = selector;
-        _links = links;
+        _hooks = hooks;
         _metrics = metrics;
         _logger = logger;
     }
@@ -43,7 +43,8 @@ internal sealed partial class DeviceCoverage
     /// <summary>Covers <paramref name="link"/> if it is selected and not covered yet.</summary>
     public void Consider(LinkInfo link)
     {
-        if (_devices.ContainsKey(link.Index) || !_selector.Selects(link.Name, link.Kind))
+        // Netkit's own hooks come with TCX (6.7 after 6.6): in tc mode its programs are not loaded.
+        if (_devices.ContainsKey(link.Index) || !_selector.Selects(link.Name, link.Kind) || (link.Kind == "netkit" && !_obj.HasNetkit))
         {
             return;
         }
@@ -56,7 +57,7 @@ internal sealed partial class DeviceCoverage
             // learned (a new endpoint's first exchange, which may be all it says for a while).
             _obj.Endpoints.Update((uint)link.Index, new DatapathAbi.Endpoint());
             DeviceCounters.Claim(_obj, (uint)link.Index, holder => _devices.ContainsKey((int)holder));
-            var owned = hooks.Select(h => _links.Ensure(_obj.For(h), link.Name, link.Index)).ToList();
+            var owned = hooks.Select(h => _hooks.Ensure(_obj.For(h), h, link.Name, link.Index)).ToList();
             _devices[link.Index] = (link.Name, owned);
             CountLinks();
             Log.Attached(_logger, link.Name, link.Index, owned[0].Outcome.ToString().ToLowerInvariant());
@@ -78,7 +79,7 @@ internal sealed partial class DeviceCoverage
 
         foreach (var owned in device.Links)
         {
-            File.Delete(owned.Pin);
+            _hooks.Release(owned);
         }
 
         ForgetState((uint)ifindex);
@@ -127,7 +128,7 @@ internal sealed partial class DeviceCoverage
             for (var i = 0; i < device.Links.Count; i++)
             {
                 var owned = device.Links[i];
-                if (BpfInfo.Query(ifindex, owned.Hook).LinkIds.Contains(owned.LinkId))
+                if (_hooks.IsAttached(owned))
                 {
                     continue;
                 }
@@ -135,10 +136,10 @@ internal sealed partial class DeviceCoverage
                 missing++;
                 try
                 {
-                    device.Links[i] = _links.Ensure(_obj.For(owned.Hook), device.Name, ifindex);
+                    device.Links[i] = _hooks.Ensure(_obj.For(owned.Hook), owned.Hook, device.Name, ifindex);
                     _metrics.DatapathReattachments.Inc();
                     missing--;
-                    Log.Reattached(_logger, device.Name, ifindex, DeviceLinks.HookName(owned.Hook));
+                    Log.Reattached(_logger, device.Name, ifindex, _hooks.Label(owned.Hook));
                 }
                 catch (NativeException e)
                 {
@@ -160,7 +161,7 @@ internal sealed partial class DeviceCoverage
     {
         foreach (var hook in AllHooks)
         {
-            _metrics.DatapathLinks.WithLabels(DeviceLinks.HookName(hook)).Set(_devices.Values.Sum(d => d.Links.Count(l => l.Hook == hook)));
+            _metrics.DatapathLinks.WithLabels(_hooks.Label(hook)).Set(_devices.Values.Sum(d => d.Links.Count(l => l.Hook == hook)));
         }
     }
 

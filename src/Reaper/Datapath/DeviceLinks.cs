@@ -15,7 +15,10 @@ internal enum LinkOutcome
     Reattached,
 }
 
-/// <summary>A device hook the daemon owns, as the kernel reports it.</summary>
+/// <summary>
+/// A device hook the daemon owns, as the kernel reports it. A tc filter (<see cref="DeviceFilters"/>)
+/// is no link: it has no pin (empty) and no link id (0).
+/// </summary>
 internal sealed record OwnedLink(string Pin, uint LinkId, uint ProgramId, int Ifindex, BpfAttachType Hook, LinkOutcome Outcome);
 
 /// <summary>
@@ -28,7 +31,7 @@ internal sealed record OwnedLink(string Pin, uint LinkId, uint ProgramId, int If
 /// the packet on, so going first means they see everything while every program after them still
 /// runs exactly as before.
 /// </summary>
-internal sealed class DeviceLinks
+internal sealed class DeviceLinks : IDeviceHooks
 {
     public DeviceLinks(string root)
     {
@@ -48,6 +51,18 @@ internal sealed class DeviceLinks
 
     /// <summary>bpffs refuses names with a dot, and device names may hold one (eth0.100); ':' cannot be in a device name.</summary>
     public string PinPath(string device, int ifindex, BpfAttachType hook) => $"{Root}/{device.Replace('.', ':')}_{ifindex}_{HookName(hook)}";
+
+    public string Label(BpfAttachType hook) => HookName(hook);
+
+    public OwnedLink Ensure(BpfProgram program, BpfAttachType hook, string device, int ifindex) =>
+        hook == program.ExpectedAttachType
+            ? Ensure(program, device, ifindex)
+            : throw new ArgumentException($"program '{program.Name}' runs at {program.ExpectedAttachType}, not {hook}.", nameof(hook));
+
+    public bool IsAttached(OwnedLink owned) => BpfInfo.Query(owned.Ifindex, owned.Hook).LinkIds.Contains(owned.LinkId);
+
+    /// <summary>The link went with its device; its pin is all that is left.</summary>
+    public void Release(OwnedLink owned) => File.Delete(owned.Pin);
 
     /// <summary>Makes <paramref name="program"/> run at the program's own hook of <paramref name="device"/>.</summary>
     public OwnedLink Ensure(BpfProgram program, string device, int ifindex)
