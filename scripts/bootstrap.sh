@@ -50,6 +50,7 @@ test_pkgs=(
   "busybox-static:0:main"
   "cpio:0:main"
   "xz-utils:0:main"
+  "kmod:0:main"
 )
 
 installed_version() { dpkg-query -W -f='${db:Status-Abbrev} ${Version}' "$1" 2>/dev/null | awk '$1=="ii"{print $2}' || true; }
@@ -71,19 +72,14 @@ check_pkgs "${base_pkgs[@]}"
 [ "$want_test" -eq 1 ] && check_pkgs "${test_pkgs[@]}"
 
 # bookworm-backports, on the mirror this machine already uses for bookworm.
+. "$(dirname "$0")/lib/debian-mirror.sh"
 ensure_backports() {
   local list=/etc/apt/sources.list.d/socketreaper-backports.sources
   if grep -rqsE '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
     return 1
   fi
-  local uri=""
-  if [ -r /etc/apt/sources.list.d/debian.sources ]; then
-    uri=$(awk '/^URIs:/{u=$2} /^Suites:/ && / bookworm( |$)/{print u; exit}' /etc/apt/sources.list.d/debian.sources)
-  fi
-  if [ -z "$uri" ]; then
-    uri=$(grep -hsE '^deb +(\[[^]]*\] +)?[a-z]+://[^ ]+ +bookworm +' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
-          | head -n1 | sed -E 's/^deb +(\[[^]]*\] +)?([^ ]+).*/\2/')
-  fi
+  local uri
+  uri=$(debian_mirror)
   [ -n "$uri" ] || die "cannot find the Debian mirror for bookworm in /etc/apt; add bookworm-backports by hand."
   say "adding bookworm-backports from $uri ($list)"
   cat >"$list" <<SRC
