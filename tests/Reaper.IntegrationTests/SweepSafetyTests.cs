@@ -101,6 +101,16 @@ public class SweepSafetyTests
     }
 
     [PrivilegedFact]
+    public void The_engine_and_its_results_name_the_destroy_mode()
+    {
+        using var ns = new TestNamespaces(1, "10.77.0.1/32");
+        using var engine = NewEngine();
+        var expected = Mode ?? DestroyModes.Choose(null, KernelFeatures.Host);
+        var result = engine.Run(new SweepRequest { Rules = [TargetRule] }, ns.Discover(), null, CancellationToken.None);
+        Assert.Equal((expected, expected), (engine.Mode, result.DestroyMode));
+    }
+
+    [PrivilegedFact]
     public void Time_wait_and_request_sockets_that_match_a_rule_are_never_destroyed()
     {
         using var ns = new TestNamespaces(1, Addresses);
@@ -423,20 +433,6 @@ public class SweepSafetyTests
             sleeper.Kill();
             sleeper.WaitForExit();
         }
-    }
-}
-
-/// <summary>The safety assertions with the kfunc forced (the host kernel has it).</summary>
-public sealed class KfuncSweepSafetyTests : SweepSafetyTests
-{
-    private protected override DestroyMode? Mode => DestroyMode.Kfunc;
-
-    [PrivilegedFact]
-    public void The_result_says_the_mode()
-    {
-        using var ns = new TestNamespaces(1, "10.77.0.1/32");
-        using var engine = NewEngine();
-        Assert.Equal(DestroyMode.Kfunc, engine.Run(new SweepRequest { Rules = [new SweepRule { Remote = IpPrefix.Parse("10.77.0.1", "--dst") }] }, ns.Discover(), null, CancellationToken.None).DestroyMode);
     }
 }
 

@@ -1,3 +1,4 @@
+using SocketReaper.Bpf;
 using SocketReaper.Config;
 using SocketReaper.Sweep;
 using Tmds.DBus.Protocol;
