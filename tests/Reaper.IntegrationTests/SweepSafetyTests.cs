@@ -120,6 +120,9 @@ public class SweepSafetyTests
         Nft(name, "add table inet srt_synrecv");
         Nft(name, "add chain inet srt_synrecv in { type filter hook input priority 0; }");
         Nft(name, "add rule inet srt_synrecv in tcp dport 8081 tcp flags & (syn | ack) == ack drop");
+        // Nor may a reset reach it: once the half-open client is destroyed, its kernel answers the
+        // server's SYN-ACK retransmit (after 1 s) with one, which would end the request socket.
+        Nft(name, "add rule inet srt_synrecv in tcp dport 8081 tcp flags & rst == rst drop");
 
         var timeWaitPort = 0;
         var established = ns.In(name, () =>
