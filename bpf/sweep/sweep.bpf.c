@@ -64,7 +64,11 @@ const volatile __u32 reaper_destroy_mode = REAPER_DESTROY_KFUNC;
 const volatile __u32 reaper_births_readable = 1;
 /* bpf_get_socket_cookie from iterators (5.12); without it the cookie is read as far as it was made. */
 const volatile __u32 reaper_cookie_helper = 1;
-/* Atomic fetch-and-add (5.12); without it user space sweeps with one thread, so plain arithmetic is exact. */
+/*
+ * Atomic fetch-and-add (5.12); without it user space sweeps with one thread, so plain arithmetic is
+ * exact. The *_unrolled programs never use it: before 5.12 the kernel rejects the instruction even
+ * in dead code.
+ */
 const volatile __u32 reaper_atomic_fetch = 1;
 
 /* Weak: where the kfunc is missing (< 6.5) libbpf leaves a call sock_diag mode never reaches. */
@@ -85,9 +89,9 @@ static __always_inline struct reaper_stats *stats(void)
 }
 
 /* A slot of the sweep's cap, which holds across every namespace and CPU of the sweep. */
-static __always_inline bool take_slot(void)
+static __always_inline bool take_slot(bool unrolled)
 {
-	if (reaper_atomic_fetch) {
+	if (!unrolled && reaper_atomic_fetch) {
 		if (__sync_fetch_and_add(&reaper_budget_used, 1) < reaper_limit)
 			return true;
 		__sync_fetch_and_sub(&reaper_budget_used, 1);
@@ -255,7 +259,7 @@ static __always_inline int visit(struct seq_file *seq, struct sock_common *sk, _
 	rec.family = family;
 	rec.state = state;
 
-	if (!take_slot()) {
+	if (!take_slot(unrolled)) {
 		rec.result = REAPER_RESULT_HELD_BACK;
 		st->held_back++;
 	} else if (reaper_dry_run) {

@@ -36,7 +36,7 @@ internal static class DestroyModes
 /// <param name="BpfLoop">bpf_loop (5.17); without it the rules are scanned in a bounded loop.</param>
 /// <param name="BirthsReadable">bpf_sk_storage_get from iterators (5.11); without it born-before rules match nothing.</param>
 /// <param name="CookieHelper">bpf_get_socket_cookie from iterators (5.12); without it the cookie is read as far as the kernel made it.</param>
-/// <param name="AtomicFetch">atomic fetch-and-add (5.12); without it a sweep runs on one thread so the cap stays exact.</param>
+/// <param name="AtomicFetch">atomic fetch-and-add (5.12); without it, or without bpf_loop (the programs without bpf_loop never use it: 5.10 rejects the instruction even in dead code), a sweep runs on one thread so the cap stays exact.</param>
 internal sealed record SweepKernel(bool BpfLoop, bool BirthsReadable, bool CookieHelper, bool AtomicFetch)
 {
     /// <summary>Everything (5.17 and later).</summary>
@@ -44,6 +44,9 @@ internal sealed record SweepKernel(bool BpfLoop, bool BirthsReadable, bool Cooki
 
     /// <summary>Nothing newer than 5.10 (Debian 11); tests force it on a newer kernel to run the old paths.</summary>
     public static readonly SweepKernel Oldest = new(false, false, false, false);
+
+    /// <summary>Whether a sweep may run its namespaces on several threads (the cap is counted atomically).</summary>
+    public bool ParallelSweeps => BpfLoop && AtomicFetch;
 
     public static SweepKernel For(Version kernel) => new(
         BpfLoop: kernel >= new Version(5, 17),
@@ -62,9 +65,9 @@ internal sealed record SweepKernel(bool BpfLoop, bool BirthsReadable, bool Cooki
                 found.Add("born-before rules (Reaping.IpReused) match no socket: iterators read socket storage from 5.11 on, so no socket can be proven older than an address's move");
             }
 
-            if (!AtomicFetch)
+            if (!ParallelSweeps)
             {
-                found.Add("sweeps run on one thread (Sweep.Threads is ignored): BPF atomic fetch-and-add, which keeps the cap exact across threads, arrived in 5.12");
+                found.Add("sweeps run on one thread (Sweep.Threads is ignored): the sweep without bpf_loop (< 5.17) counts its cap without atomic fetch-and-add (5.12), which keeps it exact across threads");
             }
 
             return found;

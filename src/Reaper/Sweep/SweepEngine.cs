@@ -117,7 +117,7 @@ internal sealed partial class SweepEngine : IDisposable
         var skipped = 0;
         var next = -1;
         // Without atomic fetch-and-add the iterators count the cap with plain arithmetic: one thread keeps it exact.
-        var parallelism = _object.Kernel.AtomicFetch ? request.Parallelism : 1;
+        var parallelism = _object.Kernel.ParallelSweeps ? request.Parallelism : 1;
         var threads = Math.Clamp(parallelism, 1, Math.Max(1, namespaces.Count));
 
         _workers.Run(threads, () =>
