@@ -7,12 +7,15 @@
 # connected to 127.0.0.53:53 (the anchor's mkconns.py), then in the same run measures:
 #   - the C floor (../shared/anchors/raw-iter-sweep): scan only, and destroy;
 #   - socketreaper: dry run (scan, match, report), and destroy — the engine's own timing, plus
-#     the whole process's wall time and peak RSS;
+#     the whole process's wall time and peak RSS — with the kfunc (Sweep.Destroy=kfunc), and
+#     destroy again in sock_diag mode (Sweep.Destroy=sock-diag: the iterators match, netlink
+#     SOCK_DESTROY destroys; what kernels older than 6.5 use);
 #   - the one-off dry run's whole process against the floor's whole scan process (5 alternated
 #     pairs per repeat; the CLI loads only the sweep iterators);
 #   - `ss -N <ns> -K` over every namespace.
 # Every destroy needs fresh sockets, so each repeat builds the world three times. Prints medians
 # and ratios. The targets: destroy at least 2.5x faster than the ss -K loop, within 1.2x of the C floor;
+# sock_diag mode at least 2x faster than the ss -K loop;
 # the one-off dry run's whole process within 1.5x of the floor's (measured with 40 namespaces x 150).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,10 +76,17 @@ for ((r = 1; r <= R; r++)); do
     ms "$t1" "$t2" >>"$out/dry_process"
   done
   start=$(date +%s.%N)
-  "$reaper" sweep --dst 127.0.0.0/8 --dport 7777,53 --limit 1000000 --json "${netns_args[@]}" | tail -1 >"$out/real.json"
+  SOCKETREAPER__Sweep__Destroy=kfunc "$reaper" sweep --direct --dst 127.0.0.0/8 --dport 7777,53 --limit 1000000 --json "${netns_args[@]}" | tail -1 >"$out/real.json"
   end=$(date +%s.%N)
   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["duration_ms"], d["destroyed"], d["peak_rss_kib"])' "$out/real.json" >>"$out/reaper_destroy"
   ms "$start" "$end" >>"$out/reaper_process"
+
+  setup
+  start=$(date +%s.%N)
+  SOCKETREAPER__Sweep__Destroy=sock-diag "$reaper" sweep --direct --dst 127.0.0.0/8 --dport 7777,53 --limit 1000000 --json "${netns_args[@]}" | tail -1 >"$out/diag.json"
+  end=$(date +%s.%N)
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["destroy_mode"] == "sock_diag", d; print(d["duration_ms"], d["destroyed"], d["gone"])' "$out/diag.json" >>"$out/diag_destroy"
+  ms "$start" "$end" >>"$out/diag_process"
 
   setup
   "$floor" 1 | sed -E 's/.*elapsed_ms=([0-9.]+).*/\1/' >>"$out/floor_destroy"
@@ -103,12 +113,16 @@ destroyed = int(med(col("reaper_destroy", 1)))
 rss = med(col("reaper_destroy", 2)) / 1024
 process = med(col("reaper_process"))
 floor_process, dry_process = med(col("floor_process")), med(col("dry_process"))
+diag, diag_process = med(col("diag_destroy")), med(col("diag_process"))
+diag_destroyed, diag_gone = int(med(col("diag_destroy", 1))), int(med(col("diag_destroy", 2)))
 print(f"\n{m} namespaces x ({n} TCP pairs + {n//4} connected UDP); {len(col('ss'))} repeats; medians")
 print(f"  C floor scan only          {floor_scan:9.1f} ms")
 print(f"  socketreaper dry run       {reaper_scan:9.1f} ms   {reaper_scan/floor_scan:5.2f}x the C floor scan")
 print(f"  C floor destroy            {floor_destroy:9.1f} ms")
 print(f"  socketreaper destroy       {reaper_destroy:9.1f} ms   {reaper_destroy/floor_destroy:5.2f}x the C floor (target <= 1.20)")
 print(f"  ss -K loop                 {ss:9.1f} ms   {ss/reaper_destroy:5.2f}x slower than socketreaper (target >= 2.50)")
+print(f"  sock_diag mode destroy     {diag:9.1f} ms   {diag/reaper_destroy:5.2f}x the kfunc; ss -K loop {ss/diag:5.2f}x slower (target >= 2.00)")
+print(f"  sock_diag whole process    {diag_process:9.1f} ms   ({diag_destroyed} destroyed, {diag_gone} gone)")
 print(f"  socketreaper whole process {process:9.1f} ms   (start, discovery, load, sweep, exit)")
 print(f"  C floor scan, whole process {floor_process:8.1f} ms")
 print(f"  dry run, whole process     {dry_process:9.1f} ms   {dry_process/floor_process:5.2f}x the C floor's process (target <= 1.50)")

@@ -34,11 +34,24 @@ enum reaper_proto_bits {
 	REAPER_PROTO_UDP = 1 << 1,
 };
 
-/* reaper_record.result: 0 destroyed, negative -errno from bpf_sock_destroy, or one of these. */
+/* reaper_record.result: 0 destroyed, negative -errno from the destroy, or one of these. */
 enum reaper_result {
 	REAPER_RESULT_DESTROYED = 0,
 	REAPER_RESULT_DRY_RUN = 1,
 	REAPER_RESULT_HELD_BACK = 2,
+	/* sock_diag mode: matched and holding a slot of the cap; user space destroys it over netlink. */
+	REAPER_RESULT_PENDING = 3,
+	/* Written by user space: the socket closed or changed before netlink reached it; its slot went back. */
+	REAPER_RESULT_GONE = 4,
+};
+
+/*
+ * How the sweep destroys a match: the sweep object's reaper_destroy_mode, set by user space
+ * before load. sock_diag mode serves kernels without the bpf_sock_destroy kfunc (< 6.5).
+ */
+enum reaper_destroy_mode {
+	REAPER_DESTROY_KFUNC = 0,
+	REAPER_DESTROY_SOCK_DIAG = 1,
 };
 
 /* LPM trie key: the remote prefix. */
@@ -85,7 +98,9 @@ struct reaper_record {
 	__u8 protocol;
 	__u8 family;
 	__u8 state;
-	__u8 _pad0[5];
+	__u8 _pad0;
+	/* SO_BINDTODEVICE's ifindex, 0 if unbound: netlink finds a bound socket only by it. */
+	__u32 bound_dev_if;
 };
 
 /* Per-CPU counters of one sweep; user space zeroes them before and sums them after. */

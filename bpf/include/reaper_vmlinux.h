@@ -23,6 +23,9 @@ typedef __u64 __be64;
 typedef __u32 __wsum;
 typedef __u32 uid_t;
 typedef _Bool bool;
+typedef struct {
+	__s64 counter;
+} atomic64_t;
 #define true 1
 #define false 0
 
@@ -85,6 +88,11 @@ struct net {
 	__u64 net_cookie;
 } __attribute__((preserve_access_index));
 
+/* struct net before 5.12: the cookie was an atomic64_t, made on first use (0 until then). */
+struct net___atomic {
+	atomic64_t net_cookie;
+} __attribute__((preserve_access_index));
+
 typedef struct {
 	struct net *net;
 } possible_net_t;
@@ -106,6 +114,8 @@ struct sock_common {
 	volatile unsigned char skc_state;
 	int skc_bound_dev_if;
 	possible_net_t skc_net;
+	/* Made on first use (0 until then); bpf_get_socket_cookie makes it. */
+	atomic64_t skc_cookie;
 	struct in6_addr skc_v6_daddr;
 	struct in6_addr skc_v6_rcv_saddr;
 } __attribute__((preserve_access_index));

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
+using SocketReaper.Bpf;
 using SocketReaper.Sweep;
 using SocketReaper.Testing;
 using Xunit;
@@ -10,9 +11,10 @@ namespace SocketReaper.IntegrationTests;
 
 /// <summary>
 /// The sweep against the real kernel in throwaway namespaces: targets die, everything that only
-/// looks like a target lives, a dry run predicts the real run exactly, and the cap holds.
+/// looks like a target lives, a dry run predicts the real run exactly, and the cap holds. Run as
+/// the host chooses (here), and again with each destroy mode and kernel variant forced (below).
 /// </summary>
-public sealed class SweepSafetyTests
+public class SweepSafetyTests
 {
     private static readonly string[] Addresses =
         ["10.77.0.1/32", "10.77.0.2/32", "10.77.0.0/32", "10.77.1.1/32", "10.77.9.9/32", "fd77::a4d:1/128", "fd77::9/128"];
@@ -83,11 +85,29 @@ public sealed class SweepSafetyTests
         return client;
     }
 
-    private sealed class Collector : ISweepObserver
+    /// <summary>The destroy mode the engine is forced to; null: what the host kernel chooses.</summary>
+    private protected virtual DestroyMode? Mode => null;
+
+    /// <summary>The kernel variant the sweep object is loaded as; null: the host kernel's.</summary>
+    private protected virtual SweepKernel? Kernel => null;
+
+    private protected SweepEngine NewEngine() => new(NullLogger.Instance, destroy: Mode, kernel: Kernel);
+
+    private protected sealed class Collector : ISweepObserver
     {
         public ConcurrentBag<SweepMatch> Matches { get; } = [];
 
         public void OnMatch(in SweepMatch match, NetnsInfo netns) => Matches.Add(match);
+    }
+
+    [PrivilegedFact]
+    public void The_engine_and_its_results_name_the_destroy_mode()
+    {
+        using var ns = new TestNamespaces(1, "10.77.0.1/32");
+        using var engine = NewEngine();
+        var expected = Mode ?? DestroyModes.Choose(null, KernelFeatures.Host);
+        var result = engine.Run(new SweepRequest { Rules = [TargetRule] }, ns.Discover(), null, CancellationToken.None);
+        Assert.Equal((expected, expected), (engine.Mode, result.DestroyMode));
     }
 
     [PrivilegedFact]
@@ -100,6 +120,9 @@ public sealed class SweepSafetyTests
         Nft(name, "add table inet srt_synrecv");
         Nft(name, "add chain inet srt_synrecv in { type filter hook input priority 0; }");
         Nft(name, "add rule inet srt_synrecv in tcp dport 8081 tcp flags & (syn | ack) == ack drop");
+        // Nor may a reset reach it: once the half-open client is destroyed, its kernel answers the
+        // server's SYN-ACK retransmit (after 1 s) with one, which would end the request socket.
+        Nft(name, "add rule inet srt_synrecv in tcp dport 8081 tcp flags & rst == rst drop");
 
         var timeWaitPort = 0;
         var established = ns.In(name, () =>
@@ -128,7 +151,7 @@ public sealed class SweepSafetyTests
 
         // Every socket in the namespace has a 10.77 peer, and the rule asks for every state (more than
         // the parser lets anyone ask for): only the iterator's own guard stands in the way.
-        using var engine = new SweepEngine(NullLogger.Instance);
+        using var engine = NewEngine();
         var all = new SweepRule { Id = 1, Remote = IpPrefix.Parse("10.77.0.0/16", "--dst"), States = (TcpStates)ushort.MaxValue };
         var seen = new Collector();
         var result = engine.Run(new SweepRequest { Rules = [all], Trigger = "test" }, ns.Discover(), seen, CancellationToken.None);
@@ -173,7 +196,7 @@ public sealed class SweepSafetyTests
         var swept = ns.Discover().Where(n => n.Name != ns.Names[20]).ToList();
         Assert.Equal(20, swept.Count);
 
-        using var engine = new SweepEngine(NullLogger.Instance);
+        using var engine = NewEngine();
         var request = new SweepRequest { Rules = [TargetRule], Parallelism = 2, Trigger = "test" };
         var expected = world.TcpTargets.Select(p => p.ClientCookie).Concat(world.UdpTargets.Select(p => p.ClientCookie)).ToHashSet();
         Assert.Equal(80, expected.Count);
@@ -259,7 +282,7 @@ public sealed class SweepSafetyTests
             });
         }
 
-        using var engine = new SweepEngine(NullLogger.Instance);
+        using var engine = NewEngine();
         var seen = new Collector();
         var result = engine.Run(new SweepRequest { Rules = [TargetRule], Limit = 5, Parallelism = 2 }, ns.Discover(), seen, CancellationToken.None);
 
@@ -277,7 +300,7 @@ public sealed class SweepSafetyTests
         using var ns = new TestNamespaces(3, "10.77.0.1/32");
         var found = ns.Discover();
         TestNamespaces.Ip($"netns del {ns.Names[1]}");
-        using var engine = new SweepEngine(NullLogger.Instance);
+        using var engine = NewEngine();
         var result = engine.Run(new SweepRequest { Rules = [TargetRule] }, found, null, CancellationToken.None);
         Assert.Equal((2, 1), (result.NamespacesVisited, result.NamespacesSkipped));
     }
@@ -298,7 +321,7 @@ public sealed class SweepSafetyTests
             var ours = ns.Discover();
             IReadOnlyList<NetnsInfo> order = [ours[0], processOnly, .. ours.Skip(1)];
             var killer = new KillOnFirstMatch(sleeper);
-            using var engine = new SweepEngine(NullLogger.Instance);
+            using var engine = NewEngine();
             var rule = new SweepRule { Id = 3, Remote = IpPrefix.Parse("10.102.0.1", "--dst"), RemotePorts = new PortRange(8080, 8080) };
             var result = engine.Run(new SweepRequest { Rules = [rule], Parallelism = 1 }, order, killer, CancellationToken.None);
 
@@ -354,7 +377,7 @@ public sealed class SweepSafetyTests
     public void A_cancelled_sweep_visits_nothing_more_and_says_so()
     {
         using var ns = new TestNamespaces(2, "10.77.0.1/32");
-        using var engine = new SweepEngine(NullLogger.Instance);
+        using var engine = NewEngine();
         using var cancel = new CancellationTokenSource();
         cancel.Cancel();
         Assert.Throws<OperationCanceledException>(() => engine.Run(new SweepRequest { Rules = [TargetRule] }, ns.Discover(), null, cancel.Token));
@@ -370,7 +393,7 @@ public sealed class SweepSafetyTests
             pairs[name] = ns.In(name, () => ns.Connect(ns.Listen("10.77.0.1", 8080), "10.77.0.1", 8080, "10.77.9.9"));
         }
 
-        using var engine = new SweepEngine(NullLogger.Instance);
+        using var engine = NewEngine();
         using var cancel = new CancellationTokenSource();
         var observer = new CancelOnFirstMatch(cancel);
         var result = engine.Run(new SweepRequest { Rules = [TargetRule], Parallelism = 1 }, ns.Discover(), observer, cancel.Token);
@@ -413,5 +436,104 @@ public sealed class SweepSafetyTests
             sleeper.Kill();
             sleeper.WaitForExit();
         }
+    }
+}
+
+/// <summary>The safety assertions in sock_diag mode: the iterators match, netlink SOCK_DESTROY destroys.</summary>
+public sealed class SockDiagSweepSafetyTests : SweepSafetyTests
+{
+    private protected override DestroyMode? Mode => DestroyMode.SockDiag;
+
+    [PrivilegedFact]
+    public void Sockets_that_close_between_the_walk_and_netlink_are_gone_not_failed_and_give_their_slot_back()
+    {
+        using var ns = new TestNamespaces(3, "10.77.0.1/32", "10.77.9.9/32");
+        var pairs = new List<TcpPair>();
+        foreach (var name in ns.Names)
+        {
+            ns.In(name, () =>
+            {
+                var listener = ns.Listen("10.77.0.1", 8080);
+                for (var i = 0; i < 4; i++)
+                {
+                    pairs.Add(ns.Connect(listener, "10.77.0.1", 8080, "10.77.9.9"));
+                }
+
+                return 0;
+            });
+        }
+
+        // Both ends match (the server end's remote is 10.77.9.9 too): destroying a client resets its
+        // server end, which the walk saw alive, so netlink finds it gone. The cap must still hold.
+        using var engine = NewEngine();
+        var both = new SweepRule { Id = 2, Remote = IpPrefix.Parse("10.77.0.0/16", "--dst") };
+        var seen = new Collector();
+        var result = engine.Run(new SweepRequest { Rules = [both], Limit = 30, Parallelism = 2 }, ns.Discover(), seen, CancellationToken.None);
+
+        Assert.Equal(DestroyMode.SockDiag, result.DestroyMode);
+        Assert.Equal(24L, result.Matched);
+        Assert.Equal(0L, result.Failed);
+        Assert.Equal(24L, result.Destroyed + result.Gone);
+        Assert.True(result.Gone > 0, "no server end was found gone after its client was destroyed");
+        Assert.Equal(result.Gone, seen.Matches.Count(m => m.Outcome == MatchOutcome.Gone));
+        Assert.All(pairs, p => Assert.NotEqual(SocketError.Success, p.ClientSendError()));
+    }
+
+    [PrivilegedFact]
+    public void The_cap_counts_only_what_netlink_destroyed()
+    {
+        using var ns = new TestNamespaces(4, "10.77.0.1/32", "10.77.9.9/32");
+        var pairs = new List<TcpPair>();
+        foreach (var name in ns.Names)
+        {
+            ns.In(name, () =>
+            {
+                var listener = ns.Listen("10.77.0.1", 8080);
+                for (var i = 0; i < 5; i++)
+                {
+                    pairs.Add(ns.Connect(listener, "10.77.0.1", 8080, "10.77.9.9"));
+                }
+
+                return 0;
+            });
+        }
+
+        using var engine = NewEngine();
+        var rule = new SweepRule { Id = 2, Remote = IpPrefix.Parse("10.77.0.1", "--dst"), RemotePorts = new PortRange(8080, 8080) };
+        var result = engine.Run(new SweepRequest { Rules = [rule], Limit = 7, Parallelism = 2 }, ns.Discover(), null, CancellationToken.None);
+
+        Assert.Equal((20L, 7L, 13L, 0L), (result.Matched, result.Destroyed, result.HeldBack, result.Gone));
+        Assert.Equal(7, pairs.Count(p => p.ClientSendError() != SocketError.Success));
+    }
+}
+
+/// <summary>
+/// sock_diag mode with the sweep object loaded as for Debian 11's 5.10 (no bpf_loop, no socket
+/// storage or cookie helper in iterators, no atomic fetch-and-add), on the host kernel.
+/// </summary>
+public sealed class OldKernelSweepSafetyTests : SweepSafetyTests
+{
+    private protected override DestroyMode? Mode => DestroyMode.SockDiag;
+
+    private protected override SweepKernel? Kernel => SweepKernel.Oldest;
+
+    [PrivilegedFact]
+    public void Born_before_rules_match_nothing_and_sockets_without_a_cookie_yet_are_still_destroyed()
+    {
+        using var ns = new TestNamespaces(1, "10.77.0.1/32", "10.77.9.9/32");
+        // Nobody asks these sockets for their cookie: the iterator reads 0 and netlink makes it.
+        var pair = ns.In(ns.Names[0], () => ns.Connect(ns.Listen("10.77.0.1", 8080), "10.77.0.1", 8080, "10.77.9.9"));
+        using var engine = NewEngine();
+        var rule = new SweepRule { Id = 4, Remote = IpPrefix.Parse("10.77.0.1", "--dst"), RemotePorts = new PortRange(8080, 8080) };
+
+        var aged = engine.Run(new SweepRequest { Rules = [rule with { BornBeforeNs = ulong.MaxValue - 1 }] }, ns.Discover(), null, CancellationToken.None);
+        Assert.Equal((0L, 0L), (aged.Matched, aged.Destroyed));
+        Assert.True(pair.Exchanges());
+
+        var seen = new Collector();
+        var result = engine.Run(new SweepRequest { Rules = [rule] }, ns.Discover(), seen, CancellationToken.None);
+        Assert.Equal((1L, 1L, 0L), (result.Matched, result.Destroyed, result.Gone));
+        Assert.NotEqual(0UL, Assert.Single(seen.Matches).SocketCookie);
+        Assert.Equal(SocketError.ConnectionAborted, pair.ClientSendError());
     }
 }

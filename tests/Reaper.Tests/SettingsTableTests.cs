@@ -19,7 +19,7 @@ public sealed class SettingsTableTests : IDisposable
     public void The_keys_are_the_ones_operators_already_use()
     {
         Assert.Equal(
-            ["Sweep.Limit", "Sweep.MaxLimit", "Sweep.Threads", "Sweep.NetnsDirectories", "DBus.Enabled", "DBus.Address", "DBus.SweepGroup",
+            ["Sweep.Limit", "Sweep.MaxLimit", "Sweep.Threads", "Sweep.Destroy", "Sweep.NetnsDirectories", "DBus.Enabled", "DBus.Address", "DBus.SweepGroup",
              "Metrics.Enabled", "Metrics.Listen", "Datapath.Enabled", "Datapath.Devices", "Datapath.AllNetkit", "Datapath.PinRoot", "Datapath.Attach",
              "Datapath.MaxDeviceMetrics", "Datapath.EventBufferBytes", "Reaping.Mode", "Reaping.EndpointGone", "Reaping.IpReused",
              "Reaping.ServiceAffinity", "Reaping.ServiceTcp", "Reaping.Targeted", "Reaping.SocketHooks", "Reaping.Cgroup",

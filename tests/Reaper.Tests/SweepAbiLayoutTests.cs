@@ -25,7 +25,7 @@ public sealed class SweepAbiLayoutTests
              "remote_port_min:RemotePortMin", "remote_port_max:RemotePortMax", "local_port_min:LocalPortMin", "local_port_max:LocalPortMax", "born_before_ns:BornBeforeNs"], [Sweep]),
         ("reaper_record", typeof(SweepAbi.Record),
             ["local_addr:LocalAddress", "remote_addr:RemoteAddress", "sock_cookie:SockCookie", "netns_cookie:NetnsCookie", "rule_id:RuleId",
-             "uid:Uid", "result:Result", "local_port:LocalPort", "remote_port:RemotePort", "protocol:Protocol", "family:Family", "state:State", "_pad0:Pad0"], [Sweep]),
+             "uid:Uid", "result:Result", "local_port:LocalPort", "remote_port:RemotePort", "protocol:Protocol", "family:Family", "state:State", "_pad0:Pad0", "bound_dev_if:BoundDevIf"], [Sweep]),
         ("reaper_stats", typeof(SweepAbi.Stats),
             ["scanned_tcp:ScannedTcp", "scanned_udp:ScannedUdp", "matched:Matched", "destroyed:Destroyed", "failed:Failed", "held_back:HeldBack", "dry_run:DryRun"], [Sweep]),
         ("reaper_contact_key", typeof(SweepAbi.ContactKey), ["addr:Address", "netns_cookie:NetnsCookie"], [Hooks]),
@@ -85,6 +85,13 @@ public sealed class SweepAbiLayoutTests
             ["REAPER_RESULT_DESTROYED"] = SweepAbi.ResultDestroyed,
             ["REAPER_RESULT_DRY_RUN"] = SweepAbi.ResultDryRun,
             ["REAPER_RESULT_HELD_BACK"] = SweepAbi.ResultHeldBack,
+            ["REAPER_RESULT_PENDING"] = SweepAbi.ResultPending,
+            ["REAPER_RESULT_GONE"] = SweepAbi.ResultGone,
+        });
+        BtfAbi.CompareEnum(Sweep, "reaper_destroy_mode", new Dictionary<string, long>
+        {
+            ["REAPER_DESTROY_KFUNC"] = SweepAbi.DestroyKfunc,
+            ["REAPER_DESTROY_SOCK_DIAG"] = SweepAbi.DestroySockDiag,
         });
     }
 

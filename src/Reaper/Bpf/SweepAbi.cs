@@ -21,6 +21,16 @@ internal static class SweepAbi
     public const int ResultDryRun = 1;
     public const int ResultHeldBack = 2;
 
+    /// <summary>sock_diag mode: matched with a slot of the cap; user space destroys it over netlink.</summary>
+    public const int ResultPending = 3;
+
+    /// <summary>Set by user space: the socket closed or changed before netlink reached it.</summary>
+    public const int ResultGone = 4;
+
+    // enum reaper_destroy_mode: the sweep object's reaper_destroy_mode.
+    public const uint DestroyKfunc = 0;
+    public const uint DestroySockDiag = 1;
+
     /// <summary>struct reaper_prefix_key.</summary>
     [StructLayout(LayoutKind.Sequential)]
     public unsafe struct PrefixKey
@@ -69,7 +79,8 @@ internal static class SweepAbi
         public byte Protocol;
         public byte Family;
         public byte State;
-        public fixed byte Pad0[5];
+        public byte Pad0;
+        public uint BoundDevIf;
     }
 
     /// <summary>struct reaper_stats (per CPU).</summary>

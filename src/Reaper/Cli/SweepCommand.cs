@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
+using SocketReaper.Bpf;
 using SocketReaper.Config;
 using SocketReaper.Sweep;
 
@@ -32,8 +33,9 @@ internal static class SweepCommand
           --direct             run in this process even when the daemon is running
           --config PATH        the daemon's settings (default /etc/socketreaper/reaper.json, then
                                SOCKETREAPER__Area__Key variables): run here, a sweep takes its
-                               default limit (Sweep.Limit), threads (Sweep.Threads) and namespace
-                               directories (Sweep.NetnsDirectories) from them
+                               default limit (Sweep.Limit), threads (Sweep.Threads), namespace
+                               directories (Sweep.NetnsDirectories) and destroy mode
+                               (Sweep.Destroy: auto, kfunc or sock-diag) from them
 
         When the daemon runs, the sweep is sent to it over D-Bus (it prints the summary; the
         per-socket list needs --direct). Otherwise, or with --direct, it runs in this process.
@@ -91,7 +93,7 @@ internal static class SweepCommand
         Console.CancelKeyPress += onCancel;
         try
         {
-            using var engine = new SweepEngine(NullLogger.Instance);
+            using var engine = new SweepEngine(NullLogger.Instance, destroy: settings.Destroy);
             var printer = new MatchPrinter(stdout, json);
             var result = engine.Run(request, namespaces, printer, cancel.Token);
             // Namespaces that vanished while discovery looked count as skipped only when the sweep
@@ -258,6 +260,7 @@ internal static class SweepCommand
                     w.WriteNumber("destroyed", r.Destroyed);
                     w.WriteNumber("would_destroy", r.WouldDestroy);
                     w.WriteNumber("held_back", r.HeldBack);
+                    w.WriteNumber("gone", r.Gone);
                     w.WriteNumber("failed", r.Failed);
                     w.WriteStartObject("failed_by_errno");
                     foreach (var (errno, count) in r.FailedByErrno)
@@ -266,6 +269,7 @@ internal static class SweepCommand
                     }
 
                     w.WriteEndObject();
+                    w.WriteString("destroy_mode", r.DestroyMode.Label());
                     w.WriteNumber("duration_ms", Math.Round(r.Duration.TotalMilliseconds, 3));
                     w.WriteNumber("peak_rss_kib", PeakRssKib());
                     w.WriteBoolean("cancelled", r.Cancelled);
@@ -277,7 +281,7 @@ internal static class SweepCommand
             output.WriteLine(
                 $"{(r.DryRun ? "Dry run" : "Sweep")}: {r.NamespacesVisited} namespaces visited ({r.NamespacesSkipped} skipped{(r.NamespacesFailed > 0 ? $", {r.NamespacesFailed} failed" : "")}), " +
                 $"{r.ScannedTcp} TCP and {r.ScannedUdp} UDP sockets scanned; {r.Matched} matched, {verb}, " +
-                $"{r.HeldBack} held back, {r.Failed} failed, in {r.Duration.TotalMilliseconds:F1} ms.");
+                $"{r.HeldBack} held back, {(r.Gone > 0 ? $"{r.Gone} gone, " : string.Empty)}{r.Failed} failed, in {r.Duration.TotalMilliseconds:F1} ms ({r.DestroyMode.Label()}).");
             foreach (var failure in r.NamespaceFailures)
             {
                 output.WriteLine($"Not swept to the end: {failure}.");

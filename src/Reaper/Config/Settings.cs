@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Text;
+using SocketReaper.Bpf;
 using SocketReaper.Sweep;
 
 namespace SocketReaper.Config;
@@ -32,6 +33,8 @@ internal static class Settings
             o => o.Sweep.MaxLimit, (o, v) => o with { Sweep = o.Sweep with { MaxLimit = v } }),
         Number("Sweep.Threads", 0, 256, "namespaces swept in parallel; 0 = one per core",
             o => o.Sweep.Threads, (o, v) => o with { Sweep = o.Sweep with { Threads = (int)v } }),
+        new("Sweep.Destroy", "auto, kfunc or sock-diag", "how sweeps destroy sockets: `kfunc` (bpf_sock_destroy in the iterators, kernel ≥ 6.5), `sock-diag` (the iterators match, netlink SOCK_DESTROY destroys, any kernel), `auto` (the kfunc where the kernel has it)",
+            o => DestroySetting(o.Sweep.Destroy), (o, v, where) => o with { Sweep = o.Sweep with { Destroy = Destroy("Sweep.Destroy", v, where) } }),
         List("Sweep.NetnsDirectories", ':', "where bind-mounted namespaces live (environment: `:`-separated)",
             o => o.Sweep.NetnsDirectories, (o, v) => o with { Sweep = o.Sweep with { NetnsDirectories = v } }),
         Flag("DBus.Enabled", "serve org.socketreaper.Reaper1 on the bus",
@@ -305,6 +308,21 @@ internal static class Settings
         "tcx" => DatapathAttach.Tcx,
         "tc" => DatapathAttach.Tc,
         _ => throw new ConfigException($"{where}: {key} must be auto, tcx or tc, not '{SweepFilter.Quote(value)}'."),
+    };
+
+    private static string DestroySetting(DestroyMode? mode) => mode switch
+    {
+        null => "auto",
+        DestroyMode.Kfunc => "kfunc",
+        _ => "sock-diag",
+    };
+
+    private static DestroyMode? Destroy(string key, string value, string where) => value.ToLowerInvariant() switch
+    {
+        "auto" => null,
+        "kfunc" => DestroyMode.Kfunc,
+        "sock-diag" or "sock_diag" => DestroyMode.SockDiag,
+        _ => throw new ConfigException($"{where}: {key} must be auto, kfunc or sock-diag, not '{SweepFilter.Quote(value)}'."),
     };
 
     private static bool Bool(string key, string value, string where) => value.ToLowerInvariant() switch

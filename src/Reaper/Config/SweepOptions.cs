@@ -1,3 +1,4 @@
+using SocketReaper.Bpf;
 using SocketReaper.Sweep;
 
 namespace SocketReaper.Config;
@@ -13,6 +14,9 @@ internal sealed record SweepOptions
 
     /// <summary>Namespaces swept in parallel; 0 = one per core.</summary>
     public int Threads { get; init; }
+
+    /// <summary>How sweeps destroy: null (auto) picks the kfunc where the kernel has it, else sock_diag.</summary>
+    public DestroyMode? Destroy { get; init; }
 
     /// <summary>Where bind-mounted namespaces live.</summary>
     public IReadOnlyList<string> NetnsDirectories { get; init; } = DiscoveryOptions.DefaultDirectories;

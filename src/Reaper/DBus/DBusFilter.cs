@@ -1,3 +1,4 @@
+using SocketReaper.Bpf;
 using SocketReaper.Config;
 using SocketReaper.Sweep;
 using Tmds.DBus.Protocol;
@@ -146,6 +147,8 @@ internal static class DBusFilter
             ["destroyed"] = VariantValue.UInt64((ulong)r.Destroyed),
             ["would_destroy"] = VariantValue.UInt64((ulong)r.WouldDestroy),
             ["held_back"] = VariantValue.UInt64((ulong)r.HeldBack),
+            ["gone"] = VariantValue.UInt64((ulong)r.Gone),
+            ["destroy_mode"] = VariantValue.String(r.DestroyMode.Label()),
             ["failed"] = VariantValue.UInt64((ulong)r.Failed),
             ["duration_ms"] = VariantValue.Double(Math.Round(r.Duration.TotalMilliseconds, 3)),
             ["cancelled"] = VariantValue.Bool(r.Cancelled),

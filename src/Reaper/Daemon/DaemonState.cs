@@ -66,6 +66,7 @@ internal sealed partial class DaemonState : IDisposable
         }
 
         var engine = LoadEngine();
+        _metrics.DestroyModeChosen(Bpf.DestroyModes.Label(engine.Mode));
         var discovery = new DiscoveryOptions { Directories = sweep.NetnsDirectories };
         _coordinator = new SweepCoordinator(engine, discovery, sweep.Parallelism, _metrics, _loggers.CreateLogger<SweepCoordinator>());
         _engine.Loaded(_coordinator);
@@ -96,7 +97,7 @@ internal sealed partial class DaemonState : IDisposable
         var logger = _loggers.CreateLogger<SweepEngine>();
         if (!_options.Reaping.SocketHooks)
         {
-            return new SweepEngine(logger);
+            return new SweepEngine(logger, destroy: _options.Sweep.Destroy);
         }
 
         var directory = Datapath.DatapathState.MapsDirectory(_options.Datapath.PinRoot);
@@ -104,7 +105,7 @@ internal sealed partial class DaemonState : IDisposable
         try
         {
             _censusObject = Bpf.CensusObject.Load(hooks);
-            var engine = new SweepEngine(logger, hooks);
+            var engine = new SweepEngine(logger, hooks, _options.Sweep.Destroy);
             _hooksObject = hooks;
             return engine;
         }

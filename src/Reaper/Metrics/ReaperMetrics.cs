@@ -19,6 +19,8 @@ internal sealed class ReaperMetrics : ISweepRecorder
         Destroyed = f.CreateCounter("socketreaper_sockets_destroyed_total", "Sockets destroyed.", "protocol", "trigger");
         DestroyFailures = f.CreateCounter("socketreaper_destroy_failures_total", "bpf_sock_destroy failures by errno.", "errno");
         HeldBack = f.CreateCounter("socketreaper_sockets_held_back_total", "Matching sockets left alone because a sweep reached its limit.", "trigger");
+        Gone = f.CreateCounter("socketreaper_sockets_gone_total", "Matching sockets that closed or changed before netlink SOCK_DESTROY reached them (sock_diag mode), left alone.", "trigger");
+        DestroyMode = f.CreateGauge("socketreaper_sweep_destroy_mode", "1 for how sweeps destroy sockets: kfunc (bpf_sock_destroy in the iterators) or sock_diag (netlink SOCK_DESTROY).", "mode");
         NamespacesKnown = f.CreateGauge("socketreaper_namespaces_known", "Network namespaces found by the last discovery.");
         NamespacesVisited = f.CreateCounter("socketreaper_namespaces_visited_total", "Namespaces swept.");
         NamespacesSkipped = f.CreateCounter("socketreaper_namespaces_skipped_total", "Namespaces that vanished before their turn.");
@@ -67,6 +69,10 @@ internal sealed class ReaperMetrics : ISweepRecorder
 
     public Counter HeldBack { get; }
 
+    public Counter Gone { get; }
+
+    public Gauge DestroyMode { get; }
+
     public Gauge NamespacesKnown { get; }
 
     public Counter NamespacesVisited { get; }
@@ -108,6 +114,15 @@ internal sealed class ReaperMetrics : ISweepRecorder
 
     public void NamespacesFound(int count) => NamespacesKnown.Set(count);
 
+    /// <summary>The sweep engine loaded with <paramref name="mode"/> ("kfunc" or "sock_diag"): that series 1, the other 0.</summary>
+    public void DestroyModeChosen(string mode)
+    {
+        foreach (var label in new[] { "kfunc", "sock_diag" })
+        {
+            DestroyMode.WithLabels(label).Set(label == mode ? 1 : 0);
+        }
+    }
+
     public void SweepFailed(string trigger) => Sweeps.WithLabels(trigger, "failed").Inc();
 
     public void SweepFinished(SweepResult result, long matchedTcp, long matchedUdp, long destroyedTcp, long destroyedUdp) =>
@@ -125,6 +140,7 @@ internal sealed class ReaperMetrics : ISweepRecorder
         Destroyed.WithLabels("tcp", r.Trigger).Inc(destroyedTcp);
         Destroyed.WithLabels("udp", r.Trigger).Inc(destroyedUdp);
         HeldBack.WithLabels(r.Trigger).Inc(r.HeldBack);
+        Gone.WithLabels(r.Trigger).Inc(r.Gone);
         foreach (var (errno, count) in r.FailedByErrno)
         {
             DestroyFailures.WithLabels(errno).Inc(count);

@@ -4,6 +4,7 @@ using LibBpf;
 using Microsoft.Extensions.Logging;
 using SocketReaper.Bpf;
 using SocketReaper.Platform;
+using SocketReaper.Platform.Netlink;
 
 namespace SocketReaper.Sweep;
 
@@ -20,6 +21,9 @@ internal interface ISweepObserver
 /// namespace (setns), creates the TCP and UDP iterators there — an iterator sees only the
 /// namespace of the thread that creates it — and streams the records it reads to the observer.
 /// One sweep runs at a time: the rule maps and the cap's counter are shared by its threads.
+/// In sock_diag mode (kernels without the bpf_sock_destroy kfunc) the iterators only match and
+/// take slots of the cap; the thread, still inside the namespace, then destroys each match with
+/// netlink SOCK_DESTROY by its exact tuple and cookie, and gives the slot back if it is gone.
 /// </summary>
 internal sealed partial class SweepEngine : IDisposable
 {
@@ -40,12 +44,19 @@ internal sealed partial class SweepEngine : IDisposable
     /// Loads the sweep — its iterators and rule maps, nothing else. With <paramref name="hooks"/>
     /// (the daemon's, when socket hooks are on) born-before rules read the birth times the hooks
     /// record; without (a one-off sweep), every socket counts as old and nothing is pinned.
+    /// <paramref name="destroy"/> forces a mode (null: the kfunc where the kernel has it, else
+    /// sock_diag); <paramref name="kernel"/> forces a kernel variant (null: the running kernel's).
     /// </summary>
-    public SweepEngine(ILogger logger, HooksObject? hooks = null)
+    public SweepEngine(ILogger logger, HooksObject? hooks = null, DestroyMode? destroy = null, SweepKernel? kernel = null)
     {
         _logger = logger;
-        _object = KernelFeatures.Host.Explained(() => SweepObject.Load(hooks),
-            KernelFeature.SockDestroy, KernelFeature.IterTcp, KernelFeature.IterUdp);
+        var host = KernelFeatures.Host;
+        var mode = DestroyModes.Choose(destroy, host);
+        kernel ??= SweepKernel.For(host.Version);
+        KernelFeature[] needed = mode == DestroyMode.Kfunc
+            ? [KernelFeature.SockDestroy, KernelFeature.IterTcp, KernelFeature.IterUdp]
+            : [KernelFeature.IterTcp, KernelFeature.IterUdp];
+        _object = host.Explained(() => SweepObject.Load(hooks, mode, kernel), needed);
         try
         {
             _tcp = _object.Tcp.AttachIterator();
@@ -56,7 +67,19 @@ internal sealed partial class SweepEngine : IDisposable
             _object.Dispose();
             throw;
         }
+
+        Log.Loaded(_logger, mode.Label(), destroy is null ? "chosen for this kernel" : "set by Sweep.Destroy", host.Release);
+        foreach (var degradation in kernel.Degradations)
+        {
+            Log.Degraded(_logger, host.Release, degradation);
+        }
     }
+
+    /// <summary>How this engine's sweeps destroy what they match.</summary>
+    public DestroyMode Mode => _object.Mode;
+
+    /// <summary>The kernel variant the sweep was loaded for (its degradations say what it costs).</summary>
+    public SweepKernel Kernel => _object.Kernel;
 
     /// <summary>Runs <paramref name="request"/> over <paramref name="namespaces"/>, waiting for a running sweep to end first.</summary>
     public SweepResult Run(SweepRequest request, IReadOnlyList<NetnsInfo> namespaces, ISweepObserver? observer, CancellationToken cancellation)
@@ -89,17 +112,20 @@ internal sealed partial class SweepEngine : IDisposable
         stats.Update(BitConverter.GetBytes(0u), new byte[((stats.ValueSize + 7) & ~7) * BpfMap.PossibleCpus]);
 
         var requested = request.Protocols;
-        var failures = new Dictionary<string, long>(StringComparer.Ordinal);
+        var tally = new Tally();
         var namespaceFailures = new List<string>();
         var visited = 0;
         var skipped = 0;
         var failed = 0;
         var next = -1;
-        var threads = Math.Clamp(request.Parallelism, 1, Math.Max(1, namespaces.Count));
+        // Without atomic fetch-and-add the iterators count the cap with plain arithmetic: one thread keeps it exact.
+        var parallelism = _object.Kernel.ParallelSweeps ? request.Parallelism : 1;
+        var threads = Math.Clamp(parallelism, 1, Math.Max(1, namespaces.Count));
 
         _workers.Run(threads, () =>
         {
             var buffer = GC.AllocateUninitializedArray<byte>(ReadSize + Marshal.SizeOf<SweepAbi.Record>());
+            var pending = new List<SweepAbi.Record>();
             int i;
             while (!cancellation.IsCancellationRequested && (i = Interlocked.Increment(ref next)) < namespaces.Count)
             {
@@ -112,20 +138,40 @@ internal sealed partial class SweepEngine : IDisposable
 
                 Interlocked.Increment(ref visited);
                 var protocols = request.Scope is { } scope ? requested & scope(netns) : requested;
-                var tcpFailure = protocols.HasFlag(SweepProtocols.Tcp) ? Drain(_tcp, buffer, netns, observer, failures, cancellation) : null;
-                var udpFailure = protocols.HasFlag(SweepProtocols.Udp) ? Drain(_udp, buffer, netns, observer, failures, cancellation) : null;
-                if (tcpFailure is not null || udpFailure is not null)
+                SockDiagDestroyer? destroyer = null;
+                try
                 {
-                    // One namespace's unreadable iterator must not cost the others their sweep.
-                    Interlocked.Increment(ref failed);
-                    foreach (var sentence in new[] { Describe(netns, "TCP", tcpFailure), Describe(netns, "UDP", udpFailure) }.OfType<string>())
+                    BpfException? tcpFailure = null, udpFailure = null;
+                    if (protocols.HasFlag(SweepProtocols.Tcp))
                     {
-                        Log.NamespaceFailed(_logger, sentence);
-                        lock (namespaceFailures)
+                        // What was matched before a failed read is destroyed all the same: it took its slots.
+                        tcpFailure = Drain(_tcp, buffer, netns, observer, tally, pending, cancellation);
+                        DestroyPending(pending, ref destroyer, netns, observer, tally);
+                    }
+
+                    if (protocols.HasFlag(SweepProtocols.Udp))
+                    {
+                        udpFailure = Drain(_udp, buffer, netns, observer, tally, pending, cancellation);
+                        DestroyPending(pending, ref destroyer, netns, observer, tally);
+                    }
+
+                    if (tcpFailure is not null || udpFailure is not null)
+                    {
+                        // One namespace's unreadable iterator must not cost the others their sweep.
+                        Interlocked.Increment(ref failed);
+                        foreach (var sentence in new[] { Describe(netns, "TCP", tcpFailure), Describe(netns, "UDP", udpFailure) }.OfType<string>())
                         {
-                            namespaceFailures.Add(sentence);
+                            Log.NamespaceFailed(_logger, sentence);
+                            lock (namespaceFailures)
+                            {
+                                namespaceFailures.Add(sentence);
+                            }
                         }
                     }
+                }
+                finally
+                {
+                    destroyer?.Dispose();
                 }
             }
         });
@@ -143,16 +189,18 @@ internal sealed partial class SweepEngine : IDisposable
             ScannedTcp = (long)counted.Sum(s => (decimal)s.ScannedTcp),
             ScannedUdp = (long)counted.Sum(s => (decimal)s.ScannedUdp),
             Matched = (long)counted.Sum(s => (decimal)s.Matched),
-            Destroyed = (long)counted.Sum(s => (decimal)s.Destroyed),
+            Destroyed = (long)counted.Sum(s => (decimal)s.Destroyed) + tally.Destroyed,
             WouldDestroy = (long)counted.Sum(s => (decimal)s.DryRun),
             HeldBack = (long)counted.Sum(s => (decimal)s.HeldBack),
-            FailedByErrno = failures,
+            Gone = tally.Gone,
+            DestroyMode = _object.Mode,
+            FailedByErrno = tally.Failures,
             Duration = Stopwatch.GetElapsedTime(started),
             StartedTicks = started,
             Cancelled = cancellation.IsCancellationRequested,
         };
         Log.SweepFinished(_logger, request.Trigger, request.DryRun, result.NamespacesVisited, result.NamespacesSkipped,
-            result.Matched, result.Destroyed, result.HeldBack, result.Failed, result.Duration.TotalMilliseconds);
+            result.Matched, result.Destroyed, result.HeldBack, result.Gone, result.Failed, result.DestroyMode.Label(), result.Duration.TotalMilliseconds);
         return result;
     }
 
@@ -173,9 +221,14 @@ internal sealed partial class SweepEngine : IDisposable
             : $"namespace '{netns.Name}' (cookie {netns.Cookie}): the {protocol} sweep stopped part-way, {failure.Message}; " +
               "its sockets not yet read were left alone until the next sweep";
 
-    /// <summary>Streams one iterator's records to the observer; returns the read failure that ended it early, if any.</summary>
+    /// <summary>
+    /// Reads one iterator to its end, reporting each record; in sock_diag mode the matches that
+    /// took a slot are kept in <paramref name="pending"/> instead, to be destroyed once the walk is
+    /// over (destroying mid-walk could shift the iterator's place in a hash bucket and skip a socket).
+    /// Returns the read failure that ended it early, if any.
+    /// </summary>
     private static unsafe BpfException? Drain(BpfLink link, byte[] buffer, NetnsInfo netns, ISweepObserver? observer,
-        Dictionary<string, long> failures, CancellationToken cancellation)
+        Tally tally, List<SweepAbi.Record> pending, CancellationToken cancellation)
     {
         var recordSize = sizeof(SweepAbi.Record);
         using var iterator = link.CreateIterator();
@@ -205,16 +258,13 @@ internal sealed partial class SweepEngine : IDisposable
                 for (var offset = 0; offset < whole; offset += recordSize)
                 {
                     ref readonly var record = ref *(SweepAbi.Record*)(data + offset);
-                    var match = SweepMatch.From(record);
-                    if (match.Outcome == MatchOutcome.Failed)
+                    if (record.Result == SweepAbi.ResultPending)
                     {
-                        lock (failures)
-                        {
-                            failures[match.OutcomeText] = failures.GetValueOrDefault(match.OutcomeText) + 1;
-                        }
+                        pending.Add(record);
+                        continue;
                     }
 
-                    observer?.OnMatch(match, netns);
+                    Report(SweepMatch.From(record), netns, observer, tally);
                 }
             }
 
@@ -229,6 +279,93 @@ internal sealed partial class SweepEngine : IDisposable
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// sock_diag mode: destroys the matches one iterator left pending, from inside their namespace
+    /// (the diag socket is opened there on first need and serves the rest of the visit). A socket
+    /// gone meanwhile gives its slot of the cap back, as a failed destroy does.
+    /// </summary>
+    private void DestroyPending(List<SweepAbi.Record> pending, ref SockDiagDestroyer? destroyer, NetnsInfo netns, ISweepObserver? observer, Tally tally)
+    {
+        foreach (var record in pending)
+        {
+            var match = SweepMatch.From(record);
+            Errno errno;
+            try
+            {
+                destroyer ??= SockDiagDestroyer.Open();
+                var id = new InetSocketId(match.Protocol, match.Local, match.Remote, record.BoundDevIf, match.SocketCookie);
+                if (id.Cookie == 0)
+                {
+                    // Before 5.12 the iterator reads the cookie only if someone made it: ask netlink for
+                    // it, and destroy only the socket of this tuple still in the state the iterator saw.
+                    errno = destroyer.Find(id, out var state, out var cookie);
+                    if (errno == Errno.None && state != match.State)
+                    {
+                        errno = Errno.ENOENT;
+                    }
+
+                    id = id with { Cookie = cookie };
+                    match = match with { SocketCookie = cookie };
+                }
+                else
+                {
+                    errno = Errno.None;
+                }
+
+                if (errno == Errno.None)
+                {
+                    errno = destroyer.Destroy(id);
+                }
+            }
+            catch (NativeException e)
+            {
+                // The diag socket itself failed: this match fails with that errno, and the next one opens a fresh socket.
+                errno = e.Errno == Errno.None ? Errno.EIO : e.Errno;
+                destroyer?.Dispose();
+                destroyer = null;
+            }
+
+            match = match with { Result = SweepMatch.DestroyResult(errno) };
+            if (match.Outcome == MatchOutcome.Destroyed)
+            {
+                Interlocked.Increment(ref tally.Destroyed);
+            }
+            else
+            {
+                Interlocked.Decrement(ref _object.BudgetUsed);
+            }
+
+            Report(match, netns, observer, tally);
+        }
+
+        pending.Clear();
+    }
+
+    private static void Report(SweepMatch match, NetnsInfo netns, ISweepObserver? observer, Tally tally)
+    {
+        // Before 5.12 the kernel makes a namespace's cookie only when asked: the visit knows it anyway.
+        if (match.NetnsCookie == 0)
+        {
+            match = match with { NetnsCookie = netns.Cookie };
+        }
+
+        switch (match.Outcome)
+        {
+            case MatchOutcome.Failed:
+                lock (tally.Failures)
+                {
+                    tally.Failures[match.OutcomeText] = tally.Failures.GetValueOrDefault(match.OutcomeText) + 1;
+                }
+
+                break;
+            case MatchOutcome.Gone:
+                Interlocked.Increment(ref tally.Gone);
+                break;
+        }
+
+        observer?.OnMatch(match, netns);
     }
 
     private void LoadRules(RuleTable table)
@@ -258,11 +395,26 @@ internal sealed partial class SweepEngine : IDisposable
         _gate.Dispose();
     }
 
+    /// <summary>What the worker threads count outside BPF: netlink destroys and failures by errno.</summary>
+    private sealed class Tally
+    {
+        public long Destroyed;
+        public long Gone;
+
+        public Dictionary<string, long> Failures { get; } = new(StringComparer.Ordinal);
+    }
+
     private static partial class Log
     {
+        [LoggerMessage(EventId = 102, Level = LogLevel.Information, Message = "Sweep loaded: destroy mode {Mode} ({Why}, kernel {Release})")]
+        public static partial void Loaded(ILogger logger, string mode, string why, string release);
+
+        [LoggerMessage(EventId = 103, Level = LogLevel.Warning, Message = "Kernel {Release}: {Degradation}")]
+        public static partial void Degraded(ILogger logger, string release, string degradation);
+
         [LoggerMessage(EventId = 100, Level = LogLevel.Information,
-            Message = "Sweep ({Trigger}, dry run {DryRun}): {Visited} namespaces visited, {Skipped} skipped; {Matched} matched, {Destroyed} destroyed, {HeldBack} held back, {Failed} failed in {Milliseconds:F1} ms")]
-        public static partial void SweepFinished(ILogger logger, string trigger, bool dryRun, int visited, int skipped, long matched, long destroyed, long heldBack, long failed, double milliseconds);
+            Message = "Sweep ({Trigger}, dry run {DryRun}): {Visited} namespaces visited, {Skipped} skipped; {Matched} matched, {Destroyed} destroyed, {HeldBack} held back, {Gone} gone, {Failed} failed (destroy mode {Mode}) in {Milliseconds:F1} ms")]
+        public static partial void SweepFinished(ILogger logger, string trigger, bool dryRun, int visited, int skipped, long matched, long destroyed, long heldBack, long gone, long failed, string mode, double milliseconds);
 
         [LoggerMessage(EventId = 108, Level = LogLevel.Warning, Message = "Sweep of one namespace failed, the others go on: {Failure}")]
         public static partial void NamespaceFailed(ILogger logger, string failure);

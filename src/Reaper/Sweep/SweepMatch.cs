@@ -11,6 +11,9 @@ internal enum MatchOutcome
     DryRun,
     HeldBack,
     Failed,
+
+    /// <summary>sock_diag mode: the socket closed or changed before netlink reached it, and was left alone.</summary>
+    Gone,
 }
 
 /// <summary>One matched socket, decoded from a <see cref="SweepAbi.Record"/>.</summary>
@@ -31,16 +34,30 @@ internal readonly record struct SweepMatch(
         SweepAbi.ResultDestroyed => MatchOutcome.Destroyed,
         SweepAbi.ResultDryRun => MatchOutcome.DryRun,
         SweepAbi.ResultHeldBack => MatchOutcome.HeldBack,
+        SweepAbi.ResultGone => MatchOutcome.Gone,
         _ => MatchOutcome.Failed,
     };
 
-    /// <summary>"destroyed", "dry-run", "held-back" or the errno name of a failure.</summary>
+    /// <summary>"destroyed", "dry-run", "held-back", "gone" or the errno name of a failure.</summary>
     public string OutcomeText => Outcome switch
     {
         MatchOutcome.Destroyed => "destroyed",
         MatchOutcome.DryRun => "dry-run",
         MatchOutcome.HeldBack => "held-back",
+        MatchOutcome.Gone => "gone",
         _ => ErrnoNames.Name(-Result),
+    };
+
+    /// <summary>
+    /// The record's result once netlink SOCK_DESTROY answered <paramref name="errno"/>: destroyed, gone
+    /// when the kernel found no socket with that tuple and cookie (ENOENT; ESTALE from some kernels
+    /// for UDP), else the failure as -errno.
+    /// </summary>
+    public static int DestroyResult(Errno errno) => errno switch
+    {
+        Errno.None => SweepAbi.ResultDestroyed,
+        Errno.ENOENT or Errno.ESTALE => SweepAbi.ResultGone,
+        _ => -(int)errno,
     };
 
     public string StateName => Protocol == ProtocolType.Udp ? "connected" : TcpStateName(State);

@@ -1,3 +1,5 @@
+using SocketReaper.Bpf;
+
 namespace SocketReaper.Sweep;
 
 /// <summary>The totals of one sweep.</summary>
@@ -42,6 +44,12 @@ internal sealed record SweepResult
 
     /// <summary>Matches beyond the limit, left alone.</summary>
     public long HeldBack { get; init; }
+
+    /// <summary>sock_diag mode: matches that closed or changed before netlink reached them, left alone (not failures).</summary>
+    public long Gone { get; init; }
+
+    /// <summary>How the sweep destroyed what it matched.</summary>
+    public DestroyMode DestroyMode { get; init; }
 
     /// <summary>Destroy failures by errno name.</summary>
     public IReadOnlyDictionary<string, long> FailedByErrno { get; init; } = new Dictionary<string, long>();
