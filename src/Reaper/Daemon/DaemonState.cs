@@ -35,6 +35,9 @@ internal sealed partial class DaemonState : IDisposable
 
     public IReadOnlyList<HostCheck> Features { get; private set; } = [];
 
+    /// <summary>What this kernel loses, one sentence each; logged once at start.</summary>
+    public IReadOnlyList<string> Degradations { get; private set; } = [];
+
     /// <summary>The socket hooks (birth times and contacts); null when off or unavailable.</summary>
     public SocketHooks? Hooks => _engine.Hooks;
 
@@ -52,12 +55,25 @@ internal sealed partial class DaemonState : IDisposable
         }
     }
 
+    /// <summary>
+    /// The settings as this kernel can honour them: where the socket hooks cannot run (below 5.15)
+    /// they are off, and so is ip_reused reaping, which without birth times would destroy the new
+    /// owner's healthy sockets along with the stale ones. <see cref="Bpf.KernelFeatures.Degradations"/>
+    /// says so in its sentence. An operator's own `Reaping.SocketHooks=false` is left as it was.
+    /// </summary>
+    public static ReaperOptions FitKernel(ReaperOptions options, Bpf.KernelFeatures kernel) =>
+        options.Reaping.SocketHooks && !kernel.SocketHooks
+            ? options with { Reaping = options.Reaping with { SocketHooks = false, IpReused = false } }
+            : options;
+
     /// <summary>Probes, loads the engine and discovers namespaces; returns how many.</summary>
     public int Start(CancellationToken stopping)
     {
         Stopping = stopping;
         LibBpf.LibBpfLog.Route(_loggers.CreateLogger("libbpf"));
-        Features = HostProbe.Run();
+        var report = HostProbe.Report();
+        Features = report.Checks;
+        Degradations = report.Degradations;
         var (sweep, datapath, reaping) = (_options.Sweep, _options.Datapath, _options.Reaping);
         if (reaping.SocketHooks || datapath.Enabled)
         {
