@@ -1,5 +1,3 @@
-using LibBpf;
-
 namespace SocketReaper.IntegrationTests;
 
 /// <summary>

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using LibBpf;
 using SocketReaper.Platform;
 using SocketReaper.Platform.Netlink;
@@ -208,7 +209,7 @@ internal static class KernelProbes
                 using var socket = NetlinkSocket.Open(RtNetlink.NETLINK_ROUTE);
                 var request = new NetlinkMessageWriter();
                 socket.Transact(TcRequest(request, RtmNewQdisc, TcHClsact & 0xFFFF0000, TcHClsact, 0, "clsact"), "RTM_NEWQDISC clsact on lo");
-                TcRequest(request, RtmNewTFilter, 1, TcHClsactIngress, (1u << 16) | EthPAllBigEndian, "bpf");
+                _ = TcRequest(request, RtmNewTFilter, 1, TcHClsactIngress, (1u << 16) | EthPAllBigEndian, "bpf");
                 var options = request.BeginNested(TcaOptions);
                 request.Put(TcaBpfOpsLen, BitConverter.GetBytes((ushort)1));
                 // struct sock_filter { u16 code; u8 jt; u8 jf; u32 k; }: BPF_RET|BPF_K, k = -1 (this class).
@@ -246,10 +247,10 @@ internal static class KernelProbes
     {
         request.Begin(type, NetlinkMessage.NLM_F_CREATE | NetlinkMessage.NLM_F_EXCL);
         var tcm = request.Reserve(TcMsgSize);
-        BitConverter.TryWriteBytes(tcm[4..], LoopbackIndex);
-        BitConverter.TryWriteBytes(tcm[8..], handle);
-        BitConverter.TryWriteBytes(tcm[12..], parent);
-        BitConverter.TryWriteBytes(tcm[16..], info);
+        MemoryMarshal.Write(tcm[4..], LoopbackIndex);
+        MemoryMarshal.Write(tcm[8..], handle);
+        MemoryMarshal.Write(tcm[12..], parent);
+        MemoryMarshal.Write(tcm[16..], info);
         request.PutString(TcaKind, kind);
         return request;
     }
