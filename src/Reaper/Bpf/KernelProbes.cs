@@ -24,7 +24,7 @@ internal static class KernelProbes
     {
         KernelFeature.IterTcp or KernelFeature.IterUdp or KernelFeature.SockDestroy => s_iterators.Value[feature],
         KernelFeature.Tcx => Tcx(),
-        KernelFeature.Netkit => Netkit(),
+        KernelFeature.Netkit => Netkit(kernel),
         KernelFeature.NetlinkSockDestroy => NetlinkSockDestroy(),
         KernelFeature.CgroupSocketHooks => kernel >= KernelFeatures.Needs(feature)
             ? new(feature, FeatureState.Present, $"kernel {kernel} has BPF links on cgroups")
@@ -139,7 +139,7 @@ internal static class KernelProbes
     }
 
     /// <summary>netkit: create a netkit pair in a private namespace and attach the probe to its primary.</summary>
-    private static FeatureProbe Netkit()
+    private static FeatureProbe Netkit(Version kernel)
     {
         try
         {
@@ -156,7 +156,9 @@ internal static class KernelProbes
         }
         catch (NetlinkException e) when (e.Errno is Errno.EOPNOTSUPP)
         {
-            return new(KernelFeature.Netkit, FeatureState.Missing, "the kernel cannot create netkit devices (built without CONFIG_NETKIT)");
+            return new(KernelFeature.Netkit, FeatureState.Missing, kernel < KernelFeatures.Needs(KernelFeature.Netkit)
+                ? $"the kernel cannot create netkit devices (kernel {kernel} < {KernelFeatures.Needs(KernelFeature.Netkit)})"
+                : "the kernel cannot create netkit devices (built without CONFIG_NETKIT)");
         }
         catch (NativeException e)
         {

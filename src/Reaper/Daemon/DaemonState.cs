@@ -74,6 +74,13 @@ internal sealed partial class DaemonState : IDisposable
         var report = HostProbe.Report();
         Features = report.Checks;
         Degradations = report.Degradations;
+        // Before the engine loads: a start that fails on this kernel has said first what it lacks.
+        var kernelLogger = _loggers.CreateLogger("SocketReaper.Bpf.KernelFeatures");
+        foreach (var sentence in Degradations)
+        {
+            Log.Degraded(kernelLogger, sentence);
+        }
+
         var (sweep, datapath, reaping) = (_options.Sweep, _options.Datapath, _options.Reaping);
         if (reaping.SocketHooks || datapath.Enabled)
         {
@@ -145,5 +152,8 @@ internal sealed partial class DaemonState : IDisposable
     {
         [LoggerMessage(EventId = 101, Level = LogLevel.Warning, Message = "Socket history pinned under {Directory} does not fit this build and was discarded: {Reason}")]
         public static partial void StateDiscarded(ILogger logger, string directory, string reason);
+
+        [LoggerMessage(EventId = 102, Level = LogLevel.Warning, Message = "On this kernel: {Sentence}")]
+        public static partial void Degraded(ILogger logger, string sentence);
     }
 }

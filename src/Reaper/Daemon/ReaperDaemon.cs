@@ -29,11 +29,6 @@ internal sealed partial class ReaperDaemon : IHostedService, IDisposable
     public Task StartAsync(CancellationToken cancellationToken)
     {
         var namespaces = _state.Start(_stop.Token);
-        foreach (var sentence in _state.Degradations)
-        {
-            Log.Degraded(_logger, sentence);
-        }
-
         Log.Started(_logger, BuildInfo.Version, namespaces, _state.Features.Count(f => f.Status == CheckStatus.Missing && !f.Required));
         _lifetime.ApplicationStarted.Register(() => _notifier.Notify($"READY=1\nSTATUS=watching {namespaces} network namespaces"));
         _lifetime.ApplicationStopping.Register(() =>
@@ -102,8 +97,5 @@ internal sealed partial class ReaperDaemon : IHostedService, IDisposable
 
         [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "socketreaper stopped")]
         public static partial void Stopped(ILogger logger);
-
-        [LoggerMessage(EventId = 6, Level = LogLevel.Warning, Message = "On this kernel: {Sentence}")]
-        public static partial void Degraded(ILogger logger, string sentence);
     }
 }
