@@ -11,6 +11,7 @@ namespace SocketReaper.IntegrationTests;
 public sealed class AutoReapTests(ITestOutputHelper output)
 {
     [PrivilegedFact]
+    [Trait("Kernels", "matrix")]
     public void When_a_server_endpoint_goes_the_sockets_to_it_die_at_once_and_the_others_live()
     {
         using var ns = new TestNamespaces(2);
@@ -46,7 +47,7 @@ public sealed class AutoReapTests(ITestOutputHelper output)
         SocketError error;
         while ((error = tcpToGone.ClientSendError()) == SocketError.Success)
         {
-            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), "the TCP socket to the gone endpoint was not destroyed");
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5 * Poll.Stretch), "the TCP socket to the gone endpoint was not destroyed");
             Thread.Sleep(1);
         }
 
@@ -56,7 +57,7 @@ public sealed class AutoReapTests(ITestOutputHelper output)
         Assert.Equal(SocketError.ConnectionAborted, error);
         // Prompt, not timed to the millisecond: on a quiet 2-core machine 64-77 ms, but the suite
         // runs test classes side by side. Reaction latency is the benchmark's to measure.
-        Assert.True(latency < TimeSpan.FromSeconds(1), $"took {latency.TotalMilliseconds:F1} ms");
+        Assert.True(latency < TimeSpan.FromSeconds(1 * Poll.Stretch), $"took {latency.TotalMilliseconds:F1} ms");
         Poll.Until(() => TestNamespaces.SendError(udpToGone.Client) == SocketError.DestinationAddressRequired, TimeSpan.FromSeconds(2), "UDP destroyed");
         Assert.True(tcpToStay.Exchanges(), "a socket to a live endpoint was hurt");
 
@@ -67,7 +68,7 @@ public sealed class AutoReapTests(ITestOutputHelper output)
             TimeSpan.FromSeconds(10), "the automatic sweep's metrics");
         Assert.True(DaemonFixture.Sample(scrape, "socketreaper_sockets_destroyed_total{protocol=\"tcp\",trigger=\"endpoint_gone\"}") >= 1);
         var status = daemon.Busctl("call", "org.socketreaper.Reaper1", "/org/socketreaper/Reaper", "org.socketreaper.Reaper1", "GetStatus");
-        Assert.Matches(@"""recent_automatic_sweeps"" as [1-9][0-9]* ""[0-9]+ \S+ endpoint_gone destroyed=[1-9][0-9]* scope=targeted namespaces=", status.Stdout);
+        Assert.Matches(@"""recent_automatic_sweeps"" as [1-9][0-9]* ""[0-9]+ \S+ endpoint_gone destroyed=[1-9][0-9]* scope=(targeted|full) namespaces=", status.Stdout);
         Assert.DoesNotContain("10.91.1.2", daemon.LearnedEndpoints(), StringComparison.Ordinal);
     }
 

@@ -145,7 +145,10 @@ internal sealed class DaemonFixture : IDisposable
         _daemon.ErrorDataReceived += (_, e) => Append(e.Data);
         _daemon.BeginOutputReadLine();
         _daemon.BeginErrorReadLine();
-        WaitFor(() => Notifications().Count(n => n.Contains("READY=1", StringComparison.Ordinal)) > readyBefore, "READY=1 from the daemon");
+        var daemon = _daemon;
+        WaitFor(() => daemon.HasExited
+            ? throw new InvalidOperationException($"the daemon exited with {daemon.ExitCode} before READY=1; log:\n{Log}")
+            : Notifications().Count(n => n.Contains("READY=1", StringComparison.Ordinal)) > readyBefore, "READY=1 from the daemon");
         if (requireBus)
         {
             WaitFor(() => Busctl("status", "org.socketreaper.Reaper1").ExitCode == 0, "the daemon's bus name");

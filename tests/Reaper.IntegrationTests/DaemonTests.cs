@@ -28,6 +28,7 @@ public sealed class DaemonTests
     }
 
     [PrivilegedFact]
+    [Trait("Kernels", "matrix")]
     public void Sweep_over_dbus_destroys_sockets_signals_and_moves_the_counters()
     {
         using var ns = new TestNamespaces(2, "10.77.0.1/32", "10.77.9.9/32");
@@ -36,7 +37,7 @@ public sealed class DaemonTests
         using var daemon = new DaemonFixture();
         daemon.Start();
         using var monitor = Process.Start(new ProcessStartInfo("dbus-monitor", [$"--address", daemon.BusAddress, $"type='signal',interface='{Iface}'"]) { RedirectStandardOutput = true })!;
-        Thread.Sleep(300);
+        Thread.Sleep((int)(300 * Poll.Stretch));
 
         var (code, stdout, stderr) = daemon.Busctl("call", Dest, ObjectPath, Iface, "Sweep", "va{sv}",
             "s", "dst 10.77.0.1 dport 8080 proto tcp", "1", "netns", "as", "2", ns.Names[0], ns.Names[1]);
@@ -65,7 +66,7 @@ public sealed class DaemonTests
             File.Delete(file);
         }
 
-        Thread.Sleep(300);
+        Thread.Sleep((int)(300 * Poll.Stretch));
         monitor.Kill();
         var signals = monitor.StandardOutput.ReadToEnd();
         Assert.Contains("member=SweepCompleted", signals, StringComparison.Ordinal);

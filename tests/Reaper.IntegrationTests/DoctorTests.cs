@@ -8,9 +8,11 @@ namespace SocketReaper.IntegrationTests;
 public sealed class DoctorTests
 {
     private static readonly string[] ExpectedChecks =
-        ["kernel", "btf", "bpffs", "capabilities", "libbpf", "iter/tcp", "iter/udp", "bpf_sock_destroy", "tcx", "netkit", "netlink_sock_destroy", "cgroup_v2"];
+        ["kernel", "btf", "bpffs", "capabilities", "libbpf", "iter/tcp", "iter/udp", "destroy", "bpf_sock_destroy", "netlink_sock_destroy",
+         "datapath", "tcx", "tc", "netkit", "socket_hooks", "netns_cookie", "cgroup_v2"];
 
     [PrivilegedFact]
+    [Trait("Kernels", "matrix")]
     public void Json_report_covers_every_check_and_all_required_ones_pass_here()
     {
         var (code, stdout, stderr) = ReaperProcess.Run("doctor", "--json");
@@ -24,6 +26,32 @@ public sealed class DoctorTests
         {
             Assert.True(check.GetProperty("status").GetString() == "ok", $"{name}: {check.GetProperty("detail").GetString()}");
         }
+    }
+
+    /// <summary>The modes follow the probes, not the release string: the kfunc where it works, TCX where it works.</summary>
+    [PrivilegedFact]
+    [Trait("Kernels", "matrix")]
+    public void Modes_follow_what_the_probes_found_and_each_loss_is_one_warning()
+    {
+        var (code, stdout, stderr) = ReaperProcess.Run("doctor", "--json");
+        Assert.True(code == 0, $"doctor exited {code}: {stdout}{stderr}");
+        using var doc = JsonDocument.Parse(stdout);
+        var checks = doc.RootElement.GetProperty("checks").EnumerateArray()
+            .ToDictionary(c => c.GetProperty("name").GetString()!, c => c.GetProperty("status").GetString() == "ok");
+        var modes = doc.RootElement.GetProperty("modes");
+        var degradations = doc.RootElement.GetProperty("degradations").EnumerateArray().Select(d => d.GetString()!).ToList();
+        Assert.Equal(checks["bpf_sock_destroy"] ? "kfunc" : "sock_diag", modes.GetProperty("destroy").GetString());
+        Assert.Equal(checks["tcx"] ? "tcx" : "tc", modes.GetProperty("datapath").GetString());
+        Assert.Equal(checks["netkit"], modes.GetProperty("netkit").GetBoolean());
+        Assert.Equal(checks["socket_hooks"], modes.GetProperty("socket_hooks").GetBoolean());
+        Assert.Equal(checks["netns_cookie"] ? "cookie" : "inode", modes.GetProperty("netns_identity").GetString());
+        Assert.Equal(!checks["bpf_sock_destroy"], degradations.Any(d => d.StartsWith("destroy: sock_diag", StringComparison.Ordinal)));
+        Assert.Equal(!checks["tcx"], degradations.Any(d => d.StartsWith("datapath: tc", StringComparison.Ordinal)));
+        Assert.Equal(!checks["socket_hooks"], degradations.Any(d => d.Contains("the socket hooks are off", StringComparison.Ordinal)));
+
+        var (_, table, _) = ReaperProcess.Run("doctor");
+        Assert.Contains($"\ndestroy: {modes.GetProperty("destroy").GetString()}", table, StringComparison.Ordinal);
+        Assert.All(degradations, d => Assert.Contains($"warning: {d}\n", table, StringComparison.Ordinal));
     }
 
     [PrivilegedFact]

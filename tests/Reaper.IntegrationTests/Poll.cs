@@ -13,9 +13,13 @@ internal static class Poll
     /// </summary>
     public static double Stretch { get; } = Environment.GetEnvironmentVariable("SOCKETREAPER_TEST_EMULATED") == "1" ? 6 : 1;
 
-    /// <summary>Polls <paramref name="condition"/> every 10 ms; fails with <paramref name="what"/> after <paramref name="limit"/>. Returns the time it took.</summary>
+    /// <summary>
+    /// Polls <paramref name="condition"/> every 10 ms; fails with <paramref name="what"/> after
+    /// <paramref name="limit"/> (stretched under emulation). Returns the time it took.
+    /// </summary>
     public static TimeSpan Until(Func<bool> condition, TimeSpan limit, string what)
     {
+        limit *= Stretch;
         var watch = Stopwatch.StartNew();
         while (!condition())
         {

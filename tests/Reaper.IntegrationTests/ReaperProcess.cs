@@ -35,10 +35,10 @@ internal static class ReaperProcess
         using var p = Process.Start(start)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(TimeSpan.FromSeconds(60)))
+        if (!p.WaitForExit(TimeSpan.FromSeconds(60 * Poll.Stretch)))
         {
             p.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{file} {string.Join(' ', args)} did not finish in 60 s");
+            throw new TimeoutException($"{file} {string.Join(' ', args)} did not finish in {60 * Poll.Stretch} s");
         }
 
         return (p.ExitCode, stdout.Result, stderr.Result);

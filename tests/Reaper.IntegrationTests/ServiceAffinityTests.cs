@@ -24,6 +24,7 @@ public sealed class ServiceAffinityTests
     private const string ObjectPath = "/org/socketreaper/Reaper";
 
     [PrivilegedFact]
+    [Trait("Kernels", "matrix")]
     public void Through_nftables_DNAT_a_client_pinned_to_a_leaving_backend_reconnects_to_the_other()
     {
         using var setup = new Backends();

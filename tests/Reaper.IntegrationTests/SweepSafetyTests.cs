@@ -182,6 +182,7 @@ public class SweepSafetyTests
     }
 
     [PrivilegedFact]
+    [Trait("Kernels", "matrix")]
     public void Sweep_over_20_namespaces_kills_every_target_and_spares_every_innocent()
     {
         using var ns = new TestNamespaces(21, Addresses);
@@ -264,6 +265,7 @@ public class SweepSafetyTests
     }
 
     [PrivilegedFact]
+    [Trait("Kernels", "matrix")]
     public void Cap_of_5_with_50_matches_destroys_5_and_holds_back_45()
     {
         using var ns = new TestNamespaces(5, "10.77.0.1/32", "10.77.9.9/32");

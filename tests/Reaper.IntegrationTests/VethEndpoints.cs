@@ -1,5 +1,3 @@
-using LibBpf;
-
 namespace SocketReaper.IntegrationTests;
 
 /// <summary>
@@ -70,8 +68,7 @@ internal sealed class VethEndpoints : IDisposable
     /// <summary>Waits until a daemon covers host end <paramref name="device"/>: one TCX link on each hook (ingress is attached first, egress right after).</summary>
     public static void WaitCovered(string device)
     {
-        var index = Ifindex(device);
-        Poll.Until(() => BpfInfo.Query(index, BpfAttachType.TcxIngress).LinkIds.Count == 1 && BpfInfo.Query(index, BpfAttachType.TcxEgress).LinkIds.Count == 1,
+        Poll.Until(() => KernelMode.Attachments(device, ingress: true) == 1 && KernelMode.Attachments(device, ingress: false) == 1,
             TimeSpan.FromSeconds(10), $"attach to {device}");
     }
 

@@ -27,6 +27,41 @@ internal enum KernelFeature
 
     /// <summary>The cgroup connect4/connect6/sockops hooks, attached as BPF links.</summary>
     CgroupSocketHooks,
+
+    /// <summary>tc's clsact qdisc with a cls_bpf filter: where the datapath's programs go without TCX.</summary>
+    TcClsact,
+
+    /// <summary>bpf_get_netns_cookie in sockops programs, which the socket hooks call.</summary>
+    SockopsNetnsCookie,
+
+    /// <summary>getsockopt(SO_NETNS_COOKIE): a namespace's cookie, read from user space.</summary>
+    NetnsCookieSockopt,
+}
+
+/// <summary>How matched sockets are destroyed on this kernel when `auto` is asked for.</summary>
+internal enum KernelDestroyMode
+{
+    /// <summary>Nothing can destroy a socket (or the probes could not tell).</summary>
+    None,
+
+    /// <summary>The bpf_sock_destroy kfunc, from inside the iterator (6.5+).</summary>
+    Kfunc,
+
+    /// <summary>Netlink SOCK_DESTROY through sock_diag, one call per socket.</summary>
+    SockDiag,
+}
+
+/// <summary>Where the datapath's programs go on this kernel when `auto` is asked for.</summary>
+internal enum KernelAttachMode
+{
+    /// <summary>Neither hook works (or the probes could not tell).</summary>
+    None,
+
+    /// <summary>TCX links (6.6+).</summary>
+    Tcx,
+
+    /// <summary>cls_bpf filters on a clsact qdisc.</summary>
+    Tc,
 }
 
 internal enum FeatureState
@@ -52,8 +87,12 @@ internal sealed record FeatureProbe(KernelFeature Feature, FeatureState State, s
 /// </summary>
 internal sealed class KernelFeatures
 {
-    /// <summary>bpf_sock_destroy arrived in 6.5, TCX in 6.6.</summary>
-    public static readonly Version MinimumKernel = new(6, 6);
+    /// <summary>
+    /// The core's floor: the socket iterators (iter/tcp 5.8, iter/udp 5.9) and a way to destroy a
+    /// socket (netlink SOCK_DESTROY everywhere, the kfunc from 6.5). 5.10 is the oldest kernel a
+    /// supported distribution runs (Debian 11); what a kernel below 6.6 lacks is a named degradation.
+    /// </summary>
+    public static readonly Version MinimumKernel = new(5, 10);
 
     private static readonly Lazy<KernelFeatures> s_host = new(() =>
     {
@@ -90,6 +129,9 @@ internal sealed class KernelFeatures
         KernelFeature.Netkit => "netkit",
         KernelFeature.NetlinkSockDestroy => "netlink SOCK_DESTROY",
         KernelFeature.CgroupSocketHooks => "attaching cgroup socket hooks as BPF links",
+        KernelFeature.TcClsact => "tc clsact with cls_bpf",
+        KernelFeature.SockopsNetnsCookie => "bpf_get_netns_cookie in sockops programs",
+        KernelFeature.NetnsCookieSockopt => "getsockopt(SO_NETNS_COOKIE)",
         _ => throw new ArgumentOutOfRangeException(nameof(feature), feature, null),
     };
 
@@ -103,12 +145,77 @@ internal sealed class KernelFeatures
         KernelFeature.Netkit => new(6, 7),
         KernelFeature.NetlinkSockDestroy => new(4, 5),
         KernelFeature.CgroupSocketHooks => new(5, 7),
+        KernelFeature.TcClsact => new(4, 5),
+        KernelFeature.SockopsNetnsCookie => new(5, 15),
+        KernelFeature.NetnsCookieSockopt => new(5, 14),
         _ => throw new ArgumentOutOfRangeException(nameof(feature), feature, null),
     };
 
     /// <summary>The probe's finding, run on first call.</summary>
     public FeatureProbe Probe(KernelFeature feature) =>
         _found.GetOrAdd(feature, f => new Lazy<FeatureProbe>(() => _probe(f))).Value;
+
+    /// <summary>Whether the probe saw the feature work.</summary>
+    public bool Has(KernelFeature feature) => Probe(feature).State == FeatureState.Present;
+
+    /// <summary>The kfunc where it works, else sock_diag where that works.</summary>
+    public KernelDestroyMode DestroyMode =>
+        Has(KernelFeature.SockDestroy) ? KernelDestroyMode.Kfunc
+        : Has(KernelFeature.NetlinkSockDestroy) ? KernelDestroyMode.SockDiag
+        : KernelDestroyMode.None;
+
+    /// <summary>TCX where it works, else tc (clsact and cls_bpf) where that works.</summary>
+    public KernelAttachMode AttachMode =>
+        Has(KernelFeature.Tcx) ? KernelAttachMode.Tcx
+        : Has(KernelFeature.TcClsact) ? KernelAttachMode.Tc
+        : KernelAttachMode.None;
+
+    /// <summary>
+    /// Whether the socket hooks can run: they attach as cgroup links and call bpf_get_netns_cookie in
+    /// sockops (5.15). Below that the sweep cannot read socket storage from its iterators either
+    /// (5.11), so birth times would be recorded for nobody to read.
+    /// </summary>
+    public bool SocketHooks => Has(KernelFeature.CgroupSocketHooks) && Has(KernelFeature.SockopsNetnsCookie);
+
+    /// <summary>Whether namespaces are told apart by their nsfs inode, the kernel having no SO_NETNS_COOKIE.</summary>
+    public bool IdentityByInode => Probe(KernelFeature.NetnsCookieSockopt).State == FeatureState.Missing;
+
+    /// <summary>
+    /// What this kernel loses, one sentence each: doctor prints them as warnings and the daemon logs
+    /// them once at start. Every area that falls back on an older kernel says so here.
+    /// </summary>
+    public IReadOnlyList<string> Degradations()
+    {
+        var lost = new List<string>();
+        if (DestroyMode == KernelDestroyMode.SockDiag)
+        {
+            lost.Add($"destroy: sock_diag (kernel < {Needs(KernelFeature.SockDestroy)}, no bpf_sock_destroy kfunc): the sweep's matches are destroyed through netlink SOCK_DESTROY, one call per socket, after the iterator has found them");
+        }
+
+        if (AttachMode == KernelAttachMode.Tc)
+        {
+            lost.Add($"datapath: tc (kernel < {Needs(KernelFeature.Tcx)}, no TCX): the datapath's programs are cls_bpf filters on a clsact qdisc, not TCX links");
+        }
+
+        if (!Has(KernelFeature.Netkit))
+        {
+            lost.Add(Version < Needs(KernelFeature.Netkit)
+                ? $"netkit endpoints are not supported (kernel < {Needs(KernelFeature.Netkit)})"
+                : "netkit endpoints are not supported (the kernel was built without CONFIG_NETKIT)");
+        }
+
+        if (!SocketHooks)
+        {
+            lost.Add($"on this kernel (< {Needs(KernelFeature.SockopsNetnsCookie)}) the socket hooks are off: automatic sweeps visit every namespace (none is targeted), and ip_reused reaping is off (without birth times it cannot spare the new owner's sockets)");
+        }
+
+        if (IdentityByInode)
+        {
+            lost.Add($"namespaces are identified by their nsfs inode, not a netns cookie (kernel < {Needs(KernelFeature.NetnsCookieSockopt)}, no SO_NETNS_COOKIE): an inode number may be reused by a namespace made after another died");
+        }
+
+        return lost;
+    }
 
     /// <summary>
     /// Runs a load or an attach that needs <paramref name="features"/>. When it fails with an errno

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using LibBpf;
 using SocketReaper.Platform;
 using SocketReaper.Platform.Netlink;
@@ -23,11 +24,20 @@ internal static class KernelProbes
     {
         KernelFeature.IterTcp or KernelFeature.IterUdp or KernelFeature.SockDestroy => s_iterators.Value[feature],
         KernelFeature.Tcx => Tcx(),
-        KernelFeature.Netkit => Netkit(),
+        KernelFeature.Netkit => Netkit(kernel),
         KernelFeature.NetlinkSockDestroy => NetlinkSockDestroy(),
         KernelFeature.CgroupSocketHooks => kernel >= KernelFeatures.Needs(feature)
             ? new(feature, FeatureState.Present, $"kernel {kernel} has BPF links on cgroups")
             : new(feature, FeatureState.Missing, $"kernel {kernel} has no BPF links on cgroups"),
+        KernelFeature.TcClsact => TcClsact(),
+        // Told by the release: a helper the verifier refuses for a program type is only seen by
+        // loading a program, and the hooks' object pins its maps when it loads.
+        KernelFeature.SockopsNetnsCookie => kernel >= KernelFeatures.Needs(feature)
+            ? new(feature, FeatureState.Present, $"kernel {kernel} lets sockops programs call bpf_get_netns_cookie")
+            : new(feature, FeatureState.Missing, $"kernel {kernel} refuses bpf_get_netns_cookie in sockops programs (5.15+)"),
+        KernelFeature.NetnsCookieSockopt => Netns.IdentityByInode
+            ? new(feature, FeatureState.Missing, "getsockopt(SO_NETNS_COOKIE) fails with ENOPROTOOPT: namespaces are told apart by their nsfs inode")
+            : new(feature, FeatureState.Present, $"this namespace's cookie is {Netns.CurrentCookie()}"),
         _ => throw new ArgumentOutOfRangeException(nameof(feature), feature, null),
     };
 
@@ -129,7 +139,7 @@ internal static class KernelProbes
     }
 
     /// <summary>netkit: create a netkit pair in a private namespace and attach the probe to its primary.</summary>
-    private static FeatureProbe Netkit()
+    private static FeatureProbe Netkit(Version kernel)
     {
         try
         {
@@ -146,7 +156,9 @@ internal static class KernelProbes
         }
         catch (NetlinkException e) when (e.Errno is Errno.EOPNOTSUPP)
         {
-            return new(KernelFeature.Netkit, FeatureState.Missing, "the kernel cannot create netkit devices (built without CONFIG_NETKIT)");
+            return new(KernelFeature.Netkit, FeatureState.Missing, kernel < KernelFeatures.Needs(KernelFeature.Netkit)
+                ? $"the kernel cannot create netkit devices (kernel {kernel} < {KernelFeatures.Needs(KernelFeature.Netkit)})"
+                : "the kernel cannot create netkit devices (built without CONFIG_NETKIT)");
         }
         catch (NativeException e)
         {
@@ -182,6 +194,67 @@ internal static class KernelProbes
         {
             return new(KernelFeature.NetlinkSockDestroy, FeatureState.Unproven, Short(e));
         }
+    }
+
+    /// <summary>
+    /// tc: a clsact qdisc on loopback of a private namespace and a cls_bpf filter on its ingress
+    /// (sch_ingress and cls_bpf are modules on 6.1 and 5.10; the kernel loads them on demand). The
+    /// filter is a one-instruction classic BPF program, so the probe needs no BPF object of its own.
+    /// </summary>
+    private static FeatureProbe TcClsact()
+    {
+        try
+        {
+            return NetnsThread.RunInNew(() =>
+            {
+                LoopbackUp();
+                using var socket = NetlinkSocket.Open(RtNetlink.NETLINK_ROUTE);
+                var request = new NetlinkMessageWriter();
+                socket.Transact(TcRequest(request, RtmNewQdisc, TcHClsact & 0xFFFF0000, TcHClsact, 0, "clsact"), "RTM_NEWQDISC clsact on lo");
+                _ = TcRequest(request, RtmNewTFilter, 1, TcHClsactIngress, (1u << 16) | EthPAllBigEndian, "bpf");
+                var options = request.BeginNested(TcaOptions);
+                request.Put(TcaBpfOpsLen, BitConverter.GetBytes((ushort)1));
+                // struct sock_filter { u16 code; u8 jt; u8 jf; u32 k; }: BPF_RET|BPF_K, k = -1 (this class).
+                request.Put(TcaBpfOps, [0x06, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF]);
+                request.PutUInt32(TcaBpfClassId, 1);
+                request.EndNested(options);
+                socket.Transact(request, "RTM_NEWTFILTER cls_bpf on lo ingress");
+                return new FeatureProbe(KernelFeature.TcClsact, FeatureState.Present, "made a clsact qdisc and a cls_bpf filter on loopback of a private namespace");
+            });
+        }
+        catch (NetlinkException e) when (e.Errno is Errno.ENOENT or Errno.EOPNOTSUPP or Errno.EINVAL)
+        {
+            return new(KernelFeature.TcClsact, FeatureState.Missing, $"the kernel has no clsact qdisc or cls_bpf filter (sch_ingress, cls_bpf): {Short(e)}");
+        }
+        catch (Exception e) when (e is NativeException or SocketException)
+        {
+            return new(KernelFeature.TcClsact, FeatureState.Unproven, Short(e));
+        }
+    }
+
+    private const ushort RtmNewQdisc = 36;
+    private const ushort RtmNewTFilter = 44;
+    private const int TcMsgSize = 20;
+    private const uint TcHClsact = 0xFFFFFFF1;
+    private const uint TcHClsactIngress = 0xFFFFFFF2;
+    private const uint EthPAllBigEndian = 0x0300;
+    private const ushort TcaKind = 1;
+    private const ushort TcaOptions = 2;
+    private const ushort TcaBpfClassId = 3;
+    private const ushort TcaBpfOpsLen = 4;
+    private const ushort TcaBpfOps = 5;
+
+    /// <summary>Begins a tc request on loopback: struct tcmsg, then TCA_KIND.</summary>
+    private static NetlinkMessageWriter TcRequest(NetlinkMessageWriter request, ushort type, uint handle, uint parent, uint info, string kind)
+    {
+        request.Begin(type, NetlinkMessage.NLM_F_CREATE | NetlinkMessage.NLM_F_EXCL);
+        var tcm = request.Reserve(TcMsgSize);
+        MemoryMarshal.Write(tcm[4..], LoopbackIndex);
+        MemoryMarshal.Write(tcm[8..], handle);
+        MemoryMarshal.Write(tcm[12..], parent);
+        MemoryMarshal.Write(tcm[16..], info);
+        request.PutString(TcaKind, kind);
+        return request;
     }
 
     private static void LoopbackUp()

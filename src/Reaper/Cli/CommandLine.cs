@@ -29,9 +29,11 @@ internal static class CommandLine
         Probes every host capability SocketReaper relies on and prints OK or MISSING for each,
         with what to do about it. Kernel features are proven by using them in a private network
         namespace that disappears afterwards. Exit code 0 when every required feature is present
-        (optional ones, such as netkit, only warn), 1 otherwise.
+        (optional ones, such as netkit, only warn), 1 otherwise. Then the modes this kernel runs in
+        (destroy: kfunc or sock_diag; datapath: tcx or tc) and, as warnings, what it loses.
 
-          --json   one JSON object: {"ready": bool, "checks": [{name, status, required, detail, remedy}]}
+          --json   one JSON object: {"ready": bool, "checks": [{name, status, required, detail, remedy}],
+                   "modes": {destroy, datapath, netkit, socket_hooks, netns_identity}, "degradations": [sentence]}
 
         The daemon's settings are checked first: a wrong one is reported in one sentence (exit code 78).
         """ + "\n" + DaemonSettings.OptionUsage;
@@ -106,7 +108,7 @@ internal static class CommandLine
     {
         var options = ParsedArguments.Parse("doctor", args, new HashSet<string> { "json" }, new HashSet<string> { DaemonSettings.Option });
         DaemonSettings.Load(options);
-        var report = new DoctorReport(HostProbe.Run());
+        var report = HostProbe.Report();
         stdout.Write(options.Has("json") ? report.ToJson() : report.ToTable());
         return report.ExitCode;
     }

@@ -35,7 +35,7 @@ internal static partial class RunCommand
         ReaperOptions config;
         try
         {
-            config = DaemonSettings.Load(options);
+            config = DaemonState.FitKernel(DaemonSettings.Load(options), Bpf.KernelFeatures.Host);
         }
         catch (ConfigException e)
         {

@@ -35,6 +35,9 @@ internal sealed partial class DaemonState : IDisposable
 
     public IReadOnlyList<HostCheck> Features { get; private set; } = [];
 
+    /// <summary>What this kernel loses, one sentence each; logged once at start.</summary>
+    public IReadOnlyList<string> Degradations { get; private set; } = [];
+
     /// <summary>The socket hooks (birth times and contacts); null when off or unavailable.</summary>
     public SocketHooks? Hooks => _engine.Hooks;
 
@@ -52,12 +55,32 @@ internal sealed partial class DaemonState : IDisposable
         }
     }
 
+    /// <summary>
+    /// The settings as this kernel can honour them: where the socket hooks cannot run (below 5.15)
+    /// they are off, and so is ip_reused reaping, which without birth times would destroy the new
+    /// owner's healthy sockets along with the stale ones. <see cref="Bpf.KernelFeatures.Degradations"/>
+    /// says so in its sentence. An operator's own `Reaping.SocketHooks=false` is left as it was.
+    /// </summary>
+    public static ReaperOptions FitKernel(ReaperOptions options, Bpf.KernelFeatures kernel) =>
+        options.Reaping.SocketHooks && !kernel.SocketHooks
+            ? options with { Reaping = options.Reaping with { SocketHooks = false, IpReused = false } }
+            : options;
+
     /// <summary>Probes, loads the engine and discovers namespaces; returns how many.</summary>
     public int Start(CancellationToken stopping)
     {
         Stopping = stopping;
         LibBpf.LibBpfLog.Route(_loggers.CreateLogger("libbpf"));
-        Features = HostProbe.Run();
+        var report = HostProbe.Report();
+        Features = report.Checks;
+        Degradations = report.Degradations;
+        // Before the engine loads: a start that fails on this kernel has said first what it lacks.
+        var kernelLogger = _loggers.CreateLogger("SocketReaper.Bpf.KernelFeatures");
+        foreach (var sentence in Degradations)
+        {
+            Log.Degraded(kernelLogger, sentence);
+        }
+
         var (sweep, datapath, reaping) = (_options.Sweep, _options.Datapath, _options.Reaping);
         if (reaping.SocketHooks || datapath.Enabled)
         {
@@ -130,5 +153,8 @@ internal sealed partial class DaemonState : IDisposable
     {
         [LoggerMessage(EventId = 101, Level = LogLevel.Warning, Message = "Socket history pinned under {Directory} does not fit this build and was discarded: {Reason}")]
         public static partial void StateDiscarded(ILogger logger, string directory, string reason);
+
+        [LoggerMessage(EventId = 102, Level = LogLevel.Warning, Message = "On this kernel: {Sentence}")]
+        public static partial void Degraded(ILogger logger, string sentence);
     }
 }

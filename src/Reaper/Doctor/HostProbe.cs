@@ -12,29 +12,92 @@ internal static class HostProbe
 {
     private const string BpfFsPath = "/sys/fs/bpf";
 
-    public static IReadOnlyList<HostCheck> Run()
+    public static IReadOnlyList<HostCheck> Run() => Report().Checks;
+
+    /// <summary>The checks and, where libbpf works, the modes this kernel runs in and what it loses.</summary>
+    public static DoctorReport Report()
     {
         var checks = new List<HostCheck> { Kernel(), Btf(), BpfFs(), Capabilities() };
         var libbpf = Libbpf();
         checks.Add(libbpf);
-        if (libbpf.Status == CheckStatus.Ok)
+        if (libbpf.Status != CheckStatus.Ok)
         {
-            checks.AddRange(SocketIterators());
-            checks.Add(Tcx());
-            checks.Add(Netkit());
-        }
-        else
-        {
-            foreach (var (name, required) in new[] { ("iter/tcp", true), ("iter/udp", true), ("bpf_sock_destroy", true), ("tcx", true), ("netkit", false) })
+            foreach (var (name, required) in new[] { ("iter/tcp", true), ("iter/udp", true), ("destroy", true), ("bpf_sock_destroy", false), ("netlink_sock_destroy", false), ("datapath", true), ("tcx", false), ("tc", false), ("netkit", false) })
             {
                 checks.Add(HostCheck.Missing(name, required, "not probed: libbpf is unusable", "fix libbpf first"));
             }
+
+            checks.Add(SocketHooks());
+            checks.Add(NetnsCookie());
+            checks.Add(CgroupV2());
+            return new DoctorReport(checks);
         }
 
+        var kernel = KernelFeatures.Host;
+        checks.AddRange(SocketIterators());
+        checks.Add(Destroy(kernel));
+        checks.Add(Check("bpf_sock_destroy", KernelFeature.SockDestroy, false, Privileges,
+            $"optional: kernel >= {KernelFeatures.Needs(KernelFeature.SockDestroy)} destroys in the iterator; without it sockets are destroyed through sock_diag"));
         checks.Add(NetlinkSockDestroy());
+        checks.Add(Datapath(kernel));
+        checks.Add(Check("tcx", KernelFeature.Tcx, false, Privileges,
+            $"optional: kernel >= {KernelFeatures.Needs(KernelFeature.Tcx)} has TCX; without it the datapath uses tc (clsact, cls_bpf)"));
+        checks.Add(Check("tc", KernelFeature.TcClsact, false, Privileges,
+            "optional where TCX works: modprobe sch_ingress cls_bpf (or build the kernel with CONFIG_NET_SCH_INGRESS, CONFIG_NET_CLS_BPF)"));
+        checks.Add(Netkit());
+        checks.Add(SocketHooks());
+        checks.Add(NetnsCookie());
         checks.Add(CgroupV2());
-        return checks;
+        return new DoctorReport(checks, Modes(kernel), kernel.Degradations());
     }
+
+    /// <summary>The modes `auto` picks on this kernel, as doctor and the daemon report them.</summary>
+    public static KernelModes Modes(KernelFeatures kernel) => new(
+        kernel.DestroyMode switch
+        {
+            KernelDestroyMode.Kfunc => "kfunc",
+            KernelDestroyMode.SockDiag => "sock_diag",
+            _ => "none",
+        },
+        kernel.AttachMode switch
+        {
+            KernelAttachMode.Tcx => "tcx",
+            KernelAttachMode.Tc => "tc",
+            _ => "none",
+        },
+        kernel.Has(KernelFeature.Netkit),
+        kernel.SocketHooks,
+        kernel.IdentityByInode ? "inode" : "cookie");
+
+    /// <summary>Required: the kfunc, or else netlink SOCK_DESTROY.</summary>
+    private static HostCheck Destroy(KernelFeatures kernel) => kernel.DestroyMode switch
+    {
+        KernelDestroyMode.Kfunc => HostCheck.Ok("destroy", true, "kfunc"),
+        KernelDestroyMode.SockDiag => HostCheck.Ok("destroy", true, $"sock_diag (kernel < {KernelFeatures.Needs(KernelFeature.SockDestroy)})"),
+        _ => HostCheck.Missing("destroy", true, "neither the bpf_sock_destroy kfunc nor netlink SOCK_DESTROY works",
+            $"boot a kernel built with CONFIG_INET_DIAG_DESTROY=y (or >= {KernelFeatures.Needs(KernelFeature.SockDestroy)}); as root"),
+    };
+
+    /// <summary>Required: TCX, or else tc's clsact and cls_bpf.</summary>
+    private static HostCheck Datapath(KernelFeatures kernel) => kernel.AttachMode switch
+    {
+        KernelAttachMode.Tcx => HostCheck.Ok("datapath", true, "tcx"),
+        KernelAttachMode.Tc => HostCheck.Ok("datapath", true, $"tc (kernel < {KernelFeatures.Needs(KernelFeature.Tcx)})"),
+        _ => HostCheck.Missing("datapath", true, "neither TCX nor tc's clsact qdisc with a cls_bpf filter works",
+            "modprobe sch_ingress cls_bpf (as root), or boot a kernel >= 6.6"),
+    };
+
+    private static HostCheck SocketHooks()
+    {
+        var kernel = KernelFeatures.Host;
+        return kernel.SocketHooks
+            ? HostCheck.Ok("socket_hooks", false, "on: cgroup links, bpf_get_netns_cookie in sockops")
+            : HostCheck.Missing("socket_hooks", false, $"off (kernel < {KernelFeatures.Needs(KernelFeature.SockopsNetnsCookie)})",
+                $"optional: kernel >= {KernelFeatures.Needs(KernelFeature.SockopsNetnsCookie)} for targeted and born-before (ip_reused) sweeps");
+    }
+
+    private static HostCheck NetnsCookie() => Check("netns_cookie", KernelFeature.NetnsCookieSockopt, false, Privileges,
+        $"optional: kernel >= {KernelFeatures.Needs(KernelFeature.NetnsCookieSockopt)}; without it namespaces are told apart by their nsfs inode");
 
     private static HostCheck Kernel()
     {
@@ -43,7 +106,7 @@ internal static class HostProbe
         return kernel.Version >= minimum
             ? HostCheck.Ok("kernel", true, $"{kernel.Release} (>= {minimum} needed)")
             : HostCheck.Missing("kernel", true, $"{kernel.Release} is older than {minimum}",
-                $"boot a kernel >= {minimum} (Debian 12: linux-image-amd64 from bookworm-backports)");
+                $"boot a kernel >= {minimum} with BPF and BTF (Debian 11's 5.10 is the oldest supported)");
     }
 
     private static HostCheck Btf()
@@ -85,22 +148,19 @@ internal static class HostProbe
         }
     }
 
-    /// <summary>iter/tcp, iter/udp and bpf_sock_destroy, proven together by one probe.</summary>
+    /// <summary>iter/tcp and iter/udp, proven together (with the kfunc) by one probe.</summary>
     private static IEnumerable<HostCheck> SocketIterators() =>
     [
         Check("iter/tcp", KernelFeature.IterTcp, true, Privileges),
         Check("iter/udp", KernelFeature.IterUdp, true, Privileges),
-        Check("bpf_sock_destroy", KernelFeature.SockDestroy, true, Privileges),
     ];
-
-    private static HostCheck Tcx() => Check("tcx", KernelFeature.Tcx, true, Privileges);
 
     private static HostCheck Netkit() => Check("netkit", KernelFeature.Netkit, false,
         "optional: needs kernel >= 6.7 with CONFIG_NETKIT=y",
         "optional: boot a kernel >= 6.7 with CONFIG_NETKIT=y to manage netkit endpoints (Debian: linux-image from bookworm-backports)");
 
     private static HostCheck NetlinkSockDestroy() => Check("netlink_sock_destroy", KernelFeature.NetlinkSockDestroy, false,
-        "optional", "optional: only `ss -K` and the benchmark's comparison need it");
+        Privileges, "optional where the kfunc works: boot a kernel built with CONFIG_INET_DIAG_DESTROY=y");
 
     /// <param name="unproven">The remedy when the probe could not run (privileges, most often).</param>
     /// <param name="missing">The remedy when the kernel lacks the feature; by default, the kernel that has it.</param>

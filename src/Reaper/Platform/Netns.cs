@@ -48,14 +48,49 @@ internal static class Netns
     /// <summary>Whether the descriptor is a network namespace (NS_GET_NSTYPE).</summary>
     public static bool IsNetwork(SafeFileHandle ns) => Libc.ioctl(ns, Libc.NS_GET_NSTYPE) == Libc.CLONE_NEWNET;
 
-    /// <summary>The cookie of the calling thread's current network namespace (SO_NETNS_COOKIE).</summary>
-    public static unsafe ulong CurrentCookie()
+    private static readonly Lazy<bool> s_identityByInode = new(() =>
+    {
+        try
+        {
+            SocketCookie();
+            return false;
+        }
+        catch (SystemCallException e) when (e.Errno is Errno.ENOPROTOOPT)
+        {
+            return true;
+        }
+    }, LazyThreadSafetyMode.PublicationOnly);
+
+    /// <summary>
+    /// Whether a namespace's identity here is its nsfs inode number rather than its netns cookie: true
+    /// on a kernel without getsockopt(SO_NETNS_COOKIE) (before 5.14; on 5.10 the kernel's own cookie
+    /// is not even made until something asks for it). BPF objects that record a namespace read
+    /// <c>net->ns.inum</c> instead of <c>net->net_cookie</c> when this is true, so both sides agree.
+    /// Decided once per process.
+    /// </summary>
+    public static bool IdentityByInode => s_identityByInode.Value;
+
+    /// <summary>
+    /// The identity of the calling thread's current network namespace: its cookie (SO_NETNS_COOKIE),
+    /// or where <see cref="IdentityByInode"/>, its nsfs inode number.
+    /// </summary>
+    public static ulong CurrentCookie() => IdentityByInode ? CurrentInode() : SocketCookie();
+
+    private static unsafe ulong SocketCookie()
     {
         using var fd = SystemCall.Check(Libc.socket(Libc.AF_UNIX, Libc.SOCK_DGRAM | Libc.SOCK_CLOEXEC, 0), "socket(AF_UNIX) for SO_NETNS_COOKIE");
         ulong cookie;
         var length = sizeof(ulong);
         SystemCall.Check(Libc.getsockopt(fd, Libc.SOL_SOCKET, Libc.SO_NETNS_COOKIE, &cookie, &length), "getsockopt(SO_NETNS_COOKIE)");
         return cookie;
+    }
+
+    private static unsafe ulong CurrentInode()
+    {
+        const string path = "/proc/thread-self/ns/net";
+        var buffer = stackalloc byte[256];
+        SystemCall.Check(Libc.stat(path, buffer), $"stat {path}");
+        return *(ulong*)(buffer + 8);
     }
 
     /// <summary>Moves the calling thread into <paramref name="ns"/>; false (with errno) when the kernel refuses.</summary>
