@@ -57,6 +57,9 @@ internal sealed unsafe class DatapathObject : IDisposable
     /// </summary>
     public static readonly Version SenderNetnsKernel = new(5, 12);
 
+    /// <summary>What a kernel older than <see cref="SenderNetnsKernel"/> costs the datapath, in one sentence.</summary>
+    public const string NoSenderNetns = "on this kernel (< 5.12) the datapath cannot tell which namespace sent a packet: a namespace's cookie exists only once something asks for it, so learned addresses carry netns 0, as forwarded traffic does";
+
     /// <summary>The maps that outlive the daemon. The ring buffer and the global counters do not.</summary>
     public static readonly IReadOnlyList<string> PinnedMaps =
         [Maps.Slots, Maps.DeviceStats, Maps.Endpoints, Maps.Owners, Maps.Flows, Maps.Backends, Maps.ServiceFlows];

@@ -209,6 +209,16 @@ internal sealed class KernelFeatures
             lost.Add($"on this kernel (< {Needs(KernelFeature.SockopsNetnsCookie)}) the socket hooks are off: automatic sweeps visit every namespace (none is targeted), and ip_reused reaping is off (without birth times it cannot spare the new owner's sockets)");
         }
 
+        if (!SweepKernel.For(Version).ParallelSweeps)
+        {
+            lost.Add(SweepKernel.OneThread);
+        }
+
+        if (Version < DatapathObject.SenderNetnsKernel)
+        {
+            lost.Add(DatapathObject.NoSenderNetns);
+        }
+
         if (IdentityByInode)
         {
             lost.Add($"namespaces are identified by their nsfs inode, not a netns cookie (kernel < {Needs(KernelFeature.NetnsCookieSockopt)}, no SO_NETNS_COOKIE): an inode number may be reused by a namespace made after another died");

@@ -25,7 +25,7 @@ internal static class DestroyModes
     /// it destroy a socket, netlink otherwise (it works on every kernel the sweep loads on).
     /// </summary>
     public static DestroyMode Choose(DestroyMode? setting, KernelFeatures kernel) =>
-        setting ?? (kernel.Probe(KernelFeature.SockDestroy).State == FeatureState.Present ? DestroyMode.Kfunc : DestroyMode.SockDiag);
+        setting ?? (kernel.DestroyMode == KernelDestroyMode.Kfunc ? DestroyMode.Kfunc : DestroyMode.SockDiag);
 }
 
 /// <summary>
@@ -44,6 +44,9 @@ internal sealed record SweepKernel(bool BpfLoop, bool BirthsReadable, bool Cooki
 
     /// <summary>Nothing newer than 5.10 (Debian 11); tests force it on a newer kernel to run the old paths.</summary>
     public static readonly SweepKernel Oldest = new(false, false, false, false);
+
+    /// <summary>What a kernel without <see cref="ParallelSweeps"/> costs, in one sentence.</summary>
+    public const string OneThread = "sweeps run on one thread (Sweep.Threads is ignored): the sweep without bpf_loop (< 5.17) counts its cap without atomic fetch-and-add (5.12), which keeps it exact across threads";
 
     /// <summary>Whether a sweep may run its namespaces on several threads (the cap is counted atomically).</summary>
     public bool ParallelSweeps => BpfLoop && AtomicFetch;
@@ -67,7 +70,7 @@ internal sealed record SweepKernel(bool BpfLoop, bool BirthsReadable, bool Cooki
 
             if (!ParallelSweeps)
             {
-                found.Add("sweeps run on one thread (Sweep.Threads is ignored): the sweep without bpf_loop (< 5.17) counts its cap without atomic fetch-and-add (5.12), which keeps it exact across threads");
+                found.Add(OneThread);
             }
 
             return found;

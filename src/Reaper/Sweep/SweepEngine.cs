@@ -345,11 +345,9 @@ internal sealed partial class SweepEngine : IDisposable
 
     private static void Report(SweepMatch match, NetnsInfo netns, ISweepObserver? observer, Tally tally)
     {
-        // Before 5.12 the kernel makes a namespace's cookie only when asked: the visit knows it anyway.
-        if (match.NetnsCookie == 0)
-        {
-            match = match with { NetnsCookie = netns.Cookie };
-        }
+        // The iterator saw only the namespace of this visit, whose identity discovery settled: a
+        // cookie, or before 5.14 its nsfs inode (before 5.12 the kernel makes a cookie only when asked).
+        match = match with { NetnsCookie = netns.Cookie };
 
         switch (match.Outcome)
         {
