@@ -65,11 +65,13 @@ public sealed class KernelModesTests
         Assert.Equal((KernelDestroyMode.SockDiag, KernelAttachMode.Tc, false, true), (kernel.DestroyMode, kernel.AttachMode, kernel.SocketHooks, kernel.IdentityByInode));
         Assert.Equal(new KernelModes("sock_diag", "tc", false, false, "inode"), HostProbe.Modes(kernel));
         var lost = kernel.Degradations();
-        Assert.Equal(5, lost.Count);
+        Assert.Equal(7, lost.Count);
         Assert.Equal(
             "on this kernel (< 5.15) the socket hooks are off: automatic sweeps visit every namespace (none is targeted), and ip_reused reaping is off (without birth times it cannot spare the new owner's sockets)",
             lost[3]);
-        Assert.StartsWith("namespaces are identified by their nsfs inode, not a netns cookie (kernel < 5.14, no SO_NETNS_COOKIE)", lost[4], StringComparison.Ordinal);
+        Assert.Equal(SweepKernel.OneThread, lost[4]);
+        Assert.Equal(DatapathObject.NoSenderNetns, lost[5]);
+        Assert.StartsWith("namespaces are identified by their nsfs inode, not a netns cookie (kernel < 5.14, no SO_NETNS_COOKIE)", lost[6], StringComparison.Ordinal);
     }
 
     [Fact]
