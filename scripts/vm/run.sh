@@ -141,7 +141,10 @@ trap cleanup EXIT
   echo "export SOCKETREAPER_TEST_EMULATED=1"
   # What the tests use that these kernels build as modules; the kernel would load most on demand,
   # but not all of them (sock_diag's per-protocol handlers, for one).
-  echo "for m in veth sch_ingress cls_bpf inet_diag tcp_diag udp_diag nf_conntrack nf_conntrack_netlink nf_nat nf_tables; do modprobe -d /tmp/modules -q \$m 2>/dev/null || true; done"
+  echo "for m in veth dummy sch_ingress cls_bpf inet_diag tcp_diag udp_diag nf_conntrack nf_conntrack_netlink nf_nat nf_tables; do modprobe -d /tmp/modules -q \$m 2>/dev/null || true; done"
+  # A host has an address of its own, which the kernel picks as the source towards routes that
+  # carry none (the tests' routed endpoints, as a routing CNI makes them); the guest has only lo.
+  echo "ip link add srvm0 type dummy && ip addr add 192.0.2.1/32 dev srvm0 && ip link set srvm0 up"
   printf '%q ' "$@"; echo
 } >"$out/.vm-command"
 

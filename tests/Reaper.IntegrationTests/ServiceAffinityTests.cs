@@ -138,7 +138,7 @@ public sealed class ServiceAffinityTests
                 daemon.Start();
                 foreach (var n in new[] { 1, 2 })
                 {
-                    Poll.Until(() => BpfInfo.Query(VethEndpoints.Ifindex($"{Tag}{n}h"), BpfAttachType.TcxEgress).LinkIds.Count == 1, TimeSpan.FromSeconds(10), "attach");
+                    VethEndpoints.WaitCovered($"{Tag}{n}h");
                 }
 
                 return daemon;
