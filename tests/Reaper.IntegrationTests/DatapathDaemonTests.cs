@@ -40,7 +40,13 @@ public sealed class DatapathDaemonTests
         using var daemon = new DaemonFixture(devicePattern: endpoints.Pattern);
         var starting = Task.Factory.StartNew(() => daemon.Start(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         var table = $"{daemon.PinRoot}/maps/reaper_endpoints";
-        Poll.Until(() => File.Exists(table) || starting.IsCompleted, TimeSpan.FromSeconds(30), "the daemon pinning reaper_endpoints");
+        // READY does not wait for the datapath, which loads on a thread of its own: wait for the pin itself.
+        Poll.Until(() => File.Exists(table) || starting.IsFaulted, TimeSpan.FromSeconds(30), "the daemon pinning reaper_endpoints");
+        if (starting.IsFaulted)
+        {
+            starting.Wait();
+        }
+
         using (var map = BpfMap.OpenPinned(table))
         {
             WatchAttach(map, atStart);
