@@ -36,7 +36,9 @@ done
 # /tmp/out, one TRX file per kernel. The 6.12 boot also runs the Category=Netkit tests (netkit is
 # built into that kernel only). One test at a time: two daemons starting side by side under
 # emulation on two cores missed their READY limit. SOCKETREAPER_TEST_KERNELS picks fewer kernels.
-for kernel in ${SOCKETREAPER_TEST_KERNELS:-6.12 6.1 5.10}; do
+# 5.10 is not in the default set yet: its matrix has not been seen through to the end, and its
+# service-affinity test fails (open in issue 16); SOCKETREAPER_TEST_KERNELS="5.10" runs it.
+for kernel in ${SOCKETREAPER_TEST_KERNELS:-6.12 6.1}; do
   filter="Kernels=matrix"
   [ "$kernel" = 6.12 ] && filter="Kernels=matrix|Category=Netkit"
   # Known failure, open in issue 16: on 5.10 the backend_left sweep of service affinity never runs
