@@ -525,17 +525,21 @@ public sealed class OldKernelSweepSafetyTests : SweepSafetyTests
         using var ns = new TestNamespaces(1, "10.77.0.1/32", "10.77.9.9/32");
         // Nobody asks these sockets for their cookie: the iterator reads 0 and netlink makes it.
         var pair = ns.In(ns.Names[0], () => ns.Connect(ns.Listen("10.77.0.1", 8080), "10.77.0.1", 8080, "10.77.9.9"));
+        var udp = ns.In(ns.Names[0], () => ns.ConnectUdp("10.77.0.1", 8080, "10.77.0.1", "10.77.9.9"));
         using var engine = NewEngine();
         var rule = new SweepRule { Id = 4, Remote = IpPrefix.Parse("10.77.0.1", "--dst"), RemotePorts = new PortRange(8080, 8080) };
 
         var aged = engine.Run(new SweepRequest { Rules = [rule with { BornBeforeNs = ulong.MaxValue - 1 }] }, ns.Discover(), null, CancellationToken.None);
         Assert.Equal((0L, 0L), (aged.Matched, aged.Destroyed));
         Assert.True(pair.Exchanges());
+        Assert.True(udp.Exchanges());
 
+        // The UDP server bound to 10.77.0.1:8080 is unconnected and stays; the connected client dies.
         var seen = new Collector();
         var result = engine.Run(new SweepRequest { Rules = [rule] }, ns.Discover(), seen, CancellationToken.None);
-        Assert.Equal((1L, 1L, 0L), (result.Matched, result.Destroyed, result.Gone));
-        Assert.NotEqual(0UL, Assert.Single(seen.Matches).SocketCookie);
+        Assert.Equal((2L, 2L, 0L), (result.Matched, result.Destroyed, result.Gone));
+        Assert.All(seen.Matches, m => Assert.NotEqual(0UL, m.SocketCookie));
         Assert.Equal(SocketError.ConnectionAborted, pair.ClientSendError());
+        Assert.Equal(SocketError.DestinationAddressRequired, TestNamespaces.SendError(udp.Client));
     }
 }

@@ -40,7 +40,7 @@ public sealed class KernelModesTests
     public void On_6_12_the_kfunc_and_tcx_are_used_and_nothing_is_lost()
     {
         var kernel = Debian12Backports;
-        Assert.Equal((KernelDestroyMode.Kfunc, KernelAttachMode.Tcx, true, false), (kernel.DestroyMode, kernel.AttachMode, kernel.SocketHooks, kernel.IdentityByInode));
+        Assert.Equal(((DestroyMode?)DestroyMode.Kfunc, (DatapathAttachMode?)DatapathAttachMode.Tcx, true, false), (kernel.DestroyMode, kernel.AttachMode, kernel.SocketHooks, kernel.IdentityByInode));
         Assert.Empty(kernel.Degradations());
         Assert.Equal(new KernelModes("kfunc", "tcx", true, true, "cookie"), HostProbe.Modes(kernel));
     }
@@ -49,7 +49,7 @@ public sealed class KernelModesTests
     public void On_6_1_sockets_are_destroyed_through_sock_diag_and_the_datapath_uses_tc()
     {
         var kernel = Debian12;
-        Assert.Equal((KernelDestroyMode.SockDiag, KernelAttachMode.Tc, true, false), (kernel.DestroyMode, kernel.AttachMode, kernel.SocketHooks, kernel.IdentityByInode));
+        Assert.Equal(((DestroyMode?)DestroyMode.SockDiag, (DatapathAttachMode?)DatapathAttachMode.Tc, true, false), (kernel.DestroyMode, kernel.AttachMode, kernel.SocketHooks, kernel.IdentityByInode));
         Assert.Equal(new KernelModes("sock_diag", "tc", false, true, "cookie"), HostProbe.Modes(kernel));
         var lost = kernel.Degradations();
         Assert.Equal(3, lost.Count);
@@ -62,7 +62,7 @@ public sealed class KernelModesTests
     public void On_5_10_the_socket_hooks_are_off_and_namespaces_are_known_by_inode()
     {
         var kernel = Debian11;
-        Assert.Equal((KernelDestroyMode.SockDiag, KernelAttachMode.Tc, false, true), (kernel.DestroyMode, kernel.AttachMode, kernel.SocketHooks, kernel.IdentityByInode));
+        Assert.Equal(((DestroyMode?)DestroyMode.SockDiag, (DatapathAttachMode?)DatapathAttachMode.Tc, false, true), (kernel.DestroyMode, kernel.AttachMode, kernel.SocketHooks, kernel.IdentityByInode));
         Assert.Equal(new KernelModes("sock_diag", "tc", false, false, "inode"), HostProbe.Modes(kernel));
         var lost = kernel.Degradations();
         Assert.Equal(7, lost.Count);
@@ -78,7 +78,7 @@ public sealed class KernelModesTests
     public void A_kernel_that_can_destroy_nothing_or_attach_nowhere_has_no_mode()
     {
         var kernel = Kernel("6.1.0-50-amd64", [.. MissingOn61, KernelFeature.NetlinkSockDestroy, KernelFeature.TcClsact]);
-        Assert.Equal((KernelDestroyMode.None, KernelAttachMode.None), (kernel.DestroyMode, kernel.AttachMode));
+        Assert.Equal(((DestroyMode?)null, (DatapathAttachMode?)null), (kernel.DestroyMode, kernel.AttachMode));
         Assert.Equal(new KernelModes("none", "none", false, true, "cookie"), HostProbe.Modes(kernel));
     }
 
@@ -86,7 +86,7 @@ public sealed class KernelModesTests
     public void Unproven_probes_never_pick_a_mode_or_move_the_namespace_identity()
     {
         var kernel = new KernelFeatures("6.18.4", new Version(6, 18), f => new FeatureProbe(f, FeatureState.Unproven, "not root"));
-        Assert.Equal((KernelDestroyMode.None, KernelAttachMode.None, false), (kernel.DestroyMode, kernel.AttachMode, kernel.IdentityByInode));
+        Assert.Equal(((DestroyMode?)null, (DatapathAttachMode?)null, false), (kernel.DestroyMode, kernel.AttachMode, kernel.IdentityByInode));
     }
 
     [Fact]

@@ -38,32 +38,6 @@ internal enum KernelFeature
     NetnsCookieSockopt,
 }
 
-/// <summary>How matched sockets are destroyed on this kernel when `auto` is asked for.</summary>
-internal enum KernelDestroyMode
-{
-    /// <summary>Nothing can destroy a socket (or the probes could not tell).</summary>
-    None,
-
-    /// <summary>The bpf_sock_destroy kfunc, from inside the iterator (6.5+).</summary>
-    Kfunc,
-
-    /// <summary>Netlink SOCK_DESTROY through sock_diag, one call per socket.</summary>
-    SockDiag,
-}
-
-/// <summary>Where the datapath's programs go on this kernel when `auto` is asked for.</summary>
-internal enum KernelAttachMode
-{
-    /// <summary>Neither hook works (or the probes could not tell).</summary>
-    None,
-
-    /// <summary>TCX links (6.6+).</summary>
-    Tcx,
-
-    /// <summary>cls_bpf filters on a clsact qdisc.</summary>
-    Tc,
-}
-
 internal enum FeatureState
 {
     /// <summary>The probe used the feature and saw it work.</summary>
@@ -158,17 +132,23 @@ internal sealed class KernelFeatures
     /// <summary>Whether the probe saw the feature work.</summary>
     public bool Has(KernelFeature feature) => Probe(feature).State == FeatureState.Present;
 
-    /// <summary>The kfunc where it works, else sock_diag where that works.</summary>
-    public KernelDestroyMode DestroyMode =>
-        Has(KernelFeature.SockDestroy) ? KernelDestroyMode.Kfunc
-        : Has(KernelFeature.NetlinkSockDestroy) ? KernelDestroyMode.SockDiag
-        : KernelDestroyMode.None;
+    /// <summary>
+    /// How `auto` destroys sockets here: the kfunc where it works, else sock_diag where that works;
+    /// null when neither does (or the probes could not tell).
+    /// </summary>
+    public DestroyMode? DestroyMode =>
+        Has(KernelFeature.SockDestroy) ? Bpf.DestroyMode.Kfunc
+        : Has(KernelFeature.NetlinkSockDestroy) ? Bpf.DestroyMode.SockDiag
+        : null;
 
-    /// <summary>TCX where it works, else tc (clsact and cls_bpf) where that works.</summary>
-    public KernelAttachMode AttachMode =>
-        Has(KernelFeature.Tcx) ? KernelAttachMode.Tcx
-        : Has(KernelFeature.TcClsact) ? KernelAttachMode.Tc
-        : KernelAttachMode.None;
+    /// <summary>
+    /// Where `auto` puts the datapath here: TCX where it works, else tc (clsact and cls_bpf) where
+    /// that works; null when neither does (or the probes could not tell).
+    /// </summary>
+    public DatapathAttachMode? AttachMode =>
+        Has(KernelFeature.Tcx) ? DatapathAttachMode.Tcx
+        : Has(KernelFeature.TcClsact) ? DatapathAttachMode.Tc
+        : null;
 
     /// <summary>
     /// Whether the socket hooks can run: they attach as cgroup links and call bpf_get_netns_cookie in
@@ -187,12 +167,12 @@ internal sealed class KernelFeatures
     public IReadOnlyList<string> Degradations()
     {
         var lost = new List<string>();
-        if (DestroyMode == KernelDestroyMode.SockDiag)
+        if (DestroyMode == Bpf.DestroyMode.SockDiag)
         {
             lost.Add($"destroy: sock_diag (kernel < {Needs(KernelFeature.SockDestroy)}, no bpf_sock_destroy kfunc): the sweep's matches are destroyed through netlink SOCK_DESTROY, one call per socket, after the iterator has found them");
         }
 
-        if (AttachMode == KernelAttachMode.Tc)
+        if (AttachMode == DatapathAttachMode.Tc)
         {
             lost.Add($"datapath: tc (kernel < {Needs(KernelFeature.Tcx)}, no TCX): the datapath's programs are cls_bpf filters on a clsact qdisc, not TCX links");
         }

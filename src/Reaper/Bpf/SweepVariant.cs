@@ -25,7 +25,7 @@ internal static class DestroyModes
     /// it destroy a socket, netlink otherwise (it works on every kernel the sweep loads on).
     /// </summary>
     public static DestroyMode Choose(DestroyMode? setting, KernelFeatures kernel) =>
-        setting ?? (kernel.DestroyMode == KernelDestroyMode.Kfunc ? DestroyMode.Kfunc : DestroyMode.SockDiag);
+        setting ?? kernel.DestroyMode ?? DestroyMode.SockDiag;
 }
 
 /// <summary>
@@ -56,24 +56,4 @@ internal sealed record SweepKernel(bool BpfLoop, bool BirthsReadable, bool Cooki
         BirthsReadable: kernel >= new Version(5, 11),
         CookieHelper: kernel >= new Version(5, 12),
         AtomicFetch: kernel >= new Version(5, 12));
-
-    /// <summary>What this kernel costs the sweep, one sentence each (empty on 5.12 and later).</summary>
-    public IReadOnlyList<string> Degradations
-    {
-        get
-        {
-            var found = new List<string>();
-            if (!BirthsReadable)
-            {
-                found.Add("born-before rules (Reaping.IpReused) match no socket: iterators read socket storage from 5.11 on, so no socket can be proven older than an address's move");
-            }
-
-            if (!ParallelSweeps)
-            {
-                found.Add(OneThread);
-            }
-
-            return found;
-        }
-    }
 }

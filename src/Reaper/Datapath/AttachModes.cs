@@ -34,7 +34,8 @@ internal static class AttachModes
             DatapathAttach.Tcx when tcx == FeatureState.Missing =>
                 throw new KernelFeatureException(new BpfException("attach the datapath with Datapath.Attach=tcx", null, (int)Errno.EOPNOTSUPP), KernelFeature.Tcx, kernel.Sentence(KernelFeature.Tcx)),
             DatapathAttach.Tcx => DatapathAttachMode.Tcx,
-            _ => tcx == FeatureState.Present ? DatapathAttachMode.Tcx : DatapathAttachMode.Tc,
+            // Neither hook proven: tc is tried, and its attach says what is missing.
+            _ => kernel.AttachMode ?? DatapathAttachMode.Tc,
         };
     }
 

@@ -1,5 +1,6 @@
 using LibBpf;
 using SocketReaper.Bpf;
+using SocketReaper.Datapath;
 using SocketReaper.Platform;
 
 namespace SocketReaper.Doctor;
@@ -53,18 +54,8 @@ internal static class HostProbe
 
     /// <summary>The modes `auto` picks on this kernel, as doctor and the daemon report them.</summary>
     public static KernelModes Modes(KernelFeatures kernel) => new(
-        kernel.DestroyMode switch
-        {
-            KernelDestroyMode.Kfunc => "kfunc",
-            KernelDestroyMode.SockDiag => "sock_diag",
-            _ => "none",
-        },
-        kernel.AttachMode switch
-        {
-            KernelAttachMode.Tcx => "tcx",
-            KernelAttachMode.Tc => "tc",
-            _ => "none",
-        },
+        kernel.DestroyMode?.Label() ?? "none",
+        kernel.AttachMode is { } attach ? AttachModes.Name(attach) : "none",
         kernel.Has(KernelFeature.Netkit),
         kernel.SocketHooks,
         kernel.IdentityByInode ? "inode" : "cookie");
@@ -72,8 +63,8 @@ internal static class HostProbe
     /// <summary>Required: the kfunc, or else netlink SOCK_DESTROY.</summary>
     private static HostCheck Destroy(KernelFeatures kernel) => kernel.DestroyMode switch
     {
-        KernelDestroyMode.Kfunc => HostCheck.Ok("destroy", true, "kfunc"),
-        KernelDestroyMode.SockDiag => HostCheck.Ok("destroy", true, $"sock_diag (kernel < {KernelFeatures.Needs(KernelFeature.SockDestroy)})"),
+        DestroyMode.Kfunc => HostCheck.Ok("destroy", true, "kfunc"),
+        DestroyMode.SockDiag => HostCheck.Ok("destroy", true, $"sock_diag (kernel < {KernelFeatures.Needs(KernelFeature.SockDestroy)})"),
         _ => HostCheck.Missing("destroy", true, "neither the bpf_sock_destroy kfunc nor netlink SOCK_DESTROY works",
             $"boot a kernel built with CONFIG_INET_DIAG_DESTROY=y (or >= {KernelFeatures.Needs(KernelFeature.SockDestroy)}); as root"),
     };
@@ -81,8 +72,8 @@ internal static class HostProbe
     /// <summary>Required: TCX, or else tc's clsact and cls_bpf.</summary>
     private static HostCheck Datapath(KernelFeatures kernel) => kernel.AttachMode switch
     {
-        KernelAttachMode.Tcx => HostCheck.Ok("datapath", true, "tcx"),
-        KernelAttachMode.Tc => HostCheck.Ok("datapath", true, $"tc (kernel < {KernelFeatures.Needs(KernelFeature.Tcx)})"),
+        DatapathAttachMode.Tcx => HostCheck.Ok("datapath", true, "tcx"),
+        DatapathAttachMode.Tc => HostCheck.Ok("datapath", true, $"tc (kernel < {KernelFeatures.Needs(KernelFeature.Tcx)})"),
         _ => HostCheck.Missing("datapath", true, "neither TCX nor tc's clsact qdisc with a cls_bpf filter works",
             "modprobe sch_ingress cls_bpf (as root), or boot a kernel >= 6.6"),
     };

@@ -69,10 +69,6 @@ internal sealed partial class SweepEngine : IDisposable
         }
 
         Log.Loaded(_logger, mode.Label(), destroy is null ? "chosen for this kernel" : "set by Sweep.Destroy", host.Release);
-        foreach (var degradation in kernel.Degradations)
-        {
-            Log.Degraded(_logger, host.Release, degradation);
-        }
     }
 
     /// <summary>How this engine's sweeps destroy what they match.</summary>
@@ -406,9 +402,6 @@ internal sealed partial class SweepEngine : IDisposable
     {
         [LoggerMessage(EventId = 102, Level = LogLevel.Information, Message = "Sweep loaded: destroy mode {Mode} ({Why}, kernel {Release})")]
         public static partial void Loaded(ILogger logger, string mode, string why, string release);
-
-        [LoggerMessage(EventId = 103, Level = LogLevel.Warning, Message = "Kernel {Release}: {Degradation}")]
-        public static partial void Degraded(ILogger logger, string release, string degradation);
 
         [LoggerMessage(EventId = 100, Level = LogLevel.Information,
             Message = "Sweep ({Trigger}, dry run {DryRun}): {Visited} namespaces visited, {Skipped} skipped; {Matched} matched, {Destroyed} destroyed, {HeldBack} held back, {Gone} gone, {Failed} failed (destroy mode {Mode}) in {Milliseconds:F1} ms")]

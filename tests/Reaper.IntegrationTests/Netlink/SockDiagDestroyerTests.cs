@@ -74,6 +74,13 @@ public sealed class SockDiagDestroyerTests
             var id = new InetSocketId(ProtocolType.Udp, (IPEndPoint)client.LocalEndPoint!, (IPEndPoint)server.LocalEndPoint!, 0, Cookie(client));
 
             using var destroyer = SockDiagDestroyer.Open();
+
+            // The lookup by tuple alone (what the sweep does before 5.12) finds the client, not the
+            // server bound to the client's remote end.
+            Assert.Equal(Errno.None, destroyer.Find(id with { Cookie = 0 }, out var state, out var cookie));
+            Assert.Equal((byte)InetSocketState.Established, state);
+            Assert.Equal(id.Cookie, cookie);
+
             Assert.Equal(MatchOutcome.Gone, Outcome(destroyer.Destroy(id with { Cookie = Cookie(server) })));
             client.Send([1]);
             Assert.Equal(1, server.Receive(new byte[4]));

@@ -70,7 +70,11 @@ internal sealed class SockDiagDestroyer : IDisposable
     /// </summary>
     public Errno Find(in InetSocketId id, out byte state, out ulong cookie)
     {
-        uint sequence = Send(id with { Cookie = NoCookie }, SOCK_DIAG_BY_FAMILY, "SOCK_DIAG_BY_FAMILY exact");
+        // The kernel's UDP lookup for one socket (udp_diag's dump_one, unlike its destroy) reads the
+        // request in the receiving direction: src is the peer, dst the socket's own end. Asked the
+        // other way round it finds whatever is bound to the peer's end (on one host, the server).
+        var lookup = id.Protocol == ProtocolType.Udp ? id with { Local = id.Remote, Remote = id.Local } : id;
+        uint sequence = Send(lookup with { Cookie = NoCookie }, SOCK_DIAG_BY_FAMILY, "SOCK_DIAG_BY_FAMILY exact");
         Errno errno = Errno.None;
         byte foundState = 0;
         ulong foundCookie = 0;
