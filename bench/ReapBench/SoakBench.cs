@@ -93,7 +93,7 @@ internal sealed class SoakBench : IDisposable
 
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"soak: {population} endpoints, {_clientNamespaces} client namespaces, {_clients.Count} client sockets (TCP and connected UDP; {ContactsPerAddress} client namespaces and the host per address) ready in {setup.Elapsed.TotalSeconds:F1} s; an event every {every.TotalSeconds:0.##} s for {length.TotalMinutes:0.##} min"));
-        Console.WriteLine("window  minutes  events  del/move  to die  missed  innocents killed/silent  p50 ms  p99 ms  max ms  p99 del/move ms  VmRSS MiB  heap MiB  threads  fds");
+        Console.WriteLine("window  minutes  events  del/move  to die  missed  innocents killed/silent  p50 ms  p99 ms  max ms  p99 del/move ms  VmRSS MiB  anon/file MiB  heap MiB  threads  fds");
 
         var windows = new List<SoakWindow>();
         var current = new SoakWindow(1);
@@ -400,10 +400,17 @@ internal sealed class SoakBench : IDisposable
         }
     }
 
-    private long Rss()
+    /// <summary>The daemon's VmRSS and its two parts, anonymous memory and mapped files (its own code among them), in KiB.</summary>
+    private (long Total, long Anon, long File) Rss()
     {
-        var line = File.ReadLines($"/proc/{_daemonPid}/status").FirstOrDefault(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
-        return line is null ? 0 : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
+        var status = File.ReadAllLines($"/proc/{_daemonPid}/status");
+        long Field(string name)
+        {
+            var line = status.FirstOrDefault(l => l.StartsWith(name + ":", StringComparison.Ordinal));
+            return line is null ? 0 : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
+        }
+
+        return (Field("VmRSS"), Field("RssAnon"), Field("RssFile"));
     }
 
     private int Fds() => Directory.EnumerateFileSystemEntries($"/proc/{_daemonPid}/fd").Count();
@@ -684,6 +691,10 @@ internal sealed class SoakWindow(int number)
 
     public long RssKiB { get; private set; }
 
+    public long AnonKiB { get; private set; }
+
+    public long FileKiB { get; private set; }
+
     public int Fds { get; private set; }
 
     public int FdsMax { get; private set; }
@@ -714,16 +725,16 @@ internal sealed class SoakWindow(int number)
         }
     }
 
-    public void Sample(long rssKiB, int fds)
+    public void Sample((long Total, long Anon, long File) rss, int fds)
     {
-        (RssKiB, Fds, FdsMax) = (rssKiB, fds, Math.Max(FdsMax, fds));
+        (RssKiB, AnonKiB, FileKiB, Fds, FdsMax) = (rss.Total, rss.Anon, rss.File, fds, Math.Max(FdsMax, fds));
     }
 
     public string Row(TimeSpan length)
     {
         var row = new StringBuilder();
         row.Append(CultureInfo.InvariantCulture,
-            $"{Number,6}  {$"{(Number - 1) * length.TotalMinutes:0.##}-{Number * length.TotalMinutes:0.##}",7}  {Deletions + Moves,6}  {$"{Deletions}/{Moves}",8}  {ToDie,6}  {Missed,6}  {$"{Killed}/{Silent}",23}  {Percentile(_reactions, 50),6:F2}  {P99,6:F2}  {(_reactions.Count > 0 ? _reactions.Max() : double.NaN),6:F2}  {$"{Percentile(_deletions, 99):F2}/{Percentile(_moves, 99):F2}",15}  {RssKiB / 1024.0,9:F1}  {HeapBytes / (1024 * 1024),8:F1}  {Threads,7:F0}  {Fds,3}");
+            $"{Number,6}  {$"{(Number - 1) * length.TotalMinutes:0.##}-{Number * length.TotalMinutes:0.##}",7}  {Deletions + Moves,6}  {$"{Deletions}/{Moves}",8}  {ToDie,6}  {Missed,6}  {$"{Killed}/{Silent}",23}  {Percentile(_reactions, 50),6:F2}  {P99,6:F2}  {(_reactions.Count > 0 ? _reactions.Max() : double.NaN),6:F2}  {$"{Percentile(_deletions, 99):F2}/{Percentile(_moves, 99):F2}",15}  {RssKiB / 1024.0,9:F1}  {$"{AnonKiB / 1024.0:F1}/{FileKiB / 1024.0:F1}",14}  {HeapBytes / (1024 * 1024),8:F1}  {Threads,7:F0}  {Fds,3}");
         if (Late > 0)
         {
             row.Append(CultureInfo.InvariantCulture, $"  ({Late} event(s) late: the bench fell behind)");

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using SocketReaper.Config;
 using SocketReaper.Metrics;
+using SocketReaper.Platform;
 using SocketReaper.Sweep;
 
 namespace SocketReaper.Reaping;
@@ -30,6 +31,10 @@ internal sealed partial class AutoReaper : BackgroundService
     private readonly TimeProvider _time;
     private readonly ReapThrottle _throttle;
     private readonly ReapRetries _retries = new();
+
+    // The automatic sweeps run here, one at a time (the coordinator runs one anyway): a thread per
+    // sweep cost every reaction its start.
+    private readonly DedicatedThread _sweeper = new("reaper sweeps");
     private bool _delayedBySweeps;
     private bool _delayedBySockets;
 
@@ -42,6 +47,12 @@ internal sealed partial class AutoReaper : BackgroundService
         _logger = logger;
         _time = TimeProvider.System;
         _throttle = new ReapThrottle(_config.MaxSweepsPerSecond, _config.MaxSocketsPerSecond, _time);
+    }
+
+    public override void Dispose()
+    {
+        _sweeper.Dispose();
+        base.Dispose();
     }
 
     public static string TriggerName(ReapReason reason) => reason switch
@@ -258,7 +269,7 @@ internal sealed partial class AutoReaper : BackgroundService
                     : _state.Hooks?.Scope(contacts, out whyFull);
                 var scoped = request with { Scope = scope };
                 var scopedTicks = Stopwatch.GetTimestamp();
-                var completed = await Task.Factory.StartNew(() => _state.Coordinator.Run(scoped, stopping), stopping, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
+                var completed = await _sweeper.Run(() => _state.Coordinator.Run(scoped, stopping)).ConfigureAwait(false);
                 var result = completed.Result;
                 _metrics.ReapScope.WithLabels(request.Trigger, scope is null ? "full" : "targeted").Inc();
                 if (scope is null && _config.Targeted)

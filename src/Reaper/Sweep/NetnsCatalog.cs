@@ -33,11 +33,12 @@ internal sealed record NetnsDiscovery(IReadOnlyList<NetnsInfo> Namespaces, int V
 /// Finds every network namespace on the host: the host's own (PID 1's), those of all processes,
 /// bind-mounted ones in the configured directories, and any nsfs mount in mountinfo. Paths to the
 /// same namespace are merged by nsfs inode; each namespace is then entered once to read its
-/// cookie. A namespace that disappears on the way is counted, never an error.
+/// cookie (on the caller's kept <see cref="RoamingThreads"/> when it passes one, else on a thread
+/// started for the visits). A namespace that disappears on the way is counted, never an error.
 /// </summary>
 internal static class NetnsCatalog
 {
-    public static NetnsDiscovery Discover(DiscoveryOptions options, NetnsCookieCache? cache = null)
+    public static NetnsDiscovery Discover(DiscoveryOptions options, NetnsCookieCache? cache = null, RoamingThreads? visitor = null)
     {
         // The host is PID 1's namespace; where PID 1 is hidden from us (a sandbox), our own.
         var candidates = new List<(string Path, string Name, NetnsSource Source)>
@@ -132,7 +133,7 @@ internal static class NetnsCatalog
             list.Add(new NetnsInfo(Netns.CurrentCookie(), self.Name, self.Path, self.Source, own.Device, own.Inode));
         }
 
-        var found = unknown.Count == 0 ? [] : NetnsThread.RunRoaming(() =>
+        List<NetnsInfo> Visit()
         {
             var entered = new List<NetnsInfo>(unknown.Count);
             foreach (var ((device, inode), c) in unknown)
@@ -148,7 +149,18 @@ internal static class NetnsCatalog
             }
 
             return entered;
-        });
+        }
+
+        List<NetnsInfo> found = [];
+        if (unknown.Count > 0 && visitor is not null)
+        {
+            visitor.Run(1, () => found = Visit());
+        }
+        else if (unknown.Count > 0)
+        {
+            found = NetnsThread.RunRoaming(Visit);
+        }
+
         list.AddRange(found);
         cache?.Keep(list.Select(n => (stamps[(n.Device, n.Inode)], n)));
         return new NetnsDiscovery(list.OrderBy(n => n.Source).ThenBy(n => n.Name, StringComparer.Ordinal).ToList(), vanished);

@@ -25,6 +25,10 @@ internal sealed partial class SweepCoordinator : IDisposable
     private readonly Lock _lock = new();
     private readonly Queue<CompletedSweep> _recent = new();
     private readonly NetnsCookieCache _cookies = new();
+
+    // Visits the namespaces discovery finds new (for their cookies): kept, as a thread started
+    // per discovery cost every reaction to a new namespace its start.
+    private readonly RoamingThreads _visitor = new("netns discovery");
     private (IReadOnlyList<NetnsInfo> Namespaces, (ulong, ulong)? Version)? _last;
     private int _running;
     private ulong _nextId;
@@ -77,7 +81,7 @@ internal sealed partial class SweepCoordinator : IDisposable
     {
         // Read first: a contact recorded while we look makes the next targeted sweep look again.
         var version = ScopeVersion?.Invoke();
-        var discovery = NetnsCatalog.Discover(_discovery, _cookies);
+        var discovery = NetnsCatalog.Discover(_discovery, _cookies, _visitor);
         NamespacesKnown = discovery.Namespaces.Count;
         _metrics.NamespacesFound(NamespacesKnown);
         lock (_lock)
@@ -185,7 +189,11 @@ internal sealed partial class SweepCoordinator : IDisposable
         }
     }
 
-    public void Dispose() => _engine.Dispose();
+    public void Dispose()
+    {
+        _visitor.Dispose();
+        _engine.Dispose();
+    }
 
     private sealed class ProtocolCounter : ISweepObserver
     {
