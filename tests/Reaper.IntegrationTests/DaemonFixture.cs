@@ -103,6 +103,9 @@ internal sealed class DaemonFixture : IDisposable
 
     public int MetricsPort { get; }
 
+    /// <summary>The daemon's state directory (services declared over D-Bus, the reap history): the fixture's own, kept across its restarts.</summary>
+    public string StateDirectory => $"{_dir}/state";
+
     public string ConfigPath { get; }
 
     public string Log
@@ -132,6 +135,7 @@ internal sealed class DaemonFixture : IDisposable
         start.Environment["SOCKETREAPER__Datapath__Devices"] = DevicePattern;
         start.Environment["SOCKETREAPER__Datapath__AllNetkit"] = "false";
         start.Environment["SOCKETREAPER__Datapath__PinRoot"] = PinRoot;
+        start.Environment["SOCKETREAPER__State__Directory"] = StateDirectory;
         if (watchdog is { } w)
         {
             start.Environment["WATCHDOG_USEC"] = ((long)w.TotalMicroseconds).ToString(System.Globalization.CultureInfo.InvariantCulture);

@@ -19,6 +19,8 @@ internal sealed record ReaperOptions
 
     public ReapingOptions Reaping { get; init; } = new();
 
+    public StateOptions State { get; init; } = new();
+
     /// <summary>Services: the services whose backends' departures Reaping.ServiceAffinity acts on (more come over D-Bus).</summary>
     public IReadOnlyList<ServiceSpec> Services { get; init; } = [];
 

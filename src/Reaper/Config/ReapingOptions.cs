@@ -50,6 +50,16 @@ internal sealed record ReapingOptions
     /// <summary>Service affinity also covers TCP (off: established TCP connections finish on their own).</summary>
     public bool ServiceTcp { get; init; }
 
+    /// <summary>
+    /// When a backend leaves a service, or an endpoint's address goes or moves, delete the conntrack
+    /// entries of the UDP flows NATed to it (TCP too with <see cref="ServiceTcp"/>), so clients that
+    /// send from unconnected sockets reach a live backend with their next datagram.
+    /// </summary>
+    public bool Conntrack { get; init; } = true;
+
+    /// <summary>Namespaces besides the host's whose conntrack tables are cleaned (bind-mount paths such as /run/netns/NAME).</summary>
+    public IReadOnlyList<string> ConntrackNamespaces { get; init; } = [];
+
     /// <summary>Automatic sweeps visit only the namespaces that can hold a stale socket.</summary>
     public bool Targeted { get; init; } = true;
 

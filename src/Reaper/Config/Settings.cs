@@ -83,6 +83,14 @@ internal static class Settings
             o => o.Reaping.MaxSweepsPerSecond, (o, v) => o with { Reaping = o.Reaping with { MaxSweepsPerSecond = v } }),
         Number("Reaping.MaxSocketsPerSecond", 0, 10_000_000, "sockets automatic sweeps may destroy per second, in bursts of up to one second's worth; each automatic sweep's limit is the smaller of `Sweep.Limit` and what the bucket holds, and what it held back is swept again after a refill; 0 = unlimited",
             o => o.Reaping.MaxSocketsPerSecond, (o, v) => o with { Reaping = o.Reaping with { MaxSocketsPerSecond = v } }),
+        Flag("Reaping.Conntrack", "when a backend leaves a service or an endpoint's address goes or moves, delete the conntrack entries of the UDP flows NATed to it (TCP too with `Reaping.ServiceTcp`), in the host's namespace and those of `Reaping.ConntrackNamespaces`",
+            o => o.Reaping.Conntrack, (o, v) => o with { Reaping = o.Reaping with { Conntrack = v } }),
+        List("Reaping.ConntrackNamespaces", ':', "namespaces besides the host's whose conntrack tables `Reaping.Conntrack` cleans, as bind-mount paths such as /run/netns/NAME (environment: `:`-separated)",
+            o => o.Reaping.ConntrackNamespaces, (o, v) => o with { Reaping = o.Reaping with { ConntrackNamespaces = v } }),
+        new("State.Directory", "absolute directory, or empty", "where the services declared over D-Bus and the reap history are kept across restarts (the unit's `StateDirectory=`); empty = nothing is kept (the history lives in memory)",
+            o => o.State.Directory, (o, v, where) => o with { State = o.State with { Directory = StateDirectory("State.Directory", v, where) } }),
+        Number("State.HistoryRecords", 0, 10_000_000, "the reap history keeps the newest this many records (destroyed sockets, deleted conntrack entries), in memory and on disk; 0 = no history",
+            o => o.State.HistoryRecords, (o, v) => o with { State = o.State with { HistoryRecords = (int)v } }),
         new("Services", "list of services", "services for `Reaping.ServiceAffinity`, each `{\"Name\", \"Vip\", \"Port\", \"Protocol\", \"Backends\": [\"ADDRESS:PORT\", …]}`; more over D-Bus",
             o => o.Services.Count == 0 ? "[]" : string.Join("; ", o.Services), (_, _, where) => throw new ConfigException(ServicesAreAList("Services", where))),
     ];
@@ -288,6 +296,11 @@ internal static class Settings
         value.StartsWith("/sys/fs/bpf/", StringComparison.Ordinal) && !value.Contains('.', StringComparison.Ordinal)
             ? value.TrimEnd('/')
             : throw new ConfigException($"{where}: {key} must be a directory under /sys/fs/bpf without dots (bpffs refuses them), not '{SweepFilter.Quote(value)}'.");
+
+    private static string StateDirectory(string key, string value, string where) =>
+        value.Length == 0 || (value.StartsWith('/') && !value.Contains('\0', StringComparison.Ordinal))
+            ? (value.Length > 1 ? value.TrimEnd('/') : value)
+            : throw new ConfigException($"{where}: {key} must be an absolute directory such as {StateOptions.DefaultDirectory}, or empty to keep nothing across restarts, not '{SweepFilter.Quote(value)}'.");
 
     private static string Cgroup(string key, string value, string where) =>
         value.Length == 0 || (value.StartsWith('/') && Directory.Exists(value))
