@@ -68,5 +68,6 @@ public sealed class BpfFsTests : IDisposable
             ["SOCKETREAPER__Datapath__AllNetkit"] = "false",
             ["SOCKETREAPER__Reaping__SocketHooks"] = "false",
             ["SOCKETREAPER__Datapath__PinRoot"] = _pinRoot,
+            ["SOCKETREAPER__State__Directory"] = string.Empty,
         });
 }

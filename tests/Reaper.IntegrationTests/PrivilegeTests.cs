@@ -72,6 +72,7 @@ public sealed class PrivilegeTests
         start.Environment["SOCKETREAPER__Reaping__SocketHooks"] = "false";
         start.Environment["SOCKETREAPER__Reaping__Mode"] = "off";
         start.Environment["SOCKETREAPER__Datapath__PinRoot"] = pinRoot;
+        start.Environment["SOCKETREAPER__State__Directory"] = string.Empty;
         using var daemon = Process.Start(start)!;
         try
         {

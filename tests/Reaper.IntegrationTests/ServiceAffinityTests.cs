@@ -88,6 +88,42 @@ public sealed class ServiceAffinityTests
         Assert.Equal("B2", Ask(toB2));
     }
 
+    [PrivilegedFact]
+    public void A_service_declared_over_dbus_survives_SIGKILL_and_a_backend_leaving_after_the_restart_is_reaped()
+    {
+        using var setup = new Backends();
+        using var daemon = setup.StartDaemon(configured: false, prepare: d =>
+        {
+            // What a crash mid-write of another tool, or a disk fault, could leave: the daemon must start anyway.
+            Directory.CreateDirectory(d.StateDirectory);
+            File.WriteAllText($"{d.StateDirectory}/services.json", "{\"Version\": 1, \"Services\": [");
+        });
+        Assert.Contains($"the services file {daemon.StateDirectory}/services.json cannot be used (not valid JSON", daemon.Log, StringComparison.Ordinal);
+        Assert.Contains($"it was moved to {daemon.StateDirectory}/services.json.broken, and the daemon starts with the config's services only", daemon.Log, StringComparison.Ordinal);
+        Assert.Equal("as 0", daemon.Busctl("call", Dest, ObjectPath, Dest, "ListServices").Stdout.Trim());
+
+        var set = daemon.Busctl("call", Dest, ObjectPath, Dest, "SetService", "ssqsas", "dns", Vip, Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "udp", "2", $"{B1}:{Port}", $"{B2}:{Port}");
+        Assert.True(set.ExitCode == 0, set.Stderr);
+        Assert.Equal("u 0", set.Stdout.Trim());
+
+        // No chance to save anything on the way out: what survives is what was written when the service was set.
+        daemon.Kill();
+        daemon.Start();
+        VethEndpoints.WaitCovered($"{setup.Tag}1h");
+        Assert.Contains($"-> {B1}:{Port}, {B2}:{Port}", daemon.Busctl("call", Dest, ObjectPath, Dest, "ListServices").Stdout, StringComparison.Ordinal);
+
+        var toB1 = setup.Client(B1);
+        var toB2 = setup.Client(B2);
+        Assert.Equal("B1", Ask(toB1));
+        Assert.Equal("B2", Ask(toB2));
+
+        // B1 leaves the service the daemon only knows from before its restart.
+        set = daemon.Busctl("call", Dest, ObjectPath, Dest, "SetService", "ssqsas", "dns", Vip, Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "udp", "1", $"{B2}:{Port}");
+        Assert.Equal("u 1", set.Stdout.Trim());
+        Poll.Until(() => TestNamespaces.SendError(toB1) == SocketError.DestinationAddressRequired, TimeSpan.FromSeconds(5), $"the socket to B1 destroyed; log:\n{daemon.Log}");
+        Assert.Equal("B2", Ask(toB2));
+    }
+
     private static int ServiceFlows(DaemonFixture daemon)
     {
         using var flows = BpfMap.OpenPinned($"{daemon.PinRoot}/maps/reaper_service_flows");
@@ -128,13 +164,18 @@ public sealed class ServiceAffinityTests
 
         public string Tag => _endpoints.Tag;
 
-        public DaemonFixture StartDaemon()
+        /// <param name="configured">Whether the config declares the service (else it is left to D-Bus).</param>
+        /// <param name="prepare">Runs before the daemon starts.</param>
+        public DaemonFixture StartDaemon(bool configured = true, Action<DaemonFixture>? prepare = null)
         {
             var daemon = new DaemonFixture(
-                configJson: $$"""{ "Services": [ { "Name": "dns", "Vip": "{{Vip}}", "Port": {{Port}}, "Protocol": "udp", "Backends": [ "{{B1}}:{{Port}}", "{{B2}}:{{Port}}" ] } ] }""",
+                configJson: configured
+                    ? $$"""{ "Services": [ { "Name": "dns", "Vip": "{{Vip}}", "Port": {{Port}}, "Protocol": "udp", "Backends": [ "{{B1}}:{{Port}}", "{{B2}}:{{Port}}" ] } ] }"""
+                    : "{}",
                 devicePattern: _endpoints.Pattern);
             try
             {
+                prepare?.Invoke(daemon);
                 daemon.Start();
                 foreach (var n in new[] { 1, 2 })
                 {

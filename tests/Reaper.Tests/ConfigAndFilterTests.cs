@@ -91,6 +91,8 @@ public sealed class ConfigTests : IDisposable
     [InlineData("{\"Services\": [{\"Name\": \"dns\",\n\"Weight\": 3}]}", "line 2: 'Weight' is not a service field")]
     [InlineData("{\"Services\": [{\"Name\": \"a\", \"Vip\": \"10.0.0.1\", \"Port\": 1, \"Protocol\": \"udp\", \"Backends\": []}, {\"Name\": \"a\", \"Vip\": \"10.0.0.2\", \"Port\": 1, \"Protocol\": \"udp\", \"Backends\": []}]}", "the name 'a' is used twice")]
     [InlineData("{\"Reaping\": {\"Cgroup\": \"/no/such/cgroup\"}}", "Reaping.Cgroup must be an existing cgroup v2 directory")]
+    [InlineData("{\"State\": {\"Directory\": \"var/lib/socketreaper\"}}", "State.Directory must be an absolute directory such as /var/lib/socketreaper, or empty to keep nothing across restarts, not 'var/lib/socketreaper'")]
+    [InlineData("{\"State\": {\"HistoryRecords\": -1}}", "State.HistoryRecords must be a whole number from 0 to 10000000")]
     public void Broken_settings_name_the_key_and_the_line(string json, string expected)
     {
         File.WriteAllText(_path, json);

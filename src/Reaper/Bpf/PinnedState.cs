@@ -56,20 +56,7 @@ internal static class PinnedState
     /// one an older run left wider: the pins' names tell devices and namespaces apart, and the
     /// kernel makes the pins themselves 0600.
     /// </summary>
-    public static void CreatePrivateDirectory(string directory)
-    {
-        const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
-        if (!OperatingSystem.IsLinux())
-        {
-            throw new PlatformNotSupportedException("bpffs pins exist on Linux only.");
-        }
-
-        Directory.CreateDirectory(directory, OwnerOnly);
-        if (File.GetUnixFileMode(directory) != OwnerOnly)
-        {
-            File.SetUnixFileMode(directory, OwnerOnly);
-        }
-    }
+    public static void CreatePrivateDirectory(string directory) => Platform.StateFile.CreatePrivateDirectory(directory);
 
     /// <summary>Unpins <paramref name="maps"/>; returns how many were pinned.</summary>
     public static int Remove(string directory, IReadOnlyList<string> maps)

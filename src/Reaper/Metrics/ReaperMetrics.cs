@@ -42,6 +42,9 @@ internal sealed class ReaperMetrics : ISweepRecorder
         ReapSocketsWaiting = f.CreateGauge("socketreaper_reap_sockets_waiting", "Sockets the last automatic sweeps held back because of Reaping.MaxSocketsPerSecond, whose targets wait to be swept again.");
         ReapCatchUps = f.CreateCounter("socketreaper_reap_catchups_total", "Catch-ups after the datapath lost events: the owner table re-read against what the daemon knew, and what the lost events would have reaped queued for a full sweep.");
         DeviceDrops = f.CreateCounter("socketreaper_device_drops_total", "Packets the kernel dropped on a managed device: from the endpoint (ingress: rx_dropped) or to it (egress: tx_dropped).", "device", "hook");
+        StateErrors = f.CreateCounter("socketreaper_state_errors_total", "State files (file=services) the daemon could not read at start (op=read: moved aside) or save (op=write: the change holds until a restart).", "file", "op");
+        StateErrors.WithLabels("services", "read");
+        StateErrors.WithLabels("services", "write");
         // The runtime's own: process_resident_memory_bytes, process_num_threads, process_open_fds,
         // dotnet_total_memory_bytes (the managed heap), dotnet_collection_count_total…
         DotNetStats.Register(registry);
@@ -52,6 +55,8 @@ internal sealed class ReaperMetrics : ISweepRecorder
     }
 
     public CollectorRegistry Registry { get; }
+
+    public Counter StateErrors { get; }
 
     public Gauge BuildInfo { get; }
 

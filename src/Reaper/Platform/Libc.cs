@@ -79,6 +79,16 @@ internal static unsafe partial class Libc
     [LibraryImport(Library, SetLastError = true)]
     internal static partial int ioctl(SafeHandle fd, nuint request);
 
+    internal const int O_RDONLY = 0;
+    internal const int O_DIRECTORY = 0x10000;
+    internal const int O_CLOEXEC = 0x80000;
+
+    [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial SafeFileHandle open(string path, int flags);
+
+    [LibraryImport(Library, SetLastError = true)]
+    internal static partial int fsync(SafeHandle fd);
+
     [LibraryImport(Library, SetLastError = true)]
     internal static partial SafeFileHandle socket(int domain, int type, int protocol);
 

@@ -4,6 +4,8 @@ using Microsoft.Extensions.Logging;
 using SocketReaper.Bpf;
 using SocketReaper.Config;
 using SocketReaper.Datapath;
+using SocketReaper.Metrics;
+using SocketReaper.Platform;
 using SocketReaper.Sweep;
 
 namespace SocketReaper.Reaping;
@@ -17,6 +19,10 @@ namespace SocketReaper.Reaping;
 ///   - one whose peer is the VIP while host NAT steers its flow to the backend: the datapath
 ///     learns these client (address, port) pairs on the backend's device, after NAT.
 /// UDP only, unless Reaping.ServiceTcp; established TCP connections usually finish on their own.
+/// Services declared over D-Bus are saved in the state directory (<see cref="ServiceStore"/>) and
+/// restored here, at construction — before the datapath first reads the backends. A service the
+/// config declares stays the config's: a change over D-Bus lasts until the next start, and a saved
+/// service of the same name is not restored.
 /// </summary>
 internal sealed partial class ServiceRegistry : IBackendSource
 {
@@ -26,16 +32,108 @@ internal sealed partial class ServiceRegistry : IBackendSource
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
     private readonly Dictionary<string, ServiceSpec> _services = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _configured;
+    private readonly ServiceStore? _store;
+    private readonly ReaperMetrics _metrics;
+    private readonly Lock _saving = new();
+    private bool _saveFailed;
 
-    public ServiceRegistry(ReaperOptions config, AutoReaper reaper, ServiceFlows flows, ILogger<ServiceRegistry> logger)
+    public ServiceRegistry(ReaperOptions config, AutoReaper reaper, ServiceFlows flows, ReaperMetrics metrics, ILogger<ServiceRegistry> logger)
     {
         _config = config;
         _reaper = reaper;
         _flows = flows;
+        _metrics = metrics;
         _logger = logger;
+        _configured = [.. config.Services.Select(s => s.Name)];
+        _store = config.State.Directory.Length > 0 ? new ServiceStore(config.State.Directory) : null;
+        foreach (var service in Restore())
+        {
+            _services[service.Name] = service;
+        }
+
         foreach (var service in config.Services)
         {
             _services[service.Name] = service;
+        }
+    }
+
+    /// <summary>The saved services the config does not declare, as long as they fit the datapath's backend table with the config's.</summary>
+    private List<ServiceSpec> Restore()
+    {
+        if (_store is null)
+        {
+            return [];
+        }
+
+        var saved = _store.Load(out var problem);
+        if (problem is not null)
+        {
+            _metrics.StateErrors.WithLabels("services", "read").Inc();
+            Log.StateUnusable(_logger, problem);
+            return [];
+        }
+
+        var restored = new List<ServiceSpec>();
+        var backends = _config.Services.SelectMany(s => s.Backends.Select(b => BackendKey(b, s.Protocol))).ToHashSet();
+        foreach (var service in saved)
+        {
+            if (_configured.Contains(service.Name))
+            {
+                Log.ConfigOwns(_logger, service.Name, _store.Path);
+                continue;
+            }
+
+            var more = service.Backends.Select(b => BackendKey(b, service.Protocol)).Where(k => !backends.Contains(k)).ToList();
+            if (backends.Count + more.Count > DatapathAbi.BackendsMax)
+            {
+                Log.NotRestored(_logger, service.Name, _store.Path, DatapathAbi.BackendsMax);
+                continue;
+            }
+
+            backends.UnionWith(more);
+            restored.Add(service);
+        }
+
+        if (saved.Count > 0)
+        {
+            Log.Restored(_logger, restored.Count, _store.Path);
+        }
+
+        return restored;
+    }
+
+    /// <summary>
+    /// Writes the services declared over D-Bus (those the config does not own) to the state
+    /// directory. A failure is counted and logged, and the change stays in effect in memory; the
+    /// next change writes the whole set again.
+    /// </summary>
+    private void Save()
+    {
+        if (_store is null)
+        {
+            return;
+        }
+
+        // One writer at a time, each writing the set as it is then: the last write is the newest set.
+        lock (_saving)
+        {
+            var declared = Services.Where(s => !_configured.Contains(s.Name)).ToList();
+            try
+            {
+                _store.Save(declared);
+                if (_saveFailed)
+                {
+                    _saveFailed = false;
+                    Log.StateSaved(_logger, _store.Path);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or SystemCallException)
+            {
+                _metrics.StateErrors.WithLabels("services", "write").Inc();
+                _saveFailed = true;
+                Log.StateNotSaved(_logger, _store.Path, e.Message);
+            }
         }
     }
 
@@ -84,7 +182,13 @@ internal sealed partial class ServiceRegistry : IBackendSource
         }
 
         Changed?.Invoke();
+        Save();
         Log.ServiceSet(_logger, service.ToString(), left.Count);
+        if (_configured.Contains(service.Name))
+        {
+            Log.ConfigChangeLasts(_logger, service.Name);
+        }
+
         if (old is not null)
         {
             Reap(old, left);
@@ -109,7 +213,13 @@ internal sealed partial class ServiceRegistry : IBackendSource
         }
 
         Changed?.Invoke();
+        Save();
         Log.ServiceRemoved(_logger, name, left);
+        if (_configured.Contains(name))
+        {
+            Log.ConfigChangeLasts(_logger, name);
+        }
+
         Reap(old, old.Backends);
         return true;
     }
@@ -194,5 +304,26 @@ internal sealed partial class ServiceRegistry : IBackendSource
 
         [LoggerMessage(EventId = 521, Level = LogLevel.Information, Message = "Service {Name} removed; its {Left} backend(s) left it")]
         public static partial void ServiceRemoved(ILogger logger, string name, int left);
+
+        [LoggerMessage(EventId = 522, Level = LogLevel.Information, Message = "Restored {Count} service(s) declared over D-Bus from {Path}")]
+        public static partial void Restored(ILogger logger, int count, string path);
+
+        [LoggerMessage(EventId = 523, Level = LogLevel.Warning, Message = "Service {Name} was not restored: {Path} declares it, and so does the config, which owns it")]
+        public static partial void ConfigOwns(ILogger logger, string name, string path);
+
+        [LoggerMessage(EventId = 524, Level = LogLevel.Warning, Message = "Service {Name} in {Path} was not restored: with the config's services it would have more backends than the datapath holds ({Max})")]
+        public static partial void NotRestored(ILogger logger, string name, string path, int max);
+
+        [LoggerMessage(EventId = 525, Level = LogLevel.Warning, Message = "{Problem}")]
+        public static partial void StateUnusable(ILogger logger, string problem);
+
+        [LoggerMessage(EventId = 526, Level = LogLevel.Error, Message = "The services could not be saved to {Path}, so a restart would forget the changes made over D-Bus (they stay in effect until then): {Reason}")]
+        public static partial void StateNotSaved(ILogger logger, string path, string reason);
+
+        [LoggerMessage(EventId = 527, Level = LogLevel.Information, Message = "The services are saved to {Path} again")]
+        public static partial void StateSaved(ILogger logger, string path);
+
+        [LoggerMessage(EventId = 528, Level = LogLevel.Information, Message = "Service {Name} is declared in the config, which owns it: this change lasts until the daemon restarts; change the config to keep it")]
+        public static partial void ConfigChangeLasts(ILogger logger, string name);
     }
 }
