@@ -19,7 +19,11 @@ public sealed class DaemonTests
         daemon.Start(watchdog: TimeSpan.FromSeconds(1));
         Thread.Sleep(1500);
         var notes = daemon.Notifications();
-        Assert.Contains(notes, n => n.StartsWith("READY=1", StringComparison.Ordinal));
+        Assert.Contains(notes, n => n.StartsWith("READY=1\nSTATUS=watching ", StringComparison.Ordinal) && n.EndsWith(" 0 services; no sweep yet", StringComparison.Ordinal));
+
+        // Renewed when what it says changes: the datapath, started after READY, covers no device of the fixture's pattern.
+        Poll.Until(() => daemon.Notifications().Any(n => n.StartsWith("STATUS=watching ", StringComparison.Ordinal) && n.EndsWith(", 0 endpoint devices, 0 services; no sweep yet", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(20), $"the STATUS= line with the datapath's devices; notifications: {string.Join(" | ", daemon.Notifications())}");
         Assert.True(notes.Count(n => n == "WATCHDOG=1") >= 2, string.Join(" | ", notes));
         var took = daemon.Terminate();
         Assert.True(took < TimeSpan.FromSeconds(5), $"took {took}");
@@ -45,6 +49,10 @@ public sealed class DaemonTests
         Assert.Contains("\"destroyed\" t 2", stdout, StringComparison.Ordinal);
         Assert.All(pairs, p => Assert.Equal(SocketError.ConnectionAborted, p.ClientSendError()));
         Assert.True(innocent.Exchanges());
+
+        // What `systemctl status` shows: the last sweep, renewed as soon as it completed.
+        Poll.Until(() => daemon.Notifications().Any(n => n.StartsWith("STATUS=", StringComparison.Ordinal) && n.Contains("; last sweep #1 (dbus) at ", StringComparison.Ordinal) && n.EndsWith(" UTC destroyed 2 socket(s)", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(5), $"the STATUS= line of the sweep; notifications: {string.Join(" | ", daemon.Notifications())}");
 
         var scrape = daemon.Scrape();
         Assert.Equal(2, DaemonFixture.Sample(scrape, "socketreaper_sockets_destroyed_total{protocol=\"tcp\",trigger=\"dbus\"}"));

@@ -82,7 +82,8 @@ internal static partial class RunCommand
         // The datapath finds endpoint changes and reads the backends; Reaping, above it, acts and declares.
         builder.Services.AddSingleton<Datapath.IBackendSource>(services => services.GetRequiredService<Reaping.ServiceRegistry>());
         builder.Services.AddSingleton<Datapath.IEndpointEvents, Reaping.EndpointReaper>();
-        builder.Services.AddHostedService<Datapath.DatapathService>();
+        builder.Services.AddSingleton<Datapath.DatapathService>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<Datapath.DatapathService>());
 
         using var host = builder.Build();
         try

@@ -1,26 +1,39 @@
+using System.Globalization;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using SocketReaper.Datapath;
 using SocketReaper.Doctor;
+using SocketReaper.Reaping;
+using SocketReaper.Sweep;
 
 namespace SocketReaper.Daemon;
 
 /// <summary>
 /// The daemon's core lifecycle: at start it probes the host, loads the sweep engine and discovers
 /// namespaces — only then does systemd hear READY=1; while the engine answers it pings the
-/// watchdog; on stop it says STOPPING=1 and cancels a running sweep.
+/// watchdog; on stop it says STOPPING=1 and cancels a running sweep. Its STATUS= line (what
+/// `systemctl status` shows) says what the daemon watches and what its last sweep did, renewed
+/// after every sweep and every <see cref="StatusEvery"/>.
 /// </summary>
 internal sealed partial class ReaperDaemon : IHostedService, IDisposable
 {
+    private static readonly TimeSpan StatusEvery = TimeSpan.FromSeconds(5);
     private readonly DaemonState _state;
+    private readonly DatapathService _datapath;
+    private readonly ServiceRegistry _services;
     private readonly SystemdNotifier _notifier;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private Task? _watchdog;
+    private Task? _status;
+    private string _lastStatus = string.Empty;
 
-    public ReaperDaemon(DaemonState state, SystemdNotifier notifier, IHostApplicationLifetime lifetime, ILogger<ReaperDaemon> logger)
+    public ReaperDaemon(DaemonState state, DatapathService datapath, ServiceRegistry services, SystemdNotifier notifier, IHostApplicationLifetime lifetime, ILogger<ReaperDaemon> logger)
     {
         _state = state;
+        _datapath = datapath;
+        _services = services;
         _notifier = notifier;
         _lifetime = lifetime;
         _logger = logger;
@@ -30,7 +43,12 @@ internal sealed partial class ReaperDaemon : IHostedService, IDisposable
     {
         var namespaces = _state.Start(_stop.Token);
         Log.Started(_logger, BuildInfo.Version, namespaces, _state.Features.Count(f => f.Status == CheckStatus.Missing && !f.Required));
-        _lifetime.ApplicationStarted.Register(() => _notifier.Notify($"READY=1\nSTATUS=watching {namespaces} network namespaces"));
+        _lifetime.ApplicationStarted.Register(() =>
+        {
+            _notifier.Notify($"READY=1\nSTATUS={_lastStatus = Status()}");
+            _state.Coordinator.Completed += _ => UpdateStatus();
+            _status = Task.Run(() => StatusAsync(_stop.Token), CancellationToken.None);
+        });
         _lifetime.ApplicationStopping.Register(() =>
         {
             _notifier.Notify("STOPPING=1");
@@ -44,6 +62,59 @@ internal sealed partial class ReaperDaemon : IHostedService, IDisposable
         }
 
         return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// What the daemon is doing, in one line: "watching 12 network namespaces, 3 endpoint devices,
+    /// 1 service; last sweep #7 (ip_reused) at 10:02:03 UTC destroyed 2 socket(s)".
+    /// </summary>
+    public static string StatusLine(int namespaces, string datapath, int services, CompletedSweep? last)
+    {
+        var watching = $"watching {namespaces} network namespace{Plural(namespaces)}, {datapath}, {services} service{Plural(services)}";
+        if (last is null)
+        {
+            return $"{watching}; no sweep yet";
+        }
+
+        var result = last.Result;
+        var verb = result.DryRun ? $"would destroy {result.WouldDestroy}" : $"destroyed {result.Destroyed}";
+        var failed = result.Failed > 0 ? $", {result.Failed} failed" : string.Empty;
+        return $"{watching}; last sweep #{last.Id} ({result.Trigger}) at {last.FinishedAt.UtcDateTime.ToString("HH:mm:ss", CultureInfo.InvariantCulture)} UTC {verb} socket(s){failed}";
+    }
+
+    private static string Plural(int n) => n == 1 ? string.Empty : "s";
+
+    private string Status()
+    {
+        var coordinator = _state.Coordinator;
+        var recent = coordinator.Recent;
+        return StatusLine(coordinator.NamespacesKnown, _datapath.Coverage, _services.Services.Count, recent.Count > 0 ? recent[^1] : null);
+    }
+
+    /// <summary>Sends the status when it changed (a datagram to systemd; nothing when not under systemd).</summary>
+    private void UpdateStatus()
+    {
+        var status = Status();
+        if (!string.Equals(Interlocked.Exchange(ref _lastStatus, status), status, StringComparison.Ordinal))
+        {
+            _notifier.Notify($"STATUS={status}");
+        }
+    }
+
+    private async Task StatusAsync(CancellationToken stop)
+    {
+        using var timer = new PeriodicTimer(StatusEvery);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stop).ConfigureAwait(false))
+            {
+                UpdateStatus();
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopping.
+        }
     }
 
     private async Task WatchdogAsync(TimeSpan every, CancellationToken stop)
@@ -80,6 +151,11 @@ internal sealed partial class ReaperDaemon : IHostedService, IDisposable
             {
                 // Expected at shutdown.
             }
+        }
+
+        if (_status is not null)
+        {
+            await _status.ConfigureAwait(false);
         }
 
         Log.Stopped(_logger);

@@ -28,6 +28,7 @@ internal sealed partial class DatapathService : BackgroundService
     private readonly IEndpointEvents _endpointEvents;
     private readonly BackendTable _backends;
     private ulong _lostSeen;
+    private int _devices = -1;
 
     public DatapathService(ReaperOptions config, ReaperMetrics metrics, IEndpointEvents endpointEvents, IBackendSource backends, ILogger<DatapathService> logger)
     {
@@ -37,6 +38,16 @@ internal sealed partial class DatapathService : BackgroundService
         _backends = new BackendTable(backends);
         _logger = logger;
     }
+
+    /// <summary>What the datapath covers now, for the daemon's status: "3 endpoint devices", "datapath starting", "datapath off" or "datapath failed".</summary>
+    public string Coverage => Volatile.Read(ref _devices) switch
+    {
+        _ when !_config.Enabled => "datapath off",
+        -1 => "datapath starting",
+        -2 => "datapath failed",
+        1 => "1 endpoint device",
+        var n => $"{n} endpoint devices",
+    };
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
         _config.Enabled
@@ -115,6 +126,7 @@ internal sealed partial class DatapathService : BackgroundService
                     nextDrift = DateTime.UtcNow;
                 }
 
+                Volatile.Write(ref _devices, coverage.Count);
                 owners.NoticeTicks = Stopwatch.GetTimestamp();
                 events.Consume();
                 if (Volatile.Read(ref lost) is var nowLost && nowLost != _lostSeen)
@@ -137,6 +149,7 @@ internal sealed partial class DatapathService : BackgroundService
         }
         catch (Exception e) when (e is NativeException or LibBpfUnavailableException)
         {
+            Volatile.Write(ref _devices, -2);
             Log.Failed(_logger, e.Message);
         }
     }
