@@ -47,6 +47,7 @@ test_pkgs=(
   "iptables:0:main"
   "conntrack:0:main"
   "containernetworking-plugins:0:main"
+  "mmdebstrap:0:main"
   "iperf3:0:main"
   "iputils-ping:0:main"
   "qemu-system-x86:0:main"
