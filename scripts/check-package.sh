@@ -12,7 +12,7 @@
 #   3. dpkg-deb -x: the unit's ExecStart is the packaged binary, which runs and reads the packaged
 #      reaper.json as valid; scripts/check-systemd.sh on the packaged unit (systemd-analyze verify,
 #      security --offline=true exposure <= 3.5) and policy; the man pages render without warnings;
-#      the bash completion loads;
+#      the bash completion loads; apt-get install --simulate resolves the Depends;
 #   4. lintian --fail-on error.
 # Exits 0 only if all pass; the last line is a one-line summary.
 set -uo pipefail
@@ -122,6 +122,12 @@ else
 fi
 [ "$(zcat "$root/usr/share/doc/socketreaper/changelog.Debian.gz" | head -n1 | sed 's/.*(\(.*\)).*/\1/')" = "$(field Version)" ] ||
   fail "changelog.Debian.gz's version is not the package's"
+
+# apt resolves the Depends on this host (libbpf1 from bookworm-backports); --simulate installs nothing.
+if command -v apt-get >/dev/null 2>&1; then
+  apt-get install --simulate "$(realpath "$deb")" >"$tmp/apt.log" 2>&1 && grep -q '^Conf socketreaper ' "$tmp/apt.log" ||
+    { sed 's/^/  /' "$tmp/apt.log"; fail "apt-get cannot install the package here"; }
+fi
 
 # --- 4. lintian --------------------------------------------------------------------------------
 if command -v lintian >/dev/null 2>&1; then
