@@ -3,15 +3,17 @@
 # Idempotent: a second run checks versions, installs nothing and returns in well under 5 s.
 #
 #   scripts/bootstrap.sh           what the daemon and the build need
-#   scripts/bootstrap.sh --test    also what the test suite needs
+#   scripts/bootstrap.sh --package also what building the Debian package needs (scripts/package.sh)
+#   scripts/bootstrap.sh --test    also what the test suite needs (the package's checks included)
 set -euo pipefail
 
-want_test=0
+want_test=0 want_package=0
 for arg in "$@"; do
   case "$arg" in
-    --test) want_test=1 ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
-    *) echo "bootstrap: unknown argument '$arg' (expected --test)" >&2; exit 2 ;;
+    --test) want_test=1; want_package=1 ;;
+    --package) want_package=1 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) echo "bootstrap: unknown argument '$arg' (expected --test or --package)" >&2; exit 2 ;;
   esac
 done
 
@@ -34,6 +36,12 @@ base_pkgs=(
   "iproute2:6.7:bpo"
   "libcap2-bin:0:main"
   "zlib1g-dev:0:main"
+)
+# dpkg-dev: dpkg-shlibdeps (the package's Depends); lintian checks the .deb. dpkg-deb builds it
+# with --root-owner-group, so no fakeroot.
+package_pkgs=(
+  "dpkg-dev:0:main"
+  "lintian:0:main"
 )
 test_pkgs=(
   "python3:0:main"
@@ -73,6 +81,7 @@ check_pkgs() {
   done
 }
 check_pkgs "${base_pkgs[@]}"
+[ "$want_package" -eq 1 ] && check_pkgs "${package_pkgs[@]}"
 [ "$want_test" -eq 1 ] && check_pkgs "${test_pkgs[@]}"
 
 # bookworm-backports, on the mirror this machine already uses for bookworm.

@@ -2,6 +2,8 @@
 # Checks the systemd unit and the D-Bus policy without installing them.
 #
 #   scripts/check-systemd.sh [BINARY]
+#   UNIT=path/to/socketreaper.service scripts/check-systemd.sh [BINARY]   (another copy of the unit,
+#        e.g. the one a .deb ships: scripts/check-package.sh)
 #
 # BINARY (absolute or relative path of a built socketreaper; default artifacts/aot/socketreaper,
 # else /usr/bin/true) replaces ExecStart's path in a temporary copy of the unit, because
@@ -14,7 +16,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-unit=systemd/socketreaper.service
+unit=${UNIT:-systemd/socketreaper.service}
 policy=systemd/org.socketreaper.Reaper1.conf
 max=${EXPOSURE_MAX:-3.5}
 
@@ -31,8 +33,8 @@ failed=() notes=()
 say() { printf 'check-systemd: %s\n' "$*"; }
 
 # --- 1. verify ----------------------------------------------------------------------------------
-sed "s|^ExecStart=/usr/local/bin/socketreaper|ExecStart=$bin|" "$unit" >"$tmp/socketreaper.service"
-grep -q "^ExecStart=$bin " "$tmp/socketreaper.service" || failed+=("ExecStart is not /usr/local/bin/socketreaper")
+sed "s|^ExecStart=/usr/sbin/socketreaper|ExecStart=$bin|" "$unit" >"$tmp/socketreaper.service"
+grep -q "^ExecStart=$bin " "$tmp/socketreaper.service" || failed+=("ExecStart is not /usr/sbin/socketreaper")
 systemd-analyze verify --man=no --recursive-errors=no "$tmp/socketreaper.service" >"$tmp/verify.log" 2>&1
 verify_rc=$?
 # Other units on the host (dbus.socket, ...) may draw complaints; only ours count.

@@ -86,6 +86,8 @@ aot_publish() {
 }
 check "NativeAOT publish: zero warnings, and the native binary's doctor passes" aot_publish
 check "systemd unit verifies, exposure within bounds; D-Bus policy well-formed" bash scripts/check-systemd.sh "$PWD/artifacts/aot/socketreaper"
+# The Debian package from the binary just published (30-60 s: packing, dpkg-shlibdeps, lintian).
+check "Debian package: contents, conffiles, Depends, packaged unit verified, lintian without errors" bash scripts/check-package.sh
 check "Prometheus alert rules check and pass their promtool tests" bash scripts/check-prometheus.sh
 
 # Sum the counters of every TRX file: <Counters total= executed= passed= failed= ... notExecuted= ...>
