@@ -90,6 +90,27 @@ check "systemd unit verifies, exposure within bounds; D-Bus policy well-formed" 
 check "Debian package: contents, conffiles, Depends, packaged unit verified, lintian without errors" bash scripts/check-package.sh
 check "Prometheus alert rules check and pass their promtool tests" bash scripts/check-prometheus.sh
 
+# The package under a real systemd and system bus (scripts/vm/systemd.sh): one test per check of
+# scripts/vm/systemd-check.sh (install, READY, STATUS=, a sweep over the system bus, datapath and
+# hooks under the hardening, the bus policy as nobody, the journal, watchdog, SIGKILL, reboot,
+# remove, purge). 6-10 min: the root once (mmdebstrap, ~1-3 min), two boots under TCG.
+deb=$(ls -t artifacts/deb/socketreaper_*_amd64.deb 2>/dev/null | head -n1)
+if [ -n "$deb" ]; then
+  echo "test: the package under systemd in a VM ($deb)"
+  vm_started=$SECONDS
+  bash scripts/vm/systemd.sh --deb "$deb" --results "$results/systemd-vm.txt" || true
+  echo "test: the systemd VM took $(( (SECONDS - vm_started) / 60 )) min $(( (SECONDS - vm_started) % 60 )) s"
+  vm_ok=$(grep -c '^SR-CHECK ok ' "$results/systemd-vm.txt" 2>/dev/null)
+  vm_failed=$(grep -c '^SR-CHECK FAIL ' "$results/systemd-vm.txt" 2>/dev/null)
+  extra_passed=$((extra_passed + ${vm_ok:-0}))
+  extra_failed=$((extra_failed + ${vm_failed:-0}))
+  # Every check reports, and the run ends with its own summary; anything less is a crash.
+  grep -q '^exit ' "$results/systemd-vm.txt" 2>/dev/null || { echo "test: the systemd VM did not finish its checks"; crashed=$((crashed + 1)); }
+else
+  echo "test: no package to install in the systemd VM"
+  crashed=$((crashed + 1))
+fi
+
 # Sum the counters of every TRX file: <Counters total= executed= passed= failed= ... notExecuted= ...>
 read -r passed failed skipped < <(
   cat "$results"/*.trx 2>/dev/null | tr ' ' '\n' | awk -F'"' '

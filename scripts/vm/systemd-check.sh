@@ -30,6 +30,8 @@ wait_for() {
   done
 }
 finish() {
+  # Both boots' checks count.
+  failures=$(grep -c '^SR-CHECK FAIL' "$results")
   echo "SR-VM-EXIT $failures" >/dev/ttyS0
   echo "exit $failures" >>"$results"
   echo done >"$phase_file"
