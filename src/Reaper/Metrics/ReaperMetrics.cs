@@ -42,6 +42,9 @@ internal sealed class ReaperMetrics : ISweepRecorder
         ReapSocketsWaiting = f.CreateGauge("socketreaper_reap_sockets_waiting", "Sockets the last automatic sweeps held back because of Reaping.MaxSocketsPerSecond, whose targets wait to be swept again.");
         ReapCatchUps = f.CreateCounter("socketreaper_reap_catchups_total", "Catch-ups after the datapath lost events: the owner table re-read against what the daemon knew, and what the lost events would have reaped queued for a full sweep.");
         DeviceDrops = f.CreateCounter("socketreaper_device_drops_total", "Packets the kernel dropped on a managed device: from the endpoint (ingress: rx_dropped) or to it (egress: tx_dropped).", "device", "hook");
+        HistoryRecords = f.CreateGauge("socketreaper_history_records", "Records the reap history holds (destroyed sockets, deleted conntrack entries), at most State.HistoryRecords.");
+        HistoryWriteFailures = f.CreateCounter("socketreaper_history_write_failures_total", "Batches of reap history records (one per sweep) that could not be written to State.Directory, or were dropped because the writer fell behind.");
+        JournalWriteFailures = f.CreateCounter("socketreaper_journal_write_failures_total", "Per-sweep journal entries that could not be sent to journald.");
         // The runtime's own: process_resident_memory_bytes, process_num_threads, process_open_fds,
         // dotnet_total_memory_bytes (the managed heap), dotnet_collection_count_total…
         DotNetStats.Register(registry);
@@ -49,11 +52,19 @@ internal sealed class ReaperMetrics : ISweepRecorder
         // Present at 0 from the start, so the first throttling shows as an increase.
         ReapRateLimited.WithLabels("sweeps");
         ReapRateLimited.WithLabels("sockets");
+        HistoryWriteFailures.Inc(0);
+        JournalWriteFailures.Inc(0);
     }
 
     public CollectorRegistry Registry { get; }
 
     public Gauge BuildInfo { get; }
+
+    public Gauge HistoryRecords { get; }
+
+    public Counter HistoryWriteFailures { get; }
+
+    public Counter JournalWriteFailures { get; }
 
     public Counter Sweeps { get; }
 
