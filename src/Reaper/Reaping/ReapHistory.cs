@@ -129,6 +129,9 @@ internal sealed partial class ReapHistory : IReapRecords, ISweepWatcher, IDispos
     public Task<List<ReapRecord>> QueryAsync(HistoryQuery query) =>
         _store is null ? Task.FromResult(new List<ReapRecord>()) : _writer.Run(() => _store.Query(query));
 
+    /// <summary>Done once every record handed over before has been written (or failed to be).</summary>
+    public Task FlushAsync() => _writer.Run(() => 0);
+
     public IWatchedSweep? Begin(ulong sweepId, SweepRequest request)
     {
         // Dry runs asked by hand changed nothing; an automatic one (observe mode) says what would have.
@@ -143,7 +146,7 @@ internal sealed partial class ReapHistory : IReapRecords, ISweepWatcher, IDispos
     public void Dispose()
     {
         // What the last sweeps handed over is written before the daemon exits.
-        _writer.Run(() => 0).Wait(TimeSpan.FromSeconds(2));
+        FlushAsync().Wait(TimeSpan.FromSeconds(2));
         _writer.Dispose();
     }
 
