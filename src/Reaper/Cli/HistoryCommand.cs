@@ -93,7 +93,7 @@ internal static class HistoryCommand
 
         if (options.One("since") is { } since)
         {
-            query = query with { Since = HistoryQuery.ParseSince(since, now) };
+            query = query with { Since = HistoryQuery.ParseSince(since, now, "--since") };
         }
 
         if (options.One("trigger") is { } trigger)
@@ -106,7 +106,7 @@ internal static class HistoryCommand
             query = query with
             {
                 Limit = long.TryParse(limit, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var n)
-                    ? HistoryQuery.CheckLimit(n)
+                    ? HistoryQuery.CheckLimit(n, "--limit")
                     : throw new UsageException($"--limit '{SweepFilter.Quote(limit)}' is not a number; give 1 to {HistoryQuery.MaxLimit}."),
             };
         }

@@ -37,7 +37,7 @@ internal sealed record HistoryQuery
     /// "10m", "90s", "2h", "1d" (that long before <paramref name="now"/>) or an absolute time
     /// ("2026-12-02T09:30:00Z"; without an offset, UTC).
     /// </summary>
-    public static DateTimeOffset ParseSince(string text, DateTimeOffset now)
+    public static DateTimeOffset ParseSince(string text, DateTimeOffset now, string what = "since")
     {
         if (text.Length >= 2 && text[^1] is 's' or 'm' or 'h' or 'd'
             && long.TryParse(text.AsSpan(0, text.Length - 1), NumberStyles.None, CultureInfo.InvariantCulture, out var count))
@@ -59,7 +59,7 @@ internal sealed record HistoryQuery
             return time;
         }
 
-        throw new FormatException($"since '{SweepFilter.Quote(text)}' is neither a duration (like 90s, 10m, 2h, 1d) nor a time (like 2026-12-02T09:30:00Z).");
+        throw new FormatException($"{what} '{SweepFilter.Quote(text)}' is neither a duration (like 90s, 10m, 2h, 1d) nor a time (like 2026-12-02T09:30:00Z).");
     }
 
     /// <summary><paramref name="seconds"/> before <paramref name="now"/>; longer ago than any record can be: the beginning.</summary>
@@ -67,10 +67,10 @@ internal sealed record HistoryQuery
         seconds > Forever ? DateTimeOffset.MinValue : now.AddSeconds(-seconds);
 
     /// <summary>A limit asked for, checked: 1 to <see cref="MaxLimit"/>.</summary>
-    public static int CheckLimit(long limit) => limit switch
+    public static int CheckLimit(long limit, string what = "limit") => limit switch
     {
-        < 1 => throw new FormatException($"limit {limit} is not positive; ask for 1 to {MaxLimit} records."),
-        > MaxLimit => throw new FormatException($"limit {limit} is above the {MaxLimit} records one query returns; narrow it with dst, since or trigger."),
+        < 1 => throw new FormatException($"{what} {limit} is not positive; ask for 1 to {MaxLimit} records."),
+        > MaxLimit => throw new FormatException($"{what} {limit} is above the {MaxLimit} records one query returns; narrow it with dst, since or trigger."),
         _ => (int)limit,
     };
 }

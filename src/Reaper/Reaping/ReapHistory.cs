@@ -92,8 +92,8 @@ internal sealed partial class ReapHistory : IReapRecords, ISweepWatcher, IDispos
             return;
         }
 
-        // Only the newest fit anyway.
-        var batch = records.Count > _capacity ? records.Skip(records.Count - _capacity).ToList() : records;
+        // A copy (the caller may reuse its list), of only the newest: no more fit anyway.
+        List<ReapRecord> batch = [.. records.Skip(Math.Max(0, records.Count - _capacity))];
         _ = _writer.Run(() =>
         {
             Write(batch);
