@@ -49,7 +49,7 @@ internal sealed partial class SweepCoordinator : IDisposable
 
     public DateTimeOffset StartedAt { get; } = DateTimeOffset.UtcNow;
 
-    /// <summary>Sweeps run to their end, failed ones included: the id of the last one.</summary>
+    /// <summary>Sweeps run (those that failed once the engine ran included): the id of the last one.</summary>
     public ulong SweepsRun => Volatile.Read(ref _nextId);
 
     public bool IsSweeping => Volatile.Read(ref _running) != 0;
@@ -146,9 +146,10 @@ internal sealed partial class SweepCoordinator : IDisposable
             throw new SweepBusyException();
         }
 
-        // One sweep at a time: the next id is ours. It is handed out when the sweep ends (failed
-        // ones too, as their matches may be in the history), so SweepsRun is the last id.
+        // One sweep at a time: the next id is ours. It is handed out when the sweep ends (one that
+        // failed once the engine ran too, as its matches may be in the history), so SweepsRun is the last id.
         var id = Volatile.Read(ref _nextId) + 1;
+        var began = false;
         IWatchedSweep? watched = null;
         try
         {
@@ -159,6 +160,7 @@ internal sealed partial class SweepCoordinator : IDisposable
             request = planned;
 
             var counter = new ProtocolCounter();
+            began = true;
             watched = Watcher?.Begin(id, request);
             SweepResult result;
             try
@@ -197,11 +199,11 @@ internal sealed partial class SweepCoordinator : IDisposable
             Completed?.Invoke(completed);
             return completed;
         }
-        catch when (watched is not null)
+        catch when (began)
         {
             // The id is used up: sockets it destroyed before it failed are in the history under it.
             Volatile.Write(ref _nextId, id);
-            watched.End(null);
+            watched?.End(null);
             throw;
         }
         finally
