@@ -33,8 +33,9 @@ internal sealed partial class ReaperObject
                 }
 
                 writer.WriteArrayEnd(array);
-                context.Reply(writer.CreateMessage());
+                // Counted first: whoever has the answer sees it counted.
                 _metrics.DBusCalls.WithLabels("History", "ok").Inc();
+                context.Reply(writer.CreateMessage());
             }
             catch (Exception e)
             {
