@@ -69,6 +69,26 @@ public sealed class ReapHistoryTests : IDisposable
     }
 
     [Fact]
+    public async Task A_lower_bound_after_a_restart_cuts_the_files_down_to_it_keeping_the_newest()
+    {
+        using (var history = Open(100))
+        {
+            history.Add(Records(1, 80));
+            await history.FlushAsync();
+        }
+
+        using (var history = Open(10))
+        {
+            Assert.InRange(Lines("current.jsonl") + Lines("previous.jsonl"), 1, 10);
+            Assert.Equal(80UL, (await history.QueryAsync(new HistoryQuery()))[0].Cookie);
+            history.Add(Records(81, 3));
+            await history.FlushAsync();
+            Assert.InRange(Lines("current.jsonl") + Lines("previous.jsonl"), 1, 10);
+            Assert.Equal(83UL, (await history.QueryAsync(new HistoryQuery()))[0].Cookie);
+        }
+    }
+
+    [Fact]
     public async Task A_restart_keeps_the_history_and_a_torn_last_line_is_cut_off()
     {
         using (var history = Open(100))

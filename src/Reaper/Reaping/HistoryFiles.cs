@@ -59,7 +59,47 @@ internal sealed class HistoryFiles : IHistoryStore
         var problems = new List<string>();
         _previousLines = Check(PreviousPath, problems);
         _currentLines = Check(CurrentPath, problems);
+
+        // State.HistoryRecords was lowered since these were written: down to the new bound, the newest kept.
+        if (_currentLines >= _segment)
+        {
+            File.Move(CurrentPath, PreviousPath, overwrite: true);
+            (_previousLines, _currentLines) = (_currentLines, 0);
+        }
+
+        if (_previousLines > _segment)
+        {
+            KeepLast(PreviousPath, _segment);
+            _previousLines = _segment;
+        }
+
         return problems;
+    }
+
+    /// <summary>Rewrites <paramref name="path"/> with only its last <paramref name="keep"/> lines (through a file renamed over it).</summary>
+    private static void KeepLast(string path, int keep)
+    {
+        var lines = new Queue<byte[]>(keep + 1);
+        ForEachLine(path, line =>
+        {
+            lines.Enqueue(line.ToArray());
+            if (lines.Count > keep)
+            {
+                lines.Dequeue();
+            }
+        }, out _);
+
+        var temporary = path + ".new";
+        using (var file = new FileStream(temporary, Options(System.IO.FileMode.Create)))
+        {
+            foreach (var line in lines)
+            {
+                file.Write(line);
+                file.WriteByte((byte)'\n');
+            }
+        }
+
+        File.Move(temporary, path, overwrite: true);
     }
 
     /// <summary>Complete lines in <paramref name="path"/> after a torn last line is cut off; 0 when it was moved aside.</summary>
@@ -179,13 +219,7 @@ internal sealed class HistoryFiles : IHistoryStore
                     HistoryLine.Write(output, records[i + j]);
                 }
 
-                var options = new FileStreamOptions { Mode = System.IO.FileMode.Append, Access = FileAccess.Write, Share = FileShare.Read };
-                if (OperatingSystem.IsLinux())
-                {
-                    options.UnixCreateMode = FileMode;
-                }
-
-                using (var file = new FileStream(CurrentPath, options))
+                using (var file = new FileStream(CurrentPath, Options(System.IO.FileMode.Append)))
                 {
                     file.Write(output.WrittenSpan);
                 }
@@ -205,6 +239,18 @@ internal sealed class HistoryFiles : IHistoryStore
             _repair = true;
             throw;
         }
+    }
+
+    /// <summary>For writing; a file made is 0600.</summary>
+    private static FileStreamOptions Options(System.IO.FileMode mode)
+    {
+        var options = new FileStreamOptions { Mode = mode, Access = FileAccess.Write, Share = FileShare.Read };
+        if (OperatingSystem.IsLinux())
+        {
+            options.UnixCreateMode = FileMode;
+        }
+
+        return options;
     }
 
     public List<ReapRecord> Query(HistoryQuery query) => Query(Directory, query);
