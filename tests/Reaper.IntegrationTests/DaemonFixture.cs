@@ -121,6 +121,9 @@ internal sealed class DaemonFixture : IDisposable
 
     public Process Daemon => _daemon ?? throw new InvalidOperationException("not started");
 
+    /// <summary>More environment for the daemon (set before <see cref="Start"/>), e.g. SOCKETREAPER_JOURNAL_SOCKET.</summary>
+    public Dictionary<string, string> Environment { get; } = new(StringComparer.Ordinal);
+
     /// <summary>Starts `socketreaper run` and waits for READY=1.</summary>
     public void Start(TimeSpan? watchdog = null, bool requireBus = true)
     {
@@ -136,6 +139,10 @@ internal sealed class DaemonFixture : IDisposable
         start.Environment["SOCKETREAPER__Datapath__AllNetkit"] = "false";
         start.Environment["SOCKETREAPER__Datapath__PinRoot"] = PinRoot;
         start.Environment["SOCKETREAPER__State__Directory"] = StateDirectory;
+        foreach (var (name, value) in Environment)
+        {
+            start.Environment[name] = value;
+        }
         if (watchdog is { } w)
         {
             start.Environment["WATCHDOG_USEC"] = ((long)w.TotalMicroseconds).ToString(System.Globalization.CultureInfo.InvariantCulture);

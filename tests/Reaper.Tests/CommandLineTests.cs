@@ -31,6 +31,34 @@ public sealed class CommandLineTests
         Assert.Equal("socketreaper: unknown option '--jsn' for 'doctor'; see 'socketreaper doctor --help'.\n", err);
     }
 
+    [Theory]
+    [InlineData(new[] { "--since", "yesterday" }, "socketreaper: --since 'yesterday' is neither a duration (like 90s, 10m, 2h, 1d) nor a time (like 2026-12-02T09:30:00Z).")]
+    [InlineData(new[] { "--limit", "-3" }, "socketreaper: --limit -3 is not positive; ask for 1 to 10000 records.")]
+    [InlineData(new[] { "--limit", "many" }, "socketreaper: --limit 'many' is not a number; give 1 to 10000.")]
+    [InlineData(new[] { "--dst", "10.1.2.0/33" }, "socketreaper: --dst '10.1.2.0/33' has a bad prefix length; use /0 to /32.")]
+    public void History_with_a_bad_filter_is_one_sentence_and_exit_2(string[] args, string message)
+    {
+        var (code, stdout, err) = Run(["history", .. args]);
+        Assert.Equal(2, code);
+        Assert.Equal(string.Empty, stdout);
+        Assert.Equal(message + "\n", err);
+    }
+
+    [Fact]
+    public void History_table_has_a_row_per_record_with_local_remote_and_backend()
+    {
+        var time = DateTimeOffset.Parse("2026-12-02T09:41:07.512Z", System.Globalization.CultureInfo.InvariantCulture);
+        var record = new Reaping.ReapRecord(time, 3, "backend_left", Reaping.ReapRecordKind.Conntrack, 7, "blue", System.Net.Sockets.ProtocolType.Udp,
+            System.Net.IPEndPoint.Parse("10.1.0.23:40112"), System.Net.IPEndPoint.Parse("10.96.0.10:53"), System.Net.IPEndPoint.Parse("10.1.0.5:53"), 99, 1, "destroyed");
+
+        var lines = HistoryCommand.Table([record]).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+
+        Assert.StartsWith("TIME (UTC)", lines[0], StringComparison.Ordinal);
+        Assert.Equal(["2026-12-02", "09:41:07.512", "backend_left", "ct/udp", "blue", "10.1.0.23:40112", "→", "10.96.0.10:53", "(10.1.0.5:53)", "99", "1", "destroyed"],
+            lines[1].Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        Assert.EndsWith("(no records)\n", HistoryCommand.Table([]), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void No_arguments_prints_usage_to_stderr()
     {

@@ -16,6 +16,7 @@ internal static class CommandLine
           config keys|check the daemon's settings: list every key, or check the settings file
           sweep --dst ...   destroy (or --dry-run: report) stale sockets in every network namespace
           netns             list the network namespaces a sweep visits
+          history           what the daemon's sweeps destroyed, when and why (--dst, --since, --trigger)
           datapath ...      the datapath's pinned links and learned endpoints; detach
           version           print the version
           help              show this text
@@ -61,6 +62,7 @@ internal static class CommandLine
                     "status" => ClientCommands.StatusUsage,
                     "netns" => SweepCommand.NetnsUsage,
                     "config" => ConfigCommand.Usage,
+                    "history" => HistoryCommand.Usage,
                     _ => Usage,
                 });
                 return 0;
@@ -75,6 +77,7 @@ internal static class CommandLine
                 "status" => ClientCommands.Status(rest, stdout),
                 "netns" => SweepCommand.ListNetns(rest, stdout),
                 "config" => ConfigCommand.Run(rest, stdout),
+                "history" => HistoryCommand.Run(rest, stdout, stderr),
                 "version" or "--version" => Version(stdout),
                 "help" or "--help" or "-h" => Help(stdout),
                 _ => throw new UsageException($"unknown command '{command}'; run 'socketreaper help' for the list."),

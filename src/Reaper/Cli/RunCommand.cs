@@ -70,6 +70,9 @@ internal static partial class RunCommand
         builder.Services.AddSingleton(new Metrics.ReaperMetrics(Prometheus.Metrics.NewCustomRegistry(), config.DBus.Enabled));
         builder.Services.AddSingleton(new SystemdNotifier(Environment.GetEnvironmentVariable("NOTIFY_SOCKET")));
         builder.Services.AddSingleton<Reaping.LoadedEngine>();
+        builder.Services.AddSingleton<Reaping.ReapHistory>();
+        builder.Services.AddSingleton<Reaping.IReapRecords>(services => services.GetRequiredService<Reaping.ReapHistory>());
+        builder.Services.AddSingleton<SweepJournal>();
         builder.Services.AddSingleton<DaemonState>();
         builder.Services.AddHostedService<ReaperDaemon>();
         builder.Services.AddHostedService<MetricsService>();

@@ -111,7 +111,7 @@ internal static class DBusFilter
         throw new FormatException($"'{key}' must be a string or an array of strings (s or as).");
     }
 
-    private static VariantValue Unwrap(VariantValue value)
+    internal static VariantValue Unwrap(VariantValue value)
     {
         // Variants inside variants are legal D-Bus; a bounded unwrap keeps hostile nesting cheap.
         for (var depth = 0; value.Type == VariantValueType.Variant; depth++)

@@ -21,10 +21,12 @@ internal sealed partial class DBusService : BackgroundService
     private DBusConnection? _connection;
 
     private readonly Reaping.ServiceRegistry _services;
+    private readonly Reaping.ReapHistory _history;
 
-    public DBusService(DaemonState state, ReaperOptions config, ReaperMetrics metrics, Reaping.ServiceRegistry services, ILogger<DBusService> logger)
+    public DBusService(DaemonState state, ReaperOptions config, ReaperMetrics metrics, Reaping.ServiceRegistry services, Reaping.ReapHistory history, ILogger<DBusService> logger)
     {
         _services = services;
+        _history = history;
         _state = state;
         _config = config;
         _metrics = metrics;
@@ -39,7 +41,7 @@ internal sealed partial class DBusService : BackgroundService
         }
 
         var address = _config.DBus.Address ?? DBusAddress.System ?? "unix:path=/run/dbus/system_bus_socket";
-        var handler = new ReaperObject(_state.Coordinator, _config.Sweep, _services, _metrics, new CallerPolicy(_config.DBus.SweepGroup), _state.Features, _logger, _state.Stopping);
+        var handler = new ReaperObject(_state.Coordinator, _config.Sweep, _services, _history, _metrics, new CallerPolicy(_config.DBus.SweepGroup), _state.Features, _logger, _state.Stopping);
         _state.Coordinator.Completed += completed =>
         {
             if (Volatile.Read(ref _connection) is { } connection)

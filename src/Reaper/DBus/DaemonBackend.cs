@@ -6,7 +6,7 @@ using SocketReaper.Sweep;
 namespace SocketReaper.DBus;
 
 /// <summary>The running daemon as <see cref="ReaperObject"/> sees it.</summary>
-internal sealed class DaemonBackend(SweepCoordinator sweeps, SweepOptions limits, ServiceRegistry services, IReadOnlyList<HostCheck> features) : IReaperBackend
+internal sealed class DaemonBackend(SweepCoordinator sweeps, SweepOptions limits, ServiceRegistry services, ReapHistory history, IReadOnlyList<HostCheck> features) : IReaperBackend
 {
     public SweepOptions Limits => limits;
 
@@ -25,6 +25,8 @@ internal sealed class DaemonBackend(SweepCoordinator sweeps, SweepOptions limits
     public IReadOnlyList<ServiceSpec> Services => services.Services;
 
     public CompletedSweep Sweep(SweepRequest request, CancellationToken cancellation) => sweeps.Run(request, cancellation);
+
+    public Task<List<ReapRecord>> HistoryAsync(HistoryQuery query) => history.QueryAsync(query);
 
     public int SetService(ServiceSpec service) => services.Set(service);
 

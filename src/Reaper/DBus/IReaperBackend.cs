@@ -33,6 +33,9 @@ internal interface IReaperBackend
     /// <summary>Runs one sweep on the calling thread; <see cref="SweepBusyException"/> while another runs.</summary>
     CompletedSweep Sweep(SweepRequest request, CancellationToken cancellation);
 
+    /// <summary>The reap history's newest records that match <paramref name="query"/>, newest first.</summary>
+    Task<List<ReapRecord>> HistoryAsync(HistoryQuery query);
+
     /// <summary>Adds or replaces a service; returns how many backends left it.</summary>
     int SetService(ServiceSpec service);
 

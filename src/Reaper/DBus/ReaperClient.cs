@@ -40,6 +40,26 @@ internal sealed class ReaperClient : IDisposable
     public Task<Dictionary<string, VariantValue>> SweepAsync(bool dryRun, Dictionary<string, VariantValue> filter, Dictionary<string, VariantValue> options) =>
         CallAsync(dryRun ? "DryRun" : "Sweep", filter, options);
 
+    /// <summary>History(a{sv} filter): the records, newest first.</summary>
+    public Task<List<Dictionary<string, VariantValue>>> HistoryAsync(Dictionary<string, VariantValue> filter)
+    {
+        using var writer = _connection.GetMessageWriter();
+        writer.WriteMethodCallHeader(DBusNames.Service, DBusNames.Path, DBusNames.Interface, "History", "a{sv}", MessageFlags.None);
+        writer.WriteDictionary(filter);
+        return _connection.CallMethodAsync(writer.CreateMessage(), static (Message m, object? _) =>
+        {
+            var reader = m.GetBodyReader();
+            var records = new List<Dictionary<string, VariantValue>>();
+            var end = reader.ReadArrayStart(DBusType.Array);
+            while (reader.HasNext(end))
+            {
+                records.Add(reader.ReadDictionaryOfStringToVariantValue());
+            }
+
+            return records;
+        }, null);
+    }
+
     private Task<Dictionary<string, VariantValue>> CallAsync(string method, Dictionary<string, VariantValue>? filter, Dictionary<string, VariantValue>? options)
     {
         return _connection.CallMethodAsync(Request(_connection, method, filter, options),

@@ -8,11 +8,11 @@ using Tmds.DBus.Protocol;
 namespace SocketReaper.DBus;
 
 /// <summary>
-/// /org/socketreaper/Reaper: Sweep, DryRun and GetStatus, the services, the Version and Features
+/// /org/socketreaper/Reaper: Sweep, DryRun and GetStatus, the services, History, the Version and Features
 /// properties, and the SweepCompleted signal. A table maps each interface and member to the
 /// signature it takes and its handler; every bad request gets a named error
 /// (<see cref="DBusErrors"/>) with one readable sentence, and nothing a caller sends can stop the
-/// daemon. One partial file per concern: Sweeps, Services, Status, Properties, Callers.
+/// daemon. One partial file per concern: Sweeps, Services, Status, History, Properties, Callers.
 /// </summary>
 internal sealed partial class ReaperObject : IPathMethodHandler
 {
@@ -30,8 +30,8 @@ internal sealed partial class ReaperObject : IPathMethodHandler
     private readonly Dictionary<(string Interface, string Member), Method> _methods;
     private int _replying;
 
-    public ReaperObject(SweepCoordinator sweeps, SweepOptions limits, Reaping.ServiceRegistry services, ReaperMetrics metrics, CallerPolicy policy, IReadOnlyList<HostCheck> features, ILogger logger, CancellationToken stopping)
-        : this(new DaemonBackend(sweeps, limits, services, features), metrics, policy, logger, stopping)
+    public ReaperObject(SweepCoordinator sweeps, SweepOptions limits, Reaping.ServiceRegistry services, Reaping.ReapHistory history, ReaperMetrics metrics, CallerPolicy policy, IReadOnlyList<HostCheck> features, ILogger logger, CancellationToken stopping)
+        : this(new DaemonBackend(sweeps, limits, services, history, features), metrics, policy, logger, stopping)
     {
     }
 
@@ -51,6 +51,7 @@ internal sealed partial class ReaperObject : IPathMethodHandler
             [(DBusNames.Interface, "SetService")] = new("ssqsas", c => ChangeService(c, "SetService")),
             [(DBusNames.Interface, "RemoveService")] = new("s", c => ChangeService(c, "RemoveService")),
             [(DBusNames.Interface, "ListServices")] = new(string.Empty, ListServices),
+            [(DBusNames.Interface, "History")] = new("a{sv}", History),
             [(PropertiesInterface, "Get")] = new("ss", GetProperty),
             [(PropertiesInterface, "GetAll")] = new("s", GetAllProperties),
             [(PropertiesInterface, "Set")] = new(AnySignature, SetProperty),

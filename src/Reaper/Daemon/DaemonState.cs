@@ -20,8 +20,13 @@ internal sealed partial class DaemonState : IDisposable
     private Bpf.CensusObject? _censusObject;
     private long _sweepStarted;
 
-    public DaemonState(ReaperOptions options, ReaperMetrics metrics, LoadedEngine engine, ILoggerFactory loggers)
+    private readonly ReapHistory _history;
+    private readonly SweepJournal _journal;
+
+    public DaemonState(ReaperOptions options, ReaperMetrics metrics, LoadedEngine engine, ReapHistory history, SweepJournal journal, ILoggerFactory loggers)
     {
+        _history = history;
+        _journal = journal;
         _options = options;
         _metrics = metrics;
         _engine = engine;
@@ -92,6 +97,9 @@ internal sealed partial class DaemonState : IDisposable
         _metrics.DestroyModeChosen(Bpf.DestroyModes.Label(engine.Mode));
         var discovery = new DiscoveryOptions { Directories = sweep.NetnsDirectories };
         _coordinator = new SweepCoordinator(engine, discovery, sweep.Parallelism, _metrics, _loggers.CreateLogger<SweepCoordinator>());
+        // The history gathers each sweep's records and writes them after it; the journal hears each sweep once.
+        _coordinator.Watcher = _history;
+        _coordinator.Completed += _journal.Write;
         _engine.Loaded(_coordinator);
         if (_hooksObject is not null && _censusObject is not null)
         {

@@ -45,6 +45,9 @@ internal sealed class ReaperMetrics : ISweepRecorder
         StateErrors = f.CreateCounter("socketreaper_state_errors_total", "State files (file=services) the daemon could not read at start (op=read: moved aside) or save (op=write: the change holds until a restart).", "file", "op");
         StateErrors.WithLabels("services", "read");
         StateErrors.WithLabels("services", "write");
+        HistoryRecords = f.CreateGauge("socketreaper_history_records", "Records the reap history holds (destroyed sockets, deleted conntrack entries), at most State.HistoryRecords.");
+        HistoryWriteFailures = f.CreateCounter("socketreaper_history_write_failures_total", "Batches of reap history records (one per sweep) that could not be written to State.Directory, or were dropped because the writer fell behind.");
+        JournalWriteFailures = f.CreateCounter("socketreaper_journal_write_failures_total", "Per-sweep journal entries that could not be sent to journald.");
         // The runtime's own: process_resident_memory_bytes, process_num_threads, process_open_fds,
         // dotnet_total_memory_bytes (the managed heap), dotnet_collection_count_total…
         DotNetStats.Register(registry);
@@ -52,6 +55,8 @@ internal sealed class ReaperMetrics : ISweepRecorder
         // Present at 0 from the start, so the first throttling shows as an increase.
         ReapRateLimited.WithLabels("sweeps");
         ReapRateLimited.WithLabels("sockets");
+        HistoryWriteFailures.Inc(0);
+        JournalWriteFailures.Inc(0);
     }
 
     public CollectorRegistry Registry { get; }
@@ -59,6 +64,12 @@ internal sealed class ReaperMetrics : ISweepRecorder
     public Counter StateErrors { get; }
 
     public Gauge BuildInfo { get; }
+
+    public Gauge HistoryRecords { get; }
+
+    public Counter HistoryWriteFailures { get; }
+
+    public Counter JournalWriteFailures { get; }
 
     public Counter Sweeps { get; }
 

@@ -49,7 +49,8 @@ internal sealed partial class SweepCoordinator : IDisposable
 
     public DateTimeOffset StartedAt { get; } = DateTimeOffset.UtcNow;
 
-    public ulong SweepsRun => _nextId;
+    /// <summary>Sweeps run (those that failed once the engine ran included): the id of the last one.</summary>
+    public ulong SweepsRun => Volatile.Read(ref _nextId);
 
     public bool IsSweeping => Volatile.Read(ref _running) != 0;
 
@@ -75,6 +76,9 @@ internal sealed partial class SweepCoordinator : IDisposable
     /// with hundreds of namespaces.
     /// </summary>
     public Func<(ulong, ulong)>? ScopeVersion { get; set; }
+
+    /// <summary>Told of every sweep and its matches (the daemon's reap history); set once, before the first sweep.</summary>
+    public ISweepWatcher? Watcher { get; set; }
 
     /// <summary>Finds the namespaces (done at start so READY means the host has been looked at).</summary>
     public IReadOnlyList<NetnsInfo> Discover()
@@ -142,6 +146,11 @@ internal sealed partial class SweepCoordinator : IDisposable
             throw new SweepBusyException();
         }
 
+        // One sweep at a time: the next id is ours. It is handed out when the sweep ends (one that
+        // failed once the engine ran too, as its matches may be in the history), so SweepsRun is the last id.
+        var id = Volatile.Read(ref _nextId) + 1;
+        var began = false;
+        IWatchedSweep? watched = null;
         try
         {
             Started?.Invoke();
@@ -151,10 +160,13 @@ internal sealed partial class SweepCoordinator : IDisposable
             request = planned;
 
             var counter = new ProtocolCounter();
+            began = true;
+            watched = Watcher?.Begin(id, request);
             SweepResult result;
             try
             {
-                result = _engine.Run(request with { Parallelism = _threads }, namespaces, counter, cancellation) with
+                ISweepObserver observer = watched is null ? counter : new BothObservers(counter, watched);
+                result = _engine.Run(request with { Parallelism = _threads }, namespaces, observer, cancellation) with
                 {
                     Targeted = request.Scope is not null,
                     NamespacesOutOfScope = outOfScope,
@@ -168,7 +180,8 @@ internal sealed partial class SweepCoordinator : IDisposable
             }
 
             // Listed before counted: whoever sees the counters move finds the sweep in GetStatus.
-            var completed = new CompletedSweep(Interlocked.Increment(ref _nextId), result, DateTimeOffset.UtcNow);
+            var completed = new CompletedSweep(id, result, DateTimeOffset.UtcNow);
+            Volatile.Write(ref _nextId, id);
             lock (_lock)
             {
                 _recent.Enqueue(completed);
@@ -180,8 +193,18 @@ internal sealed partial class SweepCoordinator : IDisposable
 
             _metrics.SweepFinished(result, counter.MatchedTcp, counter.MatchedUdp, counter.DestroyedTcp, counter.DestroyedUdp);
 
+            var ending = watched;
+            watched = null;
+            ending?.End(completed);
             Completed?.Invoke(completed);
             return completed;
+        }
+        catch when (began)
+        {
+            // The id is used up: sockets it destroyed before it failed are in the history under it.
+            Volatile.Write(ref _nextId, id);
+            watched?.End(null);
+            throw;
         }
         finally
         {
@@ -193,6 +216,15 @@ internal sealed partial class SweepCoordinator : IDisposable
     {
         _visitor.Dispose();
         _engine.Dispose();
+    }
+
+    private sealed class BothObservers(ISweepObserver first, ISweepObserver second) : ISweepObserver
+    {
+        public void OnMatch(in SweepMatch match, NetnsInfo netns)
+        {
+            first.OnMatch(match, netns);
+            second.OnMatch(match, netns);
+        }
     }
 
     private sealed class ProtocolCounter : ISweepObserver

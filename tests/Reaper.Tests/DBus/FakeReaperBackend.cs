@@ -58,6 +58,18 @@ internal sealed class FakeReaperBackend : IReaperBackend
         return new CompletedSweep((ulong)SweepsAsked.Count, OnSweep(request), DateTimeOffset.UtcNow);
     }
 
+    /// <summary>The history the fake answers from, oldest first.</summary>
+    public List<ReapRecord> History { get; } = [];
+
+    /// <summary>Every history query the object made, in order.</summary>
+    public ConcurrentQueue<HistoryQuery> HistoryAsked { get; } = new();
+
+    public Task<List<ReapRecord>> HistoryAsync(HistoryQuery query)
+    {
+        HistoryAsked.Enqueue(query);
+        return Task.FromResult(History.Where(query.Matches).Reverse().Take(query.Limit).ToList());
+    }
+
     public int SetService(ServiceSpec service)
     {
         lock (_services)

@@ -58,6 +58,7 @@ public sealed class ReaperObjectTests : IAsyncLifetime
     [InlineData("ListServices", "s", "ListServices takes (), not (s).")]
     [InlineData("SetService", "s", "SetService takes (ssqsas), not (s).")]
     [InlineData("RemoveService", "ss", "RemoveService takes (s), not (ss).")]
+    [InlineData("History", "s", "History takes (a{sv}), not (s).")]
     public async Task A_known_method_with_the_wrong_signature_is_InvalidArgs_naming_the_signature_it_takes(string method, string signature, string sentence)
     {
         var error = await RefusedAsync(DBusNames.Interface, method, signature, (ref MessageWriter w) =>
@@ -360,6 +361,88 @@ public sealed class ReaperObjectTests : IAsyncLifetime
         w.WriteVariant(filter);
         w.WriteDictionary(options);
     };
+
+    // --- History: the reap history, open to every caller ---
+
+    [Fact]
+    public async Task History_is_open_to_nobody_and_answers_the_newest_matching_records_first()
+    {
+        _credentials.Uid = Nobody;
+        var t0 = DateTimeOffset.UtcNow.AddMinutes(-30);
+        ReapRecord Record(int minute, string trigger, string remote, string? backend = null) => new(
+            t0.AddMinutes(minute), (ulong)minute, trigger, backend is null ? ReapRecordKind.Socket : ReapRecordKind.Conntrack, 7, "blue",
+            System.Net.Sockets.ProtocolType.Tcp, System.Net.IPEndPoint.Parse("10.0.0.1:40000"), System.Net.IPEndPoint.Parse(remote),
+            backend is null ? null : System.Net.IPEndPoint.Parse(backend), 1000 + (ulong)minute, 0, "destroyed");
+        _daemon.History.AddRange(
+        [
+            Record(1, "ip_reused", "10.9.0.1:80"),
+            Record(2, "dbus", "10.9.0.2:80"),
+            Record(3, "backend_left", "10.96.0.10:53", backend: "10.9.0.3:53"),
+            Record(29, "ip_reused", "192.0.2.1:443"),
+        ]);
+
+        var all = await HistoryAsync([]);
+        Assert.Equal([1029UL, 1003, 1002, 1001], all.Select(r => r["cookie"].GetUInt64()));
+        Assert.Equal("blue", all[0]["netns"].GetString());
+        Assert.Equal("10.9.0.3:53", all[1]["backend"].GetString());
+        Assert.False(all[0].ContainsKey("backend"));
+
+        // dst matches the remote address or the backend; since and trigger narrow; limit keeps the newest.
+        var dst = await HistoryAsync(new() { ["dst"] = VariantValue.String("10.9.0.0/24") });
+        Assert.Equal([1003UL, 1002, 1001], dst.Select(r => r["cookie"].GetUInt64()));
+        var since = await HistoryAsync(new() { ["since"] = VariantValue.UInt32(5 * 60) });
+        Assert.Equal([1029UL], since.Select(r => r["cookie"].GetUInt64()));
+        var trigger = await HistoryAsync(new() { ["trigger"] = VariantValue.String("ip_reused"), ["limit"] = VariantValue.UInt64(1) });
+        Assert.Equal([1029UL], trigger.Select(r => r["cookie"].GetUInt64()));
+        Assert.Equal(4, _metrics.DBusCalls.WithLabels("History", "ok").Value);
+    }
+
+    [Theory]
+    [InlineData(0, "dst '10.1.2' is not an IP address")]
+    [InlineData(1, "bad prefix length")]
+    [InlineData(2, "'limit' is negative")]
+    [InlineData(3, "limit 0 is not positive")]
+    [InlineData(4, "limit 1000000 is above the 10000 records")]
+    [InlineData(5, "is neither a duration")]
+    [InlineData(6, "'dst' must be a string")]
+    [InlineData(7, "'colour' is not a history filter key")]
+    [InlineData(8, "'since' must be an integer")]
+    public async Task A_hostile_history_filter_is_InvalidFilter_in_one_sentence(int index, string says)
+    {
+        Dictionary<string, VariantValue>[] filters =
+        [
+            new() { ["dst"] = VariantValue.String("10.1.2") },
+            new() { ["dst"] = VariantValue.String("10.1.2.0/33") },
+            new() { ["limit"] = VariantValue.Int32(-1) },
+            new() { ["limit"] = VariantValue.UInt32(0) },
+            new() { ["limit"] = VariantValue.UInt64(1_000_000) },
+            new() { ["since"] = VariantValue.String("yesterday") },
+            new() { ["dst"] = VariantValue.UInt32(7) },
+            new() { ["colour"] = VariantValue.String("red") },
+            new() { ["since"] = VariantValue.Bool(true) },
+        ];
+
+        var error = await RefusedAsync(DBusNames.Interface, "History", "a{sv}", (ref MessageWriter w) => w.WriteDictionary(filters[index]));
+
+        Assert.Equal(DBusErrors.InvalidFilter, error.Name);
+        Assert.Contains(says, error.Message, StringComparison.Ordinal);
+        Assert.EndsWith(".", error.Message, StringComparison.Ordinal);
+        Assert.Empty(_daemon.HistoryAsked);
+    }
+
+    private Task<List<Dictionary<string, VariantValue>>> HistoryAsync(Dictionary<string, VariantValue> filter) =>
+        CallAsync(DBusNames.Interface, "History", "a{sv}", (ref MessageWriter w) => w.WriteDictionary(filter), static (m, _) =>
+        {
+            var reader = m.GetBodyReader();
+            var records = new List<Dictionary<string, VariantValue>>();
+            var end = reader.ReadArrayStart(DBusType.Array);
+            while (reader.HasNext(end))
+            {
+                records.Add(reader.ReadDictionaryOfStringToVariantValue());
+            }
+
+            return records;
+        });
 
     private static Body ServiceBody(string name, string vip, ushort port, string protocol, string[] backends) => (ref MessageWriter w) =>
     {
