@@ -123,8 +123,8 @@ phase1() {
     bash -c 'test "$(cat /root/srvm-a.result)" = "ECONNABORTED ok" && test "$(cat /root/srvm-b.result)" = "ECONNABORTED ok" || { cat /root/srvm-*.result; false; }'
   check "the sweep's structured journal entry (SOCKETREAPER_TRIGGER=dbus) says 2 destroyed" \
     bash -c "journalctl -u $unit SOCKETREAPER_TRIGGER=dbus -o export | grep -qx 'SOCKETREAPER_DESTROYED=2'"
-  check "journalctl -u socketreaper has the ready line at priority 6 (info)" \
-    bash -c "journalctl -u $unit -p 6..6 -o cat | grep -q 'ready: sweep engine loaded'"
+  check "journalctl -u socketreaper has the ready line at priority 6 with its fields (SOCKETREAPER_EVENT_ID=1, _NAMESPACES, _VERSION)" \
+    bash -c "journalctl -u $unit -p 6..6 -o cat | grep -q 'ready: sweep engine loaded' && e=\$(journalctl -u $unit SOCKETREAPER_EVENT_ID=1 -o export) && grep -qx 'PRIORITY=6' <<<\"\$e\" && grep -qE '^SOCKETREAPER_NAMESPACES=[0-9]+\$' <<<\"\$e\" && grep -q '^SOCKETREAPER_VERSION=' <<<\"\$e\""
 
   make_endpoint
   check "the datapath covers a new endpoint device under the unit's hardening" wait_for 30 covered vethsrvm

@@ -49,9 +49,15 @@ internal static partial class RunCommand
         builder.Logging.AddConfiguration(builder.Configuration);
         builder.Logging.SetMinimumLevel(LogLevel.Information);
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
-        if (Environment.GetEnvironmentVariable("JOURNAL_STREAM") is not null)
+        if (Environment.GetEnvironmentVariable("JOURNAL_STREAM") is not null
+            && Platform.JournalSocket.Find(Environment.GetEnvironmentVariable(Platform.JournalSocket.PathVariable)) is { } journal)
         {
-            // journald: priority prefixes, no colours, no timestamps (journald stamps lines itself).
+            // journald: one native entry per line, with its priority and the message's values as fields.
+            builder.Logging.AddProvider(new JournalLoggerProvider(journal, Console.Error));
+        }
+        else if (Environment.GetEnvironmentVariable("JOURNAL_STREAM") is not null)
+        {
+            // journald's stream only: priority prefixes, no colours, no timestamps (journald stamps lines itself).
             builder.Logging.AddSystemdConsole();
         }
         else
