@@ -45,6 +45,9 @@ internal sealed class ReaperMetrics : ISweepRecorder
         StateErrors = f.CreateCounter("socketreaper_state_errors_total", "State files (file=services) the daemon could not read at start (op=read: moved aside) or save (op=write: the change holds until a restart).", "file", "op");
         StateErrors.WithLabels("services", "read");
         StateErrors.WithLabels("services", "write");
+        ConntrackDeleted = f.CreateCounter("socketreaper_conntrack_entries_deleted_total", "Conntrack entries of flows NATed to a gone backend or address that the automatic triggers deleted (Reaping.Conntrack), by trigger.", "trigger");
+        ConntrackWouldDelete = f.CreateCounter("socketreaper_conntrack_entries_would_delete_total", "Conntrack entries the automatic triggers would have deleted in observe mode (Reaping.Mode=observe), by trigger.", "trigger");
+        ConntrackFailures = f.CreateCounter("socketreaper_conntrack_failures_total", "Conntrack cleanup failures: operation=delete an entry the kernel refused to delete, dump a namespace whose table could not be listed, namespace one of Reaping.ConntrackNamespaces that could not be entered.", "operation");
         // The runtime's own: process_resident_memory_bytes, process_num_threads, process_open_fds,
         // dotnet_total_memory_bytes (the managed heap), dotnet_collection_count_total…
         DotNetStats.Register(registry);
@@ -52,6 +55,10 @@ internal sealed class ReaperMetrics : ISweepRecorder
         // Present at 0 from the start, so the first throttling shows as an increase.
         ReapRateLimited.WithLabels("sweeps");
         ReapRateLimited.WithLabels("sockets");
+        foreach (var operation in new[] { "delete", "dump", "namespace" })
+        {
+            ConntrackFailures.WithLabels(operation);
+        }
     }
 
     public CollectorRegistry Registry { get; }
@@ -116,6 +123,12 @@ internal sealed class ReaperMetrics : ISweepRecorder
 
     public Gauge ReapSocketsWaiting { get; }
     public Counter ReapCatchUps { get; }
+
+    public Counter ConntrackDeleted { get; }
+
+    public Counter ConntrackWouldDelete { get; }
+
+    public Counter ConntrackFailures { get; }
 
     public void NamespacesFound(int count) => NamespacesKnown.Set(count);
 
