@@ -244,7 +244,7 @@ internal sealed class Conntrack : IConntrackTable
         };
     }
 
-    private static void WriteTuple(NetlinkMessageWriter writer, ushort type, in ConntrackTuple tuple)
+    internal static void WriteTuple(NetlinkMessageWriter writer, ushort type, in ConntrackTuple tuple)
     {
         if (tuple.Source.AddressFamily != tuple.Destination.AddressFamily)
         {
