@@ -26,6 +26,13 @@ public sealed class ConntrackTests(ITestOutputHelper output)
     private const string Dest = "org.socketreaper.Reaper1";
     private const string ObjectPath = "/org/socketreaper/Reaper";
 
+    /// <summary>
+    /// How soon after SetService the unconnected client must reach B2: 1 s on real hardware. Under
+    /// emulation (the kernel matrix's VMs) the backend_left sweep that runs first took 5 s on a
+    /// loaded host (6.1, four VMs on two cores), so there the bound only says "soon", not how soon.
+    /// </summary>
+    private static TimeSpan Within => Poll.Stretch > 1 ? TimeSpan.FromSeconds(30) : TimeSpan.FromSeconds(1);
+
     [PrivilegedTheory]
     [InlineData("nft")]
     [InlineData("iptables")]
@@ -53,7 +60,7 @@ public sealed class ConntrackTests(ITestOutputHelper output)
         // The operator took B1 out of the NAT rule (above) and tells the daemon.
         SetService(daemon, B2);
         var watch = Stopwatch.StartNew();
-        var answer = AskUntil(pinned, "B2", TimeSpan.FromSeconds(1 * Poll.Stretch));
+        var answer = AskUntil(pinned, "B2", Within);
         output.WriteLine($"SetService returned -> B2 answered the unconnected client: {watch.Elapsed.TotalMilliseconds:F1} ms");
         Assert.True(answer == "B2", $"the unconnected client still reached {answer} after {watch.Elapsed.TotalMilliseconds:F0} ms; log:\n{daemon.Log}");
 
@@ -118,7 +125,7 @@ public sealed class ConntrackTests(ITestOutputHelper output)
 
         rules.Steer(B2);
         SetService(daemon, B2);
-        Assert.Equal("B2", AskUntil(pinned, "B2", TimeSpan.FromSeconds(2 * Poll.Stretch)));
+        Assert.Equal("B2", AskUntil(pinned, "B2", Within));
         Poll.Until(() => natted.In(name, () => Entries(inside)).Count == 0, TimeSpan.FromSeconds(2), $"the entry in {name} deleted; log:\n{daemon.Log}");
 
         // A second trigger does not repeat the warning.
