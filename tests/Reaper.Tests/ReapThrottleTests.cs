@@ -28,6 +28,26 @@ public sealed class ReapThrottleTests
     }
 
     [Fact]
+    public void Conntrack_entries_deleted_are_taken_from_the_socket_bucket_and_delay_the_next_sweep()
+    {
+        var throttle = new ReapThrottle(0, 100, _clock);
+        throttle.Spend(30);
+        Assert.Equal(70, throttle.SocketsAvailable);
+
+        // More than the bucket holds: it goes below zero and the next sweep waits for the refill.
+        throttle.Spend(120);
+        Assert.InRange(throttle.UntilSockets(1), TimeSpan.FromMilliseconds(500), TimeSpan.FromMilliseconds(520));
+        throttle.Spend(0);
+        _clock.Advance(TimeSpan.FromMilliseconds(530));
+        Assert.InRange(throttle.StartSweep(100, countSockets: true), 1, 3);
+
+        // Unlimited: nothing to take.
+        var unlimited = new ReapThrottle(0, 0, _clock);
+        unlimited.Spend(1_000_000);
+        Assert.Equal(TimeSpan.Zero, unlimited.UntilSockets(1));
+    }
+
+    [Fact]
     public void Sockets_a_sweep_did_not_destroy_go_back_to_the_bucket()
     {
         var throttle = new ReapThrottle(0, 10, _clock);

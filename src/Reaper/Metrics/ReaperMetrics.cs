@@ -48,6 +48,9 @@ internal sealed class ReaperMetrics : ISweepRecorder
         HistoryRecords = f.CreateGauge("socketreaper_history_records", "Records the reap history holds (destroyed sockets, deleted conntrack entries), at most State.HistoryRecords.");
         HistoryWriteFailures = f.CreateCounter("socketreaper_history_write_failures_total", "Batches of reap history records (one per sweep) that could not be written to State.Directory, or were dropped because the writer fell behind.");
         JournalWriteFailures = f.CreateCounter("socketreaper_journal_write_failures_total", "Per-sweep journal entries that could not be sent to journald.");
+        ConntrackDeleted = f.CreateCounter("socketreaper_conntrack_entries_deleted_total", "Conntrack entries of flows NATed to a gone backend or address that the automatic triggers deleted (Reaping.Conntrack), by trigger.", "trigger");
+        ConntrackWouldDelete = f.CreateCounter("socketreaper_conntrack_entries_would_delete_total", "Conntrack entries the automatic triggers would have deleted in observe mode (Reaping.Mode=observe), by trigger.", "trigger");
+        ConntrackFailures = f.CreateCounter("socketreaper_conntrack_failures_total", "Conntrack cleanup failures: operation=delete an entry the kernel refused to delete, dump a namespace whose table could not be listed, namespace one of Reaping.ConntrackNamespaces that could not be entered.", "operation");
         // The runtime's own: process_resident_memory_bytes, process_num_threads, process_open_fds,
         // dotnet_total_memory_bytes (the managed heap), dotnet_collection_count_total…
         DotNetStats.Register(registry);
@@ -57,6 +60,10 @@ internal sealed class ReaperMetrics : ISweepRecorder
         ReapRateLimited.WithLabels("sockets");
         HistoryWriteFailures.Inc(0);
         JournalWriteFailures.Inc(0);
+        foreach (var operation in new[] { "delete", "dump", "namespace" })
+        {
+            ConntrackFailures.WithLabels(operation);
+        }
     }
 
     public CollectorRegistry Registry { get; }
@@ -127,6 +134,12 @@ internal sealed class ReaperMetrics : ISweepRecorder
 
     public Gauge ReapSocketsWaiting { get; }
     public Counter ReapCatchUps { get; }
+
+    public Counter ConntrackDeleted { get; }
+
+    public Counter ConntrackWouldDelete { get; }
+
+    public Counter ConntrackFailures { get; }
 
     public void NamespacesFound(int count) => NamespacesKnown.Set(count);
 

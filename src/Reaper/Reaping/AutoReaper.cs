@@ -31,6 +31,7 @@ internal sealed partial class AutoReaper : BackgroundService
     private readonly TimeProvider _time;
     private readonly ReapThrottle _throttle;
     private readonly ReapRetries _retries = new();
+    private readonly ConntrackReaper? _conntrack;
 
     // The automatic sweeps run here, one at a time (the coordinator runs one anyway): a thread per
     // sweep cost every reaction its start.
@@ -38,8 +39,9 @@ internal sealed partial class AutoReaper : BackgroundService
     private bool _delayedBySweeps;
     private bool _delayedBySockets;
 
-    public AutoReaper(ReaperOptions options, LoadedEngine engine, ReaperMetrics metrics, ILogger<AutoReaper> logger)
+    public AutoReaper(ReaperOptions options, LoadedEngine engine, ReaperMetrics metrics, ILogger<AutoReaper> logger, ConntrackReaper? conntrack = null)
     {
+        _conntrack = conntrack;
         _config = options.Reaping;
         _sweepLimit = options.Sweep.Limit;
         _state = engine;
@@ -140,16 +142,51 @@ internal sealed partial class AutoReaper : BackgroundService
                     batch.Add(target);
                 }
 
-                foreach (var (reason, targets) in Sweeps(batch))
+                foreach (var (reason, targets) in Sweeps(batch.Where(t => !t.ConntrackOnly)))
                 {
                     await ThrottleAsync(1, stoppingToken).ConfigureAwait(false);
                     await SweepAsync(reason, targets, stoppingToken).ConfigureAwait(false);
                 }
+
+                // After the sweeps, never before them: the sockets' reaction does not wait for conntrack.
+                await CleanConntrackAsync(batch).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
             // Shutting down: queued and held-back targets are dropped; their sockets will be found by the next sweep that covers them.
+        }
+    }
+
+    /// <summary>
+    /// Deletes the conntrack entries NATed to the batch's targets (one dump per family and
+    /// namespace for the whole batch) on the sweep thread; the entries deleted are taken from the
+    /// socket bucket like destroyed sockets, so a flood of them slows the next sweeps.
+    /// </summary>
+    private async Task CleanConntrackAsync(List<ReapTarget> batch)
+    {
+        if (_conntrack is not { Enabled: true })
+        {
+            return;
+        }
+
+        var targets = batch.Where(t => t.Conntrack is not null).Select(t => (TriggerName(t.Reason), t.Conntrack!)).Distinct().ToList();
+        if (targets.Count == 0)
+        {
+            return;
+        }
+
+        var observe = _config.Mode == ReapingMode.Observe;
+        try
+        {
+            var outcome = await _sweeper.Run(() => _conntrack.Clean(targets, observe)).ConfigureAwait(false);
+            _throttle.Spend(outcome.Deleted);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // The cleanup counts and logs the kernel's refusals itself; this is anything else, and the loop goes on.
+            _metrics.ConntrackFailures.WithLabels("dump").Inc();
+            Log.ConntrackFailed(_logger, e.Message);
         }
     }
 
@@ -240,6 +277,8 @@ internal sealed partial class AutoReaper : BackgroundService
             return;
         }
 
+        // A retry sweeps the sockets again; the conntrack entries were dealt with once.
+        targets = [.. targets.Select(t => t with { Conntrack = null })];
         var abandoned = _retries.After(targets, cutShort ? result.HeldBack : 0);
         _metrics.ReapSocketsWaiting.Set(_retries.Sockets);
         if (cutShort && abandoned.Count < targets.Count)
@@ -313,6 +352,9 @@ internal sealed partial class AutoReaper : BackgroundService
     {
         [LoggerMessage(EventId = 505, Level = LogLevel.Debug, Message = "Automatic sweep ({Trigger}) stages (monotonic ns): received {Received} queued {Queued} scoped {Scoped} started {Started} finished {Finished}")]
         public static partial void Stages(ILogger logger, string trigger, long received, long queued, long scoped, long started, long finished);
+
+        [LoggerMessage(EventId = 506, Level = LogLevel.Error, Message = "Conntrack cleanup after the automatic sweeps failed: {Reason}")]
+        public static partial void ConntrackFailed(ILogger logger, string reason);
 
         [LoggerMessage(EventId = 509, Level = LogLevel.Warning, Message = "Forgetting the contacts of gone namespaces failed (tried again in a minute): {Reason}")]
         public static partial void PruneFailed(ILogger logger, string reason);

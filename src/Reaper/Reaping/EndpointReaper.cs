@@ -22,12 +22,19 @@ internal sealed class EndpointReaper : IEndpointEvents
         _services = services;
     }
 
-    /// <summary>The target <paramref name="change"/> makes under <paramref name="config"/>; null when its trigger is off.</summary>
-    public static ReapTarget? TargetFor(EndpointChange change, ReapingOptions config) => change.Kind switch
+    /// <summary>
+    /// The target <paramref name="change"/> makes under <paramref name="config"/>; null when its
+    /// trigger is off. With Reaping.Conntrack it carries the conntrack entries NATed to the address.
+    /// </summary>
+    public static ReapTarget? TargetFor(EndpointChange change, ReapingOptions config)
     {
-        EndpointChangeKind.Left => config.EndpointGone ? ReapTarget.EndpointGone(change.Address) : null,
-        _ => config.IpReused ? ReapTarget.IpReused(change.Address, change.AtNs) : null,
-    };
+        var target = change.Kind switch
+        {
+            EndpointChangeKind.Left => config.EndpointGone ? ReapTarget.EndpointGone(change.Address, config.ServiceTcp) : null,
+            _ => config.IpReused ? ReapTarget.IpReused(change.Address, change.AtNs, config.ServiceTcp) : null,
+        };
+        return target is not null && !config.Conntrack ? target with { Conntrack = null } : target;
+    }
 
     public void Changed(EndpointChange change)
     {

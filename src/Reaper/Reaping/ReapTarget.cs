@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using SocketReaper.Sweep;
 
 namespace SocketReaper.Reaping;
@@ -34,11 +35,35 @@ internal sealed record ReapTarget(ReapReason Reason, SweepRule Rule, IReadOnlyLi
     /// <summary>When it was queued (Stopwatch ticks).</summary>
     public long QueuedTicks { get; init; }
 
-    /// <summary>Every connected socket whose peer is <paramref name="address"/>.</summary>
-    public static ReapTarget EndpointGone(IPAddress address) =>
-        new(ReapReason.EndpointGone, new SweepRule { Remote = IpPrefix.Host(address), Protocols = SweepProtocols.Both }, [address]);
+    /// <summary>The conntrack entries NATed to the stale address to delete after the batch's sweeps (Reaping.Conntrack); null: none.</summary>
+    public ConntrackTarget? Conntrack { get; init; }
 
-    /// <summary>Every connected socket whose peer is <paramref name="address"/> and that was born before <paramref name="movedAtNs"/> (CLOCK_MONOTONIC).</summary>
-    public static ReapTarget IpReused(IPAddress address, ulong movedAtNs) =>
-        new(ReapReason.IpReused, new SweepRule { Remote = IpPrefix.Host(address), Protocols = SweepProtocols.Both, BornBeforeNs = movedAtNs }, [address]);
+    /// <summary>Only <see cref="Conntrack"/>: its sweep rule is not run (a backend-gone notice whose sockets another target covers).</summary>
+    public bool ConntrackOnly { get; init; }
+
+    /// <summary>Every connected socket whose peer is <paramref name="address"/>, and the conntrack entries NATed to it.</summary>
+    public static ReapTarget EndpointGone(IPAddress address, bool conntrackTcp = false) =>
+        new(ReapReason.EndpointGone, new SweepRule { Remote = IpPrefix.Host(address), Protocols = SweepProtocols.Both }, [address])
+        {
+            Conntrack = ConntrackTarget.AnyPort(address, conntrackTcp),
+        };
+
+    /// <summary>
+    /// Every connected socket whose peer is <paramref name="address"/> and that was born before
+    /// <paramref name="movedAtNs"/> (CLOCK_MONOTONIC), and the conntrack entries NATed to it (they
+    /// now reach the address's new owner).
+    /// </summary>
+    public static ReapTarget IpReused(IPAddress address, ulong movedAtNs, bool conntrackTcp = false) =>
+        new(ReapReason.IpReused, new SweepRule { Remote = IpPrefix.Host(address), Protocols = SweepProtocols.Both, BornBeforeNs = movedAtNs }, [address])
+        {
+            Conntrack = ConntrackTarget.AnyPort(address, conntrackTcp),
+        };
+
+    /// <summary>Only the conntrack entries NATed to <paramref name="backend"/>, which left or lost its address.</summary>
+    public static ReapTarget BackendConntrack(IPEndPoint backend, ProtocolType protocol) =>
+        new(ReapReason.BackendLeft, new SweepRule { Remote = IpPrefix.Host(backend.Address) }, [backend.Address])
+        {
+            Conntrack = ConntrackTarget.Backend(backend, protocol),
+            ConntrackOnly = true,
+        };
 }

@@ -65,6 +65,18 @@ internal sealed class ReapThrottle
         _reserved = 0;
     }
 
+    /// <summary>
+    /// Takes <paramref name="count"/> socket tokens for work done outside a sweep's reservation
+    /// (conntrack entries deleted); the bucket may go below zero, which delays the next sweeps.
+    /// </summary>
+    public void Spend(long count)
+    {
+        if (count > 0)
+        {
+            _sockets.Take(count);
+        }
+    }
+
     /// <summary>A token bucket of capacity <see cref="Rate"/>, refilled at <see cref="Rate"/> per second.</summary>
     private sealed class Bucket
     {

@@ -236,16 +236,25 @@ internal sealed partial class ServiceRegistry : IBackendSource
             var gone = service.Backends.Where(b => b.Address.Equals(address)).ToList();
             if (gone.Count > 0)
             {
-                ReapFlows(service, gone);
+                ReapFlows(service, gone, conntrack: true);
             }
         }
     }
 
-    /// <summary>Queues the sockets pinned to <paramref name="left"/> backends of <paramref name="service"/> for reaping.</summary>
+    /// <summary>
+    /// Queues the sockets pinned to <paramref name="left"/> backends of <paramref name="service"/>
+    /// for reaping, and (Reaping.Conntrack) the conntrack entries NATed to them.
+    /// </summary>
     private void Reap(ServiceSpec service, IReadOnlyCollection<IPEndPoint> left)
     {
-        if (left.Count == 0 || !Covers(service))
+        if (left.Count == 0)
         {
+            return;
+        }
+
+        if (!Covers(service))
+        {
+            ReapConntrack(service, left);
             return;
         }
 
@@ -254,15 +263,27 @@ internal sealed partial class ServiceRegistry : IBackendSource
         {
             _reaper.Enqueue(new ReapTarget(ReapReason.BackendLeft,
                 new SweepRule { Remote = IpPrefix.Host(backend.Address), RemotePorts = new PortRange((ushort)backend.Port, (ushort)backend.Port), Protocols = protocols },
-                [backend.Address]));
+                [backend.Address])
+            {
+                Conntrack = CoversConntrack(service) ? ConntrackTarget.Backend(backend, service.Protocol) : null,
+            });
         }
 
         ReapFlows(service, left);
     }
 
-    /// <summary>Queues the VIP-connected sockets whose flows the datapath saw reach <paramref name="backends"/>, and forgets those flows.</summary>
-    private void ReapFlows(ServiceSpec service, IReadOnlyCollection<IPEndPoint> backends)
+    /// <summary>
+    /// Queues the VIP-connected sockets whose flows the datapath saw reach <paramref name="backends"/>,
+    /// and forgets those flows; an address gone (<paramref name="conntrack"/>) also queues the
+    /// conntrack entries NATed to those backends.
+    /// </summary>
+    private void ReapFlows(ServiceSpec service, IReadOnlyCollection<IPEndPoint> backends, bool conntrack = false)
     {
+        if (conntrack)
+        {
+            ReapConntrack(service, backends);
+        }
+
         if (!Covers(service))
         {
             return;
@@ -283,6 +304,22 @@ internal sealed partial class ServiceRegistry : IBackendSource
                 [service.Vip]));
         }
     }
+
+    /// <summary>Queues only the conntrack entries NATed to <paramref name="backends"/> (no sweep).</summary>
+    private void ReapConntrack(ServiceSpec service, IReadOnlyCollection<IPEndPoint> backends)
+    {
+        if (CoversConntrack(service))
+        {
+            foreach (var backend in backends)
+            {
+                _reaper.Enqueue(ReapTarget.BackendConntrack(backend, service.Protocol));
+            }
+        }
+    }
+
+    /// <summary>Reaping.Conntrack covers UDP services, and TCP ones with Reaping.ServiceTcp; Reaping.ServiceAffinity need not be on.</summary>
+    private bool CoversConntrack(ServiceSpec service) =>
+        _config.Reaping.Conntrack && (service.Protocol == ProtocolType.Udp || _config.Reaping.ServiceTcp);
 
     private bool Covers(ServiceSpec service) =>
         _config.Reaping.ServiceAffinity && (service.Protocol == ProtocolType.Udp || _config.Reaping.ServiceTcp);

@@ -1,0 +1,274 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using LibBpf;
+
+namespace SocketReaper.Platform.Netlink;
+
+/// <summary>One direction of a conntrack entry: addresses, the IP protocol number and, for TCP/UDP, the ports.</summary>
+internal readonly record struct ConntrackTuple(IPAddress Source, IPAddress Destination, byte Protocol, ushort SourcePort, ushort DestinationPort);
+
+/// <summary>
+/// One conntrack entry as ctnetlink dumps it: the original direction (what the client sent), the
+/// reply direction (after NAT its source is where the flow really went), the status bits, the
+/// kernel's 32-bit id for this entry and its zone (0: the default).
+/// </summary>
+internal readonly record struct ConntrackEntry(ConntrackTuple Original, ConntrackTuple Reply, uint Status, uint Id, ushort Zone)
+{
+    /// <summary>IPS_SRC_NAT: the source was rewritten (masquerade, SNAT).</summary>
+    public const uint SourceNat = 0x10;
+
+    /// <summary>IPS_DST_NAT: the destination was rewritten (DNAT: a VIP steered to a backend).</summary>
+    public const uint DestinationNat = 0x20;
+
+    public bool IsDestinationNat => (Status & DestinationNat) != 0;
+}
+
+/// <summary>A conntrack table that can be listed and pruned; the real one is <see cref="Conntrack"/>.</summary>
+internal interface IConntrackTable : IDisposable
+{
+    /// <summary>Adds to <paramref name="into"/> the entries of <paramref name="family"/> that <paramref name="keep"/> accepts.</summary>
+    void Dump(AddressFamily family, Func<ConntrackEntry, bool> keep, List<ConntrackEntry> into);
+
+    /// <summary>Deletes exactly <paramref name="entry"/>: <see cref="Errno.None"/>, ENOENT when it is already gone, or the kernel's errno.</summary>
+    Errno Delete(in ConntrackEntry entry);
+}
+
+/// <summary>
+/// ctnetlink (NETLINK_NETFILTER, subsystem CTNETLINK) on the conntrack table of the network
+/// namespace of the thread that opened it: dumps per family, filtered in user space as the
+/// messages are read (kernel-side CTA_FILTER needs 5.x-late kernels and differs between them), and
+/// deletes one entry by its original tuple, zone and id, so the kernel removes that exact entry
+/// and no other (an entry re-created meanwhile for the same tuple has another id: ENOENT).
+/// One request at a time; not thread-safe.
+/// </summary>
+internal sealed class Conntrack : IConntrackTable
+{
+    internal const int NETLINK_NETFILTER = 12;
+    internal const ushort NFNL_SUBSYS_CTNETLINK = 1;
+    internal const ushort IPCTNL_MSG_CT_NEW = 0;
+    internal const ushort IPCTNL_MSG_CT_GET = 1;
+    internal const ushort IPCTNL_MSG_CT_DELETE = 2;
+    internal const int NfGenMsgSize = 4;
+
+    internal const ushort CTA_TUPLE_ORIG = 1;
+    internal const ushort CTA_TUPLE_REPLY = 2;
+    internal const ushort CTA_STATUS = 3;
+    internal const ushort CTA_ID = 12;
+    internal const ushort CTA_ZONE = 18;
+    internal const ushort CTA_TUPLE_IP = 1;
+    internal const ushort CTA_TUPLE_PROTO = 2;
+    internal const ushort CTA_IP_V4_SRC = 1;
+    internal const ushort CTA_IP_V4_DST = 2;
+    internal const ushort CTA_IP_V6_SRC = 3;
+    internal const ushort CTA_IP_V6_DST = 4;
+    internal const ushort CTA_PROTO_NUM = 1;
+    internal const ushort CTA_PROTO_SRC_PORT = 2;
+    internal const ushort CTA_PROTO_DST_PORT = 3;
+    internal const ushort NLA_F_NESTED = 0x8000;
+
+    private const int DumpAttempts = 3;
+
+    private readonly NetlinkSocket _socket;
+    private readonly NetlinkMessageWriter _writer = new();
+
+    private Conntrack(NetlinkSocket socket) => _socket = socket;
+
+    /// <summary>Opens ctnetlink in the calling thread's network namespace.</summary>
+    public static Conntrack Open() => new(NetlinkSocket.Open(NETLINK_NETFILTER));
+
+    public void Dispose() => _socket.Dispose();
+
+    public void Dump(AddressFamily family, Func<ConntrackEntry, bool> keep, List<ConntrackEntry> into)
+    {
+        string operation = $"IPCTNL_MSG_CT_GET {family} dump";
+        int start = into.Count;
+        for (int attempt = 1; ; attempt++)
+        {
+            into.RemoveRange(start, into.Count - start);
+            NetlinkMessageWriter request = _writer.Begin(MessageType(IPCTNL_MSG_CT_GET));
+            WriteNfGenMsg(request.Reserve(NfGenMsgSize), family);
+            bool consistent = _socket.Dump(request, operation, (in NetlinkHeader header, ReadOnlySpan<byte> payload) =>
+            {
+                if (header.Type == MessageType(IPCTNL_MSG_CT_NEW) && TryParse(payload, out ConntrackEntry entry) && keep(entry))
+                {
+                    into.Add(entry);
+                }
+            });
+            if (consistent || attempt == DumpAttempts)
+            {
+                return;
+            }
+        }
+    }
+
+    public Errno Delete(in ConntrackEntry entry)
+    {
+        EncodeDelete(_writer, entry);
+        try
+        {
+            _socket.Transact(_writer, $"IPCTNL_MSG_CT_DELETE id {entry.Id}");
+            return Errno.None;
+        }
+        catch (NetlinkException e) when (e.Errno != Errno.EPROTO && e.Errno != Errno.ETIMEDOUT)
+        {
+            return e.Errno;
+        }
+    }
+
+    internal static ushort MessageType(ushort message) => (ushort)((NFNL_SUBSYS_CTNETLINK << 8) | message);
+
+    /// <summary>
+    /// The delete request: nfgenmsg, the original tuple, the zone when not the default, and the id.
+    /// Never without the tuple: a delete that names none flushes the whole table of its family.
+    /// </summary>
+    internal static NetlinkMessageWriter EncodeDelete(NetlinkMessageWriter writer, in ConntrackEntry entry)
+    {
+        writer.Begin(MessageType(IPCTNL_MSG_CT_DELETE));
+        WriteNfGenMsg(writer.Reserve(NfGenMsgSize), entry.Original.Source.AddressFamily);
+        WriteTuple(writer, CTA_TUPLE_ORIG, entry.Original);
+        if (entry.Zone != 0)
+        {
+            Span<byte> zone = stackalloc byte[2];
+            BinaryPrimitives.WriteUInt16BigEndian(zone, entry.Zone);
+            writer.Put(CTA_ZONE, zone);
+        }
+
+        Span<byte> id = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(id, entry.Id);
+        writer.Put(CTA_ID, id);
+        return writer;
+    }
+
+    /// <summary>Reads one IPCTNL_MSG_CT_NEW payload; false for an entry without both tuples (not one we can name).</summary>
+    internal static bool TryParse(ReadOnlySpan<byte> payload, out ConntrackEntry entry)
+    {
+        entry = default;
+        ConntrackTuple? original = null, reply = null;
+        uint status = 0, id = 0;
+        ushort zone = 0;
+        var reader = new NetlinkAttributeReader(payload[Math.Min(NfGenMsgSize, payload.Length)..]);
+        while (reader.TryRead(out ushort type, out ReadOnlySpan<byte> value))
+        {
+            switch (type)
+            {
+                case CTA_TUPLE_ORIG:
+                    original = ParseTuple(value);
+                    break;
+                case CTA_TUPLE_REPLY:
+                    reply = ParseTuple(value);
+                    break;
+                case CTA_STATUS:
+                    status = BinaryPrimitives.ReadUInt32BigEndian(NetlinkMessage.Slice(value, 0, 4));
+                    break;
+                case CTA_ID:
+                    id = BinaryPrimitives.ReadUInt32BigEndian(NetlinkMessage.Slice(value, 0, 4));
+                    break;
+                case CTA_ZONE:
+                    zone = BinaryPrimitives.ReadUInt16BigEndian(NetlinkMessage.Slice(value, 0, 2));
+                    break;
+            }
+        }
+
+        if (original is not { } o || reply is not { } r)
+        {
+            return false;
+        }
+
+        entry = new ConntrackEntry(o, r, status, id, zone);
+        return true;
+    }
+
+    private static ConntrackTuple? ParseTuple(ReadOnlySpan<byte> nested)
+    {
+        IPAddress? source = null, destination = null;
+        byte protocol = 0;
+        ushort sourcePort = 0, destinationPort = 0;
+        var reader = new NetlinkAttributeReader(nested);
+        while (reader.TryRead(out ushort type, out ReadOnlySpan<byte> value))
+        {
+            if (type == CTA_TUPLE_IP)
+            {
+                var ip = new NetlinkAttributeReader(value);
+                while (ip.TryRead(out ushort ipType, out ReadOnlySpan<byte> address))
+                {
+                    switch (ipType)
+                    {
+                        case CTA_IP_V4_SRC:
+                            source = new IPAddress(NetlinkMessage.Slice(address, 0, 4));
+                            break;
+                        case CTA_IP_V4_DST:
+                            destination = new IPAddress(NetlinkMessage.Slice(address, 0, 4));
+                            break;
+                        case CTA_IP_V6_SRC:
+                            source = new IPAddress(NetlinkMessage.Slice(address, 0, 16));
+                            break;
+                        case CTA_IP_V6_DST:
+                            destination = new IPAddress(NetlinkMessage.Slice(address, 0, 16));
+                            break;
+                    }
+                }
+            }
+            else if (type == CTA_TUPLE_PROTO)
+            {
+                var proto = new NetlinkAttributeReader(value);
+                while (proto.TryRead(out ushort protoType, out ReadOnlySpan<byte> field))
+                {
+                    switch (protoType)
+                    {
+                        case CTA_PROTO_NUM:
+                            protocol = NetlinkMessage.Slice(field, 0, 1)[0];
+                            break;
+                        case CTA_PROTO_SRC_PORT:
+                            sourcePort = NetlinkMessage.ReadUInt16BigEndian(field, 0);
+                            break;
+                        case CTA_PROTO_DST_PORT:
+                            destinationPort = NetlinkMessage.ReadUInt16BigEndian(field, 0);
+                            break;
+                    }
+                }
+            }
+        }
+
+        return source is null || destination is null ? null : new ConntrackTuple(source, destination, protocol, sourcePort, destinationPort);
+    }
+
+    private static void WriteNfGenMsg(Span<byte> header, AddressFamily family)
+    {
+        // struct nfgenmsg: family, version (NFNETLINK_V0), res_id (big-endian, 0).
+        header[0] = family switch
+        {
+            AddressFamily.InterNetwork => RtNetlink.AF_INET,
+            AddressFamily.InterNetworkV6 => RtNetlink.AF_INET6,
+            _ => throw new ArgumentOutOfRangeException(nameof(family), family, "only InterNetwork and InterNetworkV6"),
+        };
+    }
+
+    internal static void WriteTuple(NetlinkMessageWriter writer, ushort type, in ConntrackTuple tuple)
+    {
+        if (tuple.Source.AddressFamily != tuple.Destination.AddressFamily)
+        {
+            throw new ArgumentException($"conntrack tuple {tuple.Source} -> {tuple.Destination} mixes families", nameof(tuple));
+        }
+
+        bool v4 = tuple.Source.AddressFamily == AddressFamily.InterNetwork;
+        int outer = writer.BeginNested((ushort)(type | NLA_F_NESTED));
+        int ip = writer.BeginNested(CTA_TUPLE_IP | NLA_F_NESTED);
+        writer.Put(v4 ? CTA_IP_V4_SRC : CTA_IP_V6_SRC, tuple.Source.GetAddressBytes());
+        writer.Put(v4 ? CTA_IP_V4_DST : CTA_IP_V6_DST, tuple.Destination.GetAddressBytes());
+        writer.EndNested(ip);
+        int proto = writer.BeginNested(CTA_TUPLE_PROTO | NLA_F_NESTED);
+        writer.Put(CTA_PROTO_NUM, [tuple.Protocol]);
+        if (tuple.Protocol is (byte)ProtocolType.Tcp or (byte)ProtocolType.Udp)
+        {
+            Span<byte> port = stackalloc byte[2];
+            BinaryPrimitives.WriteUInt16BigEndian(port, tuple.SourcePort);
+            writer.Put(CTA_PROTO_SRC_PORT, port);
+            BinaryPrimitives.WriteUInt16BigEndian(port, tuple.DestinationPort);
+            writer.Put(CTA_PROTO_DST_PORT, port);
+        }
+
+        writer.EndNested(proto);
+        writer.EndNested(outer);
+    }
+}

@@ -1,0 +1,283 @@
+using System.Net;
+using System.Net.Sockets;
+using LibBpf;
+using Microsoft.Extensions.Logging;
+using SocketReaper.Config;
+using SocketReaper.Metrics;
+using SocketReaper.Platform;
+using SocketReaper.Platform.Netlink;
+using SocketReaper.Sweep;
+
+namespace SocketReaper.Reaping;
+
+/// <summary>
+/// Where NAT sent the flows that are stale now: a backend that left (<see cref="Port"/> its port), or
+/// an endpoint address that went or moved (<see cref="Port"/> 0: any port). An entry matches when its
+/// reply comes from there and it was DNATed.
+/// </summary>
+internal sealed record ConntrackTarget(IPAddress Address, ushort Port, SweepProtocols Protocols)
+{
+    /// <summary>The entries NATed to <paramref name="address"/>, any port: UDP, and TCP when <paramref name="tcp"/>.</summary>
+    public static ConntrackTarget AnyPort(IPAddress address, bool tcp) =>
+        new(Normal(address), 0, tcp ? SweepProtocols.Both : SweepProtocols.Udp);
+
+    /// <summary>The entries NATed to <paramref name="backend"/> of a service of <paramref name="protocol"/>.</summary>
+    public static ConntrackTarget Backend(IPEndPoint backend, ProtocolType protocol) =>
+        new(Normal(backend.Address), (ushort)backend.Port, protocol == ProtocolType.Tcp ? SweepProtocols.Tcp : SweepProtocols.Udp);
+
+    internal static IPAddress Normal(IPAddress address) => address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+}
+
+/// <summary>What one conntrack cleanup did, summed over its namespaces.</summary>
+internal readonly record struct ConntrackOutcome(long Deleted, long WouldDelete, long Gone, long Failed, int Namespaces, int NamespacesFailed);
+
+/// <summary>
+/// Deletes the conntrack entries of flows NATed to gone backends, so a client that sends from an
+/// unconnected socket (it has nothing to destroy) reaches a live backend with its next datagram
+/// instead of the one its entry still DNATs to. Only entries with IPS_DST_NAT whose reply source is
+/// a target go: a flow sent straight to the address, never NATed, keeps its entry; UDP always, TCP
+/// only with Reaping.ServiceTcp. Runs in the daemon's own namespace ("host") and in each of
+/// Reaping.ConntrackNamespaces; one dump per family per namespace per call, entries deleted one by
+/// one by id. In observe mode it counts what it would delete. Called by <see cref="AutoReaper"/>
+/// after a batch's sweeps, on its sweep thread.
+/// </summary>
+internal sealed partial class ConntrackReaper
+{
+    public const string HostNamespace = "host";
+
+    private readonly ReapingOptions _config;
+    private readonly ReaperMetrics _metrics;
+    private readonly ILogger _logger;
+    private readonly IReapRecords _records;
+    private readonly Func<IConntrackTable> _open;
+    private readonly Func<string, Func<NamespacePass>, NamespacePass> _inNamespace;
+    private readonly TimeProvider _time;
+    private readonly HashSet<string> _warned = new(StringComparer.Ordinal);
+
+    /// <param name="records">The reap history, when one is registered; none: the records are dropped.</param>
+    public ConntrackReaper(ReaperOptions options, ReaperMetrics metrics, ILogger<ConntrackReaper> logger, IEnumerable<IReapRecords> records)
+        : this(options.Reaping, metrics, logger, records.FirstOrDefault() ?? NoRecords.Instance, Conntrack.Open, InNamespace, TimeProvider.System)
+    {
+    }
+
+    internal ConntrackReaper(
+        ReapingOptions config, ReaperMetrics metrics, ILogger logger, IReapRecords records,
+        Func<IConntrackTable> open, Func<string, Func<NamespacePass>, NamespacePass> inNamespace, TimeProvider time)
+    {
+        _config = config;
+        _metrics = metrics;
+        _logger = logger;
+        _records = records;
+        _open = open;
+        _inNamespace = inNamespace;
+        _time = time;
+    }
+
+    /// <summary>Whether Reaping.Conntrack is on (and automatic reaping not off).</summary>
+    public bool Enabled => _config.Conntrack && _config.Mode != ReapingMode.Off;
+
+    /// <summary>
+    /// Whether <paramref name="entry"/> is a flow NATed to <paramref name="target"/>: DNATed, its
+    /// reply from the target's address (and port, when it has one), of one of the target's
+    /// protocols, and TCP only when <paramref name="tcp"/> (Reaping.ServiceTcp).
+    /// </summary>
+    public static bool Matches(in ConntrackEntry entry, ConntrackTarget target, bool tcp)
+    {
+        if (!entry.IsDestinationNat)
+        {
+            return false;
+        }
+
+        var protocol = entry.Reply.Protocol switch
+        {
+            (byte)ProtocolType.Udp => SweepProtocols.Udp,
+            (byte)ProtocolType.Tcp when tcp => SweepProtocols.Tcp,
+            _ => (SweepProtocols)0,
+        };
+        return (target.Protocols & protocol) != 0
+            && (target.Port == 0 || entry.Reply.SourcePort == target.Port)
+            && ConntrackTarget.Normal(entry.Reply.Source).Equals(target.Address);
+    }
+
+    /// <summary>
+    /// Deletes (or, when <paramref name="observe"/>, counts) the entries that match any of
+    /// <paramref name="targets"/>, each counted under the trigger of the first target it matches.
+    /// Never throws for the kernel's or a namespace's sake: failures are counted and logged.
+    /// </summary>
+    public ConntrackOutcome Clean(IReadOnlyList<(string Trigger, ConntrackTarget Target)> targets, bool observe)
+    {
+        if (!Enabled || targets.Count == 0)
+        {
+            return default;
+        }
+
+        var distinct = targets.Distinct().ToList();
+        var passes = new List<NamespacePass> { Pass(HostNamespace, distinct, observe) };
+        foreach (var path in _config.ConntrackNamespaces)
+        {
+            NamespacePass pass;
+            try
+            {
+                pass = _inNamespace(path, () => Pass(path, distinct, observe));
+                if (_warned.Remove(path))
+                {
+                    Log.NamespaceBack(_logger, path);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or NativeException)
+            {
+                pass = new NamespacePass(path, [], 0, 0, 0, Failed: true);
+                _metrics.ConntrackFailures.WithLabels("namespace").Inc();
+                if (_warned.Add(path))
+                {
+                    Log.NamespaceUnavailable(_logger, path, e.Message);
+                }
+            }
+
+            passes.Add(pass);
+        }
+
+        var records = passes.SelectMany(p => p.Records).ToList();
+        if (records.Count > 0)
+        {
+            _records.Add(records);
+        }
+
+        foreach (var group in records.Where(r => r.Result is "deleted" or "would-delete").GroupBy(r => r.Trigger))
+        {
+            (observe ? _metrics.ConntrackWouldDelete : _metrics.ConntrackDeleted).WithLabels(group.Key).Inc(group.Count());
+        }
+
+        var outcome = new ConntrackOutcome(
+            passes.Sum(p => p.Deleted), observe ? records.Count : 0, passes.Sum(p => p.Gone), passes.Sum(p => p.FailedDeletes),
+            passes.Count(p => !p.Failed), passes.Count(p => p.Failed));
+        var level = records.Count > 0 || outcome.Failed > 0 || outcome.NamespacesFailed > 0 ? LogLevel.Information : LogLevel.Debug;
+        Log.Cleaned(_logger, level, string.Join(",", distinct.Select(t => t.Trigger).Distinct()), distinct.Count,
+            observe ? "would delete" : "deleted", observe ? outcome.WouldDelete : outcome.Deleted, outcome.Namespaces,
+            outcome.Gone, outcome.Failed, outcome.NamespacesFailed);
+        return outcome;
+    }
+
+    /// <summary>One namespace's cleanup, on a thread inside it.</summary>
+    private NamespacePass Pass(string name, List<(string Trigger, ConntrackTarget Target)> targets, bool observe)
+    {
+        var records = new List<ReapRecord>();
+        long deleted = 0, gone = 0, failed = 0;
+        ulong cookie = 0;
+        try
+        {
+            cookie = Netns.CurrentCookie();
+        }
+        catch (NativeException)
+        {
+            // Only the records' namespace column loses it.
+        }
+
+        var entries = new List<ConntrackEntry>();
+        try
+        {
+            using var table = _open();
+            foreach (var family in targets.Select(t => t.Target.Address.AddressFamily).Distinct())
+            {
+                table.Dump(family, e => Trigger(e, targets) is not null, entries);
+            }
+
+            foreach (var entry in entries)
+            {
+                Errno errno = observe ? Errno.None : table.Delete(entry);
+                string result;
+                if (observe)
+                {
+                    result = "would-delete";
+                }
+                else if (errno == Errno.None)
+                {
+                    result = "deleted";
+                    deleted++;
+                }
+                else if (errno == Errno.ENOENT)
+                {
+                    // It timed out, or someone else deleted it, between the dump and now.
+                    result = "gone";
+                    gone++;
+                }
+                else
+                {
+                    result = ErrnoNames.Name((int)errno);
+                    failed++;
+                    _metrics.ConntrackFailures.WithLabels("delete").Inc();
+                }
+
+                records.Add(Record(entry, Trigger(entry, targets)!, name, cookie, result));
+            }
+        }
+        catch (NativeException e)
+        {
+            _metrics.ConntrackFailures.WithLabels("dump").Inc();
+            Log.DumpFailed(_logger, name, e.Message);
+            return new NamespacePass(name, records, deleted, gone, failed, Failed: true);
+        }
+
+        return new NamespacePass(name, records, deleted, gone, failed, Failed: false);
+    }
+
+    private string? Trigger(in ConntrackEntry entry, List<(string Trigger, ConntrackTarget Target)> targets)
+    {
+        foreach (var (trigger, target) in targets)
+        {
+            if (Matches(entry, target, _config.ServiceTcp))
+            {
+                return trigger;
+            }
+        }
+
+        return null;
+    }
+
+    private ReapRecord Record(in ConntrackEntry entry, string trigger, string name, ulong cookie, string result) =>
+        new(_time.GetUtcNow(), 0, trigger, ReapRecordKind.Conntrack, cookie, name, (ProtocolType)entry.Original.Protocol,
+            new IPEndPoint(entry.Original.Source, entry.Original.SourcePort),
+            new IPEndPoint(entry.Original.Destination, entry.Original.DestinationPort),
+            new IPEndPoint(entry.Reply.Source, entry.Reply.SourcePort),
+            entry.Id, 0, result);
+
+    /// <summary>Runs <paramref name="work"/> on a thread inside the namespace bind-mounted at <paramref name="path"/>.</summary>
+    private static NamespacePass InNamespace(string path, Func<NamespacePass> work)
+    {
+        using var ns = Netns.TryOpen(path, out bool gone)
+            ?? throw new IOException(gone ? $"namespace {path} does not exist" : $"namespace {path} cannot be opened");
+        if (!Netns.IsNetwork(ns))
+        {
+            throw new IOException($"{path} is not a network namespace");
+        }
+
+        return NetnsThread.RunIn(ns, path, work);
+    }
+
+    /// <summary>What the cleanup did in one namespace.</summary>
+    internal sealed record NamespacePass(string Name, List<ReapRecord> Records, long Deleted, long Gone, long FailedDeletes, bool Failed);
+
+    private sealed class NoRecords : IReapRecords
+    {
+        public static readonly NoRecords Instance = new();
+
+        public void Add(IReadOnlyList<ReapRecord> records)
+        {
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 530, Message = "Conntrack cleanup ({Triggers}) for {Targets} target(s): {Verb} {Count} NATed entr(ies) in {Namespaces} namespace(s); {Gone} already gone, {Failed} failed, {NamespacesFailed} namespace(s) unavailable")]
+        public static partial void Cleaned(ILogger logger, LogLevel level, string triggers, int targets, string verb, long count, int namespaces, long gone, long failed, int namespacesFailed);
+
+        [LoggerMessage(EventId = 531, Level = LogLevel.Warning, Message = "Conntrack cleanup skips namespace {Path} (Reaping.ConntrackNamespaces) until it can be entered again: {Reason}")]
+        public static partial void NamespaceUnavailable(ILogger logger, string path, string reason);
+
+        [LoggerMessage(EventId = 532, Level = LogLevel.Information, Message = "Conntrack cleanup reaches namespace {Path} again")]
+        public static partial void NamespaceBack(ILogger logger, string path);
+
+        [LoggerMessage(EventId = 533, Level = LogLevel.Warning, Message = "Conntrack cleanup in namespace {Namespace} failed: {Reason}")]
+        public static partial void DumpFailed(ILogger logger, string @namespace, string reason);
+    }
+}
