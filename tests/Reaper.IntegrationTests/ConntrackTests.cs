@@ -54,6 +54,9 @@ public sealed class ConntrackTests(ITestOutputHelper output)
         var straight = setup.Unconnected();
         Assert.Equal("B1", Ask(straight, B1));
         Assert.Equal("B1", Ask(pinned, Vip));
+        // A second exchange makes each flow a stream: its entry lives 120 s, not 30 s (the VMs are slow).
+        Assert.Equal("B2", Ask(other, Vip));
+        Assert.Equal("B1", Ask(straight, B1));
         var otherEntry = Single(Entries(other), e => e.IsDestinationNat);
         var straightEntry = Single(Entries(straight), e => !e.IsDestinationNat);
 
@@ -149,6 +152,10 @@ public sealed class ConntrackTests(ITestOutputHelper output)
         Assert.Equal("B1", Ask(straight, B1));
         Single(Entries(pinned), e => e.IsDestinationNat);
         Poll.Until(() => daemon.LearnedEndpoints().Contains(B1, StringComparison.Ordinal), TimeSpan.FromSeconds(5), $"learning {B1}");
+        // A second exchange makes each flow a stream: its entry lives 120 s, not 30 s (the VMs are slow),
+        // so only the daemon can make the NATed one go, and the other one stays.
+        Assert.Equal("B1", Ask(pinned, Vip));
+        Assert.Equal("B1", Ask(straight, B1));
 
         // The CNI deletes B1's device; nobody calls SetService.
         setup.RemoveB1();
