@@ -73,6 +73,19 @@ public sealed class ConntrackTests(ITestOutputHelper output)
         Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_conntrack_entries_deleted_total{trigger=\"backend_left\"}") >= 1,
             TimeSpan.FromSeconds(5), $"the conntrack metric; log:\n{daemon.Log}");
         Assert.Matches(@"Conntrack cleanup \(backend_left\) for \d+ target\(s\): deleted [1-9]\d* NATed entr", daemon.Log);
+
+        // "Why did my datagrams go elsewhere?": the deleted entry is in the reap history, found by its backend.
+        var history = ReaperProcess.Exec(null, ReaperProcess.Executable, ["history", "--json", "--dst", B1, "--trigger", "backend_left", "--config", daemon.ConfigPath],
+            new Dictionary<string, string> { ["DBUS_SYSTEM_BUS_ADDRESS"] = daemon.BusAddress });
+        Assert.True(history.ExitCode == 0, history.Stderr);
+        var client = $"{((IPEndPoint)pinned.LocalEndPoint!).Port}";
+        var record = history.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement)
+            .Single(r => r.GetProperty("kind").GetString() == "conntrack" && r.GetProperty("local").GetString()!.EndsWith($":{client}", StringComparison.Ordinal));
+        Assert.Equal("deleted", record.GetProperty("result").GetString());
+        Assert.Equal("host", record.GetProperty("netns").GetString());
+        Assert.Equal($"{Vip}:{Port}", record.GetProperty("remote").GetString());
+        Assert.Equal($"{B1}:{Port}", record.GetProperty("backend").GetString());
+        Assert.Equal("udp", record.GetProperty("protocol").GetString());
     }
 
     [PrivilegedFact]

@@ -83,7 +83,6 @@ internal static partial class RunCommand
         builder.Services.AddHostedService<ReaperDaemon>();
         builder.Services.AddHostedService<MetricsService>();
         builder.Services.AddHostedService<DBusService>();
-        // Takes the reap history (IReapRecords) when one is registered, and drops its records otherwise.
         builder.Services.AddSingleton<Reaping.ConntrackReaper>();
         builder.Services.AddSingleton<Reaping.AutoReaper>();
         builder.Services.AddHostedService(services => services.GetRequiredService<Reaping.AutoReaper>());

@@ -162,7 +162,7 @@ internal sealed partial class DaemonState : IDisposable
         [LoggerMessage(EventId = 101, Level = LogLevel.Warning, Message = "Socket history pinned under {Directory} does not fit this build and was discarded: {Reason}")]
         public static partial void StateDiscarded(ILogger logger, string directory, string reason);
 
-        [LoggerMessage(EventId = 102, Level = LogLevel.Warning, Message = "On this kernel: {Sentence}")]
+        [LoggerMessage(EventId = 6, Level = LogLevel.Warning, Message = "On this kernel: {Sentence}")]
         public static partial void Degraded(ILogger logger, string sentence);
     }
 }

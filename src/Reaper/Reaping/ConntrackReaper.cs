@@ -54,9 +54,9 @@ internal sealed partial class ConntrackReaper
     private readonly TimeProvider _time;
     private readonly HashSet<string> _warned = new(StringComparer.Ordinal);
 
-    /// <param name="records">The reap history, when one is registered; none: the records are dropped.</param>
-    public ConntrackReaper(ReaperOptions options, ReaperMetrics metrics, ILogger<ConntrackReaper> logger, IEnumerable<IReapRecords> records)
-        : this(options.Reaping, metrics, logger, records.FirstOrDefault() ?? NoRecords.Instance, Conntrack.Open, InNamespace, TimeProvider.System)
+    /// <param name="records">The reap history, which every entry deleted (or that would be) goes to.</param>
+    public ConntrackReaper(ReaperOptions options, ReaperMetrics metrics, ILogger<ConntrackReaper> logger, IReapRecords records)
+        : this(options.Reaping, metrics, logger, records, Conntrack.Open, InNamespace, TimeProvider.System)
     {
     }
 
@@ -257,27 +257,18 @@ internal sealed partial class ConntrackReaper
     /// <summary>What the cleanup did in one namespace.</summary>
     internal sealed record NamespacePass(string Name, List<ReapRecord> Records, long Deleted, long Gone, long FailedDeletes, bool Failed);
 
-    private sealed class NoRecords : IReapRecords
-    {
-        public static readonly NoRecords Instance = new();
-
-        public void Add(IReadOnlyList<ReapRecord> records)
-        {
-        }
-    }
-
     private static partial class Log
     {
-        [LoggerMessage(EventId = 530, Message = "Conntrack cleanup ({Triggers}) for {Targets} target(s): {Verb} {Count} NATed entr(ies) in {Namespaces} namespace(s); {Gone} already gone, {Failed} failed, {NamespacesFailed} namespace(s) unavailable")]
+        [LoggerMessage(EventId = 540, Message = "Conntrack cleanup ({Triggers}) for {Targets} target(s): {Verb} {Count} NATed entr(ies) in {Namespaces} namespace(s); {Gone} already gone, {Failed} failed, {NamespacesFailed} namespace(s) unavailable")]
         public static partial void Cleaned(ILogger logger, LogLevel level, string triggers, int targets, string verb, long count, int namespaces, long gone, long failed, int namespacesFailed);
 
-        [LoggerMessage(EventId = 531, Level = LogLevel.Warning, Message = "Conntrack cleanup skips namespace {Path} (Reaping.ConntrackNamespaces) until it can be entered again: {Reason}")]
+        [LoggerMessage(EventId = 541, Level = LogLevel.Warning, Message = "Conntrack cleanup skips namespace {Path} (Reaping.ConntrackNamespaces) until it can be entered again: {Reason}")]
         public static partial void NamespaceUnavailable(ILogger logger, string path, string reason);
 
-        [LoggerMessage(EventId = 532, Level = LogLevel.Information, Message = "Conntrack cleanup reaches namespace {Path} again")]
+        [LoggerMessage(EventId = 542, Level = LogLevel.Information, Message = "Conntrack cleanup reaches namespace {Path} again")]
         public static partial void NamespaceBack(ILogger logger, string path);
 
-        [LoggerMessage(EventId = 533, Level = LogLevel.Warning, Message = "Conntrack cleanup in namespace {Namespace} failed: {Reason}")]
+        [LoggerMessage(EventId = 543, Level = LogLevel.Warning, Message = "Conntrack cleanup in namespace {Namespace} failed: {Reason}")]
         public static partial void DumpFailed(ILogger logger, string @namespace, string reason);
     }
 }
