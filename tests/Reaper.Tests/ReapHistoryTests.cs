@@ -275,4 +275,19 @@ public sealed class ReapHistoryTests : IDisposable
             }
         }
     }
+
+    [Fact]
+    public async Task Disposed_twice_as_the_daemon_exits_it_writes_once_and_does_not_throw()
+    {
+        // The container disposes the history as ReapHistory and again as IReapRecords.
+        var history = new ReapHistory(new StateOptions { Directory = _state, HistoryRecords = 10 }, _metrics, _log);
+        history.Dispose();
+        history.Dispose();
+
+        using var thread = new Platform.DedicatedThread("twice");
+        Assert.Equal(1, await thread.Run(() => 1));
+        thread.Dispose();
+        thread.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => { _ = thread.Run(() => 2); });
+    }
 }

@@ -11,6 +11,7 @@ namespace SocketReaper.Platform;
 internal sealed class DedicatedThread : IDisposable
 {
     private readonly BlockingCollection<Action> _work = [];
+    private int _disposed;
 
     public DedicatedThread(string name)
     {
@@ -43,8 +44,14 @@ internal sealed class DedicatedThread : IDisposable
         return done.Task;
     }
 
-    /// <summary>Lets the thread finish what it was handed, then end.</summary>
-    public void Dispose() => _work.CompleteAdding();
+    /// <summary>Lets the thread finish what it was handed, then end. A second call does nothing.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _work.CompleteAdding();
+        }
+    }
 
     private void Loop()
     {

@@ -27,6 +27,7 @@ internal sealed partial class ReapHistory : IReapRecords, ISweepWatcher, IDispos
     private readonly ReaperMetrics _metrics;
     private readonly ILogger _logger;
     private readonly DedicatedThread _writer = new("reap history");
+    private int _disposed;
     private int _pending;
     private bool _failing;
 
@@ -143,9 +144,18 @@ internal sealed partial class ReapHistory : IReapRecords, ISweepWatcher, IDispos
         return new Sweep(this, sweepId, request.Trigger, _capacity);
     }
 
+    /// <summary>
+    /// Writes what the last sweeps handed over, then ends the writer. Called twice at the daemon's
+    /// exit (the container disposes the history once as itself and once as IReapRecords): the second
+    /// call does nothing.
+    /// </summary>
     public void Dispose()
     {
-        // What the last sweeps handed over is written before the daemon exits.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         FlushAsync().Wait(TimeSpan.FromSeconds(2));
         _writer.Dispose();
     }
