@@ -52,7 +52,7 @@ if [ ! -f "$root_tar" ]; then
   [ -n "$mirror" ] || die "cannot find the Debian mirror for bookworm in /etc/apt"
   say "making the systemd root with mmdebstrap from $mirror (once; cached as $root_tar)"
   started=$SECONDS
-  mmdebstrap --quiet --variant=minbase --include="$packages" \
+  mmdebstrap --quiet --format=tar --variant=minbase --include="$packages" \
     --customize-hook="chroot \"\$1\" apt-get install -y -qq --no-install-recommends -t bookworm-backports $backports" \
     --customize-hook='chroot "$1" apt-get clean' \
     bookworm "$root_tar.partial" "deb $mirror bookworm main" "deb $mirror bookworm-backports main" \
