@@ -246,8 +246,7 @@ public sealed class ConntrackTests(ITestOutputHelper output)
     {
         private readonly TestNamespaces _ns = new(2);
         private readonly VethEndpoints _endpoints = new(subnet: 97);
-        private readonly CancellationTokenSource _stop = new();
-        private readonly List<Thread> _servers = [];
+        private readonly UdpResponders _servers = new();
         private readonly string _b1Device;
 
         public Backends()
@@ -256,8 +255,8 @@ public sealed class ConntrackTests(ITestOutputHelper output)
             {
                 _b1Device = _endpoints.AddRouted(_ns.Names[0], 1, B1);
                 _endpoints.AddRouted(_ns.Names[1], 2, B2);
-                Serve(_ns.Names[0], B1, "B1");
-                Serve(_ns.Names[1], B2, "B2");
+                _servers.Serve(_ns, _ns.Names[0], B1, Port, "B1");
+                _servers.Serve(_ns, _ns.Names[1], B2, Port, "B2");
             }
             catch
             {
@@ -302,47 +301,11 @@ public sealed class ConntrackTests(ITestOutputHelper output)
             return client;
         }
 
-        private void Serve(string netns, string address, string name)
-        {
-            var server = _ns.In(netns, () =>
-            {
-                var s = _ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp));
-                s.Bind(new IPEndPoint(IPAddress.Parse(address), Port));
-                s.ReceiveTimeout = 200;
-                return s;
-            });
-            var thread = new Thread(() =>
-            {
-                var buffer = new byte[64];
-                while (!_stop.IsCancellationRequested)
-                {
-                    try
-                    {
-                        EndPoint from = new IPEndPoint(IPAddress.Any, 0);
-                        server.ReceiveFrom(buffer, ref from);
-                        server.SendTo(Encoding.ASCII.GetBytes(name), from);
-                    }
-                    catch (SocketException)
-                    {
-                        // Timeout (to notice the stop), or the socket closed at the end.
-                    }
-                    catch (ObjectDisposedException)
-                    {
-                        return;
-                    }
-                }
-            }) { IsBackground = true, Name = $"backend {name}" };
-            thread.Start();
-            _servers.Add(thread);
-        }
-
         public void Dispose()
         {
-            _stop.Cancel();
-            _servers.ForEach(t => t.Join(TimeSpan.FromSeconds(2)));
+            _servers.Dispose();
             _endpoints.Dispose();
             _ns.Dispose();
-            _stop.Dispose();
         }
     }
 
