@@ -58,6 +58,19 @@ struct {
 	__type(value, __u64);
 } reaper_service_flows SEC(".maps");
 
+/*
+ * Written and read by user space only; pinned with the owner table it qualifies. Entry 0: the last
+ * moment (bpf_ktime_get_ns) the daemon knew every owner in reaper_owners to be on a device that
+ * was still there. A restarted daemon dates the loss of a device that went while it was down
+ * from here, so it never counts a socket made after that moment as the gone owner's.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} reaper_checked SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, REAPER_EVENTS_BYTES);

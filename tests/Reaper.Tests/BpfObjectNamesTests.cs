@@ -81,7 +81,7 @@ public sealed class BpfObjectNamesTests
     {
         Assert.Equal(["reaper_births", "reaper_contacts", "reaper_history", "reaper_netns_before"], HooksObject.PinnedMaps);
         Assert.Equal(
-            ["reaper_slots", "reaper_dev_stats", "reaper_endpoints", "reaper_owners", "reaper_flows", "reaper_backends", "reaper_service_flows"],
+            ["reaper_slots", "reaper_dev_stats", "reaper_endpoints", "reaper_owners", "reaper_flows", "reaper_backends", "reaper_service_flows", "reaper_checked"],
             DatapathObject.PinnedMaps);
     }
 }

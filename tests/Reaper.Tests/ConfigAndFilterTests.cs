@@ -168,6 +168,36 @@ public sealed class FilterTests
         Assert.True(request.DryRun);
     }
 
+    [Theory]
+    [InlineData("dst 0.0.0.0/0", "/8")]
+    [InlineData("dst 10.1.2.3 dst 8.0.0.0/7", "/8")]
+    [InlineData("dst ::/0", "/32")]
+    [InlineData("dst fd00::/31 dport 22", "/32")]
+    public void A_sweep_wider_than_a_slash_8_or_32_needs_wide_but_a_dry_run_does_not(string expression, string bound)
+    {
+        var e = Assert.Throws<FormatException>(() => DBusFilter.ToRequest(VariantValue.String(expression), [], Config, dryRun: false));
+        Assert.Contains($"is wider than a {bound} and would destroy up to the limit of every matching connection on the host", e.Message, StringComparison.Ordinal);
+        Assert.EndsWith("add the option wide=true if you mean it.", e.Message, StringComparison.Ordinal);
+        Assert.False(DBusFilter.ToRequest(VariantValue.String(expression), new() { ["wide"] = VariantValue.Bool(true) }, Config, dryRun: false).DryRun);
+        Assert.True(DBusFilter.ToRequest(VariantValue.String(expression), [], Config, dryRun: true).DryRun);
+
+        var cli = Assert.Throws<SocketReaper.Cli.UsageException>(() => SocketReaper.Cli.SweepCommand.ParseRequest(SweepArgs(expression)));
+        Assert.EndsWith("add --wide if you mean it.", cli.Message, StringComparison.Ordinal);
+        Assert.NotEmpty(SocketReaper.Cli.SweepCommand.ParseRequest(SweepArgs(expression + " --wide")).Rules);
+        Assert.True(SocketReaper.Cli.SweepCommand.ParseRequest(SweepArgs(expression + " --dry-run")).DryRun);
+    }
+
+    [Theory]
+    [InlineData("dst 10.0.0.0/8")]
+    [InlineData("dst fd00::/32")]
+    [InlineData("dst 10.1.2.3")]
+    public void A_slash_8_or_32_or_narrower_needs_no_wide(string expression) =>
+        Assert.False(DBusFilter.ToRequest(VariantValue.String(expression), [], Config, dryRun: false).DryRun);
+
+    private static SocketReaper.Cli.ParsedArguments SweepArgs(string expression) =>
+        SocketReaper.Cli.ParsedArguments.Parse("sweep", expression.Replace("dst ", "--dst ", StringComparison.Ordinal).Replace("dport ", "--dport ", StringComparison.Ordinal).Split(' '),
+            new HashSet<string>(["dry-run", "json", "direct", "wide"]), new HashSet<string>(["dst", "dport", "src", "sport", "proto", "state", "limit", "netns", "netns-dir", "threads", "config"]));
+
     [Fact]
     public void Dbus_limit_above_the_maximum_is_LimitExceeded()
     {
@@ -177,7 +207,8 @@ public sealed class FilterTests
     }
 
     [Theory]
-    [InlineData("bogus", "'bogus' is not a sweep option; use limit or netns.")]
+    [InlineData("bogus", "'bogus' is not a sweep option; use limit, netns or wide.")]
+    [InlineData("wide", "option 'wide' must be a boolean (b).")]
     [InlineData("netns", "'netns' must be a string or an array of strings (s or as).")]
     public void Dbus_bad_options_are_named(string key, string message)
     {

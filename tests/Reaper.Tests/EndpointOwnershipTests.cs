@@ -82,26 +82,29 @@ public sealed class EndpointOwnershipTests
     }
 
     [Fact]
-    public void An_address_a_gone_endpoint_had_is_reused_when_a_new_endpoint_takes_it()
+    public void An_address_a_gone_endpoint_had_is_reused_when_a_new_endpoint_takes_it_dated_by_when_the_old_one_let_go()
     {
         _table.Put("10.0.0.1", Eth1);
         _table.Put("10.0.0.3", Eth1);
         _owners.Learn();
         _managed.Remove(Eth1);
+        _now = 2_000;
         _owners.DeviceGone(Eth1);
         _events.Changes.Clear();
 
-        // Seen first sending from another endpoint: reused at that moment.
+        // Seen first sending from another endpoint at 7000: reused as of the old device's loss (a
+        // client that connected to the new owner before it first answered was born after that).
         _table.Put("10.0.0.1", Eth2);
         _owners.Seen(DatapathAbi.EventNewIp, Ip("10.0.0.1"), Eth2, 7_000);
 
-        // Announced by a host route: reused now.
+        // Announced by a host route: reused now, when the route made the new owner reachable.
         _now = 8_000;
         _owners.RouteAdded(Ip("10.0.0.3"), Eth2);
 
         Assert.Equal(
-            [new EndpointChange(EndpointChangeKind.Reused, Ip("10.0.0.1"), Eth2, 7_000), new EndpointChange(EndpointChangeKind.Reused, Ip("10.0.0.3"), Eth2, 8_000)],
+            [new EndpointChange(EndpointChangeKind.Reused, Ip("10.0.0.1"), Eth2, 2_000), new EndpointChange(EndpointChangeKind.Reused, Ip("10.0.0.3"), Eth2, 8_000)],
             _events.Changes);
+        Assert.All(_events.Changes, c => Assert.False(c.Undated));
 
         // Once: the graveyard forgot them.
         _owners.Seen(DatapathAbi.EventNewIp, Ip("10.0.0.1"), Eth2, 9_000);
@@ -150,7 +153,7 @@ public sealed class EndpointOwnershipTests
         _owners.RouteRemoved(Ip("10.0.0.9"), Eth1);
         _events.Changes.Clear();
 
-        // While events were lost: .1 moved to eth2 (first seen at 4000), .9 (gone before) came back
+        // While events were lost: .1 moved to eth2 (first seen at 4000), .9 (gone at 1000) came back
         // on eth2, .7 (its device gone) and .8 (its device managed) were evicted.
         _table.Put("10.0.0.1", Eth2, firstSeen: 4_000);
         _table.Put("10.0.0.9", Eth2, firstSeen: 4_500);
@@ -161,7 +164,7 @@ public sealed class EndpointOwnershipTests
         Assert.Equal(
             [
                 new EndpointChange(EndpointChangeKind.Moved, Ip("10.0.0.1"), Eth2, 4_000),
-                new EndpointChange(EndpointChangeKind.Reused, Ip("10.0.0.9"), Eth2, 4_500),
+                new EndpointChange(EndpointChangeKind.Reused, Ip("10.0.0.9"), Eth2, 1_000),
                 EndpointChange.Left(Ip("10.0.0.7"), Gone),
             ],
             Assert.Single(_events.CatchUps));
@@ -178,10 +181,46 @@ public sealed class EndpointOwnershipTests
         _table.Put("10.0.0.1", Eth1);
         _table.Put("10.0.0.2", Gone);
         _table.Put("10.0.0.3", 99);
-        _owners.Prune(new HashSet<int> { Eth1, Eth2, 99 });
+        _owners.Prune(new HashSet<int> { Eth1, Eth2, 99 }, checkedNs: 0);
 
-        Assert.Equal([EndpointChange.Left(Ip("10.0.0.2"), Gone)], _events.Changes);
+        Assert.Equal([new EndpointChange(EndpointChangeKind.Left, Ip("10.0.0.2"), Gone, 1) { Undated = true }], _events.Changes);
         Assert.Equal(["10.0.0.1"], _table.Addresses);
+    }
+
+    [Fact]
+    public void A_device_gone_while_the_daemon_was_down_is_dated_from_below_and_sockets_born_later_are_spared()
+    {
+        // .2's device was there when the last daemon last checked (6000); .4's endpoint sent last at
+        // 6500, after that check. Neither says when the device went: only "not before".
+        _table.Put("10.0.0.2", Gone, firstSeen: 3_000);
+        _table.Put("10.0.0.4", Gone, firstSeen: 6_500);
+        _now = 20_000;
+        _owners.Prune(new HashSet<int> { Eth1, Eth2 }, checkedNs: 6_000);
+
+        var left = _events.Changes.OrderBy(c => c.Address.ToString(), StringComparer.Ordinal).ToList();
+        Assert.Equal([(Ip("10.0.0.2"), 6_000UL, true), (Ip("10.0.0.4"), 6_500UL, true)], left.Select(c => (c.Address, c.AtNs, c.Undated)));
+        var gone = EndpointReaper.TargetFor(left[0], new ReapingOptions())!;
+        Assert.Equal((ReapReason.EndpointGone, 6_000UL, true), (gone.Reason, gone.Rule.BornBeforeNs, gone.Undated));
+
+        // The new owner on a bridge (no host route) is seen sending after the start: the move is
+        // dated as the loss was, not by this first sight — the new owner's clients connected before.
+        _events.Changes.Clear();
+        _table.Put("10.0.0.2", Eth2, firstSeen: 21_000);
+        _owners.Seen(DatapathAbi.EventNewIp, Ip("10.0.0.2"), Eth2, 21_000);
+        var reused = Assert.Single(_events.Changes);
+        Assert.Equal((EndpointChangeKind.Reused, 6_000UL, true), (reused.Kind, reused.AtNs, reused.Undated));
+        var target = EndpointReaper.TargetFor(reused, new ReapingOptions())!;
+        Assert.Equal((ReapReason.IpReused, 6_000UL, true), (target.Reason, target.Rule.BornBeforeNs, target.Undated));
+    }
+
+    [Fact]
+    public void An_endpoint_gone_while_the_daemon_runs_reaps_every_socket_to_its_address()
+    {
+        _table.Put("10.0.0.1", Eth1);
+        _owners.Learn();
+        _owners.DeviceGone(Eth1);
+        var target = EndpointReaper.TargetFor(Assert.Single(_events.Changes), new ReapingOptions())!;
+        Assert.Equal((0UL, false), (target.Rule.BornBeforeNs, target.Undated));
     }
 
     [Fact]

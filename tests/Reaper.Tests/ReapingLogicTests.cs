@@ -70,17 +70,18 @@ public sealed class ReapingLogicTests
     private static Span<byte> Bytes(ref DatapathAbi.BackendKey key) => System.Runtime.InteropServices.MemoryMarshal.AsBytes(new Span<DatapathAbi.BackendKey>(ref key));
 
     [Fact]
-    public void The_graveyard_tells_a_move_from_an_address_coming_back_to_its_own_device()
+    public void The_graveyard_tells_a_move_from_an_address_coming_back_to_its_own_device_and_keeps_its_date()
     {
         var graveyard = new Graveyard();
         var address = IPAddress.Parse("10.1.0.9");
-        graveyard.Add(address, ifindex: 7);
-        Assert.False(graveyard.Take(address, ifindex: 7));
-        Assert.False(graveyard.Take(address, ifindex: 8));
+        graveyard.Add(address, ifindex: 7, new Burial(100, Undated: false));
+        Assert.False(graveyard.TryTake(address, ifindex: 7, out _));
+        Assert.False(graveyard.TryTake(address, ifindex: 8, out _));
 
-        graveyard.Add(address, ifindex: 7);
-        Assert.True(graveyard.Take(address, ifindex: 8));
-        Assert.False(graveyard.Take(address, ifindex: 8));
+        graveyard.Add(address, ifindex: 7, new Burial(200, Undated: true));
+        Assert.True(graveyard.TryTake(address, ifindex: 8, out var burial));
+        Assert.Equal(new Burial(200, Undated: true), burial);
+        Assert.False(graveyard.TryTake(address, ifindex: 8, out _));
     }
 
     [Fact]
@@ -89,12 +90,12 @@ public sealed class ReapingLogicTests
         var graveyard = new Graveyard();
         for (var i = 0; i < Graveyard.Capacity + 10; i++)
         {
-            graveyard.Add(new IPAddress(BitConverter.GetBytes(0x0a000000 + i)), 1);
+            graveyard.Add(new IPAddress(BitConverter.GetBytes(0x0a000000 + i)), 1, new Burial((ulong)i, Undated: false));
         }
 
         Assert.Equal(Graveyard.Capacity, graveyard.Count);
-        Assert.False(graveyard.Take(new IPAddress(BitConverter.GetBytes(0x0a000000)), 2));
-        Assert.True(graveyard.Take(new IPAddress(BitConverter.GetBytes(0x0a000000 + Graveyard.Capacity + 9)), 2));
+        Assert.False(graveyard.TryTake(new IPAddress(BitConverter.GetBytes(0x0a000000)), 2, out _));
+        Assert.True(graveyard.TryTake(new IPAddress(BitConverter.GetBytes(0x0a000000 + Graveyard.Capacity + 9)), 2, out _));
     }
 
     [Theory]

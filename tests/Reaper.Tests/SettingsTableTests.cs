@@ -23,7 +23,7 @@ public sealed class SettingsTableTests : IDisposable
              "Metrics.Enabled", "Metrics.Listen", "Datapath.Enabled", "Datapath.Devices", "Datapath.AllNetkit", "Datapath.PinRoot", "Datapath.Attach",
              "Datapath.MaxDeviceMetrics", "Datapath.EventBufferBytes", "Reaping.Mode", "Reaping.EndpointGone", "Reaping.IpReused",
              "Reaping.ServiceAffinity", "Reaping.ServiceTcp", "Reaping.Targeted", "Reaping.SocketHooks", "Reaping.Cgroup",
-             "Reaping.CoalesceMilliseconds", "Reaping.MaxSweepsPerSecond", "Reaping.MaxSocketsPerSecond", "Reaping.Conntrack", "Reaping.ConntrackNamespaces",
+             "Reaping.CoalesceMilliseconds", "Reaping.MaxSweepsPerSecond", "Reaping.MaxSocketsPerSecond", "Reaping.Conntrack", "Reaping.Neighbours", "Reaping.ConntrackNamespaces",
              "State.Directory", "State.HistoryRecords", "Services"],
             Settings.Keys);
     }

@@ -38,6 +38,7 @@ internal sealed unsafe class DatapathObject : IDisposable
         public const string Backends = "reaper_backends";
         public const string ServiceFlows = "reaper_service_flows";
         public const string Events = "reaper_events";
+        public const string Checked = "reaper_checked";
     }
 
     public static class Globals
@@ -62,7 +63,7 @@ internal sealed unsafe class DatapathObject : IDisposable
 
     /// <summary>The maps that outlive the daemon. The ring buffer and the global counters do not.</summary>
     public static readonly IReadOnlyList<string> PinnedMaps =
-        [Maps.Slots, Maps.DeviceStats, Maps.Endpoints, Maps.Owners, Maps.Flows, Maps.Backends, Maps.ServiceFlows];
+        [Maps.Slots, Maps.DeviceStats, Maps.Endpoints, Maps.Owners, Maps.Flows, Maps.Backends, Maps.ServiceFlows, Maps.Checked];
 
     /// <summary>Maps earlier builds pinned that this one no longer has: removed with the rest.</summary>
     public static readonly IReadOnlyList<string> RetiredMaps = ["reaper_assigned"];
@@ -88,6 +89,7 @@ internal sealed unsafe class DatapathObject : IDisposable
         Backends = obj.Map(Maps.Backends);
         ServiceFlows = obj.Map(Maps.ServiceFlows);
         Events = obj.Map(Maps.Events);
+        Checked = obj.Map(Maps.Checked);
         _eventsLost = (ulong*)Unsafe.AsPointer(ref obj.Global<ulong>(Globals.EventsLost));
         _generation = (uint*)Unsafe.AsPointer(ref obj.Global<uint>(Globals.Generation));
         _backendCount = (uint*)Unsafe.AsPointer(ref obj.Global<uint>(Globals.BackendCount));
@@ -168,6 +170,20 @@ internal sealed unsafe class DatapathObject : IDisposable
     public BpfMap ServiceFlows { get; }
 
     public BpfMap Events { get; }
+
+    /// <summary>reaper_checked: see <see cref="OwnersCheckedNs"/>.</summary>
+    public BpfMap Checked { get; }
+
+    /// <summary>
+    /// When (CLOCK_MONOTONIC ns) the daemon last knew every owner to be on a device still there; 0:
+    /// never (a fresh table). Pinned, so it outlives the daemon: a device found gone at the next
+    /// start went after this moment.
+    /// </summary>
+    public ulong OwnersCheckedNs
+    {
+        get => Checked.TryLookup(0u, out ulong ns) ? ns : 0;
+        set => Checked.Update(0u, value);
+    }
 
     /// <summary>The object's globals alias the kernel's through mmap (valid until disposed).</summary>
     public ref ulong EventsLost => ref *_eventsLost;

@@ -51,6 +51,11 @@ internal static class ClientCommands
             sweepOptions["limit"] = VariantValue.UInt64(ulong.Parse(limit, CultureInfo.InvariantCulture));
         }
 
+        if (options.Has("wide"))
+        {
+            sweepOptions["wide"] = VariantValue.Bool(true);
+        }
+
         if (options.All("netns").Count > 0)
         {
             sweepOptions["netns"] = VariantValue.Array(options.All("netns").ToArray());

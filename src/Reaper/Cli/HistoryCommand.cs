@@ -143,12 +143,17 @@ internal static class HistoryCommand
         foreach (var r in records)
         {
             var netns = string.IsNullOrEmpty(r.Namespace) ? r.NetnsCookie.ToString(CultureInfo.InvariantCulture) : r.Namespace;
-            var kind = r.Kind == ReapRecordKind.Conntrack ? "ct/" : string.Empty;
+            var proto = r.Kind switch
+            {
+                ReapRecordKind.Conntrack => "ct/" + HistoryLine.ProtocolName(r.Protocol),
+                ReapRecordKind.Neighbour => r.Remote.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? "arp" : "ndp",
+                _ => HistoryLine.ProtocolName(r.Protocol),
+            };
             rows.Add(
             [
                 r.Time.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss.fff", CultureInfo.InvariantCulture),
                 r.Trigger,
-                kind + HistoryLine.ProtocolName(r.Protocol),
+                proto,
                 netns,
                 $"{r.Local} → {r.Remote}{(r.Backend is { } b ? $" ({b})" : string.Empty)}",
                 r.Cookie.ToString(CultureInfo.InvariantCulture),

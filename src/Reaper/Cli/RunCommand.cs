@@ -84,6 +84,7 @@ internal static partial class RunCommand
         builder.Services.AddHostedService<MetricsService>();
         builder.Services.AddHostedService<DBusService>();
         builder.Services.AddSingleton<Reaping.ConntrackReaper>();
+        builder.Services.AddSingleton<Reaping.NeighbourReaper>();
         builder.Services.AddSingleton<Reaping.AutoReaper>();
         builder.Services.AddHostedService(services => services.GetRequiredService<Reaping.AutoReaper>());
         builder.Services.AddSingleton(new Datapath.ServiceFlows(config.Datapath));

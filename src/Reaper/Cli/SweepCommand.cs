@@ -25,6 +25,7 @@ internal static class SweepCommand
           --proto tcp|udp|both (default both)
           --state LIST         TCP states, e.g. established,syn-sent (default: every connected state)
           --dry-run            report what would be destroyed; destroy nothing
+          --wide               allow a --dst wider than a /8 (IPv4) or /32 (IPv6) without --dry-run
           --limit N            destroy at most N sockets (default 10000); the rest are reported as held back
           --netns NAME|COOKIE  only this namespace (repeatable); see 'socketreaper netns'
           --netns-dir DIR      also look for bind-mounted namespaces in DIR (repeatable)
@@ -49,7 +50,7 @@ internal static class SweepCommand
         and SOCKETREAPER__Area__Key variables) and of each --netns-dir.
         """;
 
-    private static readonly HashSet<string> Flags = ["dry-run", "json", "direct"];
+    private static readonly HashSet<string> Flags = ["dry-run", "json", "direct", "wide"];
     private static readonly HashSet<string> Valued = ["dst", "dport", "src", "sport", "proto", "state", "limit", "netns", "netns-dir", "threads", DaemonSettings.Option];
 
     public static int Sweep(string[] args, TextWriter stdout)
@@ -148,6 +149,11 @@ internal static class SweepCommand
             }
 
             var rules = SweepFilter.Rules(options.All("dst"), options.One("dport"), options.One("src"), options.One("sport"), options.One("proto"), options.One("state"), prefix: "--");
+            if (!options.Has("dry-run") && !options.Has("wide") && SweepRequest.TooWide(rules) is { } tooWide)
+            {
+                throw new UsageException(SweepRequest.TooWideMessage(tooWide, "--wide"));
+            }
+
             return new SweepRequest
             {
                 Rules = rules,

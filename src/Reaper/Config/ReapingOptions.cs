@@ -57,6 +57,12 @@ internal sealed record ReapingOptions
     /// </summary>
     public bool Conntrack { get; init; } = true;
 
+    /// <summary>
+    /// When an endpoint's address goes or moves, delete the neighbour (ARP/NDP) entries learned for it
+    /// in the host's namespace and those that talked to it, so the next packet resolves its new owner.
+    /// </summary>
+    public bool Neighbours { get; init; } = true;
+
     /// <summary>Namespaces besides the host's whose conntrack tables are cleaned (bind-mount paths such as /run/netns/NAME).</summary>
     public IReadOnlyList<string> ConntrackNamespaces { get; init; } = [];
 

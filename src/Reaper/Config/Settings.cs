@@ -85,6 +85,8 @@ internal static class Settings
             o => o.Reaping.MaxSocketsPerSecond, (o, v) => o with { Reaping = o.Reaping with { MaxSocketsPerSecond = v } }),
         Flag("Reaping.Conntrack", "when a backend leaves a service or an endpoint's address goes or moves, delete the conntrack entries of the UDP flows NATed to it (TCP too with `Reaping.ServiceTcp`), in the host's namespace and those of `Reaping.ConntrackNamespaces`",
             o => o.Reaping.Conntrack, (o, v) => o with { Reaping = o.Reaping with { Conntrack = v } }),
+        Flag("Reaping.Neighbours", "when an endpoint's address goes or moves, delete the neighbour (ARP/NDP) entries the kernel learned for it, in the host's namespace and those that talked to it, so the next packet finds its new owner instead of the old MAC (permanent, externally learned and proxy entries are left alone)",
+            o => o.Reaping.Neighbours, (o, v) => o with { Reaping = o.Reaping with { Neighbours = v } }),
         List("Reaping.ConntrackNamespaces", ':', "namespaces besides the host's whose conntrack tables `Reaping.Conntrack` cleans, as bind-mount paths such as /run/netns/NAME (environment: `:`-separated)",
             o => o.Reaping.ConntrackNamespaces, (o, v) => o with { Reaping = o.Reaping with { ConntrackNamespaces = v } }),
         new("State.Directory", "absolute directory, or empty", "where the services declared over D-Bus and the reap history are kept across restarts (the unit's `StateDirectory=`); empty = nothing is kept (the history lives in memory)",

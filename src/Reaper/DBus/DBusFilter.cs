@@ -24,6 +24,7 @@ internal static class DBusFilter
         };
 
         var limit = config.Limit;
+        var wide = false;
         var namespaces = new List<string>();
         foreach (var (key, raw) in options)
         {
@@ -48,9 +49,17 @@ internal static class DBusFilter
                 case "netns":
                     namespaces.AddRange(Strings(value, "netns"));
                     break;
+                case "wide":
+                    wide = value.Type == VariantValueType.Bool ? value.GetBool() : throw new FormatException("option 'wide' must be a boolean (b).");
+                    break;
                 default:
-                    throw new FormatException($"'{SweepFilter.Quote(key)}' is not a sweep option; use limit or netns.");
+                    throw new FormatException($"'{SweepFilter.Quote(key)}' is not a sweep option; use limit, netns or wide.");
             }
+        }
+
+        if (!dryRun && !wide && SweepRequest.TooWide(rules) is { } tooWide)
+        {
+            throw new FormatException(SweepRequest.TooWideMessage(tooWide, "the option wide=true"));
         }
 
         return new SweepRequest { Rules = rules, DryRun = dryRun, Limit = limit, Namespaces = namespaces };

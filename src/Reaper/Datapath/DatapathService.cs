@@ -6,6 +6,7 @@ using Microsoft.Extensions.Logging;
 using SocketReaper.Bpf;
 using SocketReaper.Config;
 using SocketReaper.Metrics;
+using SocketReaper.Platform;
 using SocketReaper.Platform.Netlink;
 
 namespace SocketReaper.Datapath;
@@ -22,6 +23,10 @@ namespace SocketReaper.Datapath;
 internal sealed partial class DatapathService : BackgroundService
 {
     private static readonly TimeSpan DriftEvery = TimeSpan.FromSeconds(5);
+
+    // How stale the owners' checked moment may be after a SIGKILL: sockets made to a device's
+    // address in that last second before the kill are spared if the device goes before the restart.
+    private static readonly TimeSpan CheckedEvery = TimeSpan.FromSeconds(1);
     private readonly DatapathOptions _config;
     private readonly ReaperMetrics _metrics;
     private readonly ILogger _logger;
@@ -76,6 +81,7 @@ internal sealed partial class DatapathService : BackgroundService
             // Backends first: a device is watched for service flows from its first packet.
             _backends.SyncIfChanged(obj);
             IReadOnlyList<LinkInfo> links;
+            var listed = Monotonic.NowNs();
             using (var rt = RtNetlink.Open())
             {
                 links = rt.DumpLinks();
@@ -87,19 +93,28 @@ internal sealed partial class DatapathService : BackgroundService
             }
 
             coverage.PruneState();
-            owners.Prune(links.Select(l => l.Index).ToHashSet());
+            owners.Prune(links.Select(l => l.Index).ToHashSet(), obj.OwnersCheckedNs);
             owners.Learn();
+            obj.OwnersCheckedNs = listed;
 
             ref var lost = ref obj.EventsLost;
             Log.Covering(_logger, coverage.Count, _config.PinRoot);
             var nextDrift = DateTime.UtcNow + DriftEvery;
+            var handled = listed;
+            var nextCheckedWrite = DateTime.UtcNow + CheckedEvery;
             while (!stop.IsCancellationRequested)
             {
+                // When the wait below ends with no rtnetlink message waiting, every link change
+                // announced before this moment has been handled: the owners as we know them were all
+                // on devices still there at this moment. (One message is read per turn; after one, more
+                // may wait.)
+                var checkedNs = Monotonic.NowNs();
                 try
                 {
                     // Wake for whichever comes first, a link/route change or a datapath event.
                     var (netlink, _) = monitor.WaitWith(events.EpollFd, TimeSpan.FromMilliseconds(250));
                     var changes = netlink ? monitor.Receive(TimeSpan.Zero) : [];
+                    checkedNs = netlink ? 0 : checkedNs;
                     owners.NoticeTicks = Stopwatch.GetTimestamp();
                     foreach (var change in changes)
                     {
@@ -124,6 +139,7 @@ internal sealed partial class DatapathService : BackgroundService
                 {
                     // We missed link events; the drift check below re-reads everything.
                     nextDrift = DateTime.UtcNow;
+                    checkedNs = 0;
                 }
 
                 Volatile.Write(ref _devices, coverage.Count);
@@ -145,7 +161,20 @@ internal sealed partial class DatapathService : BackgroundService
                     export.Export(obj, coverage.Devices);
                     nextDrift = DateTime.UtcNow + DriftEvery;
                 }
+
+                if (checkedNs != 0)
+                {
+                    handled = checkedNs;
+                    if (DateTime.UtcNow >= nextCheckedWrite)
+                    {
+                        obj.OwnersCheckedNs = handled;
+                        nextCheckedWrite = DateTime.UtcNow + CheckedEvery;
+                    }
+                }
             }
+
+            // Stopping: a device the next start finds gone went after the last batch handled here.
+            obj.OwnersCheckedNs = handled;
         }
         catch (Exception e) when (e is NativeException or LibBpfUnavailableException)
         {

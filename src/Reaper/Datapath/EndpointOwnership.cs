@@ -62,11 +62,29 @@ internal sealed partial class EndpointOwnership
 
     /// <summary>
     /// At start: addresses learned on devices that went while the daemon was down left; those of
-    /// devices still <paramref name="present"/> but no longer managed are only forgotten.
+    /// devices still <paramref name="present"/> but no longer managed are only forgotten. When a
+    /// device went is not known, only that it was there at <paramref name="checkedNs"/> (the last
+    /// moment the previous daemon knew its owners, 0: never) and when its endpoint last sent: the
+    /// later of the two dates the loss from below, and sockets born after it are spared — on a
+    /// bridge the address may already have a new owner that nothing here has seen yet.
     /// </summary>
-    public void Prune(IReadOnlySet<int> present)
+    public void Prune(IReadOnlySet<int> present, ulong checkedNs)
     {
-        ReapOwnersOf(i => !present.Contains((int)i));
+        var gone = _table.ReadAll().Where(o => !present.Contains((int)o.Owner.Ifindex)).ToList();
+        ForgetOwnersOf(i => !present.Contains((int)i));
+        foreach (var owner in gone)
+        {
+            var since = Math.Max(checkedNs, owner.Owner.LastSeenNs);
+            _graveyard.Add(owner.Address, (int)owner.Owner.Ifindex, new Burial(since, Undated: true));
+            Raise(new EndpointChange(EndpointChangeKind.Left, owner.Address, (int)owner.Owner.Ifindex, since) { Undated = true });
+        }
+
+        if (gone.Count > 0)
+        {
+            var latest = gone.Max(o => Math.Max(checkedNs, o.Owner.LastSeenNs));
+            Log.GoneWhileDown(_logger, gone.Count, (_now() - Math.Min(latest, _now())) / 1_000_000_000.0);
+        }
+
         ForgetOwnersOf(i => !_managed((int)i));
     }
 
@@ -92,9 +110,11 @@ internal sealed partial class EndpointOwnership
         {
             Raise(new EndpointChange(EndpointChangeKind.Moved, address, (int)ifindex, timeNs));
         }
-        else if (kind == DatapathAbi.EventNewIp && _graveyard.Take(address, (int)ifindex))
+        else if (kind == DatapathAbi.EventNewIp && _graveyard.TryTake(address, (int)ifindex, out var burial))
         {
-            Raise(new EndpointChange(EndpointChangeKind.Reused, address, (int)ifindex, timeNs));
+            // Dated by the burial, not by this first sight: a client that connected to the new owner
+            // before it first answered (a UDP socket, say) was born after the old one let go.
+            Raise(Reused(address, (int)ifindex, burial));
         }
     }
 
@@ -121,7 +141,7 @@ internal sealed partial class EndpointOwnership
         }
 
         var fromLive = known && _managed((int)owner.Ifindex);
-        var reused = _graveyard.Take(destination, oif);
+        var reused = _graveyard.TryTake(destination, oif, out _);
         _table.Set(key, new DatapathAbi.Owner { Ifindex = (uint)oif, FirstSeenNs = now, LastSeenNs = now });
         _known[key] = (uint)oif;
         _table.Changed();
@@ -165,13 +185,15 @@ internal sealed partial class EndpointOwnership
             var ifindex = learned.Owner.Ifindex;
             var known = _known.TryGetValue(key, out var before);
             _known[key] = ifindex;
-            var kind = known
-                ? before != ifindex ? EndpointChangeKind.Moved : (EndpointChangeKind?)null
-                : _graveyard.Take(learned.Address, (int)ifindex) ? EndpointChangeKind.Reused : null;
-            if (kind is { } k)
+            if (known && before != ifindex)
             {
                 moved++;
-                changes.Add(new EndpointChange(k, learned.Address, (int)ifindex, learned.Owner.FirstSeenNs));
+                changes.Add(new EndpointChange(EndpointChangeKind.Moved, learned.Address, (int)ifindex, learned.Owner.FirstSeenNs));
+            }
+            else if (!known && _graveyard.TryTake(learned.Address, (int)ifindex, out var burial))
+            {
+                moved++;
+                changes.Add(Reused(learned.Address, (int)ifindex, burial));
             }
         }
 
@@ -185,7 +207,7 @@ internal sealed partial class EndpointOwnership
             {
                 gone++;
                 var address = AbiAddress.FromKey(key);
-                _graveyard.Add(address, (int)ifindex);
+                _graveyard.Add(address, (int)ifindex, new Burial(_now(), Undated: false));
                 changes.Add(EndpointChange.Left(address, (int)ifindex));
             }
         }
@@ -207,7 +229,7 @@ internal sealed partial class EndpointOwnership
     /// <summary><paramref name="address"/> is no longer on device <paramref name="ifindex"/>: remembered, so taking it elsewhere counts as a move.</summary>
     private void Left(IPAddress address, int ifindex)
     {
-        _graveyard.Add(address, ifindex);
+        _graveyard.Add(address, ifindex, new Burial(_now(), Undated: false));
         Raise(EndpointChange.Left(address, ifindex));
     }
 
@@ -229,8 +251,14 @@ internal sealed partial class EndpointOwnership
         return [.. matched.Select(o => (o.Address, (int)o.Owner.Ifindex))];
     }
 
+    private static EndpointChange Reused(IPAddress address, int ifindex, Burial burial) =>
+        new(EndpointChangeKind.Reused, address, ifindex, burial.AtNs) { Undated = burial.Undated };
+
     private static partial class Log
     {
+        [LoggerMessage(EventId = 409, Level = LogLevel.Warning, Message = "{Addresses} address(es) lost their endpoint while the daemon was down, at a moment nothing here dates: sockets to them born before their endpoint was last known there (the latest {Seconds:F0} s ago) are reaped; sockets born later are spared, since the address may have a new owner (socketreaper_reap_undated_total)")]
+        public static partial void GoneWhileDown(ILogger logger, int addresses, double seconds);
+
         [LoggerMessage(EventId = 407, Level = LogLevel.Warning, Message = "The datapath lost {Lost} event(s) (its ring buffer was full; Datapath.EventBufferBytes): re-read {Owners} owner(s), found {Moved} moved and {Gone} gone address(es), queued {Targets} target(s) for a full catch-up sweep")]
         public static partial void CaughtUp(ILogger logger, ulong lost, int owners, int moved, int gone, int targets);
     }

@@ -17,13 +17,21 @@ internal enum EndpointChangeKind
 
 /// <summary>
 /// One change of an address's endpoint: <see cref="Ifindex"/> is the device it left (Left) or is on
-/// now (Moved, Reused); <see cref="AtNs"/> (CLOCK_MONOTONIC) is when it arrived there — sockets born
-/// before then talk to the wrong endpoint. 0 for Left.
+/// now (Moved, Reused); <see cref="AtNs"/> (CLOCK_MONOTONIC) is when it changed hands — sockets born
+/// before then talk to the wrong endpoint. For Left, 0: every socket to the address is stale.
 /// </summary>
 internal readonly record struct EndpointChange(EndpointChangeKind Kind, IPAddress Address, int Ifindex, ulong AtNs)
 {
     /// <summary>When the daemon received the kernel's notice that revealed the change (Stopwatch ticks); 0 when unknown.</summary>
     public long NoticedTicks { get; init; }
+
+    /// <summary>
+    /// The change happened while the daemon was down, at some moment after <see cref="AtNs"/> that
+    /// nothing dates (a device found gone at start, on a bridge where no host route moved): only
+    /// sockets born before <see cref="AtNs"/> are surely stale, and those born later are spared —
+    /// they may belong to the address's new owner.
+    /// </summary>
+    public bool Undated { get; init; }
 
     public static EndpointChange Left(IPAddress address, int ifindex) => new(EndpointChangeKind.Left, address, ifindex, 0);
 }

@@ -50,6 +50,8 @@ internal sealed class ReaperMetrics : ISweepRecorder
         JournalWriteFailures = f.CreateCounter("socketreaper_journal_write_failures_total", "Per-sweep journal entries that could not be sent to journald.");
         ConntrackDeleted = f.CreateCounter("socketreaper_conntrack_entries_deleted_total", "Conntrack entries of flows NATed to a gone backend or address that the automatic triggers deleted (Reaping.Conntrack), by trigger.", "trigger");
         ConntrackWouldDelete = f.CreateCounter("socketreaper_conntrack_entries_would_delete_total", "Conntrack entries the automatic triggers would have deleted in observe mode (Reaping.Mode=observe), by trigger.", "trigger");
+        ReapUndated = f.CreateCounter("socketreaper_reap_undated_total", "Addresses that changed hands while the daemon was down at a moment nothing dates (a bridge, no host route): sockets born before their old endpoint was last known are reaped, later ones spared (they may be the new owner's), by trigger.", "trigger");
+        NeighboursDeleted = f.CreateCounter("socketreaper_neighbours_flushed_total", "Neighbour (ARP/NDP) entries of an address that went or moved, flushed so the next packet finds its new owner (Reaping.Neighbours), by trigger and result: deleted, would-delete (observe mode), gone (went before the delete), failed.", "trigger", "result");
         ConntrackFailures = f.CreateCounter("socketreaper_conntrack_failures_total", "Conntrack cleanup failures: operation=delete an entry the kernel refused to delete, dump a namespace whose table could not be listed, namespace one of Reaping.ConntrackNamespaces that could not be entered.", "operation");
         // The runtime's own: process_resident_memory_bytes, process_num_threads, process_open_fds,
         // dotnet_total_memory_bytes (the managed heap), dotnet_collection_count_total…
@@ -140,6 +142,10 @@ internal sealed class ReaperMetrics : ISweepRecorder
     public Counter ConntrackWouldDelete { get; }
 
     public Counter ConntrackFailures { get; }
+
+    public Counter ReapUndated { get; }
+
+    public Counter NeighboursDeleted { get; }
 
     public void NamespacesFound(int count) => NamespacesKnown.Set(count);
 

@@ -39,9 +39,12 @@ internal sealed partial class AutoReaper : BackgroundService
     private bool _delayedBySweeps;
     private bool _delayedBySockets;
 
-    public AutoReaper(ReaperOptions options, LoadedEngine engine, ReaperMetrics metrics, ILogger<AutoReaper> logger, ConntrackReaper? conntrack = null)
+    private readonly NeighbourReaper? _neighbours;
+
+    public AutoReaper(ReaperOptions options, LoadedEngine engine, ReaperMetrics metrics, ILogger<AutoReaper> logger, ConntrackReaper? conntrack = null, NeighbourReaper? neighbours = null)
     {
         _conntrack = conntrack;
+        _neighbours = neighbours;
         _config = options.Reaping;
         _sweepLimit = options.Sweep.Limit;
         _state = engine;
@@ -75,6 +78,11 @@ internal sealed partial class AutoReaper : BackgroundService
 
         var queued = _queue.Writer.TryWrite(target with { QueuedTicks = Stopwatch.GetTimestamp() });
         _metrics.ReapTargets.WithLabels(TriggerName(target.Reason), queued ? "queued" : "dropped").Inc();
+        if (target.Undated)
+        {
+            _metrics.ReapUndated.WithLabels(TriggerName(target.Reason)).Inc();
+        }
+
         return queued;
     }
 
@@ -142,11 +150,15 @@ internal sealed partial class AutoReaper : BackgroundService
                     batch.Add(target);
                 }
 
+                var scopes = new List<Func<NetnsInfo, SweepProtocols>?>();
                 foreach (var (reason, targets) in Sweeps(batch.Where(t => !t.ConntrackOnly)))
                 {
                     await ThrottleAsync(1, stoppingToken).ConfigureAwait(false);
-                    await SweepAsync(reason, targets, stoppingToken).ConfigureAwait(false);
+                    scopes.Add(await SweepAsync(reason, targets, stoppingToken).ConfigureAwait(false));
                 }
+
+                // Right after the sweeps: the peers that talked to a moved address ask who has it now.
+                await FlushNeighboursAsync(batch, scopes).ConfigureAwait(false);
 
                 // After the sweeps, never before them: the sockets' reaction does not wait for conntrack.
                 await CleanConntrackAsync(batch).ConfigureAwait(false);
@@ -155,6 +167,43 @@ internal sealed partial class AutoReaper : BackgroundService
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
             // Shutting down: queued and held-back targets are dropped; their sockets will be found by the next sweep that covers them.
+        }
+    }
+
+    /// <summary>
+    /// Flushes the neighbour entries of the batch's gone and moved addresses (not of backends that
+    /// left a service: their address did not change hands) in the host and in the namespaces the
+    /// batch's sweeps visited — every discovered one when a sweep was full.
+    /// </summary>
+    private async Task FlushNeighboursAsync(List<ReapTarget> batch, List<Func<NetnsInfo, SweepProtocols>?> scopes)
+    {
+        if (_neighbours is not { Enabled: true } || _state.IsLoaded is false)
+        {
+            return;
+        }
+
+        var targets = batch.Where(t => t.Reason is ReapReason.EndpointGone or ReapReason.IpReused && !t.ConntrackOnly)
+            .SelectMany(t => t.Contacts.Select(a => (TriggerName(t.Reason), a))).Distinct().ToList();
+        if (targets.Count == 0)
+        {
+            return;
+        }
+
+        var observe = _config.Mode == ReapingMode.Observe;
+        try
+        {
+            await _sweeper.Run(() =>
+            {
+                var known = _state.Coordinator.LastDiscovered;
+                var visited = scopes.Count == 0 || scopes.Any(s => s is null)
+                    ? known
+                    : [.. known.Where(n => scopes.Any(s => s!(n) != 0))];
+                return _neighbours.Flush(targets, visited, Netns.CurrentCookie(), observe);
+            }).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            Log.NeighboursFailed(_logger, e.Message);
         }
     }
 
@@ -232,7 +281,8 @@ internal sealed partial class AutoReaper : BackgroundService
             .Select(g => g.Key.Rule with { BornBeforeNs = g.Max(r => r.BornBeforeNs) })
             .Select((r, i) => r with { Id = (uint)i })];
 
-    private async Task SweepAsync(ReapReason reason, List<ReapTarget> targets, CancellationToken stopping)
+    /// <summary>Sweeps <paramref name="targets"/>; returns the scope it had (null: a full sweep).</summary>
+    private async Task<Func<NetnsInfo, SweepProtocols>?> SweepAsync(ReapReason reason, List<ReapTarget> targets, CancellationToken stopping)
     {
         var contacts = targets.SelectMany(t => t.Contacts).Distinct().ToList();
         var dryRun = _config.Mode == ReapingMode.Observe;
@@ -250,9 +300,10 @@ internal sealed partial class AutoReaper : BackgroundService
             Trigger = TriggerName(reason),
         };
         SweepResult? result = null;
+        Func<NetnsInfo, SweepProtocols>? scope = null;
         try
         {
-            result = await RunAsync(request, contacts, targets, stopping).ConfigureAwait(false);
+            (result, scope) = await RunAsync(request, contacts, targets, stopping).ConfigureAwait(false);
         }
         finally
         {
@@ -274,7 +325,7 @@ internal sealed partial class AutoReaper : BackgroundService
         (_delayedBySweeps, _delayedBySockets) = (false, false);
         if (result is null)
         {
-            return;
+            return scope;
         }
 
         // A retry sweeps the sockets again; the conntrack entries were dealt with once.
@@ -291,10 +342,12 @@ internal sealed partial class AutoReaper : BackgroundService
             _metrics.ReapTargets.WithLabels(request.Trigger, "abandoned").Inc(abandoned.Count);
             Log.Abandoned(_logger, request.Trigger, abandoned.Count, ReapRetries.MaxRetries, result.HeldBack);
         }
+
+        return scope;
     }
 
-    /// <summary>Runs <paramref name="request"/> once the coordinator is free; null when it failed (logged).</summary>
-    private async Task<SweepResult?> RunAsync(SweepRequest request, List<IPAddress> contacts, List<ReapTarget> targets, CancellationToken stopping)
+    /// <summary>Runs <paramref name="request"/> once the coordinator is free; its result (null when it failed, logged) and scope.</summary>
+    private async Task<(SweepResult? Result, Func<NetnsInfo, SweepProtocols>? Scope)> RunAsync(SweepRequest request, List<IPAddress> contacts, List<ReapTarget> targets, CancellationToken stopping)
     {
         var catchUp = targets.Any(t => t.CatchUp);
         while (true)
@@ -327,7 +380,7 @@ internal sealed partial class AutoReaper : BackgroundService
                         result.StartedTicks + (long)(result.Duration.TotalSeconds * Stopwatch.Frequency));
                 }
 
-                return result;
+                return (result, scope);
             }
             catch (SweepBusyException)
             {
@@ -337,7 +390,7 @@ internal sealed partial class AutoReaper : BackgroundService
             {
                 // Counted and logged by the coordinator when the sweep itself failed; the targets are dropped.
                 Log.Failed(_logger, request.Trigger, e.Message);
-                return null;
+                return (null, null);
             }
         }
     }
@@ -352,6 +405,9 @@ internal sealed partial class AutoReaper : BackgroundService
     {
         [LoggerMessage(EventId = 505, Level = LogLevel.Debug, Message = "Automatic sweep ({Trigger}) stages (monotonic ns): received {Received} queued {Queued} scoped {Scoped} started {Started} finished {Finished}")]
         public static partial void Stages(ILogger logger, string trigger, long received, long queued, long scoped, long started, long finished);
+
+        [LoggerMessage(EventId = 507, Level = LogLevel.Error, Message = "Neighbour flush after the automatic sweeps failed: {Reason}")]
+        public static partial void NeighboursFailed(ILogger logger, string reason);
 
         [LoggerMessage(EventId = 506, Level = LogLevel.Error, Message = "Conntrack cleanup after the automatic sweeps failed: {Reason}")]
         public static partial void ConntrackFailed(ILogger logger, string reason);

@@ -30,9 +30,10 @@ internal sealed class EndpointReaper : IEndpointEvents
     {
         var target = change.Kind switch
         {
-            EndpointChangeKind.Left => config.EndpointGone ? ReapTarget.EndpointGone(change.Address, config.ServiceTcp) : null,
+            EndpointChangeKind.Left => config.EndpointGone ? ReapTarget.EndpointGone(change.Address, config.ServiceTcp, change.AtNs) : null,
             _ => config.IpReused ? ReapTarget.IpReused(change.Address, change.AtNs, config.ServiceTcp) : null,
         };
+        target = target is null ? null : target with { Undated = change.Undated };
         return target is not null && !config.Conntrack ? target with { Conntrack = null } : target;
     }
 

@@ -30,7 +30,7 @@ internal static class HistoryLine
             w.WriteString("time", record.Time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'", CultureInfo.InvariantCulture));
             w.WriteNumber("sweep", record.SweepId);
             w.WriteString("trigger", record.Trigger);
-            w.WriteString("kind", record.Kind == ReapRecordKind.Socket ? "socket" : "conntrack");
+            w.WriteString("kind", ReapRecordKinds.Name(record.Kind));
             w.WriteNumber("netns_cookie", record.NetnsCookie);
             w.WriteString("netns", record.Namespace);
             w.WriteString("protocol", ProtocolName(record.Protocol));
@@ -54,6 +54,7 @@ internal static class HistoryLine
     {
         ProtocolType.Tcp => "tcp",
         ProtocolType.Udp => "udp",
+        ProtocolType.Unknown => "none",
         _ => protocol.ToString().ToLowerInvariant(),
     };
 
@@ -101,7 +102,7 @@ internal static class HistoryLine
                     trigger = reader.GetString();
                     break;
                 case "kind":
-                    kind = reader.GetString() == "conntrack" ? ReapRecordKind.Conntrack : ReapRecordKind.Socket;
+                    kind = ReapRecordKinds.Parse(reader.GetString());
                     break;
                 case "netns_cookie":
                     netnsCookie = reader.GetUInt64();

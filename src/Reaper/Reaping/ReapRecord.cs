@@ -11,6 +11,27 @@ internal enum ReapRecordKind
 
     /// <summary>A conntrack entry deleted (or, in observe mode, that would have been).</summary>
     Conntrack,
+
+    /// <summary>A neighbour (ARP/NDP) entry of a gone or moved address flushed (or, in observe mode, that would have been).</summary>
+    Neighbour,
+}
+
+/// <summary>The kinds' names in the history's lines, D-Bus records and the CLI's table.</summary>
+internal static class ReapRecordKinds
+{
+    public static string Name(ReapRecordKind kind) => kind switch
+    {
+        ReapRecordKind.Conntrack => "conntrack",
+        ReapRecordKind.Neighbour => "neighbour",
+        _ => "socket",
+    };
+
+    public static ReapRecordKind Parse(string? name) => name switch
+    {
+        "conntrack" => ReapRecordKind.Conntrack,
+        "neighbour" => ReapRecordKind.Neighbour,
+        _ => ReapRecordKind.Socket,
+    };
 }
 
 /// <summary>
@@ -18,6 +39,8 @@ internal enum ReapRecordKind
 /// deleted. For a socket, Local and Remote are its ends and Cookie its socket cookie; for a
 /// conntrack entry, Local is the client (original source), Remote what it addressed (original
 /// destination, the VIP), Backend where NAT sent it (the reply's source) and Cookie the entry's id.
+/// For a neighbour entry, Remote is the address (port 0), Local unspecified and Cookie the
+/// device's ifindex in that namespace.
 /// </summary>
 internal sealed record ReapRecord(
     DateTimeOffset Time,

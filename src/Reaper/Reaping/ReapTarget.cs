@@ -41,9 +41,19 @@ internal sealed record ReapTarget(ReapReason Reason, SweepRule Rule, IReadOnlyLi
     /// <summary>Only <see cref="Conntrack"/>: its sweep rule is not run (a backend-gone notice whose sockets another target covers).</summary>
     public bool ConntrackOnly { get; init; }
 
-    /// <summary>Every connected socket whose peer is <paramref name="address"/>, and the conntrack entries NATed to it.</summary>
-    public static ReapTarget EndpointGone(IPAddress address, bool conntrackTcp = false) =>
-        new(ReapReason.EndpointGone, new SweepRule { Remote = IpPrefix.Host(address), Protocols = SweepProtocols.Both }, [address])
+    /// <summary>
+    /// The move or loss behind it happened while the daemon was down, at a moment nothing dates:
+    /// its rule reaps only the sockets born before the old endpoint was last known there (counted,
+    /// socketreaper_reap_undated_total).
+    /// </summary>
+    public bool Undated { get; init; }
+
+    /// <summary>
+    /// Every connected socket whose peer is <paramref name="address"/> (born before
+    /// <paramref name="bornBeforeNs"/>, when not 0), and the conntrack entries NATed to it.
+    /// </summary>
+    public static ReapTarget EndpointGone(IPAddress address, bool conntrackTcp = false, ulong bornBeforeNs = 0) =>
+        new(ReapReason.EndpointGone, new SweepRule { Remote = IpPrefix.Host(address), Protocols = SweepProtocols.Both, BornBeforeNs = bornBeforeNs }, [address])
         {
             Conntrack = ConntrackTarget.AnyPort(address, conntrackTcp),
         };

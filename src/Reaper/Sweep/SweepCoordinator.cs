@@ -96,6 +96,18 @@ internal sealed partial class SweepCoordinator : IDisposable
         return discovery.Namespaces;
     }
 
+    /// <summary>The namespaces the last discovery found (none before the first).</summary>
+    public IReadOnlyList<NetnsInfo> LastDiscovered
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _last?.Namespaces ?? [];
+            }
+        }
+    }
+
     /// <summary>The last discovery, if a targeted sweep may reuse it (see <see cref="ScopeVersion"/>).</summary>
     private IReadOnlyList<NetnsInfo>? Reusable()
     {

@@ -30,5 +30,16 @@ internal sealed record SweepRequest
     /// <summary>Who asked: "cli", "dbus", an automatic trigger's name.</summary>
     public string Trigger { get; init; } = "cli";
 
+    /// <summary>
+    /// The first rule whose destination is wider than a /8 (IPv4) or a /32 (IPv6), which a sweep that
+    /// destroys may name only when asked to be wide (the operator's own SSH session is in there); null: none.
+    /// </summary>
+    public static SweepRule? TooWide(IReadOnlyList<SweepRule> rules) =>
+        rules.FirstOrDefault(r => r.Remote.IsV4 ? r.Remote.Length < 96 + 8 : r.Remote.Length < 32);
+
+    /// <summary>One sentence saying why <paramref name="rule"/> is refused, and how to mean it (<paramref name="wideOption"/>).</summary>
+    public static string TooWideMessage(SweepRule rule, string wideOption) =>
+        $"dst {rule.Remote} is wider than a {(rule.Remote.IsV4 ? "/8" : "/32")} and would destroy up to the limit of every matching connection on the host, your own SSH session included; narrow dst, look first with a dry run, or add {wideOption} if you mean it.";
+
     public SweepProtocols Protocols => Rules.Aggregate((SweepProtocols)0, (all, r) => all | r.Protocols);
 }

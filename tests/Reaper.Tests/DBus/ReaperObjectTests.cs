@@ -126,7 +126,7 @@ public sealed class ReaperObjectTests : IAsyncLifetime
     {
         var unknown = await RefusedAsync(DBusNames.Interface, "DryRun", "va{sv}",
             SweepBody(VariantValue.String("dst 10.1.2.3"), new() { ["force"] = VariantValue.Bool(true) }));
-        Assert.Equal((DBusErrors.InvalidFilter, "'force' is not a sweep option; use limit or netns."), unknown);
+        Assert.Equal((DBusErrors.InvalidFilter, "'force' is not a sweep option; use limit, netns or wide."), unknown);
 
         var badLimit = await RefusedAsync(DBusNames.Interface, "DryRun", "va{sv}",
             SweepBody(VariantValue.String("dst 10.1.2.3"), new() { ["limit"] = VariantValue.String("lots") }));

@@ -1,0 +1,179 @@
+using System.Net;
+using LibBpf;
+using Microsoft.Extensions.Logging;
+using SocketReaper.Config;
+using SocketReaper.Metrics;
+using SocketReaper.Platform;
+using SocketReaper.Platform.Netlink;
+using SocketReaper.Sweep;
+
+namespace SocketReaper.Reaping;
+
+/// <summary>What one neighbour flush did, summed over its namespaces.</summary>
+internal readonly record struct NeighbourOutcome(long Deleted, long WouldDelete, long Gone, long Failed, int Namespaces, int NamespacesFailed);
+
+/// <summary>
+/// Flushes the neighbour (ARP/NDP) entries of addresses whose endpoint went or that moved to another
+/// endpoint. On a bridge, peers that talked to the old owner keep its MAC as REACHABLE and send the
+/// new owner's packets to a MAC nobody has until the entry ages out and is probed again (tens of
+/// seconds); deleting the entry makes the next packet ask who has the address now. Only learned
+/// entries for exactly those addresses go: permanent, noarp, externally learned and proxy entries
+/// stay. Runs in the daemon's own namespace and in the namespaces the targeted sweep visited (those
+/// that talked to the address); in observe mode it counts what it would delete. Called by
+/// <see cref="AutoReaper"/> after a batch's sweeps, on its sweep thread.
+/// </summary>
+internal sealed partial class NeighbourReaper
+{
+    private readonly ReapingOptions _config;
+    private readonly ReaperMetrics _metrics;
+    private readonly ILogger _logger;
+    private readonly IReapRecords _records;
+    private readonly Func<INeighbourTable> _open;
+    private readonly Func<NetnsInfo, Func<NamespacePass>, NamespacePass> _inNamespace;
+    private readonly TimeProvider _time;
+
+    public NeighbourReaper(ReaperOptions options, ReaperMetrics metrics, ILogger<NeighbourReaper> logger, IReapRecords records)
+        : this(options.Reaping, metrics, logger, records, NeighbourTable.Open, InNamespace, TimeProvider.System)
+    {
+    }
+
+    internal NeighbourReaper(
+        ReapingOptions config, ReaperMetrics metrics, ILogger logger, IReapRecords records,
+        Func<INeighbourTable> open, Func<NetnsInfo, Func<NamespacePass>, NamespacePass> inNamespace, TimeProvider time)
+    {
+        _config = config;
+        _metrics = metrics;
+        _logger = logger;
+        _records = records;
+        _open = open;
+        _inNamespace = inNamespace;
+        _time = time;
+    }
+
+    /// <summary>Whether Reaping.Neighbours is on (and automatic reaping not off).</summary>
+    public bool Enabled => _config.Neighbours && _config.Mode != ReapingMode.Off;
+
+    /// <summary>
+    /// Deletes (or, when <paramref name="observe"/>, counts) the learned neighbour entries of
+    /// <paramref name="targets"/>' addresses in the daemon's namespace (<paramref name="hostCookie"/>)
+    /// and in <paramref name="namespaces"/>. Never throws for the kernel's or a namespace's sake: a
+    /// namespace that vanished is counted, not an error.
+    /// </summary>
+    public NeighbourOutcome Flush(IReadOnlyList<(string Trigger, IPAddress Address)> targets, IReadOnlyList<NetnsInfo> namespaces, ulong hostCookie, bool observe)
+    {
+        if (!Enabled || targets.Count == 0)
+        {
+            return default;
+        }
+
+        var distinct = targets.Select(t => (t.Trigger, Address: ConntrackTarget.Normal(t.Address))).DistinctBy(t => t.Address).ToList();
+        var passes = new List<NamespacePass> { Pass(ConntrackReaper.HostNamespace, hostCookie, distinct, observe) };
+        foreach (var netns in namespaces.Where(n => n.Cookie != hostCookie))
+        {
+            try
+            {
+                passes.Add(_inNamespace(netns, () => Pass(netns.Name, netns.Cookie, distinct, observe)));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or NativeException)
+            {
+                // Gone since the sweep (its entries went with it), or not enterable: the others are flushed.
+                passes.Add(new NamespacePass([], 0, 0, 0, Failed: true));
+            }
+        }
+
+        var records = passes.SelectMany(p => p.Records).ToList();
+        if (records.Count > 0)
+        {
+            _records.Add(records);
+        }
+
+        foreach (var group in records.GroupBy(r => (r.Trigger, r.Result)))
+        {
+            var result = group.Key.Result is "deleted" or "would-delete" or "gone" ? group.Key.Result : "failed";
+            _metrics.NeighboursDeleted.WithLabels(group.Key.Trigger, result).Inc(group.Count());
+        }
+
+        var outcome = new NeighbourOutcome(
+            passes.Sum(p => p.Deleted), observe ? records.Count : 0, passes.Sum(p => p.Gone), passes.Sum(p => p.FailedDeletes),
+            passes.Count(p => !p.Failed), passes.Count(p => p.Failed));
+        var level = records.Count > 0 || outcome.Failed > 0 ? LogLevel.Information : LogLevel.Debug;
+        Log.Flushed(_logger, level, string.Join(",", distinct.Select(t => t.Trigger).Distinct()), distinct.Count,
+            observe ? "would delete" : "deleted", observe ? outcome.WouldDelete : outcome.Deleted, outcome.Namespaces,
+            outcome.Gone, outcome.Failed, outcome.NamespacesFailed);
+        return outcome;
+    }
+
+    /// <summary>One namespace's flush, on a thread inside it.</summary>
+    private NamespacePass Pass(string name, ulong cookie, List<(string Trigger, IPAddress Address)> targets, bool observe)
+    {
+        var records = new List<ReapRecord>();
+        long deleted = 0, gone = 0, failed = 0;
+        try
+        {
+            using var table = _open();
+            foreach (var (trigger, address) in targets)
+            {
+                foreach (var entry in table.Find(address).Where(e => e.IsLearned))
+                {
+                    var errno = observe ? Errno.None : table.Delete(entry);
+                    string result;
+                    if (observe)
+                    {
+                        result = "would-delete";
+                    }
+                    else if (errno == Errno.None)
+                    {
+                        result = "deleted";
+                        deleted++;
+                    }
+                    else if (errno == Errno.ENOENT)
+                    {
+                        result = "gone";
+                        gone++;
+                    }
+                    else
+                    {
+                        result = ErrnoNames.Name((int)errno);
+                        failed++;
+                    }
+
+                    records.Add(new ReapRecord(_time.GetUtcNow(), 0, trigger, ReapRecordKind.Neighbour, cookie, name, System.Net.Sockets.ProtocolType.Unknown,
+                        new IPEndPoint(address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? IPAddress.Any : IPAddress.IPv6Any, 0),
+                        new IPEndPoint(address, 0), null, (ulong)entry.Ifindex, 0, result));
+                }
+            }
+        }
+        catch (NativeException e)
+        {
+            Log.DumpFailed(_logger, name, e.Message);
+            return new NamespacePass(records, deleted, gone, failed, Failed: true);
+        }
+
+        return new NamespacePass(records, deleted, gone, failed, Failed: false);
+    }
+
+    /// <summary>Runs <paramref name="work"/> on a thread inside <paramref name="netns"/>, if it is still the one discovered.</summary>
+    private static NamespacePass InNamespace(NetnsInfo netns, Func<NamespacePass> work)
+    {
+        using var fd = Netns.TryOpen(netns.Path, out bool gone)
+            ?? throw new IOException(gone ? $"namespace {netns.Path} does not exist" : $"namespace {netns.Path} cannot be opened");
+        if (Netns.Identity(fd) != (netns.Device, netns.Inode))
+        {
+            throw new IOException($"{netns.Path} is another namespace now");
+        }
+
+        return NetnsThread.RunIn(fd, netns.Name, work);
+    }
+
+    /// <summary>What the flush did in one namespace.</summary>
+    internal sealed record NamespacePass(List<ReapRecord> Records, long Deleted, long Gone, long FailedDeletes, bool Failed);
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 545, Message = "Neighbour flush ({Triggers}) for {Addresses} address(es): {Verb} {Count} ARP/NDP entr(ies) in {Namespaces} namespace(s); {Gone} already gone, {Failed} failed, {NamespacesFailed} namespace(s) gone or unavailable")]
+        public static partial void Flushed(ILogger logger, LogLevel level, string triggers, int addresses, string verb, long count, int namespaces, long gone, long failed, int namespacesFailed);
+
+        [LoggerMessage(EventId = 546, Level = LogLevel.Warning, Message = "Neighbour flush in namespace {Namespace} failed: {Reason}")]
+        public static partial void DumpFailed(ILogger logger, string @namespace, string reason);
+    }
+}
