@@ -63,6 +63,10 @@ test_pkgs=(
   "cpio:0:main"
   "xz-utils:0:main"
   "kmod:0:main"
+  # Real containers in the suite (PodmanTests): podman with its CNI bridge, and runc (this host's
+  # hybrid cgroup layout is one crun refuses).
+  "podman:0:main"
+  "runc:0:main"
 )
 
 installed_version() { dpkg-query -W -f='${db:Status-Abbrev} ${Version}' "$1" 2>/dev/null | awk '$1=="ii"{print $2}' || true; }

@@ -78,6 +78,51 @@ public sealed class IpReusedTests(ITestOutputHelper output)
         Assert.Matches(@"""[0-9]+ \S+ ip_reused destroyed=[1-9][0-9]* scope=targeted namespaces=[0-9]+/[0-9]+""", status.Stdout);
     }
 
+    /// <summary>
+    /// The routed shape (host routes, as the CNI ptp plugin makes them) across a restart: the endpoint
+    /// goes and another takes its address while the daemon is down; its old sockets die, and the
+    /// connections made to the new owner meanwhile live, also once the new owner is learned.
+    /// (The bridged shape: <see cref="PodmanTests"/>.)
+    /// </summary>
+    [PrivilegedFact]
+    public void A_move_while_the_daemon_was_down_kills_the_old_sockets_and_none_made_to_the_new_owner()
+    {
+        using var ns = new TestNamespaces(2);
+        using var endpoints = new VethEndpoints(subnet: 95);
+        var (first, second) = (ns.Names[0], ns.Names[1]);
+        var firstDevice = endpoints.AddRouted(first, 1, Moving);
+
+        using var daemon = new DaemonFixture(devicePattern: endpoints.Pattern);
+        daemon.Start();
+        VethEndpoints.WaitCovered(firstDevice);
+        var oldTcp = ns.Connect(ns.In(first, () => ns.Listen(Moving, 7000)), Moving, 7000);
+        var oldUdp = new UdpPair(ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp)), ns.In(first, () => Bound(ns, 7001)));
+        oldUdp.Client.Connect(new IPEndPoint(IPAddress.Parse(Moving), 7001));
+        Assert.True(oldTcp.Exchanges() && oldUdp.Exchanges());
+        Poll.Until(() => daemon.LearnedEndpoints().Contains(Moving, StringComparison.Ordinal), TimeSpan.FromSeconds(5), $"learning {Moving}");
+
+        daemon.Terminate();
+        endpoints.Remove(firstDevice);
+        endpoints.AddRouted(second, 2, Moving);
+        var newTcp = ns.Connect(ns.In(second, () => ns.Listen(Moving, 7000)), Moving, 7000);
+        var newUdp = new UdpPair(ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp)), ns.In(second, () => Bound(ns, 7001)));
+        newUdp.Client.Connect(new IPEndPoint(IPAddress.Parse(Moving), 7001));
+        Assert.True(newTcp.Exchanges() && newUdp.Exchanges());
+
+        daemon.Start();
+        Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sockets_destroyed_total{protocol=\"tcp\",trigger=\"endpoint_gone\"}") >= 1 &&
+            DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sockets_destroyed_total{protocol=\"udp\",trigger=\"endpoint_gone\"}") >= 1,
+            TimeSpan.FromSeconds(10), $"the restarted daemon's endpoint_gone sweep; log:\n{daemon.Log}");
+        Assert.Equal(SocketError.ConnectionAborted, oldTcp.ClientSendError());
+        Assert.Equal(SocketError.DestinationAddressRequired, TestNamespaces.SendError(oldUdp.Client));
+
+        Assert.True(newTcp.Exchanges() && newUdp.Exchanges(), "a socket to the new owner was hurt");
+        Poll.Until(() => daemon.LearnedEndpoints().Contains(Moving, StringComparison.Ordinal), TimeSpan.FromSeconds(5), "learning the new owner");
+        Thread.Sleep(TimeSpan.FromSeconds(Poll.Stretch));
+        Assert.True(newTcp.Exchanges() && newUdp.Exchanges(), "a socket to the new owner was destroyed once it was learned");
+        Assert.Equal(1, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sockets_destroyed_total{protocol=\"tcp\",trigger=\"endpoint_gone\"}"));
+    }
+
     [PrivilegedFact]
     public void An_address_taken_off_its_endpoint_is_reaped_though_the_device_stays()
     {
