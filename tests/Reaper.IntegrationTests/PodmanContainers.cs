@@ -17,7 +17,8 @@ internal sealed class PodmanContainers : IDisposable
 {
     private readonly string _rootfs;
     private readonly List<string> _containers = [];
-    private readonly List<Socket> _sockets = [];
+    // The sockets the test opens (in the containers' namespaces or the host's), closed on Dispose; no namespaces of its own.
+    private readonly TestNamespaces _sockets = new(0);
 
     /// <param name="subnet">The network is 10.98.<paramref name="subnet"/>.0/24: tests that run side by side use different ones.</param>
     public PodmanContainers(int subnet)
@@ -70,25 +71,9 @@ internal sealed class PodmanContainers : IDisposable
     }
 
     public T Track<T>(T socket)
-        where T : Socket
-    {
-        socket.ReceiveTimeout = 2000;
-        socket.SendTimeout = 2000;
-        lock (_sockets)
-        {
-            _sockets.Add(socket);
-        }
+        where T : Socket => _sockets.Track(socket);
 
-        return socket;
-    }
-
-    public Socket Listen(string address, int port)
-    {
-        var s = Track(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
-        s.Bind(new IPEndPoint(IPAddress.Parse(address), port));
-        s.Listen(64);
-        return s;
-    }
+    public Socket Listen(string address, int port) => _sockets.Listen(address, port);
 
     public Socket BoundUdp(string address, int port)
     {
@@ -98,12 +83,7 @@ internal sealed class PodmanContainers : IDisposable
     }
 
     /// <summary>A TCP connection from the calling thread's namespace to <paramref name="listener"/> at <paramref name="address"/>.</summary>
-    public TcpPair Connect(Socket listener, string address, int port)
-    {
-        var client = Track(new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
-        client.Connect(new IPEndPoint(IPAddress.Parse(address), port));
-        return new TcpPair(client, Track(listener.Accept()));
-    }
+    public TcpPair Connect(Socket listener, string address, int port) => _sockets.Connect(listener, address, port);
 
     /// <summary>As <see cref="Connect"/>, but a try that has no answer within 300 ms fails (TimedOut) instead of waiting for TCP's retries.</summary>
     public TcpPair ConnectWithin(Socket listener, string address, int port)
@@ -128,12 +108,7 @@ internal sealed class PodmanContainers : IDisposable
 
     public void Dispose()
     {
-        lock (_sockets)
-        {
-            _sockets.ForEach(s => s.Dispose());
-            _sockets.Clear();
-        }
-
+        _sockets.Dispose();
         foreach (var container in _containers)
         {
             TryRun("podman", $"rm -f -t 0 {container}");

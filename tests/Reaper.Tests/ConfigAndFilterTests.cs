@@ -195,8 +195,7 @@ public sealed class FilterTests
         Assert.False(DBusFilter.ToRequest(VariantValue.String(expression), [], Config, dryRun: false).DryRun);
 
     private static SocketReaper.Cli.ParsedArguments SweepArgs(string expression) =>
-        SocketReaper.Cli.ParsedArguments.Parse("sweep", expression.Replace("dst ", "--dst ", StringComparison.Ordinal).Replace("dport ", "--dport ", StringComparison.Ordinal).Split(' '),
-            new HashSet<string>(["dry-run", "json", "direct", "wide"]), new HashSet<string>(["dst", "dport", "src", "sport", "proto", "state", "limit", "netns", "netns-dir", "threads", "config"]));
+        SocketReaper.Cli.SweepCommand.Arguments(expression.Replace("dst ", "--dst ", StringComparison.Ordinal).Replace("dport ", "--dport ", StringComparison.Ordinal).Split(' '));
 
     [Fact]
     public void Dbus_limit_above_the_maximum_is_LimitExceeded()

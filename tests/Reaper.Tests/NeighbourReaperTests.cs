@@ -33,12 +33,12 @@ public sealed class NeighbourReaperTests
     {
         _tables["host"].Entries.AddRange(
         [
-            new NeighbourEntry(3, Moved, NeighbourEntry.NudReachable, 0, "0a0000000005"),
-            new NeighbourEntry(3, Other, NeighbourEntry.NudReachable, 0, "0a0000000006"),
-            new NeighbourEntry(4, Moved, NeighbourEntry.NudPermanent, 0, "0a00000000ff"),
-            new NeighbourEntry(5, Moved, NeighbourEntry.NudStale, NeighbourEntry.NtfExtLearned, "0a00000000fe"),
+            new NeighbourEntry(3, Moved, NeighbourEntry.NudReachable, 0),
+            new NeighbourEntry(3, Other, NeighbourEntry.NudReachable, 0),
+            new NeighbourEntry(4, Moved, NeighbourEntry.NudPermanent, 0),
+            new NeighbourEntry(5, Moved, NeighbourEntry.NudStale, NeighbourEntry.NtfExtLearned),
         ]);
-        _tables["client"].Entries.Add(new NeighbourEntry(2, Moved, NeighbourEntry.NudStale, 0, "0a0000000005"));
+        _tables["client"].Entries.Add(new NeighbourEntry(2, Moved, NeighbourEntry.NudStale, 0));
 
         var outcome = Reaper().Flush([("endpoint_gone", Moved.MapToIPv6())], [Client], hostCookie: 1, observe: false);
 
@@ -55,7 +55,7 @@ public sealed class NeighbourReaperTests
     [Fact]
     public void Observe_mode_counts_and_deletes_nothing()
     {
-        _tables["host"].Entries.Add(new NeighbourEntry(3, Moved, NeighbourEntry.NudReachable, 0, null));
+        _tables["host"].Entries.Add(new NeighbourEntry(3, Moved, NeighbourEntry.NudReachable, 0));
         var outcome = Reaper(new ReapingOptions { Mode = ReapingMode.Observe }).Flush([("ip_reused", Moved)], [], hostCookie: 1, observe: true);
         Assert.Equal((0L, 1L), (outcome.Deleted, outcome.WouldDelete));
         Assert.Empty(_tables["host"].Deleted);
@@ -65,9 +65,9 @@ public sealed class NeighbourReaperTests
     [Fact]
     public void A_vanished_namespace_and_an_entry_gone_meanwhile_are_counted_and_the_rest_flushed()
     {
-        _tables["host"].Entries.Add(new NeighbourEntry(3, Moved, NeighbourEntry.NudReachable, 0, null));
+        _tables["host"].Entries.Add(new NeighbourEntry(3, Moved, NeighbourEntry.NudReachable, 0));
         _tables["host"].Refuse = Errno.ENOENT;
-        _tables["client"].Entries.Add(new NeighbourEntry(2, Moved, NeighbourEntry.NudReachable, 0, null));
+        _tables["client"].Entries.Add(new NeighbourEntry(2, Moved, NeighbourEntry.NudReachable, 0));
         var outcome = Reaper().Flush([("endpoint_gone", Moved)], [Vanished, Client], hostCookie: 1, observe: false);
         Assert.Equal((1L, 1L, 1), (outcome.Deleted, outcome.Gone, outcome.NamespacesFailed));
         Assert.Equal(1, _metrics.NeighboursDeleted.WithLabels("endpoint_gone", "gone").Value);
@@ -76,7 +76,7 @@ public sealed class NeighbourReaperTests
     [Fact]
     public void Off_flushes_nothing()
     {
-        _tables["host"].Entries.Add(new NeighbourEntry(3, Moved, NeighbourEntry.NudReachable, 0, null));
+        _tables["host"].Entries.Add(new NeighbourEntry(3, Moved, NeighbourEntry.NudReachable, 0));
         Assert.Equal(default, Reaper(new ReapingOptions { Neighbours = false }).Flush([("endpoint_gone", Moved)], [], 1, false));
         Assert.Equal(default, Reaper(new ReapingOptions { Mode = ReapingMode.Off }).Flush([("endpoint_gone", Moved)], [], 1, false));
         Assert.Empty(_tables["host"].Deleted);
@@ -116,7 +116,7 @@ public sealed class NeighbourReaperTests
 
         public Errno Refuse { get; set; } = Errno.None;
 
-        public IReadOnlyList<NeighbourEntry> Find(IPAddress address) => [.. Entries.Where(e => e.Address.Equals(address))];
+        public IReadOnlyList<NeighbourEntry> Find(IReadOnlySet<IPAddress> addresses) => [.. Entries.Where(e => addresses.Contains(e.Address))];
 
         public Errno Delete(NeighbourEntry entry)
         {

@@ -69,6 +69,7 @@ internal sealed unsafe class DatapathObject : IDisposable
     public static readonly IReadOnlyList<string> RetiredMaps = ["reaper_assigned"];
 
     private readonly BpfObject _object;
+    private readonly BpfMap _checked;
     private readonly ulong* _eventsLost;
     private readonly uint* _generation;
     private readonly uint* _backendCount;
@@ -89,7 +90,7 @@ internal sealed unsafe class DatapathObject : IDisposable
         Backends = obj.Map(Maps.Backends);
         ServiceFlows = obj.Map(Maps.ServiceFlows);
         Events = obj.Map(Maps.Events);
-        Checked = obj.Map(Maps.Checked);
+        _checked = obj.Map(Maps.Checked);
         _eventsLost = (ulong*)Unsafe.AsPointer(ref obj.Global<ulong>(Globals.EventsLost));
         _generation = (uint*)Unsafe.AsPointer(ref obj.Global<uint>(Globals.Generation));
         _backendCount = (uint*)Unsafe.AsPointer(ref obj.Global<uint>(Globals.BackendCount));
@@ -171,9 +172,6 @@ internal sealed unsafe class DatapathObject : IDisposable
 
     public BpfMap Events { get; }
 
-    /// <summary>reaper_checked: see <see cref="OwnersCheckedNs"/>.</summary>
-    public BpfMap Checked { get; }
-
     /// <summary>
     /// When (CLOCK_MONOTONIC ns) the daemon last knew every owner to be on a device still there; 0:
     /// never (a fresh table). Pinned, so it outlives the daemon: a device found gone at the next
@@ -181,8 +179,8 @@ internal sealed unsafe class DatapathObject : IDisposable
     /// </summary>
     public ulong OwnersCheckedNs
     {
-        get => Checked.TryLookup(0u, out ulong ns) ? ns : 0;
-        set => Checked.Update(0u, value);
+        get => _checked.TryLookup(0u, out ulong ns) ? ns : 0;
+        set => _checked.Update(0u, value);
     }
 
     /// <summary>The object's globals alias the kernel's through mmap (valid until disposed).</summary>

@@ -53,9 +53,12 @@ internal static class SweepCommand
     private static readonly HashSet<string> Flags = ["dry-run", "json", "direct", "wide"];
     private static readonly HashSet<string> Valued = ["dst", "dport", "src", "sport", "proto", "state", "limit", "netns", "netns-dir", "threads", DaemonSettings.Option];
 
+    /// <summary>The sweep command's arguments, parsed against its flags and valued options.</summary>
+    internal static ParsedArguments Arguments(string[] args) => ParsedArguments.Parse("sweep", args, Flags, Valued);
+
     public static int Sweep(string[] args, TextWriter stdout)
     {
-        var options = ParsedArguments.Parse("sweep", args, Flags, Valued);
+        var options = Arguments(args);
         var request = ParseRequest(options);
         var json = options.Has("json");
         if (!options.Has("direct") && ClientCommands.TrySweep(options) is { } viaDaemon)

@@ -70,18 +70,16 @@ internal sealed partial class EndpointOwnership
     /// </summary>
     public void Prune(IReadOnlySet<int> present, ulong checkedNs)
     {
-        var gone = _table.ReadAll().Where(o => !present.Contains((int)o.Owner.Ifindex)).ToList();
-        ForgetOwnersOf(i => !present.Contains((int)i));
-        foreach (var owner in gone)
+        var gone = ForgetOwnersOf(i => !present.Contains((int)i)).Select(o => (o.Address, Ifindex: (int)o.Owner.Ifindex, Since: Math.Max(checkedNs, o.Owner.LastSeenNs))).ToList();
+        foreach (var (address, ifindex, since) in gone)
         {
-            var since = Math.Max(checkedNs, owner.Owner.LastSeenNs);
-            _graveyard.Add(owner.Address, (int)owner.Owner.Ifindex, new Burial(since, Undated: true));
-            Raise(new EndpointChange(EndpointChangeKind.Left, owner.Address, (int)owner.Owner.Ifindex, since) { Undated = true });
+            _graveyard.Add(address, ifindex, new Burial(since, Undated: true));
+            Raise(new EndpointChange(EndpointChangeKind.Left, address, ifindex, since) { Undated = true });
         }
 
         if (gone.Count > 0)
         {
-            var latest = gone.Max(o => Math.Max(checkedNs, o.Owner.LastSeenNs));
+            var latest = gone.Max(g => g.Since);
             Log.GoneWhileDown(_logger, gone.Count, (_now() - Math.Min(latest, _now())) / 1_000_000_000.0);
         }
 
@@ -220,9 +218,9 @@ internal sealed partial class EndpointOwnership
     /// <summary>The addresses still owned by a device matching <paramref name="gone"/> are forgotten, and left.</summary>
     private void ReapOwnersOf(Func<uint, bool> gone)
     {
-        foreach (var (address, ifindex) in ForgetOwnersOf(gone))
+        foreach (var owner in ForgetOwnersOf(gone))
         {
-            Left(address, ifindex);
+            Left(owner.Address, (int)owner.Owner.Ifindex);
         }
     }
 
@@ -233,8 +231,8 @@ internal sealed partial class EndpointOwnership
         Raise(EndpointChange.Left(address, ifindex));
     }
 
-    /// <summary>Deletes the owner entries whose device matches <paramref name="which"/>; returns their addresses and devices.</summary>
-    private List<(IPAddress Address, int Ifindex)> ForgetOwnersOf(Func<uint, bool> which)
+    /// <summary>Deletes the owner entries whose device matches <paramref name="which"/>; returns them as they were.</summary>
+    private List<DatapathState.LearnedOwner> ForgetOwnersOf(Func<uint, bool> which)
     {
         var matched = _table.ReadAll().Where(o => which(o.Owner.Ifindex)).ToList();
         foreach (var owner in matched)
@@ -248,7 +246,7 @@ internal sealed partial class EndpointOwnership
             _table.Changed();
         }
 
-        return [.. matched.Select(o => (o.Address, (int)o.Owner.Ifindex))];
+        return matched;
     }
 
     private static EndpointChange Reused(IPAddress address, int ifindex, Burial burial) =>

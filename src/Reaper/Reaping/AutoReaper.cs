@@ -177,7 +177,7 @@ internal sealed partial class AutoReaper : BackgroundService
     /// </summary>
     private async Task FlushNeighboursAsync(List<ReapTarget> batch, List<Func<NetnsInfo, SweepProtocols>?> scopes)
     {
-        if (_neighbours is not { Enabled: true } || _state.IsLoaded is false)
+        if (_neighbours is not { Enabled: true })
         {
             return;
         }
@@ -195,7 +195,7 @@ internal sealed partial class AutoReaper : BackgroundService
             await _sweeper.Run(() =>
             {
                 var known = _state.Coordinator.LastDiscovered;
-                var visited = scopes.Count == 0 || scopes.Any(s => s is null)
+                var visited = scopes.Any(s => s is null)
                     ? known
                     : [.. known.Where(n => scopes.Any(s => s!(n) != 0))];
                 return _neighbours.Flush(targets, visited, Netns.CurrentCookie(), observe);

@@ -143,7 +143,7 @@ internal sealed partial class ConntrackReaper
             _records.Add(records);
         }
 
-        foreach (var group in records.Where(r => r.Result is "deleted" or "would-delete").GroupBy(r => r.Trigger))
+        foreach (var group in records.Where(r => r.Result is DeleteTally.Deleted or DeleteTally.WouldDelete).GroupBy(r => r.Trigger))
         {
             (observe ? _metrics.ConntrackWouldDelete : _metrics.ConntrackDeleted).WithLabels(group.Key).Inc(group.Count());
         }
@@ -162,7 +162,7 @@ internal sealed partial class ConntrackReaper
     private NamespacePass Pass(string name, List<(string Trigger, ConntrackTarget Target)> targets, bool observe)
     {
         var records = new List<ReapRecord>();
-        long deleted = 0, gone = 0, failed = 0;
+        var tally = new DeleteTally();
         ulong cookie = 0;
         try
         {
@@ -184,27 +184,9 @@ internal sealed partial class ConntrackReaper
 
             foreach (var entry in entries)
             {
-                Errno errno = observe ? Errno.None : table.Delete(entry);
-                string result;
-                if (observe)
+                var result = tally.Add(observe ? Errno.None : table.Delete(entry), observe);
+                if (DeleteTally.IsFailure(result))
                 {
-                    result = "would-delete";
-                }
-                else if (errno == Errno.None)
-                {
-                    result = "deleted";
-                    deleted++;
-                }
-                else if (errno == Errno.ENOENT)
-                {
-                    // It timed out, or someone else deleted it, between the dump and now.
-                    result = "gone";
-                    gone++;
-                }
-                else
-                {
-                    result = ErrnoNames.Name((int)errno);
-                    failed++;
                     _metrics.ConntrackFailures.WithLabels("delete").Inc();
                 }
 
@@ -215,10 +197,10 @@ internal sealed partial class ConntrackReaper
         {
             _metrics.ConntrackFailures.WithLabels("dump").Inc();
             Log.DumpFailed(_logger, name, e.Message);
-            return new NamespacePass(name, records, deleted, gone, failed, Failed: true);
+            return new NamespacePass(name, records, tally.DeletedCount, tally.GoneCount, tally.FailedCount, Failed: true);
         }
 
-        return new NamespacePass(name, records, deleted, gone, failed, Failed: false);
+        return new NamespacePass(name, records, tally.DeletedCount, tally.GoneCount, tally.FailedCount, Failed: false);
     }
 
     private string? Trigger(in ConntrackEntry entry, List<(string Trigger, ConntrackTarget Target)> targets)

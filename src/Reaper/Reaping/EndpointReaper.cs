@@ -33,8 +33,7 @@ internal sealed class EndpointReaper : IEndpointEvents
             EndpointChangeKind.Left => config.EndpointGone ? ReapTarget.EndpointGone(change.Address, config.ServiceTcp, change.AtNs) : null,
             _ => config.IpReused ? ReapTarget.IpReused(change.Address, change.AtNs, config.ServiceTcp) : null,
         };
-        target = target is null ? null : target with { Undated = change.Undated };
-        return target is not null && !config.Conntrack ? target with { Conntrack = null } : target;
+        return target is null ? null : target with { Undated = change.Undated, Conntrack = config.Conntrack ? target.Conntrack : null };
     }
 
     public void Changed(EndpointChange change)

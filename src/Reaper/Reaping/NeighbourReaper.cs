@@ -66,13 +66,19 @@ internal sealed partial class NeighbourReaper
             return default;
         }
 
-        var distinct = targets.Select(t => (t.Trigger, Address: ConntrackTarget.Normal(t.Address))).DistinctBy(t => t.Address).ToList();
-        var passes = new List<NamespacePass> { Pass(ConntrackReaper.HostNamespace, hostCookie, distinct, observe) };
+        // An address's records and counts go under the first trigger that named it.
+        var triggers = new Dictionary<IPAddress, string>();
+        foreach (var (trigger, address) in targets)
+        {
+            triggers.TryAdd(ConntrackTarget.Normal(address), trigger);
+        }
+
+        var passes = new List<NamespacePass> { Pass(ConntrackReaper.HostNamespace, hostCookie, triggers, observe) };
         foreach (var netns in namespaces.Where(n => n.Cookie != hostCookie))
         {
             try
             {
-                passes.Add(_inNamespace(netns, () => Pass(netns.Name, netns.Cookie, distinct, observe)));
+                passes.Add(_inNamespace(netns, () => Pass(netns.Name, netns.Cookie, triggers, observe)));
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or NativeException)
             {
@@ -89,7 +95,7 @@ internal sealed partial class NeighbourReaper
 
         foreach (var group in records.GroupBy(r => (r.Trigger, r.Result)))
         {
-            var result = group.Key.Result is "deleted" or "would-delete" or "gone" ? group.Key.Result : "failed";
+            var result = DeleteTally.IsFailure(group.Key.Result) ? "failed" : group.Key.Result;
             _metrics.NeighboursDeleted.WithLabels(group.Key.Trigger, result).Inc(group.Count());
         }
 
@@ -97,59 +103,35 @@ internal sealed partial class NeighbourReaper
             passes.Sum(p => p.Deleted), observe ? records.Count : 0, passes.Sum(p => p.Gone), passes.Sum(p => p.FailedDeletes),
             passes.Count(p => !p.Failed), passes.Count(p => p.Failed));
         var level = records.Count > 0 || outcome.Failed > 0 ? LogLevel.Information : LogLevel.Debug;
-        Log.Flushed(_logger, level, string.Join(",", distinct.Select(t => t.Trigger).Distinct()), distinct.Count,
+        Log.Flushed(_logger, level, string.Join(",", triggers.Values.Distinct()), triggers.Count,
             observe ? "would delete" : "deleted", observe ? outcome.WouldDelete : outcome.Deleted, outcome.Namespaces,
             outcome.Gone, outcome.Failed, outcome.NamespacesFailed);
         return outcome;
     }
 
-    /// <summary>One namespace's flush, on a thread inside it.</summary>
-    private NamespacePass Pass(string name, ulong cookie, List<(string Trigger, IPAddress Address)> targets, bool observe)
+    /// <summary>One namespace's flush, on a thread inside it: one dump per family for every address.</summary>
+    private NamespacePass Pass(string name, ulong cookie, Dictionary<IPAddress, string> triggers, bool observe)
     {
         var records = new List<ReapRecord>();
-        long deleted = 0, gone = 0, failed = 0;
+        var tally = new DeleteTally();
         try
         {
             using var table = _open();
-            foreach (var (trigger, address) in targets)
+            foreach (var entry in table.Find(triggers.Keys.ToHashSet()).Where(e => e.IsLearned))
             {
-                foreach (var entry in table.Find(address).Where(e => e.IsLearned))
-                {
-                    var errno = observe ? Errno.None : table.Delete(entry);
-                    string result;
-                    if (observe)
-                    {
-                        result = "would-delete";
-                    }
-                    else if (errno == Errno.None)
-                    {
-                        result = "deleted";
-                        deleted++;
-                    }
-                    else if (errno == Errno.ENOENT)
-                    {
-                        result = "gone";
-                        gone++;
-                    }
-                    else
-                    {
-                        result = ErrnoNames.Name((int)errno);
-                        failed++;
-                    }
-
-                    records.Add(new ReapRecord(_time.GetUtcNow(), 0, trigger, ReapRecordKind.Neighbour, cookie, name, System.Net.Sockets.ProtocolType.Unknown,
-                        new IPEndPoint(address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? IPAddress.Any : IPAddress.IPv6Any, 0),
-                        new IPEndPoint(address, 0), null, (ulong)entry.Ifindex, 0, result));
-                }
+                var result = tally.Add(observe ? Errno.None : table.Delete(entry), observe);
+                var any = entry.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? IPAddress.Any : IPAddress.IPv6Any;
+                records.Add(new ReapRecord(_time.GetUtcNow(), 0, triggers[entry.Address], ReapRecordKind.Neighbour, cookie, name, System.Net.Sockets.ProtocolType.Unknown,
+                    new IPEndPoint(any, 0), new IPEndPoint(entry.Address, 0), null, (ulong)entry.Ifindex, 0, result));
             }
         }
         catch (NativeException e)
         {
             Log.DumpFailed(_logger, name, e.Message);
-            return new NamespacePass(records, deleted, gone, failed, Failed: true);
+            return new NamespacePass(records, tally.DeletedCount, tally.GoneCount, tally.FailedCount, Failed: true);
         }
 
-        return new NamespacePass(records, deleted, gone, failed, Failed: false);
+        return new NamespacePass(records, tally.DeletedCount, tally.GoneCount, tally.FailedCount, Failed: false);
     }
 
     /// <summary>Runs <paramref name="work"/> on a thread inside <paramref name="netns"/>, if it is still the one discovered.</summary>

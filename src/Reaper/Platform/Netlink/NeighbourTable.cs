@@ -6,9 +6,8 @@ using LibBpf;
 namespace SocketReaper.Platform.Netlink;
 
 /// <summary>One neighbour (ARP or NDP) entry: where <see cref="Address"/> resolves on device <see cref="Ifindex"/>.</summary>
-internal sealed record NeighbourEntry(int Ifindex, IPAddress Address, ushort State, byte Flags, string? Mac)
+internal sealed record NeighbourEntry(int Ifindex, IPAddress Address, ushort State, byte Flags)
 {
-    public const ushort NudIncomplete = 0x01;
     public const ushort NudReachable = 0x02;
     public const ushort NudStale = 0x04;
     public const ushort NudNoArp = 0x40;
@@ -27,8 +26,8 @@ internal sealed record NeighbourEntry(int Ifindex, IPAddress Address, ushort Sta
 /// <summary>The neighbour table of one namespace, as the reaper uses it; a fake in unit tests.</summary>
 internal interface INeighbourTable : IDisposable
 {
-    /// <summary>The entries for <paramref name="address"/>, on every device.</summary>
-    IReadOnlyList<NeighbourEntry> Find(IPAddress address);
+    /// <summary>The entries for any of <paramref name="addresses"/> (plain IPv4 or IPv6), on every device: one dump per family.</summary>
+    IReadOnlyList<NeighbourEntry> Find(IReadOnlySet<IPAddress> addresses);
 
     /// <summary>Deletes <paramref name="entry"/>; ENOENT when it went meanwhile, any other errno when the kernel refused.</summary>
     Errno Delete(NeighbourEntry entry);
@@ -46,7 +45,6 @@ internal sealed class NeighbourTable : INeighbourTable
     internal const ushort RTM_GETNEIGH = 30;
     internal const int NdMsgSize = 12;
     private const ushort NDA_DST = 1;
-    private const ushort NDA_LLADDR = 2;
     private const int DumpAttempts = 3;
 
     private readonly NetlinkSocket _socket;
@@ -58,10 +56,19 @@ internal sealed class NeighbourTable : INeighbourTable
 
     public void Dispose() => _socket.Dispose();
 
-    public IReadOnlyList<NeighbourEntry> Find(IPAddress address)
+    public IReadOnlyList<NeighbourEntry> Find(IReadOnlySet<IPAddress> addresses)
     {
-        address = address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
-        var family = address.AddressFamily == AddressFamily.InterNetwork ? RtNetlink.AF_INET : RtNetlink.AF_INET6;
+        var found = new List<NeighbourEntry>();
+        foreach (var family in addresses.Select(a => a.AddressFamily).Distinct())
+        {
+            found.AddRange(Dump(family == AddressFamily.InterNetwork ? RtNetlink.AF_INET : RtNetlink.AF_INET6, addresses));
+        }
+
+        return found;
+    }
+
+    private List<NeighbourEntry> Dump(int family, IReadOnlySet<IPAddress> addresses)
+    {
         var found = new List<NeighbourEntry>();
         for (var attempt = 1; ; attempt++)
         {
@@ -70,7 +77,7 @@ internal sealed class NeighbourTable : INeighbourTable
             PutNdMsg(request, family, ifindex: 0);
             var consistent = _socket.Dump(request, "RTM_GETNEIGH dump", (in NetlinkHeader header, ReadOnlySpan<byte> payload) =>
             {
-                if (header.Type == RTM_NEWNEIGH && Parse(payload) is { } entry && entry.Address.Equals(address))
+                if (header.Type == RTM_NEWNEIGH && Parse(payload) is { } entry && addresses.Contains(entry.Address))
                 {
                     found.Add(entry);
                 }
@@ -119,7 +126,6 @@ internal sealed class NeighbourTable : INeighbourTable
         }
 
         IPAddress? address = null;
-        string? mac = null;
         var attributes = new NetlinkAttributeReader(payload[NdMsgSize..]);
         while (attributes.TryRead(out ushort type, out ReadOnlySpan<byte> value))
         {
@@ -127,13 +133,9 @@ internal sealed class NeighbourTable : INeighbourTable
             {
                 address = new IPAddress(value);
             }
-            else if (type == NDA_LLADDR && value.Length == 6)
-            {
-                mac = Convert.ToHexString(value).ToLowerInvariant();
-            }
         }
 
-        return address is null ? null : new NeighbourEntry(NetlinkMessage.ReadInt32(ndm, 4), address, NetlinkMessage.ReadUInt16(ndm, 8), ndm[10], mac);
+        return address is null ? null : new NeighbourEntry(NetlinkMessage.ReadInt32(ndm, 4), address, NetlinkMessage.ReadUInt16(ndm, 8), ndm[10]);
     }
 
     private static void PutNdMsg(NetlinkMessageWriter request, int family, int ifindex)
