@@ -227,6 +227,11 @@ internal sealed class DaemonFixture : IDisposable
         return line is null ? 0 : double.Parse(line[(series.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
     }
 
+    /// <summary>The sum of every series of <paramref name="metric"/> in <paramref name="scrape"/>, whatever their labels.</summary>
+    public static double Total(string scrape, string metric) =>
+        scrape.Split('\n').Where(l => l.StartsWith(metric + "{", StringComparison.Ordinal) || l.StartsWith(metric + " ", StringComparison.Ordinal))
+            .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+
     /// <summary>SIGTERM; returns how long the daemon took to exit.</summary>
     public TimeSpan Terminate()
     {

@@ -51,8 +51,9 @@ internal sealed class PodmanContainers : IDisposable
         // The container's eth0 is "eth0@ifN": N is its host-side peer.
         var link = Run("ip", $"-o -n {Path.GetFileName(netns)} link show eth0");
         var peer = int.Parse(link[(link.IndexOf("@if", StringComparison.Ordinal) + 3)..].Split(':')[0], CultureInfo.InvariantCulture);
-        var veth = Directory.GetDirectories("/sys/class/net").Select(Path.GetFileName)
-            .First(d => File.Exists($"/sys/class/net/{d}/ifindex") && int.Parse(File.ReadAllText($"/sys/class/net/{d}/ifindex").Trim(), CultureInfo.InvariantCulture) == peer)!;
+        // Asked by index: a walk of /sys/class/net races the devices other tests delete meanwhile.
+        var shown = Run("ip", "-o link show").Split('\n').First(l => l.StartsWith($"{peer}: ", StringComparison.Ordinal));
+        var veth = shown.Split(':')[1].Trim().Split('@')[0];
         return new Container(full, $"{Prefix}{host}", netns, veth);
     }
 

@@ -27,6 +27,9 @@ internal sealed partial class DatapathService : BackgroundService
     // How stale the owners' checked moment may be after a SIGKILL: sockets made to a device's
     // address in that last second before the kill are spared if the device goes before the restart.
     private static readonly TimeSpan CheckedEvery = TimeSpan.FromSeconds(1);
+
+    // rtnetlink datagrams handled per turn at most: the datapath's events wait meanwhile.
+    private const int MessagesPerTurn = 64;
     private readonly DatapathOptions _config;
     private readonly ReaperMetrics _metrics;
     private readonly ILogger _logger;
@@ -97,63 +100,13 @@ internal sealed partial class DatapathService : BackgroundService
             owners.Learn();
             obj.OwnersCheckedNs = listed;
 
-            ref var lost = ref obj.EventsLost;
             Log.Covering(_logger, coverage.Count, _config.PinRoot);
             var nextDrift = DateTime.UtcNow + DriftEvery;
             var handled = listed;
             var nextCheckedWrite = DateTime.UtcNow + CheckedEvery;
             while (!stop.IsCancellationRequested)
             {
-                // When the wait below ends with no rtnetlink message waiting, every link change
-                // announced before this moment has been handled: the owners as we know them were all
-                // on devices still there at this moment. (One message is read per turn; after one, more
-                // may wait.)
-                var checkedNs = Monotonic.NowNs();
-                try
-                {
-                    // Wake for whichever comes first, a link/route change or a datapath event.
-                    var (netlink, _) = monitor.WaitWith(events.EpollFd, TimeSpan.FromMilliseconds(250));
-                    var changes = netlink ? monitor.Receive(TimeSpan.Zero) : [];
-                    checkedNs = netlink ? 0 : checkedNs;
-                    owners.NoticeTicks = Stopwatch.GetTimestamp();
-                    foreach (var change in changes)
-                    {
-                        switch (change)
-                        {
-                            case { Kind: RtEventKind.LinkNew, Link: { } added }:
-                                coverage.Consider(added);
-                                break;
-                            case { Kind: RtEventKind.LinkDel, Link: { } removed }:
-                                coverage.Forget(removed.Index);
-                                break;
-                            case { Kind: RtEventKind.RouteNew, Route: { IsHostRoute: true } route }:
-                                owners.RouteAdded(route.Destination, route.Oif);
-                                break;
-                            case { Kind: RtEventKind.RouteDel, Route: { IsHostRoute: true } route }:
-                                owners.RouteRemoved(route.Destination, route.Oif);
-                                break;
-                        }
-                    }
-                }
-                catch (NativeException e) when (e.Errno is Errno.ENOBUFS)
-                {
-                    // We missed link events; the drift check below re-reads everything.
-                    nextDrift = DateTime.UtcNow;
-                    checkedNs = 0;
-                }
-
-                Volatile.Write(ref _devices, coverage.Count);
-                owners.NoticeTicks = Stopwatch.GetTimestamp();
-                events.Consume();
-                if (Volatile.Read(ref lost) is var nowLost && nowLost != _lostSeen)
-                {
-                    // What is still in the ring was sent before we look at the table: take it first.
-                    events.Consume();
-                    owners.CatchUp(nowLost - _lostSeen);
-                    _metrics.DatapathEventsLost.IncTo(Volatile.Read(ref obj.EventsLost));
-                    _lostSeen = nowLost;
-                }
-
+                var checkedNs = Turn(obj, monitor, coverage, owners, events, TimeSpan.FromMilliseconds(250), ref nextDrift);
                 _backends.SyncIfChanged(obj);
                 if (DateTime.UtcNow >= nextDrift)
                 {
@@ -173,13 +126,91 @@ internal sealed partial class DatapathService : BackgroundService
                 }
             }
 
-            // Stopping: a device the next start finds gone went after the last batch handled here.
+            // Stopping: the owners are checked once more, now, so that a device the next start finds
+            // gone is known to have gone after this moment — not after the last turn's, which may be
+            // older than the sockets made since.
+            if (Turn(obj, monitor, coverage, owners, events, TimeSpan.Zero, ref nextDrift) is not 0 and var last)
+            {
+                handled = last;
+            }
+
             obj.OwnersCheckedNs = handled;
         }
         catch (Exception e) when (e is NativeException or LibBpfUnavailableException)
         {
             Volatile.Write(ref _devices, -2);
             Log.Failed(_logger, e.Message);
+        }
+    }
+
+    /// <summary>
+    /// One turn: waits up to <paramref name="wait"/> for a link or route change or a datapath event,
+    /// then handles the rtnetlink messages waiting until none is (a bounded number: a host busy
+    /// with links may never be quiet). Returns the moment just before the read that found none —
+    /// every link change announced before it has been handled, so the owners as known were all on
+    /// devices still there at that moment — and 0 when the turn gave up or events were lost.
+    /// </summary>
+    private ulong Turn(DatapathObject obj, RtNetlinkMonitor monitor, DeviceCoverage coverage, EndpointOwnership owners, RingBuffer events, TimeSpan wait, ref DateTime nextDrift)
+    {
+        ulong checkedNs = 0;
+        try
+        {
+            // Wake for whichever comes first, a link/route change or a datapath event.
+            monitor.WaitWith(events.EpollFd, wait);
+            owners.NoticeTicks = Stopwatch.GetTimestamp();
+            for (var read = 0; read < MessagesPerTurn; read++)
+            {
+                var before = Monotonic.NowNs();
+                if (!monitor.TryReceive(out var changes))
+                {
+                    checkedNs = before;
+                    break;
+                }
+
+                foreach (var change in changes)
+                {
+                    Handle(change, coverage, owners);
+                }
+            }
+        }
+        catch (NativeException e) when (e.Errno is Errno.ENOBUFS)
+        {
+            // We missed link events; the drift check re-reads everything.
+            nextDrift = DateTime.UtcNow;
+            checkedNs = 0;
+        }
+
+        Volatile.Write(ref _devices, coverage.Count);
+        owners.NoticeTicks = Stopwatch.GetTimestamp();
+        events.Consume();
+        if (Volatile.Read(ref obj.EventsLost) is var nowLost && nowLost != _lostSeen)
+        {
+            // What is still in the ring was sent before we look at the table: take it first.
+            events.Consume();
+            owners.CatchUp(nowLost - _lostSeen);
+            _metrics.DatapathEventsLost.IncTo(Volatile.Read(ref obj.EventsLost));
+            _lostSeen = nowLost;
+        }
+
+        return checkedNs;
+    }
+
+    private static void Handle(RtEvent change, DeviceCoverage coverage, EndpointOwnership owners)
+    {
+        switch (change)
+        {
+            case { Kind: RtEventKind.LinkNew, Link: { } added }:
+                coverage.Consider(added);
+                break;
+            case { Kind: RtEventKind.LinkDel, Link: { } removed }:
+                coverage.Forget(removed.Index);
+                break;
+            case { Kind: RtEventKind.RouteNew, Route: { IsHostRoute: true } route }:
+                owners.RouteAdded(route.Destination, route.Oif);
+                break;
+            case { Kind: RtEventKind.RouteDel, Route: { IsHostRoute: true } route }:
+                owners.RouteRemoved(route.Destination, route.Oif);
+                break;
         }
     }
 

@@ -59,6 +59,22 @@ internal sealed class RtNetlinkMonitor : IDisposable
         return ParseEvents(datagram);
     }
 
+    /// <summary>
+    /// Reads one datagram if one is waiting, without waiting: false when none was (every change
+    /// announced before the call has then been read). Throws like <see cref="Receive"/>.
+    /// </summary>
+    public bool TryReceive(out IReadOnlyList<RtEvent> events)
+    {
+        if (!_socket.TryReceive(0, "receive rtnetlink events", out ReadOnlySpan<byte> datagram))
+        {
+            events = [];
+            return false;
+        }
+
+        events = ParseEvents(datagram);
+        return true;
+    }
+
     internal static List<RtEvent> ParseEvents(ReadOnlySpan<byte> datagram)
     {
         var events = new List<RtEvent>();
