@@ -42,11 +42,14 @@ for tool in qemu-system-x86_64 busybox cpio xz apt-get dpkg-deb depmod; do
   command -v "$tool" >/dev/null || die "'$tool' is missing; run scripts/bootstrap.sh --test"
 done
 
-# The guest mounts fresh tmpfs on /tmp and /run: a checkout there is invisible to it.
+# The guest mounts fresh tmpfs on /tmp and /run, which would hide a checkout there: such a checkout
+# is shared on its own and mounted over its path in the guest's tmpfs.
+checkout_share=()
 case "$PWD/" in
-  /tmp/*|/run/*) die "the checkout is under /$(cut -d/ -f2 <<<"$PWD"), which the guest replaces with an empty tmpfs; clone it elsewhere (such as /root or /work)" ;;
+  /tmp/*|/run/*) checkout_share=(-virtfs "local,path=$PWD,mount_tag=checkout,security_model=none,readonly=on,multidevs=remap") ;;
 esac
 
+started=$SECONDS
 cache=$(realpath -m "${SR_VM_CACHE:-artifacts/vm}")
 mkdir -p "$cache"
 
@@ -65,9 +68,13 @@ trap cleanup EXIT
 
 # The guest runs this script from /tmp/out; the command's words are quoted for the shell.
 {
+  if [ ${#checkout_share[@]} -gt 0 ]; then
+    echo "mkdir -p $(printf '%q' "$PWD") && mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro checkout $(printf '%q' "$PWD") || exit 125"
+  fi
   echo "cd $(printf '%q' "$PWD") || exit 125"
   echo "export HOME=/tmp DOTNET_CLI_HOME=/tmp DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
   [ -n "${CI:-}" ] && echo "export CI=$(printf '%q' "$CI")"
+  [ -n "${SOCKETREAPER_TEST_DAEMON:-}" ] && echo "export SOCKETREAPER_TEST_DAEMON=$(printf '%q' "$SOCKETREAPER_TEST_DAEMON")"
   # Tests stretch their waits for the daemon: under TCG everything runs about ten times slower.
   echo "export SOCKETREAPER_TEST_EMULATED=1"
   # What the tests use that these kernels build as modules; the kernel would load most on demand,
@@ -76,10 +83,14 @@ trap cleanup EXIT
   # A host has an address of its own, which the kernel picks as the source towards routes that
   # carry none (the tests' routed endpoints, as a routing CNI makes them); the guest has only lo.
   echo "ip link add srvm0 type dummy && ip addr add 192.0.2.1/32 dev srvm0 && ip link set srvm0 up"
+  # The guest's uptime when the command starts and ends: boot and command apart in .vm-timing.
+  echo "echo SR-VM-START \$(cut -d' ' -f1 /proc/uptime)"
   printf '%q ' "$@"; echo
+  echo "code=\$?; echo SR-VM-END \$(cut -d' ' -f1 /proc/uptime); exit \$code"
 } >"$out/.vm-command"
 
 log="$out/.vm-console"
+prepared=$SECONDS
 say "booting $release under qemu (tcg, timeout ${timeout}s)"
 set +e
 timeout --kill-after=10 "$timeout" qemu-system-x86_64 \
@@ -90,8 +101,18 @@ timeout --kill-after=10 "$timeout" qemu-system-x86_64 \
   -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
   -virtfs "local,path=$out,mount_tag=out,security_model=none,multidevs=remap" \
   -virtfs "local,path=$kernel_dir/lib/modules,mount_tag=modules,security_model=none,readonly=on,multidevs=remap" \
+  "${checkout_share[@]}" \
   </dev/null 2>&1 | tee "$log" | grep -av '^SR-VM-'
 set -e
+
+# Seconds spent getting the kernel and initramfs, booting, in the command, and in qemu otherwise
+# (its firmware, powering off); whole seconds, the guest's clock runs with the host's.
+vm_start=$(grep -ao 'SR-VM-START [0-9.]*' "$log" | tail -n1 | awk '{print int($2)}' || true)
+vm_end=$(grep -ao 'SR-VM-END [0-9.]*' "$log" | tail -n1 | awk '{print int($2)}' || true)
+if [ -n "$vm_start" ] && [ -n "$vm_end" ]; then
+  printf 'kernel+initramfs %d\nboot %d\ncommand %d\nqemu+poweroff %d\n' $((prepared - started)) "$vm_start" $((vm_end - vm_start)) \
+    $((SECONDS - prepared - vm_end)) >"$out/.vm-timing"
+fi
 
 code=$(grep -ao 'SR-VM-EXIT [0-9]*' "$log" | tail -n1 | awk '{print $2}' || true)
 if [ -z "$code" ]; then

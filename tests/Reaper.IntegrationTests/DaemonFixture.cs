@@ -306,6 +306,7 @@ internal sealed class DaemonFixture : IDisposable
     private static void WaitFor(Func<bool> condition, string what)
     {
         var deadline = Stopwatch.StartNew();
+        var interval = TimeSpan.FromMilliseconds(10);
         while (!condition())
         {
             if (deadline.Elapsed > TimeSpan.FromSeconds(30 * Poll.Stretch))
@@ -313,7 +314,8 @@ internal sealed class DaemonFixture : IDisposable
                 throw new TimeoutException($"timed out waiting for {what}");
             }
 
-            Thread.Sleep(50);
+            Thread.Sleep(interval);
+            interval = TimeSpan.FromTicks(Math.Min(interval.Ticks * 3 / 2, Poll.MaxInterval.Ticks));
         }
     }
 

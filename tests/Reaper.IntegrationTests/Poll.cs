@@ -14,19 +14,26 @@ internal static class Poll
     public static double Stretch { get; } = Environment.GetEnvironmentVariable("SOCKETREAPER_TEST_EMULATED") == "1" ? 6 : 1;
 
     /// <summary>
-    /// Polls <paramref name="condition"/> every 10 ms; fails with <paramref name="what"/> after
-    /// <paramref name="limit"/> (stretched under emulation). Returns the time it took.
+    /// Polls <paramref name="condition"/> every 10 ms at first, then less often (up to every
+    /// <see cref="MaxInterval"/>: many conditions run a tool, and under emulation a tool run every
+    /// 10 ms took the CPU from the daemon being waited for); fails with <paramref name="what"/>
+    /// after <paramref name="limit"/> (stretched under emulation). Returns the time it took.
     /// </summary>
     public static TimeSpan Until(Func<bool> condition, TimeSpan limit, string what)
     {
         limit *= Stretch;
         var watch = Stopwatch.StartNew();
+        var interval = TimeSpan.FromMilliseconds(10);
         while (!condition())
         {
             Assert.True(watch.Elapsed < limit, $"{what}: not within {limit}");
-            Thread.Sleep(10);
+            Thread.Sleep(interval);
+            interval = TimeSpan.FromTicks(Math.Min(interval.Ticks * 3 / 2, MaxInterval.Ticks));
         }
 
         return watch.Elapsed;
     }
+
+    /// <summary>The longest pause between two looks: 50 ms, 250 ms under emulation.</summary>
+    public static TimeSpan MaxInterval { get; } = TimeSpan.FromMilliseconds(Stretch > 1 ? 250 : 50);
 }

@@ -5,7 +5,12 @@ namespace SocketReaper.IntegrationTests;
 /// <summary>Runs the real socketreaper executable built next to the tests, and the tools the tests drive.</summary>
 internal static class ReaperProcess
 {
-    public static string Executable => Path.Combine(AppContext.BaseDirectory, "socketreaper");
+    /// <summary>
+    /// The daemon's executable: SOCKETREAPER_TEST_DAEMON when set (the VMs run the NativeAOT build,
+    /// the one the package ships, which starts without a JIT under emulation), else the one built next to the tests.
+    /// </summary>
+    public static string Executable { get; } =
+        Environment.GetEnvironmentVariable("SOCKETREAPER_TEST_DAEMON") is { Length: > 0 } daemon ? daemon : Path.Combine(AppContext.BaseDirectory, "socketreaper");
 
     public static (int ExitCode, string Stdout, string Stderr) Run(params string[] args) => RunAs(null, args);
 

@@ -1,7 +1,9 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using SocketReaper.Platform;
+using SocketReaper.Platform.Netlink;
 using SocketReaper.Sweep;
 
 namespace SocketReaper.IntegrationTests;
@@ -21,14 +23,25 @@ internal sealed class TestNamespaces : IDisposable
         Names = Enumerable.Range(0, count).Select(i => $"srt{tag}{i}").ToList();
         try
         {
+            // One ip process for them all, and no process for lo and its addresses: under emulation
+            // each process took a good part of a second.
+            IpBatch(Names.Select(n => $"netns add {n}"));
             foreach (var name in Names)
             {
-                Ip($"netns add {name}");
-                Ip($"-n {name} link set lo up");
-                foreach (var address in loopbackAddresses)
+                In(name, () =>
                 {
-                    Ip($"-n {name} addr add {address} dev lo{(address.Contains(':', StringComparison.Ordinal) ? " nodad" : string.Empty)}");
-                }
+                    using var rt = RtNetlink.Open();
+                    rt.SetLinkUp(Loopback);
+                    foreach (var address in loopbackAddresses)
+                    {
+                        // Loopback does no duplicate address detection: an IPv6 address is usable at once.
+                        var parts = address.Split('/');
+                        var ip = IPAddress.Parse(parts[0]);
+                        rt.AddAddress(Loopback, ip, parts.Length > 1 ? int.Parse(parts[1], CultureInfo.InvariantCulture) : ip.GetAddressBytes().Length * 8);
+                    }
+
+                    return true;
+                });
             }
         }
         catch
@@ -37,6 +50,9 @@ internal sealed class TestNamespaces : IDisposable
             throw;
         }
     }
+
+    // A new namespace's loopback device is always ifindex 1.
+    private const int Loopback = 1;
 
     public IReadOnlyList<string> Names { get; }
 
@@ -126,17 +142,9 @@ internal sealed class TestNamespaces : IDisposable
             _sockets.Clear();
         }
 
-        foreach (var name in Names)
-        {
-            try
-            {
-                Ip($"netns del {name}");
-            }
-            catch (InvalidOperationException)
-            {
-                // Already gone (a test deleted it on purpose, or creation failed half-way).
-            }
-        }
+        // -force: the others go even when one is already gone (a test deleted it on purpose, or
+        // creation failed half-way).
+        IpBatch(Names.Select(n => $"netns del {n}"), force: true);
     }
 
     /// <summary>Sends one byte on <paramref name="socket"/>: Success, or the error a destroyed socket answers with.</summary>
@@ -150,6 +158,30 @@ internal sealed class TestNamespaces : IDisposable
         catch (SocketException e)
         {
             return e.SocketErrorCode;
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="commands"/> through one `ip -batch` (in namespace <paramref name="netns"/>
+    /// when given); with <paramref name="force"/> a failed line does not stop the rest, nor throw.
+    /// </summary>
+    public static void IpBatch(IEnumerable<string> commands, bool force = false, string? netns = null)
+    {
+        string[] options = [.. netns is null ? [] : new[] { "-n", netns }, .. force ? new[] { "-force" } : [], "-batch", "-"];
+        using var p = Process.Start(new ProcessStartInfo("ip", options) { RedirectStandardInput = true, RedirectStandardError = true, RedirectStandardOutput = true })!;
+        var error = p.StandardError.ReadToEndAsync();
+        var output = p.StandardOutput.ReadToEndAsync();
+        foreach (var command in commands)
+        {
+            p.StandardInput.WriteLine(command);
+        }
+
+        p.StandardInput.Close();
+        p.WaitForExit();
+        _ = output.Result;
+        if (p.ExitCode != 0 && !force)
+        {
+            throw new InvalidOperationException($"ip {string.Join(' ', options)}: {error.Result.Trim()}");
         }
     }
 

@@ -26,12 +26,11 @@ internal sealed class VethEndpoints : IDisposable
     public string Add(string netns, int n)
     {
         var host = $"{Tag}{n}h";
+        // One ip process per side: under emulation each took a good part of a second.
         TestNamespaces.Ip($"link add {host} type veth peer name eth{n} netns {netns}");
         _created.Add(host);
-        TestNamespaces.Ip($"addr add 10.{Subnet}.{n}.1/24 dev {host}");
-        TestNamespaces.Ip($"link set {host} up");
-        TestNamespaces.Ip($"-n {netns} addr add 10.{Subnet}.{n}.2/24 dev eth{n}");
-        TestNamespaces.Ip($"-n {netns} link set eth{n} up");
+        TestNamespaces.IpBatch([$"addr add 10.{Subnet}.{n}.1/24 dev {host}", $"link set {host} up"]);
+        TestNamespaces.IpBatch([$"addr add 10.{Subnet}.{n}.2/24 dev eth{n}", $"link set eth{n} up"], netns: netns);
         return host;
     }
 
@@ -45,19 +44,15 @@ internal sealed class VethEndpoints : IDisposable
         var host = $"{Tag}{n}h";
         TestNamespaces.Ip($"link add {host} type veth peer name eth{n} netns {netns}");
         _created.Add(host);
-        TestNamespaces.Ip($"link set {host} up");
-        TestNamespaces.Ip($"-n {netns} link set eth{n} up");
-        AssignRouted(netns, n, address);
-        TestNamespaces.Ip($"route replace {address}/32 dev {host}");
+        TestNamespaces.IpBatch([$"link set eth{n} up", .. RoutedCommands(n, address)], netns: netns);
+        TestNamespaces.IpBatch([$"link set {host} up", $"route replace {address}/32 dev {host}"]);
         return host;
     }
 
     /// <summary>Puts <paramref name="address"/>/32 on "eth{n}" in <paramref name="netns"/>, with the default route out of it.</summary>
-    public static void AssignRouted(string netns, int n, string address)
-    {
-        TestNamespaces.Ip($"-n {netns} addr add {address}/32 dev eth{n}");
-        TestNamespaces.Ip($"-n {netns} route replace default dev eth{n}");
-    }
+    public static void AssignRouted(string netns, int n, string address) => TestNamespaces.IpBatch(RoutedCommands(n, address), netns: netns);
+
+    private static string[] RoutedCommands(int n, string address) => [$"addr add {address}/32 dev eth{n}", $"route replace default dev eth{n}"];
 
     public void Remove(string host)
     {
