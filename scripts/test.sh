@@ -95,6 +95,7 @@ fi
 slowest() {
   grep -o '<UnitTestResult [^>]*' "$1" \
     | sed -n 's/.*testName="\([^"]*\)".*duration="\([0-9]*\):\([0-9]*\):\([0-9.]*\)".*/\2 \3 \4 \1/p' \
+    | sed 's/&quot;/"/g; s/&amp;/\&/g; s/&lt;/</g; s/&gt;/>/g' \
     | awk '{s = $1 * 3600 + $2 * 60 + $3; $1 = $2 = $3 = ""; sub(/^ +/, ""); sub(/^SocketReaper\.IntegrationTests\./, ""); printf "%8.1f s  %s\n", s, $0}' \
     | sort -rn | head -n 10
 }
