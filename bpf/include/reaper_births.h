@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The socket storage holding each socket's birth time (struct reaper_birth): the socket hooks
- * (bpf/hooks/) write it, the sweep (bpf/sweep/) reads it for born-before rules. Both objects
+ * (bpf/hooks/) write it, the sweep (bpf/iter/) reads it for born-before rules. Both objects
  * declare it from here so the definitions cannot drift; at run time they hold one map — the
  * daemon pins the hooks' copy and loads the sweep reusing it (HooksObject, SweepObject).
  */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * What the socket hooks (bpf/hooks/) and the host census (bpf/census/) both use: the contact
+ * What the socket hooks (bpf/hooks/) and the host census (bpf/iter/) both use: the contact
  * table's bookkeeping (reaper_history: which namespace is the host) and the host's contact table
  * with its overflow counter, and the one function that records a host contact. Both objects
  * declare the maps from here; at run time they share one of each — the census object is loaded

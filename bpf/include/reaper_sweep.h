@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The ABI between the socket programs — the sweep (bpf/sweep/), the socket hooks (bpf/hooks/) and
- * the host census (bpf/census/) — and the daemon. The C# twins live in src/Reaper/Bpf/SweepAbi.cs;
+ * The ABI between the socket programs — the sweep (bpf/iter/), the socket hooks (bpf/hooks/) and
+ * the host census (bpf/iter/) — and the daemon. The C# twins live in src/Reaper/Bpf/SweepAbi.cs;
  * a test compares both layouts, and every constant, against the compiled objects' BTF, so every
  * byte is spelled out, padding included. Constants are enumerators, not macros, for that reason:
  * an enum reaches BTF, a #define does not.

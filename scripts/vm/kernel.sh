@@ -80,3 +80,18 @@ vm_initramfs() {
     mv "$initrd.partial" "$initrd"
   fi
 }
+
+# vm_qemu SECONDS EXTRA_CMDLINE [QEMU_ARGS...]: boots $vmlinuz with $initrd (vm_kernel,
+# vm_initramfs) under qemu's software emulation on every core, 2 GiB, the serial console on
+# stdout, no reboot (a reboot ends qemu), killed after SECONDS. EXTRA_CMDLINE goes after the kernel
+# command line every boot has; QEMU_ARGS add the shares (-virtfs). The one qemu command line.
+vm_qemu() {
+  local seconds=$1 extra=$2
+  shift 2
+  timeout --kill-after=10 "$seconds" qemu-system-x86_64 \
+    -accel tcg,thread=multi -cpu max -smp "$(nproc)" -m 2048 \
+    -nographic -no-reboot -serial mon:stdio -monitor none \
+    -kernel "$vmlinuz" -initrd "$initrd" \
+    -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init${extra:+ $extra}" \
+    "$@" </dev/null
+}

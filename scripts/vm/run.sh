@@ -93,16 +93,12 @@ log="$out/.vm-console"
 prepared=$SECONDS
 say "booting $release under qemu (tcg, timeout ${timeout}s)"
 set +e
-timeout --kill-after=10 "$timeout" qemu-system-x86_64 \
-  -accel tcg,thread=multi -cpu max -smp "$(nproc)" -m 2048 \
-  -nographic -no-reboot -serial mon:stdio -monitor none \
-  -kernel "$vmlinuz" -initrd "$initrd" \
-  -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" \
+vm_qemu "$timeout" "" \
   -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
   -virtfs "local,path=$out,mount_tag=out,security_model=none,multidevs=remap" \
   -virtfs "local,path=$kernel_dir/lib/modules,mount_tag=modules,security_model=none,readonly=on,multidevs=remap" \
   "${checkout_share[@]}" \
-  </dev/null 2>&1 | tee "$log" | grep -av '^SR-VM-'
+  2>&1 | tee "$log" | grep -av '^SR-VM-'
 set -e
 
 # Seconds spent getting the kernel and initramfs, booting, in the command, and in qemu otherwise

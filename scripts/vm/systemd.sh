@@ -101,14 +101,10 @@ for boot in 1 2; do
   [ "$left" -gt 0 ] || break
   say "boot $boot of the systemd root ($release, qemu tcg, ${left}s left)"
   set +e
-  timeout --kill-after=10 "$left" qemu-system-x86_64 \
-    -accel tcg,thread=multi -cpu max -smp "$(nproc)" -m 2048 \
-    -nographic -no-reboot -serial mon:stdio -monitor none \
-    -kernel "$vmlinuz" -initrd "$initrd" \
-    -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init systemd.show_status=false" \
+  vm_qemu "$left" "systemd.show_status=false" \
     -virtfs "local,path=$r,mount_tag=host,security_model=passthrough,multidevs=remap" \
     -virtfs "local,path=$kernel_dir/lib/modules,mount_tag=modules,security_model=none,readonly=on,multidevs=remap" \
-    </dev/null 2>&1 | tee -a "$log" | grep -a -E '^(SR-CHECK|SR-VM)' >&2
+    2>&1 | tee -a "$log" | grep -a -E '^(SR-CHECK|SR-VM)' >&2
   set -e
   [ "$(cat "$r/root/sr-phase" 2>/dev/null)" = reboot ] || break
 done

@@ -39,8 +39,8 @@ public sealed class ConntrackTests(ITestOutputHelper output)
     [Trait("Kernels", "matrix")]
     public void An_unconnected_client_pinned_by_conntrack_reaches_the_live_backend_once_its_backend_left(string nat)
     {
-        using var setup = new Backends();
-        using INat rules = nat == "nft" ? new NftNat(setup.Tag) : new IptablesNat(setup.Tag);
+        using var setup = new ServiceBackends(subnet: 97);
+        using IVipNat rules = nat == "nft" ? new NftNat(setup.Tag, Vip, Port) : new IptablesNat(setup.Tag, Vip, Port);
         using var daemon = setup.StartDaemon();
 
         // Pinned to B1 by its conntrack entry: every datagram of this (address, port) goes there.
@@ -91,9 +91,9 @@ public sealed class ConntrackTests(ITestOutputHelper output)
     [PrivilegedFact]
     public void In_observe_mode_nothing_is_deleted_and_what_would_be_is_counted()
     {
-        using var setup = new Backends();
-        using var rules = new NftNat(setup.Tag);
-        using var daemon = setup.StartDaemon("""
+        using var setup = new ServiceBackends(subnet: 97);
+        using var rules = new NftNat(setup.Tag, Vip, Port);
+        using var daemon = setup.StartDaemon(settings: """
             "Reaping": { "Mode": "observe" },
             """);
         rules.Steer(B1);
@@ -114,8 +114,8 @@ public sealed class ConntrackTests(ITestOutputHelper output)
     [PrivilegedFact]
     public void Listed_namespaces_are_cleaned_too_and_a_vanished_one_is_named_once()
     {
-        using var setup = new Backends();
-        using var rules = new NftNat(setup.Tag);
+        using var setup = new ServiceBackends(subnet: 97);
+        using var rules = new NftNat(setup.Tag, Vip, Port);
         // A namespace with NAT of its own, steering its VIP to B1's address (on its loopback).
         using var natted = new TestNamespaces(1, $"{Vip}/32", $"{B1}/32");
         var name = natted.Names[0];
@@ -123,7 +123,7 @@ public sealed class ConntrackTests(ITestOutputHelper output)
         TestNamespaces.Ip($"netns exec {name} nft add table ip srtct");
         TestNamespaces.Ip($"netns exec {name} nft add chain ip srtct out {{ type nat hook output priority -100 ; }}");
         TestNamespaces.Ip($"netns exec {name} nft add rule ip srtct out ip daddr {Vip} udp dport {Port} dnat to {B1}:{Port}");
-        using var daemon = setup.StartDaemon($$"""
+        using var daemon = setup.StartDaemon(settings: $$"""
             "Reaping": { "ConntrackNamespaces": [ "/run/netns/{{name}}", "{{vanished}}" ] },
             """);
 
@@ -155,8 +155,8 @@ public sealed class ConntrackTests(ITestOutputHelper output)
     [PrivilegedFact]
     public void When_the_backends_endpoint_goes_the_entries_NATed_to_its_address_are_deleted()
     {
-        using var setup = new Backends();
-        using var rules = new NftNat(setup.Tag);
+        using var setup = new ServiceBackends(subnet: 97);
+        using var rules = new NftNat(setup.Tag, Vip, Port);
         using var daemon = setup.StartDaemon();
         rules.Steer(B1);
         var pinned = setup.Unconnected();
@@ -239,217 +239,5 @@ public sealed class ConntrackTests(ITestOutputHelper output)
         }
 
         return last;
-    }
-
-    /// <summary>Two backends answering "B1"/"B2" on UDP 5353, each a routed endpoint; the daemon knows the service from its config.</summary>
-    private sealed class Backends : IDisposable
-    {
-        private readonly TestNamespaces _ns = new(2);
-        private readonly VethEndpoints _endpoints = new(subnet: 97);
-        private readonly UdpResponders _servers = new();
-        private readonly string _b1Device;
-
-        public Backends()
-        {
-            try
-            {
-                _b1Device = _endpoints.AddRouted(_ns.Names[0], 1, B1);
-                _endpoints.AddRouted(_ns.Names[1], 2, B2);
-                _servers.Serve(_ns, _ns.Names[0], B1, Port, "B1");
-                _servers.Serve(_ns, _ns.Names[1], B2, Port, "B2");
-            }
-            catch
-            {
-                Dispose();
-                throw;
-            }
-        }
-
-        public string Tag => _endpoints.Tag;
-
-        public void RemoveB1() => _endpoints.Remove(_b1Device);
-
-        /// <param name="settings">More top-level config members, each followed by a comma.</param>
-        public DaemonFixture StartDaemon(string settings = "")
-        {
-            var daemon = new DaemonFixture(
-                configJson: $$"""{ {{settings}} "Services": [ { "Name": "dns", "Vip": "{{Vip}}", "Port": {{Port}}, "Protocol": "udp", "Backends": [ "{{B1}}:{{Port}}", "{{B2}}:{{Port}}" ] } ] }""",
-                devicePattern: _endpoints.Pattern);
-            try
-            {
-                daemon.Start();
-                foreach (var n in new[] { 1, 2 })
-                {
-                    VethEndpoints.WaitCovered($"{Tag}{n}h");
-                }
-
-                return daemon;
-            }
-            catch
-            {
-                daemon.Dispose();
-                throw;
-            }
-        }
-
-        /// <summary>A host UDP socket bound to a port of its own and connected to nothing, as a stub resolver's.</summary>
-        public Socket Unconnected()
-        {
-            var client = _ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp));
-            client.Bind(new IPEndPoint(IPAddress.Any, 0));
-            client.ReceiveTimeout = 2000;
-            return client;
-        }
-
-        public void Dispose()
-        {
-            _servers.Dispose();
-            _endpoints.Dispose();
-            _ns.Dispose();
-
-            // A flow's entry outlives its socket (120 s once it is a stream): the next test's client
-            // might get the same port and be steered by it. Ours are the entries to 10.97.0.0/16.
-            using var table = Conntrack.Open();
-            var ours = new List<ConntrackEntry>();
-            table.Dump(AddressFamily.InterNetwork, e => e.Original.Destination.ToString().StartsWith("10.97.", StringComparison.Ordinal), ours);
-            ours.ForEach(e => table.Delete(e));
-        }
-    }
-
-    /// <summary>Host NAT for the VIP, steering new flows to one backend; flows conntrack knows keep theirs.</summary>
-    private interface INat : IDisposable
-    {
-        void Steer(string backend);
-    }
-
-    /// <summary>
-    /// A veth pair (not one the daemon manages) giving the VIP a route to pick a source address by;
-    /// the NAT rules are the subclass's.
-    /// </summary>
-    private abstract class VipRoute : INat
-    {
-        private readonly string _device = $"srtn{Guid.NewGuid():N}"[..10];
-
-        protected VipRoute()
-        {
-            TestNamespaces.Ip($"link add {_device}a type veth peer name {_device}b");
-            TestNamespaces.Ip($"link set {_device}a up");
-            TestNamespaces.Ip($"link set {_device}b up");
-            TestNamespaces.Ip($"route add {Vip}/32 dev {_device}a");
-        }
-
-        public abstract void Steer(string backend);
-
-        public virtual void Dispose() => TestNamespaces.Ip($"link del {_device}a");
-
-        protected static void Run(string file, string arguments)
-        {
-            using var p = Process.Start(new ProcessStartInfo(file, arguments) { RedirectStandardError = true, RedirectStandardOutput = true })!;
-            var error = p.StandardError.ReadToEnd();
-            p.StandardOutput.ReadToEnd();
-            p.WaitForExit();
-            if (p.ExitCode != 0)
-            {
-                throw new InvalidOperationException($"{file} {arguments}: {error.Trim()}");
-            }
-        }
-    }
-
-    /// <summary>Our own nftables table named for the test; Dispose deletes it.</summary>
-    private sealed class NftNat : VipRoute
-    {
-        private readonly string _table;
-        private bool _made;
-
-        public NftNat(string tag)
-        {
-            _table = $"{tag}ct";
-            try
-            {
-                Run("nft", $"add table ip {_table}");
-                _made = true;
-                Run("nft", $"add chain ip {_table} out {{ type nat hook output priority -100 ; }}");
-            }
-            catch
-            {
-                Dispose();
-                throw;
-            }
-        }
-
-        public override void Steer(string backend)
-        {
-            Run("nft", $"flush chain ip {_table} out");
-            Run("nft", $"add rule ip {_table} out ip daddr {Vip} udp dport {Port} dnat to {backend}:{Port}");
-        }
-
-        public override void Dispose()
-        {
-            try
-            {
-                // A table left behind would go on steering the next test's flows to its backend.
-                if (_made)
-                {
-                    Run("nft", $"delete table ip {_table}");
-                }
-            }
-            finally
-            {
-                base.Dispose();
-            }
-        }
-    }
-
-    /// <summary>iptables-nft DNAT in our own chain of the nat table (named for the test), jumped to from OUTPUT; Dispose deletes both.</summary>
-    private sealed class IptablesNat : VipRoute
-    {
-        private readonly string _chain;
-
-        public IptablesNat(string tag)
-        {
-            _chain = $"{tag}CT".ToUpperInvariant();
-            try
-            {
-                Run("iptables-nft", $"-w -t nat -N {_chain}");
-                Run("iptables-nft", $"-w -t nat -A OUTPUT -d {Vip} -j {_chain}");
-            }
-            catch
-            {
-                Dispose();
-                throw;
-            }
-        }
-
-        public override void Steer(string backend)
-        {
-            Run("iptables-nft", $"-w -t nat -F {_chain}");
-            Run("iptables-nft", $"-w -t nat -A {_chain} -p udp --dport {Port} -j DNAT --to-destination {backend}:{Port}");
-        }
-
-        public override void Dispose()
-        {
-            try
-            {
-                Run("iptables-nft", $"-w -t nat -D OUTPUT -d {Vip} -j {_chain}");
-            }
-            catch (InvalidOperationException)
-            {
-                // Never added.
-            }
-
-            try
-            {
-                Run("iptables-nft", $"-w -t nat -F {_chain}");
-                Run("iptables-nft", $"-w -t nat -X {_chain}");
-            }
-            catch (InvalidOperationException)
-            {
-                // Never made.
-            }
-            finally
-            {
-                base.Dispose();
-            }
-        }
     }
 }

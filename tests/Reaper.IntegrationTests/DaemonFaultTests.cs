@@ -6,6 +6,7 @@ using System.Text.RegularExpressions;
 using LibBpf;
 using SocketReaper.Testing;
 using Xunit;
+using SocketReaper.Hooks;
 
 namespace SocketReaper.IntegrationTests;
 

@@ -180,7 +180,7 @@ internal sealed class DaemonFixture : IDisposable
                     _notifications.Add(Encoding.UTF8.GetString(buffer, 0, n));
                 }
             }
-            catch (SocketException)
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
             {
                 break;
             }
@@ -251,6 +251,13 @@ internal sealed class DaemonFixture : IDisposable
         Daemon.Kill();
         Daemon.WaitForExit();
     }
+
+    /// <summary>
+    /// Closes the socket standing in for systemd's notification listener (its file goes with it: .NET
+    /// removes a socket file it bound), so the daemon's next notification fails, as when systemd's
+    /// listener went away.
+    /// </summary>
+    public void CloseNotify() => _notify.Dispose();
 
     /// <summary>Kills the private bus (SIGKILL): every connection to it drops at once.</summary>
     public void KillBus()

@@ -6,6 +6,7 @@ using SocketReaper.Reaping;
 using SocketReaper.Sweep;
 using SocketReaper.Testing;
 using Xunit;
+using SocketReaper.Hooks;
 
 namespace SocketReaper.IntegrationTests;
 

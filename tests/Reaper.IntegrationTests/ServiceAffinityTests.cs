@@ -27,8 +27,8 @@ public sealed class ServiceAffinityTests
     [Trait("Kernels", "matrix")]
     public void Through_nftables_DNAT_a_client_pinned_to_a_leaving_backend_reconnects_to_the_other()
     {
-        using var setup = new Backends();
-        using var nat = new NatTable(setup.Tag);
+        using var setup = new ServiceBackends(subnet: 95);
+        using var nat = new NftNat(setup.Tag, Vip, Port);
         nat.Steer(B1);
         using var daemon = setup.StartDaemon();
 
@@ -58,7 +58,7 @@ public sealed class ServiceAffinityTests
     [PrivilegedFact]
     public void A_client_connected_straight_to_a_leaving_backend_is_destroyed_and_others_live()
     {
-        using var setup = new Backends();
+        using var setup = new ServiceBackends(subnet: 95);
         using var daemon = setup.StartDaemon();
 
         // Socket-level load balancing connected these straight to a backend.
@@ -91,7 +91,7 @@ public sealed class ServiceAffinityTests
     [PrivilegedFact]
     public void A_service_declared_over_dbus_survives_SIGKILL_and_a_backend_leaving_after_the_restart_is_reaped()
     {
-        using var setup = new Backends();
+        using var setup = new ServiceBackends(subnet: 95);
         using var daemon = setup.StartDaemon(configured: false, prepare: d =>
         {
             // What a crash mid-write of another tool, or a disk fault, could leave: the daemon must start anyway.
@@ -136,126 +136,5 @@ public sealed class ServiceAffinityTests
         client.Send("?"u8);
         var buffer = new byte[16];
         return Encoding.ASCII.GetString(buffer, 0, client.Receive(buffer));
-    }
-
-    /// <summary>Two backends answering "B1"/"B2" on UDP 5353, each a routed endpoint; the daemon knows the service from its config.</summary>
-    private sealed class Backends : IDisposable
-    {
-        private readonly TestNamespaces _ns = new(2);
-        private readonly VethEndpoints _endpoints = new(subnet: 95);
-        private readonly UdpResponders _servers = new();
-
-        public Backends()
-        {
-            try
-            {
-                _endpoints.AddRouted(_ns.Names[0], 1, B1);
-                _endpoints.AddRouted(_ns.Names[1], 2, B2);
-                _servers.Serve(_ns, _ns.Names[0], B1, Port, "B1");
-                _servers.Serve(_ns, _ns.Names[1], B2, Port, "B2");
-            }
-            catch
-            {
-                Dispose();
-                throw;
-            }
-        }
-
-        public string Tag => _endpoints.Tag;
-
-        /// <param name="configured">Whether the config declares the service (else it is left to D-Bus).</param>
-        /// <param name="prepare">Runs before the daemon starts.</param>
-        public DaemonFixture StartDaemon(bool configured = true, Action<DaemonFixture>? prepare = null)
-        {
-            var daemon = new DaemonFixture(
-                configJson: configured
-                    ? $$"""{ "Services": [ { "Name": "dns", "Vip": "{{Vip}}", "Port": {{Port}}, "Protocol": "udp", "Backends": [ "{{B1}}:{{Port}}", "{{B2}}:{{Port}}" ] } ] }"""
-                    : "{}",
-                devicePattern: _endpoints.Pattern);
-            try
-            {
-                prepare?.Invoke(daemon);
-                daemon.Start();
-                foreach (var n in new[] { 1, 2 })
-                {
-                    VethEndpoints.WaitCovered($"{Tag}{n}h");
-                }
-
-                return daemon;
-            }
-            catch
-            {
-                daemon.Dispose();
-                throw;
-            }
-        }
-
-        /// <summary>A host UDP socket connected to <paramref name="address"/>:5353.</summary>
-        public Socket Client(string address)
-        {
-            var client = _ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp));
-            client.Connect(new IPEndPoint(IPAddress.Parse(address), Port));
-            return client;
-        }
-
-        public void Dispose()
-        {
-            _servers.Dispose();
-            _endpoints.Dispose();
-            _ns.Dispose();
-        }
-    }
-
-    /// <summary>
-    /// Our own nftables table (named for this test) steering the VIP to one backend with DNAT for
-    /// host-originated traffic, and a veth pair (not one the daemon manages) giving the VIP a route
-    /// to pick a source address by. Dispose deletes both.
-    /// </summary>
-    private sealed class NatTable : IDisposable
-    {
-        private readonly string _table;
-        private readonly string _device;
-
-        public NatTable(string tag)
-        {
-            _table = $"{tag}svc";
-            _device = $"srtn{Guid.NewGuid():N}"[..10];
-            TestNamespaces.Ip($"link add {_device}a type veth peer name {_device}b");
-            TestNamespaces.Ip($"link set {_device}a up");
-            TestNamespaces.Ip($"link set {_device}b up");
-            TestNamespaces.Ip($"route add {Vip}/32 dev {_device}a");
-            Nft($"add table ip {_table}");
-            Nft($"add chain ip {_table} out {{ type nat hook output priority -100 ; }}");
-        }
-
-        /// <summary>New flows to the VIP go to <paramref name="backend"/>; flows conntrack already knows keep theirs.</summary>
-        public void Steer(string backend)
-        {
-            Nft($"flush chain ip {_table} out");
-            Nft($"add rule ip {_table} out ip daddr {Vip} udp dport {Port} dnat to {backend}:{Port}");
-        }
-
-        public void Dispose()
-        {
-            try
-            {
-                Nft($"delete table ip {_table}");
-            }
-            finally
-            {
-                TestNamespaces.Ip($"link del {_device}a");
-            }
-        }
-
-        private static void Nft(string command)
-        {
-            using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("nft", command) { RedirectStandardError = true })!;
-            var error = p.StandardError.ReadToEnd();
-            p.WaitForExit();
-            if (p.ExitCode != 0)
-            {
-                throw new InvalidOperationException($"nft {command}: {error.Trim()}");
-            }
-        }
     }
 }

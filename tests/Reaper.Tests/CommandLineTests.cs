@@ -2,6 +2,7 @@ using System.Text.Json;
 using SocketReaper.Cli;
 using SocketReaper.Doctor;
 using Xunit;
+using SocketReaper.History;
 
 namespace SocketReaper.Tests;
 
@@ -48,7 +49,7 @@ public sealed class CommandLineTests
     public void History_table_has_a_row_per_record_with_local_remote_and_backend()
     {
         var time = DateTimeOffset.Parse("2026-12-02T09:41:07.512Z", System.Globalization.CultureInfo.InvariantCulture);
-        var record = new Reaping.ReapRecord(time, 3, "backend_left", Reaping.ReapRecordKind.Conntrack, 7, "blue", System.Net.Sockets.ProtocolType.Udp,
+        var record = new History.ReapRecord(time, 3, "backend_left", History.ReapRecordKind.Conntrack, 7, "blue", System.Net.Sockets.ProtocolType.Udp,
             System.Net.IPEndPoint.Parse("10.1.0.23:40112"), System.Net.IPEndPoint.Parse("10.96.0.10:53"), System.Net.IPEndPoint.Parse("10.1.0.5:53"), 99, 1, "destroyed");
 
         var lines = HistoryCommand.Table([record]).Split('\n', StringSplitOptions.RemoveEmptyEntries);

@@ -8,6 +8,7 @@ using SocketReaper.Platform.Netlink;
 using SocketReaper.Reaping;
 using SocketReaper.Sweep;
 using Xunit;
+using SocketReaper.History;
 
 namespace SocketReaper.Tests;
 
@@ -231,18 +232,5 @@ public sealed class ConntrackReaperTests
         public List<ReapRecord> All { get; } = [];
 
         public void Add(IReadOnlyList<ReapRecord> records) => All.AddRange(records);
-    }
-
-    private sealed class ListLogger : ILogger
-    {
-        public List<string> Lines { get; } = [];
-
-        public IDisposable? BeginScope<TState>(TState state)
-            where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => true;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-            Lines.Add(formatter(state, exception));
     }
 }

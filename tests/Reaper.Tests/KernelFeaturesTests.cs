@@ -140,4 +140,43 @@ public sealed class KernelFeaturesTests
         Assert.Equal(Errno.EAFNOSUPPORT, e.Errno);
         Assert.Equal("socket(4242): EAFNOSUPPORT (Address family not supported by protocol)", e.Message);
     }
+
+    [Fact]
+    public void Every_feature_is_declared_once_with_a_name_a_minimum_and_a_loss()
+    {
+        Assert.Equal(Enum.GetValues<KernelFeature>().Order(), KernelFeatureSpec.All.Select(s => s.Feature).Order());
+        Assert.Equal(KernelFeatureSpec.All.Count, KernelFeatureSpec.All.Select(s => s.Name).Distinct().Count());
+        Assert.All(KernelFeatureSpec.All, s => Assert.False(string.IsNullOrWhiteSpace(s.Loss)));
+        Assert.All(KernelFeatureSpec.All, s => Assert.True(s.Needs >= new Version(4, 5) && s.Needs <= new Version(6, 7), $"{s.Feature}: {s.Needs}"));
+        Assert.Equal(KernelFeatureSpec.Of(KernelFeature.Tcx).Needs, KernelFeatures.Needs(KernelFeature.Tcx));
+    }
+
+    [Fact]
+    public void A_probe_that_could_not_tell_is_run_again_and_one_that_could_is_kept()
+    {
+        var runs = 0;
+        var kernel = new KernelFeatures("6.12.0-1", new Version(6, 12), feature =>
+        {
+            runs++;
+            return new FeatureProbe(feature, runs == 1 ? FeatureState.Unproven : FeatureState.Present, "faked");
+        });
+
+        Assert.Equal(FeatureState.Unproven, kernel.Probe(KernelFeature.Tcx).State);
+        Assert.Equal(FeatureState.Present, kernel.Probe(KernelFeature.Tcx).State);
+        Assert.Equal(FeatureState.Present, kernel.Probe(KernelFeature.Tcx).State);
+        Assert.Equal(2, runs);
+    }
+
+    [Theory]
+    [InlineData("5.14.0", "CgroupSocketHooks", "Present")]
+    [InlineData("5.6.0", "CgroupSocketHooks", "Missing")]
+    [InlineData("5.15.0", "SockopsNetnsCookie", "Present")]
+    [InlineData("5.10.0", "SockopsNetnsCookie", "Missing")]
+    public void Features_the_release_tells_are_told_by_it(string release, string name, string state)
+    {
+        var feature = Enum.Parse<KernelFeature>(name);
+        var probe = KernelFeatureSpec.Of(feature).Probe(HostInfo.ParseKernelVersion(release));
+        Assert.Equal(Enum.Parse<FeatureState>(state), probe.State);
+        Assert.Contains(release[..release.LastIndexOf('.')], probe.Detail, StringComparison.Ordinal);
+    }
 }

@@ -7,6 +7,7 @@ using SocketReaper.Platform.Netlink;
 using SocketReaper.Reaping;
 using SocketReaper.Sweep;
 using Xunit;
+using SocketReaper.History;
 
 namespace SocketReaper.Tests;
 

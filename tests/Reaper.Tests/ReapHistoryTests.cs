@@ -8,6 +8,7 @@ using SocketReaper.Metrics;
 using SocketReaper.Reaping;
 using SocketReaper.Sweep;
 using Xunit;
+using SocketReaper.History;
 
 namespace SocketReaper.Tests;
 
@@ -243,38 +244,6 @@ public sealed class ReapHistoryTests : IDisposable
 
     private static SweepMatch Match(ulong cookie, int result) => new(
         ProtocolType.Tcp, AddressFamily.InterNetwork, 1, IPEndPoint.Parse("10.0.0.1:40000"), IPEndPoint.Parse("10.2.0.1:80"), cookie, 42, 0, 0, result);
-
-    private sealed class ListLogger : ILogger
-    {
-        private readonly List<string> _warnings = [];
-
-        public IReadOnlyList<string> Warnings
-        {
-            get
-            {
-                lock (_warnings)
-                {
-                    return [.. _warnings];
-                }
-            }
-        }
-
-        public IDisposable? BeginScope<TState>(TState state)
-            where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => true;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-        {
-            if (logLevel >= LogLevel.Warning)
-            {
-                lock (_warnings)
-                {
-                    _warnings.Add(formatter(state, exception));
-                }
-            }
-        }
-    }
 
     [Fact]
     public async Task Disposed_twice_as_the_daemon_exits_it_writes_once_and_does_not_throw()

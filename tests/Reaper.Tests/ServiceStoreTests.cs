@@ -132,7 +132,8 @@ public sealed class ServiceStoreTests : IDisposable
     {
         var metrics = new ReaperMetrics(Prometheus.Metrics.NewCustomRegistry());
         var reaper = new AutoReaper(config with { Reaping = config.Reaping with { Mode = ReapingMode.Off } }, new LoadedEngine(), metrics, NullLogger<AutoReaper>.Instance);
-        return new Parts(new ServiceRegistry(config, reaper, new ServiceFlows(config.Datapath), metrics, NullLogger<ServiceRegistry>.Instance), reaper, metrics);
+        return new Parts(new ServiceRegistry(config, reaper, new ServiceFlows(config.Datapath), metrics, NullLogger<ServiceRegistry>.Instance,
+            config.State.Directory.Length > 0 ? new ServiceStore(config.State.Directory) : null), reaper, metrics);
     }
 
     private sealed record Parts(ServiceRegistry Registry, AutoReaper Reaper, ReaperMetrics Metrics) : IDisposable

@@ -3,7 +3,7 @@ using LibBpf;
 namespace SocketReaper.Bpf;
 
 /// <summary>
-/// The loaded host-census object (bpf/census/census.bpf.c): two iterators that record the host's
+/// The loaded host-census object (bpf/iter/census.bpf.c): two iterators that record the host's
 /// sockets in the hooks' host contact table. It has no map of its own: every one it uses is the
 /// hooks object's.
 /// </summary>

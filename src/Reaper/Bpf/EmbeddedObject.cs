@@ -13,16 +13,16 @@ internal static class EmbeddedObject
     /// <summary>The environment variable naming a directory of replacement objects.</summary>
     public const string OverrideVariable = "SOCKETREAPER_BPF_OBJECTS";
 
-    /// <summary>bpf/sweep/iter_probe.bpf.c: iter/tcp + iter/udp + bpf_sock_destroy by cookie.</summary>
+    /// <summary>bpf/iter/iter_probe.bpf.c: iter/tcp + iter/udp + bpf_sock_destroy by cookie.</summary>
     public const string IterProbe = "iter_probe";
 
-    /// <summary>bpf/sweep/sweep.bpf.c: the sweep iterators (rules in BPF maps, records per match); see <see cref="SweepObject"/>.</summary>
+    /// <summary>bpf/iter/sweep.bpf.c: the sweep iterators (rules in BPF maps, records per match); see <see cref="SweepObject"/>.</summary>
     public const string Sweep = "sweep";
 
     /// <summary>bpf/hooks/hooks.bpf.c: the socket hooks (birth times, contacts); see <see cref="HooksObject"/>.</summary>
     public const string Hooks = "hooks";
 
-    /// <summary>bpf/census/census.bpf.c: the host census iterators; see <see cref="CensusObject"/>.</summary>
+    /// <summary>bpf/iter/census.bpf.c: the host census iterators; see <see cref="CensusObject"/>.</summary>
     public const string Census = "census";
 
     /// <summary>bpf/datapath/datapath.bpf.c: pass-through TCX/netkit programs that count, learn owners and flows, and report events; see <see cref="DatapathObject"/>.</summary>

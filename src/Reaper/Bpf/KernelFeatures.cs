@@ -4,57 +4,9 @@ using SocketReaper.Platform;
 
 namespace SocketReaper.Bpf;
 
-/// <summary>A kernel feature the daemon relies on.</summary>
-internal enum KernelFeature
-{
-    /// <summary>The TCP socket iterator (SEC("iter/tcp")).</summary>
-    IterTcp,
-
-    /// <summary>The UDP socket iterator (SEC("iter/udp")).</summary>
-    IterUdp,
-
-    /// <summary>The bpf_sock_destroy kfunc, called from the iterators.</summary>
-    SockDestroy,
-
-    /// <summary>TCX links on a device's ingress and egress.</summary>
-    Tcx,
-
-    /// <summary>netkit devices and their BPF links.</summary>
-    Netkit,
-
-    /// <summary>SOCK_DESTROY through sock_diag (CONFIG_INET_DIAG_DESTROY, what `ss -K` uses).</summary>
-    NetlinkSockDestroy,
-
-    /// <summary>The cgroup connect4/connect6/sockops hooks, attached as BPF links.</summary>
-    CgroupSocketHooks,
-
-    /// <summary>tc's clsact qdisc with a cls_bpf filter: where the datapath's programs go without TCX.</summary>
-    TcClsact,
-
-    /// <summary>bpf_get_netns_cookie in sockops programs, which the socket hooks call.</summary>
-    SockopsNetnsCookie,
-
-    /// <summary>getsockopt(SO_NETNS_COOKIE): a namespace's cookie, read from user space.</summary>
-    NetnsCookieSockopt,
-}
-
-internal enum FeatureState
-{
-    /// <summary>The probe used the feature and saw it work.</summary>
-    Present,
-
-    /// <summary>The kernel lacks it.</summary>
-    Missing,
-
-    /// <summary>The probe could not tell (no privileges, no libbpf): nothing is said about the kernel.</summary>
-    Unproven,
-}
-
-/// <summary>What probing one feature found; <paramref name="Detail"/> says what was seen.</summary>
-internal sealed record FeatureProbe(KernelFeature Feature, FeatureState State, string Detail);
-
 /// <summary>
-/// The running kernel's features, each proven by a probe that is run once and remembered. Doctor
+/// The running kernel's features (declared in <see cref="KernelFeatureSpec"/>), each proven by a probe
+/// that is run once and remembered. Doctor
 /// reports them; a load or an attach that fails with an errno that may mean "this kernel cannot"
 /// asks them, and when the probe agrees, its error names the feature and the kernel it needs
 /// rather than a bare EINVAL (as cilium/ebpf's haveTCX()).
@@ -77,7 +29,7 @@ internal sealed class KernelFeatures
     private readonly Func<KernelFeature, FeatureProbe> _probe;
     private readonly ConcurrentDictionary<KernelFeature, Lazy<FeatureProbe>> _found = new();
 
-    /// <param name="probe">Proves one feature; called at most once per feature (tests pass a fake).</param>
+    /// <param name="probe">Proves one feature; called once per feature unless it could not tell (tests pass a fake).</param>
     public KernelFeatures(string release, Version version, Func<KernelFeature, FeatureProbe> probe)
     {
         Release = release;
@@ -93,41 +45,26 @@ internal sealed class KernelFeatures
 
     public Version Version { get; }
 
-    /// <summary>What the feature is called in a sentence.</summary>
-    public static string Name(KernelFeature feature) => feature switch
-    {
-        KernelFeature.IterTcp => "the TCP socket iterator (iter/tcp)",
-        KernelFeature.IterUdp => "the UDP socket iterator (iter/udp)",
-        KernelFeature.SockDestroy => "the bpf_sock_destroy kfunc",
-        KernelFeature.Tcx => "TCX",
-        KernelFeature.Netkit => "netkit",
-        KernelFeature.NetlinkSockDestroy => "netlink SOCK_DESTROY",
-        KernelFeature.CgroupSocketHooks => "attaching cgroup socket hooks as BPF links",
-        KernelFeature.TcClsact => "tc clsact with cls_bpf",
-        KernelFeature.SockopsNetnsCookie => "bpf_get_netns_cookie in sockops programs",
-        KernelFeature.NetnsCookieSockopt => "getsockopt(SO_NETNS_COOKIE)",
-        _ => throw new ArgumentOutOfRangeException(nameof(feature), feature, null),
-    };
+    /// <summary>What the feature is called in a sentence (its <see cref="KernelFeatureSpec"/>).</summary>
+    public static string Name(KernelFeature feature) => KernelFeatureSpec.Of(feature).Name;
 
-    /// <summary>The first kernel release that has the feature.</summary>
-    public static Version Needs(KernelFeature feature) => feature switch
-    {
-        KernelFeature.IterTcp => new(5, 8),
-        KernelFeature.IterUdp => new(5, 9),
-        KernelFeature.SockDestroy => new(6, 5),
-        KernelFeature.Tcx => new(6, 6),
-        KernelFeature.Netkit => new(6, 7),
-        KernelFeature.NetlinkSockDestroy => new(4, 5),
-        KernelFeature.CgroupSocketHooks => new(5, 7),
-        KernelFeature.TcClsact => new(4, 5),
-        KernelFeature.SockopsNetnsCookie => new(5, 15),
-        KernelFeature.NetnsCookieSockopt => new(5, 14),
-        _ => throw new ArgumentOutOfRangeException(nameof(feature), feature, null),
-    };
+    /// <summary>The first kernel release that has the feature (its <see cref="KernelFeatureSpec"/>).</summary>
+    public static Version Needs(KernelFeature feature) => KernelFeatureSpec.Of(feature).Needs;
 
-    /// <summary>The probe's finding, run on first call.</summary>
-    public FeatureProbe Probe(KernelFeature feature) =>
-        _found.GetOrAdd(feature, f => new Lazy<FeatureProbe>(() => _probe(f))).Value;
+    /// <summary>
+    /// The probe's finding: run on first call and kept once it proved or disproved the feature; one
+    /// that could not tell (<see cref="FeatureState.Unproven"/>: no privileges yet, say) is run again next time.
+    /// </summary>
+    public FeatureProbe Probe(KernelFeature feature)
+    {
+        var found = _found.GetOrAdd(feature, f => new Lazy<FeatureProbe>(() => _probe(f))).Value;
+        if (found.State == FeatureState.Unproven)
+        {
+            _found.TryRemove(new KeyValuePair<KernelFeature, Lazy<FeatureProbe>>(feature, _found[feature]));
+        }
+
+        return found;
+    }
 
     /// <summary>Whether the probe saw the feature work.</summary>
     public bool Has(KernelFeature feature) => Probe(feature).State == FeatureState.Present;
@@ -261,27 +198,4 @@ internal sealed class KernelFeatures
     /// </summary>
     private static bool MayMeanMissing(Errno errno) =>
         errno is Errno.EINVAL or Errno.EOPNOTSUPP or Errno.ENOTSUPP or Errno.ESRCH;
-}
-
-/// <summary>
-/// A load or an attach failed because the kernel lacks a feature:
-/// "attach tcx program 'reaper_tcx_in' to ifindex 3: TCX needs kernel ≥ 6.6; this is 6.1.0-50 (EINVAL (Invalid argument))".
-/// Operation, target and errno are the failed call's, which is the inner exception.
-/// </summary>
-internal sealed class KernelFeatureException : NativeException
-{
-    public KernelFeatureException(NativeException failure, KernelFeature feature, string sentence)
-        : base(failure.Operation, failure.Target, failure.Errno, failure.Detail, Format(failure, sentence), failure)
-    {
-        Feature = feature;
-    }
-
-    public KernelFeature Feature { get; }
-
-    private static string Format(NativeException failure, string sentence)
-    {
-        var head = failure.Target is null ? failure.Operation : $"{failure.Operation} {failure.Target}";
-        var text = $"{head}: {sentence} ({failure.Errno.Describe()})";
-        return failure is BpfException && failure.Detail is not null ? $"{text}\n{failure.Detail}" : text;
-    }
 }

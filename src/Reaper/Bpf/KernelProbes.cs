@@ -17,29 +17,30 @@ internal static class KernelProbes
     private const int SoCookie = 57;
     private const int LoopbackIndex = 1;
 
-    // One load of the iterator probe answers for both iterators and the kfunc.
-    private static readonly Lazy<Dictionary<KernelFeature, FeatureProbe>> s_iterators = new(SocketIterators);
+    // One load of the iterator probe answers for both iterators and the kfunc; kept once it proved
+    // or disproved them, run again while it could not tell.
+    private static readonly Lock s_iteratorsLock = new();
+    private static Dictionary<KernelFeature, FeatureProbe>? s_iterators;
 
-    public static FeatureProbe Run(KernelFeature feature, Version kernel) => feature switch
+    /// <summary>Runs <paramref name="feature"/>'s probe (its declaration's, <see cref="KernelFeatureSpec"/>).</summary>
+    public static FeatureProbe Run(KernelFeature feature, Version kernel) => KernelFeatureSpec.Of(feature).Probe(kernel);
+
+    /// <summary>iter/tcp, iter/udp or bpf_sock_destroy, from one load of the iterator probe.</summary>
+    public static FeatureProbe Iterators(KernelFeature feature)
     {
-        KernelFeature.IterTcp or KernelFeature.IterUdp or KernelFeature.SockDestroy => s_iterators.Value[feature],
-        KernelFeature.Tcx => Tcx(),
-        KernelFeature.Netkit => Netkit(kernel),
-        KernelFeature.NetlinkSockDestroy => NetlinkSockDestroy(),
-        KernelFeature.CgroupSocketHooks => kernel >= KernelFeatures.Needs(feature)
-            ? new(feature, FeatureState.Present, $"kernel {kernel} has BPF links on cgroups")
-            : new(feature, FeatureState.Missing, $"kernel {kernel} has no BPF links on cgroups"),
-        KernelFeature.TcClsact => TcClsact(),
-        // Told by the release: a helper the verifier refuses for a program type is only seen by
-        // loading a program, and the hooks' object pins its maps when it loads.
-        KernelFeature.SockopsNetnsCookie => kernel >= KernelFeatures.Needs(feature)
-            ? new(feature, FeatureState.Present, $"kernel {kernel} lets sockops programs call bpf_get_netns_cookie")
-            : new(feature, FeatureState.Missing, $"kernel {kernel} refuses bpf_get_netns_cookie in sockops programs (5.15+)"),
-        KernelFeature.NetnsCookieSockopt => Netns.IdentityByInode
-            ? new(feature, FeatureState.Missing, "getsockopt(SO_NETNS_COOKIE) fails with ENOPROTOOPT: namespaces are told apart by their nsfs inode")
-            : new(feature, FeatureState.Present, $"this namespace's cookie is {Netns.CurrentCookie()}"),
-        _ => throw new ArgumentOutOfRangeException(nameof(feature), feature, null),
-    };
+        lock (s_iteratorsLock)
+        {
+            var found = s_iterators ?? SocketIterators();
+            s_iterators = found.Values.Any(p => p.State == FeatureState.Unproven) ? null : found;
+            return found[feature];
+        }
+    }
+
+    /// <summary>A feature the release alone tells (<paramref name="what"/>: "has BPF links on cgroups").</summary>
+    public static FeatureProbe ByRelease(KernelFeature feature, Version kernel, string what) =>
+        kernel >= KernelFeatures.Needs(feature)
+            ? new(feature, FeatureState.Present, $"kernel {kernel} {what}")
+            : new(feature, FeatureState.Missing, $"kernel {kernel} < {KernelFeatures.Needs(feature)}: it {what.Replace("has ", "lacks ", StringComparison.Ordinal).Replace("lets ", "does not let ", StringComparison.Ordinal)}");
 
     /// <summary>iter/tcp, iter/udp and bpf_sock_destroy: load the probe iterators and destroy one real socket with them.</summary>
     private static Dictionary<KernelFeature, FeatureProbe> SocketIterators()
@@ -109,7 +110,7 @@ internal static class KernelProbes
     }
 
     /// <summary>TCX: attach the pass-through probe to loopback of a private namespace and see it count a packet.</summary>
-    private static FeatureProbe Tcx()
+    public static FeatureProbe Tcx()
     {
         try
         {
@@ -139,7 +140,7 @@ internal static class KernelProbes
     }
 
     /// <summary>netkit: create a netkit pair in a private namespace and attach the probe to its primary.</summary>
-    private static FeatureProbe Netkit(Version kernel)
+    public static FeatureProbe Netkit(Version kernel)
     {
         try
         {
@@ -167,7 +168,7 @@ internal static class KernelProbes
     }
 
     /// <summary>Netlink SOCK_DESTROY (CONFIG_INET_DIAG_DESTROY, what `ss -K` uses): destroy a socket through sock_diag.</summary>
-    private static FeatureProbe NetlinkSockDestroy()
+    public static FeatureProbe NetlinkSockDestroy()
     {
         try
         {
@@ -201,7 +202,7 @@ internal static class KernelProbes
     /// (sch_ingress and cls_bpf are modules on 6.1 and 5.10; the kernel loads them on demand). The
     /// filter is a one-instruction classic BPF program, so the probe needs no BPF object of its own.
     /// </summary>
-    private static FeatureProbe TcClsact()
+    public static FeatureProbe TcClsact()
     {
         try
         {

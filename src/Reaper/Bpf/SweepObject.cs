@@ -4,7 +4,7 @@ using LibBpf;
 namespace SocketReaper.Bpf;
 
 /// <summary>
-/// The loaded sweep object (bpf/sweep/sweep.bpf.c): its iterators, rule maps and per-sweep
+/// The loaded sweep object (bpf/iter/sweep.bpf.c): its iterators, rule maps and per-sweep
 /// globals, each looked up once here. Only the iterators a sweep runs are in it, so a one-off
 /// sweep loads and verifies nothing else.
 /// </summary>

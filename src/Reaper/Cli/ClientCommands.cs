@@ -16,8 +16,8 @@ internal static class ClientCommands
     public static int Status(string[] args, TextWriter stdout)
     {
         ParsedArguments.Parse("status", args, new HashSet<string>(), new HashSet<string>());
-        using var client = ReaperClient.TryConnectAsync().GetAwaiter().GetResult()
-            ?? throw new UsageException("the daemon is not running (org.socketreaper.Reaper1 is not on the system bus); start it with 'socketreaper run' or 'systemctl start socketreaper'.");
+        var (connected, problem) = ReaperClient.ConnectAsync().GetAwaiter().GetResult();
+        using var client = connected ?? throw new UsageException(NotReachable(problem!, RunningDaemon.Find()));
         var status = client.GetStatusAsync().GetAwaiter().GetResult();
         foreach (var (key, value) in status.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
@@ -26,6 +26,17 @@ internal static class ClientCommands
 
         return 0;
     }
+
+    /// <summary>
+    /// Why no daemon answers, from <paramref name="problem"/> (<see cref="ReaperClient.ConnectAsync"/>'s)
+    /// and the pid of a daemon found running (<see cref="RunningDaemon"/>), if any.
+    /// </summary>
+    public static string NotReachable(string problem, int? daemonPid) => daemonPid switch
+    {
+        { } pid when problem == ReaperClient.NotOnBus => $"the daemon is running (pid {pid}) but {problem}; its log says why (journalctl -u socketreaper).",
+        { } pid => $"the daemon is running (pid {pid}) but {problem}.",
+        null => $"the daemon is not running ({problem}); start it with 'socketreaper run' or 'systemctl start socketreaper'.",
+    };
 
     /// <summary>Sends an already validated sweep to the daemon; null when no daemon answers.</summary>
     public static Dictionary<string, VariantValue>? TrySweep(ParsedArguments options)

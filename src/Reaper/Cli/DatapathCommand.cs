@@ -4,6 +4,7 @@ using LibBpf;
 using SocketReaper.Bpf;
 using SocketReaper.Datapath;
 using SocketReaper.Platform.Netlink;
+using SocketReaper.Hooks;
 
 namespace SocketReaper.Cli;
 
@@ -42,7 +43,7 @@ internal static class DatapathCommand
             case "detach":
                 var detached = links.DetachAll() + DeviceFilters.DetachAll();
                 var maps = DatapathState.RemoveMaps(root);
-                var hooks = Reaping.SocketHooks.Remove(root, DatapathState.MapsDirectory(root));
+                var hooks = Hooks.SocketHooks.Remove(root, DatapathState.MapsDirectory(root));
                 stdout.WriteLine($"Detached {detached} datapath link(s) and removed {maps} state map(s) pinned under {root}; socket hooks and their maps: {hooks} pin(s) removed.");
                 return 0;
             case "endpoints":

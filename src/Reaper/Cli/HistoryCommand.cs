@@ -3,6 +3,7 @@ using SocketReaper.DBus;
 using SocketReaper.Reaping;
 using SocketReaper.Sweep;
 using Tmds.DBus.Protocol;
+using SocketReaper.History;
 
 namespace SocketReaper.Cli;
 

@@ -6,6 +6,7 @@ using Prometheus;
 using SocketReaper.Config;
 using SocketReaper.Daemon;
 using SocketReaper.DBus;
+using SocketReaper.History;
 
 namespace SocketReaper.Cli;
 
@@ -74,10 +75,10 @@ internal static partial class RunCommand
         builder.Services.AddSingleton(config);
         builder.Services.AddSingleton(config.Metrics);
         builder.Services.AddSingleton(new Metrics.ReaperMetrics(Prometheus.Metrics.NewCustomRegistry(), config.DBus.Enabled));
-        builder.Services.AddSingleton(new SystemdNotifier(Environment.GetEnvironmentVariable("NOTIFY_SOCKET")));
+        builder.Services.AddSingleton(sp => new SystemdNotifier(Environment.GetEnvironmentVariable("NOTIFY_SOCKET"), sp.GetRequiredService<ILogger<SystemdNotifier>>()));
         builder.Services.AddSingleton<Reaping.LoadedEngine>();
-        builder.Services.AddSingleton<Reaping.ReapHistory>();
-        builder.Services.AddSingleton<Reaping.IReapRecords>(services => services.GetRequiredService<Reaping.ReapHistory>());
+        builder.Services.AddSingleton<History.ReapHistory>();
+        builder.Services.AddSingleton<History.IReapRecords>(services => services.GetRequiredService<History.ReapHistory>());
         builder.Services.AddSingleton<SweepJournal>();
         builder.Services.AddSingleton<DaemonState>();
         builder.Services.AddHostedService<ReaperDaemon>();
@@ -88,7 +89,10 @@ internal static partial class RunCommand
         builder.Services.AddSingleton<Reaping.AutoReaper>();
         builder.Services.AddHostedService(services => services.GetRequiredService<Reaping.AutoReaper>());
         builder.Services.AddSingleton(new Datapath.ServiceFlows(config.Datapath));
-        builder.Services.AddSingleton<Reaping.ServiceRegistry>();
+        builder.Services.AddSingleton<Reaping.IReapQueue>(services => services.GetRequiredService<Reaping.AutoReaper>());
+        builder.Services.AddSingleton(services => new Reaping.ServiceRegistry(config, services.GetRequiredService<Reaping.IReapQueue>(),
+            services.GetRequiredService<Datapath.ServiceFlows>(), services.GetRequiredService<Metrics.ReaperMetrics>(),
+            services.GetRequiredService<ILogger<Reaping.ServiceRegistry>>(), config.State.Directory.Length > 0 ? new Reaping.ServiceStore(config.State.Directory) : null));
 
         // The datapath finds endpoint changes and reads the backends; Reaping, above it, acts and declares.
         builder.Services.AddSingleton<Datapath.IBackendSource>(services => services.GetRequiredService<Reaping.ServiceRegistry>());

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using SocketReaper.Reaping;
 using SocketReaper.Sweep;
 using Tmds.DBus.Protocol;
+using SocketReaper.History;
 
 namespace SocketReaper.DBus;
 

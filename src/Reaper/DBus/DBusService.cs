@@ -4,6 +4,7 @@ using SocketReaper.Config;
 using SocketReaper.Daemon;
 using SocketReaper.Metrics;
 using Tmds.DBus.Protocol;
+using SocketReaper.History;
 
 namespace SocketReaper.DBus;
 
@@ -21,9 +22,9 @@ internal sealed partial class DBusService : BackgroundService
     private DBusConnection? _connection;
 
     private readonly Reaping.ServiceRegistry _services;
-    private readonly Reaping.ReapHistory _history;
+    private readonly History.ReapHistory _history;
 
-    public DBusService(DaemonState state, ReaperOptions config, ReaperMetrics metrics, Reaping.ServiceRegistry services, Reaping.ReapHistory history, ILogger<DBusService> logger)
+    public DBusService(DaemonState state, ReaperOptions config, ReaperMetrics metrics, Reaping.ServiceRegistry services, History.ReapHistory history, ILogger<DBusService> logger)
     {
         _services = services;
         _history = history;
@@ -78,7 +79,7 @@ internal sealed partial class DBusService : BackgroundService
             {
                 if (!saidMissing)
                 {
-                    Log.Unavailable(_logger, address, e.Message);
+                    Log.Unavailable(_logger, address, BusProblem.Describe(address, e));
                     saidMissing = true;
                 }
             }

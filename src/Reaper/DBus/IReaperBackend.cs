@@ -2,6 +2,7 @@ using SocketReaper.Config;
 using SocketReaper.Doctor;
 using SocketReaper.Reaping;
 using SocketReaper.Sweep;
+using SocketReaper.History;
 
 namespace SocketReaper.DBus;
 

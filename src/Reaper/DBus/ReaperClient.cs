@@ -15,7 +15,19 @@ internal sealed class ReaperClient : IDisposable
     /// <summary>A client when the bus is reachable and the daemon owns its name; otherwise null.</summary>
     public static async Task<ReaperClient?> TryConnectAsync(string? address = null)
     {
-        var connection = new DBusConnection(address ?? DBusAddress.System ?? "unix:path=/run/dbus/system_bus_socket");
+        var (client, _) = await ConnectAsync(address).ConfigureAwait(false);
+        return client;
+    }
+
+    /// <summary>
+    /// A client when the bus is reachable and the daemon owns its name; otherwise why not: the
+    /// bus's problem (<see cref="BusProblem"/>), or <see cref="NotOnBus"/>.
+    /// </summary>
+    public static async Task<(ReaperClient? Client, string? Problem)> ConnectAsync(string? address = null)
+    {
+        address ??= DBusAddress.System ?? "unix:path=/run/dbus/system_bus_socket";
+        var connection = new DBusConnection(address);
+        string problem;
         try
         {
             await connection.ConnectAsync().ConfigureAwait(false);
@@ -23,17 +35,22 @@ internal sealed class ReaperClient : IDisposable
                 static (Message m, object? _) => m.GetBodyReader().ReadBool(), null).ConfigureAwait(false);
             if (owned)
             {
-                return new ReaperClient(connection);
+                return (new ReaperClient(connection), null);
             }
+
+            problem = NotOnBus;
         }
         catch (Exception e) when (e is DBusExceptionBase or DBusConnectFailedException or System.Net.Sockets.SocketException or IOException)
         {
-            // No bus or no daemon: the caller falls back to running in-process.
+            problem = $"the system bus at {address} cannot be reached: {BusProblem.Describe(address, e)}";
         }
 
         connection.Dispose();
-        return null;
+        return (null, problem);
     }
+
+    /// <summary>The bus answered, and nobody owns org.socketreaper.Reaper1 on it.</summary>
+    public const string NotOnBus = "org.socketreaper.Reaper1 is not on the system bus";
 
     public Task<Dictionary<string, VariantValue>> GetStatusAsync() => CallAsync("GetStatus", null, null);
 

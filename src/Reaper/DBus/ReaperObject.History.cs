@@ -1,5 +1,6 @@
 using SocketReaper.Reaping;
 using Tmds.DBus.Protocol;
+using SocketReaper.History;
 
 namespace SocketReaper.DBus;
 

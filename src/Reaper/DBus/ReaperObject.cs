@@ -4,6 +4,7 @@ using SocketReaper.Doctor;
 using SocketReaper.Metrics;
 using SocketReaper.Sweep;
 using Tmds.DBus.Protocol;
+using SocketReaper.History;
 
 namespace SocketReaper.DBus;
 
@@ -30,7 +31,7 @@ internal sealed partial class ReaperObject : IPathMethodHandler
     private readonly Dictionary<(string Interface, string Member), Method> _methods;
     private int _replying;
 
-    public ReaperObject(SweepCoordinator sweeps, SweepOptions limits, Reaping.ServiceRegistry services, Reaping.ReapHistory history, ReaperMetrics metrics, CallerPolicy policy, IReadOnlyList<HostCheck> features, ILogger logger, CancellationToken stopping)
+    public ReaperObject(SweepCoordinator sweeps, SweepOptions limits, Reaping.ServiceRegistry services, History.ReapHistory history, ReaperMetrics metrics, CallerPolicy policy, IReadOnlyList<HostCheck> features, ILogger logger, CancellationToken stopping)
         : this(new DaemonBackend(sweeps, limits, services, history, features), metrics, policy, logger, stopping)
     {
     }

@@ -4,6 +4,8 @@ using SocketReaper.Doctor;
 using SocketReaper.Metrics;
 using SocketReaper.Reaping;
 using SocketReaper.Sweep;
+using SocketReaper.History;
+using SocketReaper.Hooks;
 
 namespace SocketReaper.Daemon;
 

@@ -87,7 +87,7 @@ internal sealed partial class DatapathService : BackgroundService
             var listed = Monotonic.NowNs();
             using (var rt = RtNetlink.Open())
             {
-                links = rt.DumpLinks();
+                links = DumpLinksWhenSettled(rt, stop);
             }
 
             foreach (var link in links)
@@ -110,7 +110,16 @@ internal sealed partial class DatapathService : BackgroundService
                 _backends.SyncIfChanged(obj);
                 if (DateTime.UtcNow >= nextDrift)
                 {
-                    coverage.Repair();
+                    try
+                    {
+                        coverage.Repair();
+                    }
+                    catch (NetlinkException e) when (e.Errno is Errno.EINTR)
+                    {
+                        // The links kept changing while they were read: the next pass reads them again.
+                        Log.RepairDeferred(_logger, e.Message);
+                    }
+
                     export.Export(obj, coverage.Devices);
                     nextDrift = DateTime.UtcNow + DriftEvery;
                 }
@@ -195,6 +204,22 @@ internal sealed partial class DatapathService : BackgroundService
         return checkedNs;
     }
 
+    /// <summary>The host's links at start: a dump the links kept changing during is tried again a little later, for up to a few seconds.</summary>
+    private static IReadOnlyList<LinkInfo> DumpLinksWhenSettled(RtNetlink rt, CancellationToken stop)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return rt.DumpLinks();
+            }
+            catch (NetlinkException e) when (e.Errno is Errno.EINTR && attempt < 20 && !stop.IsCancellationRequested)
+            {
+                Thread.Sleep(TimeSpan.FromMilliseconds(100 * attempt));
+            }
+        }
+    }
+
     private static void Handle(RtEvent change, DeviceCoverage coverage, EndpointOwnership owners)
     {
         switch (change)
@@ -216,6 +241,9 @@ internal sealed partial class DatapathService : BackgroundService
 
     private static partial class Log
     {
+        [LoggerMessage(EventId = 410, Level = LogLevel.Warning, Message = "Datapath: the periodic check of the endpoint devices is put off to its next pass: {Reason} (socketreaper_netlink_dumps_abandoned_total)")]
+        public static partial void RepairDeferred(ILogger logger, string reason);
+
         [LoggerMessage(EventId = 400, Level = LogLevel.Information, Message = "Datapath on {Devices} device(s), links and state pinned under {Root}")]
         public static partial void Covering(ILogger logger, int devices, string root);
 

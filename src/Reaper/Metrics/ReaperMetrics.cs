@@ -34,6 +34,8 @@ internal sealed class ReaperMetrics : ISweepRecorder
         DatapathReattachments = f.CreateCounter("socketreaper_datapath_reattachments_total", "Links re-created after someone detached them or the kernel reported them dead.");
         DatapathEvents = f.CreateCounter("socketreaper_datapath_events_total", "Ring-buffer events from the datapath, by kind.", "kind");
         DatapathEventsLost = f.CreateCounter("socketreaper_datapath_events_lost_total", "Events the datapath could not queue (ring buffer full).");
+        NetlinkDumpsAbandoned = f.CreateCounter("socketreaper_netlink_dumps_abandoned_total", "Netlink dumps (links, neighbours, conntrack, sockets) given up because the table changed during every attempt; what needed one failed and said so.");
+        registry.AddBeforeCollectCallback(() => NetlinkDumpsAbandoned.IncTo(Platform.Netlink.NetlinkSocket.InconsistentDumps));
         DevicePackets = f.CreateCounter("socketreaper_device_packets_total", "Packets seen by the datapath per device and hook (series capped by Datapath.MaxDeviceMetrics).", "device", "hook");
         DeviceBytes = f.CreateCounter("socketreaper_device_bytes_total", "Bytes seen by the datapath per device and hook (series capped by Datapath.MaxDeviceMetrics).", "device", "hook");
         ReapTargets = f.CreateCounter("socketreaper_reap_targets_total", "Stale-socket targets (an address, or a service flow) the automatic triggers asked to reap, by trigger; result=dropped when the queue was full, result=abandoned when its sweep was cut short by the socket rate too often.", "trigger", "result");
@@ -121,6 +123,8 @@ internal sealed class ReaperMetrics : ISweepRecorder
     public Counter DatapathEvents { get; }
 
     public Counter DatapathEventsLost { get; }
+
+    public Counter NetlinkDumpsAbandoned { get; }
 
     public Counter DevicePackets { get; }
 

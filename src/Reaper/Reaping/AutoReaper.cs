@@ -19,7 +19,7 @@ namespace SocketReaper.Reaping;
 /// targets whose sweep the socket rate cut short are swept again (<see cref="ReapRetries"/>). Nothing here logs per socket: the sweep's records feed the
 /// metrics and SweepCompleted like any other sweep, with the reason as its trigger.
 /// </summary>
-internal sealed partial class AutoReaper : BackgroundService
+internal sealed partial class AutoReaper : BackgroundService, IReapQueue
 {
     private readonly Channel<ReapTarget> _queue = Channel.CreateBounded<ReapTarget>(
         new BoundedChannelOptions(65_536) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });

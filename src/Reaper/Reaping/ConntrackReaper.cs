@@ -7,6 +7,7 @@ using SocketReaper.Metrics;
 using SocketReaper.Platform;
 using SocketReaper.Platform.Netlink;
 using SocketReaper.Sweep;
+using SocketReaper.History;
 
 namespace SocketReaper.Reaping;
 

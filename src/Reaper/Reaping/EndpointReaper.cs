@@ -12,10 +12,10 @@ namespace SocketReaper.Reaping;
 internal sealed class EndpointReaper : IEndpointEvents
 {
     private readonly ReapingOptions _config;
-    private readonly AutoReaper _reaper;
+    private readonly IReapQueue _reaper;
     private readonly ServiceRegistry _services;
 
-    public EndpointReaper(ReaperOptions config, AutoReaper reaper, ServiceRegistry services)
+    public EndpointReaper(ReaperOptions config, IReapQueue reaper, ServiceRegistry services)
     {
         _config = config.Reaping;
         _reaper = reaper;

@@ -1,4 +1,5 @@
 using SocketReaper.Sweep;
+using SocketReaper.Hooks;
 
 namespace SocketReaper.Reaping;
 

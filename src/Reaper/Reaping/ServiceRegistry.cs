@@ -27,7 +27,7 @@ namespace SocketReaper.Reaping;
 internal sealed partial class ServiceRegistry : IBackendSource
 {
     private readonly ReaperOptions _config;
-    private readonly AutoReaper _reaper;
+    private readonly IReapQueue _reaper;
     private readonly ServiceFlows _flows;
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
@@ -38,7 +38,8 @@ internal sealed partial class ServiceRegistry : IBackendSource
     private readonly Lock _saving = new();
     private bool _saveFailed;
 
-    public ServiceRegistry(ReaperOptions config, AutoReaper reaper, ServiceFlows flows, ReaperMetrics metrics, ILogger<ServiceRegistry> logger)
+    /// <param name="store">Where services declared over D-Bus are kept; null keeps them in memory only (no State.Directory).</param>
+    public ServiceRegistry(ReaperOptions config, IReapQueue reaper, ServiceFlows flows, ReaperMetrics metrics, ILogger<ServiceRegistry> logger, ServiceStore? store)
     {
         _config = config;
         _reaper = reaper;
@@ -46,7 +47,7 @@ internal sealed partial class ServiceRegistry : IBackendSource
         _metrics = metrics;
         _logger = logger;
         _configured = [.. config.Services.Select(s => s.Name)];
-        _store = config.State.Directory.Length > 0 ? new ServiceStore(config.State.Directory) : null;
+        _store = store;
         foreach (var service in Restore())
         {
             _services[service.Name] = service;

@@ -3,32 +3,6 @@ using SocketReaper.Platform;
 
 namespace SocketReaper.Sweep;
 
-internal enum NetnsSource
-{
-    Host,
-    BindMount,
-    Process,
-}
-
-/// <summary>A network namespace found on the host.</summary>
-/// <param name="Cookie">The kernel's netns cookie: the namespace's identity while it lives.</param>
-/// <param name="Name">For people: "host", the bind-mount name, or "pid 1234 (comm)".</param>
-/// <param name="Path">An nsfs path that opens it.</param>
-internal sealed record NetnsInfo(ulong Cookie, string Name, string Path, NetnsSource Source, ulong Device, ulong Inode);
-
-/// <summary>Where to look for namespaces besides /proc.</summary>
-internal sealed record DiscoveryOptions
-{
-    public static readonly IReadOnlyList<string> DefaultDirectories = ["/run/netns", "/var/run/docker/netns"];
-
-    public IReadOnlyList<string> Directories { get; init; } = DefaultDirectories;
-
-    public string ProcRoot { get; init; } = "/proc";
-}
-
-/// <summary>The result of one discovery: the namespaces, and how many vanished while we looked.</summary>
-internal sealed record NetnsDiscovery(IReadOnlyList<NetnsInfo> Namespaces, int Vanished);
-
 /// <summary>
 /// Finds every network namespace on the host: the host's own (PID 1's), those of all processes,
 /// bind-mounted ones in the configured directories, and any nsfs mount in mountinfo. Paths to the
@@ -246,43 +220,6 @@ internal static class NetnsCatalog
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return [];
-        }
-    }
-}
-
-/// <summary>
-/// The namespaces the last discovery found (cookie, path, name), by nsfs device, inode and inode
-/// time, so the next one enters only namespaces it has not seen: with hundreds of namespaces,
-/// entering each one for its cookie was most of an automatic sweep's reaction time. Holds no
-/// reference on any namespace (a held one would outlive its deletion and keep its devices alive).
-/// </summary>
-internal sealed class NetnsCookieCache
-{
-    private readonly Lock _lock = new();
-    private Dictionary<Key, NetnsInfo> _cookies = [];
-
-    internal readonly record struct Key(ulong Device, ulong Inode, long CtimeSeconds, long CtimeNanoseconds);
-
-    public bool TryGet(Key key, out NetnsInfo? netns)
-    {
-        lock (_lock)
-        {
-            return _cookies.TryGetValue(key, out netns);
-        }
-    }
-
-    /// <summary>Keeps exactly <paramref name="seen"/>: namespaces no longer found are forgotten.</summary>
-    public void Keep(IEnumerable<(Key Key, NetnsInfo Netns)> seen)
-    {
-        var next = new Dictionary<Key, NetnsInfo>();
-        foreach (var (key, netns) in seen)
-        {
-            next[key] = netns;
-        }
-
-        lock (_lock)
-        {
-            _cookies = next;
         }
     }
 }

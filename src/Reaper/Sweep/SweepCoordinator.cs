@@ -4,16 +4,11 @@ using SocketReaper.Platform;
 
 namespace SocketReaper.Sweep;
 
-/// <summary>A finished sweep as the daemon remembers and announces it.</summary>
-internal sealed record CompletedSweep(ulong Id, SweepResult Result, DateTimeOffset FinishedAt);
-
-/// <summary>The sweep is refused because another one is running.</summary>
-internal sealed class SweepBusyException() : Exception("a sweep is already running; try again when it has finished.");
-
 /// <summary>
 /// The daemon's single door to the sweep engine: one sweep at a time (a second caller is refused
-/// with <see cref="SweepBusyException"/> rather than queued, so callers never wait blind), fresh
-/// namespace discovery per sweep, metrics, and an event for D-Bus to announce.
+/// with <see cref="SweepBusyException"/> rather than queued, so callers never wait blind), namespace
+/// discovery (fresh for a full sweep; a targeted one reuses the last while the hooks' contacts have
+/// not changed), metrics, and an event for D-Bus to announce.
 /// </summary>
 internal sealed partial class SweepCoordinator : IDisposable
 {

@@ -4,6 +4,7 @@ using SocketReaper.DBus;
 using SocketReaper.Doctor;
 using SocketReaper.Reaping;
 using SocketReaper.Sweep;
+using SocketReaper.History;
 
 namespace SocketReaper.Tests.DBus;
 

@@ -6,6 +6,7 @@ using SocketReaper.Reaping;
 using SocketReaper.Sweep;
 using Tmds.DBus.Protocol;
 using Xunit;
+using SocketReaper.History;
 
 namespace SocketReaper.Tests.DBus;
 

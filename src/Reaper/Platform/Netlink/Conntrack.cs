@@ -67,7 +67,6 @@ internal sealed class Conntrack : IConntrackTable
     internal const ushort CTA_PROTO_DST_PORT = 3;
     internal const ushort NLA_F_NESTED = 0x8000;
 
-    private const int DumpAttempts = 3;
 
     private readonly NetlinkSocket _socket;
     private readonly NetlinkMessageWriter _writer = new();
@@ -83,23 +82,22 @@ internal sealed class Conntrack : IConntrackTable
     {
         string operation = $"IPCTNL_MSG_CT_GET {family} dump";
         int start = into.Count;
-        for (int attempt = 1; ; attempt++)
-        {
-            into.RemoveRange(start, into.Count - start);
-            NetlinkMessageWriter request = _writer.Begin(MessageType(IPCTNL_MSG_CT_GET));
-            WriteNfGenMsg(request.Reserve(NfGenMsgSize), family);
-            bool consistent = _socket.Dump(request, operation, (in NetlinkHeader header, ReadOnlySpan<byte> payload) =>
+        _socket.DumpConsistent(
+            () =>
+            {
+                NetlinkMessageWriter request = _writer.Begin(MessageType(IPCTNL_MSG_CT_GET));
+                WriteNfGenMsg(request.Reserve(NfGenMsgSize), family);
+                return request;
+            },
+            operation,
+            () => into.RemoveRange(start, into.Count - start),
+            (in NetlinkHeader header, ReadOnlySpan<byte> payload) =>
             {
                 if (header.Type == MessageType(IPCTNL_MSG_CT_NEW) && TryParse(payload, out ConntrackEntry entry) && keep(entry))
                 {
                     into.Add(entry);
                 }
             });
-            if (consistent || attempt == DumpAttempts)
-            {
-                return;
-            }
-        }
     }
 
     public Errno Delete(in ConntrackEntry entry)

@@ -45,7 +45,6 @@ internal sealed class NeighbourTable : INeighbourTable
     internal const ushort RTM_GETNEIGH = 30;
     internal const int NdMsgSize = 12;
     private const ushort NDA_DST = 1;
-    private const int DumpAttempts = 3;
 
     private readonly NetlinkSocket _socket;
     private readonly NetlinkMessageWriter _writer = new();
@@ -70,28 +69,23 @@ internal sealed class NeighbourTable : INeighbourTable
     private List<NeighbourEntry> Dump(int family, IReadOnlySet<IPAddress> addresses)
     {
         var found = new List<NeighbourEntry>();
-        for (var attempt = 1; ; attempt++)
-        {
-            found.Clear();
-            var request = _writer.Begin(RTM_GETNEIGH);
-            PutNdMsg(request, family, ifindex: 0);
-            var consistent = _socket.Dump(request, "RTM_GETNEIGH dump", (in NetlinkHeader header, ReadOnlySpan<byte> payload) =>
+        _socket.DumpConsistent(
+            () =>
+            {
+                var request = _writer.Begin(RTM_GETNEIGH);
+                PutNdMsg(request, family, ifindex: 0);
+                return request;
+            },
+            "RTM_GETNEIGH dump",
+            found.Clear,
+            (in NetlinkHeader header, ReadOnlySpan<byte> payload) =>
             {
                 if (header.Type == RTM_NEWNEIGH && Parse(payload) is { } entry && addresses.Contains(entry.Address))
                 {
                     found.Add(entry);
                 }
             });
-            if (consistent)
-            {
-                return found;
-            }
-
-            if (attempt == DumpAttempts)
-            {
-                throw new NetlinkException("RTM_GETNEIGH dump", Errno.EINTR, $"the table kept changing during {DumpAttempts} dumps");
-            }
-        }
+        return found;
     }
 
     public Errno Delete(NeighbourEntry entry)

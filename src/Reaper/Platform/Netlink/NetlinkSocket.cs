@@ -61,9 +61,44 @@ internal sealed unsafe class NetlinkSocket : IDisposable
     public void Transact(NetlinkMessageWriter request, string operation, NetlinkMessageHandler? onReply = null) =>
         Exchange(request, NetlinkMessage.NLM_F_REQUEST | NetlinkMessage.NLM_F_ACK, operation, onReply);
 
-    /// <summary>Runs a dump; returns false if the kernel flagged it inconsistent (NLM_F_DUMP_INTR) so the caller can retry.</summary>
+    /// <summary>How many times a dump the kernel flags inconsistent is run before <see cref="DumpConsistent"/> gives up.</summary>
+    public const int DumpAttempts = 3;
+
+    private static long s_inconsistentDumps;
+
+    /// <summary>Dumps this process gave up on because every attempt was interrupted (all netlink sockets).</summary>
+    public static long InconsistentDumps => Interlocked.Read(ref s_inconsistentDumps);
+
+    /// <summary>Runs a dump once; returns false if the kernel flagged it inconsistent (NLM_F_DUMP_INTR).</summary>
     public bool Dump(NetlinkMessageWriter request, string operation, NetlinkMessageHandler onMessage) =>
         Exchange(request, NetlinkMessage.NLM_F_REQUEST | NetlinkMessage.NLM_F_DUMP, operation, onMessage);
+
+    /// <summary>
+    /// Runs a dump until the kernel does not flag it inconsistent (NLM_F_DUMP_INTR: the table changed
+    /// while it was read, so entries may be missing or repeated), at most <see cref="DumpAttempts"/>
+    /// times; <paramref name="restart"/> runs before each attempt, for the caller to drop what the last
+    /// one gave, and <paramref name="request"/> writes the request anew. When every attempt was
+    /// interrupted it throws (EINTR, counted in <see cref="InconsistentDumps"/>): a dump that may miss
+    /// entries is never handed on as if it were whole.
+    /// </summary>
+    public void DumpConsistent(Func<NetlinkMessageWriter> request, string operation, Action restart, NetlinkMessageHandler onMessage) =>
+        Consistently(operation, restart, () => Dump(request(), operation, onMessage));
+
+    /// <summary><see cref="DumpConsistent"/>'s rule, apart from the socket: <paramref name="attempt"/> returns whether its dump was consistent.</summary>
+    internal static void Consistently(string operation, Action restart, Func<bool> attempt)
+    {
+        for (var tries = 1; tries <= DumpAttempts; tries++)
+        {
+            restart();
+            if (attempt())
+            {
+                return;
+            }
+        }
+
+        Interlocked.Increment(ref s_inconsistentDumps);
+        throw new NetlinkException(operation, Errno.EINTR, $"the table kept changing during {DumpAttempts} dumps; nothing was taken from them");
+    }
 
     public void Send(ReadOnlySpan<byte> message, string operation)
     {

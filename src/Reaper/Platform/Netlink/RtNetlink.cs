@@ -68,7 +68,6 @@ internal sealed class RtNetlink : IDisposable
     private const ushort IFA_LOCAL = 2;
     private const uint RTEXT_FILTER_SKIP_STATS = 1 << 3;
     private const int IFNAMSIZ = 16;
-    private const int DumpAttempts = 3;
 
     private readonly NetlinkSocket _socket;
     private readonly NetlinkMessageWriter _writer = new();
@@ -82,24 +81,24 @@ internal sealed class RtNetlink : IDisposable
     public IReadOnlyList<LinkInfo> DumpLinks()
     {
         var links = new List<LinkInfo>();
-        for (int attempt = 1; ; attempt++)
-        {
-            links.Clear();
-            NetlinkMessageWriter request = _writer.Begin(RTM_GETLINK);
-            PutIfInfo(request, index: 0, flags: 0, change: 0);
-            request.PutUInt32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-            bool consistent = _socket.Dump(request, "RTM_GETLINK dump", (in NetlinkHeader header, ReadOnlySpan<byte> payload) =>
+        _socket.DumpConsistent(
+            () =>
+            {
+                NetlinkMessageWriter request = _writer.Begin(RTM_GETLINK);
+                PutIfInfo(request, index: 0, flags: 0, change: 0);
+                request.PutUInt32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+                return request;
+            },
+            "RTM_GETLINK dump",
+            links.Clear,
+            (in NetlinkHeader header, ReadOnlySpan<byte> payload) =>
             {
                 if (header.Type == RTM_NEWLINK)
                 {
                     links.Add(ParseLink(payload));
                 }
             });
-            if (consistent || attempt == DumpAttempts)
-            {
-                return links;
-            }
-        }
+        return links;
     }
 
     /// <summary>Looks a link up by name; null if there is none.</summary>

@@ -44,7 +44,6 @@ internal sealed class SockDiag : IDisposable
     private const int SockIdOffset = 8;
     private const int SockIdSize = 48;
     private const int DiagMsgSize = 72;
-    private const int DumpAttempts = 3;
 
     private readonly NetlinkSocket _socket;
     private readonly NetlinkMessageWriter _writer = new();
@@ -61,23 +60,23 @@ internal sealed class SockDiag : IDisposable
     {
         string operation = $"SOCK_DIAG_BY_FAMILY {family} {protocol} dump";
         var sockets = new List<InetSocketInfo>();
-        for (int attempt = 1; ; attempt++)
-        {
-            sockets.Clear();
-            NetlinkMessageWriter request = _writer.Begin(SOCK_DIAG_BY_FAMILY);
-            WriteRequest(request.Reserve(ReqV2Size), family, protocol, stateMask);
-            bool consistent = _socket.Dump(request, operation, (in NetlinkHeader header, ReadOnlySpan<byte> payload) =>
+        _socket.DumpConsistent(
+            () =>
+            {
+                NetlinkMessageWriter request = _writer.Begin(SOCK_DIAG_BY_FAMILY);
+                WriteRequest(request.Reserve(ReqV2Size), family, protocol, stateMask);
+                return request;
+            },
+            operation,
+            sockets.Clear,
+            (in NetlinkHeader header, ReadOnlySpan<byte> payload) =>
             {
                 if (header.Type == SOCK_DIAG_BY_FAMILY)
                 {
                     sockets.Add(ParseDiagMessage(payload));
                 }
             });
-            if (consistent || attempt == DumpAttempts)
-            {
-                return sockets;
-            }
-        }
+        return sockets;
     }
 
     /// <summary>

@@ -5,7 +5,7 @@ using SocketReaper.Metrics;
 using SocketReaper.Platform;
 using SocketReaper.Sweep;
 
-namespace SocketReaper.Reaping;
+namespace SocketReaper.History;
 
 /// <summary>
 /// The reap history: every socket a sweep destroyed (or failed to destroy, or found gone), every

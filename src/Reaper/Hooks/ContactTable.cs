@@ -2,7 +2,7 @@ using LibBpf;
 using SocketReaper.Bpf;
 using SocketReaper.Sweep;
 
-namespace SocketReaper.Reaping;
+namespace SocketReaper.Hooks;
 
 /// <summary>
 /// What the socket hooks recorded about the namespaces: which connected to (or accepted from) which
@@ -10,7 +10,7 @@ namespace SocketReaper.Reaping;
 /// (reaper_netns_before). Read for a targeted sweep's scope; pruned of gone namespaces. Not
 /// thread-safe: <see cref="SocketHooks"/> serializes the calls.
 /// </summary>
-internal sealed class ContactRecord
+internal sealed class ContactTable
 {
     /// <summary>Above this many (namespace, address) pairs one read of the whole table beats a lookup per pair.</summary>
     private const int LookupsPerSweep = 4096;
@@ -20,7 +20,7 @@ internal sealed class ContactRecord
     /// <summary>reaper_netns_before as last read; only this class and a new record change it (null: read it again).</summary>
     private HashSet<ulong>? _before;
 
-    public ContactRecord(HooksObject hooks)
+    public ContactTable(HooksObject hooks)
     {
         _hooks = hooks;
     }

@@ -1,7 +1,7 @@
 using System.Globalization;
 using SocketReaper.Sweep;
 
-namespace SocketReaper.Reaping;
+namespace SocketReaper.History;
 
 /// <summary>
 /// Which records of the reap history to return: those whose remote address (or backend) is in

@@ -1,6 +1,6 @@
 using System.Buffers;
 
-namespace SocketReaper.Reaping;
+namespace SocketReaper.History;
 
 /// <summary>
 /// The reap history on disk: JSON lines (<see cref="HistoryLine"/>) in two segments under

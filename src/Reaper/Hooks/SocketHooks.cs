@@ -5,7 +5,7 @@ using SocketReaper.Bpf;
 using SocketReaper.Platform;
 using SocketReaper.Sweep;
 
-namespace SocketReaper.Reaping;
+namespace SocketReaper.Hooks;
 
 /// <summary>
 /// The socket hooks (<see cref="HooksObject"/>) on the cgroup v2 root and what they record: each
@@ -13,7 +13,7 @@ namespace SocketReaper.Reaping;
 /// which address (for targeted sweeps). Like the datapath's device links, the hooks are pinned
 /// links (<see cref="HookLinks"/>) and their maps pinned state, so a restart updates them in place
 /// with no gap in the record; the record is complete only for namespaces created while the hooks
-/// were on. The namespaces' contacts (<see cref="ContactRecord"/>) and the host's own, kept complete
+/// were on. The namespaces' contacts (<see cref="ContactTable"/>) and the host's own, kept complete
 /// by a census of its sockets (<see cref="HostSocketCensus"/>), make a targeted sweep's scope.
 /// </summary>
 internal sealed partial class SocketHooks
@@ -23,13 +23,13 @@ internal sealed partial class SocketHooks
 
     private readonly Lock _lock = new();
     private readonly HookLinks _links;
-    private readonly ContactRecord _contacts;
+    private readonly ContactTable _contacts;
     private readonly HostSocketCensus _census;
 
     private SocketHooks(HooksObject hooks, CensusObject census, string root, string cgroup, DiscoveryOptions discovery, ILogger logger)
     {
         _links = new HookLinks(hooks, HooksDirectory(root), cgroup, discovery, logger);
-        _contacts = new ContactRecord(hooks);
+        _contacts = new ContactTable(hooks);
         _census = new HostSocketCensus(hooks, census, _lock, logger);
     }
 
@@ -69,7 +69,14 @@ internal sealed partial class SocketHooks
     /// having seen it: a contact recorded for a new (address, namespace) pair, or a new record
     /// (whose unknown-history list was made from a discovery of its own). See SweepCoordinator.ScopeVersion.
     /// </summary>
-    public (ulong, ulong) ScopeVersion => _links.History is var h ? (h.ContactsInserted, h.RecordStartedNs) : default;
+    public (ulong, ulong) ScopeVersion
+    {
+        get
+        {
+            var h = _links.History;
+            return (h.ContactsInserted, h.RecordStartedNs);
+        }
+    }
 
     /// <summary>
     /// The scope of a targeted sweep for <paramref name="addresses"/>: the host, every namespace

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace SocketReaper.Reaping;
+namespace SocketReaper.History;
 
 /// <summary>What a history record is of.</summary>
 internal enum ReapRecordKind

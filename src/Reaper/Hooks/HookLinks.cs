@@ -4,7 +4,7 @@ using SocketReaper.Bpf;
 using SocketReaper.Platform;
 using SocketReaper.Sweep;
 
-namespace SocketReaper.Reaping;
+namespace SocketReaper.Hooks;
 
 /// <summary>
 /// The socket hooks' links on a cgroup v2 directory — cgroup/connect4, cgroup/connect6 and

@@ -4,7 +4,7 @@ using SocketReaper.Bpf;
 using SocketReaper.Platform;
 using SocketReaper.Sweep;
 
-namespace SocketReaper.Reaping;
+namespace SocketReaper.Hooks;
 
 /// <summary>
 /// The host's own contacts (reaper_host_contacts, not pinned), kept apart while it has a socket

@@ -4,7 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
 
-namespace SocketReaper.Reaping;
+namespace SocketReaper.History;
 
 /// <summary>
 /// A <see cref="ReapRecord"/> as one line of JSON: the history files' format and what
