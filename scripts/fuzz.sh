@@ -1,21 +1,34 @@
 #!/usr/bin/env bash
 # Fuzzing on demand; not part of the test suite.
 #
-#   scripts/fuzz.sh [SECONDS]            AFL++ on the filter parser for SECONDS (default 300)
-#   scripts/fuzz.sh --property [N]       the CsCheck property tests with N iterations each (default 200000)
-#   scripts/fuzz.sh --replay DIR         run every file of DIR through the harness once, without AFL
+#   scripts/fuzz.sh [--target T] [SECONDS]   AFL++ on one parser for SECONDS (default 300)
+#   scripts/fuzz.sh --property [N]           the CsCheck property tests with N iterations each (default 200000)
+#   scripts/fuzz.sh [--target T] --replay DIR run every file of DIR through the harness once, without AFL
 #
+# Targets (tests/Fuzz/Program.cs): filter (the sweep filter; the default), config (the config
+# file), services (the state directory's services.json), history (a reap history line).
 # AFL mode installs afl++ (Debian package) and the SharpFuzz instrumenter (a .NET tool, into
 # artifacts/fuzz/tools) when they are missing, publishes tests/Fuzz, instruments the daemon's
-# assembly, and runs afl-fuzz from the seeds in tests/Fuzz/corpus with findings in
-# artifacts/fuzz/findings. A crash is an input for which the parser threw anything but its
-# one-sentence FormatException, or produced a message that is not one short line.
+# assembly, and runs afl-fuzz from the seeds in tests/Fuzz/corpus/TARGET with findings in
+# artifacts/fuzz/findings-TARGET. A crash is an input for which the parser threw anything but the
+# one error it documents, or produced a message that is not one short line, or a value that does
+# not read back as itself once written.
 # Exit status: 0 no crash, 1 crashes (listed with a replay command), 2 setup failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 work=artifacts/fuzz
 harness=tests/Fuzz
+target=filter
+if [ "${1:-}" = --target ]; then
+  target=${2:-}
+  shift 2 || { echo "fuzz: --target needs a name"; exit 2; }
+fi
+case "$target" in
+  filter|config|services|history) ;;
+  *) echo "fuzz: unknown target '$target' (filter, config, services or history)"; exit 2 ;;
+esac
+export SOCKETREAPER_FUZZ_TARGET=$target
 
 case "${1:-}" in
   --property)
@@ -24,8 +37,8 @@ case "${1:-}" in
     ;;
   --replay)
     [ -d "${2:-}" ] || { echo "fuzz: --replay needs a directory"; exit 2; }
-    dotnet build "$harness" -c Release -o "$work/out" >/dev/null || { echo "fuzz: building $harness failed"; exit 2; }
-    exec dotnet "$work/out/ReaperFuzz.dll" --replay "$2"
+    dotnet build "$harness" -c Release -o "$work/out-$target" >/dev/null || { echo "fuzz: building $harness failed"; exit 2; }
+    exec dotnet "$work/out-$target/ReaperFuzz.dll" --replay "$2"
     ;;
 esac
 
@@ -40,23 +53,23 @@ if [ ! -x "$work/tools/sharpfuzz" ]; then
     || { echo "fuzz: installing the SharpFuzz.CommandLine tool failed"; exit 2; }
 fi
 
-rm -rf "$work/out"
-dotnet publish "$harness" -c Release -o "$work/out" >/dev/null || { echo "fuzz: publishing $harness failed"; exit 2; }
+rm -rf "$work/out-$target"
+dotnet publish "$harness" -c Release -o "$work/out-$target" >/dev/null || { echo "fuzz: publishing $harness failed"; exit 2; }
 # Only the daemon's own assembly is instrumented: coverage of the parser, not of the runtime.
-"$work/tools/sharpfuzz" "$work/out/socketreaper.dll" >/dev/null || { echo "fuzz: instrumenting socketreaper.dll failed"; exit 2; }
+"$work/tools/sharpfuzz" "$work/out-$target/socketreaper.dll" >/dev/null || { echo "fuzz: instrumenting socketreaper.dll failed"; exit 2; }
 
-findings=$work/findings
+findings=$work/findings-$target
 rm -rf "$findings"
 # The harness is managed code behind SharpFuzz's fork server: no native instrumentation to check,
 # and the .NET runtime needs more than AFL's default memory limit.
 AFL_SKIP_BIN_CHECK=1 AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL_NO_UI=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
-  afl-fuzz -i "$harness/corpus" -o "$findings" -t 5000 -m none -V "$seconds" -- "$work/out/ReaperFuzz" > "$work/afl.log" 2>&1
+  afl-fuzz -i "$harness/corpus/$target" -o "$findings" -t 5000 -m none -V "$seconds" -- "$work/out-$target/ReaperFuzz" > "$work/afl-$target.log" 2>&1
 status=$?
 
 stats=$findings/default/fuzzer_stats
 if [ ! -f "$stats" ]; then
-  echo "fuzz: afl-fuzz did not start (exit $status); the end of $work/afl.log:"
-  tail -n 15 "$work/afl.log"
+  echo "fuzz: afl-fuzz did not start (exit $status); the end of $work/afl-$target.log:"
+  tail -n 15 "$work/afl-$target.log"
   exit 2
 fi
 
@@ -64,7 +77,7 @@ execs=$(awk -F': *' '$1 ~ /^execs_done/ {print $2}' "$stats")
 paths=$(awk -F': *' '$1 ~ /^corpus_count/ {print $2}' "$stats")
 crashes=$(find "$findings/default/crashes" -type f ! -name README.txt 2>/dev/null | wc -l)
 if [ "$crashes" -gt 0 ]; then
-  echo "fuzz: $crashes crashing inputs in $findings/default/crashes after $execs executions; replay: scripts/fuzz.sh --replay $findings/default/crashes"
+  echo "fuzz: $target: $crashes crashing inputs in $findings/default/crashes after $execs executions; replay: scripts/fuzz.sh --target $target --replay $findings/default/crashes"
   exit 1
 fi
-echo "fuzz: no crash in $seconds s ($execs executions, $paths inputs in the corpus)"
+echo "fuzz: $target: no crash in $seconds s ($execs executions, $paths inputs in the corpus)"

@@ -1,33 +1,55 @@
 using System.Text;
 using SharpFuzz;
+using SocketReaper.Config;
+using SocketReaper.History;
+using SocketReaper.Reaping;
 using SocketReaper.Sweep;
 
 namespace SocketReaper.Fuzz;
 
 /// <summary>
-/// AFL++ feeds bytes; the filter parser must answer with rules or with one short sentence. Any
-/// other exception — or a message that spans lines or runs long — is a crash AFL records.
-/// `ReaperFuzz --replay DIR` runs the files of DIR once without AFL (a smoke test, or a crash's repro).
+/// AFL++ feeds bytes to one of the parsers of outside input (SOCKETREAPER_FUZZ_TARGET): `filter`
+/// (the sweep filter, the default), `config` (the config file), `services` (the state directory's
+/// services.json), `history` (a line of the reap history). Each must answer with a value or with
+/// the one kind of error it documents, in one short sentence; any other exception — or a message
+/// that spans lines or runs long — is a crash AFL records. A parsed value must also survive being
+/// written and read back. `ReaperFuzz --replay DIR` runs the files of DIR once without AFL.
 /// </summary>
 internal static class Program
 {
+    private static readonly Dictionary<string, Action<byte[]>> Targets = new(StringComparer.Ordinal)
+    {
+        ["filter"] = bytes => Filter(Encoding.UTF8.GetString(bytes)),
+        ["config"] = Config,
+        ["services"] = Services,
+        ["history"] = History,
+    };
+
     public static int Main(string[] args)
     {
+        var name = Environment.GetEnvironmentVariable("SOCKETREAPER_FUZZ_TARGET") is { Length: > 0 } t ? t : "filter";
+        if (!Targets.TryGetValue(name, out var target))
+        {
+            Console.Error.WriteLine($"unknown target '{name}': {string.Join(", ", Targets.Keys)}");
+            return 2;
+        }
+
         if (args is ["--replay", var dir])
         {
             foreach (var file in Directory.EnumerateFiles(dir).Order(StringComparer.Ordinal))
             {
-                Filter(Encoding.UTF8.GetString(File.ReadAllBytes(file)));
+                target(File.ReadAllBytes(file));
             }
 
-            Console.WriteLine($"replayed {Directory.EnumerateFiles(dir).Count()} inputs, no crash");
+            Console.WriteLine($"{name}: replayed {Directory.EnumerateFiles(dir).Count()} inputs, no crash");
             return 0;
         }
 
         Fuzzer.OutOfProcess.Run(stream =>
         {
-            using var reader = new StreamReader(stream, Encoding.UTF8);
-            Filter(reader.ReadToEnd());
+            using var buffer = new MemoryStream();
+            stream.CopyTo(buffer);
+            target(buffer.ToArray());
         });
         return 0;
     }
@@ -62,11 +84,81 @@ internal static class Program
         }
     }
 
+    /// <summary>The config file: settings, or one ConfigException sentence naming what is wrong.</summary>
+    private static void Config(byte[] bytes)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"srt-fuzz-config-{Environment.ProcessId}.json");
+        File.WriteAllBytes(path, bytes);
+        try
+        {
+            _ = Settings.Load(path, new Dictionary<string, string>(), pathWasGiven: true);
+        }
+        catch (ConfigException e)
+        {
+            CheckSentence(e.Message);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    /// <summary>services.json: its services, which serialize back to themselves, or the FormatException or JsonException Load turns into its warning.</summary>
+    private static void Services(byte[] bytes)
+    {
+        IReadOnlyList<ServiceSpec> services;
+        try
+        {
+            services = ServiceStore.Parse(bytes);
+        }
+        catch (FormatException e)
+        {
+            CheckClause(e.Message);
+            return;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return;
+        }
+
+        var again = ServiceStore.Parse(ServiceStore.Serialize(services));
+        if (!again.Select(s => s.ToString()).SequenceEqual(services.Select(s => s.ToString())))
+        {
+            throw new InvalidOperationException("saved services did not read back to themselves");
+        }
+    }
+
+    /// <summary>A history line: a record, which formats back to a line that reads as the same record, or null; never an exception.</summary>
+    private static void History(byte[] bytes)
+    {
+        if (HistoryLine.TryParse(bytes) is not { } record)
+        {
+            return;
+        }
+
+        // The line holds what it holds (times to the precision it writes): once written, it reads back as itself.
+        var line = HistoryLine.Format(record).TrimEnd('\n');
+        if (HistoryLine.TryParse(Encoding.UTF8.GetBytes(line)) is not { } again || HistoryLine.Format(again).TrimEnd('\n') != line)
+        {
+            throw new InvalidOperationException("a record did not read back from the line it formats to");
+        }
+    }
+
     private static void CheckSentence(string message)
     {
-        if (message.Length > 300 || !message.EndsWith('.') || message.Any(c => char.IsControl(c) || c is '\u2028' or '\u2029'))
+        CheckClause(message);
+        if (!message.EndsWith('.') && !message.EndsWith('?'))
         {
             throw new InvalidOperationException("the parser's error is not one short sentence on one line");
+        }
+    }
+
+    /// <summary>Part of a sentence (services.json's reasons go inside the daemon's warning): short, one line.</summary>
+    private static void CheckClause(string message)
+    {
+        if (message.Length > 300 || message.Any(c => char.IsControl(c) || c is '\u2028' or '\u2029'))
+        {
+            throw new InvalidOperationException("the parser's error is not short and on one line");
         }
     }
 }

@@ -15,6 +15,31 @@ public sealed class ConfigTests : IDisposable
 
     private static readonly Dictionary<string, string> NoEnvironment = [];
 
+    /// <summary>What `scripts/fuzz.sh --target config` found: files that are not UTF-8, and odd bytes quoted back, each still one line.</summary>
+    [Theory]
+    [InlineData(new byte[] { (byte)'{', (byte)'"', 0xF4, (byte)'"', (byte)':', (byte)'1', (byte)'}' }, "line 1: not valid UTF-8 text.")]
+    [InlineData(new byte[] { (byte)'{', (byte)'\n', (byte)'"', (byte)'S', (byte)'"', (byte)':', (byte)'"', 0x80, (byte)'"', (byte)'}' }, "line 2: not valid UTF-8 text.")]
+    [InlineData(new byte[] { (byte)'[', (byte)'f', (byte)'m', (byte)'\n' }, "line 1: not valid JSON ('fm\\n' is an invalid JSON literal")]
+    [InlineData(new byte[] { (byte)'{', (byte)'"', (byte)'R', 0x7F, (byte)'.', (byte)'M', (byte)'o', (byte)'d', (byte)'e', (byte)'"', (byte)':', (byte)'1', (byte)'}' }, "line 1: 'R?.Mode' is not a setting")]
+    public void A_file_of_odd_bytes_is_one_sentence_on_one_line(byte[] file, string message)
+    {
+        File.WriteAllBytes(_path, file);
+        var e = Assert.Throws<ConfigException>(() => ReaperOptions.Load(_path, NoEnvironment, pathWasGiven: true));
+        Assert.Contains($"{_path} {message}", e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(e.Message, char.IsControl);
+    }
+
+    [Fact]
+    public void A_broken_file_is_not_quoted_back_at_length()
+    {
+        // The parser quotes a bad token up to its end: here, the rest of the file, control characters and all.
+        File.WriteAllText(_path, "{\n  \"Sweep\": tr\u000b\u000b\u000b\u000b  \"Reaping\": { \"Mode\": \"reap\", \"\": [ \"/re\" ] },\n" + new string('x', 500) + "\n}");
+        var e = Assert.Throws<ConfigException>(() => ReaperOptions.Load(_path, NoEnvironment, pathWasGiven: true));
+        Assert.StartsWith($"{_path} line 2: not valid JSON ('tr\\u000b", e.Message, StringComparison.Ordinal);
+        Assert.True(e.Message.Length < _path.Length + 160, e.Message);
+        Assert.DoesNotContain(e.Message, char.IsControl);
+    }
+
     [Fact]
     public void No_file_means_safe_defaults()
     {

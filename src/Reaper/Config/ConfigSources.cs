@@ -115,10 +115,31 @@ internal static class ConfigSources
         }
         catch (JsonException e)
         {
-            throw new ConfigException($"{path} line {e.LineNumber + 1}: not valid JSON ({e.Message.Split(". ")[0]}).");
+            throw new ConfigException($"{path} line {e.LineNumber + 1}: not valid JSON ({JsonReason(e)}).");
+        }
+        catch (InvalidOperationException e) when (e.InnerException is DecoderFallbackException)
+        {
+            // A name or a string that is not UTF-8 (found by scripts/fuzz.sh --target config).
+            throw new ConfigException($"{path} line {line}: not valid UTF-8 text.");
         }
 
         return result;
     }
 
+    /// <summary>
+    /// The JSON parser's reason, escaped and at most <see cref="ReasonLength"/> characters: it quotes
+    /// the bad token up to its end, which in a broken file may be the rest of the file, control
+    /// characters and all (found by scripts/fuzz.sh --target config). A long one keeps its start
+    /// (the token's) and its end (what the parser expected).
+    /// </summary>
+    private static string JsonReason(JsonException e)
+    {
+        var message = e.Message;
+        var position = message.IndexOf(" LineNumber:", StringComparison.Ordinal);
+        var reason = ConfigException.Printable((position >= 0 ? message[..position] : message).Trim().TrimEnd('.'));
+        const int Half = (ReasonLength - 1) / 2;
+        return reason.Length <= ReasonLength ? reason : $"{reason[..Half]}…{reason[^Half..]}";
+    }
+
+    private const int ReasonLength = 121;
 }
