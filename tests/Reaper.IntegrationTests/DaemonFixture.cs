@@ -313,7 +313,7 @@ internal sealed class DaemonFixture : IDisposable
     private static void WaitFor(Func<bool> condition, string what)
     {
         var deadline = Stopwatch.StartNew();
-        var interval = TimeSpan.FromMilliseconds(10);
+        var interval = Poll.FirstInterval;
         while (!condition())
         {
             if (deadline.Elapsed > TimeSpan.FromSeconds(30 * Poll.Stretch))
@@ -321,8 +321,7 @@ internal sealed class DaemonFixture : IDisposable
                 throw new TimeoutException($"timed out waiting for {what}");
             }
 
-            Thread.Sleep(interval);
-            interval = TimeSpan.FromTicks(Math.Min(interval.Ticks * 3 / 2, Poll.MaxInterval.Ticks));
+            interval = Poll.Pause(interval);
         }
     }
 

@@ -23,15 +23,24 @@ internal static class Poll
     {
         limit *= Stretch;
         var watch = Stopwatch.StartNew();
-        var interval = TimeSpan.FromMilliseconds(10);
+        var interval = FirstInterval;
         while (!condition())
         {
             Assert.True(watch.Elapsed < limit, $"{what}: not within {limit}");
-            Thread.Sleep(interval);
-            interval = TimeSpan.FromTicks(Math.Min(interval.Ticks * 3 / 2, MaxInterval.Ticks));
+            interval = Pause(interval);
         }
 
         return watch.Elapsed;
+    }
+
+    /// <summary>The first pause between two looks: pass it to <see cref="Pause"/>.</summary>
+    public static TimeSpan FirstInterval => TimeSpan.FromMilliseconds(10);
+
+    /// <summary>Sleeps <paramref name="interval"/> and returns the next one, half as long again, at most <see cref="MaxInterval"/>.</summary>
+    public static TimeSpan Pause(TimeSpan interval)
+    {
+        Thread.Sleep(interval);
+        return TimeSpan.FromTicks(Math.Min(interval.Ticks * 3 / 2, MaxInterval.Ticks));
     }
 
     /// <summary>The longest pause between two looks: 50 ms, 250 ms under emulation.</summary>
