@@ -98,6 +98,44 @@ public static class BpfInfo
         return ProgramInfo(fd, $"id {id}");
     }
 
+    /// <summary>The ids of the maps the loaded program <paramref name="id"/> uses; empty when no program has that id (any more).</summary>
+    public static unsafe IReadOnlyList<uint> ProgramMapIds(uint id)
+    {
+        var fd = Libbpf.bpf_prog_get_fd_by_id(id);
+        if (fd < 0)
+        {
+            var errno = fd == -1 ? Marshal.GetLastPInvokeError() : -fd;
+            if (errno == (int)Errno.ENOENT)
+            {
+                return [];
+            }
+
+            NativeResult.CheckSyscall(fd, "open program", $"id {id}");
+        }
+
+        using var handle = new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
+        var info = default(ProgInfoHead);
+        var length = (uint)sizeof(ProgInfoHead);
+        NativeResult.CheckSyscall(Libbpf.bpf_obj_get_info_by_fd(fd, &info, &length), "get info of program", $"id {id}");
+        var ids = new uint[info.NrMapIds];
+        if (ids.Length == 0)
+        {
+            return ids;
+        }
+
+        fixed (uint* first = ids)
+        {
+            // The second call fills as many ids as nr_map_ids says there is room for.
+            info = default;
+            info.NrMapIds = (uint)ids.Length;
+            info.MapIds = (ulong)first;
+            length = (uint)sizeof(ProgInfoHead);
+            NativeResult.CheckSyscall(Libbpf.bpf_obj_get_info_by_fd(fd, &info, &length), "get info of program", $"id {id}");
+        }
+
+        return ids.AsSpan(0, (int)Math.Min(info.NrMapIds, (uint)ids.Length)).ToArray();
+    }
+
     /// <summary>Kernel id, type, sizes and name of the map behind <paramref name="mapFd"/>.</summary>
     public static unsafe BpfMapInfo MapInfo(int mapFd, string? what = null)
     {

@@ -48,6 +48,9 @@ public sealed class BpfMap : IDisposable
     /// <summary>The map fd (for an object's map: after load; negative before).</summary>
     public int Fd => _handle is not null ? Libbpf.bpf_map__fd(_handle) : (int)_pinned!.DangerousGetHandle();
 
+    /// <summary>The kernel's id of this map (after load, for an object's map).</summary>
+    public uint Id => _handle is not null ? BpfInfo.MapInfo(Fd, Q).Id : _pinnedInfo.Id;
+
     /// <summary>enum bpf_map_type.</summary>
     public int MapType => _handle is not null ? Libbpf.bpf_map__type(_handle) : _pinnedInfo.Type;
 

@@ -22,6 +22,19 @@ public sealed class MapTests
     }
 
     [PrivilegedFact]
+    public void A_program_names_the_maps_it_uses_by_the_ids_its_maps_report()
+    {
+        using var obj = TestObjects.Load();
+        using var hash = obj.Map("lbn_hash");
+        using var percpu = obj.Map("lbn_percpu");
+        var used = BpfInfo.ProgramMapIds(obj.Program("lbn_connect4").Id);
+        Assert.Contains(hash.Id, used);
+        Assert.DoesNotContain(percpu.Id, used);
+        Assert.NotEqual(hash.Id, percpu.Id);
+        Assert.Empty(BpfInfo.ProgramMapIds(uint.MaxValue));
+    }
+
+    [PrivilegedFact]
     public void Update_with_NOEXIST_on_an_existing_key_is_EEXIST()
     {
         using var obj = TestObjects.Load();

@@ -123,7 +123,7 @@ public sealed class DeviceFiltersTests
             Assert.Contains("handle 0x9 ", shown, StringComparison.Ordinal);
             Assert.Equal(1, Count(TcShow("dla", "egress"), Ours));
             Assert.Equal(new[] { (dla, TcDirection.Egress), (dlb, TcDirection.Ingress) }.Order(),
-                DeviceFilters.List().Select(f => (f.Device.Index, f.Filter.Direction)).Order());
+                DeviceFilters.List(restarted.StateMapIds).Select(f => (f.Device.Index, f.Filter.Direction)).Order());
 
             var seenBefore = foreignBefore.Global<ulong>("packets");
             var seenAfter = foreignAfter.Global<ulong>("packets");
@@ -132,12 +132,20 @@ public sealed class DeviceFiltersTests
             Assert.True(foreignBefore.Global<ulong>("packets") >= seenBefore + 3);
             Assert.True(foreignAfter.Global<ulong>("packets") >= seenAfter + 3);
 
+            // Another daemon (another pin root, other maps) has its filter on dlb's egress: one
+            // daemon's detach leaves it, as it leaves the foreign ones.
+            using var other = DatapathObject.LoadUnpinned(DatapathAttachMode.Tc);
+            filters.Ensure(other.TcxEgress, BpfAttachType.TcxEgress, "dlb", dlb);
+            Assert.Equal([(dlb, TcDirection.Egress)], DeviceFilters.List(other.StateMapIds).Select(f => (f.Device.Index, f.Filter.Direction)));
+
             // Detach takes ours only: the foreign filters, and the qdisc they hang on, keep working.
-            Assert.Equal(2, DeviceFilters.DetachAll());
+            Assert.Equal(2, DeviceFilters.DetachAll(restarted.StateMapIds));
+            Assert.Equal(other.TcxEgress.Id, TcHook.Query(dlb, TcDirection.Egress, DeviceFilters.Handle, DeviceFilters.Priority)?.ProgramId);
+            Assert.Equal(1, DeviceFilters.DetachAll(other.StateMapIds));
             Assert.Null(TcHook.Query(dlb, TcDirection.Ingress, DeviceFilters.Handle, DeviceFilters.Priority));
             Assert.Equal(0, Count(TcShow("dlb", "ingress") + TcShow("dla", "egress"), Ours));
             Assert.Equal(beforeId, TcHook.Query(dlb, TcDirection.Ingress, 7, DeviceFilters.Priority)?.ProgramId);
-            Assert.Empty(DeviceFilters.List());
+            Assert.Empty(DeviceFilters.List(restarted.StateMapIds));
             seenBefore = foreignBefore.Global<ulong>("packets");
             seenAfter = foreignAfter.Global<ulong>("packets");
             var ours = Packets(restarted, dlb, DatapathAbi.HookIngress);
@@ -166,7 +174,7 @@ public sealed class DeviceFiltersTests
 
             Assert.False(filters.IsAttached(egress));
             Assert.Equal(LinkOutcome.Attached, filters.Ensure(datapath.TcxEgress, BpfAttachType.TcxEgress, "dla", dla).Outcome);
-            Assert.Equal(1, DeviceFilters.DetachAll());
+            Assert.Equal(1, DeviceFilters.DetachAll(datapath.StateMapIds));
 
             // A program not ours at our handle and priority: refused, and still there afterwards.
             var (foreign, foreignId) = Foreign(dla, TcDirection.Egress, DeviceFilters.Handle, DeviceFilters.Priority);
@@ -175,7 +183,7 @@ public sealed class DeviceFiltersTests
             Assert.Equal(Errno.EEXIST, e.Errno);
             Assert.Contains("holds program 'reaper_probe_tc'", e.Detail, StringComparison.Ordinal);
             Assert.Equal(foreignId, TcHook.Query(dla, TcDirection.Egress, DeviceFilters.Handle, DeviceFilters.Priority)?.ProgramId);
-            Assert.Equal(0, DeviceFilters.DetachAll());
+            Assert.Equal(0, DeviceFilters.DetachAll(datapath.StateMapIds));
             Assert.Equal(foreignId, TcHook.Query(dla, TcDirection.Egress, DeviceFilters.Handle, DeviceFilters.Priority)?.ProgramId);
         });
     }

@@ -156,6 +156,9 @@ internal sealed unsafe class DatapathObject : IDisposable
         _ => NetkitPeer,
     };
 
+    /// <summary>The kernel ids of this object's <see cref="PinnedMaps"/> (pinned or not).</summary>
+    public IReadOnlySet<uint> StateMapIds => PinnedMaps.Select(name => _object.Map(name).Id).ToHashSet();
+
     public BpfMap Slots { get; }
 
     public BpfMap DeviceStats { get; }

@@ -20,9 +20,10 @@ internal static class DatapathCommand
                    (in tc mode, its cls_bpf filters: tc:DEVICE, no link id)
         endpoints  lists the addresses the datapath learned: owning device, the sender's network
                    namespace cookie (0: forwarded, not originated), MAC, first and last seen
-        detach     detaches and unpins all links, removes our tc filters (clsact qdiscs and other
-                   filters stay), and the learned state (stopping the daemon does not: its links
-                   and filters stay so a restart has no gap in coverage)
+        detach     detaches and unpins all links, removes the tc filters whose programs use this pin
+                   root's maps (clsact qdiscs, other filters and another pin root's stay), and the
+                   learned state (stopping the daemon does not: its links and filters stay so a
+                   restart has no gap in coverage)
 
           --pin-root DIR   the daemon's bpffs directory (default: the settings' Datapath.PinRoot,
                            /sys/fs/bpf/socketreaper unless the config file or environment says otherwise)
@@ -38,10 +39,12 @@ internal static class DatapathCommand
         var options = ParsedArguments.Parse("datapath", args[1..], new HashSet<string>(), new HashSet<string> { "pin-root", DaemonSettings.Option });
         var root = PinRoot(options, DaemonSettings.ProcessEnvironment());
         var links = new DeviceLinks(DatapathState.LinksDirectory(root));
+        // tc filters are not pinned: the daemon of this pin root owns those whose programs use its state maps.
+        var stateMaps = DatapathState.StateMapIds(root);
         switch (args[0])
         {
             case "detach":
-                var detached = links.DetachAll() + DeviceFilters.DetachAll();
+                var detached = links.DetachAll() + DeviceFilters.DetachAll(stateMaps);
                 var maps = DatapathState.RemoveMaps(root);
                 var hooks = Hooks.SocketHooks.Remove(root, DatapathState.MapsDirectory(root));
                 stdout.WriteLine($"Detached {detached} datapath link(s) and removed {maps} state map(s) pinned under {root}; socket hooks and their maps: {hooks} pin(s) removed.");
@@ -60,7 +63,7 @@ internal static class DatapathCommand
         }
 
         // tc mode: filters, not links; no pin, so the name says where each is.
-        var filters = DeviceFilters.List();
+        var filters = DeviceFilters.List(stateMaps);
         foreach (var (device, filter, _) in filters)
         {
             stdout.WriteLine($"{$"tc:{device.Name}",-48} {device.Index,7} {DeviceFilters.HookName(filter.Direction),-14} {"-",6} {filter.ProgramId,7}");

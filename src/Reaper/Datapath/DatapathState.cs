@@ -28,6 +28,26 @@ internal static class DatapathState
     /// <summary>Unpins the learned state (and what older builds pinned); returns how many maps were pinned.</summary>
     public static int RemoveMaps(string root) => PinnedState.Remove(MapsDirectory(root), [.. DatapathObject.PinnedMaps, .. DatapathObject.RetiredMaps]);
 
+    /// <summary>
+    /// The kernel ids of the state maps pinned under <paramref name="root"/>: each program of that
+    /// daemon uses some of them (how its tc filters are told from another daemon's); empty when none is pinned.
+    /// </summary>
+    public static IReadOnlySet<uint> StateMapIds(string root)
+    {
+        var ids = new HashSet<uint>();
+        foreach (var name in DatapathObject.PinnedMaps)
+        {
+            var pin = MapPin(root, name);
+            if (File.Exists(pin))
+            {
+                using var map = BpfMap.OpenPinned(pin);
+                ids.Add(map.Id);
+            }
+        }
+
+        return ids;
+    }
+
     /// <summary>A learned owner: its table key (the address's 16 bytes as stored), the address, and what was learned.</summary>
     public readonly record struct LearnedOwner(UInt128 Key, System.Net.IPAddress Address, DatapathAbi.Owner Owner);
 

@@ -58,16 +58,26 @@ internal sealed class DeviceFilters : IDeviceHooks
     {
     }
 
-    /// <summary>Our filters on every device of this namespace, with the name of the program each runs.</summary>
-    public static IReadOnlyList<(LinkInfo Device, TcFilter Filter, string Program)> List()
+    /// <summary>
+    /// Our filters on every device of this namespace whose program uses one of <paramref name="stateMaps"/>
+    /// (one daemon's state maps: its pin root's, <see cref="DatapathState.StateMapIds"/>), with the
+    /// name of the program each runs. A filter of another daemon (another pin root) runs a program
+    /// of ours by name but over other maps: it is not listed.
+    /// </summary>
+    public static IReadOnlyList<(LinkInfo Device, TcFilter Filter, string Program)> List(IReadOnlySet<uint> stateMaps)
     {
         var result = new List<(LinkInfo, TcFilter, string)>();
+        if (stateMaps.Count == 0)
+        {
+            return result;
+        }
+
         using var rt = RtNetlink.Open();
         foreach (var device in rt.DumpLinks())
         {
             foreach (var direction in Directions)
             {
-                if (Ours(device.Index, direction) is { } found)
+                if (Ours(device.Index, direction) is { } found && BpfInfo.ProgramMapIds(found.Filter.ProgramId).Any(stateMaps.Contains))
                 {
                     result.Add((device, found.Filter, found.Program));
                 }
@@ -77,11 +87,11 @@ internal sealed class DeviceFilters : IDeviceHooks
         return result;
     }
 
-    /// <summary>Deletes our filters from every device; returns how many. Other filters and the clsact qdiscs stay.</summary>
-    public static int DetachAll()
+    /// <summary>Deletes the filters <see cref="List"/> finds for <paramref name="stateMaps"/>; returns how many. Other filters, another daemon's among them, and the clsact qdiscs stay.</summary>
+    public static int DetachAll(IReadOnlySet<uint> stateMaps)
     {
         var count = 0;
-        foreach (var (device, filter, _) in List())
+        foreach (var (device, filter, _) in List(stateMaps))
         {
             try
             {
