@@ -16,7 +16,7 @@ public sealed class ReapingLogicTests
     {
         var a = IPAddress.Parse("10.1.0.1");
         var b = IPAddress.Parse("fd00::2");
-        var rules = AutoReaper.RulesFor([ReapTarget.EndpointGone(a), ReapTarget.EndpointGone(b), ReapTarget.EndpointGone(a), ReapTarget.IpReused(a, 5)]);
+        var rules = ReapBatches.RulesFor([ReapTarget.EndpointGone(a), ReapTarget.EndpointGone(b), ReapTarget.EndpointGone(a), ReapTarget.IpReused(a, 5)]);
         Assert.Equal([0u, 1u, 2u], rules.Select(r => r.Id));
         Assert.Equal([IpPrefix.Host(a), IpPrefix.Host(b), IpPrefix.Host(a)], rules.Select(r => r.Remote));
         Assert.Equal([0UL, 0UL, 5UL], rules.Select(r => r.BornBeforeNs));
@@ -31,24 +31,24 @@ public sealed class ReapingLogicTests
 
         // More moves of one address than one prefix holds rules: the table still builds.
         var moves = Enumerable.Range(1, SweepAbi.RulesPerPrefix + 10).Select(t => ReapTarget.IpReused(a, (ulong)t)).Append(ReapTarget.IpReused(b, 7)).ToList();
-        var rules = AutoReaper.RulesFor(moves);
+        var rules = ReapBatches.RulesFor(moves);
         Assert.Equal([(IpPrefix.Host(a), (ulong)SweepAbi.RulesPerPrefix + 10), (IpPrefix.Host(b), 7UL)], rules.Select(r => (r.Remote, r.BornBeforeNs)));
         Assert.Equal(2, RuleTable.Build(rules).Rules.Length);
 
         // A rule without a moment is not merged into one with a moment.
-        Assert.Equal(2, AutoReaper.RulesFor([ReapTarget.EndpointGone(a), ReapTarget.IpReused(a, 3)]).Count);
+        Assert.Equal(2, ReapBatches.RulesFor([ReapTarget.EndpointGone(a), ReapTarget.IpReused(a, 3)]).Count);
     }
 
     [Fact]
     public void More_targets_than_one_sweep_holds_make_more_sweeps_each_of_which_builds()
     {
         var gone = Enumerable.Range(0, SweepAbi.RulesMax + 1).Select(i => ReapTarget.EndpointGone(new IPAddress([10, 101, (byte)(i >> 8), (byte)i]))).ToList();
-        var sweeps = AutoReaper.Sweeps([.. gone, ReapTarget.IpReused(IPAddress.Parse("10.101.200.1"), 5)]).ToList();
+        var sweeps = ReapBatches.Sweeps([.. gone, ReapTarget.IpReused(IPAddress.Parse("10.101.200.1"), 5)]).ToList();
         Assert.Equal([(ReapReason.EndpointGone, SweepAbi.RulesMax), (ReapReason.EndpointGone, 1), (ReapReason.IpReused, 1)], sweeps.Select(s => (s.Reason, s.Targets.Count)));
         Assert.Equal(gone, sweeps.Where(s => s.Reason == ReapReason.EndpointGone).SelectMany(s => s.Targets));
         foreach (var (_, targets) in sweeps)
         {
-            Assert.Equal(targets.Count, RuleTable.Build(AutoReaper.RulesFor(targets)).Rules.Length);
+            Assert.Equal(targets.Count, RuleTable.Build(ReapBatches.RulesFor(targets)).Rules.Length);
         }
     }
 

@@ -77,6 +77,7 @@ internal static partial class RunCommand
         builder.Services.AddSingleton(new Metrics.ReaperMetrics(Prometheus.Metrics.NewCustomRegistry(), config.DBus.Enabled));
         builder.Services.AddSingleton(sp => new SystemdNotifier(Environment.GetEnvironmentVariable("NOTIFY_SOCKET"), sp.GetRequiredService<ILogger<SystemdNotifier>>()));
         builder.Services.AddSingleton<Reaping.LoadedEngine>();
+        builder.Services.AddSingleton<Reaping.IReapEngine>(services => services.GetRequiredService<Reaping.LoadedEngine>());
         builder.Services.AddSingleton<History.ReapHistory>();
         builder.Services.AddSingleton<History.IReapRecords>(services => services.GetRequiredService<History.ReapHistory>());
         builder.Services.AddSingleton<SweepJournal>();
@@ -88,6 +89,7 @@ internal static partial class RunCommand
         builder.Services.AddSingleton<Reaping.NeighbourReaper>();
         builder.Services.AddSingleton<Reaping.AutoReaper>();
         builder.Services.AddHostedService(services => services.GetRequiredService<Reaping.AutoReaper>());
+        builder.Services.AddHostedService<Reaping.ContactUpkeep>();
         builder.Services.AddSingleton(new Datapath.ServiceFlows(config.Datapath));
         builder.Services.AddSingleton<Reaping.IReapQueue>(services => services.GetRequiredService<Reaping.AutoReaper>());
         builder.Services.AddSingleton(services => new Reaping.ServiceRegistry(config, services.GetRequiredService<Reaping.IReapQueue>(),

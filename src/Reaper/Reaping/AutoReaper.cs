@@ -25,7 +25,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
         new BoundedChannelOptions(65_536) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
     private readonly ReapingOptions _config;
     private readonly long _sweepLimit;
-    private readonly LoadedEngine _state;
+    private readonly IReapEngine _engine;
     private readonly ReaperMetrics _metrics;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
@@ -41,16 +41,17 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
 
     private readonly NeighbourReaper? _neighbours;
 
-    public AutoReaper(ReaperOptions options, LoadedEngine engine, ReaperMetrics metrics, ILogger<AutoReaper> logger, ConntrackReaper? conntrack = null, NeighbourReaper? neighbours = null)
+    /// <param name="time">The clock of the coalescing window, the throttle and the waits (the system's unless a test fakes it).</param>
+    public AutoReaper(ReaperOptions options, IReapEngine engine, ReaperMetrics metrics, ILogger<AutoReaper> logger, ConntrackReaper? conntrack = null, NeighbourReaper? neighbours = null, TimeProvider? time = null)
     {
         _conntrack = conntrack;
         _neighbours = neighbours;
         _config = options.Reaping;
         _sweepLimit = options.Sweep.Limit;
-        _state = engine;
+        _engine = engine;
         _metrics = metrics;
         _logger = logger;
-        _time = TimeProvider.System;
+        _time = time ?? TimeProvider.System;
         _throttle = new ReapThrottle(_config.MaxSweepsPerSecond, _config.MaxSocketsPerSecond, _time);
     }
 
@@ -60,13 +61,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
         base.Dispose();
     }
 
-    public static string TriggerName(ReapReason reason) => reason switch
-    {
-        ReapReason.EndpointGone => "endpoint_gone",
-        ReapReason.IpReused => "ip_reused",
-        ReapReason.BackendLeft => "backend_left",
-        _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
-    };
+    public static string TriggerName(ReapReason reason) => ReapBatches.TriggerName(reason);
 
     /// <summary>Queues <paramref name="target"/>; false when reaping is off or the queue is full (counted).</summary>
     public bool Enqueue(ReapTarget target)
@@ -86,48 +81,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
         return queued;
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        var pruning = PruneAsync(stoppingToken);
-        await ReapAsync(stoppingToken).ConfigureAwait(false);
-        await pruning.ConfigureAwait(false);
-    }
-
-    /// <summary>Once a minute, forgets the contacts of namespaces that are gone, and takes a census of the host's sockets.</summary>
-    private async Task PruneAsync(CancellationToken stopping)
-    {
-        using var timer = new PeriodicTimer(TimeSpan.FromMinutes(1));
-        try
-        {
-            while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))
-            {
-                if (_state.Hooks is { } hooks)
-                {
-                    // The coordinator's discovery: namespaces it has seen before are not entered again.
-                    // A thread of its own, like the sweeps: a census walks every host socket and
-                    // would hold one of the pool's threads (one per core) meanwhile.
-                    await Task.Factory.StartNew(() =>
-                    {
-                        try
-                        {
-                            hooks.Prune(_state.Coordinator.Discover().Select(n => n.Cookie).ToHashSet());
-                        }
-                        catch (Exception e) when (e is LibBpf.NativeException or IOException)
-                        {
-                            // Kept contacts only widen targeted sweeps; the next minute tries again.
-                            Log.PruneFailed(_logger, e.Message);
-                        }
-
-                        hooks.HostCensus();
-                    }, stopping, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
-                }
-            }
-        }
-        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
-        {
-            // Shutting down.
-        }
-    }
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => ReapAsync(stoppingToken);
 
     private async Task ReapAsync(CancellationToken stoppingToken)
     {
@@ -139,7 +93,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
             {
                 if (_config.CoalesceMilliseconds > 0)
                 {
-                    await Task.Delay(_config.CoalesceMilliseconds, stoppingToken).ConfigureAwait(false);
+                    await Task.Delay(TimeSpan.FromMilliseconds(_config.CoalesceMilliseconds), _time, stoppingToken).ConfigureAwait(false);
                 }
 
                 // The rate limits are waited for before the queue is read: targets queued meanwhile join this sweep.
@@ -151,7 +105,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
                 }
 
                 var scopes = new List<Func<NetnsInfo, SweepProtocols>?>();
-                foreach (var (reason, targets) in Sweeps(batch.Where(t => !t.ConntrackOnly)))
+                foreach (var (reason, targets) in ReapBatches.Sweeps(batch.Where(t => !t.ConntrackOnly)))
                 {
                     await ThrottleAsync(1, stoppingToken).ConfigureAwait(false);
                     scopes.Add(await SweepAsync(reason, targets, stoppingToken).ConfigureAwait(false));
@@ -194,7 +148,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
         {
             await _sweeper.Run(() =>
             {
-                var known = _state.Coordinator.LastDiscovered;
+                var known = _engine.LastDiscovered;
                 var visited = scopes.Any(s => s is null)
                     ? known
                     : [.. known.Where(n => scopes.Any(s => s!(n) != 0))];
@@ -261,40 +215,20 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
         }
     }
 
-    /// <summary>
-    /// The sweeps one batch of targets makes: one per reason, and more where a reason has more
-    /// targets than one sweep's rule table holds (SweepAbi.RulesMax) — split, never cut short.
-    /// </summary>
-    public static IEnumerable<(ReapReason Reason, List<ReapTarget> Targets)> Sweeps(IEnumerable<ReapTarget> batch) =>
-        batch.GroupBy(t => t.Reason).SelectMany(g => g.Chunk(Bpf.SweepAbi.RulesMax).Select(c => (g.Key, c.ToList())));
-
-    /// <summary>
-    /// The rules of one sweep for <paramref name="targets"/>: one per distinct rule, numbered in
-    /// order. Born-before rules that differ only in their moment become the latest one: an address
-    /// that moved twice makes stale every socket born before its last move (one made for the owner
-    /// in between talks to the wrong endpoint now too), and one rule instead of many keeps a burst
-    /// of moves under the rule table's limit of rules per address.
-    /// </summary>
-    public static IReadOnlyList<SweepRule> RulesFor(IEnumerable<ReapTarget> targets) =>
-        [.. targets.Select(t => t.Rule with { Id = 0 })
-            .GroupBy(r => (Rule: r with { BornBeforeNs = 0 }, BornBefore: r.BornBeforeNs != 0))
-            .Select(g => g.Key.Rule with { BornBeforeNs = g.Max(r => r.BornBeforeNs) })
-            .Select((r, i) => r with { Id = (uint)i })];
-
     /// <summary>Sweeps <paramref name="targets"/>; returns the scope it had (null: a full sweep).</summary>
     private async Task<Func<NetnsInfo, SweepProtocols>?> SweepAsync(ReapReason reason, List<ReapTarget> targets, CancellationToken stopping)
     {
         var contacts = targets.SelectMany(t => t.Contacts).Distinct().ToList();
         var dryRun = _config.Mode == ReapingMode.Observe;
-        while (!_state.IsLoaded)
+        while (!_engine.IsLoaded)
         {
             // The daemon is still starting: its engine is not loaded yet.
-            await Task.Delay(50, stopping).ConfigureAwait(false);
+            await Task.Delay(TimeSpan.FromMilliseconds(50), _time, stopping).ConfigureAwait(false);
         }
 
         var request = new SweepRequest
         {
-            Rules = RulesFor(targets),
+            Rules = ReapBatches.RulesFor(targets),
             DryRun = dryRun,
             Limit = _throttle.StartSweep(_sweepLimit, countSockets: !dryRun),
             Trigger = TriggerName(reason),
@@ -312,6 +246,18 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
 
         // Held back below Sweep.Limit: the socket rate's doing, so the sockets wait for a refill, not for the next trigger.
         var cutShort = result is { DryRun: false, HeldBack: > 0 } && request.Limit < _sweepLimit;
+        CountDelays(cutShort);
+        if (result is not null)
+        {
+            HoldForRetry(request, result, targets, cutShort);
+        }
+
+        return scope;
+    }
+
+    /// <summary>Counts what delayed or cut short the sweep that just ran: the sweep rate, the socket rate.</summary>
+    private void CountDelays(bool cutShort)
+    {
         if (_delayedBySweeps)
         {
             _metrics.ReapRateLimited.WithLabels("sweeps").Inc();
@@ -323,11 +269,11 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
         }
 
         (_delayedBySweeps, _delayedBySockets) = (false, false);
-        if (result is null)
-        {
-            return scope;
-        }
+    }
 
+    /// <summary>Keeps the targets of a sweep the socket rate cut short for a retry, or gives up on those retried too often.</summary>
+    private void HoldForRetry(SweepRequest request, SweepResult result, List<ReapTarget> targets, bool cutShort)
+    {
         // A retry sweeps the sockets again; the conntrack entries were dealt with once.
         targets = [.. targets.Select(t => t with { Conntrack = null })];
         var abandoned = _retries.After(targets, cutShort ? result.HeldBack : 0);
@@ -342,8 +288,6 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
             _metrics.ReapTargets.WithLabels(request.Trigger, "abandoned").Inc(abandoned.Count);
             Log.Abandoned(_logger, request.Trigger, abandoned.Count, ReapRetries.MaxRetries, result.HeldBack);
         }
-
-        return scope;
     }
 
     /// <summary>Runs <paramref name="request"/> once the coordinator is free; its result (null when it failed, logged) and scope.</summary>
@@ -355,13 +299,13 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
             try
             {
                 // Null: a full sweep (targeting off, no hooks, or a hole in their record — whyFull says which).
-                string? whyFull = "the socket hooks are unavailable";
+                string? whyFull = null;
                 var scope = !_config.Targeted ? null
                     : catchUp ? CatchUpScope(out whyFull)
-                    : _state.Hooks?.Scope(contacts, out whyFull);
+                    : _engine.Scope(contacts, out whyFull);
                 var scoped = request with { Scope = scope };
                 var scopedTicks = Stopwatch.GetTimestamp();
-                var completed = await _sweeper.Run(() => _state.Coordinator.Run(scoped, stopping)).ConfigureAwait(false);
+                var completed = await _sweeper.Run(() => _engine.Run(scoped, stopping)).ConfigureAwait(false);
                 var result = completed.Result;
                 _metrics.ReapScope.WithLabels(request.Trigger, scope is null ? "full" : "targeted").Inc();
                 if (scope is null && _config.Targeted)
@@ -384,7 +328,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
             }
             catch (SweepBusyException)
             {
-                await Task.Delay(5, stopping).ConfigureAwait(false);
+                await Task.Delay(TimeSpan.FromMilliseconds(5), _time, stopping).ConfigureAwait(false);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
@@ -411,9 +355,6 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
 
         [LoggerMessage(EventId = 506, Level = LogLevel.Error, Message = "Conntrack cleanup after the automatic sweeps failed: {Reason}")]
         public static partial void ConntrackFailed(ILogger logger, string reason);
-
-        [LoggerMessage(EventId = 509, Level = LogLevel.Warning, Message = "Forgetting the contacts of gone namespaces failed (tried again in a minute): {Reason}")]
-        public static partial void PruneFailed(ILogger logger, string reason);
 
         [LoggerMessage(EventId = 500, Level = LogLevel.Information, Message = "Automatic sweep ({Trigger}) with {Rules} rule(s): {Verb} {Destroyed} socket(s); {Scope} sweep visited {Namespaces} of {Known} namespace(s)")]
         public static partial void Reaped(ILogger logger, string trigger, int rules, string verb, long destroyed, int namespaces, string scope, int known);

@@ -1,5 +1,6 @@
-using SocketReaper.Sweep;
+using System.Net;
 using SocketReaper.Hooks;
+using SocketReaper.Sweep;
 
 namespace SocketReaper.Reaping;
 
@@ -7,7 +8,7 @@ namespace SocketReaper.Reaping;
 /// The sweep engine as the automatic triggers reach it: empty until the daemon has loaded it, then
 /// the coordinator and, when they run, the socket hooks. The daemon fills it once, at start.
 /// </summary>
-internal sealed class LoadedEngine
+internal sealed class LoadedEngine : IReapEngine
 {
     private SweepCoordinator? _coordinator;
 
@@ -19,7 +20,28 @@ internal sealed class LoadedEngine
     /// <summary>The socket hooks (birth times and contacts); null when off, unavailable, or not started yet.</summary>
     public SocketHooks? Hooks { get; private set; }
 
+    public IReadOnlyList<NetnsInfo> LastDiscovered => Coordinator.LastDiscovered;
+
     public void Loaded(SweepCoordinator coordinator) => Volatile.Write(ref _coordinator, coordinator);
 
     public void HooksStarted(SocketHooks? hooks) => Hooks = hooks;
+
+    public CompletedSweep Run(SweepRequest request, CancellationToken cancellation) => Coordinator.Run(request, cancellation);
+
+    public Func<NetnsInfo, SweepProtocols>? Scope(IReadOnlyCollection<IPAddress> contacts, out string? whyFull)
+    {
+        if (Hooks is not { } hooks)
+        {
+            whyFull = "the socket hooks are unavailable";
+            return null;
+        }
+
+        return hooks.Scope(contacts, out whyFull);
+    }
+
+    public bool HasHooks => Hooks is not null;
+
+    public void ForgetGoneNamespaces() => Hooks?.Prune(Coordinator.Discover().Select(n => n.Cookie).ToHashSet());
+
+    public void TakeCensus() => Hooks?.HostCensus();
 }

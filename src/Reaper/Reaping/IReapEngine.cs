@@ -1,0 +1,36 @@
+using System.Net;
+using SocketReaper.Sweep;
+
+namespace SocketReaper.Reaping;
+
+/// <summary>
+/// What <see cref="AutoReaper"/> runs its sweeps through: <see cref="LoadedEngine"/> in the daemon
+/// (the coordinator and the socket hooks), a recording fake in its unit tests. Called on the
+/// AutoReaper's sweep thread, one call at a time.
+/// </summary>
+internal interface IReapEngine
+{
+    /// <summary>Whether sweeps can run yet (the daemon has loaded its engine).</summary>
+    bool IsLoaded { get; }
+
+    /// <summary>The namespaces the last discovery found.</summary>
+    IReadOnlyList<NetnsInfo> LastDiscovered { get; }
+
+    /// <summary>Runs one sweep; throws <see cref="SweepBusyException"/> while another runs.</summary>
+    CompletedSweep Run(SweepRequest request, CancellationToken cancellation);
+
+    /// <summary>
+    /// Which namespaces a sweep for <paramref name="contacts"/> needs (null: all of them, a full
+    /// sweep, and <paramref name="whyFull"/> says why).
+    /// </summary>
+    Func<NetnsInfo, SweepProtocols>? Scope(IReadOnlyCollection<IPAddress> contacts, out string? whyFull);
+
+    /// <summary>Whether the socket hooks run (contacts are kept, so there is something to prune and count).</summary>
+    bool HasHooks { get; }
+
+    /// <summary>Forgets the contacts of namespaces that are gone (a discovery; namespaces seen before are not entered again).</summary>
+    void ForgetGoneNamespaces();
+
+    /// <summary>Takes a census of the host's sockets for the hooks' birth records.</summary>
+    void TakeCensus();
+}

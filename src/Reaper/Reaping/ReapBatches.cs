@@ -1,0 +1,35 @@
+using SocketReaper.Sweep;
+
+namespace SocketReaper.Reaping;
+
+/// <summary>How <see cref="AutoReaper"/> turns a batch of targets into sweeps: how many, their rules, their trigger's name.</summary>
+internal static class ReapBatches
+{
+    public static string TriggerName(ReapReason reason) => reason switch
+    {
+        ReapReason.EndpointGone => "endpoint_gone",
+        ReapReason.IpReused => "ip_reused",
+        ReapReason.BackendLeft => "backend_left",
+        _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
+    };
+
+    /// <summary>
+    /// The sweeps one batch of targets makes: one per reason, and more where a reason has more
+    /// targets than one sweep's rule table holds (SweepAbi.RulesMax) — split, never cut short.
+    /// </summary>
+    public static IEnumerable<(ReapReason Reason, List<ReapTarget> Targets)> Sweeps(IEnumerable<ReapTarget> batch) =>
+        batch.GroupBy(t => t.Reason).SelectMany(g => g.Chunk(Bpf.SweepAbi.RulesMax).Select(c => (g.Key, c.ToList())));
+
+    /// <summary>
+    /// The rules of one sweep for <paramref name="targets"/>: one per distinct rule, numbered in
+    /// order. Born-before rules that differ only in their moment become the latest one: an address
+    /// that moved twice makes stale every socket born before its last move (one made for the owner
+    /// in between talks to the wrong endpoint now too), and one rule instead of many keeps a burst
+    /// of moves under the rule table's limit of rules per address.
+    /// </summary>
+    public static IReadOnlyList<SweepRule> RulesFor(IEnumerable<ReapTarget> targets) =>
+        [.. targets.Select(t => t.Rule with { Id = 0 })
+            .GroupBy(r => (Rule: r with { BornBeforeNs = 0 }, BornBefore: r.BornBeforeNs != 0))
+            .Select(g => g.Key.Rule with { BornBeforeNs = g.Max(r => r.BornBeforeNs) })
+            .Select((r, i) => r with { Id = (uint)i })];
+}

@@ -1,0 +1,286 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+using SocketReaper.Config;
+using SocketReaper.Metrics;
+using SocketReaper.Reaping;
+using SocketReaper.Sweep;
+using Xunit;
+
+namespace SocketReaper.Tests;
+
+/// <summary>
+/// The automatic trigger's queue on a fake clock, through a recording engine: no kernel. Each test
+/// waits (in real time, briefly) for what the reaper's loop does, and moves the fake clock to let
+/// its waits end; <see cref="CountingTime.Timers"/> says when the loop has started a wait.
+/// </summary>
+public sealed class AutoReaperTests
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(10);
+    private static readonly IPAddress A = IPAddress.Parse("10.201.0.1");
+    private static readonly IPAddress B = IPAddress.Parse("10.201.0.2");
+    private static readonly IPAddress C = IPAddress.Parse("10.201.0.3");
+
+    /// <summary>The addresses a sweep's rules are for, in order.</summary>
+    private static IPAddress[] Remotes(SweepRequest request) =>
+        [.. request.Rules.Select(r => IPAddress.Parse(r.Remote.ToString().Split('/')[0])).OrderBy(a => a.ToString(), StringComparer.Ordinal)];
+
+    [Fact]
+    public async Task Targets_queued_within_the_coalescing_window_make_one_sweep_and_a_later_one_its_own()
+    {
+        await using var run = await Running.Start(new ReapingOptions { CoalesceMilliseconds = 200 });
+        run.Reaper.Enqueue(ReapTarget.EndpointGone(A));
+        await run.UntilWaiting(1);
+        run.Reaper.Enqueue(ReapTarget.EndpointGone(B));
+
+        run.Time.Advance(TimeSpan.FromMilliseconds(199));
+        await run.Quiet();
+        Assert.Empty(run.Engine.Requests);
+
+        run.Time.Advance(TimeSpan.FromMilliseconds(1));
+        var first = await run.NextSweep();
+        Assert.Equal([A, B], Remotes(first));
+        Assert.Equal("endpoint_gone", first.Trigger);
+
+        // After the window: a sweep of its own, again after a window.
+        run.Reaper.Enqueue(ReapTarget.EndpointGone(C));
+        await run.UntilWaiting(2);
+        run.Time.Advance(TimeSpan.FromMilliseconds(200));
+        Assert.Equal([C], Remotes(await run.NextSweep()));
+    }
+
+    [Fact]
+    public async Task Without_a_window_each_reason_of_a_batch_is_a_sweep_of_its_own()
+    {
+        await using var run = await Running.Start(new ReapingOptions(), blockFirst: true);
+        run.Reaper.Enqueue(ReapTarget.EndpointGone(A));
+        await run.Engine.Blocked.WaitAsync(Patience);
+
+        // Queued while the first sweep runs: they wait for it, and go in the next batch together.
+        run.Reaper.Enqueue(ReapTarget.EndpointGone(B));
+        run.Reaper.Enqueue(ReapTarget.IpReused(C, 42));
+        run.Reaper.Enqueue(ReapTarget.EndpointGone(C));
+        run.Engine.Release.Release();
+
+        Assert.Equal([A], Remotes(await run.NextSweep()));
+        var sweeps = new[] { await run.NextSweep(), await run.NextSweep() }.OrderBy(s => s.Trigger, StringComparer.Ordinal).ToList();
+        Assert.Equal(["endpoint_gone", "ip_reused"], sweeps.Select(s => s.Trigger));
+        Assert.Equal([B, C], Remotes(sweeps[0]));
+        Assert.Equal(42UL, Assert.Single(sweeps[1].Rules).BornBeforeNs);
+    }
+
+    [Fact]
+    public async Task The_sweep_rate_makes_the_next_sweep_wait_and_is_counted()
+    {
+        await using var run = await Running.Start(new ReapingOptions { MaxSweepsPerSecond = 1 });
+        run.Reaper.Enqueue(ReapTarget.EndpointGone(A));
+        await run.NextSweep();
+
+        run.Reaper.Enqueue(ReapTarget.EndpointGone(B));
+        await run.UntilWaiting(1);
+        run.Time.Advance(TimeSpan.FromMilliseconds(900));
+        await run.Quiet();
+        Assert.Empty(run.Engine.Requests);
+
+        run.Time.Advance(TimeSpan.FromMilliseconds(100));
+        Assert.Equal([B], Remotes(await run.NextSweep()));
+        Assert.Equal(1, run.Metrics.ReapRateLimited.WithLabels("sweeps").Value);
+        Assert.Equal(0, run.Metrics.ReapRateLimited.WithLabels("sockets").Value);
+    }
+
+    [Fact]
+    public async Task A_sweep_the_socket_rate_cut_short_is_swept_again_once_the_bucket_refills()
+    {
+        // 10 sockets a second: the first sweep may destroy 10, and 5 more stale ones are held back.
+        var heldBack = new Queue<long>([5, 0]);
+        await using var run = await Running.Start(new ReapingOptions { MaxSocketsPerSecond = 10 },
+            answer: r => new SweepResult { Trigger = r.Trigger, DryRun = r.DryRun, Limit = r.Limit, Destroyed = r.Limit, HeldBack = heldBack.Dequeue() });
+        run.Reaper.Enqueue(ReapTarget.EndpointGone(A));
+        var first = await run.NextSweep();
+        Assert.Equal(10, first.Limit);
+
+        // No new trigger: the retry waits for the 5 tokens it needs, half a second.
+        await run.UntilWaiting(1);
+        Assert.Equal(5, run.Metrics.ReapSocketsWaiting.Value);
+        run.Time.Advance(TimeSpan.FromMilliseconds(499));
+        await run.Quiet();
+        Assert.Empty(run.Engine.Requests);
+        run.Time.Advance(TimeSpan.FromMilliseconds(1));
+        var retry = await run.NextSweep();
+        Assert.Equal(first.Rules, retry.Rules);
+        Assert.Equal(5, retry.Limit);
+
+        // Nothing held back this time: nothing more.
+        run.Time.Advance(TimeSpan.FromSeconds(5));
+        await run.Quiet();
+        Assert.Empty(run.Engine.Requests);
+        Assert.Equal(0, run.Metrics.ReapSocketsWaiting.Value);
+        Assert.Equal(0, run.Metrics.ReapTargets.WithLabels("endpoint_gone", "abandoned").Value);
+    }
+
+    [Fact]
+    public async Task A_target_cut_short_every_time_is_abandoned_after_the_last_retry_and_counted()
+    {
+        await using var run = await Running.Start(new ReapingOptions { MaxSocketsPerSecond = 10 },
+            answer: r => new SweepResult { Trigger = r.Trigger, DryRun = r.DryRun, Limit = r.Limit, Destroyed = r.Limit, HeldBack = 100 });
+        run.Reaper.Enqueue(ReapTarget.EndpointGone(A));
+        for (var sweep = 0; sweep <= ReapRetries.MaxRetries; sweep++)
+        {
+            var request = await run.NextSweep(advance: TimeSpan.FromSeconds(1));
+            Assert.Equal([A], Remotes(request));
+        }
+
+        run.Time.Advance(TimeSpan.FromSeconds(5));
+        await run.Quiet();
+        Assert.Empty(run.Engine.Requests);
+        Assert.Equal(1, run.Metrics.ReapTargets.WithLabels("endpoint_gone", "abandoned").Value);
+    }
+
+    [Fact]
+    public async Task In_observe_mode_sweeps_are_dry_runs_the_socket_rate_does_not_limit()
+    {
+        await using var run = await Running.Start(new ReapingOptions { Mode = ReapingMode.Observe, MaxSocketsPerSecond = 10 });
+        run.Reaper.Enqueue(ReapTarget.EndpointGone(A));
+        var request = await run.NextSweep();
+        Assert.True(request.DryRun);
+        Assert.Equal(SweepRequest.DefaultLimit, request.Limit);
+    }
+
+    [Fact]
+    public void With_reaping_off_nothing_is_queued()
+    {
+        using var reaper = new AutoReaper(new ReaperOptions { Reaping = new ReapingOptions { Mode = ReapingMode.Off } }, new RecordingEngine(null, false),
+            new ReaperMetrics(Prometheus.Metrics.NewCustomRegistry()), NullLogger<AutoReaper>.Instance, time: new CountingTime());
+        Assert.False(reaper.Enqueue(ReapTarget.EndpointGone(A)));
+    }
+
+    /// <summary>A fake clock that counts the timers made on it: each wait of the loop makes one.</summary>
+    private sealed class CountingTime : FakeTimeProvider
+    {
+        private int _timers;
+
+        public int Timers => Volatile.Read(ref _timers);
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+        {
+            Interlocked.Increment(ref _timers);
+            return base.CreateTimer(callback, state, dueTime, period);
+        }
+    }
+
+    /// <summary>Records each sweep's request and answers it; with <c>blockFirst</c> the first sweep waits for <see cref="Release"/>.</summary>
+    private sealed class RecordingEngine(Func<SweepRequest, SweepResult>? answer, bool blockFirst) : IReapEngine
+    {
+        private ulong _id;
+        private bool _blocked = !blockFirst;
+
+        public ConcurrentQueue<SweepRequest> Requests { get; } = new();
+
+        public SemaphoreSlim Blocked { get; } = new(0);
+
+        public SemaphoreSlim Release { get; } = new(0);
+
+        public bool IsLoaded => true;
+
+        public IReadOnlyList<NetnsInfo> LastDiscovered => [];
+
+        public bool HasHooks => false;
+
+        public CompletedSweep Run(SweepRequest request, CancellationToken cancellation)
+        {
+            if (!_blocked)
+            {
+                _blocked = true;
+                Blocked.Release();
+                Release.Wait(cancellation);
+            }
+
+            Requests.Enqueue(request);
+            var result = answer?.Invoke(request) ?? new SweepResult { Trigger = request.Trigger, DryRun = request.DryRun, Limit = request.Limit };
+            return new CompletedSweep(++_id, result, DateTimeOffset.UnixEpoch);
+        }
+
+        public Func<NetnsInfo, SweepProtocols>? Scope(IReadOnlyCollection<IPAddress> contacts, out string? whyFull)
+        {
+            whyFull = "the test's engine has no hooks";
+            return null;
+        }
+
+        public void ForgetGoneNamespaces()
+        {
+        }
+
+        public void TakeCensus()
+        {
+        }
+    }
+
+    /// <summary>A started AutoReaper on a fake clock, stopped on dispose.</summary>
+    private sealed class Running : IAsyncDisposable
+    {
+        private Running(AutoReaper reaper, RecordingEngine engine, CountingTime time, ReaperMetrics metrics)
+        {
+            (Reaper, Engine, Time, Metrics) = (reaper, engine, time, metrics);
+        }
+
+        public AutoReaper Reaper { get; }
+
+        public RecordingEngine Engine { get; }
+
+        public CountingTime Time { get; }
+
+        public ReaperMetrics Metrics { get; }
+
+        public static async Task<Running> Start(ReapingOptions reaping, Func<SweepRequest, SweepResult>? answer = null, bool blockFirst = false)
+        {
+            var metrics = new ReaperMetrics(Prometheus.Metrics.NewCustomRegistry());
+            var engine = new RecordingEngine(answer, blockFirst);
+            var time = new CountingTime();
+            var reaper = new AutoReaper(new ReaperOptions { Reaping = reaping with { Conntrack = false, Neighbours = false } }, engine, metrics,
+                NullLogger<AutoReaper>.Instance, time: time);
+            await reaper.StartAsync(CancellationToken.None);
+            return new Running(reaper, engine, time, metrics);
+        }
+
+        /// <summary>Waits until the loop has started its <paramref name="count"/>th wait on the fake clock.</summary>
+        public async Task UntilWaiting(int count)
+        {
+            var watch = Stopwatch.StartNew();
+            while (Time.Timers < count)
+            {
+                Assert.True(watch.Elapsed < Patience, $"the reaper did not start wait {count}");
+                await Task.Delay(5);
+            }
+        }
+
+        /// <summary>The next sweep the engine saw; <paramref name="advance"/> moves the clock while waiting for it.</summary>
+        public async Task<SweepRequest> NextSweep(TimeSpan advance = default)
+        {
+            var watch = Stopwatch.StartNew();
+            SweepRequest? request;
+            while (!Engine.Requests.TryDequeue(out request))
+            {
+                Assert.True(watch.Elapsed < Patience, "no sweep came");
+                if (advance > TimeSpan.Zero)
+                {
+                    Time.Advance(advance);
+                }
+
+                await Task.Delay(5);
+            }
+
+            return request;
+        }
+
+        /// <summary>Gives the loop a moment of real time to do what it would do now; the sweeps it made meanwhile stay to be seen.</summary>
+        public Task Quiet() => Task.Delay(Engine.Requests.IsEmpty ? 100 : 0);
+
+        public async ValueTask DisposeAsync()
+        {
+            await Reaper.StopAsync(CancellationToken.None);
+            Reaper.Dispose();
+        }
+    }
+}
