@@ -31,14 +31,15 @@ internal sealed record KernelFeatureSpec(KernelFeature Feature, string Name, Ver
             "without the kfunc either, nothing can destroy a socket: the daemon does not start", _ => KernelProbes.NetlinkSockDestroy()),
         new(KernelFeature.CgroupSocketHooks, "attaching cgroup socket hooks as BPF links", new(5, 7), false,
             "no socket hooks: automatic sweeps visit every namespace, ip_reused reaping is off",
-            kernel => KernelProbes.ByRelease(KernelFeature.CgroupSocketHooks, kernel, "has BPF links on cgroups")),
+            kernel => KernelProbes.ByRelease(KernelFeature.CgroupSocketHooks, kernel, "has BPF links on cgroups", "lacks BPF links on cgroups")),
         new(KernelFeature.TcClsact, "tc clsact with cls_bpf", new(4, 5), true,
             "without TCX either, no datapath", _ => KernelProbes.TcClsact()),
         new(KernelFeature.SockopsNetnsCookie, "bpf_get_netns_cookie in sockops programs", new(5, 15), false,
             "no socket hooks: automatic sweeps visit every namespace, ip_reused reaping is off",
             // Told by the release: a helper the verifier refuses for a program type is only seen by
             // loading a program, and the hooks' object pins its maps when it loads.
-            kernel => KernelProbes.ByRelease(KernelFeature.SockopsNetnsCookie, kernel, "lets sockops programs call bpf_get_netns_cookie")),
+            kernel => KernelProbes.ByRelease(KernelFeature.SockopsNetnsCookie, kernel,
+                "lets sockops programs call bpf_get_netns_cookie", "does not let sockops programs call bpf_get_netns_cookie")),
         new(KernelFeature.NetnsCookieSockopt, "getsockopt(SO_NETNS_COOKIE)", new(5, 14), false,
             "namespaces are told apart by their nsfs inode, which a later namespace may reuse",
             _ => Netns.IdentityByInode

@@ -36,11 +36,14 @@ internal static class KernelProbes
         }
     }
 
-    /// <summary>A feature the release alone tells (<paramref name="what"/>: "has BPF links on cgroups").</summary>
-    public static FeatureProbe ByRelease(KernelFeature feature, Version kernel, string what) =>
+    /// <summary>
+    /// A feature the release alone tells, in the phrase for either answer (<paramref name="present"/>:
+    /// "has BPF links on cgroups"; <paramref name="missing"/>: "lacks BPF links on cgroups").
+    /// </summary>
+    public static FeatureProbe ByRelease(KernelFeature feature, Version kernel, string present, string missing) =>
         kernel >= KernelFeatures.Needs(feature)
-            ? new(feature, FeatureState.Present, $"kernel {kernel} {what}")
-            : new(feature, FeatureState.Missing, $"kernel {kernel} < {KernelFeatures.Needs(feature)}: it {what.Replace("has ", "lacks ", StringComparison.Ordinal).Replace("lets ", "does not let ", StringComparison.Ordinal)}");
+            ? new(feature, FeatureState.Present, $"kernel {kernel} {present}")
+            : new(feature, FeatureState.Missing, $"kernel {kernel} < {KernelFeatures.Needs(feature)}: it {missing}");
 
     /// <summary>iter/tcp, iter/udp and bpf_sock_destroy: load the probe iterators and destroy one real socket with them.</summary>
     private static Dictionary<KernelFeature, FeatureProbe> SocketIterators()
