@@ -86,7 +86,7 @@ public sealed class AutoReaperTests
 
         run.Time.Advance(TimeSpan.FromMilliseconds(100));
         Assert.Equal([B], Remotes(await run.NextSweep()));
-        Assert.Equal(1, run.Metrics.ReapRateLimited.WithLabels("sweeps").Value);
+        await Running.Until(() => run.Metrics.ReapRateLimited.WithLabels("sweeps").Value == 1, "the delay counted");
         Assert.Equal(0, run.Metrics.ReapRateLimited.WithLabels("sockets").Value);
     }
 
@@ -116,7 +116,7 @@ public sealed class AutoReaperTests
         run.Time.Advance(TimeSpan.FromSeconds(5));
         await run.Quiet();
         Assert.Empty(run.Engine.Requests);
-        Assert.Equal(0, run.Metrics.ReapSocketsWaiting.Value);
+        await Running.Until(() => run.Metrics.ReapSocketsWaiting.Value == 0, "no socket waiting");
         Assert.Equal(0, run.Metrics.ReapTargets.WithLabels("endpoint_gone", "abandoned").Value);
     }
 
@@ -135,7 +135,7 @@ public sealed class AutoReaperTests
         run.Time.Advance(TimeSpan.FromSeconds(5));
         await run.Quiet();
         Assert.Empty(run.Engine.Requests);
-        Assert.Equal(1, run.Metrics.ReapTargets.WithLabels("endpoint_gone", "abandoned").Value);
+        await Running.Until(() => run.Metrics.ReapTargets.WithLabels("endpoint_gone", "abandoned").Value == 1, "the target abandoned");
     }
 
     [Fact]
@@ -165,8 +165,11 @@ public sealed class AutoReaperTests
 
         public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
         {
+            // Counted once made: its due time is set from the clock as it reads now, so a test that
+            // moves the clock after seeing the count moves it for this timer too.
+            var timer = base.CreateTimer(callback, state, dueTime, period);
             Interlocked.Increment(ref _timers);
-            return base.CreateTimer(callback, state, dueTime, period);
+            return timer;
         }
     }
 
@@ -251,6 +254,17 @@ public sealed class AutoReaperTests
             while (Time.Timers < count)
             {
                 Assert.True(watch.Elapsed < Patience, $"the reaper did not start wait {count}");
+                await Task.Delay(5);
+            }
+        }
+
+        /// <summary>Waits until <paramref name="condition"/> holds: what the loop does after a sweep comes after the engine saw it.</summary>
+        public static async Task Until(Func<bool> condition, string what)
+        {
+            var watch = Stopwatch.StartNew();
+            while (!condition())
+            {
+                Assert.True(watch.Elapsed < Patience, $"not within {Patience}: {what}");
                 await Task.Delay(5);
             }
         }

@@ -73,7 +73,7 @@ public sealed class ConntrackReaperTests
         var outcome = reaper.Clean([("backend_left", ConntrackTarget.Backend(new IPEndPoint(Backend, 53), ProtocolType.Udp))], observe: false);
 
         Assert.Equal([1u, 2u, 3u], table.Deleted);
-        Assert.Equal(new ConntrackOutcome(1, 0, 1, 1, 1, 0), outcome);
+        Assert.Equal(new EntryCleanup(1, 0, 1, 1, 1, 0), outcome);
         Assert.Equal(["deleted", "gone", "EPERM"], _records.All.Select(r => r.Result));
         var record = _records.All[0];
         Assert.Equal((ReapRecordKind.Conntrack, "host", "backend_left", ProtocolType.Udp), (record.Kind, record.Namespace, record.Trigger, record.Protocol));

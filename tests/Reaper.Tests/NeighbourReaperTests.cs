@@ -86,7 +86,7 @@ public sealed class NeighbourReaperTests
     private NeighbourReaper Reaper(ReapingOptions? config = null) =>
         new(config ?? new ReapingOptions(), _metrics, NullLogger.Instance, new Records(_records), () => _tables[_current], InNamespace, TimeProvider.System);
 
-    private NeighbourReaper.NamespacePass InNamespace(NetnsInfo netns, Func<NeighbourReaper.NamespacePass> work)
+    private NamespacePass InNamespace(NetnsInfo netns, Func<NamespacePass> work)
     {
         if (!_tables.ContainsKey(netns.Name))
         {

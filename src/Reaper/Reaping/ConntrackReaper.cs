@@ -30,8 +30,6 @@ internal sealed record ConntrackTarget(IPAddress Address, ushort Port, SweepProt
 }
 
 /// <summary>What one conntrack cleanup did, summed over its namespaces.</summary>
-internal readonly record struct ConntrackOutcome(long Deleted, long WouldDelete, long Gone, long Failed, int Namespaces, int NamespacesFailed);
-
 /// <summary>
 /// Deletes the conntrack entries of flows NATed to gone backends, so a client that sends from an
 /// unconnected socket (it has nothing to destroy) reaches a live backend with its next datagram
@@ -105,7 +103,7 @@ internal sealed partial class ConntrackReaper
     /// <paramref name="targets"/>, each counted under the trigger of the first target it matches.
     /// Never throws for the kernel's or a namespace's sake: failures are counted and logged.
     /// </summary>
-    public ConntrackOutcome Clean(IReadOnlyList<(string Trigger, ConntrackTarget Target)> targets, bool observe)
+    public EntryCleanup Clean(IReadOnlyList<(string Trigger, ConntrackTarget Target)> targets, bool observe)
     {
         if (!Enabled || targets.Count == 0)
         {
@@ -113,30 +111,26 @@ internal sealed partial class ConntrackReaper
         }
 
         var distinct = targets.Distinct().ToList();
-        var passes = new List<NamespacePass> { Pass(HostNamespace, distinct, observe) };
-        foreach (var path in _config.ConntrackNamespaces)
-        {
-            NamespacePass pass;
-            try
+        var passes = NamespacePass.HostThenEach(
+            () => Pass(HostNamespace, distinct, observe), _config.ConntrackNamespaces, path => path,
+            path =>
             {
-                pass = _inNamespace(path, () => Pass(path, distinct, observe));
+                var pass = _inNamespace(path, () => Pass(path, distinct, observe));
                 if (_warned.Remove(path))
                 {
                     Log.NamespaceBack(_logger, path);
                 }
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or NativeException)
+
+                return pass;
+            },
+            (path, e) =>
             {
-                pass = new NamespacePass(path, [], 0, 0, 0, Failed: true);
                 _metrics.ConntrackFailures.WithLabels("namespace").Inc();
                 if (_warned.Add(path))
                 {
                     Log.NamespaceUnavailable(_logger, path, e.Message);
                 }
-            }
-
-            passes.Add(pass);
-        }
+            });
 
         var records = passes.SelectMany(p => p.Records).ToList();
         if (records.Count > 0)
@@ -149,9 +143,7 @@ internal sealed partial class ConntrackReaper
             (observe ? _metrics.ConntrackWouldDelete : _metrics.ConntrackDeleted).WithLabels(group.Key).Inc(group.Count());
         }
 
-        var outcome = new ConntrackOutcome(
-            passes.Sum(p => p.Deleted), observe ? records.Count : 0, passes.Sum(p => p.Gone), passes.Sum(p => p.FailedDeletes),
-            passes.Count(p => !p.Failed), passes.Count(p => p.Failed));
+        var outcome = EntryCleanup.Of(passes, observe);
         var level = records.Count > 0 || outcome.Failed > 0 || outcome.NamespacesFailed > 0 ? LogLevel.Information : LogLevel.Debug;
         Log.Cleaned(_logger, level, string.Join(",", distinct.Select(t => t.Trigger).Distinct()), distinct.Count,
             observe ? "would delete" : "deleted", observe ? outcome.WouldDelete : outcome.Deleted, outcome.Namespaces,
@@ -159,11 +151,9 @@ internal sealed partial class ConntrackReaper
         return outcome;
     }
 
-    /// <summary>One namespace's cleanup, on a thread inside it.</summary>
+    /// <summary>One namespace's cleanup, on a thread inside it: one dump per family for every target.</summary>
     private NamespacePass Pass(string name, List<(string Trigger, ConntrackTarget Target)> targets, bool observe)
     {
-        var records = new List<ReapRecord>();
-        var tally = new DeleteTally();
         ulong cookie = 0;
         try
         {
@@ -174,34 +164,31 @@ internal sealed partial class ConntrackReaper
             // Only the records' namespace column loses it.
         }
 
-        var entries = new List<ConntrackEntry>();
-        try
-        {
-            using var table = _open();
-            foreach (var family in targets.Select(t => t.Target.Address.AddressFamily).Distinct())
+        var pass = NamespacePass.Run(
+            name, observe, _open,
+            table =>
             {
-                table.Dump(family, e => Trigger(e, targets) is not null, entries);
-            }
-
-            foreach (var entry in entries)
-            {
-                var result = tally.Add(observe ? Errno.None : table.Delete(entry), observe);
-                if (DeleteTally.IsFailure(result))
+                var entries = new List<ConntrackEntry>();
+                foreach (var family in targets.Select(t => t.Target.Address.AddressFamily).Distinct())
                 {
-                    _metrics.ConntrackFailures.WithLabels("delete").Inc();
+                    table.Dump(family, e => Trigger(e, targets) is not null, entries);
                 }
 
-                records.Add(Record(entry, Trigger(entry, targets)!, name, cookie, result));
-            }
-        }
-        catch (NativeException e)
+                return entries;
+            },
+            (table, entry) => table.Delete(entry),
+            (entry, result) => Record(entry, Trigger(entry, targets)!, name, cookie, result),
+            e =>
+            {
+                _metrics.ConntrackFailures.WithLabels("dump").Inc();
+                Log.DumpFailed(_logger, name, e.Message);
+            });
+        if (pass.FailedDeletes > 0)
         {
-            _metrics.ConntrackFailures.WithLabels("dump").Inc();
-            Log.DumpFailed(_logger, name, e.Message);
-            return new NamespacePass(name, records, tally.DeletedCount, tally.GoneCount, tally.FailedCount, Failed: true);
+            _metrics.ConntrackFailures.WithLabels("delete").Inc(pass.FailedDeletes);
         }
 
-        return new NamespacePass(name, records, tally.DeletedCount, tally.GoneCount, tally.FailedCount, Failed: false);
+        return pass;
     }
 
     private string? Trigger(in ConntrackEntry entry, List<(string Trigger, ConntrackTarget Target)> targets)
@@ -236,9 +223,6 @@ internal sealed partial class ConntrackReaper
 
         return NetnsThread.RunIn(ns, path, work);
     }
-
-    /// <summary>What the cleanup did in one namespace.</summary>
-    internal sealed record NamespacePass(string Name, List<ReapRecord> Records, long Deleted, long Gone, long FailedDeletes, bool Failed);
 
     private static partial class Log
     {

@@ -11,8 +11,6 @@ using SocketReaper.History;
 namespace SocketReaper.Reaping;
 
 /// <summary>What one neighbour flush did, summed over its namespaces.</summary>
-internal readonly record struct NeighbourOutcome(long Deleted, long WouldDelete, long Gone, long Failed, int Namespaces, int NamespacesFailed);
-
 /// <summary>
 /// Flushes the neighbour (ARP/NDP) entries of addresses whose endpoint went or that moved to another
 /// endpoint. On a bridge, peers that talked to the old owner keep its MAC as REACHABLE and send the
@@ -60,7 +58,7 @@ internal sealed partial class NeighbourReaper
     /// and in <paramref name="namespaces"/>. Never throws for the kernel's or a namespace's sake: a
     /// namespace that vanished is counted, not an error.
     /// </summary>
-    public NeighbourOutcome Flush(IReadOnlyList<(string Trigger, IPAddress Address)> targets, IReadOnlyList<NetnsInfo> namespaces, ulong hostCookie, bool observe)
+    public EntryCleanup Flush(IReadOnlyList<(string Trigger, IPAddress Address)> targets, IReadOnlyList<NetnsInfo> namespaces, ulong hostCookie, bool observe)
     {
         if (!Enabled || targets.Count == 0)
         {
@@ -74,19 +72,10 @@ internal sealed partial class NeighbourReaper
             triggers.TryAdd(ConntrackTarget.Normal(address), trigger);
         }
 
-        var passes = new List<NamespacePass> { Pass(ConntrackReaper.HostNamespace, hostCookie, triggers, observe) };
-        foreach (var netns in namespaces.Where(n => n.Cookie != hostCookie))
-        {
-            try
-            {
-                passes.Add(_inNamespace(netns, () => Pass(netns.Name, netns.Cookie, triggers, observe)));
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or NativeException)
-            {
-                // Gone since the sweep (its entries went with it), or not enterable: the others are flushed.
-                passes.Add(new NamespacePass([], 0, 0, 0, Failed: true));
-            }
-        }
+        // A namespace gone since the sweep (its entries went with it), or not enterable, is counted; the others are flushed.
+        var passes = NamespacePass.HostThenEach(
+            () => Pass(ConntrackReaper.HostNamespace, hostCookie, triggers, observe), namespaces.Where(n => n.Cookie != hostCookie), n => n.Name,
+            netns => _inNamespace(netns, () => Pass(netns.Name, netns.Cookie, triggers, observe)));
 
         var records = passes.SelectMany(p => p.Records).ToList();
         if (records.Count > 0)
@@ -100,9 +89,7 @@ internal sealed partial class NeighbourReaper
             _metrics.NeighboursDeleted.WithLabels(group.Key.Trigger, result).Inc(group.Count());
         }
 
-        var outcome = new NeighbourOutcome(
-            passes.Sum(p => p.Deleted), observe ? records.Count : 0, passes.Sum(p => p.Gone), passes.Sum(p => p.FailedDeletes),
-            passes.Count(p => !p.Failed), passes.Count(p => p.Failed));
+        var outcome = EntryCleanup.Of(passes, observe);
         var level = records.Count > 0 || outcome.Failed > 0 ? LogLevel.Information : LogLevel.Debug;
         Log.Flushed(_logger, level, string.Join(",", triggers.Values.Distinct()), triggers.Count,
             observe ? "would delete" : "deleted", observe ? outcome.WouldDelete : outcome.Deleted, outcome.Namespaces,
@@ -111,29 +98,18 @@ internal sealed partial class NeighbourReaper
     }
 
     /// <summary>One namespace's flush, on a thread inside it: one dump per family for every address.</summary>
-    private NamespacePass Pass(string name, ulong cookie, Dictionary<IPAddress, string> triggers, bool observe)
-    {
-        var records = new List<ReapRecord>();
-        var tally = new DeleteTally();
-        try
-        {
-            using var table = _open();
-            foreach (var entry in table.Find(triggers.Keys.ToHashSet()).Where(e => e.IsLearned))
+    private NamespacePass Pass(string name, ulong cookie, Dictionary<IPAddress, string> triggers, bool observe) =>
+        NamespacePass.Run(
+            name, observe, _open,
+            table => table.Find(triggers.Keys.ToHashSet()).Where(e => e.IsLearned),
+            (table, entry) => table.Delete(entry),
+            (entry, result) =>
             {
-                var result = tally.Add(observe ? Errno.None : table.Delete(entry), observe);
                 var any = entry.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? IPAddress.Any : IPAddress.IPv6Any;
-                records.Add(new ReapRecord(_time.GetUtcNow(), 0, triggers[entry.Address], ReapRecordKind.Neighbour, cookie, name, System.Net.Sockets.ProtocolType.Unknown,
-                    new IPEndPoint(any, 0), new IPEndPoint(entry.Address, 0), null, (ulong)entry.Ifindex, 0, result));
-            }
-        }
-        catch (NativeException e)
-        {
-            Log.DumpFailed(_logger, name, e.Message);
-            return new NamespacePass(records, tally.DeletedCount, tally.GoneCount, tally.FailedCount, Failed: true);
-        }
-
-        return new NamespacePass(records, tally.DeletedCount, tally.GoneCount, tally.FailedCount, Failed: false);
-    }
+                return new ReapRecord(_time.GetUtcNow(), 0, triggers[entry.Address], ReapRecordKind.Neighbour, cookie, name, System.Net.Sockets.ProtocolType.Unknown,
+                    new IPEndPoint(any, 0), new IPEndPoint(entry.Address, 0), null, (ulong)entry.Ifindex, 0, result);
+            },
+            e => Log.DumpFailed(_logger, name, e.Message));
 
     /// <summary>Runs <paramref name="work"/> on a thread inside <paramref name="netns"/>, if it is still the one discovered.</summary>
     private static NamespacePass InNamespace(NetnsInfo netns, Func<NamespacePass> work)
@@ -147,9 +123,6 @@ internal sealed partial class NeighbourReaper
 
         return NetnsThread.RunIn(fd, netns.Name, work);
     }
-
-    /// <summary>What the flush did in one namespace.</summary>
-    internal sealed record NamespacePass(List<ReapRecord> Records, long Deleted, long Gone, long FailedDeletes, bool Failed);
 
     private static partial class Log
     {

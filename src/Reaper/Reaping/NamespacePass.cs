@@ -1,0 +1,69 @@
+using LibBpf;
+using SocketReaper.History;
+
+namespace SocketReaper.Reaping;
+
+/// <summary>
+/// What a cleanup of kernel entries (<see cref="ConntrackReaper"/>, <see cref="NeighbourReaper"/>)
+/// did in one namespace: a record per entry it deleted or would have, and the counts.
+/// </summary>
+internal sealed record NamespacePass(string Name, List<ReapRecord> Records, long Deleted, long Gone, long FailedDeletes, bool Failed)
+{
+    /// <summary>A namespace that could not be entered (gone, or not a network namespace).</summary>
+    public static NamespacePass Unavailable(string name) => new(name, [], 0, 0, 0, Failed: true);
+
+    /// <summary>
+    /// One namespace's pass, on a thread inside it: opens the table, deletes (in
+    /// <paramref name="observe"/> mode: counts) each entry <paramref name="find"/> returns, with a
+    /// record each. A table the kernel would not open or dump ends the pass as failed, with the
+    /// records made so far, after <paramref name="failed"/> is told why.
+    /// </summary>
+    public static NamespacePass Run<TTable, TEntry>(
+        string name, bool observe, Func<TTable> open, Func<TTable, IEnumerable<TEntry>> find, Func<TTable, TEntry, Errno> delete,
+        Func<TEntry, string, ReapRecord> record, Action<NativeException> failed)
+        where TTable : IDisposable
+    {
+        var records = new List<ReapRecord>();
+        var tally = new DeleteTally();
+        try
+        {
+            using var table = open();
+            foreach (var entry in find(table))
+            {
+                records.Add(record(entry, tally.Add(observe ? Errno.None : delete(table, entry), observe)));
+            }
+        }
+        catch (NativeException e)
+        {
+            failed(e);
+            return new NamespacePass(name, records, tally.DeletedCount, tally.GoneCount, tally.FailedCount, Failed: true);
+        }
+
+        return new NamespacePass(name, records, tally.DeletedCount, tally.GoneCount, tally.FailedCount, Failed: false);
+    }
+
+    /// <summary>
+    /// The host's pass, then one in each of <paramref name="namespaces"/> through <paramref name="enter"/>;
+    /// one that cannot be entered (IOException, EACCES, a netlink error) is an unavailable pass, and
+    /// <paramref name="unavailable"/> hears of it.
+    /// </summary>
+    public static List<NamespacePass> HostThenEach<T>(
+        Func<NamespacePass> host, IEnumerable<T> namespaces, Func<T, string> name, Func<T, NamespacePass> enter, Action<T, Exception>? unavailable = null)
+    {
+        var passes = new List<NamespacePass> { host() };
+        foreach (var netns in namespaces)
+        {
+            try
+            {
+                passes.Add(enter(netns));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or NativeException)
+            {
+                passes.Add(Unavailable(name(netns)));
+                unavailable?.Invoke(netns, e);
+            }
+        }
+
+        return passes;
+    }
+}
