@@ -40,40 +40,23 @@ internal sealed record ConntrackTarget(IPAddress Address, ushort Port, SweepProt
 /// one by id. In observe mode it counts what it would delete. Called by <see cref="AutoReaper"/>
 /// after a batch's sweeps, on its sweep thread.
 /// </summary>
-internal sealed partial class ConntrackReaper
+/// <remarks>Tests hand in the table, how a namespace is entered, and the clock.</remarks>
+internal sealed partial class ConntrackReaper(
+    ReapingOptions config, ReaperMetrics metrics, ILogger logger, IReapRecords history,
+    Func<IConntrackTable> open, Func<string, Func<NamespacePass>, NamespacePass> inNamespace, TimeProvider time)
 {
     public const string HostNamespace = "host";
 
-    private readonly ReapingOptions _config;
-    private readonly ReaperMetrics _metrics;
-    private readonly ILogger _logger;
-    private readonly IReapRecords _records;
-    private readonly Func<IConntrackTable> _open;
-    private readonly Func<string, Func<NamespacePass>, NamespacePass> _inNamespace;
-    private readonly TimeProvider _time;
     private readonly HashSet<string> _warned = new(StringComparer.Ordinal);
 
-    /// <param name="records">The reap history, which every entry deleted (or that would be) goes to.</param>
-    public ConntrackReaper(ReaperOptions options, ReaperMetrics metrics, ILogger<ConntrackReaper> logger, IReapRecords records)
-        : this(options.Reaping, metrics, logger, records, Conntrack.Open, InNamespace, TimeProvider.System)
+    /// <param name="history">The reap history, which every entry deleted (or that would be) goes to.</param>
+    public ConntrackReaper(ReaperOptions options, ReaperMetrics metrics, ILogger<ConntrackReaper> logger, IReapRecords history)
+        : this(options.Reaping, metrics, logger, history, Conntrack.Open, InNamespace, TimeProvider.System)
     {
-    }
-
-    internal ConntrackReaper(
-        ReapingOptions config, ReaperMetrics metrics, ILogger logger, IReapRecords records,
-        Func<IConntrackTable> open, Func<string, Func<NamespacePass>, NamespacePass> inNamespace, TimeProvider time)
-    {
-        _config = config;
-        _metrics = metrics;
-        _logger = logger;
-        _records = records;
-        _open = open;
-        _inNamespace = inNamespace;
-        _time = time;
     }
 
     /// <summary>Whether Reaping.Conntrack is on (and automatic reaping not off).</summary>
-    public bool Enabled => _config.Conntrack && _config.Mode != ReapingMode.Off;
+    public bool Enabled => config.Conntrack && config.Mode != ReapingMode.Off;
 
     /// <summary>
     /// Whether <paramref name="entry"/> is a flow NATed to <paramref name="target"/>: DNATed, its
@@ -112,40 +95,40 @@ internal sealed partial class ConntrackReaper
 
         var distinct = targets.Distinct().ToList();
         var passes = NamespacePass.HostThenEach(
-            () => Pass(HostNamespace, distinct, observe), _config.ConntrackNamespaces, path => path,
+            () => Pass(HostNamespace, distinct, observe), config.ConntrackNamespaces, path => path,
             path =>
             {
-                var pass = _inNamespace(path, () => Pass(path, distinct, observe));
+                var pass = inNamespace(path, () => Pass(path, distinct, observe));
                 if (_warned.Remove(path))
                 {
-                    Log.NamespaceBack(_logger, path);
+                    Log.NamespaceBack(logger, path);
                 }
 
                 return pass;
             },
             (path, e) =>
             {
-                _metrics.ConntrackFailures.WithLabels("namespace").Inc();
+                metrics.ConntrackFailures.WithLabels("namespace").Inc();
                 if (_warned.Add(path))
                 {
-                    Log.NamespaceUnavailable(_logger, path, e.Message);
+                    Log.NamespaceUnavailable(logger, path, e.Message);
                 }
             });
 
         var records = passes.SelectMany(p => p.Records).ToList();
         if (records.Count > 0)
         {
-            _records.Add(records);
+            history.Add(records);
         }
 
         foreach (var group in records.Where(r => r.Result is DeleteTally.Deleted or DeleteTally.WouldDelete).GroupBy(r => r.Trigger))
         {
-            (observe ? _metrics.ConntrackWouldDelete : _metrics.ConntrackDeleted).WithLabels(group.Key).Inc(group.Count());
+            (observe ? metrics.ConntrackWouldDelete : metrics.ConntrackDeleted).WithLabels(group.Key).Inc(group.Count());
         }
 
         var outcome = EntryCleanup.Of(passes, observe);
         var level = records.Count > 0 || outcome.Failed > 0 || outcome.NamespacesFailed > 0 ? LogLevel.Information : LogLevel.Debug;
-        Log.Cleaned(_logger, level, string.Join(",", distinct.Select(t => t.Trigger).Distinct()), distinct.Count,
+        Log.Cleaned(logger, level, string.Join(",", distinct.Select(t => t.Trigger).Distinct()), distinct.Count,
             observe ? "would delete" : "deleted", observe ? outcome.WouldDelete : outcome.Deleted, outcome.Namespaces,
             outcome.Gone, outcome.Failed, outcome.NamespacesFailed);
         return outcome;
@@ -165,7 +148,7 @@ internal sealed partial class ConntrackReaper
         }
 
         var pass = NamespacePass.Run(
-            name, observe, _open,
+            name, observe, open,
             table =>
             {
                 var entries = new List<ConntrackEntry>();
@@ -180,12 +163,12 @@ internal sealed partial class ConntrackReaper
             (entry, result) => Record(entry, Trigger(entry, targets)!, name, cookie, result),
             e =>
             {
-                _metrics.ConntrackFailures.WithLabels("dump").Inc();
-                Log.DumpFailed(_logger, name, e.Message);
+                metrics.ConntrackFailures.WithLabels("dump").Inc();
+                Log.DumpFailed(logger, name, e.Message);
             });
         if (pass.FailedDeletes > 0)
         {
-            _metrics.ConntrackFailures.WithLabels("delete").Inc(pass.FailedDeletes);
+            metrics.ConntrackFailures.WithLabels("delete").Inc(pass.FailedDeletes);
         }
 
         return pass;
@@ -195,7 +178,7 @@ internal sealed partial class ConntrackReaper
     {
         foreach (var (trigger, target) in targets)
         {
-            if (Matches(entry, target, _config.ServiceTcp))
+            if (Matches(entry, target, config.ServiceTcp))
             {
                 return trigger;
             }
@@ -205,7 +188,7 @@ internal sealed partial class ConntrackReaper
     }
 
     private ReapRecord Record(in ConntrackEntry entry, string trigger, string name, ulong cookie, string result) =>
-        new(_time.GetUtcNow(), 0, trigger, ReapRecordKind.Conntrack, cookie, name, (ProtocolType)entry.Original.Protocol,
+        new(time.GetUtcNow(), 0, trigger, ReapRecordKind.Conntrack, cookie, name, (ProtocolType)entry.Original.Protocol,
             new IPEndPoint(entry.Original.Source, entry.Original.SourcePort),
             new IPEndPoint(entry.Original.Destination, entry.Original.DestinationPort),
             new IPEndPoint(entry.Reply.Source, entry.Reply.SourcePort),

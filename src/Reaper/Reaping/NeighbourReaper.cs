@@ -21,36 +21,18 @@ namespace SocketReaper.Reaping;
 /// that talked to the address); in observe mode it counts what it would delete. Called by
 /// <see cref="AutoReaper"/> after a batch's sweeps, on its sweep thread.
 /// </summary>
-internal sealed partial class NeighbourReaper
+/// <remarks>Tests hand in the table, how a namespace is entered, and the clock.</remarks>
+internal sealed partial class NeighbourReaper(
+    ReapingOptions config, ReaperMetrics metrics, ILogger logger, IReapRecords history,
+    Func<INeighbourTable> open, Func<NetnsInfo, Func<NamespacePass>, NamespacePass> inNamespace, TimeProvider time)
 {
-    private readonly ReapingOptions _config;
-    private readonly ReaperMetrics _metrics;
-    private readonly ILogger _logger;
-    private readonly IReapRecords _records;
-    private readonly Func<INeighbourTable> _open;
-    private readonly Func<NetnsInfo, Func<NamespacePass>, NamespacePass> _inNamespace;
-    private readonly TimeProvider _time;
-
     public NeighbourReaper(ReaperOptions options, ReaperMetrics metrics, ILogger<NeighbourReaper> logger, IReapRecords records)
         : this(options.Reaping, metrics, logger, records, NeighbourTable.Open, InNamespace, TimeProvider.System)
     {
     }
 
-    internal NeighbourReaper(
-        ReapingOptions config, ReaperMetrics metrics, ILogger logger, IReapRecords records,
-        Func<INeighbourTable> open, Func<NetnsInfo, Func<NamespacePass>, NamespacePass> inNamespace, TimeProvider time)
-    {
-        _config = config;
-        _metrics = metrics;
-        _logger = logger;
-        _records = records;
-        _open = open;
-        _inNamespace = inNamespace;
-        _time = time;
-    }
-
     /// <summary>Whether Reaping.Neighbours is on (and automatic reaping not off).</summary>
-    public bool Enabled => _config.Neighbours && _config.Mode != ReapingMode.Off;
+    public bool Enabled => config.Neighbours && config.Mode != ReapingMode.Off;
 
     /// <summary>
     /// Deletes (or, when <paramref name="observe"/>, counts) the learned neighbour entries of
@@ -75,23 +57,23 @@ internal sealed partial class NeighbourReaper
         // A namespace gone since the sweep (its entries went with it), or not enterable, is counted; the others are flushed.
         var passes = NamespacePass.HostThenEach(
             () => Pass(ConntrackReaper.HostNamespace, hostCookie, triggers, observe), namespaces.Where(n => n.Cookie != hostCookie), n => n.Name,
-            netns => _inNamespace(netns, () => Pass(netns.Name, netns.Cookie, triggers, observe)));
+            netns => inNamespace(netns, () => Pass(netns.Name, netns.Cookie, triggers, observe)));
 
         var records = passes.SelectMany(p => p.Records).ToList();
         if (records.Count > 0)
         {
-            _records.Add(records);
+            history.Add(records);
         }
 
         foreach (var group in records.GroupBy(r => (r.Trigger, r.Result)))
         {
             var result = DeleteTally.IsFailure(group.Key.Result) ? "failed" : group.Key.Result;
-            _metrics.NeighboursDeleted.WithLabels(group.Key.Trigger, result).Inc(group.Count());
+            metrics.NeighboursDeleted.WithLabels(group.Key.Trigger, result).Inc(group.Count());
         }
 
         var outcome = EntryCleanup.Of(passes, observe);
         var level = records.Count > 0 || outcome.Failed > 0 ? LogLevel.Information : LogLevel.Debug;
-        Log.Flushed(_logger, level, string.Join(",", triggers.Values.Distinct()), triggers.Count,
+        Log.Flushed(logger, level, string.Join(",", triggers.Values.Distinct()), triggers.Count,
             observe ? "would delete" : "deleted", observe ? outcome.WouldDelete : outcome.Deleted, outcome.Namespaces,
             outcome.Gone, outcome.Failed, outcome.NamespacesFailed);
         return outcome;
@@ -100,16 +82,16 @@ internal sealed partial class NeighbourReaper
     /// <summary>One namespace's flush, on a thread inside it: one dump per family for every address.</summary>
     private NamespacePass Pass(string name, ulong cookie, Dictionary<IPAddress, string> triggers, bool observe) =>
         NamespacePass.Run(
-            name, observe, _open,
+            name, observe, open,
             table => table.Find(triggers.Keys.ToHashSet()).Where(e => e.IsLearned),
             (table, entry) => table.Delete(entry),
             (entry, result) =>
             {
                 var any = entry.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? IPAddress.Any : IPAddress.IPv6Any;
-                return new ReapRecord(_time.GetUtcNow(), 0, triggers[entry.Address], ReapRecordKind.Neighbour, cookie, name, System.Net.Sockets.ProtocolType.Unknown,
+                return new ReapRecord(time.GetUtcNow(), 0, triggers[entry.Address], ReapRecordKind.Neighbour, cookie, name, System.Net.Sockets.ProtocolType.Unknown,
                     new IPEndPoint(any, 0), new IPEndPoint(entry.Address, 0), null, (ulong)entry.Ifindex, 0, result);
             },
-            e => Log.DumpFailed(_logger, name, e.Message));
+            e => Log.DumpFailed(logger, name, e.Message));
 
     /// <summary>Runs <paramref name="work"/> on a thread inside <paramref name="netns"/>, if it is still the one discovered.</summary>
     private static NamespacePass InNamespace(NetnsInfo netns, Func<NamespacePass> work)
