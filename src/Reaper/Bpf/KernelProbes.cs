@@ -51,53 +51,7 @@ internal static class KernelProbes
         FeatureProbe[] found;
         try
         {
-            found = NetnsThread.RunInNew(() =>
-            {
-                LoopbackUp();
-                using var pair = TcpPair.Open();
-                using var udp = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-                udp.Connect(IPAddress.Loopback, 9);
-
-                using var obj = EmbeddedObject.Open(EmbeddedObject.IterProbe);
-                try
-                {
-                    obj.Load();
-                }
-                catch (BpfException e)
-                {
-                    var kfunc = e.Message.Contains("bpf_sock_destroy", StringComparison.Ordinal);
-                    FeatureProbe Iterator(KernelFeature feature) => kfunc
-                        ? new(feature, FeatureState.Present, "not verified: the probe needs the kfunc too")
-                        : new(feature, FeatureState.Missing, Short(e));
-                    return new[] { Iterator(KernelFeature.IterTcp), Iterator(KernelFeature.IterUdp), new(KernelFeature.SockDestroy, FeatureState.Missing, Short(e)) };
-                }
-
-                using var tcpLink = obj.Program("reaper_probe_tcp").AttachIterator();
-                using var udpLink = obj.Program("reaper_probe_udp").AttachIterator();
-                // First pass only counts; the second destroys the client.
-                Drain(tcpLink);
-                Drain(udpLink);
-                var seenTcp = obj.Global<ulong>("seen_tcp");
-                var seenUdp = obj.Global<ulong>("seen_udp");
-                obj.Global<ulong>("target_cookie") = Cookie(pair.Client);
-                Drain(tcpLink);
-                var destroyed = obj.Global<ulong>("destroyed");
-                var result = obj.Global<long>("destroy_result");
-                var afterwards = pair.ClientSendError();
-                return new[]
-                {
-                    seenTcp >= 3
-                        ? new FeatureProbe(KernelFeature.IterTcp, FeatureState.Present, $"walked {seenTcp} TCP sockets in a private namespace")
-                        : new FeatureProbe(KernelFeature.IterTcp, FeatureState.Missing, $"saw {seenTcp} of 3 TCP sockets"),
-                    seenUdp >= 1
-                        ? new FeatureProbe(KernelFeature.IterUdp, FeatureState.Present, $"walked {seenUdp} UDP socket(s) in a private namespace")
-                        : new FeatureProbe(KernelFeature.IterUdp, FeatureState.Missing, "saw no UDP socket"),
-                    destroyed == 1 && afterwards == SocketError.ConnectionAborted
-                        ? new FeatureProbe(KernelFeature.SockDestroy, FeatureState.Present, "destroyed a TCP socket; its next send failed with ECONNABORTED")
-                        : new FeatureProbe(KernelFeature.SockDestroy, FeatureState.Missing,
-                            $"destroy returned {(result == 0 ? "0" : ErrnoNames.Name((int)-result))}, next send: {afterwards}"),
-                };
-            });
+            found = NetnsThread.RunInNew(ProbeSocketIterators);
         }
         catch (Exception e) when (e is NativeException or SocketException)
         {
@@ -110,6 +64,61 @@ internal static class KernelProbes
         }
 
         return found.ToDictionary(p => p.Feature);
+    }
+
+    /// <summary><see cref="SocketIterators"/> inside the private namespace: a TCP pair and a UDP socket to walk, one to destroy.</summary>
+    private static FeatureProbe[] ProbeSocketIterators()
+    {
+        LoopbackUp();
+        using var pair = TcpPair.Open();
+        using var udp = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        udp.Connect(IPAddress.Loopback, 9);
+
+        using var obj = EmbeddedObject.Open(EmbeddedObject.IterProbe);
+        try
+        {
+            obj.Load();
+        }
+        catch (BpfException e)
+        {
+            return IteratorsNotLoaded(e);
+        }
+
+        using var tcpLink = obj.Program("reaper_probe_tcp").AttachIterator();
+        using var udpLink = obj.Program("reaper_probe_udp").AttachIterator();
+        // First pass only counts; the second destroys the client.
+        Drain(tcpLink);
+        Drain(udpLink);
+        var seenTcp = obj.Global<ulong>("seen_tcp");
+        var seenUdp = obj.Global<ulong>("seen_udp");
+        obj.Global<ulong>("target_cookie") = Cookie(pair.Client);
+        Drain(tcpLink);
+        var destroyed = obj.Global<ulong>("destroyed");
+        var result = obj.Global<long>("destroy_result");
+        var afterwards = pair.ClientSendError();
+        return
+        [
+            seenTcp >= 3
+                ? new FeatureProbe(KernelFeature.IterTcp, FeatureState.Present, $"walked {seenTcp} TCP sockets in a private namespace")
+                : new FeatureProbe(KernelFeature.IterTcp, FeatureState.Missing, $"saw {seenTcp} of 3 TCP sockets"),
+            seenUdp >= 1
+                ? new FeatureProbe(KernelFeature.IterUdp, FeatureState.Present, $"walked {seenUdp} UDP socket(s) in a private namespace")
+                : new FeatureProbe(KernelFeature.IterUdp, FeatureState.Missing, "saw no UDP socket"),
+            destroyed == 1 && afterwards == SocketError.ConnectionAborted
+                ? new FeatureProbe(KernelFeature.SockDestroy, FeatureState.Present, "destroyed a TCP socket; its next send failed with ECONNABORTED")
+                : new FeatureProbe(KernelFeature.SockDestroy, FeatureState.Missing,
+                    $"destroy returned {(result == 0 ? "0" : ErrnoNames.Name((int)-result))}, next send: {afterwards}"),
+        ];
+    }
+
+    /// <summary>The iterator probe did not load: a kernel without the kfunc rejects it whether or not it has the iterators.</summary>
+    private static FeatureProbe[] IteratorsNotLoaded(BpfException e)
+    {
+        var kfunc = e.Message.Contains("bpf_sock_destroy", StringComparison.Ordinal);
+        FeatureProbe Iterator(KernelFeature feature) => kfunc
+            ? new(feature, FeatureState.Present, "not verified: the probe needs the kfunc too")
+            : new(feature, FeatureState.Missing, Short(e));
+        return [Iterator(KernelFeature.IterTcp), Iterator(KernelFeature.IterUdp), new(KernelFeature.SockDestroy, FeatureState.Missing, Short(e))];
     }
 
     /// <summary>TCX: attach the pass-through probe to loopback of a private namespace and see it count a packet.</summary>

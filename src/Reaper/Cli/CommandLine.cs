@@ -53,35 +53,11 @@ internal static class CommandLine
         {
             if (rest.Contains("--help") || rest.Contains("-h"))
             {
-                stdout.WriteLine(command switch
-                {
-                    "doctor" => DoctorUsage,
-                    "sweep" => SweepCommand.Usage,
-                    "run" => RunCommand.Usage,
-                    "datapath" => DatapathCommand.Usage,
-                    "status" => ClientCommands.StatusUsage,
-                    "netns" => SweepCommand.NetnsUsage,
-                    "config" => ConfigCommand.Usage,
-                    "history" => HistoryCommand.Usage,
-                    _ => Usage,
-                });
+                stdout.WriteLine(UsageOf(command));
                 return 0;
             }
 
-            return command switch
-            {
-                "doctor" => Doctor(rest, stdout),
-                "sweep" => SweepCommand.Sweep(rest, stdout),
-                "run" => RunCommand.Run(rest, stderr),
-                "datapath" => DatapathCommand.Run(rest, stdout),
-                "status" => ClientCommands.Status(rest, stdout),
-                "netns" => SweepCommand.ListNetns(rest, stdout),
-                "config" => ConfigCommand.Run(rest, stdout),
-                "history" => HistoryCommand.Run(rest, stdout, stderr),
-                "version" or "--version" => Version(stdout),
-                "help" or "--help" or "-h" => Help(stdout),
-                _ => throw new UsageException($"unknown command '{command}'; run 'socketreaper help' for the list."),
-            };
+            return Dispatch(command, rest, stdout, stderr);
         }
         catch (Exception e) when (e is UsageException or FormatException)
         {
@@ -106,6 +82,34 @@ internal static class CommandLine
             return 70;
         }
     }
+
+    private static string UsageOf(string command) => command switch
+    {
+        "doctor" => DoctorUsage,
+        "sweep" => SweepCommand.Usage,
+        "run" => RunCommand.Usage,
+        "datapath" => DatapathCommand.Usage,
+        "status" => ClientCommands.StatusUsage,
+        "netns" => SweepCommand.NetnsUsage,
+        "config" => ConfigCommand.Usage,
+        "history" => HistoryCommand.Usage,
+        _ => Usage,
+    };
+
+    private static int Dispatch(string command, string[] rest, TextWriter stdout, TextWriter stderr) => command switch
+    {
+        "doctor" => Doctor(rest, stdout),
+        "sweep" => SweepCommand.Sweep(rest, stdout),
+        "run" => RunCommand.Run(rest, stderr),
+        "datapath" => DatapathCommand.Run(rest, stdout),
+        "status" => ClientCommands.Status(rest, stdout),
+        "netns" => SweepCommand.ListNetns(rest, stdout),
+        "config" => ConfigCommand.Run(rest, stdout),
+        "history" => HistoryCommand.Run(rest, stdout, stderr),
+        "version" or "--version" => Version(stdout),
+        "help" or "--help" or "-h" => Help(stdout),
+        _ => throw new UsageException($"unknown command '{command}'; run 'socketreaper help' for the list."),
+    };
 
     private static int Doctor(string[] args, TextWriter stdout)
     {

@@ -45,6 +45,36 @@ internal static partial class RunCommand
         }
 
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings { Args = [] });
+        AddLogging(builder);
+        AddServices(builder.Services, config);
+        using var host = builder.Build();
+        try
+        {
+            // Before anything is pinned: without bpffs libbpf would fail later, and less clearly.
+            var loggers = host.Services.GetRequiredService<ILoggerFactory>();
+            if (Platform.BpfFsMount.Ensure())
+            {
+                Log.MountedBpfFs(loggers.CreateLogger("SocketReaper.Platform.BpfFsMount"), Platform.BpfFsMount.Path);
+            }
+
+            if (Bpf.EmbeddedObject.Overridden is { Count: > 0 } replaced)
+            {
+                Log.ObjectsReplaced(loggers.CreateLogger("SocketReaper.Bpf.EmbeddedObject"), string.Join(", ", replaced), Bpf.EmbeddedObject.OverrideDirectory!, Bpf.EmbeddedObject.OverrideVariable);
+            }
+
+            host.Run();
+            return 0;
+        }
+        catch (Exception e) when (e is ConfigException or LibBpf.NativeException or LibBpf.LibBpfUnavailableException)
+        {
+            stderr.WriteLine($"socketreaper run: cannot start: {e.Message}");
+            return 1;
+        }
+    }
+
+    /// <summary>Where the log goes: journald's native protocol, its stream, or the console.</summary>
+    private static void AddLogging(HostApplicationBuilder builder)
+    {
         // Log levels from the environment, as .NET names them: SOCKETREAPER_Logging__LogLevel__SocketReaper.Reaping=Debug.
         builder.Configuration.AddEnvironmentVariables("SOCKETREAPER_Logging__");
         builder.Logging.AddConfiguration(builder.Configuration);
@@ -70,61 +100,41 @@ internal static partial class RunCommand
                 o.UseUtcTimestamp = true;
             });
         }
+    }
 
-        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
-        builder.Services.AddSingleton(config);
-        builder.Services.AddSingleton(config.Metrics);
-        builder.Services.AddSingleton(new Metrics.ReaperMetrics(Prometheus.Metrics.NewCustomRegistry(), config.DBus.Enabled));
-        builder.Services.AddSingleton(sp => new SystemdNotifier(Environment.GetEnvironmentVariable("NOTIFY_SOCKET"), sp.GetRequiredService<ILogger<SystemdNotifier>>()));
-        builder.Services.AddSingleton<Reaping.LoadedEngine>();
-        builder.Services.AddSingleton<Reaping.IReapEngine>(services => services.GetRequiredService<Reaping.LoadedEngine>());
-        builder.Services.AddSingleton<History.ReapHistory>();
-        builder.Services.AddSingleton<History.IReapRecords>(services => services.GetRequiredService<History.ReapHistory>());
-        builder.Services.AddSingleton<SweepJournal>();
-        builder.Services.AddSingleton<DaemonState>();
-        builder.Services.AddHostedService<ReaperDaemon>();
-        builder.Services.AddHostedService<MetricsService>();
-        builder.Services.AddHostedService<DBusService>();
-        builder.Services.AddSingleton<Reaping.ConntrackReaper>();
-        builder.Services.AddSingleton<Reaping.NeighbourReaper>();
-        builder.Services.AddSingleton<Reaping.AutoReaper>();
-        builder.Services.AddHostedService(services => services.GetRequiredService<Reaping.AutoReaper>());
-        builder.Services.AddHostedService<Reaping.ContactUpkeep>();
-        builder.Services.AddSingleton(new Datapath.ServiceFlows(config.Datapath));
-        builder.Services.AddSingleton<Reaping.IReapQueue>(services => services.GetRequiredService<Reaping.AutoReaper>());
-        builder.Services.AddSingleton(services => new Reaping.ServiceRegistry(config, services.GetRequiredService<Reaping.IReapQueue>(),
-            services.GetRequiredService<Datapath.ServiceFlows>(), services.GetRequiredService<Metrics.ReaperMetrics>(),
-            services.GetRequiredService<ILogger<Reaping.ServiceRegistry>>(), config.State.Directory.Length > 0 ? new Reaping.ServiceStore(config.State.Directory) : null));
+    /// <summary>The daemon's services; hosted services start in the order they are added.</summary>
+    private static void AddServices(IServiceCollection services, ReaperOptions config)
+    {
+        services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
+        services.AddSingleton(config);
+        services.AddSingleton(config.Metrics);
+        services.AddSingleton(new Metrics.ReaperMetrics(Prometheus.Metrics.NewCustomRegistry(), config.DBus.Enabled));
+        services.AddSingleton(sp => new SystemdNotifier(Environment.GetEnvironmentVariable("NOTIFY_SOCKET"), sp.GetRequiredService<ILogger<SystemdNotifier>>()));
+        services.AddSingleton<Reaping.LoadedEngine>();
+        services.AddSingleton<Reaping.IReapEngine>(sp => sp.GetRequiredService<Reaping.LoadedEngine>());
+        services.AddSingleton<History.ReapHistory>();
+        services.AddSingleton<History.IReapRecords>(sp => sp.GetRequiredService<History.ReapHistory>());
+        services.AddSingleton<SweepJournal>();
+        services.AddSingleton<DaemonState>();
+        services.AddHostedService<ReaperDaemon>();
+        services.AddHostedService<MetricsService>();
+        services.AddHostedService<DBusService>();
+        services.AddSingleton<Reaping.ConntrackReaper>();
+        services.AddSingleton<Reaping.NeighbourReaper>();
+        services.AddSingleton<Reaping.AutoReaper>();
+        services.AddHostedService(sp => sp.GetRequiredService<Reaping.AutoReaper>());
+        services.AddHostedService<Reaping.ContactUpkeep>();
+        services.AddSingleton(new Datapath.ServiceFlows(config.Datapath));
+        services.AddSingleton<Reaping.IReapQueue>(sp => sp.GetRequiredService<Reaping.AutoReaper>());
+        services.AddSingleton(sp => new Reaping.ServiceRegistry(config, sp.GetRequiredService<Reaping.IReapQueue>(),
+            sp.GetRequiredService<Datapath.ServiceFlows>(), sp.GetRequiredService<Metrics.ReaperMetrics>(),
+            sp.GetRequiredService<ILogger<Reaping.ServiceRegistry>>(), config.State.Directory.Length > 0 ? new Reaping.ServiceStore(config.State.Directory) : null));
 
         // The datapath finds endpoint changes and reads the backends; Reaping, above it, acts and declares.
-        builder.Services.AddSingleton<Datapath.IBackendSource>(services => services.GetRequiredService<Reaping.ServiceRegistry>());
-        builder.Services.AddSingleton<Datapath.IEndpointEvents, Reaping.EndpointReaper>();
-        builder.Services.AddSingleton<Datapath.DatapathService>();
-        builder.Services.AddHostedService(services => services.GetRequiredService<Datapath.DatapathService>());
-
-        using var host = builder.Build();
-        try
-        {
-            // Before anything is pinned: without bpffs libbpf would fail later, and less clearly.
-            var loggers = host.Services.GetRequiredService<ILoggerFactory>();
-            if (Platform.BpfFsMount.Ensure())
-            {
-                Log.MountedBpfFs(loggers.CreateLogger("SocketReaper.Platform.BpfFsMount"), Platform.BpfFsMount.Path);
-            }
-
-            if (Bpf.EmbeddedObject.Overridden is { Count: > 0 } replaced)
-            {
-                Log.ObjectsReplaced(loggers.CreateLogger("SocketReaper.Bpf.EmbeddedObject"), string.Join(", ", replaced), Bpf.EmbeddedObject.OverrideDirectory!, Bpf.EmbeddedObject.OverrideVariable);
-            }
-
-            host.Run();
-            return 0;
-        }
-        catch (Exception e) when (e is ConfigException or LibBpf.NativeException or LibBpf.LibBpfUnavailableException)
-        {
-            stderr.WriteLine($"socketreaper run: cannot start: {e.Message}");
-            return 1;
-        }
+        services.AddSingleton<Datapath.IBackendSource>(sp => sp.GetRequiredService<Reaping.ServiceRegistry>());
+        services.AddSingleton<Datapath.IEndpointEvents, Reaping.EndpointReaper>();
+        services.AddSingleton<Datapath.DatapathService>();
+        services.AddHostedService(sp => sp.GetRequiredService<Datapath.DatapathService>());
     }
 
     private static partial class Log

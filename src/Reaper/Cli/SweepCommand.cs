@@ -248,41 +248,7 @@ internal static class SweepCommand
         {
             if (json)
             {
-                output.WriteLine(JsonLine(w =>
-                {
-                    w.WriteString("type", "summary");
-                    w.WriteBoolean("dry_run", r.DryRun);
-                    w.WriteNumber("limit", r.Limit);
-                    w.WriteNumber("namespaces_visited", r.NamespacesVisited);
-                    w.WriteNumber("namespaces_skipped", r.NamespacesSkipped);
-                    w.WriteNumber("namespaces_failed", r.NamespacesFailed);
-                    w.WriteStartArray("namespace_failures");
-                    foreach (var failure in r.NamespaceFailures)
-                    {
-                        w.WriteStringValue(failure);
-                    }
-
-                    w.WriteEndArray();
-                    w.WriteNumber("scanned_tcp", r.ScannedTcp);
-                    w.WriteNumber("scanned_udp", r.ScannedUdp);
-                    w.WriteNumber("matched", r.Matched);
-                    w.WriteNumber("destroyed", r.Destroyed);
-                    w.WriteNumber("would_destroy", r.WouldDestroy);
-                    w.WriteNumber("held_back", r.HeldBack);
-                    w.WriteNumber("gone", r.Gone);
-                    w.WriteNumber("failed", r.Failed);
-                    w.WriteStartObject("failed_by_errno");
-                    foreach (var (errno, count) in r.FailedByErrno)
-                    {
-                        w.WriteNumber(errno, count);
-                    }
-
-                    w.WriteEndObject();
-                    w.WriteString("destroy_mode", r.DestroyMode.Label());
-                    w.WriteNumber("duration_ms", Math.Round(r.Duration.TotalMilliseconds, 3));
-                    w.WriteNumber("peak_rss_kib", PeakRssKib());
-                    w.WriteBoolean("cancelled", r.Cancelled);
-                }));
+                output.WriteLine(JsonLine(w => SummaryFields(w, r)));
                 return;
             }
 
@@ -305,6 +271,42 @@ internal static class SweepCommand
             {
                 output.WriteLine("Cancelled: namespaces not yet visited were left alone.");
             }
+        }
+
+        private static void SummaryFields(Utf8JsonWriter w, SweepResult r)
+        {
+            w.WriteString("type", "summary");
+            w.WriteBoolean("dry_run", r.DryRun);
+            w.WriteNumber("limit", r.Limit);
+            w.WriteNumber("namespaces_visited", r.NamespacesVisited);
+            w.WriteNumber("namespaces_skipped", r.NamespacesSkipped);
+            w.WriteNumber("namespaces_failed", r.NamespacesFailed);
+            w.WriteStartArray("namespace_failures");
+            foreach (var failure in r.NamespaceFailures)
+            {
+                w.WriteStringValue(failure);
+            }
+
+            w.WriteEndArray();
+            w.WriteNumber("scanned_tcp", r.ScannedTcp);
+            w.WriteNumber("scanned_udp", r.ScannedUdp);
+            w.WriteNumber("matched", r.Matched);
+            w.WriteNumber("destroyed", r.Destroyed);
+            w.WriteNumber("would_destroy", r.WouldDestroy);
+            w.WriteNumber("held_back", r.HeldBack);
+            w.WriteNumber("gone", r.Gone);
+            w.WriteNumber("failed", r.Failed);
+            w.WriteStartObject("failed_by_errno");
+            foreach (var (errno, count) in r.FailedByErrno)
+            {
+                w.WriteNumber(errno, count);
+            }
+
+            w.WriteEndObject();
+            w.WriteString("destroy_mode", r.DestroyMode.Label());
+            w.WriteNumber("duration_ms", Math.Round(r.Duration.TotalMilliseconds, 3));
+            w.WriteNumber("peak_rss_kib", PeakRssKib());
+            w.WriteBoolean("cancelled", r.Cancelled);
         }
     }
 }

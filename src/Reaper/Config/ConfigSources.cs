@@ -49,9 +49,7 @@ internal static class ConfigSources
         var bytes = File.ReadAllBytes(path);
         var result = new List<(string Key, string Value, string Where)>();
         var reader = new Utf8JsonReader(bytes, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
-        var stack = new List<string>();
-        string? property = null;
-        var arrayIndex = new Stack<int>();
+        var keys = new KeyPath();
         var (line, counted) = (1, 0);
         try
         {
@@ -61,55 +59,15 @@ internal static class ConfigSources
                 var start = (int)reader.TokenStartIndex;
                 line += bytes.AsSpan(counted, start - counted).Count((byte)'\n');
                 counted = start;
-                switch (reader.TokenType)
+                if (keys.Follow(ref reader) is { } key)
                 {
-                    case JsonTokenType.PropertyName:
-                        property = reader.GetString();
-                        break;
-                    case JsonTokenType.StartObject:
-                        if (property is not null)
-                        {
-                            stack.Add(property);
-                            property = null;
-                        }
-                        else if (arrayIndex.Count > 0)
-                        {
-                            // An object in a list: its fields are List.<index>.Field.
-                            var index = arrayIndex.Pop();
-                            arrayIndex.Push(index + 1);
-                            stack.Add(index.ToString(CultureInfo.InvariantCulture));
-                        }
-
-                        break;
-                    case JsonTokenType.EndObject:
-                        if (stack.Count > 0)
-                        {
-                            stack.RemoveAt(stack.Count - 1);
-                        }
-
-                        break;
-                    case JsonTokenType.StartArray:
-                        stack.Add(property ?? "?");
-                        property = null;
-                        arrayIndex.Push(0);
-                        break;
-                    case JsonTokenType.EndArray:
-                        stack.RemoveAt(stack.Count - 1);
-                        arrayIndex.Pop();
-                        break;
-                    default:
-                        var key = string.Join('.', property is null ? stack : [.. stack, property]);
-                        var text = reader.TokenType switch
-                        {
-                            JsonTokenType.String => reader.GetString()!,
-                            JsonTokenType.Null => string.Empty,
-                            _ => Encoding.UTF8.GetString(reader.ValueSpan),
-                        };
-                        // A scalar in a list is one more value of the list's key (Datapath.Devices); only
-                        // objects in a list are numbered (Services.0.Name).
-                        result.Add((key, text, $"{path} line {line}"));
-                        property = null;
-                        break;
+                    var text = reader.TokenType switch
+                    {
+                        JsonTokenType.String => reader.GetString()!,
+                        JsonTokenType.Null => string.Empty,
+                        _ => Encoding.UTF8.GetString(reader.ValueSpan),
+                    };
+                    result.Add((key, text, $"{path} line {line}"));
                 }
             }
         }
@@ -124,6 +82,62 @@ internal static class ConfigSources
         }
 
         return result;
+    }
+
+    /// <summary>Where the reader is in the file, as the Section.Key path of the next value.</summary>
+    private sealed class KeyPath
+    {
+        private readonly List<string> _stack = [];
+        private readonly Stack<int> _arrayIndex = new();
+        private string? _property;
+
+        /// <summary>Follows one token; for a value, returns its key.</summary>
+        public string? Follow(ref Utf8JsonReader reader)
+        {
+            switch (reader.TokenType)
+            {
+                case JsonTokenType.PropertyName:
+                    _property = reader.GetString();
+                    return null;
+                case JsonTokenType.StartObject:
+                    if (_property is not null)
+                    {
+                        _stack.Add(_property);
+                        _property = null;
+                    }
+                    else if (_arrayIndex.Count > 0)
+                    {
+                        // An object in a list: its fields are List.<index>.Field.
+                        var index = _arrayIndex.Pop();
+                        _arrayIndex.Push(index + 1);
+                        _stack.Add(index.ToString(CultureInfo.InvariantCulture));
+                    }
+
+                    return null;
+                case JsonTokenType.EndObject:
+                    if (_stack.Count > 0)
+                    {
+                        _stack.RemoveAt(_stack.Count - 1);
+                    }
+
+                    return null;
+                case JsonTokenType.StartArray:
+                    _stack.Add(_property ?? "?");
+                    _property = null;
+                    _arrayIndex.Push(0);
+                    return null;
+                case JsonTokenType.EndArray:
+                    _stack.RemoveAt(_stack.Count - 1);
+                    _arrayIndex.Pop();
+                    return null;
+                default:
+                    // A scalar in a list is one more value of the list's key (Datapath.Devices); only
+                    // objects in a list are numbered (Services.0.Name).
+                    var key = string.Join('.', _property is null ? _stack : [.. _stack, _property]);
+                    _property = null;
+                    return key;
+            }
+        }
     }
 
     /// <summary>

@@ -58,16 +58,9 @@ internal sealed partial class DBusService : BackgroundService
             var connection = new DBusConnection(address);
             try
             {
-                await connection.ConnectAsync().ConfigureAwait(false);
-                connection.AddMethodHandler(handler);
-                await connection.RequestNameAsync(DBusNames.Service, RequestNameOptions.None).ConfigureAwait(false);
-                Volatile.Write(ref _connection, connection);
-                _metrics.DBusConnected?.Set(1);
-                Log.Connected(_logger, DBusNames.Service, address);
+                await ServeAsync(connection, address, handler, stoppingToken).ConfigureAwait(false);
                 saidMissing = false;
                 delay = TimeSpan.FromSeconds(1);
-                var lost = await connection.DisconnectedAsync().WaitAsync(stoppingToken).ConfigureAwait(false);
-                Log.Lost(_logger, lost?.Message ?? "closed");
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -90,16 +83,39 @@ internal sealed partial class DBusService : BackgroundService
                 connection.Dispose();
             }
 
-            try
-            {
-                await Task.Delay(delay, stoppingToken).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
+            if (!await PauseAsync(delay, stoppingToken).ConfigureAwait(false))
             {
                 break;
             }
 
             delay = TimeSpan.FromSeconds(Math.Min(30, delay.TotalSeconds * 2));
+        }
+    }
+
+    /// <summary>Connects, owns the name and serves <paramref name="handler"/> until the connection is lost.</summary>
+    private async Task ServeAsync(DBusConnection connection, string address, ReaperObject handler, CancellationToken stoppingToken)
+    {
+        await connection.ConnectAsync().ConfigureAwait(false);
+        connection.AddMethodHandler(handler);
+        await connection.RequestNameAsync(DBusNames.Service, RequestNameOptions.None).ConfigureAwait(false);
+        Volatile.Write(ref _connection, connection);
+        _metrics.DBusConnected?.Set(1);
+        Log.Connected(_logger, DBusNames.Service, address);
+        var lost = await connection.DisconnectedAsync().WaitAsync(stoppingToken).ConfigureAwait(false);
+        Log.Lost(_logger, lost?.Message ?? "closed");
+    }
+
+    /// <summary>Waits <paramref name="delay"/> before the next attempt; false when the daemon stops meanwhile.</summary>
+    private static async Task<bool> PauseAsync(TimeSpan delay, CancellationToken stoppingToken)
+    {
+        try
+        {
+            await Task.Delay(delay, stoppingToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
         }
     }
 

@@ -36,47 +36,50 @@ internal sealed partial class ReaperObject
             return ValueTask.CompletedTask;
         }
 
-        return ReplyLater(context, async sender =>
+        return ReplyLater(context, sender => ChangeServiceAsync(context, method, sender, name, spec));
+    }
+
+    /// <summary>Sets <paramref name="spec"/> or, without one, removes the service <paramref name="name"/>, if the caller may.</summary>
+    private async Task ChangeServiceAsync(MethodContext context, string method, string sender, string name, ServiceSpec? spec)
+    {
+        try
         {
-            try
+            if (!await MayDestroyAsync(context.Connection, sender).ConfigureAwait(false))
             {
-                if (!await MayDestroyAsync(context.Connection, sender).ConfigureAwait(false))
-                {
-                    Error(context, method, DBusErrors.AccessDenied,
-                        $"{method} can destroy sockets pinned to a leaving backend and is allowed to root and members of group '{_policy.GroupName}' only.");
-                    return;
-                }
+                Error(context, method, DBusErrors.AccessDenied,
+                    $"{method} can destroy sockets pinned to a leaving backend and is allowed to root and members of group '{_policy.GroupName}' only.");
+                return;
+            }
 
-                uint left;
-                if (spec is not null)
-                {
-                    left = (uint)_daemon.SetService(spec);
-                }
-                else if (_daemon.RemoveService(name, out var removed))
-                {
-                    left = (uint)removed;
-                }
-                else
-                {
-                    Error(context, method, DBusErrors.InvalidService, $"there is no service named '{SweepFilter.Quote(name)}'; ListServices names them.");
-                    return;
-                }
+            uint left;
+            if (spec is not null)
+            {
+                left = (uint)_daemon.SetService(spec);
+            }
+            else if (_daemon.RemoveService(name, out var removed))
+            {
+                left = (uint)removed;
+            }
+            else
+            {
+                Error(context, method, DBusErrors.InvalidService, $"there is no service named '{SweepFilter.Quote(name)}'; ListServices names them.");
+                return;
+            }
 
-                using var writer = context.CreateReplyWriter("u");
-                writer.WriteUInt32(left);
-                context.Reply(writer.CreateMessage());
-                _metrics.DBusCalls.WithLabels(method, "ok").Inc();
-            }
-            catch (FormatException e)
-            {
-                // More backends than the datapath holds: the caller's input, not our failure.
-                Error(context, method, DBusErrors.InvalidService, e.Message);
-            }
-            catch (Exception e)
-            {
-                Error(context, method, DBusErrors.Failed, $"{method} failed: {e.Message}");
-            }
-        });
+            using var writer = context.CreateReplyWriter("u");
+            writer.WriteUInt32(left);
+            context.Reply(writer.CreateMessage());
+            _metrics.DBusCalls.WithLabels(method, "ok").Inc();
+        }
+        catch (FormatException e)
+        {
+            // More backends than the datapath holds: the caller's input, not our failure.
+            Error(context, method, DBusErrors.InvalidService, e.Message);
+        }
+        catch (Exception e)
+        {
+            Error(context, method, DBusErrors.Failed, $"{method} failed: {e.Message}");
+        }
     }
 
     private ValueTask ListServices(MethodContext context)

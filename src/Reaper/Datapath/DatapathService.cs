@@ -81,74 +81,100 @@ internal sealed partial class DatapathService : BackgroundService
                 return 0;
             });
 
-            // Backends first: a device is watched for service flows from its first packet.
-            _backends.SyncIfChanged(obj);
-            IReadOnlyList<LinkInfo> links;
-            var listed = Monotonic.NowNs();
-            using (var rt = RtNetlink.Open())
-            {
-                links = DumpLinksWhenSettled(rt, stop);
-            }
-
-            foreach (var link in links)
-            {
-                coverage.Consider(link);
-            }
-
-            coverage.PruneState();
-            owners.Prune(links.Select(l => l.Index).ToHashSet(), obj.OwnersCheckedNs);
-            owners.Learn();
-            obj.OwnersCheckedNs = listed;
-
-            Log.Covering(_logger, coverage.Count, _config.PinRoot);
-            var nextDrift = DateTime.UtcNow + DriftEvery;
-            var handled = listed;
-            var nextCheckedWrite = DateTime.UtcNow + CheckedEvery;
-            while (!stop.IsCancellationRequested)
-            {
-                var checkedNs = Turn(obj, monitor, coverage, owners, events, TimeSpan.FromMilliseconds(250), ref nextDrift);
-                _backends.SyncIfChanged(obj);
-                if (DateTime.UtcNow >= nextDrift)
-                {
-                    try
-                    {
-                        coverage.Repair();
-                    }
-                    catch (NetlinkException e) when (e.Errno is Errno.EINTR)
-                    {
-                        // The links kept changing while they were read: the next pass reads them again.
-                        Log.RepairDeferred(_logger, e.Message);
-                    }
-
-                    export.Export(obj, coverage.Devices);
-                    nextDrift = DateTime.UtcNow + DriftEvery;
-                }
-
-                if (checkedNs != 0)
-                {
-                    handled = checkedNs;
-                    if (DateTime.UtcNow >= nextCheckedWrite)
-                    {
-                        obj.OwnersCheckedNs = handled;
-                        nextCheckedWrite = DateTime.UtcNow + CheckedEvery;
-                    }
-                }
-            }
-
-            // Stopping: the owners are checked once more, now, so that a device the next start finds
-            // gone is known to have gone after this moment — not after the last turn's, which may be
-            // older than the sockets made since.
-            if (Turn(obj, monitor, coverage, owners, events, TimeSpan.Zero, ref nextDrift) is not 0 and var last)
-            {
-                handled = last;
-            }
-
-            obj.OwnersCheckedNs = handled;
+            var parts = new Parts(obj, monitor, coverage, owners, events);
+            var listed = Cover(parts, stop);
+            Follow(parts, export, listed, stop);
         }
         catch (Exception e) when (e is NativeException or LibBpfUnavailableException)
         {
             Volatile.Write(ref _devices, -2);
             Log.Failed(_logger, e.Message);
+        }
+    }
+
+    /// <summary>
+    /// Covers the devices there at start and settles the owners with them: those of devices gone
+    /// while the daemon was down leave. Returns the moment before the links were listed.
+    /// </summary>
+    private ulong Cover(Parts parts, CancellationToken stop)
+    {
+        var (obj, _, coverage, owners, _) = parts;
+
+        // Backends first: a device is watched for service flows from its first packet.
+        _backends.SyncIfChanged(obj);
+        IReadOnlyList<LinkInfo> links;
+        var listed = Monotonic.NowNs();
+        using (var rt = RtNetlink.Open())
+        {
+            links = DumpLinksWhenSettled(rt, stop);
+        }
+
+        foreach (var link in links)
+        {
+            coverage.Consider(link);
+        }
+
+        coverage.PruneState();
+        owners.Prune(links.Select(l => l.Index).ToHashSet(), obj.OwnersCheckedNs);
+        owners.Learn();
+        obj.OwnersCheckedNs = listed;
+
+        Log.Covering(_logger, coverage.Count, _config.PinRoot);
+        return listed;
+    }
+
+    /// <summary>
+    /// Turns until <paramref name="stop"/>: repairs and exports every few seconds, and writes when the
+    /// owners were last checked once a second; then checks them once more and writes that.
+    /// </summary>
+    private void Follow(Parts parts, DatapathExport export, ulong listed, CancellationToken stop)
+    {
+        var nextDrift = DateTime.UtcNow + DriftEvery;
+        var handled = listed;
+        var nextCheckedWrite = DateTime.UtcNow + CheckedEvery;
+        while (!stop.IsCancellationRequested)
+        {
+            var checkedNs = Turn(parts, TimeSpan.FromMilliseconds(250), ref nextDrift);
+            _backends.SyncIfChanged(parts.Obj);
+            if (DateTime.UtcNow >= nextDrift)
+            {
+                Repair(parts.Coverage);
+                export.Export(parts.Obj, parts.Coverage.Devices);
+                nextDrift = DateTime.UtcNow + DriftEvery;
+            }
+
+            if (checkedNs != 0)
+            {
+                handled = checkedNs;
+                if (DateTime.UtcNow >= nextCheckedWrite)
+                {
+                    parts.Obj.OwnersCheckedNs = handled;
+                    nextCheckedWrite = DateTime.UtcNow + CheckedEvery;
+                }
+            }
+        }
+
+        // Stopping: the owners are checked once more, now, so that a device the next start finds
+        // gone is known to have gone after this moment — not after the last turn's, which may be
+        // older than the sockets made since.
+        if (Turn(parts, TimeSpan.Zero, ref nextDrift) is not 0 and var last)
+        {
+            handled = last;
+        }
+
+        parts.Obj.OwnersCheckedNs = handled;
+    }
+
+    private void Repair(DeviceCoverage coverage)
+    {
+        try
+        {
+            coverage.Repair();
+        }
+        catch (NetlinkException e) when (e.Errno is Errno.EINTR)
+        {
+            // The links kept changing while they were read: the next pass reads them again.
+            Log.RepairDeferred(_logger, e.Message);
         }
     }
 
@@ -159,8 +185,9 @@ internal sealed partial class DatapathService : BackgroundService
     /// every link change announced before it has been handled, so the owners as known were all on
     /// devices still there at that moment — and 0 when the turn gave up or events were lost.
     /// </summary>
-    private ulong Turn(DatapathObject obj, RtNetlinkMonitor monitor, DeviceCoverage coverage, EndpointOwnership owners, RingBuffer events, TimeSpan wait, ref DateTime nextDrift)
+    private ulong Turn(Parts parts, TimeSpan wait, ref DateTime nextDrift)
     {
+        var (obj, monitor, coverage, owners, events) = parts;
         ulong checkedNs = 0;
         try
         {
@@ -238,6 +265,9 @@ internal sealed partial class DatapathService : BackgroundService
                 break;
         }
     }
+
+    /// <summary>The running datapath's parts, which every turn uses.</summary>
+    private readonly record struct Parts(DatapathObject Obj, RtNetlinkMonitor Monitor, DeviceCoverage Coverage, EndpointOwnership Owners, RingBuffer Events);
 
     private static partial class Log
     {

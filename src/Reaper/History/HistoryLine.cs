@@ -79,39 +79,57 @@ internal static class HistoryLine
             return null;
         }
 
-        DateTimeOffset? time = null;
-        ulong sweep = 0, netnsCookie = 0, cookie = 0;
-        uint rule = 0;
-        string? trigger = null, netns = null, result = null;
-        var kind = ReapRecordKind.Socket;
-        var protocol = ProtocolType.Unknown;
-        IPEndPoint? local = null, remote = null, backend = null;
+        var fields = new Fields();
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
             var name = reader.GetString();
             reader.Read();
+            fields.Read(name, ref reader);
+        }
+
+        return reader.TokenType == JsonTokenType.EndObject ? fields.Record() : null;
+    }
+
+    /// <summary>A line's fields as they are read; a record once the required ones are there.</summary>
+    private struct Fields
+    {
+        private DateTimeOffset? _time;
+        private ulong _sweep, _netnsCookie, _cookie;
+        private uint _rule;
+        private string? _trigger, _netns, _result;
+        private ReapRecordKind _kind = ReapRecordKind.Socket;
+        private ProtocolType _protocol = ProtocolType.Unknown;
+        private IPEndPoint? _local, _remote, _backend;
+
+        public Fields()
+        {
+        }
+
+        /// <summary>Reads the value of field <paramref name="name"/>, on which <paramref name="reader"/> stands.</summary>
+        public void Read(string? name, ref Utf8JsonReader reader)
+        {
             switch (name)
             {
                 case "time":
-                    time = DateTimeOffset.Parse(reader.GetString()!, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal);
+                    _time = DateTimeOffset.Parse(reader.GetString()!, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal);
                     break;
                 case "sweep":
-                    sweep = reader.GetUInt64();
+                    _sweep = reader.GetUInt64();
                     break;
                 case "trigger":
-                    trigger = reader.GetString();
+                    _trigger = reader.GetString();
                     break;
                 case "kind":
-                    kind = ReapRecordKinds.Parse(reader.GetString());
+                    _kind = ReapRecordKinds.Parse(reader.GetString());
                     break;
                 case "netns_cookie":
-                    netnsCookie = reader.GetUInt64();
+                    _netnsCookie = reader.GetUInt64();
                     break;
                 case "netns":
-                    netns = reader.GetString();
+                    _netns = reader.GetString();
                     break;
                 case "protocol":
-                    protocol = reader.GetString() switch
+                    _protocol = reader.GetString() switch
                     {
                         "tcp" => ProtocolType.Tcp,
                         "udp" => ProtocolType.Udp,
@@ -119,22 +137,22 @@ internal static class HistoryLine
                     };
                     break;
                 case "local":
-                    local = IPEndPoint.Parse(reader.GetString()!);
+                    _local = IPEndPoint.Parse(reader.GetString()!);
                     break;
                 case "remote":
-                    remote = IPEndPoint.Parse(reader.GetString()!);
+                    _remote = IPEndPoint.Parse(reader.GetString()!);
                     break;
                 case "backend":
-                    backend = IPEndPoint.Parse(reader.GetString()!);
+                    _backend = IPEndPoint.Parse(reader.GetString()!);
                     break;
                 case "cookie":
-                    cookie = reader.GetUInt64();
+                    _cookie = reader.GetUInt64();
                     break;
                 case "rule":
-                    rule = reader.GetUInt32();
+                    _rule = reader.GetUInt32();
                     break;
                 case "result":
-                    result = reader.GetString();
+                    _result = reader.GetString();
                     break;
                 default:
                     // A field a later version added: skipped.
@@ -143,11 +161,10 @@ internal static class HistoryLine
             }
         }
 
-        if (reader.TokenType != JsonTokenType.EndObject || time is null || trigger is null || local is null || remote is null || result is null)
-        {
-            return null;
-        }
-
-        return new ReapRecord(time.Value, sweep, trigger, kind, netnsCookie, netns ?? string.Empty, protocol, local, remote, backend, cookie, rule, result);
+        /// <summary>The record, or null when a required field is missing.</summary>
+        public readonly ReapRecord? Record() =>
+            _time is null || _trigger is null || _local is null || _remote is null || _result is null
+                ? null
+                : new ReapRecord(_time.Value, _sweep, _trigger, _kind, _netnsCookie, _netns ?? string.Empty, _protocol, _local, _remote, _backend, _cookie, _rule, _result);
     }
 }

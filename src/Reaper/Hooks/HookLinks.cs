@@ -55,27 +55,7 @@ internal sealed partial class HookLinks
         var continuous = true;
         foreach (var (program, name) in Programs)
         {
-            var pin = $"{_directory}/{name}";
-            if (File.Exists(pin))
-            {
-                using var existing = BpfLink.Open(pin);
-                if (existing.Info.CgroupId != 0)
-                {
-                    if (starting)
-                    {
-                        existing.UpdateProgram(program(_hooks));
-                    }
-
-                    continue;
-                }
-
-                existing.Unpin();
-                Log.Reattached(_logger, name);
-            }
-
-            continuous = false;
-            using var link = KernelFeatures.Host.Explained(() => program(_hooks).AttachCgroup(_cgroup), KernelFeature.CgroupSocketHooks);
-            link.Pin(pin);
+            continuous &= Ensure(program, name, starting);
         }
 
         var history = History;
@@ -87,23 +67,7 @@ internal sealed partial class HookLinks
         var unknown = 0;
         if (!continuous || history.RecordStartedNs == 0)
         {
-            // The hooks are on now: a namespace made from here on is seen from its first socket.
-            // Everything that exists now may hold sockets they never saw.
-            var before = _hooks.NetnsBefore;
-            foreach (var netns in NetnsCatalog.Discover(_discovery).Namespaces)
-            {
-                if (unknown++ < SweepAbi.NetnsBeforeMax)
-                {
-                    before.Update(netns.Cookie, (byte)1);
-                }
-                else
-                {
-                    // More than the list holds: the record is no help, every sweep is full.
-                    history.ContactsLost++;
-                }
-            }
-
-            history.RecordStartedNs = Monotonic.NowNs();
+            unknown = StartRecord(ref history);
             continuous = false;
         }
 
@@ -114,6 +78,59 @@ internal sealed partial class HookLinks
         }
 
         return continuous;
+    }
+
+    /// <summary>
+    /// Puts one hook in place (<paramref name="starting"/>: updating a pinned one to this run's
+    /// program); true when it had been attached all along.
+    /// </summary>
+    private bool Ensure(Func<HooksObject, BpfProgram> program, string name, bool starting)
+    {
+        var pin = $"{_directory}/{name}";
+        if (File.Exists(pin))
+        {
+            using var existing = BpfLink.Open(pin);
+            if (existing.Info.CgroupId != 0)
+            {
+                if (starting)
+                {
+                    existing.UpdateProgram(program(_hooks));
+                }
+
+                return true;
+            }
+
+            existing.Unpin();
+            Log.Reattached(_logger, name);
+        }
+
+        using var link = KernelFeatures.Host.Explained(() => program(_hooks).AttachCgroup(_cgroup), KernelFeature.CgroupSocketHooks);
+        link.Pin(pin);
+        return false;
+    }
+
+    /// <summary>Starts a new record in <paramref name="history"/>; returns how many namespaces count as history unknown.</summary>
+    private int StartRecord(ref SweepAbi.History history)
+    {
+        // The hooks are on now: a namespace made from here on is seen from its first socket.
+        // Everything that exists now may hold sockets they never saw.
+        var unknown = 0;
+        var before = _hooks.NetnsBefore;
+        foreach (var netns in NetnsCatalog.Discover(_discovery).Namespaces)
+        {
+            if (unknown++ < SweepAbi.NetnsBeforeMax)
+            {
+                before.Update(netns.Cookie, (byte)1);
+            }
+            else
+            {
+                // More than the list holds: the record is no help, every sweep is full.
+                history.ContactsLost++;
+            }
+        }
+
+        history.RecordStartedNs = Monotonic.NowNs();
+        return unknown;
     }
 
     /// <summary>Detaches and unpins the hook links pinned in <paramref name="directory"/>; returns how many.</summary>

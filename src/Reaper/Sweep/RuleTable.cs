@@ -22,7 +22,7 @@ internal sealed class RuleTable
     public (SweepAbi.PrefixKey Key, SweepAbi.RuleSet Value)[] Prefixes { get; }
 
     /// <summary>Throws <see cref="FormatException"/> naming the problem when the rules do not fit the maps.</summary>
-    public static unsafe RuleTable Build(IReadOnlyList<SweepRule> rules)
+    public static RuleTable Build(IReadOnlyList<SweepRule> rules)
     {
         if (rules.Count == 0)
         {
@@ -34,28 +34,7 @@ internal sealed class RuleTable
             throw new FormatException($"{rules.Count} rules are more than one sweep holds ({SweepAbi.RulesMax}); split the sweep.");
         }
 
-        var compiled = new SweepAbi.Rule[rules.Count];
-        for (var i = 0; i < rules.Count; i++)
-        {
-            var r = rules[i];
-            ref var c = ref compiled[i];
-            c.Id = r.Id;
-            c.TcpStates = (ushort)r.States;
-            c.Protocols = (byte)r.Protocols;
-            c.RemotePortMin = r.RemotePorts.Min;
-            c.RemotePortMax = r.RemotePorts.Max;
-            c.LocalPortMin = r.LocalPorts.Min;
-            c.LocalPortMax = r.LocalPorts.Max;
-            c.BornBeforeNs = r.BornBeforeNs;
-            if (r.Local is { } local)
-            {
-                c.LocalPrefixLength = (byte)local.Length;
-                fixed (byte* address = c.LocalAddress)
-                {
-                    local.WriteBytes(new Span<byte>(address, 16));
-                }
-            }
-        }
+        var compiled = rules.Select(Compile).ToArray();
 
         // Rules by their remote prefix; a prefix's covering rules are those of its ancestors.
         var byPrefix = new Dictionary<IpPrefix, List<uint>>();
@@ -70,43 +49,70 @@ internal sealed class RuleTable
         }
 
         var lengths = byPrefix.Keys.Select(k => k.Length).Distinct().Order().ToArray();
-        var distinct = byPrefix.Keys.ToList();
-        var prefixes = new (SweepAbi.PrefixKey, SweepAbi.RuleSet)[distinct.Count];
-        for (var p = 0; p < distinct.Count; p++)
+        var prefixes = byPrefix.Keys.Select(prefix => Entry(prefix, Covering(prefix, byPrefix, lengths))).ToArray();
+        return new RuleTable(compiled, prefixes);
+    }
+
+    private static unsafe SweepAbi.Rule Compile(SweepRule r)
+    {
+        var c = new SweepAbi.Rule
         {
-            var prefix = distinct[p];
-            var covering = new List<uint>();
-            foreach (var length in lengths)
-            {
-                if (length > prefix.Length)
-                {
-                    break;
-                }
-
-                if (byPrefix.TryGetValue(prefix.Truncate(length), out var ancestorRules))
-                {
-                    covering.AddRange(ancestorRules);
-                }
-            }
-
-            covering.Sort();
-            if (covering.Count > SweepAbi.RulesPerPrefix)
-            {
-                throw new FormatException(
-                    $"{covering.Count} rules apply to remote prefix {prefix}, more than {SweepAbi.RulesPerPrefix}; merge rules that differ only in ports or split the sweep.");
-            }
-
-            var key = new SweepAbi.PrefixKey { PrefixLength = (uint)prefix.Length };
-            prefix.WriteBytes(new Span<byte>(key.Address, 16));
-            var set = new SweepAbi.RuleSet { Count = (uint)covering.Count };
-            for (var i = 0; i < covering.Count; i++)
-            {
-                set.Rules[i] = covering[i];
-            }
-
-            prefixes[p] = (key, set);
+            Id = r.Id,
+            TcpStates = (ushort)r.States,
+            Protocols = (byte)r.Protocols,
+            RemotePortMin = r.RemotePorts.Min,
+            RemotePortMax = r.RemotePorts.Max,
+            LocalPortMin = r.LocalPorts.Min,
+            LocalPortMax = r.LocalPorts.Max,
+            BornBeforeNs = r.BornBeforeNs,
+        };
+        if (r.Local is { } local)
+        {
+            c.LocalPrefixLength = (byte)local.Length;
+            local.WriteBytes(new Span<byte>(c.LocalAddress, 16));
         }
 
-        return new RuleTable(compiled, prefixes);
+        return c;
+    }
+
+    /// <summary>The rules that apply to <paramref name="prefix"/>, in rule order: its own and its ancestors'.</summary>
+    private static List<uint> Covering(IpPrefix prefix, Dictionary<IpPrefix, List<uint>> byPrefix, int[] lengths)
+    {
+        var covering = new List<uint>();
+        foreach (var length in lengths)
+        {
+            if (length > prefix.Length)
+            {
+                break;
+            }
+
+            if (byPrefix.TryGetValue(prefix.Truncate(length), out var ancestorRules))
+            {
+                covering.AddRange(ancestorRules);
+            }
+        }
+
+        covering.Sort();
+        if (covering.Count > SweepAbi.RulesPerPrefix)
+        {
+            throw new FormatException(
+                $"{covering.Count} rules apply to remote prefix {prefix}, more than {SweepAbi.RulesPerPrefix}; merge rules that differ only in ports or split the sweep.");
+        }
+
+        return covering;
+    }
+
+    /// <summary>The trie's entry for <paramref name="prefix"/>: its key, and the rules to try there.</summary>
+    private static unsafe (SweepAbi.PrefixKey, SweepAbi.RuleSet) Entry(IpPrefix prefix, List<uint> covering)
+    {
+        var key = new SweepAbi.PrefixKey { PrefixLength = (uint)prefix.Length };
+        prefix.WriteBytes(new Span<byte>(key.Address, 16));
+        var set = new SweepAbi.RuleSet { Count = (uint)covering.Count };
+        for (var i = 0; i < covering.Count; i++)
+        {
+            set.Rules[i] = covering[i];
+        }
+
+        return (key, set);
     }
 }

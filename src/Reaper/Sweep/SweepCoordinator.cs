@@ -169,37 +169,8 @@ internal sealed partial class SweepCoordinator : IDisposable
             var counter = new ProtocolCounter();
             began = true;
             watched = Watcher?.Begin(id, request);
-            SweepResult result;
-            try
-            {
-                ISweepObserver observer = watched is null ? counter : new BothObservers(counter, watched);
-                result = _engine.Run(request with { Parallelism = _threads }, namespaces, observer, cancellation) with
-                {
-                    Targeted = request.Scope is not null,
-                    NamespacesOutOfScope = outOfScope,
-                };
-            }
-            catch (Exception e) when (e is not OperationCanceledException and not FormatException)
-            {
-                _metrics.SweepFailed(request.Trigger);
-                Log.SweepFailed(_logger, request.Trigger, e.Message);
-                throw;
-            }
-
-            // Listed before counted: whoever sees the counters move finds the sweep in GetStatus.
-            var completed = new CompletedSweep(id, result, DateTimeOffset.UtcNow);
-            Volatile.Write(ref _nextId, id);
-            lock (_lock)
-            {
-                _recent.Enqueue(completed);
-                while (_recent.Count > 20)
-                {
-                    _recent.Dequeue();
-                }
-            }
-
-            _metrics.SweepFinished(result, counter.MatchedTcp, counter.MatchedUdp, counter.DestroyedTcp, counter.DestroyedUdp);
-
+            var result = RunEngine(request, namespaces, outOfScope, watched is null ? counter : new BothObservers(counter, watched), cancellation);
+            var completed = Complete(id, result, counter);
             var ending = watched;
             watched = null;
             ending?.End(completed);
@@ -217,6 +188,43 @@ internal sealed partial class SweepCoordinator : IDisposable
         {
             Volatile.Write(ref _running, 0);
         }
+    }
+
+    private SweepResult RunEngine(SweepRequest request, IReadOnlyList<NetnsInfo> namespaces, int outOfScope, ISweepObserver observer, CancellationToken cancellation)
+    {
+        try
+        {
+            return _engine.Run(request with { Parallelism = _threads }, namespaces, observer, cancellation) with
+            {
+                Targeted = request.Scope is not null,
+                NamespacesOutOfScope = outOfScope,
+            };
+        }
+        catch (Exception e) when (e is not OperationCanceledException and not FormatException)
+        {
+            _metrics.SweepFailed(request.Trigger);
+            Log.SweepFailed(_logger, request.Trigger, e.Message);
+            throw;
+        }
+    }
+
+    /// <summary>Hands out <paramref name="id"/>, keeps the sweep among the recent ones, and counts it.</summary>
+    private CompletedSweep Complete(ulong id, SweepResult result, ProtocolCounter counter)
+    {
+        // Listed before counted: whoever sees the counters move finds the sweep in GetStatus.
+        var completed = new CompletedSweep(id, result, DateTimeOffset.UtcNow);
+        Volatile.Write(ref _nextId, id);
+        lock (_lock)
+        {
+            _recent.Enqueue(completed);
+            while (_recent.Count > 20)
+            {
+                _recent.Dequeue();
+            }
+        }
+
+        _metrics.SweepFinished(result, counter.MatchedTcp, counter.MatchedUdp, counter.DestroyedTcp, counter.DestroyedUdp);
+        return completed;
     }
 
     public void Dispose()

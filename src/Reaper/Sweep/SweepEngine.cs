@@ -100,19 +100,8 @@ internal sealed partial class SweepEngine : IDisposable
     private SweepResult RunLocked(SweepRequest request, RuleTable table, IReadOnlyList<NetnsInfo> namespaces, ISweepObserver? observer, CancellationToken cancellation)
     {
         var started = Stopwatch.GetTimestamp();
-        LoadRules(table);
-        _object.Limit = (ulong)request.Limit;
-        _object.BudgetUsed = 0;
-        _object.DryRun = request.DryRun ? 1u : 0u;
-        var stats = _object.Stats;
-        stats.Update(BitConverter.GetBytes(0u), new byte[((stats.ValueSize + 7) & ~7) * BpfMap.PossibleCpus]);
-
-        var requested = request.Protocols;
+        Prepare(request, table);
         var tally = new Tally();
-        var namespaceFailures = new List<string>();
-        var visited = 0;
-        var skipped = 0;
-        var failed = 0;
         var next = -1;
         // Without atomic fetch-and-add the iterators count the cap with plain arithmetic: one thread keeps it exact.
         var parallelism = _object.Kernel.ParallelSweeps ? request.Parallelism : 1;
@@ -125,69 +114,98 @@ internal sealed partial class SweepEngine : IDisposable
             int i;
             while (!cancellation.IsCancellationRequested && (i = Interlocked.Increment(ref next)) < namespaces.Count)
             {
-                var netns = namespaces[i];
-                if (!Enter(netns))
-                {
-                    Interlocked.Increment(ref skipped);
-                    continue;
-                }
-
-                Interlocked.Increment(ref visited);
-                var protocols = request.Scope is { } scope ? requested & scope(netns) : requested;
-                SockDiagDestroyer? destroyer = null;
-                try
-                {
-                    BpfException? tcpFailure = null, udpFailure = null;
-                    if (protocols.HasFlag(SweepProtocols.Tcp))
-                    {
-                        // What was matched before a failed read is destroyed all the same: it took its slots.
-                        tcpFailure = Drain(_tcp, buffer, netns, observer, tally, pending, cancellation);
-                        DestroyPending(pending, ref destroyer, netns, observer, tally);
-                    }
-
-                    if (protocols.HasFlag(SweepProtocols.Udp))
-                    {
-                        udpFailure = Drain(_udp, buffer, netns, observer, tally, pending, cancellation);
-                        DestroyPending(pending, ref destroyer, netns, observer, tally);
-                    }
-
-                    if (tcpFailure is not null || udpFailure is not null)
-                    {
-                        // One namespace's unreadable iterator must not cost the others their sweep.
-                        Interlocked.Increment(ref failed);
-                        foreach (var sentence in new[] { Describe(netns, "TCP", tcpFailure), Describe(netns, "UDP", udpFailure) }.OfType<string>())
-                        {
-                            Log.NamespaceFailed(_logger, sentence);
-                            lock (namespaceFailures)
-                            {
-                                namespaceFailures.Add(sentence);
-                            }
-                        }
-                    }
-                }
-                finally
-                {
-                    destroyer?.Dispose();
-                }
+                Visit(namespaces[i], request, observer, tally, buffer, pending, cancellation);
             }
         });
 
-        var counted = stats.LookupPerCpu<uint, SweepAbi.Stats>(0u);
-        var result = new SweepResult
+        var result = Result(request, tally, started, cancellation);
+        Log.SweepFinished(_logger, request.Trigger, request.DryRun, result.NamespacesVisited, result.NamespacesSkipped,
+            result.Matched, result.Destroyed, result.HeldBack, result.Gone, result.Failed, result.DestroyMode.Label(), result.Duration.TotalMilliseconds);
+        return result;
+    }
+
+    /// <summary>Writes <paramref name="request"/> into the object: its rules, cap and dry run, and zeroed counters.</summary>
+    private void Prepare(SweepRequest request, RuleTable table)
+    {
+        LoadRules(table);
+        _object.Limit = (ulong)request.Limit;
+        _object.BudgetUsed = 0;
+        _object.DryRun = request.DryRun ? 1u : 0u;
+        var stats = _object.Stats;
+        stats.Update(BitConverter.GetBytes(0u), new byte[((stats.ValueSize + 7) & ~7) * BpfMap.PossibleCpus]);
+    }
+
+    /// <summary>
+    /// Sweeps one namespace on this worker: enters it, reads the iterators of the protocols the
+    /// request needs there, and destroys what sock_diag mode left pending.
+    /// </summary>
+    private void Visit(NetnsInfo netns, SweepRequest request, ISweepObserver? observer, Tally tally,
+        byte[] buffer, List<SweepAbi.Record> pending, CancellationToken cancellation)
+    {
+        if (!Enter(netns))
+        {
+            Interlocked.Increment(ref tally.NamespacesSkipped);
+            return;
+        }
+
+        Interlocked.Increment(ref tally.NamespacesVisited);
+        var protocols = request.Scope is { } scope ? request.Protocols & scope(netns) : request.Protocols;
+        SockDiagDestroyer? destroyer = null;
+        try
+        {
+            BpfException? tcpFailure = null, udpFailure = null;
+            if (protocols.HasFlag(SweepProtocols.Tcp))
+            {
+                // What was matched before a failed read is destroyed all the same: it took its slots.
+                tcpFailure = Drain(_tcp, buffer, netns, observer, tally, pending, cancellation);
+                DestroyPending(pending, ref destroyer, netns, observer, tally);
+            }
+
+            if (protocols.HasFlag(SweepProtocols.Udp))
+            {
+                udpFailure = Drain(_udp, buffer, netns, observer, tally, pending, cancellation);
+                DestroyPending(pending, ref destroyer, netns, observer, tally);
+            }
+
+            if (tcpFailure is not null || udpFailure is not null)
+            {
+                // One namespace's unreadable iterator must not cost the others their sweep.
+                Interlocked.Increment(ref tally.NamespacesFailed);
+                foreach (var sentence in new[] { Describe(netns, "TCP", tcpFailure), Describe(netns, "UDP", udpFailure) }.OfType<string>())
+                {
+                    Log.NamespaceFailed(_logger, sentence);
+                    lock (tally.NamespaceFailures)
+                    {
+                        tally.NamespaceFailures.Add(sentence);
+                    }
+                }
+            }
+        }
+        finally
+        {
+            destroyer?.Dispose();
+        }
+    }
+
+    /// <summary>The sweep's totals: the programs' per-CPU counters summed, and what the workers counted.</summary>
+    private SweepResult Result(SweepRequest request, Tally tally, long started, CancellationToken cancellation)
+    {
+        var counted = StatsTotal.Sum(_object.Stats.LookupPerCpu<uint, SweepAbi.Stats>(0u));
+        return new SweepResult
         {
             Trigger = request.Trigger,
             DryRun = request.DryRun,
             Limit = request.Limit,
-            NamespacesVisited = visited,
-            NamespacesSkipped = skipped,
-            NamespacesFailed = failed,
-            NamespaceFailures = namespaceFailures,
-            ScannedTcp = (long)counted.Sum(s => (decimal)s.ScannedTcp),
-            ScannedUdp = (long)counted.Sum(s => (decimal)s.ScannedUdp),
-            Matched = (long)counted.Sum(s => (decimal)s.Matched),
-            Destroyed = (long)counted.Sum(s => (decimal)s.Destroyed) + tally.Destroyed,
-            WouldDestroy = (long)counted.Sum(s => (decimal)s.DryRun),
-            HeldBack = (long)counted.Sum(s => (decimal)s.HeldBack),
+            NamespacesVisited = tally.NamespacesVisited,
+            NamespacesSkipped = tally.NamespacesSkipped,
+            NamespacesFailed = tally.NamespacesFailed,
+            NamespaceFailures = tally.NamespaceFailures,
+            ScannedTcp = counted.ScannedTcp,
+            ScannedUdp = counted.ScannedUdp,
+            Matched = counted.Matched,
+            Destroyed = counted.Destroyed + tally.Destroyed,
+            WouldDestroy = counted.DryRun,
+            HeldBack = counted.HeldBack,
             Gone = tally.Gone,
             DestroyMode = _object.Mode,
             FailedByErrno = tally.Failures,
@@ -195,9 +213,6 @@ internal sealed partial class SweepEngine : IDisposable
             StartedTicks = started,
             Cancelled = cancellation.IsCancellationRequested,
         };
-        Log.SweepFinished(_logger, request.Trigger, request.DryRun, result.NamespacesVisited, result.NamespacesSkipped,
-            result.Matched, result.Destroyed, result.HeldBack, result.Gone, result.Failed, result.DestroyMode.Label(), result.Duration.TotalMilliseconds);
-        return result;
     }
 
     /// <summary>Moves this worker into <paramref name="netns"/>, checking it is still the namespace discovery saw.</summary>
@@ -277,68 +292,6 @@ internal sealed partial class SweepEngine : IDisposable
         return null;
     }
 
-    /// <summary>
-    /// sock_diag mode: destroys the matches one iterator left pending, from inside their namespace
-    /// (the diag socket is opened there on first need and serves the rest of the visit). A socket
-    /// gone meanwhile gives its slot of the cap back, as a failed destroy does.
-    /// </summary>
-    private void DestroyPending(List<SweepAbi.Record> pending, ref SockDiagDestroyer? destroyer, NetnsInfo netns, ISweepObserver? observer, Tally tally)
-    {
-        foreach (var record in pending)
-        {
-            var match = SweepMatch.From(record);
-            Errno errno;
-            try
-            {
-                destroyer ??= SockDiagDestroyer.Open();
-                var id = new InetSocketId(match.Protocol, match.Local, match.Remote, record.BoundDevIf, match.SocketCookie);
-                if (id.Cookie == 0)
-                {
-                    // Before 5.12 the iterator reads the cookie only if someone made it: ask netlink for
-                    // it, and destroy only the socket of this tuple still in the state the iterator saw.
-                    errno = destroyer.Find(id, out var state, out var cookie);
-                    if (errno == Errno.None && state != match.State)
-                    {
-                        errno = Errno.ENOENT;
-                    }
-
-                    id = id with { Cookie = cookie };
-                    match = match with { SocketCookie = cookie };
-                }
-                else
-                {
-                    errno = Errno.None;
-                }
-
-                if (errno == Errno.None)
-                {
-                    errno = destroyer.Destroy(id);
-                }
-            }
-            catch (NativeException e)
-            {
-                // The diag socket itself failed: this match fails with that errno, and the next one opens a fresh socket.
-                errno = e.Errno == Errno.None ? Errno.EIO : e.Errno;
-                destroyer?.Dispose();
-                destroyer = null;
-            }
-
-            match = match with { Result = SweepMatch.DestroyResult(errno) };
-            if (match.Outcome == MatchOutcome.Destroyed)
-            {
-                Interlocked.Increment(ref tally.Destroyed);
-            }
-            else
-            {
-                Interlocked.Decrement(ref _object.BudgetUsed);
-            }
-
-            Report(match, netns, observer, tally);
-        }
-
-        pending.Clear();
-    }
-
     private static void Report(SweepMatch match, NetnsInfo netns, ISweepObserver? observer, Tally tally)
     {
         // The iterator saw only the namespace of this visit, whose identity discovery settled: a
@@ -377,7 +330,6 @@ internal sealed partial class SweepEngine : IDisposable
         {
             prefixes.Update(k, v);
         }
-
     }
 
     public void Dispose()
@@ -389,13 +341,41 @@ internal sealed partial class SweepEngine : IDisposable
         _gate.Dispose();
     }
 
-    /// <summary>What the worker threads count outside BPF: netlink destroys and failures by errno.</summary>
+    /// <summary>
+    /// What the worker threads count outside BPF: the namespaces visited, skipped and failed (with a
+    /// sentence each), netlink destroys, and failures by errno.
+    /// </summary>
     private sealed class Tally
     {
+        public int NamespacesVisited;
+        public int NamespacesSkipped;
+        public int NamespacesFailed;
         public long Destroyed;
         public long Gone;
 
+        public List<string> NamespaceFailures { get; } = [];
+
         public Dictionary<string, long> Failures { get; } = new(StringComparer.Ordinal);
+    }
+
+    /// <summary>reaper_stats summed over the CPUs (in decimal, as each CPU's counters are 64-bit unsigned).</summary>
+    private readonly record struct StatsTotal(long ScannedTcp, long ScannedUdp, long Matched, long Destroyed, long DryRun, long HeldBack)
+    {
+        public static StatsTotal Sum(SweepAbi.Stats[] perCpu)
+        {
+            decimal scannedTcp = 0, scannedUdp = 0, matched = 0, destroyed = 0, dryRun = 0, heldBack = 0;
+            foreach (var s in perCpu)
+            {
+                scannedTcp += s.ScannedTcp;
+                scannedUdp += s.ScannedUdp;
+                matched += s.Matched;
+                destroyed += s.Destroyed;
+                dryRun += s.DryRun;
+                heldBack += s.HeldBack;
+            }
+
+            return new((long)scannedTcp, (long)scannedUdp, (long)matched, (long)destroyed, (long)dryRun, (long)heldBack);
+        }
     }
 
     private static partial class Log
