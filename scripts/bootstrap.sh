@@ -67,6 +67,9 @@ test_pkgs=(
   # hybrid cgroup layout is one crun refuses).
   "podman:0:main"
   "runc:0:main"
+  # Fleet mode's store (FleetTests start their own members on loopback; nothing runs it otherwise).
+  "etcd-server:0:main"
+  "etcd-client:0:main"
 )
 
 installed_version() { dpkg-query -W -f='${db:Status-Abbrev} ${Version}' "$1" 2>/dev/null | awk '$1=="ii"{print $2}' || true; }
