@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Fuzzing on demand; not part of the test suite.
 #
-#   scripts/fuzz.sh [--target T] [SECONDS]   AFL++ on one parser for SECONDS (default 300)
+#   scripts/fuzz.sh [--target T] [SECONDS]   AFL++ on one target for SECONDS (default 300)
 #   scripts/fuzz.sh --property [N]           the CsCheck property tests with N iterations each (default 200000)
 #   scripts/fuzz.sh [--target T] --replay DIR run every file of DIR through the harness once, without AFL
 #
 # Targets (tests/Fuzz/Program.cs): filter (the sweep filter; the default), config (the config
-# file), services (the state directory's services.json), history (a reap history line).
+# file), services (the state directory's services.json), history (a reap history line), dbus
+# (every method of the daemon's D-Bus object, over an in-memory bus to a fake daemon).
 # AFL mode installs afl++ (Debian package) and the SharpFuzz instrumenter (a .NET tool, into
 # artifacts/fuzz/tools) when they are missing, publishes tests/Fuzz, instruments the daemon's
 # assembly, and runs afl-fuzz from the seeds in tests/Fuzz/corpus/TARGET with findings in
 # artifacts/fuzz/findings-TARGET. A crash is an input for which the parser threw anything but the
 # one error it documents, or produced a message that is not one short line, or a value that does
-# not read back as itself once written.
+# not read back as itself once written; for dbus, a call left unanswered, answered with a reply of
+# the wrong signature, or with an error the method does not name or that is not one sentence.
 # Exit status: 0 no crash, 1 crashes (listed with a replay command), 2 setup failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,8 +27,8 @@ if [ "${1:-}" = --target ]; then
   shift 2 || { echo "fuzz: --target needs a name"; exit 2; }
 fi
 case "$target" in
-  filter|config|services|history) ;;
-  *) echo "fuzz: unknown target '$target' (filter, config, services or history)"; exit 2 ;;
+  filter|config|services|history|dbus) ;;
+  *) echo "fuzz: unknown target '$target' (filter, config, services, history or dbus)"; exit 2 ;;
 esac
 export SOCKETREAPER_FUZZ_TARGET=$target
 

@@ -28,10 +28,7 @@ internal static class DBusErrors
     /// <summary>A known method called with the wrong signature, or a Properties call we do not support.</summary>
     public const string InvalidArgs = "org.freedesktop.DBus.Error.InvalidArgs";
 
-    /// <summary>
-    /// No such interface or member; sent through <see cref="Tmds.DBus.Protocol.MethodContext.ReplyUnknownMethodError"/>,
-    /// which words the message.
-    /// </summary>
+    /// <summary>No such interface or member.</summary>
     public const string UnknownMethod = "org.freedesktop.DBus.Error.UnknownMethod";
 
     /// <summary>Properties.Get of a property the interface does not have.</summary>

@@ -19,6 +19,11 @@ internal sealed partial class ReaperObject
             Error(context, "History", DBusErrors.InvalidFilter, e.Message);
             return ValueTask.CompletedTask;
         }
+        catch (NotSupportedException)
+        {
+            Error(context, "History", DBusErrors.InvalidFilter, UnreadableStruct);
+            return ValueTask.CompletedTask;
+        }
 
         // Open to every caller (as DryRun): it tells what was done, not how to do anything.
         return ReplyLater(context, async _ =>

@@ -1,4 +1,5 @@
 using SocketReaper.Doctor;
+using SocketReaper.Sweep;
 using Tmds.DBus.Protocol;
 
 namespace SocketReaper.DBus;
@@ -18,7 +19,10 @@ internal sealed partial class ReaperObject
             var name = reader.ReadString();
             if (iface != DBusNames.Interface || name is not ("Version" or "Features"))
             {
-                Error(context, "Properties.Get", DBusErrors.UnknownProperty, $"{iface} has no property '{name}'.");
+                // Both names are the caller's: quoted, so the sentence stays one short line.
+                Error(context, "Properties.Get", DBusErrors.UnknownProperty, iface == DBusNames.Interface
+                    ? $"{DBusNames.Interface} has no property '{SweepFilter.Quote(name)}'."
+                    : $"{DBusNames.Path} has no properties of interface '{SweepFilter.Quote(iface)}'.");
                 return ValueTask.CompletedTask;
             }
 

@@ -27,6 +27,11 @@ internal sealed partial class ReaperObject
             Error(context, method, DBusErrors.InvalidFilter, e.Message);
             return ValueTask.CompletedTask;
         }
+        catch (NotSupportedException)
+        {
+            Error(context, method, DBusErrors.InvalidFilter, UnreadableStruct);
+            return ValueTask.CompletedTask;
+        }
 
         return ReplyLater(context, async sender =>
         {

@@ -23,6 +23,12 @@ internal sealed partial class ReaperObject : IPathMethodHandler
     /// <summary>The <see cref="Method.Signature"/> of a method that reads no arguments, so takes any.</summary>
     private const string? AnySignature = null;
 
+    /// <summary>
+    /// Tmds reads a variant's struct of up to 16 fields and throws NotSupportedException beyond;
+    /// a bus passes such a value, and no argument of ours takes one.
+    /// </summary>
+    private const string UnreadableStruct = "the arguments hold a struct of more than 16 fields, which no filter or option takes.";
+
     private readonly IReaperBackend _daemon;
     private readonly ReaperMetrics _metrics;
     private readonly CallerPolicy _policy;
@@ -95,24 +101,27 @@ internal sealed partial class ReaperObject : IPathMethodHandler
     /// <summary>
     /// The one place a call that no method takes is refused: on our interface a known method names
     /// the signature it takes and an unknown one is counted; a Properties call we do not serve is
-    /// InvalidArgs; anything else is an unknown method.
+    /// InvalidArgs; anything else is an unknown method. The unknown method's sentence is ours, not
+    /// Tmds's <c>ReplyUnknownMethodError</c>, which ends without a full stop and quotes the name whole;
+    /// a member's name and a signature may each be 255 characters, so what the caller sent is clipped.
     /// </summary>
     private void Refuse(MethodContext context, string @interface, string member, string signature, Method? method)
     {
         switch (@interface)
         {
             case DBusNames.Interface when method is not null:
-                Error(context, member, DBusErrors.InvalidArgs, $"{member} takes ({method.Signature}), not ({signature}).");
+                Error(context, member, DBusErrors.InvalidArgs, $"{member} takes ({method.Signature}), not ({SweepFilter.Quote(signature)}).");
                 break;
             case DBusNames.Interface:
                 _metrics.DBusCalls.WithLabels("unknown", "UnknownMethod").Inc();
-                context.ReplyUnknownMethodError();
+                context.ReplyError(DBusErrors.UnknownMethod, $"{DBusNames.Interface} has no method '{SweepFilter.Quote(member)}'; Introspect lists its methods.");
                 break;
             case PropertiesInterface:
-                Error(context, "Properties", DBusErrors.InvalidArgs, $"Properties.{member} with signature ({signature}) is not supported.");
+                Error(context, "Properties", DBusErrors.InvalidArgs, $"Properties.{SweepFilter.Quote(member)} with signature ({SweepFilter.Quote(signature)}) is not supported.");
                 break;
             default:
-                context.ReplyUnknownMethodError();
+                context.ReplyError(DBusErrors.UnknownMethod,
+                    $"{DBusNames.Path} has no method '{SweepFilter.Quote(member)}' of interface '{SweepFilter.Quote(@interface)}'; Introspect lists what it has.");
                 break;
         }
     }

@@ -33,7 +33,7 @@ internal static class SweepFilter
         var local = src is null ? (IpPrefix?)null : IpPrefix.Parse(src, prefix + "src");
         var localPorts = sport is null ? PortRange.Any : PortRange.Parse(sport, prefix + "sport");
         var protocols = proto is null ? SweepProtocols.Both : SweepRule.ParseProtocols(proto);
-        var states = state is null ? TcpStates.Connected : SweepRule.ParseStates(state);
+        var states = state is null ? TcpStates.Connected : SweepRule.ParseStates(state, prefix + "state");
         var parsedTargets = targets.Select(t => IpPrefix.Parse(t, prefix + "dst")).ToList();
         var rules = new List<SweepRule>(parsedTargets.Count * remotePorts.Count);
         foreach (var target in parsedTargets)

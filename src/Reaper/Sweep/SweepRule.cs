@@ -116,8 +116,8 @@ internal sealed record SweepRule
         return string.Join(' ', parts);
     }
 
-    /// <summary>Parses "established,syn-sent"; names as ss prints them.</summary>
-    public static TcpStates ParseStates(string text)
+    /// <summary>Parses "established,syn-sent"; names as ss prints them. <paramref name="what"/> names the argument ("--state" on the command line).</summary>
+    public static TcpStates ParseStates(string text, string what = "state")
     {
         var states = TcpStates.None;
         foreach (var name in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
@@ -139,7 +139,7 @@ internal sealed record SweepRule
             };
         }
 
-        return states == TcpStates.None ? throw new FormatException("--state needs at least one state.") : states;
+        return states == TcpStates.None ? throw new FormatException($"{what} needs at least one state, like established.") : states;
     }
 
     public static SweepProtocols ParseProtocols(string text) => text.ToLowerInvariant() switch

@@ -4,6 +4,7 @@ using SocketReaper.Metrics;
 using SocketReaper.DBus;
 using SocketReaper.Reaping;
 using SocketReaper.Sweep;
+using SocketReaper.Testing;
 using Tmds.DBus.Protocol;
 using Xunit;
 using SocketReaper.History;
@@ -81,19 +82,20 @@ public sealed class ReaperObjectTests : IAsyncLifetime
     {
         var error = await RefusedAsync(DBusNames.Interface, "Destroy", null, null);
 
-        Assert.Equal(DBusErrors.UnknownMethod, error.Name);
-        Assert.Contains("\"Destroy\"", error.Message, StringComparison.Ordinal);
+        // One sentence of ours (the fuzzer's dbus target found Tmds's own wording, without a full stop).
+        Assert.Equal((DBusErrors.UnknownMethod, "org.socketreaper.Reaper1 has no method 'Destroy'; Introspect lists its methods."), error);
         Assert.Equal(1, _metrics.DBusCalls.WithLabels("unknown", "UnknownMethod").Value);
     }
 
     [Theory]
-    [InlineData("org.example.Nope", "Sweep")]
-    [InlineData("org.freedesktop.DBus.Introspectable", "Frob")]
-    public async Task A_method_of_another_interface_is_UnknownMethod(string @interface, string member)
+    [InlineData("org.example.Nope", "Sweep", "/org/socketreaper/Reaper has no method 'Sweep' of interface 'org.example.Nope'; Introspect lists what it has.")]
+    [InlineData("org.freedesktop.DBus.Introspectable", "Frob",
+        "/org/socketreaper/Reaper has no method 'Frob' of interface 'org.freedesktop.DBus.Introspectable'; Introspect lists what it has.")]
+    public async Task A_method_of_another_interface_is_UnknownMethod(string @interface, string member, string sentence)
     {
         var error = await RefusedAsync(@interface, member, null, null);
 
-        Assert.Equal(DBusErrors.UnknownMethod, error.Name);
+        Assert.Equal((DBusErrors.UnknownMethod, sentence), error);
         Assert.Empty(_daemon.SweepsAsked);
     }
 
@@ -353,6 +355,85 @@ public sealed class ReaperObjectTests : IAsyncLifetime
         Assert.Contains("<interface name=\"org.socketreaper.Reaper1\"", xml, StringComparison.Ordinal);
         Assert.Contains("SweepCompleted", xml, StringComparison.Ordinal);
         Assert.Contains("DryRun", xml, StringComparison.Ordinal);
+    }
+
+    // --- what the fuzzer's dbus target found (scripts/fuzz.sh --target dbus) ---
+
+    [Fact]
+    public async Task Properties_Get_quotes_the_callers_names_short_and_on_one_line()
+    {
+        var control = await RefusedAsync("org.freedesktop.DBus.Properties", "Get", "ss", Strings(DBusNames.Interface, "bell\u0007\nline"));
+        Assert.Equal((DBusErrors.UnknownProperty, "org.socketreaper.Reaper1 has no property 'bell??line'."), control);
+
+        var otherInterface = await RefusedAsync("org.freedesktop.DBus.Properties", "Get", "ss", Strings("\b" + new string('x', 300), "Version"));
+        Assert.Equal((DBusErrors.UnknownProperty, $"/org/socketreaper/Reaper has no properties of interface '?{new string('x', 59)}…'."), otherInterface);
+    }
+
+    [Fact]
+    public async Task A_Properties_call_with_a_long_member_and_signature_is_InvalidArgs_in_one_short_sentence()
+    {
+        // A bus lets through member names and signatures of 255 characters each.
+        var member = "F" + new string('r', 254);
+        var signature = new string('y', 200);
+
+        var error = await RefusedAsync("org.freedesktop.DBus.Properties", member, signature, (ref MessageWriter w) =>
+        {
+            foreach (var _ in signature)
+            {
+                w.WriteByte(1);
+            }
+        });
+
+        Assert.Equal((DBusErrors.InvalidArgs, $"Properties.F{new string('r', 59)}… with signature ({new string('y', 60)}…) is not supported."), error);
+    }
+
+    [Theory]
+    [InlineData("Sweep")]
+    [InlineData("DryRun")]
+    [InlineData("History")]
+    public async Task A_variant_holding_a_struct_of_more_than_16_fields_is_InvalidFilter_and_nothing_runs(string method)
+    {
+        var body = method == "History"
+            ? (Body)((ref MessageWriter w) =>
+            {
+                var filter = w.WriteDictionaryStart();
+                w.WriteDictionaryEntryStart();
+                w.WriteString("dst");
+                WideStruct(ref w);
+                w.WriteDictionaryEnd(filter);
+            })
+            : (ref MessageWriter w) =>
+            {
+                WideStruct(ref w);
+                w.WriteDictionary(new Dictionary<string, VariantValue>());
+            };
+
+        var error = await RefusedAsync(DBusNames.Interface, method, method == "History" ? "a{sv}" : "va{sv}", body);
+
+        Assert.Equal((DBusErrors.InvalidFilter, "the arguments hold a struct of more than 16 fields, which no filter or option takes."), error);
+        Assert.Empty(_daemon.SweepsAsked);
+        Assert.Empty(_daemon.HistoryAsked);
+
+        // Tmds reads a variant's struct of up to 16 fields.
+        static void WideStruct(ref MessageWriter w)
+        {
+            w.WriteSignature("(" + new string('y', 17) + ")");
+            w.WriteStructureStart();
+            for (var i = 0; i < 17; i++)
+            {
+                w.WriteByte((byte)i);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task An_empty_state_list_is_named_as_the_caller_wrote_it_not_as_the_command_line_flag()
+    {
+        var filter = new Dictionary<string, VariantValue> { ["dst"] = VariantValue.String("10.1.2.3"), ["state"] = VariantValue.String(",") };
+
+        var error = await RefusedAsync(DBusNames.Interface, "DryRun", "va{sv}", SweepBody(new Dict<string, VariantValue>(filter).AsVariantValue(), []));
+
+        Assert.Equal((DBusErrors.InvalidFilter, "state needs at least one state, like established."), error);
     }
 
     // --- the client's side ---

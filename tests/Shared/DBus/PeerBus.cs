@@ -3,7 +3,7 @@ using System.Net.Sockets;
 using System.Text;
 using Tmds.DBus.Protocol;
 
-namespace SocketReaper.Tests.DBus;
+namespace SocketReaper.Testing;
 
 /// <summary>
 /// Two Tmds.DBus.Protocol connections wired to each other, with no dbus-daemon and no root: a

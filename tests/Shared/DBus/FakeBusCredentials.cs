@@ -1,6 +1,6 @@
 using Tmds.DBus.Protocol;
 
-namespace SocketReaper.Tests.DBus;
+namespace SocketReaper.Testing;
 
 /// <summary>
 /// The caller side's stand-in for the bus's org.freedesktop.DBus.GetConnectionCredentials: the

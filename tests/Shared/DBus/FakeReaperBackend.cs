@@ -6,7 +6,7 @@ using SocketReaper.Reaping;
 using SocketReaper.Sweep;
 using SocketReaper.History;
 
-namespace SocketReaper.Tests.DBus;
+namespace SocketReaper.Testing;
 
 /// <summary>A daemon without a kernel: remembers what it was asked, answers what the test says.</summary>
 internal sealed class FakeReaperBackend : IReaperBackend
