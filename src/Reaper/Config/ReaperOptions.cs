@@ -21,6 +21,8 @@ internal sealed record ReaperOptions
 
     public StateOptions State { get; init; } = new();
 
+    public FleetOptions Fleet { get; init; } = new();
+
     /// <summary>Services: the services whose backends' departures Reaping.ServiceAffinity acts on (more come over D-Bus).</summary>
     public IReadOnlyList<ServiceSpec> Services { get; init; } = [];
 

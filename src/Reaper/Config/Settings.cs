@@ -93,6 +93,17 @@ internal static class Settings
             o => o.State.Directory, (o, v, where) => o with { State = o.State with { Directory = StateDirectory("State.Directory", v, where) } }),
         Number("State.HistoryRecords", 0, 10_000_000, "the reap history keeps the newest this many records (destroyed sockets, deleted conntrack entries), in memory and on disk; 0 = no history",
             o => o.State.HistoryRecords, (o, v) => o with { State = o.State with { HistoryRecords = (int)v } }),
+        List("Fleet.Etcd.Endpoints", ',', "etcd members' client URLs, `http://ADDRESS:PORT`; set, this host shares its endpoints with the fleet and reaps sockets to other hosts' endpoints that go or move ([fleet mode](fleet.md)); empty = fleet mode off (environment: comma-separated)",
+            o => o.Fleet.EtcdEndpoints, (o, v) => o with { Fleet = o.Fleet with { EtcdEndpoints = v } }) with
+        {
+            Apply = (o, v, where) => o with { Fleet = o.Fleet with { EtcdEndpoints = [.. o.Fleet.EtcdEndpoints, .. EtcdEndpoints("Fleet.Etcd.Endpoints", v, where)] } },
+        },
+        new("Fleet.Host", "host name", "this host's name in the fleet: 1 to 63 of a-z, 0-9, `-` and `.`; empty = the machine's host name in lower case",
+            o => o.Fleet.Host, (o, v, where) => o with { Fleet = o.Fleet with { Host = FleetHost("Fleet.Host", v, where) } }),
+        new("Fleet.Prefix", "etcd key prefix", "where the fleet's keys live in etcd; starts and ends with `/`, and names the schema's version",
+            o => o.Fleet.Prefix, (o, v, where) => o with { Fleet = o.Fleet with { Prefix = FleetPrefix("Fleet.Prefix", v, where) } }),
+        Number("Fleet.LeaseSeconds", 2, 300, "the lease this host's keys hang on: after this long without this host, etcd drops its endpoints",
+            o => o.Fleet.LeaseSeconds, (o, v) => o with { Fleet = o.Fleet with { LeaseSeconds = (int)v } }),
         new("Services", "list of services", "services for `Reaping.ServiceAffinity`, each `{\"Name\", \"Vip\", \"Port\", \"Protocol\", \"Backends\": [\"ADDRESS:PORT\", …]}`; more over D-Bus",
             o => o.Services.Count == 0 ? "[]" : string.Join("; ", o.Services), (_, _, where) => throw new ConfigException(ServicesAreAList("Services", where))),
     ];
@@ -293,6 +304,30 @@ internal static class Settings
             ? (int)n
             : throw new ConfigException($"{where}: {key} must be a power of two from {page} (one page) to 1073741824, such as 262144, not '{value}'.");
     }
+
+    private static string[] EtcdEndpoints(string key, string value, string where)
+    {
+        var urls = Split(value, ',');
+        foreach (var url in urls)
+        {
+            if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttp || uri.AbsolutePath != "/" || uri.Query.Length > 0 || uri.UserInfo.Length > 0)
+            {
+                throw new ConfigException($"{where}: {key} takes etcd client URLs such as http://10.0.0.1:2379, not '{SweepFilter.Quote(url)}' (TLS is not supported yet).");
+            }
+        }
+
+        return urls;
+    }
+
+    private static string FleetHost(string key, string value, string where) =>
+        value.Length == 0 || (value.Length <= 63 && value.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '-' or '.'))
+            ? value
+            : throw new ConfigException($"{where}: {key} must be 1 to 63 of a-z, 0-9, '-' and '.', not '{SweepFilter.Quote(value)}'.");
+
+    private static string FleetPrefix(string key, string value, string where) =>
+        value.Length >= 2 && value.Length <= 128 && value.StartsWith('/') && value.EndsWith('/') && value.All(c => c > ' ' && c < 0x7f)
+            ? value
+            : throw new ConfigException($"{where}: {key} must start and end with '/' and hold printable ASCII without spaces (at most 128 characters), not '{SweepFilter.Quote(value)}'.");
 
     private static string PinRoot(string key, string value, string where) =>
         value.StartsWith("/sys/fs/bpf/", StringComparison.Ordinal) && !value.Contains('.', StringComparison.Ordinal)

@@ -136,7 +136,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
             return;
         }
 
-        var targets = batch.Where(t => t.Reason is ReapReason.EndpointGone or ReapReason.IpReused && !t.ConntrackOnly)
+        var targets = batch.Where(t => t.Reason is ReapReason.EndpointGone or ReapReason.IpReused or ReapReason.FleetEndpointGone or ReapReason.FleetIpReused && !t.ConntrackOnly)
             .SelectMany(t => t.Contacts.Select(a => (TriggerName(t.Reason), a))).Distinct().ToList();
         if (targets.Count == 0)
         {

@@ -10,6 +10,8 @@ internal static class ReapBatches
         ReapReason.EndpointGone => "endpoint_gone",
         ReapReason.IpReused => "ip_reused",
         ReapReason.BackendLeft => "backend_left",
+        ReapReason.FleetEndpointGone => "fleet_endpoint_gone",
+        ReapReason.FleetIpReused => "fleet_ip_reused",
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
     };
 

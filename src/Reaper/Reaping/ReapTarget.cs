@@ -15,6 +15,12 @@ internal enum ReapReason
 
     /// <summary>A backend left a service: connected sockets pinned to it must pick a live one.</summary>
     BackendLeft,
+
+    /// <summary>Fleet mode: the endpoint on another host that had the address went, and none has it now.</summary>
+    FleetEndpointGone,
+
+    /// <summary>Fleet mode: the address went to another endpoint (on any host) while this host's sockets talked to one on another host.</summary>
+    FleetIpReused,
 }
 
 /// <summary>
@@ -68,6 +74,20 @@ internal sealed record ReapTarget(ReapReason Reason, SweepRule Rule, IReadOnlyLi
         {
             Conntrack = ConntrackTarget.AnyPort(address, conntrackTcp),
         };
+
+    /// <summary>
+    /// A change the fleet reported for <paramref name="address"/> (<see cref="ReapReason.FleetEndpointGone"/>
+    /// or <see cref="ReapReason.FleetIpReused"/>): every connected socket to it born before
+    /// <paramref name="learnedAtNs"/>, the moment this host learned it (CLOCK_MONOTONIC; hosts'
+    /// clocks are never compared), and the conntrack entries NATed to it.
+    /// </summary>
+    public static ReapTarget Fleet(ReapReason reason, IPAddress address, ulong learnedAtNs, bool conntrackTcp = false) =>
+        reason is ReapReason.FleetEndpointGone or ReapReason.FleetIpReused
+            ? new(reason, new SweepRule { Remote = IpPrefix.Host(address), Protocols = SweepProtocols.Both, BornBeforeNs = learnedAtNs }, [address])
+            {
+                Conntrack = ConntrackTarget.AnyPort(address, conntrackTcp),
+            }
+            : throw new ArgumentOutOfRangeException(nameof(reason), reason, "not a fleet reason");
 
     /// <summary>Only the conntrack entries NATed to <paramref name="backend"/>, which left or lost its address.</summary>
     public static ReapTarget BackendConntrack(IPEndPoint backend, ProtocolType protocol) =>

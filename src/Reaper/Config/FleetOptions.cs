@@ -1,0 +1,28 @@
+namespace SocketReaper.Config;
+
+/// <summary>
+/// Fleet.*: sharing endpoint lifecycles with the other hosts through etcd (docs/fleet.md). Off
+/// until Fleet.Etcd.Endpoints names a member; then this host publishes its endpoints under
+/// {Prefix}endpoints/{Host}/ on a lease and follows everyone's.
+/// </summary>
+internal sealed record FleetOptions
+{
+    public const string DefaultPrefix = "/socketreaper/v1/";
+
+    /// <summary>The etcd members' client URLs (http://ADDRESS:PORT); empty: fleet mode off.</summary>
+    public IReadOnlyList<string> EtcdEndpoints { get; init; } = [];
+
+    /// <summary>This host's name in the fleet; empty: the host name.</summary>
+    public string Host { get; init; } = string.Empty;
+
+    /// <summary>Where the fleet's keys live; the schema's version is part of it.</summary>
+    public string Prefix { get; init; } = DefaultPrefix;
+
+    /// <summary>The lease this host's keys hang on: how long after this host stops answering its endpoints count as gone.</summary>
+    public int LeaseSeconds { get; init; } = 10;
+
+    public bool Enabled => EtcdEndpoints.Count > 0;
+
+    /// <summary>The host name the fleet knows this host by: <see cref="Host"/>, or the machine's name in lower case.</summary>
+    public string HostName => Host.Length > 0 ? Host : Environment.MachineName.ToLowerInvariant();
+}

@@ -1,0 +1,37 @@
+using Xunit;
+
+namespace SocketReaper.Tests;
+
+/// <summary>The Fleet.* settings: on only with etcd members named, and one sentence for each wrong value.</summary>
+public sealed class FleetSettingsTests
+{
+    [Fact]
+    public void Fleet_mode_is_off_by_default_and_on_with_members_named()
+    {
+        var defaults = new SocketReaper.Config.ReaperOptions().Fleet;
+        Assert.False(defaults.Enabled);
+        Assert.Equal(("/socketreaper/v1/", 10), (defaults.Prefix, defaults.LeaseSeconds));
+        Assert.Equal(Environment.MachineName.ToLowerInvariant(), defaults.HostName);
+
+        var fleet = SocketReaper.Config.Settings.Apply([
+            ("Fleet.Etcd.Endpoints", "http://10.0.0.1:2379, http://10.0.0.2:2379", "env"),
+            ("Fleet.Host", "node-a.rack1", "env"),
+            ("Fleet.LeaseSeconds", "5", "env")]).Fleet;
+        Assert.True(fleet.Enabled);
+        Assert.Equal(["http://10.0.0.1:2379", "http://10.0.0.2:2379"], fleet.EtcdEndpoints);
+        Assert.Equal(("node-a.rack1", 5), (fleet.HostName, fleet.LeaseSeconds));
+    }
+
+    [Theory]
+    [InlineData("Fleet.Etcd.Endpoints", "10.0.0.1:2379", "reaper.json: Fleet.Etcd.Endpoints takes etcd client URLs such as http://10.0.0.1:2379, not '10.0.0.1:2379' (TLS is not supported yet).")]
+    [InlineData("Fleet.Etcd.Endpoints", "https://etcd:2379", "reaper.json: Fleet.Etcd.Endpoints takes etcd client URLs such as http://10.0.0.1:2379, not 'https://etcd:2379' (TLS is not supported yet).")]
+    [InlineData("Fleet.Etcd.Endpoints", "http://etcd:2379/v3", "reaper.json: Fleet.Etcd.Endpoints takes etcd client URLs such as http://10.0.0.1:2379, not 'http://etcd:2379/v3' (TLS is not supported yet).")]
+    [InlineData("Fleet.Host", "Node_A", "reaper.json: Fleet.Host must be 1 to 63 of a-z, 0-9, '-' and '.', not 'Node_A'.")]
+    [InlineData("Fleet.Prefix", "socketreaper/v1", "reaper.json: Fleet.Prefix must start and end with '/' and hold printable ASCII without spaces (at most 128 characters), not 'socketreaper/v1'.")]
+    [InlineData("Fleet.LeaseSeconds", "1", "reaper.json: Fleet.LeaseSeconds must be a whole number from 2 to 300, not '1'.")]
+    public void A_wrong_fleet_setting_is_one_sentence_naming_it(string key, string value, string sentence)
+    {
+        var e = Assert.Throws<SocketReaper.Config.ConfigException>(() => SocketReaper.Config.Settings.Apply([(key, value, "reaper.json")]));
+        Assert.Equal(sentence, e.Message);
+    }
+}
