@@ -1,0 +1,32 @@
+using SocketReaper.Bpf;
+using SocketReaper.Config;
+using SocketReaper.Datapath;
+using SocketReaper.Platform;
+
+namespace SocketReaper.Fleet;
+
+/// <summary>
+/// This host's endpoints as the datapath learned them: the owner table pinned under
+/// Datapath.PinRoot, read afresh each time (the datapath keeps it current). An owner is named
+/// "{host}/ifindex {N}/netns {cookie}": the same endpoint keeps its name, another endpoint taking
+/// the address gives another — which is what the other hosts compare.
+/// </summary>
+internal sealed class DatapathEndpoints(ReaperOptions options) : ILocalEndpoints
+{
+    public IReadOnlyList<LocalEndpoint> Read()
+    {
+        var pin = DatapathState.MapPin(options.Datapath.PinRoot, DatapathObject.Maps.Owners);
+        if (!options.Datapath.Enabled || !File.Exists(pin))
+        {
+            return [];
+        }
+
+        using var owners = LibBpf.BpfMap.OpenPinned(pin);
+        var (wall, monotonic) = (DateTimeOffset.UtcNow, Monotonic.NowNs());
+        var host = options.Fleet.HostName;
+        return [.. DatapathState.Owners(owners).Select(o => new LocalEndpoint(
+            o.Address,
+            $"{host}/ifindex {o.Owner.Ifindex}/netns {o.Owner.NetnsCookie}",
+            wall - TimeSpan.FromTicks((long)((monotonic - Math.Min(monotonic, o.Owner.FirstSeenNs)) / 100))))];
+    }
+}

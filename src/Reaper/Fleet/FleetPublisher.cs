@@ -1,0 +1,113 @@
+using System.Net;
+using SocketReaper.Config;
+using SocketReaper.Fleet.Etcd;
+using SocketReaper.Metrics;
+
+namespace SocketReaper.Fleet;
+
+/// <summary>
+/// Keeps this host's keys in etcd: its host record and one key per endpoint, all on one lease kept
+/// alive. Each run grants a new lease, writes the host record, then every <see cref="Every"/> (or at
+/// once when <see cref="Nudge"/>d) writes what changed since the last look: endpoints that came or
+/// changed owner are put, those gone are deleted — and on the first look every key is put (onto
+/// the new lease) and keys a previous run left for endpoints gone meanwhile are deleted.
+/// </summary>
+internal sealed class FleetPublisher(EtcdClient client, FleetOptions fleet, ILocalEndpoints local, FleetMetrics metrics)
+{
+    /// <summary>How often the endpoints are looked at when nothing nudges.</summary>
+    public static readonly TimeSpan Every = TimeSpan.FromSeconds(1);
+
+    private readonly SemaphoreSlim _nudged = new(0, 1);
+
+    /// <summary>Looks at the endpoints now (the datapath saw one move or go).</summary>
+    public void Nudge()
+    {
+        if (_nudged.CurrentCount == 0)
+        {
+            try
+            {
+                _nudged.Release();
+            }
+            catch (SemaphoreFullException)
+            {
+                // Nudged already.
+            }
+        }
+    }
+
+    public async Task RunAsync(Action up, CancellationToken stop)
+    {
+        var host = fleet.HostName;
+        var lease = await client.GrantLeaseAsync(TimeSpan.FromSeconds(fleet.LeaseSeconds), stop).ConfigureAwait(false);
+        using var alive = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        var keepAlive = client.KeepAliveAsync(lease, alive.Token);
+        try
+        {
+            await Publish(() => client.PutAsync(FleetCodec.HostKey(fleet.Prefix, host), FleetCodec.HostValue(host), lease, stop)).ConfigureAwait(false);
+
+            // What a previous run left: deleted unless the endpoint is still here (then put again below, onto this lease).
+            var left = (await client.RangePrefixAsync(FleetCodec.EndpointsPrefix(fleet.Prefix, host), stop).ConfigureAwait(false)).Items
+                .Select(kv => FleetCodec.TryEndpointKey(fleet.Prefix, kv.Key, out var h, out var a) && h == host ? a : null)
+                .OfType<IPAddress>().ToList();
+            var published = new Dictionary<IPAddress, string>();
+            var first = true;
+            up();
+            while (true)
+            {
+                var now = local.Read().GroupBy(e => e.Address).ToDictionary(g => g.Key, g => g.First());
+                foreach (var gone in (first ? left : [.. published.Keys]).Where(a => !now.ContainsKey(a)))
+                {
+                    await Publish(() => client.DeleteAsync(FleetCodec.EndpointKey(fleet.Prefix, host, gone), stop)).ConfigureAwait(false);
+                    published.Remove(gone);
+                }
+
+                foreach (var (address, endpoint) in now)
+                {
+                    if (!published.TryGetValue(address, out var owner) || owner != endpoint.Owner)
+                    {
+                        await Publish(() => client.PutAsync(FleetCodec.EndpointKey(fleet.Prefix, host, address), FleetCodec.EndpointValue(endpoint.Owner, endpoint.Taken), lease, stop))
+                            .ConfigureAwait(false);
+                        published[address] = endpoint.Owner;
+                    }
+                }
+
+                first = false;
+                metrics.Published.Set(published.Count);
+                var pause = _nudged.WaitAsync(Every, alive.Token);
+                if (await Task.WhenAny(pause, keepAlive).ConfigureAwait(false) == keepAlive)
+                {
+                    // The lease is lost (or the keepalive failed): this run is over, the next grants a new one.
+                    await keepAlive.ConfigureAwait(false);
+                    throw new EtcdException("lease keepalive", $"lease {lease:x}", "the keepalive stream ended");
+                }
+
+                await pause.ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            await alive.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await keepAlive.ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or EtcdException)
+            {
+                // The run is over either way.
+            }
+        }
+    }
+
+    private async Task Publish(Func<Task<long>> write)
+    {
+        try
+        {
+            await write().ConfigureAwait(false);
+        }
+        catch (EtcdException)
+        {
+            metrics.PublishFailures.Inc();
+            throw;
+        }
+    }
+}

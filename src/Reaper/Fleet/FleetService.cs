@@ -1,0 +1,117 @@
+using System.Net;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using SocketReaper.Config;
+using SocketReaper.Fleet.Etcd;
+using SocketReaper.Metrics;
+using SocketReaper.Platform;
+using SocketReaper.Reaping;
+
+namespace SocketReaper.Fleet;
+
+/// <summary>
+/// Fleet mode (docs/fleet.md), on when Fleet.Etcd.Endpoints names a member. Two loops, each
+/// starting over after etcd fails it: <see cref="FleetPublisher"/> keeps this host's endpoints and
+/// host record in etcd on one lease; <see cref="FleetFollower"/> lists every host's endpoints at one
+/// revision, watches from the next, and turns each change of another host's endpoint into a reap
+/// target on the <see cref="IReapQueue"/>. Neither holds up the daemon's start: without etcd the
+/// daemon runs as a single host and says so.
+/// </summary>
+internal sealed partial class FleetService(ReaperOptions options, IReapQueue queue, ILocalEndpoints local, ReaperMetrics metrics, ILogger<FleetService> logger)
+    : BackgroundService
+{
+    /// <summary>Waits after a failure: the first short, then longer, at most this.</summary>
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (!options.Fleet.Enabled)
+        {
+            return;
+        }
+
+        var fleet = options.Fleet;
+        var fleetMetrics = new FleetMetrics(metrics);
+        await using var client = EtcdClient.Create(new EtcdOptions([.. fleet.EtcdEndpoints.Select(e => new Uri(e))], TimeSpan.FromSeconds(2)));
+        Log.Joining(logger, fleet.HostName, fleet.Prefix, string.Join(", ", fleet.EtcdEndpoints));
+        var publisher = new FleetPublisher(client, fleet, local, fleetMetrics);
+        var follower = new FleetFollower(client, fleet, fleetMetrics);
+        follower.Changed += (change, learnedNs) =>
+        {
+            if (FleetTargets.For(change, fleet.HostName, learnedNs, options.Reaping) is { } target)
+            {
+                queue.Enqueue(target);
+            }
+        };
+
+        await Task.WhenAll(
+            Forever("publishing this host's endpoints", publisher.RunAsync, stoppingToken),
+            Forever("following the fleet", follower.RunAsync, stoppingToken)).ConfigureAwait(false);
+
+        // The lease is not revoked: a restart that is back within Fleet.LeaseSeconds publishes the
+        // same keys on its new lease and no other host sees anything change.
+    }
+
+    /// <summary>
+    /// Runs <paramref name="loop"/> until the daemon stops, starting it over after each failure
+    /// (said once per outage; the loop calls Up when it works again) after a growing pause.
+    /// </summary>
+    private async Task Forever(string what, Func<Action, CancellationToken, Task> loop, CancellationToken stopping)
+    {
+        var backoff = TimeSpan.FromMilliseconds(250);
+        var failing = false;
+        void Up()
+        {
+            if (failing)
+            {
+                Log.Back(logger, what);
+            }
+
+            failing = false;
+            backoff = TimeSpan.FromMilliseconds(250);
+        }
+
+        while (!stopping.IsCancellationRequested)
+        {
+            try
+            {
+                await loop(Up, stopping).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (EtcdException e)
+            {
+                if (!failing)
+                {
+                    Log.Failing(logger, what, e.Message);
+                    failing = true;
+                }
+            }
+
+            try
+            {
+                await Task.Delay(backoff, stopping).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            backoff = TimeSpan.FromTicks(Math.Min(MaxBackoff.Ticks, backoff.Ticks * 2));
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 600, Level = LogLevel.Information, Message = "Fleet mode: host {Host}, keys under {Prefix} in etcd at {Endpoints}")]
+        public static partial void Joining(ILogger logger, string host, string prefix, string endpoints);
+
+        [LoggerMessage(EventId = 601, Level = LogLevel.Warning, Message = "Fleet: {What} failed, tried again until etcd answers (socketreaper_fleet_connected): {Reason}")]
+        public static partial void Failing(ILogger logger, string what, string reason);
+
+        [LoggerMessage(EventId = 602, Level = LogLevel.Information, Message = "Fleet: {What} again")]
+        public static partial void Back(ILogger logger, string what);
+    }
+}

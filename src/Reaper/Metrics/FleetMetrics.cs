@@ -1,0 +1,36 @@
+using Prometheus;
+
+namespace SocketReaper.Metrics;
+
+/// <summary>Fleet mode's metrics (docs/fleet.md), on the daemon's registry; created only when fleet mode is on.</summary>
+internal sealed class FleetMetrics
+{
+    public FleetMetrics(ReaperMetrics metrics)
+    {
+        var f = Prometheus.Metrics.WithCustomRegistry(metrics.Registry);
+        Connected = f.CreateGauge("socketreaper_fleet_connected", "1 while this host follows the fleet's watch in etcd, 0 while it cannot.");
+        Events = f.CreateCounter("socketreaper_fleet_events_total", "Endpoint keys the fleet's watch delivered, by kind (put, delete).", "kind");
+        Changes = f.CreateCounter("socketreaper_fleet_changes_total", "Changes of another host's endpoint that made this host's sockets to it stale, by kind (gone, moved).", "kind");
+        Resyncs = f.CreateCounter("socketreaper_fleet_resyncs_total", "Full lists of the fleet's endpoints after the watch broke, by reason (compacted, error).", "reason");
+        Rejected = f.CreateCounter("socketreaper_fleet_keys_rejected_total", "Endpoint keys or values ignored as malformed, by what was wrong (key, value).", "reason");
+        PublishFailures = f.CreateCounter("socketreaper_fleet_publish_failures_total", "Failed writes of this host's keys to etcd (they are written again once it answers).");
+        RemoteEndpoints = f.CreateGauge("socketreaper_fleet_endpoints", "Addresses the fleet's hosts announce, as this host follows them.");
+        Published = f.CreateGauge("socketreaper_fleet_published_endpoints", "This host's endpoints published in etcd.");
+    }
+
+    public Gauge Connected { get; }
+
+    public Counter Events { get; }
+
+    public Counter Changes { get; }
+
+    public Counter Resyncs { get; }
+
+    public Counter Rejected { get; }
+
+    public Counter PublishFailures { get; }
+
+    public Gauge RemoteEndpoints { get; }
+
+    public Gauge Published { get; }
+}

@@ -1,0 +1,155 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using SocketReaper.Fleet.Etcd;
+using SocketReaper.Testing;
+using Xunit;
+
+namespace SocketReaper.IntegrationTests;
+
+/// <summary>
+/// Fleet mode against a real etcd member on loopback. The daemon is host "a"; host "b" is this test,
+/// publishing in the documented schema (docs/fleet.md) with a client of its own. b's endpoints are
+/// veth endpoints the daemon does not cover (its datapath selects nothing): only the fleet tells it
+/// they went or moved.
+/// </summary>
+public sealed class FleetTests
+{
+    private const string Prefix = "/socketreaper/v1/";
+
+    [PrivilegedFact]
+    public void A_remote_endpoint_gone_or_moved_kills_the_local_sockets_to_it_and_spares_the_rest()
+    {
+        using var etcd = EtcdCluster.Start(1);
+        using var ns = new TestNamespaces(2);
+        using var endpoints = new VethEndpoints(subnet: 98);
+        var (one, two) = (ns.Names[0], ns.Names[1]);
+        endpoints.Add(one, 1);
+        endpoints.Add(two, 2);
+        var remote = new RemoteHost(etcd, "b");
+
+        using var daemon = new DaemonFixture(
+            $$"""{"Fleet": {"Etcd": {"Endpoints": ["{{etcd.Endpoint(0)}}"]}, "Host": "a", "LeaseSeconds": 5}}""");
+        remote.Announce("10.98.1.2", "b/one");
+        daemon.Start();
+        Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_connected") == 1
+                && DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_endpoints") >= 1,
+            TimeSpan.FromSeconds(10 * Poll.Stretch), "following the fleet");
+        Assert.Contains("Fleet mode: host a", daemon.Log, StringComparison.Ordinal);
+
+        // Host clients: TCP and connected UDP to b's endpoint, TCP to an address no host announces.
+        var listener = ns.In(one, () => ns.Listen("10.98.1.2", 7000));
+        var bystander = ns.In(two, () => ns.Listen("10.98.2.2", 7000));
+        var udpServer = ns.In(one, () =>
+        {
+            var s = ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp));
+            s.Bind(new IPEndPoint(IPAddress.Parse("10.98.1.2"), 7001));
+            return s;
+        });
+        var tcp = ns.Connect(listener, "10.98.1.2", 7000);
+        var innocent = ns.Connect(bystander, "10.98.2.2", 7000);
+        var udp = new UdpPair(ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp)), udpServer);
+        udp.Client.Connect(new IPEndPoint(IPAddress.Parse("10.98.1.2"), 7001));
+        Assert.True(tcp.Exchanges() && innocent.Exchanges() && udp.Exchanges());
+
+        // b's endpoint goes: its key is deleted, and a's sockets to it die.
+        remote.Withdraw("10.98.1.2");
+        Poll.Until(() => tcp.ClientSendError() != SocketError.Success, TimeSpan.FromSeconds(5 * Poll.Stretch), "the TCP socket to b's gone endpoint destroyed");
+        Assert.Equal(SocketError.ConnectionAborted, tcp.ClientSendError());
+        Poll.Until(() => TestNamespaces.SendError(udp.Client) == SocketError.DestinationAddressRequired, TimeSpan.FromSeconds(5 * Poll.Stretch), "UDP destroyed");
+        Assert.True(innocent.Exchanges(), "a socket to an address no host announced was hurt");
+        Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sweeps_total{trigger=\"fleet_endpoint_gone\",result=\"ok\"}") >= 1,
+            TimeSpan.FromSeconds(10 * Poll.Stretch), "the fleet_endpoint_gone sweep's metrics");
+
+        // b announces the address again (a first claim: nothing to reap), a connects, then b gives
+        // the address to another endpoint: the socket born before a learned the move dies, one
+        // made after it lives.
+        remote.Announce("10.98.1.2", "b/one");
+        var before = ns.Connect(listener, "10.98.1.2", 7000);
+        Assert.True(before.Exchanges());
+        var moves = DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sweeps_total{trigger=\"fleet_ip_reused\",result=\"ok\"}");
+        remote.Announce("10.98.1.2", "b/two");
+        Poll.Until(() => before.ClientSendError() != SocketError.Success, TimeSpan.FromSeconds(5 * Poll.Stretch), "the socket born before the move destroyed");
+        Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sweeps_total{trigger=\"fleet_ip_reused\",result=\"ok\"}") > moves,
+            TimeSpan.FromSeconds(10 * Poll.Stretch), "the fleet_ip_reused sweep's end");
+        var after = ns.Connect(listener, "10.98.1.2", 7000);
+        remote.Announce("10.98.1.2", "b/two");
+        Thread.Sleep(TimeSpan.FromMilliseconds(500 * Poll.Stretch));
+        Assert.True(after.Exchanges(), "a connection made to the new owner after the move was hurt");
+        Assert.True(innocent.Exchanges(), "a socket to an address no host announced was hurt");
+
+        var scrape = daemon.Scrape();
+        Assert.Equal(1, DaemonFixture.Sample(scrape, "socketreaper_fleet_changes_total{kind=\"gone\"}"));
+        Assert.Equal(1, DaemonFixture.Sample(scrape, "socketreaper_fleet_changes_total{kind=\"moved\"}"));
+    }
+
+    [PrivilegedFact]
+    public void A_host_publishes_its_endpoints_on_its_lease_and_a_restart_keeps_them()
+    {
+        using var etcd = EtcdCluster.Start(1);
+        using var ns = new TestNamespaces(1);
+        using var endpoints = new VethEndpoints(subnet: 99);
+        var device = endpoints.Add(ns.Names[0], 1);
+        using var daemon = new DaemonFixture(
+            $$"""{"Fleet": {"Etcd": {"Endpoints": ["{{etcd.Endpoint(0)}}"]}, "Host": "a", "LeaseSeconds": 5}}""", devicePattern: endpoints.Pattern);
+        daemon.Start();
+        VethEndpoints.WaitCovered(device);
+        // The endpoint says something: the datapath learns its address from it.
+        ns.In(ns.Names[0], () =>
+        {
+            using var udp = Udp("10.99.1.1");
+            return udp.Send("hello"u8);
+        });
+        Poll.Until(() => etcd.EtcdctlGet($"{Prefix}endpoints/a/", 0).Any(kv => kv.Key == $"{Prefix}endpoints/a/10.99.1.2"),
+            TimeSpan.FromSeconds(10 * Poll.Stretch), "a's endpoint published");
+        var published = etcd.EtcdctlGet(Prefix, 0);
+        Assert.Contains(published, kv => kv.Key == $"{Prefix}hosts/a");
+        var value = published.Single(kv => kv.Key == $"{Prefix}endpoints/a/10.99.1.2").Value;
+        Assert.Contains("\"owner\":\"a/ifindex ", value, StringComparison.Ordinal);
+
+        // A restart: the keys stay (the lease is not revoked), and the new daemon puts them on its lease.
+        daemon.Terminate();
+        var revision = etcd.EtcdctlGet(Prefix, 0).Max(kv => kv.ModRevision);
+        Assert.Contains(etcd.EtcdctlGet(Prefix, 0), kv => kv.Key == $"{Prefix}endpoints/a/10.99.1.2");
+        using var restarted = new DaemonFixture(
+            $$"""{"Fleet": {"Etcd": {"Endpoints": ["{{etcd.Endpoint(0)}}"]}, "Host": "a", "LeaseSeconds": 5}}""", devicePattern: endpoints.Pattern);
+        Directory.Move(daemon.PinRoot, restarted.PinRoot);
+        restarted.Start();
+        Poll.Until(() => etcd.EtcdctlGet(Prefix, 0).Single(kv => kv.Key == $"{Prefix}endpoints/a/10.99.1.2").ModRevision > revision,
+            TimeSpan.FromSeconds(10 * Poll.Stretch), "the endpoint put again on the new lease");
+
+        // The old lease runs out: the keys, on the new one, stay.
+        Thread.Sleep(TimeSpan.FromSeconds(8));
+        Assert.Contains(etcd.EtcdctlGet(Prefix, 0), kv => kv.Key == $"{Prefix}endpoints/a/10.99.1.2");
+
+        // The endpoint goes: its key goes.
+        endpoints.Remove(device);
+        Poll.Until(() => !etcd.EtcdctlGet(Prefix, 0).Any(kv => kv.Key == $"{Prefix}endpoints/a/10.99.1.2"),
+            TimeSpan.FromSeconds(10 * Poll.Stretch), "a's gone endpoint withdrawn");
+    }
+
+    private static Socket Udp(string to)
+    {
+        var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        s.Connect(new IPEndPoint(IPAddress.Parse(to), 9));
+        return s;
+    }
+
+    /// <summary>Another host, as the test plays it: its endpoint keys, on a lease it keeps alive.</summary>
+    private sealed class RemoteHost(EtcdCluster etcd, string name)
+    {
+        public void Announce(string address, string owner)
+        {
+            var put = etcd.Etcdctl("put", $"{Prefix}endpoints/{name}/{address}", $$"""{"owner":"{{owner}}","taken":"2026-12-06T12:00:00Z"}""");
+            Assert.True(put.ExitCode == 0, put.Stderr);
+            var host = etcd.Etcdctl("put", $"{Prefix}hosts/{name}", $$"""{"host":"{{name}}"}""");
+            Assert.True(host.ExitCode == 0, host.Stderr);
+        }
+
+        public void Withdraw(string address)
+        {
+            var del = etcd.Etcdctl("del", $"{Prefix}endpoints/{name}/{address}");
+            Assert.True(del.ExitCode == 0, del.Stderr);
+        }
+    }
+}
