@@ -13,7 +13,7 @@ namespace SocketReaper.Tests;
 public sealed partial class LayerTests
 {
     /// <summary>Lowest first. The one place the order is written; ARCHITECTURE.md says the same.</summary>
-    private static readonly string[] Layers = ["Platform", "Bpf", "Sweep", "Config", "Metrics", "Datapath", "History", "Hooks", "Reaping", "Doctor", "Daemon", "DBus", "Cli"];
+    private static readonly string[] Layers = ["Platform", "Bpf", "Sweep", "Config", "Metrics", "Datapath", "History", "Hooks", "Reaping", "Fleet", "Doctor", "Daemon", "DBus", "Cli"];
 
     /// <summary>Uses of a higher folder that are known and scheduled to go; nothing else may be added here.</summary>
     private static readonly HashSet<(string From, string To)> AllowedExceptions =
@@ -55,6 +55,21 @@ public sealed partial class LayerTests
         var unknown = Directory.GetDirectories(Source).Select(Path.GetFileName)
             .Where(d => d is not ("bin" or "obj") && !Layers.Contains(d)).ToList();
         Assert.True(unknown.Count == 0, $"src/Reaper has folder(s) with no place in the layer order: {string.Join(", ", unknown)}; add them to LayerTests.Layers and ARCHITECTURE.md.");
+    }
+
+    [Fact]
+    public void The_etcd_client_uses_nothing_else_of_ours()
+    {
+        var uses = new List<string>();
+        foreach (var path in Directory.EnumerateFiles(Path.Combine(Source, "Fleet", "Etcd"), "*.cs", SearchOption.AllDirectories))
+        {
+            var text = File.ReadAllText(path);
+            var others = Referenced(text).Where(u => u != "Fleet")
+                .Concat(OtherFleet().Matches(CommentsAndStrings().Replace(text, " ")).Select(m => m.Value));
+            uses.AddRange(others.Select(u => $"src/Reaper/{Path.GetRelativePath(Source, path).Replace(Path.DirectorySeparatorChar, '/')} uses {u}"));
+        }
+
+        Assert.True(uses.Count == 0, "Fleet/Etcd is a client of etcd alone and may use nothing else of ours:\n" + string.Join('\n', uses));
     }
 
     [Fact]
@@ -115,6 +130,10 @@ public sealed partial class LayerTests
 
         return found;
     }
+
+    /// <summary>Fleet, but not Fleet.Etcd.</summary>
+    [GeneratedRegex(@"(?<![\w.])(?:SocketReaper\.)?Fleet\.(?!Etcd\b)[A-Z]\w*")]
+    private static partial Regex OtherFleet();
 
     [GeneratedRegex("""//[^\n]*|/\*.*?\*/|@"(?:[^"]|"")*"|\$*"{3,}.*?"{3,}|\$?"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)+'""", RegexOptions.Singleline)]
     private static partial Regex CommentsAndStrings();
