@@ -58,6 +58,21 @@ public sealed partial class LayerTests
     }
 
     [Fact]
+    public void The_etcd_client_uses_nothing_else_of_ours()
+    {
+        var uses = new List<string>();
+        foreach (var path in Directory.EnumerateFiles(Path.Combine(Source, "Fleet", "Etcd"), "*.cs", SearchOption.AllDirectories))
+        {
+            var text = File.ReadAllText(path);
+            var others = Referenced(text).Where(u => u != "Fleet")
+                .Concat(OtherFleet().Matches(CommentsAndStrings().Replace(text, " ")).Select(m => m.Value));
+            uses.AddRange(others.Select(u => $"src/Reaper/{Path.GetRelativePath(Source, path).Replace(Path.DirectorySeparatorChar, '/')} uses {u}"));
+        }
+
+        Assert.True(uses.Count == 0, "Fleet/Etcd is a client of etcd alone and may use nothing else of ours:\n" + string.Join('\n', uses));
+    }
+
+    [Fact]
     public void The_reader_sees_every_kind_of_reference()
     {
         const string text = """
@@ -115,6 +130,10 @@ public sealed partial class LayerTests
 
         return found;
     }
+
+    /// <summary>Fleet, but not Fleet.Etcd.</summary>
+    [GeneratedRegex(@"(?<![\w.])(?:SocketReaper\.)?Fleet\.(?!Etcd\b)[A-Z]\w*")]
+    private static partial Regex OtherFleet();
 
     [GeneratedRegex("""//[^\n]*|/\*.*?\*/|@"(?:[^"]|"")*"|\$*"{3,}.*?"{3,}|\$?"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)+'""", RegexOptions.Singleline)]
     private static partial Regex CommentsAndStrings();

@@ -1,0 +1,267 @@
+using System.Net.Sockets;
+using Google.Protobuf;
+using Grpc.Core;
+using SocketReaper.Fleet.Etcd.Protos;
+
+namespace SocketReaper.Fleet.Etcd;
+
+/// <summary>
+/// A thin etcd v3 client: the keys, leases and watches fleet mode needs, over gRPC. Every call
+/// asks for a member with a leader (a member cut off from the quorum answers at once instead of
+/// holding the call), starts at the member that answered last and moves on to the next when one
+/// is unavailable. Every failure is an <see cref="EtcdException"/>; a cancelled call throws
+/// <see cref="OperationCanceledException"/>. It logs nothing: callers do.
+/// </summary>
+internal sealed partial class EtcdClient : IAsyncDisposable
+{
+    private readonly EtcdEndpoint[] _endpoints;
+    private readonly EtcdOptions _options;
+
+    // The member calls start at: the last that answered, or the one after the last that failed.
+    private int _current;
+
+    private EtcdClient(EtcdOptions options)
+    {
+        _options = options;
+        _endpoints = [.. options.Endpoints.Select(e => new EtcdEndpoint(e, options))];
+    }
+
+    /// <summary>Checks the options and makes the channels; connects to nothing yet.</summary>
+    public static EtcdClient Create(EtcdOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Endpoints.Count == 0)
+        {
+            throw new ArgumentException("etcd: no endpoints given", nameof(options));
+        }
+
+        foreach (var endpoint in options.Endpoints)
+        {
+            if (endpoint.IsAbsoluteUri && endpoint.Scheme == "https")
+            {
+                throw new ArgumentException($"etcd endpoint '{endpoint}': TLS is not supported yet; use http://", nameof(options));
+            }
+
+            if (!endpoint.IsAbsoluteUri || endpoint.Scheme != "http" || endpoint.AbsolutePath != "/")
+            {
+                throw new ArgumentException($"etcd endpoint '{endpoint}' is not a client URL such as http://127.0.0.1:2379", nameof(options));
+            }
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.DialTimeout, TimeSpan.Zero, nameof(options));
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.RangePageSize, 1, nameof(options));
+        return new EtcdClient(options);
+    }
+
+    /// <summary>Puts <paramref name="key"/> (with <paramref name="lease"/>, 0 for none); returns the revision it made.</summary>
+    public async Task<long> PutAsync(string key, ReadOnlyMemory<byte> value, long lease, CancellationToken ct)
+    {
+        var request = new PutRequest { Key = Bytes(key), Value = ByteString.CopyFrom(value.Span), Lease = lease };
+        var answer = await CallAsync("put", $"'{key}'", (e, o) => e.Kv.PutAsync(request, o), ct).ConfigureAwait(false);
+        return answer.Header.Revision;
+    }
+
+    /// <summary>Deletes <paramref name="key"/> if it is there; returns the store's revision after it.</summary>
+    public async Task<long> DeleteAsync(string key, CancellationToken ct)
+    {
+        var request = new DeleteRangeRequest { Key = Bytes(key) };
+        var answer = await CallAsync("delete", $"'{key}'", (e, o) => e.Kv.DeleteRangeAsync(request, o), ct).ConfigureAwait(false);
+        return answer.Header.Revision;
+    }
+
+    /// <summary>Deletes every key under <paramref name="prefix"/> in one revision; returns the store's revision after it.</summary>
+    public async Task<long> DeletePrefixAsync(string prefix, CancellationToken ct)
+    {
+        var key = PrefixKey(prefix);
+        var request = new DeleteRangeRequest { Key = key, RangeEnd = PrefixEnd(key) };
+        var answer = await CallAsync("delete", $"prefix '{prefix}'", (e, o) => e.Kv.DeleteRangeAsync(request, o), ct).ConfigureAwait(false);
+        return answer.Header.Revision;
+    }
+
+    /// <summary>
+    /// Every key under <paramref name="prefix"/>, values included, at one revision: the first page
+    /// is read at the newest, the next pages at the same (<see cref="EtcdOptions.RangePageSize"/>
+    /// keys a page), so keys written meanwhile neither appear nor hide others.
+    /// </summary>
+    public async Task<EtcdSnapshot> RangePrefixAsync(string prefix, CancellationToken ct)
+    {
+        var key = PrefixKey(prefix);
+        var end = PrefixEnd(key);
+        var items = new List<EtcdKeyValue>();
+        var revision = 0L;
+        while (true)
+        {
+            var request = new RangeRequest { Key = key, RangeEnd = end, Limit = _options.RangePageSize, Revision = revision };
+            var page = await CallAsync("range", $"prefix '{prefix}'", (e, o) => e.Kv.RangeAsync(request, o), ct).ConfigureAwait(false);
+            if (revision == 0)
+            {
+                revision = page.Header.Revision;
+            }
+
+            items.AddRange(page.Kvs.Select(Item));
+            if (!page.More || page.Kvs.Count == 0)
+            {
+                return new EtcdSnapshot(revision, items);
+            }
+
+            // The next page starts just after the last key: the same key and a zero byte.
+            var last = page.Kvs[^1].Key;
+            var after = new byte[last.Length + 1];
+            last.Span.CopyTo(after);
+            key = UnsafeByteOperations.UnsafeWrap(after);
+        }
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        foreach (var endpoint in _endpoints)
+        {
+            endpoint.Dispose();
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>A lease id as etcdctl prints it.</summary>
+    internal static string LeaseName(long lease) => $"{lease:x16}";
+
+    /// <summary>
+    /// One unary call, tried on each member at most once: at the current one, then the next while
+    /// they answer Unavailable. A put or delete whose member failed after applying it may so be
+    /// applied twice; fleet mode's are whole values and deletions, the same the second time.
+    /// </summary>
+    private async Task<TResponse> CallAsync<TResponse>(
+        string operation, string target, Func<EtcdEndpoint, CallOptions, AsyncUnaryCall<TResponse>> call, CancellationToken ct)
+    {
+        var first = Volatile.Read(ref _current);
+        for (var tried = 1; ; tried++)
+        {
+            var index = (first + tried - 1) % _endpoints.Length;
+            var endpoint = _endpoints[index];
+            try
+            {
+                using var pending = call(endpoint, CallOptionsFor(ct));
+                var answer = await pending.ResponseAsync.ConfigureAwait(false);
+                Volatile.Write(ref _current, index);
+                return answer;
+            }
+            catch (Exception e) when (Unreachable(e, ct))
+            {
+                MoveOn(index);
+                if (tried == _endpoints.Length)
+                {
+                    throw Failure(operation, target, AsStatus(e), endpoint, tried);
+                }
+            }
+            catch (RpcException e)
+            {
+                throw Failure(operation, target, e, endpoint, tried);
+            }
+        }
+    }
+
+    /// <summary>The next call starts at the member after <paramref name="failed"/>, unless another call moved on already.</summary>
+    private void MoveOn(int failed) => Interlocked.CompareExchange(ref _current, (failed + 1) % _endpoints.Length, failed);
+
+    // clientv3.WithRequireLeader: a member without a leader fails the call (Unavailable, "etcdserver:
+    // no leader") instead of holding it until its own request timeout, and ends a watch or
+    // keepalive stream when it loses its leader.
+    private static CallOptions CallOptionsFor(CancellationToken ct) =>
+        new(headers: new Metadata { { "hasleader", "true" } }, cancellationToken: ct);
+
+    /// <summary>
+    /// The member cannot be asked, as opposed to etcd refusing the request: Unavailable from etcd
+    /// (no leader, shutting down) or from the network; the connection failures grpc-dotnet reports
+    /// as Internal (HTTP/2 pings unanswered, the connection reset mid-call); and a call cancelled
+    /// when <paramref name="ct"/> was not, which grpc-dotnet throws as the caller's cancellation.
+    /// </summary>
+    private static bool Unreachable(Exception e, CancellationToken ct) => e switch
+    {
+        RpcException rpc => rpc.StatusCode == StatusCode.Unavailable || rpc.Status.DebugException is HttpRequestException or IOException,
+        OperationCanceledException => !ct.IsCancellationRequested,
+        _ => false,
+    };
+
+    /// <summary>An unreachable member's failure as a status (<see cref="Unreachable"/>).</summary>
+    private static RpcException AsStatus(Exception e) =>
+        e as RpcException ?? new RpcException(new Status(StatusCode.Unavailable, "the call was cancelled, not by us", e));
+
+    /// <summary>
+    /// Sends on a call's request stream. A write to a call the member has ended (refused for want
+    /// of a leader, say) or on a connection that died throws the network's exception, or that the
+    /// call was cancelled, not the call's status: that is left to the read that follows.
+    /// </summary>
+    private static async Task SendAsync<T>(IClientStreamWriter<T> stream, T message, CancellationToken ct)
+    {
+        try
+        {
+            await stream.WriteAsync(message, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or HttpRequestException || (e is OperationCanceledException && !ct.IsCancellationRequested))
+        {
+        }
+    }
+
+    /// <summary>
+    /// The failure in one sentence. The network's reason when there was no answer ("connection
+    /// refused"), else etcd's own words ("etcdserver: no leader"), and the member.
+    /// </summary>
+    private EtcdException Failure(string operation, string target, RpcException e, EtcdEndpoint endpoint, int tried)
+    {
+        var why = e.Status.Detail;
+        for (var inner = e.Status.DebugException; inner is not null; inner = inner.InnerException)
+        {
+            why = inner switch
+            {
+                SocketException socket => Lowercase(socket.Message),
+                TimeoutException => $"no connection within {_options.DialTimeout.TotalSeconds:0.###} s",
+                _ => Lowercase(inner.Message.TrimEnd('.')),
+            };
+            if (inner is SocketException or TimeoutException)
+            {
+                break;
+            }
+        }
+
+        var at = $"{why} at {endpoint.Address.Authority}";
+        var detail = tried > 1 ? $"{at}; all {tried} endpoints tried" : at;
+        return new EtcdException(operation, target, Unreachable(e, CancellationToken.None) ? StatusCode.Unavailable : e.StatusCode, detail, endpoint.Address, e);
+    }
+
+    private static string Lowercase(string text) => text.Length > 0 ? char.ToLowerInvariant(text[0]) + text[1..] : text;
+
+    private static ByteString Bytes(string key)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(key);
+        return ByteString.CopyFromUtf8(key);
+    }
+
+    /// <summary>A prefix as a key; an empty one would be every key of the cluster, which no caller means.</summary>
+    private static ByteString PrefixKey(string prefix)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(prefix);
+        return ByteString.CopyFromUtf8(prefix);
+    }
+
+    /// <summary>
+    /// The end of [prefix, end): the prefix with its last byte below 0xff raised by one and what
+    /// follows it dropped (clientv3.GetPrefixRangeEnd); a prefix of 0xff bytes only ends at "\0", the end of the keyspace.
+    /// </summary>
+    internal static ByteString PrefixEnd(ByteString prefix)
+    {
+        var end = prefix.ToByteArray();
+        for (var i = end.Length - 1; i >= 0; i--)
+        {
+            if (end[i] < 0xff)
+            {
+                end[i]++;
+                return ByteString.CopyFrom(end, 0, i + 1);
+            }
+        }
+
+        return ByteString.CopyFrom((byte)0);
+    }
+
+    private static EtcdKeyValue Item(KeyValue kv) =>
+        new(kv.Key.ToStringUtf8(), kv.Value.ToByteArray(), kv.CreateRevision, kv.ModRevision, kv.Lease);
+}

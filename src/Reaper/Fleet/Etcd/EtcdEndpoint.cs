@@ -1,0 +1,87 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Grpc.Net.Client;
+using SocketReaper.Fleet.Etcd.Protos;
+
+namespace SocketReaper.Fleet.Etcd;
+
+/// <summary>One member's client URL: its channel (HTTP/2, one pool of connections) and the three services on it.</summary>
+internal sealed class EtcdEndpoint : IDisposable
+{
+    private readonly GrpcChannel _channel;
+
+    public EtcdEndpoint(Uri address, EtcdOptions options)
+    {
+        Address = address;
+        // A connect callback of our own also makes the channel send each call straight to this
+        // handler, which connects afresh when asked: no grpc-dotnet subchannel that, after a failed
+        // connect, fails calls at once for up to two minutes of reconnect backoff. Moving on to
+        // another member is EtcdClient's.
+        var handler = new SocketsHttpHandler
+        {
+            // The dial timeout is DialAsync's: the handler's ConnectTimeout would end the call with an
+            // OperationCanceledException, as if the caller had cancelled it.
+            ConnectCallback = (context, ct) => DialAsync(context.DnsEndPoint, options.DialTimeout, ct),
+            KeepAlivePingDelay = options.KeepAliveTime,
+            KeepAlivePingTimeout = options.KeepAliveTimeout,
+            KeepAlivePingPolicy = HttpKeepAlivePingPolicy.WithActiveRequests,
+            EnableMultipleHttp2Connections = true,
+            PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+            // An http_proxy in the daemon's environment is not meant for etcd.
+            UseProxy = false,
+            // TLS (https://, refused by EtcdClient.Create until then) goes here, from EtcdOptions:
+            // SslOptions.ClientCertificates and a RemoteCertificateValidationCallback that trusts
+            // the configured CA. FirstAnswerStream then times the TLS handshake too.
+        };
+        _channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions
+        {
+            HttpHandler = handler,
+            DisposeHttpClient = true,
+            ThrowOperationCanceledOnCancellation = true,
+            // A watch batch or a range page of many keys; etcd itself sends up to 2 GiB.
+            MaxReceiveMessageSize = 64 << 20,
+        });
+        Kv = new KV.KVClient(_channel);
+        Watch = new Watch.WatchClient(_channel);
+        Lease = new Lease.LeaseClient(_channel);
+    }
+
+    public Uri Address { get; }
+
+    public KV.KVClient Kv { get; }
+
+    public Watch.WatchClient Watch { get; }
+
+    public Lease.LeaseClient Lease { get; }
+
+    public void Dispose() => _channel.Dispose();
+
+    /// <summary>
+    /// TCP to the member within <paramref name="timeout"/> (else <see cref="TimeoutException"/>);
+    /// the connection then has what is left of it to hear from the member.
+    /// </summary>
+    private static async ValueTask<Stream> DialAsync(DnsEndPoint member, TimeSpan timeout, CancellationToken ct)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        using var dial = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        dial.CancelAfter(timeout);
+        try
+        {
+            await socket.ConnectAsync(member, dial.Token).ConfigureAwait(false);
+            var left = timeout - Stopwatch.GetElapsedTime(started);
+            return new FirstAnswerStream(new NetworkStream(socket, ownsSocket: true), left > TimeSpan.Zero ? left : TimeSpan.FromMilliseconds(1));
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            socket.Dispose();
+            throw new TimeoutException($"no connection within {timeout.TotalSeconds:0.###} s");
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+}

@@ -1,0 +1,25 @@
+namespace SocketReaper.Fleet.Etcd;
+
+/// <summary>
+/// Where etcd is and how long to wait for it. <paramref name="Endpoints"/> are members' client
+/// URLs (http://host:port), tried in order: a call moves on to the next when one is unavailable.
+/// They speak HTTP/2 without TLS. TLS comes with its settings — https:// endpoints, a client
+/// certificate and key, a CA — which go here, and <see cref="EtcdEndpoint"/> hands them to its
+/// handler's SslOptions.
+/// </summary>
+/// <param name="DialTimeout">How long a connection to one member may take before the next is tried.</param>
+internal sealed record EtcdOptions(IReadOnlyList<Uri> Endpoints, TimeSpan DialTimeout)
+{
+    /// <summary>
+    /// An HTTP/2 ping after this long without a frame on a connection with calls on it, so a
+    /// member that went silent (stopped, cut off) is noticed on a watch or keepalive stream too;
+    /// etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time).
+    /// </summary>
+    public TimeSpan KeepAliveTime { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a ping's answer may take before the connection is given up.</summary>
+    public TimeSpan KeepAliveTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Keys per page of <see cref="EtcdClient.RangePrefixAsync"/>.</summary>
+    public int RangePageSize { get; init; } = 1000;
+}
