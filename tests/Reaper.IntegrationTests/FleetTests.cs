@@ -28,8 +28,10 @@ public sealed class FleetTests
         endpoints.Add(two, 2);
         var remote = new RemoteHost(etcd, "b");
 
+        // Sweeps wait a while for other targets to join them: a socket can be made between the
+        // moment a learns of a move and the sweep that reaps for it.
         using var daemon = new DaemonFixture(
-            $$"""{"Fleet": {"Etcd": {"Endpoints": ["{{etcd.Endpoint(0)}}"]}, "Host": "a", "LeaseSeconds": 5}}""");
+            $$$"""{"Fleet": {"Etcd": {"Endpoints": ["{{{etcd.Endpoint(0)}}}"]}, "Host": "a", "LeaseSeconds": 5}, "Reaping": {"CoalesceMilliseconds": 1500}}""");
         remote.Announce("10.98.1.2", "b/one");
         daemon.Start();
         Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_connected") == 1
@@ -54,28 +56,30 @@ public sealed class FleetTests
 
         // b's endpoint goes: its key is deleted, and a's sockets to it die.
         remote.Withdraw("10.98.1.2");
-        Poll.Until(() => tcp.ClientSendError() != SocketError.Success, TimeSpan.FromSeconds(5 * Poll.Stretch), "the TCP socket to b's gone endpoint destroyed");
-        Assert.Equal(SocketError.ConnectionAborted, tcp.ClientSendError());
+        var error = SocketError.Success;
+        Poll.Until(() => (error = tcp.ClientSendError()) != SocketError.Success, TimeSpan.FromSeconds(5 * Poll.Stretch), "the TCP socket to b's gone endpoint destroyed");
+        Assert.Equal(SocketError.ConnectionAborted, error);
         Poll.Until(() => TestNamespaces.SendError(udp.Client) == SocketError.DestinationAddressRequired, TimeSpan.FromSeconds(5 * Poll.Stretch), "UDP destroyed");
         Assert.True(innocent.Exchanges(), "a socket to an address no host announced was hurt");
         Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sweeps_total{trigger=\"fleet_endpoint_gone\",result=\"ok\"}") >= 1,
             TimeSpan.FromSeconds(10 * Poll.Stretch), "the fleet_endpoint_gone sweep's metrics");
 
         // b announces the address again (a first claim: nothing to reap), a connects, then b gives
-        // the address to another endpoint: the socket born before a learned the move dies, one
-        // made after it lives.
+        // the address to another endpoint. The socket born before a learned the move dies; one
+        // made after a learned it, while the sweep for it still waits to start, lives.
         remote.Announce("10.98.1.2", "b/one");
         var before = ns.Connect(listener, "10.98.1.2", 7000);
         Assert.True(before.Exchanges());
-        var moves = DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sweeps_total{trigger=\"fleet_ip_reused\",result=\"ok\"}");
         remote.Announce("10.98.1.2", "b/two");
-        Poll.Until(() => before.ClientSendError() != SocketError.Success, TimeSpan.FromSeconds(5 * Poll.Stretch), "the socket born before the move destroyed");
-        Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sweeps_total{trigger=\"fleet_ip_reused\",result=\"ok\"}") > moves,
-            TimeSpan.FromSeconds(10 * Poll.Stretch), "the fleet_ip_reused sweep's end");
+        Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_changes_total{kind=\"moved\"}") == 1,
+            TimeSpan.FromSeconds(5 * Poll.Stretch), "a learning of the move");
         var after = ns.Connect(listener, "10.98.1.2", 7000);
-        remote.Announce("10.98.1.2", "b/two");
-        Thread.Sleep(TimeSpan.FromMilliseconds(500 * Poll.Stretch));
-        Assert.True(after.Exchanges(), "a connection made to the new owner after the move was hurt");
+        Assert.Equal(0, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sweeps_total{trigger=\"fleet_ip_reused\",result=\"ok\"}"));
+        Poll.Until(() => (error = before.ClientSendError()) != SocketError.Success, TimeSpan.FromSeconds(5 * Poll.Stretch), "the socket born before the move destroyed");
+        Assert.Equal(SocketError.ConnectionAborted, error);
+        Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sweeps_total{trigger=\"fleet_ip_reused\",result=\"ok\"}") == 1,
+            TimeSpan.FromSeconds(10 * Poll.Stretch), "the fleet_ip_reused sweep's end");
+        Assert.True(after.Exchanges(), "a connection made to the new owner after a learned of the move was hurt");
         Assert.True(innocent.Exchanges(), "a socket to an address no host announced was hurt");
 
         var scrape = daemon.Scrape();
@@ -91,7 +95,7 @@ public sealed class FleetTests
         using var endpoints = new VethEndpoints(subnet: 99);
         var device = endpoints.Add(ns.Names[0], 1);
         using var daemon = new DaemonFixture(
-            $$"""{"Fleet": {"Etcd": {"Endpoints": ["{{etcd.Endpoint(0)}}"]}, "Host": "a", "LeaseSeconds": 5}}""", devicePattern: endpoints.Pattern);
+            $$$"""{"Fleet": {"Etcd": {"Endpoints": ["{{{etcd.Endpoint(0)}}}"]}, "Host": "a", "LeaseSeconds": 5}}""", devicePattern: endpoints.Pattern);
         daemon.Start();
         VethEndpoints.WaitCovered(device);
         // The endpoint says something: the datapath learns its address from it.
@@ -112,7 +116,7 @@ public sealed class FleetTests
         var revision = etcd.EtcdctlGet(Prefix, 0).Max(kv => kv.ModRevision);
         Assert.Contains(etcd.EtcdctlGet(Prefix, 0), kv => kv.Key == $"{Prefix}endpoints/a/10.99.1.2");
         using var restarted = new DaemonFixture(
-            $$"""{"Fleet": {"Etcd": {"Endpoints": ["{{etcd.Endpoint(0)}}"]}, "Host": "a", "LeaseSeconds": 5}}""", devicePattern: endpoints.Pattern);
+            $$$"""{"Fleet": {"Etcd": {"Endpoints": ["{{{etcd.Endpoint(0)}}}"]}, "Host": "a", "LeaseSeconds": 5}}""", devicePattern: endpoints.Pattern);
         Directory.Move(daemon.PinRoot, restarted.PinRoot);
         restarted.Start();
         Poll.Until(() => etcd.EtcdctlGet(Prefix, 0).Single(kv => kv.Key == $"{Prefix}endpoints/a/10.99.1.2").ModRevision > revision,

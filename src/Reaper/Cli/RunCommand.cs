@@ -124,6 +124,8 @@ internal static partial class RunCommand
         services.AddSingleton<Reaping.AutoReaper>();
         services.AddHostedService(sp => sp.GetRequiredService<Reaping.AutoReaper>());
         services.AddHostedService<Reaping.ContactUpkeep>();
+        services.AddSingleton<Fleet.ILocalEndpoints, Fleet.DatapathEndpoints>();
+        services.AddHostedService<Fleet.FleetService>();
         services.AddSingleton(new Datapath.ServiceFlows(config.Datapath));
         services.AddSingleton<Reaping.IReapQueue>(sp => sp.GetRequiredService<Reaping.AutoReaper>());
         services.AddSingleton(sp => new Reaping.ServiceRegistry(config, sp.GetRequiredService<Reaping.IReapQueue>(),

@@ -51,7 +51,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
                     continue;
                 }
 
-                throw new EtcdException("watch", fleet.Prefix, "the watch ended");
+                throw new EtcdException("watch", fleet.Prefix, Grpc.Core.StatusCode.Unavailable, "the watch ended");
             }
         }
         finally

@@ -7,33 +7,19 @@ namespace SocketReaper.Fleet;
 
 /// <summary>
 /// Keeps this host's keys in etcd: its host record and one key per endpoint, all on one lease kept
-/// alive. Each run grants a new lease, writes the host record, then every <see cref="Every"/> (or at
-/// once when <see cref="Nudge"/>d) writes what changed since the last look: endpoints that came or
+/// alive. Each run grants a new lease, writes the host record, then every <see cref="Every"/> writes
+/// what changed since the last look: endpoints that came or
 /// changed owner are put, those gone are deleted — and on the first look every key is put (onto
 /// the new lease) and keys a previous run left for endpoints gone meanwhile are deleted.
 /// </summary>
 internal sealed class FleetPublisher(EtcdClient client, FleetOptions fleet, ILocalEndpoints local, FleetMetrics metrics)
 {
-    /// <summary>How often the endpoints are looked at when nothing nudges.</summary>
-    public static readonly TimeSpan Every = TimeSpan.FromSeconds(1);
-
-    private readonly SemaphoreSlim _nudged = new(0, 1);
-
-    /// <summary>Looks at the endpoints now (the datapath saw one move or go).</summary>
-    public void Nudge()
-    {
-        if (_nudged.CurrentCount == 0)
-        {
-            try
-            {
-                _nudged.Release();
-            }
-            catch (SemaphoreFullException)
-            {
-                // Nudged already.
-            }
-        }
-    }
+    /// <summary>
+    /// How often the endpoints are looked at: a move is told to the fleet this much later at most
+    /// (a remote socket made to the new owner meanwhile counts as born before the move). One read
+    /// of the owner table, which holds this host's endpoints only.
+    /// </summary>
+    public static readonly TimeSpan Every = TimeSpan.FromMilliseconds(250);
 
     public async Task RunAsync(Action up, CancellationToken stop)
     {
@@ -73,12 +59,12 @@ internal sealed class FleetPublisher(EtcdClient client, FleetOptions fleet, ILoc
 
                 first = false;
                 metrics.Published.Set(published.Count);
-                var pause = _nudged.WaitAsync(Every, alive.Token);
+                var pause = Task.Delay(Every, alive.Token);
                 if (await Task.WhenAny(pause, keepAlive).ConfigureAwait(false) == keepAlive)
                 {
                     // The lease is lost (or the keepalive failed): this run is over, the next grants a new one.
                     await keepAlive.ConfigureAwait(false);
-                    throw new EtcdException("lease keepalive", $"lease {lease:x}", "the keepalive stream ended");
+                    throw new EtcdException("lease keepalive", $"lease {lease:x}", Grpc.Core.StatusCode.Unavailable, "the keepalive stream ended");
                 }
 
                 await pause.ConfigureAwait(false);
