@@ -572,6 +572,26 @@ public sealed class FleetSchemaTests
         Assert.Equal($"'{new string('a', 63)}…'", FleetText.Quote(pairAtCut));
     }
 
+    [Fact]
+    public void Escapes_count_toward_a_quotes_64_characters()
+    {
+        // Found by the fleet fuzz target (28 inputs, all this): a run of control characters in a
+        // key or value was clipped to 64 characters before escaping, so its quote grew to 384.
+        Assert.Equal($"'{string.Concat(Enumerable.Repeat("\\u0001", 10))}…'", FleetText.Quote(new string('\u0001', 100)));
+        Assert.Equal($"'ab{string.Concat(Enumerable.Repeat("\\n", 31))}…'", FleetText.Quote("ab" + new string('\n', 40)));
+        Assert.Equal("'\\ud800'", FleetText.Quote("\ud800"));
+
+        Assert.False(FleetKey.TryParse(P, U("/socketreaper/v1/rangr" + new string('\u0005', 18) + "%" + new string('\u0005', 5) + "d0081::/64\"]}"), out _, out var why));
+        Assert.Equal("key '/socketreaper/v1/rangr" + string.Concat(Enumerable.Repeat("\\u0005", 7)) + "…': 'rangr" + string.Concat(Enumerable.Repeat("\\u0005", 9))
+            + "…' is not a kind of fleet key (hosts, endpoints, services or ranges).", why);
+        Assert.False(FleetKey.TryParse(P, U("/socketreaper/v1/hosts/" + new string('\u0001', 22) + "b1"), out _, out why));
+        Assert.Equal("key '/socketreaper/v1/hosts/\\u0001\\u0001\\u0001\\u0001\\u0001\\u0001…': host '" + string.Concat(Enumerable.Repeat("\\u0001", 10)) + "…' is not a host name (1 to 63 of a-z, 0-9, '-' and '.', starting and ending with a letter or digit).", why);
+        Assert.False(FleetEntry.TryParse(P, "/socketreaper/v1/ranges/b1", U("{\"ranges\":[\"00" + new string('\0', 23) + "\"]}"), out _, out why));
+        Assert.Equal("key '/socketreaper/v1/ranges/b1': range value is not valid JSON (byte 15).", why);
+        Assert.False(FleetEntry.TryParse(P, "/socketreaper/v1/ranges/b1", U("{\"ranges\":[\"00" + string.Concat(Enumerable.Repeat("\\u0000", 23)) + "\"]}"), out _, out why));
+        Assert.Equal("key '/socketreaper/v1/ranges/b1': range value: 'ranges' entry '00\\u0000\\u0000\\u0000\\u0000\\u0000\\u0000\\u0000\\u0000\\u0000\\u0000…' is not a prefix ADDRESS/LENGTH (like 10.1.0.0/16 or fd00:1::/64).", why);
+    }
+
     // ---- properties ----
 
     private static readonly Gen<string> HostName = Gen.Frequency(
@@ -723,7 +743,7 @@ public sealed class FleetSchemaTests
     public void No_text_makes_the_key_parser_throw_and_a_parsed_key_is_its_one_spelling()
     {
         var pieces = Gen.OneOf("/socketreaper/", "v1/", "v2/", "hosts/", "endpoints/", "services/", "ranges/", "b1", "B1", "/", "10.0.0.1", "fd00::1", "::ffff:1.2.3.4",
-            "FD00::1", "%2", "..", "-", "\n", "\0", "\ud800", "é", "a");
+            "FD00::1", "%2", "..", "-", "\n", "\0", "\ud800", "é", "a", new string('\u0001', 30));
         Gen.Frequency((1, Gen.String), (4, pieces.Array[0, 8].Select(string.Concat))).Sample(key =>
         {
             if (FleetKey.TryParse(P, key, out var parsed, out var why))

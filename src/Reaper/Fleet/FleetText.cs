@@ -8,16 +8,32 @@ internal static class FleetText
     public const int QuoteLength = 64;
 
     /// <summary>
-    /// <paramref name="text"/> in single quotes, clipped to 64 characters ('…' marks the cut), with
-    /// control characters escaped as <see cref="ConfigException.Printable"/> does (\n, \u0001) and
-    /// unpaired surrogates as \ud800, so that a message never breaks a log line or its encoding.
+    /// <paramref name="text"/> in single quotes, with control characters escaped as
+    /// <see cref="ConfigException.Printable"/> does (\n, \u0001) and unpaired surrogates as \ud800,
+    /// so that a message never breaks a log line or its encoding; clipped ('…' marks the cut) so
+    /// that what is shown, escapes included, is at most 64 characters.
     /// </summary>
     public static string Quote(string text)
     {
-        var cut = text.Length <= QuoteLength ? text.Length : char.IsHighSurrogate(text[QuoteLength - 1]) ? QuoteLength - 1 : QuoteLength;
-        var clipped = text[..cut];
-        var shown = ConfigException.Printable(HasLoneSurrogate(clipped) ? EscapeLoneSurrogates(clipped) : clipped);
-        return cut == text.Length ? $"'{shown}'" : $"'{shown}…'";
+        var cut = Math.Min(text.Length, QuoteLength);
+        while (true)
+        {
+            // Never between the two halves of a pair.
+            if (cut < text.Length && cut > 0 && char.IsHighSurrogate(text[cut - 1]) && char.IsLowSurrogate(text[cut]))
+            {
+                cut--;
+            }
+
+            var clipped = text[..cut];
+            var shown = ConfigException.Printable(HasLoneSurrogate(clipped) ? EscapeLoneSurrogates(clipped) : clipped);
+            if (shown.Length <= QuoteLength)
+            {
+                return cut == text.Length ? $"'{shown}'" : $"'{shown}…'";
+            }
+
+            // An escape is at most six characters for one: drop at least enough input for the excess.
+            cut -= Math.Max(1, (shown.Length - QuoteLength + 5) / 6);
+        }
     }
 
     /// <summary>Whether <paramref name="text"/> holds a surrogate without its pair (text no UTF-8 can carry).</summary>
