@@ -28,21 +28,12 @@ internal sealed class FleetFields
     public static bool TryRead(ReadOnlySpan<byte> utf8, string what, int maxBytes, out FleetFields fields, out string? why)
     {
         fields = null!;
-        why = utf8.Length switch
-        {
-            0 => $"{what} is empty.",
-            _ when utf8.Length > maxBytes => $"{what} is {utf8.Length} bytes, more than {maxBytes}.",
-            _ when !System.Text.Unicode.Utf8.IsValid(utf8) => $"{what} is not valid UTF-8.",
-            _ => null,
-        };
+        why = utf8.Length > maxBytes ? $"{what} is {utf8.Length} bytes, more than {maxBytes}."
+            : !System.Text.Unicode.Utf8.IsValid(utf8) ? $"{what} is not valid UTF-8."
+            : utf8.Trim(" \t\r\n"u8).IsEmpty ? $"{what} is empty."
+            : null;
         if (why is not null)
         {
-            return false;
-        }
-
-        if (utf8.Trim(" \t\r\n"u8).IsEmpty)
-        {
-            why = $"{what} is empty.";
             return false;
         }
 

@@ -79,6 +79,7 @@ internal readonly record struct FleetKey(FleetKeyKind Kind, string? Host, IPAddr
             "services" => ServiceKey(key, name, out parsed),
             _ => $"key {FleetText.Quote(key)}: {FleetText.Quote(kind)} is not a kind of fleet key (hosts, endpoints, services or ranges).",
         };
+        parsed = why is null ? parsed : default;
         return why is null;
     }
 

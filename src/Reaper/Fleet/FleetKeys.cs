@@ -31,7 +31,7 @@ internal static class FleetKeys
         return $"{Endpoints(prefix)}{host}/";
     }
 
-    /// <summary><c>{prefix}v1/endpoints/{host}/{address}</c>, the address in its one spelling.</summary>
+    /// <summary><c>{prefix}v1/endpoints/{host}/{address}</c>, the address in its one spelling (an IPv4-mapped one as its IPv4).</summary>
     public static string Endpoint(string prefix, string host, IPAddress address) =>
         Parsed(prefix, $"{Endpoints(prefix)}{host}/{FleetAddress.Format(Bpf.AbiAddress.Unmapped(address))}");
 
