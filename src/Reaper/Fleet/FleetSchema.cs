@@ -21,6 +21,13 @@ internal static class FleetSchema
     /// <summary>A service value: room for <see cref="Config.ServiceSpec.MaxBackends"/> backends in their longest form ("[ffff:…:ffff]:65535").</summary>
     public const int MaxServiceValueBytes = 256 * 1024;
 
+    /// <summary>
+    /// Keys on one lease, at most: with authentication on, etcd checks a non-root user's permission
+    /// on every key already on a lease at each put onto it (etcd#15993), so a host's endpoints are
+    /// spread over leases of this many keys (docs/fleet.md#leases; Cilium's cap too).
+    /// </summary>
+    public const int MaxKeysPerLease = 1000;
+
     public const int MaxHostNameLength = 63;
 
     public const string HostNameRule = "1 to 63 of a-z, 0-9, '-' and '.', starting and ending with a letter or digit";
