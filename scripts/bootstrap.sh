@@ -70,6 +70,8 @@ test_pkgs=(
   # Fleet mode's store (FleetTests start their own members on loopback; nothing runs it otherwise).
   "etcd-server:0:main"
   "etcd-client:0:main"
+  # check-fleet-rbac.sh makes its CA and client certificates with it.
+  "openssl:0:main"
 )
 
 installed_version() { dpkg-query -W -f='${db:Status-Abbrev} ${Version}' "$1" 2>/dev/null | awk '$1=="ii"{print $2}' || true; }

@@ -28,7 +28,8 @@ if [ "${1:-}" = --target ]; then
 fi
 case "$target" in
   filter|config|services|history|dbus) ;;
-  *) echo "fuzz: unknown target '$target' (filter, config, services, history or dbus)"; exit 2 ;;
+  fleet) ;; # docs/fleet.md's etcd keys and values (one input: a key, each kind of value, and KEY\nVALUE)
+  *) echo "fuzz: unknown target '$target' (filter, config, services, history, dbus or fleet)"; exit 2 ;;
 esac
 export SOCKETREAPER_FUZZ_TARGET=$target
 

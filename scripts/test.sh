@@ -154,6 +154,7 @@ if [ "$full" -eq 1 ]; then
   # The Debian package from the binary just published (30-60 s: packing, dpkg-shlibdeps, lintian).
   timed "Debian package check" check "Debian package: contents, conffiles, Depends, packaged unit verified, lintian without errors" bash scripts/check-package.sh
   timed "Prometheus rules check" check "Prometheus alert rules check and pass their promtool tests" bash scripts/check-prometheus.sh
+  timed "fleet RBAC check" check "docs/fleet.md's etcd RBAC set-up grants and refuses what it says, on a throwaway etcd" bash scripts/check-fleet-rbac.sh
 
   # The package under a real systemd and system bus (scripts/vm/systemd.sh): one test per check of
   # scripts/vm/systemd-check.sh (install, READY, STATUS=, a sweep over the system bus, datapath and

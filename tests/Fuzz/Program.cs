@@ -25,6 +25,7 @@ internal static class Program
         ["services"] = Services,
         ["history"] = History,
         ["dbus"] = DBus,
+        ["fleet"] = FleetKeysAndValues,
     };
 
     /// <summary>The dbus target's connection pair, made at its first input and kept for the run.</summary>
@@ -157,6 +158,112 @@ internal static class Program
         if (HistoryLine.TryParse(Encoding.UTF8.GetBytes(line)) is not { } again || HistoryLine.Format(again).TrimEnd('\n') != line)
         {
             throw new InvalidOperationException("a record did not read back from the line it formats to");
+        }
+    }
+
+    /// <summary>
+    /// fleet: etcd's keys and values (docs/fleet.md). The input as a key, as each kind of value,
+    /// and — split at its first newline — as a key and its value: a value that writes and reads
+    /// back as itself, or one sentence of at most 400 characters (a key's quote and the value's
+    /// sentence); never an exception.
+    /// </summary>
+    private static void FleetKeysAndValues(byte[] bytes)
+    {
+        const string Prefix = Fleet.FleetSchema.DefaultPrefix;
+        static void Refused(string? why)
+        {
+            if (why is null || why.Length > 400 || !why.EndsWith('.') || why.Any(c => char.IsControl(c) || c is '\u2028' or '\u2029')
+                || Encoding.UTF8.GetString(Encoding.UTF8.GetBytes(why)) != why)
+            {
+                throw new InvalidOperationException("a fleet refusal is not one sentence of valid text on one line");
+            }
+        }
+
+        static void Same(bool again, byte[] first, Func<byte[]> write)
+        {
+            if (!again || !write().AsSpan().SequenceEqual(first))
+            {
+                throw new InvalidOperationException("a fleet value did not read back as itself");
+            }
+        }
+
+        if (Fleet.FleetKey.TryParse(Prefix, bytes, out var key, out var why))
+        {
+            if (key.ToKey(Prefix) != Encoding.UTF8.GetString(bytes))
+            {
+                throw new InvalidOperationException("a fleet key did not build back to itself");
+            }
+        }
+        else
+        {
+            Refused(why);
+        }
+
+        if (Fleet.HostRecord.TryParse(bytes, out var host, out why))
+        {
+            var written = host.ToUtf8();
+            Same(Fleet.HostRecord.TryParse(written, out var again, out _) && again == host, written, again.ToUtf8);
+        }
+        else
+        {
+            Refused(why);
+        }
+
+        if (Fleet.EndpointRecord.TryParse(bytes, out var endpoint, out why))
+        {
+            var written = endpoint.ToUtf8();
+            Same(Fleet.EndpointRecord.TryParse(written, out var again, out _) && again == endpoint, written, again.ToUtf8);
+        }
+        else
+        {
+            Refused(why);
+        }
+
+        if (Fleet.RangeRecord.TryParse(bytes, out var range, out why))
+        {
+            var written = range.ToUtf8();
+            Same(Fleet.RangeRecord.TryParse(written, out var again, out _) && again == range, written, again.ToUtf8);
+        }
+        else
+        {
+            Refused(why);
+        }
+
+        if (Fleet.ServiceRecord.TryParse(bytes, out var service, out why))
+        {
+            var written = Fleet.ServiceRecord.ToUtf8(service);
+            Same(Fleet.ServiceRecord.TryParse(written, out var again, out _) && again.ToString() == service.ToString(), written, () => Fleet.ServiceRecord.ToUtf8(again));
+        }
+        else
+        {
+            Refused(why);
+        }
+
+        var newline = Array.IndexOf(bytes, (byte)'\n');
+        if (newline >= 0 && System.Text.Unicode.Utf8.IsValid(bytes.AsSpan(0, newline)))
+        {
+            if (!Fleet.FleetEntry.TryParse(Prefix, Encoding.UTF8.GetString(bytes, 0, newline), bytes.AsSpan(newline + 1), out _, out why))
+            {
+                Refused(why);
+            }
+        }
+    }
+
+    private static void CheckSentence(string message)
+    {
+        CheckClause(message);
+        if (!message.EndsWith('.') && !message.EndsWith('?'))
+        {
+            throw new InvalidOperationException("the parser's error is not one short sentence on one line");
+        }
+    }
+
+    /// <summary>Part of a sentence (services.json's reasons go inside the daemon's warning): short, one line.</summary>
+    private static void CheckClause(string message)
+    {
+        if (message.Length > 300 || message.Any(c => char.IsControl(c) || c is '\u2028' or '\u2029'))
+        {
+            throw new InvalidOperationException("the parser's error is not short and on one line");
         }
     }
 }

@@ -27,6 +27,7 @@ public sealed class FleetTests
         endpoints.Add(one, 1);
         endpoints.Add(two, 2);
         var remote = new RemoteHost(etcd, "b");
+        remote.MayAnnounce("10.98.1.0/24");
 
         // Sweeps wait a while for other targets to join them: a socket can be made between the
         // moment a learns of a move and the sweep that reaps for it.
@@ -53,6 +54,12 @@ public sealed class FleetTests
         var udp = new UdpPair(ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp)), udpServer);
         udp.Client.Connect(new IPEndPoint(IPAddress.Parse("10.98.1.2"), 7001));
         Assert.True(tcp.Exchanges() && innocent.Exchanges() && udp.Exchanges());
+
+        // b claims an address outside its ranges, then withdraws it: ignored, counted, nothing reaped.
+        remote.Announce("10.98.2.2", "b/stolen");
+        remote.Withdraw("10.98.2.2");
+        Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_keys_rejected_total{reason=\"range\"}") >= 1,
+            TimeSpan.FromSeconds(5 * Poll.Stretch), "the announcement outside b's ranges counted");
 
         // b's endpoint goes: its key is deleted, and a's sockets to it die.
         remote.Withdraw("10.98.1.2");
@@ -148,6 +155,13 @@ public sealed class FleetTests
             Assert.True(put.ExitCode == 0, put.Stderr);
             var host = etcd.Etcdctl("put", $"{Prefix}hosts/{name}", $$"""{"host":"{{name}}"}""");
             Assert.True(host.ExitCode == 0, host.Stderr);
+        }
+
+        /// <summary>The fleet's admin lets this host announce <paramref name="ranges"/>.</summary>
+        public void MayAnnounce(params string[] ranges)
+        {
+            var put = etcd.Etcdctl("put", $"{Prefix}ranges/{name}", $$"""{"ranges":[{{string.Join(",", ranges.Select(r => $"\"{r}\""))}}]}""");
+            Assert.True(put.ExitCode == 0, put.Stderr);
         }
 
         public void Withdraw(string address)

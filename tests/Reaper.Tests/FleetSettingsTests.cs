@@ -10,7 +10,7 @@ public sealed class FleetSettingsTests
     {
         var defaults = new SocketReaper.Config.ReaperOptions().Fleet;
         Assert.False(defaults.Enabled);
-        Assert.Equal(("/socketreaper/v1/", 10), (defaults.Prefix, defaults.LeaseSeconds));
+        Assert.Equal(("/socketreaper/", 10), (defaults.Prefix, defaults.LeaseSeconds));
         Assert.Equal(Environment.MachineName.ToLowerInvariant(), defaults.HostName);
 
         var fleet = SocketReaper.Config.Settings.Apply([
@@ -26,12 +26,41 @@ public sealed class FleetSettingsTests
     [InlineData("Fleet.Etcd.Endpoints", "10.0.0.1:2379", "reaper.json: Fleet.Etcd.Endpoints takes etcd client URLs such as http://10.0.0.1:2379, not '10.0.0.1:2379' (TLS is not supported yet).")]
     [InlineData("Fleet.Etcd.Endpoints", "https://etcd:2379", "reaper.json: Fleet.Etcd.Endpoints takes etcd client URLs such as http://10.0.0.1:2379, not 'https://etcd:2379' (TLS is not supported yet).")]
     [InlineData("Fleet.Etcd.Endpoints", "http://etcd:2379/v3", "reaper.json: Fleet.Etcd.Endpoints takes etcd client URLs such as http://10.0.0.1:2379, not 'http://etcd:2379/v3' (TLS is not supported yet).")]
-    [InlineData("Fleet.Host", "Node_A", "reaper.json: Fleet.Host must be 1 to 63 of a-z, 0-9, '-' and '.', not 'Node_A'.")]
-    [InlineData("Fleet.Prefix", "socketreaper/v1", "reaper.json: Fleet.Prefix must start and end with '/' and hold printable ASCII without spaces (at most 128 characters), not 'socketreaper/v1'.")]
+    [InlineData("Fleet.Host", "Node_A", "reaper.json: Fleet.Host must be 1 to 63 of a-z, 0-9, '-' and '.', starting and ending with a letter or digit, not 'Node_A'.")]
+    [InlineData("Fleet.Host", "-a", "reaper.json: Fleet.Host must be 1 to 63 of a-z, 0-9, '-' and '.', starting and ending with a letter or digit, not '-a'.")]
+    [InlineData("Fleet.Prefix", "socketreaper/v1", "reaper.json: Fleet.Prefix must start and end with '/' (like /socketreaper/) and hold only letters, digits, '.', '-', '_' and single '/'s, at most 200 characters, not 'socketreaper/v1'.")]
+    [InlineData("Fleet.Prefix", "/a//b/", "reaper.json: Fleet.Prefix must start and end with '/' (like /socketreaper/) and hold only letters, digits, '.', '-', '_' and single '/'s, at most 200 characters, not '/a//b/'.")]
     [InlineData("Fleet.LeaseSeconds", "1", "reaper.json: Fleet.LeaseSeconds must be a whole number from 2 to 300, not '1'.")]
     public void A_wrong_fleet_setting_is_one_sentence_naming_it(string key, string value, string sentence)
     {
         var e = Assert.Throws<SocketReaper.Config.ConfigException>(() => SocketReaper.Config.Settings.Apply([(key, value, "reaper.json")]));
         Assert.Equal(sentence, e.Message);
+    }
+
+    /// <summary>The settings check host names and prefixes as the schema one layer up does (Fleet/FleetSchema.cs).</summary>
+    [Theory]
+    [InlineData("a")]
+    [InlineData("node-7.rack2")]
+    [InlineData("Node")]
+    [InlineData("a-")]
+    [InlineData("a_b")]
+    [InlineData("0123456789012345678901234567890123456789012345678901234567890123")]
+    public void A_host_name_the_settings_take_is_one_the_schema_takes(string host)
+    {
+        var taken = Record.Exception(() => SocketReaper.Config.Settings.Apply([("Fleet.Host", host, "env")])) is null;
+        Assert.Equal(SocketReaper.Fleet.FleetSchema.IsHostName(host), taken);
+    }
+
+    [Theory]
+    [InlineData("/socketreaper/")]
+    [InlineData("/")]
+    [InlineData("/a/b_c-d.e/")]
+    [InlineData("/a//b/")]
+    [InlineData("/a b/")]
+    [InlineData("a/")]
+    public void A_prefix_the_settings_take_is_one_the_schema_takes(string prefix)
+    {
+        var taken = Record.Exception(() => SocketReaper.Config.Settings.Apply([("Fleet.Prefix", prefix, "env")])) is null;
+        Assert.Equal(SocketReaper.Fleet.FleetSchema.IsPrefix(prefix, out _), taken);
     }
 }

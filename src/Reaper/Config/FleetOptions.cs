@@ -3,11 +3,11 @@ namespace SocketReaper.Config;
 /// <summary>
 /// Fleet.*: sharing endpoint lifecycles with the other hosts through etcd (docs/fleet.md). Off
 /// until Fleet.Etcd.Endpoints names a member; then this host publishes its endpoints under
-/// {Prefix}endpoints/{Host}/ on a lease and follows everyone's.
+/// {Prefix}v1/endpoints/{Host}/ on a lease and follows everyone's.
 /// </summary>
 internal sealed record FleetOptions
 {
-    public const string DefaultPrefix = "/socketreaper/v1/";
+    public const string DefaultPrefix = "/socketreaper/";
 
     /// <summary>The etcd members' client URLs (http://ADDRESS:PORT); empty: fleet mode off.</summary>
     public IReadOnlyList<string> EtcdEndpoints { get; init; } = [];
@@ -15,7 +15,7 @@ internal sealed record FleetOptions
     /// <summary>This host's name in the fleet; empty: the host name.</summary>
     public string Host { get; init; } = string.Empty;
 
-    /// <summary>Where the fleet's keys live; the schema's version is part of it.</summary>
+    /// <summary>Where the fleet's keys live; this schema's are under {Prefix}v1/ (Fleet/FleetSchema.cs).</summary>
     public string Prefix { get; init; } = DefaultPrefix;
 
     /// <summary>The lease this host's keys hang on: how long after this host stops answering its endpoints count as gone.</summary>

@@ -27,7 +27,7 @@ internal sealed record ServiceSpec
     /// <summary>Checks every part; the message of the FormatException names the part and what is wrong with it.</summary>
     public static ServiceSpec Parse(string name, string vip, long port, string protocol, IEnumerable<string> backends)
     {
-        if (name.Length is 0 or > MaxNameLength || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or '/'))
+        if (!IsName(name))
         {
             throw new FormatException($"service name '{Clip(name)}' must be 1 to {MaxNameLength} letters, digits, '-', '_', '.' or '/'.");
         }
@@ -67,6 +67,9 @@ internal sealed record ServiceSpec
 
         return new ServiceSpec { Name = name, Vip = Normalize(address), Port = (ushort)port, Protocol = proto, Backends = [.. list.Distinct()] };
     }
+
+    public static bool IsName(string name) =>
+        name.Length is >= 1 and <= MaxNameLength && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or '/');
 
     /// <summary>One entry of the config's Services list: Name, Vip, Port, Protocol, Backends.</summary>
     internal static ServiceSpec FromConfig(List<(string Field, string Value, string Where)> fields)

@@ -98,9 +98,9 @@ internal static class Settings
         {
             Apply = (o, v, where) => o with { Fleet = o.Fleet with { EtcdEndpoints = [.. o.Fleet.EtcdEndpoints, .. EtcdEndpoints("Fleet.Etcd.Endpoints", v, where)] } },
         },
-        new("Fleet.Host", "host name", "this host's name in the fleet: 1 to 63 of a-z, 0-9, `-` and `.`; empty = the machine's host name in lower case",
+        new("Fleet.Host", "host name", "this host's name in the fleet (and its etcd user): 1 to 63 of a-z, 0-9, `-` and `.`, starting and ending with a letter or digit; empty = the machine's host name in lower case",
             o => o.Fleet.Host, (o, v, where) => o with { Fleet = o.Fleet with { Host = FleetHost("Fleet.Host", v, where) } }),
-        new("Fleet.Prefix", "etcd key prefix", "where the fleet's keys live in etcd; starts and ends with `/`, and names the schema's version",
+        new("Fleet.Prefix", "etcd key prefix", "where the fleet's keys live in etcd: this schema's under `{Prefix}v1/` ([the schema](fleet.md))",
             o => o.Fleet.Prefix, (o, v, where) => o with { Fleet = o.Fleet with { Prefix = FleetPrefix("Fleet.Prefix", v, where) } }),
         Number("Fleet.LeaseSeconds", 2, 300, "the lease this host's keys hang on: after this long without this host, etcd drops its endpoints",
             o => o.Fleet.LeaseSeconds, (o, v) => o with { Fleet = o.Fleet with { LeaseSeconds = (int)v } }),
@@ -319,15 +319,19 @@ internal static class Settings
         return urls;
     }
 
+    // The same rules as the fleet's schema (Fleet/FleetSchema.cs, one layer up; FleetSettingsTests holds them together).
     private static string FleetHost(string key, string value, string where) =>
-        value.Length == 0 || (value.Length <= 63 && value.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '-' or '.'))
+        value.Length == 0 || (value.Length <= 63 && IsLowerAlnum(value[0]) && IsLowerAlnum(value[^1]) && value.All(c => IsLowerAlnum(c) || c is '-' or '.'))
             ? value
-            : throw new ConfigException($"{where}: {key} must be 1 to 63 of a-z, 0-9, '-' and '.', not '{SweepFilter.Quote(value)}'.");
+            : throw new ConfigException($"{where}: {key} must be 1 to 63 of a-z, 0-9, '-' and '.', starting and ending with a letter or digit, not '{SweepFilter.Quote(value)}'.");
+
+    private static bool IsLowerAlnum(char c) => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c);
 
     private static string FleetPrefix(string key, string value, string where) =>
-        value.Length >= 2 && value.Length <= 128 && value.StartsWith('/') && value.EndsWith('/') && value.All(c => c > ' ' && c < 0x7f)
+        value.Length is >= 1 and <= 200 && value.StartsWith('/') && value.EndsWith('/') && !value.Contains("//", StringComparison.Ordinal)
+            && value.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_' or '/')
             ? value
-            : throw new ConfigException($"{where}: {key} must start and end with '/' and hold printable ASCII without spaces (at most 128 characters), not '{SweepFilter.Quote(value)}'.");
+            : throw new ConfigException($"{where}: {key} must start and end with '/' (like /socketreaper/) and hold only letters, digits, '.', '-', '_' and single '/'s, at most 200 characters, not '{SweepFilter.Quote(value)}'.");
 
     private static string PinRoot(string key, string value, string where) =>
         value.StartsWith("/sys/fs/bpf/", StringComparison.Ordinal) && !value.Contains('.', StringComparison.Ordinal)

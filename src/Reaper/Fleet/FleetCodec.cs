@@ -1,92 +1,81 @@
 using System.Net;
-using System.Text.Json;
 
 namespace SocketReaper.Fleet;
 
-/// <summary>The keys and values of docs/fleet.md's schema, as the publisher writes and the follower reads them.</summary>
+/// <summary>
+/// The schema (docs/fleet.md, <see cref="FleetKeys"/>, <see cref="FleetKey"/>, the records) as the
+/// publisher writes and the follower reads it: a key that does not parse is not a fleet key.
+/// </summary>
 internal static class FleetCodec
 {
-    public static string HostKey(string prefix, string host) => $"{prefix}hosts/{host}";
+    /// <summary>Where everything of this schema version lives.</summary>
+    public static string Root(string prefix) => FleetKeys.Root(prefix);
 
-    public static string EndpointsPrefix(string prefix, string host) => $"{prefix}endpoints/{host}/";
+    public static string HostKey(string prefix, string host) => FleetKeys.Host(prefix, host);
 
-    public static string EndpointKey(string prefix, string host, IPAddress address) => $"{prefix}endpoints/{host}/{address}";
+    public static string EndpointsPrefix(string prefix, string host) => FleetKeys.HostEndpoints(prefix, host);
 
-    public static bool IsEndpointKey(string prefix, string key) => key.StartsWith($"{prefix}endpoints/", StringComparison.Ordinal);
+    public static string EndpointKey(string prefix, string host, IPAddress address) => FleetKeys.Endpoint(prefix, host, address);
+
+    /// <summary>Whether <paramref name="key"/> lies where endpoint keys do (parsed or not).</summary>
+    public static bool IsEndpointKey(string prefix, string key) => key.StartsWith(FleetKeys.Endpoints(prefix), StringComparison.Ordinal);
 
     public static bool TryHostKey(string prefix, string key, out string host)
     {
-        var start = $"{prefix}hosts/";
-        host = key.StartsWith(start, StringComparison.Ordinal) ? key[start.Length..] : string.Empty;
-        return host.Length > 0 && !host.Contains('/', StringComparison.Ordinal);
+        host = key.StartsWith(FleetKeys.Hosts(prefix), StringComparison.Ordinal)
+            && FleetKey.TryParse(prefix, key, out var parsed, out _) && parsed.Kind == FleetKeyKind.Host
+            ? parsed.Host!
+            : string.Empty;
+        return host.Length > 0;
     }
 
     public static bool TryEndpointKey(string prefix, string key, out string host, out IPAddress address)
     {
+        if (IsEndpointKey(prefix, key) && FleetKey.TryParse(prefix, key, out var parsed, out _) && parsed.Kind == FleetKeyKind.Endpoint)
+        {
+            (host, address) = (parsed.Host!, parsed.Address!);
+            return true;
+        }
+
         (host, address) = (string.Empty, IPAddress.None);
-        if (!IsEndpointKey(prefix, key))
-        {
-            return false;
-        }
-
-        var rest = key[(prefix.Length + "endpoints/".Length)..];
-        var slash = rest.IndexOf('/', StringComparison.Ordinal);
-        if (slash <= 0 || !IPAddress.TryParse(rest[(slash + 1)..], out var parsed) || parsed.ToString() != rest[(slash + 1)..])
-        {
-            return false;
-        }
-
-        (host, address) = (rest[..slash], parsed);
-        return true;
-    }
-
-    public static byte[] HostValue(string host) => Write(w =>
-    {
-        w.WriteString("host", host);
-        w.WriteString("started", DateTimeOffset.UtcNow.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ", System.Globalization.CultureInfo.InvariantCulture));
-    });
-
-    public static byte[] EndpointValue(string owner, DateTimeOffset taken) => Write(w =>
-    {
-        w.WriteString("owner", owner);
-        w.WriteString("taken", taken.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ", System.Globalization.CultureInfo.InvariantCulture));
-    });
-
-    public static bool TryEndpointValue(byte[] value, out string owner)
-    {
-        owner = string.Empty;
-        if (value.Length > 4096)
-        {
-            return false;
-        }
-
-        try
-        {
-            using var document = JsonDocument.Parse(value);
-            if (document.RootElement.ValueKind == JsonValueKind.Object
-                && document.RootElement.TryGetProperty("owner", out var o) && o.ValueKind == JsonValueKind.String && o.GetString() is { Length: > 0 and <= 256 } text)
-            {
-                owner = text;
-                return true;
-            }
-        }
-        catch (JsonException)
-        {
-        }
-
         return false;
     }
 
-    private static byte[] Write(Action<Utf8JsonWriter> fields)
+    public static bool TryRangeKey(string prefix, string key, out string host)
     {
-        using var buffer = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(buffer))
-        {
-            writer.WriteStartObject();
-            fields(writer);
-            writer.WriteEndObject();
-        }
+        host = key.StartsWith(FleetKeys.Ranges(prefix), StringComparison.Ordinal)
+            && FleetKey.TryParse(prefix, key, out var parsed, out _) && parsed.Kind == FleetKeyKind.Range
+            ? parsed.Host!
+            : string.Empty;
+        return host.Length > 0;
+    }
 
-        return buffer.ToArray();
+    public static byte[] HostValue(string host, DateTimeOffset started) =>
+        new HostRecord(host, [], Version, BootId(), started).ToUtf8();
+
+    /// <summary>This build's version, as `socketreaper version` says it.</summary>
+    private static string Version =>
+        (typeof(FleetCodec).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion ?? "0.0.0").Split('+')[0];
+
+    public static byte[] EndpointValue(string owner, DateTimeOffset taken) => new EndpointRecord(owner, taken).ToUtf8();
+
+    public static bool TryEndpointValue(byte[] value, out string owner)
+    {
+        owner = EndpointRecord.TryParse(value, out var record, out _) ? record.Owner : string.Empty;
+        return owner.Length > 0;
+    }
+
+    /// <summary>This boot's id (a restart of the host, not of the daemon, changes it); empty when the kernel does not say.</summary>
+    private static Guid BootId()
+    {
+        try
+        {
+            return Guid.TryParse(File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim(), out var id) ? id : Guid.Empty;
+        }
+        catch (IOException)
+        {
+            return Guid.Empty;
+        }
     }
 }

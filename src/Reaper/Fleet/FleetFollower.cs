@@ -13,11 +13,14 @@ namespace SocketReaper.Fleet;
 /// broken is acted on too. An endpoint key deleted in the same revision as its host's record went
 /// with the host's lease: that is the loss of the host, not of the endpoint — its claims are
 /// dropped without a change (a host that comes back within a while puts the same claims again).
+/// A host's endpoints count only inside the ranges the fleet's admin gave it (ranges/{host}); a
+/// change of ranges lists everything again.
 /// </summary>
 internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, FleetMetrics metrics)
 {
     private readonly FleetView _view = new();
     private readonly HashSet<string> _hosts = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, RangeRecord> _ranges = new(StringComparer.Ordinal);
     private bool _listed;
 
     /// <summary>A change and the moment this host learned it (CLOCK_MONOTONIC ns).</summary>
@@ -32,22 +35,44 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
     {
         try
         {
+            // A list after a failed run acts on what changed meanwhile.
+            var act = _listed;
+            if (act)
+            {
+                metrics.Resyncs.WithLabels("error").Inc();
+            }
+
             while (true)
             {
-                var snapshot = await client.RangePrefixAsync(fleet.Prefix, stop).ConfigureAwait(false);
-                Resync(snapshot);
+                var snapshot = await client.RangePrefixAsync(FleetCodec.Root(fleet.Prefix), stop).ConfigureAwait(false);
+                Resync(snapshot, act);
+                act = true;
                 metrics.Connected.Set(1);
                 up();
                 try
                 {
-                    await foreach (var batch in client.WatchPrefixAsync(fleet.Prefix, snapshot.Revision + 1, stop).ConfigureAwait(false))
+                    var rangesChanged = false;
+                    await foreach (var batch in client.WatchPrefixAsync(FleetCodec.Root(fleet.Prefix), snapshot.Revision + 1, stop).ConfigureAwait(false))
                     {
-                        Apply(batch, Monotonic.NowNs());
+                        if (Apply(batch, Monotonic.NowNs()))
+                        {
+                            rangesChanged = true;
+                            break;
+                        }
+                    }
+
+                    if (rangesChanged)
+                    {
+                        // What the new ranges let in or shut out is not an endpoint going or moving: nothing is reaped for it.
+                        metrics.Resyncs.WithLabels("ranges").Inc();
+                        act = false;
+                        continue;
                     }
                 }
                 catch (EtcdCompactedException)
                 {
                     metrics.Resyncs.WithLabels("compacted").Inc();
+                    act = true;
                     continue;
                 }
 
@@ -60,12 +85,28 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
         }
     }
 
-    /// <summary>Takes a fresh list: the first one only learns; a later one acts on what changed since the last thing seen.</summary>
-    private void Resync(EtcdSnapshot snapshot)
+    /// <summary>Takes a fresh list; when <paramref name="act"/>, acts on what changed since the last thing seen (the first list only learns).</summary>
+    private void Resync(EtcdSnapshot snapshot, bool act)
     {
         var learned = Monotonic.NowNs();
         var hosts = new HashSet<string>(StringComparer.Ordinal);
         var claims = new List<(string, IPAddress, string, long)>();
+        _ranges.Clear();
+        foreach (var item in snapshot.Items)
+        {
+            if (FleetCodec.TryRangeKey(fleet.Prefix, item.Key, out var ranged))
+            {
+                if (RangeRecord.TryParse(item.Value, out var ranges, out _))
+                {
+                    _ranges[ranged] = ranges;
+                }
+                else
+                {
+                    metrics.Rejected.WithLabels("value").Inc();
+                }
+            }
+        }
+
         foreach (var item in snapshot.Items)
         {
             if (FleetCodec.TryHostKey(fleet.Prefix, item.Key, out var host))
@@ -79,9 +120,8 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
         }
 
         var changes = _view.Replace(claims);
-        if (_listed)
+        if (act)
         {
-            metrics.Resyncs.WithLabels("error").Inc();
             foreach (var change in changes)
             {
                 // Gone with its host's record: the host was lost, not its endpoint.
@@ -105,9 +145,14 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
         metrics.RemoteEndpoints.Set(_view.Addresses);
     }
 
-    /// <summary>One batch of the watch, revision by revision.</summary>
-    private void Apply(IReadOnlyList<EtcdEvent> batch, ulong learned)
+    /// <summary>One batch of the watch, revision by revision; true when a host's ranges changed (everything is listed again).</summary>
+    private bool Apply(IReadOnlyList<EtcdEvent> batch, ulong learned)
     {
+        if (batch.Any(e => FleetCodec.TryRangeKey(fleet.Prefix, e.Item.Key, out _)))
+        {
+            return true;
+        }
+
         foreach (var revision in batch.GroupBy(e => e.Item.ModRevision))
         {
             var hostsGone = new HashSet<string>(StringComparer.Ordinal);
@@ -163,6 +208,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
         }
 
         metrics.RemoteEndpoints.Set(_view.Addresses);
+        return false;
     }
 
     /// <summary>An endpoint key and value as a claim; null (counted) when either is malformed.</summary>
@@ -181,6 +227,13 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
         if (!FleetCodec.TryEndpointValue(item.Value, out var owner))
         {
             metrics.Rejected.WithLabels("value").Inc();
+            return null;
+        }
+
+        // Outside what the admin let this host announce (or it has no ranges at all): ignored.
+        if (!_ranges.TryGetValue(host, out var ranges) || !ranges.Allows(address))
+        {
+            metrics.Rejected.WithLabels("range").Inc();
             return null;
         }
 

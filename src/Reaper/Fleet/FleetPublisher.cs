@@ -24,12 +24,13 @@ internal sealed class FleetPublisher(EtcdClient client, FleetOptions fleet, ILoc
     public async Task RunAsync(Action up, CancellationToken stop)
     {
         var host = fleet.HostName;
+        var started = DateTimeOffset.UtcNow;
         var lease = await client.GrantLeaseAsync(TimeSpan.FromSeconds(fleet.LeaseSeconds), stop).ConfigureAwait(false);
         using var alive = CancellationTokenSource.CreateLinkedTokenSource(stop);
         var keepAlive = client.KeepAliveAsync(lease, alive.Token);
         try
         {
-            await Publish(() => client.PutAsync(FleetCodec.HostKey(fleet.Prefix, host), FleetCodec.HostValue(host), lease, stop)).ConfigureAwait(false);
+            await Publish(() => client.PutAsync(FleetCodec.HostKey(fleet.Prefix, host), FleetCodec.HostValue(host, started), lease, stop)).ConfigureAwait(false);
 
             // What a previous run left: deleted unless the endpoint is still here (then put again below, onto this lease).
             var left = (await client.RangePrefixAsync(FleetCodec.EndpointsPrefix(fleet.Prefix, host), stop).ConfigureAwait(false)).Items

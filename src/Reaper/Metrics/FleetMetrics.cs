@@ -11,8 +11,8 @@ internal sealed class FleetMetrics
         Connected = f.CreateGauge("socketreaper_fleet_connected", "1 while this host follows the fleet's watch in etcd, 0 while it cannot.");
         Events = f.CreateCounter("socketreaper_fleet_events_total", "Endpoint keys the fleet's watch delivered, by kind (put, delete).", "kind");
         Changes = f.CreateCounter("socketreaper_fleet_changes_total", "Changes of another host's endpoint that made this host's sockets to it stale, by kind (gone, moved).", "kind");
-        Resyncs = f.CreateCounter("socketreaper_fleet_resyncs_total", "Full lists of the fleet's endpoints after the watch broke, by reason (compacted, error).", "reason");
-        Rejected = f.CreateCounter("socketreaper_fleet_keys_rejected_total", "Endpoint keys or values ignored as malformed, by what was wrong (key, value).", "reason");
+        Resyncs = f.CreateCounter("socketreaper_fleet_resyncs_total", "Full lists of the fleet's keys after the first, by reason (compacted: the watch fell behind etcd's history; error: it broke; ranges: a host's ranges changed).", "reason");
+        Rejected = f.CreateCounter("socketreaper_fleet_keys_rejected_total", "Endpoint announcements ignored, by why (key, value: malformed; range: outside the ranges the fleet's admin gave its host, or it has none).", "reason");
         PublishFailures = f.CreateCounter("socketreaper_fleet_publish_failures_total", "Failed writes of this host's keys to etcd (they are written again once it answers).");
         RemoteEndpoints = f.CreateGauge("socketreaper_fleet_endpoints", "Addresses the fleet's hosts announce, as this host follows them.");
         Published = f.CreateGauge("socketreaper_fleet_published_endpoints", "This host's endpoints published in etcd.");

@@ -86,19 +86,7 @@ internal sealed class ServiceStore
             w.WriteStartArray("Services");
             foreach (var s in services)
             {
-                w.WriteStartObject();
-                w.WriteString("Name", s.Name);
-                w.WriteString("Vip", s.Vip.ToString());
-                w.WriteNumber("Port", s.Port);
-                w.WriteString("Protocol", s.Protocol == System.Net.Sockets.ProtocolType.Udp ? "udp" : "tcp");
-                w.WriteStartArray("Backends");
-                foreach (var b in s.Backends)
-                {
-                    w.WriteStringValue(b.ToString());
-                }
-
-                w.WriteEndArray();
-                w.WriteEndObject();
+                Write(w, s);
             }
 
             w.WriteEndArray();
@@ -107,6 +95,24 @@ internal sealed class ServiceStore
 
         stream.WriteByte((byte)'\n');
         return stream.ToArray();
+    }
+
+    /// <summary>One service as the file holds it (and the fleet's services/ values): Name, Vip, Port, Protocol, Backends.</summary>
+    public static void Write(Utf8JsonWriter w, ServiceSpec service)
+    {
+        w.WriteStartObject();
+        w.WriteString("Name", service.Name);
+        w.WriteString("Vip", service.Vip.ToString());
+        w.WriteNumber("Port", service.Port);
+        w.WriteString("Protocol", service.Protocol == System.Net.Sockets.ProtocolType.Udp ? "udp" : "tcp");
+        w.WriteStartArray("Backends");
+        foreach (var b in service.Backends)
+        {
+            w.WriteStringValue(b.ToString());
+        }
+
+        w.WriteEndArray();
+        w.WriteEndObject();
     }
 
     /// <summary>Every service of the file, each checked as SetService checks it; any fault makes the whole file unusable.</summary>
