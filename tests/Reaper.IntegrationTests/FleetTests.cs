@@ -139,6 +139,47 @@ public sealed class FleetTests
             TimeSpan.FromSeconds(10 * Poll.Stretch), "a's gone endpoint withdrawn");
     }
 
+    [PrivilegedFact]
+    public async Task The_publisher_withdraws_what_went_and_nothing_when_the_endpoints_cannot_be_read()
+    {
+        using var etcd = EtcdCluster.Start(1);
+        await using var client = etcd.Client();
+        var local = new ScriptedEndpoints();
+        var fleet = new SocketReaper.Config.FleetOptions { EtcdEndpoints = [etcd.Endpoint(0).ToString()], Host = "p", LeaseSeconds = 5 };
+        var publisher = new SocketReaper.Fleet.FleetPublisher(client, fleet, local, new SocketReaper.Metrics.FleetMetrics(
+            new SocketReaper.Metrics.ReaperMetrics(Prometheus.Metrics.NewCustomRegistry())));
+        using var stop = new CancellationTokenSource();
+        var up = new TaskCompletionSource();
+        var run = publisher.RunAsync(() => up.TrySetResult(), stop.Token);
+        await up.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        bool Published(string address) => etcd.EtcdctlGet($"{Prefix}endpoints/p/", 0).Any(kv => kv.Key == $"{Prefix}endpoints/p/{address}");
+
+        local.Now = [new(IPAddress.Parse("10.97.7.1"), "p/one", DateTimeOffset.UtcNow), new(IPAddress.Parse("10.97.7.2"), "p/two", DateTimeOffset.UtcNow)];
+        Poll.Until(() => Published("10.97.7.1") && Published("10.97.7.2"), TimeSpan.FromSeconds(5), "both published");
+        Assert.Contains(etcd.EtcdctlGet(Prefix, 0), kv => kv.Key == $"{Prefix}hosts/p");
+
+        // The table cannot be read for a while: nothing is withdrawn.
+        local.Now = null;
+        Thread.Sleep(TimeSpan.FromSeconds(1));
+        Assert.True(Published("10.97.7.1") && Published("10.97.7.2"), "an unreadable table withdrew endpoints");
+
+        // One endpoint went: only its key goes.
+        local.Now = [new(IPAddress.Parse("10.97.7.2"), "p/two", DateTimeOffset.UtcNow)];
+        Poll.Until(() => !Published("10.97.7.1"), TimeSpan.FromSeconds(5), "the gone endpoint withdrawn");
+        Assert.True(Published("10.97.7.2"));
+
+        await stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => run);
+    }
+
+    /// <summary>This host's endpoints as a test sets them; null: unreadable.</summary>
+    private sealed class ScriptedEndpoints : SocketReaper.Fleet.ILocalEndpoints
+    {
+        public volatile IReadOnlyList<SocketReaper.Fleet.LocalEndpoint>? Now = [];
+
+        public IReadOnlyList<SocketReaper.Fleet.LocalEndpoint>? Read() => Now;
+    }
+
     private static Socket Udp(string to)
     {
         var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);

@@ -13,7 +13,7 @@ namespace SocketReaper.Fleet;
 /// </summary>
 internal sealed class DatapathEndpoints(ReaperOptions options) : ILocalEndpoints
 {
-    public IReadOnlyList<LocalEndpoint> Read()
+    public IReadOnlyList<LocalEndpoint>? Read()
     {
         var pin = DatapathState.MapPin(options.Datapath.PinRoot, DatapathObject.Maps.Owners);
         if (!options.Datapath.Enabled || !File.Exists(pin))
@@ -21,6 +21,18 @@ internal sealed class DatapathEndpoints(ReaperOptions options) : ILocalEndpoints
             return [];
         }
 
+        try
+        {
+            return Read(pin);
+        }
+        catch (Exception e) when (e is LibBpf.NativeException or IOException)
+        {
+            return null;
+        }
+    }
+
+    private List<LocalEndpoint> Read(string pin)
+    {
         using var owners = LibBpf.BpfMap.OpenPinned(pin);
         var (wall, monotonic) = (DateTimeOffset.UtcNow, Monotonic.NowNs());
         var host = options.Fleet.HostName;

@@ -41,7 +41,14 @@ internal sealed class FleetPublisher(EtcdClient client, FleetOptions fleet, ILoc
             up();
             while (true)
             {
-                var now = local.Read().GroupBy(e => e.Address).ToDictionary(g => g.Key, g => g.First());
+                if (local.Read() is not { } read)
+                {
+                    // Unreadable this time: nothing is withdrawn for it; the next look tries again.
+                    await Task.Delay(Every, alive.Token).ConfigureAwait(false);
+                    continue;
+                }
+
+                var now = read.GroupBy(e => e.Address).ToDictionary(g => g.Key, g => g.First());
                 foreach (var gone in (first ? left : [.. published.Keys]).Where(a => !now.ContainsKey(a)))
                 {
                     await Publish(() => client.DeleteAsync(FleetCodec.EndpointKey(fleet.Prefix, host, gone), stop)).ConfigureAwait(false);

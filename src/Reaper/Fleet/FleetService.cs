@@ -36,6 +36,7 @@ internal sealed partial class FleetService(ReaperOptions options, IReapQueue que
         Log.Joining(logger, fleet.HostName, fleet.Prefix, string.Join(", ", fleet.EtcdEndpoints));
         var publisher = new FleetPublisher(client, fleet, local, fleetMetrics);
         var follower = new FleetFollower(client, fleet, fleetMetrics);
+        follower.HostLost += host => Log.HostLost(logger, host);
         follower.Changed += (change, learnedNs) =>
         {
             if (FleetTargets.For(change, fleet.HostName, learnedNs, options.Reaping) is { } target)
@@ -81,11 +82,13 @@ internal sealed partial class FleetService(ReaperOptions options, IReapQueue que
             {
                 return;
             }
-            catch (EtcdException e)
+            catch (Exception e) when (!stopping.IsCancellationRequested)
             {
+                // etcd's failures above all; anything else is said the same way, and fleet mode
+                // carries on: it never takes the daemon down with it.
                 if (!failing)
                 {
-                    Log.Failing(logger, what, e.Message);
+                    Log.Failing(logger, what, e is EtcdException ? e.Message : $"{e.GetType().Name}: {e.Message}");
                     failing = true;
                 }
             }
@@ -113,5 +116,8 @@ internal sealed partial class FleetService(ReaperOptions options, IReapQueue que
 
         [LoggerMessage(EventId = 602, Level = LogLevel.Information, Message = "Fleet: {What} again")]
         public static partial void Back(ILogger logger, string what);
+
+        [LoggerMessage(EventId = 603, Level = LogLevel.Warning, Message = "Fleet: host {Host} lost its lease; its endpoints are forgotten and nothing is reaped for them (reaping for a lost host is not built yet, docs/fleet.md)")]
+        public static partial void HostLost(ILogger logger, string host);
     }
 }
