@@ -22,18 +22,18 @@ public sealed class FleetTests
     {
         using var etcd = EtcdCluster.Start(1);
         using var ns = new TestNamespaces(2);
-        using var endpoints = new VethEndpoints(subnet: 98);
+        using var endpoints = new VethEndpoints(subnet: 107);
         var (one, two) = (ns.Names[0], ns.Names[1]);
         endpoints.Add(one, 1);
         endpoints.Add(two, 2);
         var remote = new RemoteHost(etcd, "b");
-        remote.MayAnnounce("10.98.1.0/24");
+        remote.MayAnnounce("10.107.1.0/24");
 
         // Sweeps wait a while for other targets to join them: a socket can be made between the
         // moment a learns of a move and the sweep that reaps for it.
         using var daemon = new DaemonFixture(
             $$$"""{"Fleet": {"Etcd": {"Endpoints": ["{{{etcd.Endpoint(0)}}}"]}, "Host": "a", "LeaseSeconds": 5}, "Reaping": {"CoalesceMilliseconds": 1500}}""");
-        remote.Announce("10.98.1.2", "b/one");
+        remote.Announce("10.107.1.2", "b/one");
         daemon.Start();
         Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_connected") == 1
                 && DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_endpoints") >= 1,
@@ -41,28 +41,28 @@ public sealed class FleetTests
         Assert.Contains("Fleet mode: host a", daemon.Log, StringComparison.Ordinal);
 
         // Host clients: TCP and connected UDP to b's endpoint, TCP to an address no host announces.
-        var listener = ns.In(one, () => ns.Listen("10.98.1.2", 7000));
-        var bystander = ns.In(two, () => ns.Listen("10.98.2.2", 7000));
+        var listener = ns.In(one, () => ns.Listen("10.107.1.2", 7000));
+        var bystander = ns.In(two, () => ns.Listen("10.107.2.2", 7000));
         var udpServer = ns.In(one, () =>
         {
             var s = ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp));
-            s.Bind(new IPEndPoint(IPAddress.Parse("10.98.1.2"), 7001));
+            s.Bind(new IPEndPoint(IPAddress.Parse("10.107.1.2"), 7001));
             return s;
         });
-        var tcp = ns.Connect(listener, "10.98.1.2", 7000);
-        var innocent = ns.Connect(bystander, "10.98.2.2", 7000);
+        var tcp = ns.Connect(listener, "10.107.1.2", 7000);
+        var innocent = ns.Connect(bystander, "10.107.2.2", 7000);
         var udp = new UdpPair(ns.Track(new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp)), udpServer);
-        udp.Client.Connect(new IPEndPoint(IPAddress.Parse("10.98.1.2"), 7001));
+        udp.Client.Connect(new IPEndPoint(IPAddress.Parse("10.107.1.2"), 7001));
         Assert.True(tcp.Exchanges() && innocent.Exchanges() && udp.Exchanges());
 
         // b claims an address outside its ranges, then withdraws it: ignored, counted, nothing reaped.
-        remote.Announce("10.98.2.2", "b/stolen");
-        remote.Withdraw("10.98.2.2");
+        remote.Announce("10.107.2.2", "b/stolen");
+        remote.Withdraw("10.107.2.2");
         Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_keys_rejected_total{reason=\"range\"}") >= 1,
             TimeSpan.FromSeconds(5 * Poll.Stretch), "the announcement outside b's ranges counted");
 
         // b's endpoint goes: its key is deleted, and a's sockets to it die.
-        remote.Withdraw("10.98.1.2");
+        remote.Withdraw("10.107.1.2");
         var error = SocketError.Success;
         Poll.Until(() => (error = tcp.ClientSendError()) != SocketError.Success, TimeSpan.FromSeconds(5 * Poll.Stretch), "the TCP socket to b's gone endpoint destroyed");
         Assert.Equal(SocketError.ConnectionAborted, error);
@@ -74,13 +74,13 @@ public sealed class FleetTests
         // b announces the address again (a first claim: nothing to reap), a connects, then b gives
         // the address to another endpoint. The socket born before a learned the move dies; one
         // made after a learned it, while the sweep for it still waits to start, lives.
-        remote.Announce("10.98.1.2", "b/one");
-        var before = ns.Connect(listener, "10.98.1.2", 7000);
+        remote.Announce("10.107.1.2", "b/one");
+        var before = ns.Connect(listener, "10.107.1.2", 7000);
         Assert.True(before.Exchanges());
-        remote.Announce("10.98.1.2", "b/two");
+        remote.Announce("10.107.1.2", "b/two");
         Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_changes_total{kind=\"moved\"}") == 1,
             TimeSpan.FromSeconds(5 * Poll.Stretch), "a learning of the move");
-        var after = ns.Connect(listener, "10.98.1.2", 7000);
+        var after = ns.Connect(listener, "10.107.1.2", 7000);
         Assert.Equal(0, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sweeps_total{trigger=\"fleet_ip_reused\",result=\"ok\"}"));
         Poll.Until(() => (error = before.ClientSendError()) != SocketError.Success, TimeSpan.FromSeconds(5 * Poll.Stretch), "the socket born before the move destroyed");
         Assert.Equal(SocketError.ConnectionAborted, error);
@@ -99,7 +99,7 @@ public sealed class FleetTests
     {
         using var etcd = EtcdCluster.Start(1);
         using var ns = new TestNamespaces(1);
-        using var endpoints = new VethEndpoints(subnet: 99);
+        using var endpoints = new VethEndpoints(subnet: 108);
         var device = endpoints.Add(ns.Names[0], 1);
         using var daemon = new DaemonFixture(
             $$$"""{"Fleet": {"Etcd": {"Endpoints": ["{{{etcd.Endpoint(0)}}}"]}, "Host": "a", "LeaseSeconds": 5}}""", devicePattern: endpoints.Pattern);
@@ -108,34 +108,34 @@ public sealed class FleetTests
         // The endpoint says something: the datapath learns its address from it.
         ns.In(ns.Names[0], () =>
         {
-            using var udp = Udp("10.99.1.1");
+            using var udp = Udp("10.108.1.1");
             return udp.Send("hello"u8);
         });
-        Poll.Until(() => etcd.EtcdctlGet($"{Prefix}endpoints/a/", 0).Any(kv => kv.Key == $"{Prefix}endpoints/a/10.99.1.2"),
+        Poll.Until(() => etcd.EtcdctlGet($"{Prefix}endpoints/a/", 0).Any(kv => kv.Key == $"{Prefix}endpoints/a/10.108.1.2"),
             TimeSpan.FromSeconds(10 * Poll.Stretch), "a's endpoint published");
         var published = etcd.EtcdctlGet(Prefix, 0);
         Assert.Contains(published, kv => kv.Key == $"{Prefix}hosts/a");
-        var value = published.Single(kv => kv.Key == $"{Prefix}endpoints/a/10.99.1.2").Value;
+        var value = published.Single(kv => kv.Key == $"{Prefix}endpoints/a/10.108.1.2").Value;
         Assert.Contains("\"owner\":\"a/ifindex ", value, StringComparison.Ordinal);
 
         // A restart: the keys stay (the lease is not revoked), and the new daemon puts them on its lease.
         daemon.Terminate();
         var revision = etcd.EtcdctlGet(Prefix, 0).Max(kv => kv.ModRevision);
-        Assert.Contains(etcd.EtcdctlGet(Prefix, 0), kv => kv.Key == $"{Prefix}endpoints/a/10.99.1.2");
+        Assert.Contains(etcd.EtcdctlGet(Prefix, 0), kv => kv.Key == $"{Prefix}endpoints/a/10.108.1.2");
         using var restarted = new DaemonFixture(
             $$$"""{"Fleet": {"Etcd": {"Endpoints": ["{{{etcd.Endpoint(0)}}}"]}, "Host": "a", "LeaseSeconds": 5}}""", devicePattern: endpoints.Pattern);
         Directory.Move(daemon.PinRoot, restarted.PinRoot);
         restarted.Start();
-        Poll.Until(() => etcd.EtcdctlGet(Prefix, 0).Single(kv => kv.Key == $"{Prefix}endpoints/a/10.99.1.2").ModRevision > revision,
+        Poll.Until(() => etcd.EtcdctlGet(Prefix, 0).Single(kv => kv.Key == $"{Prefix}endpoints/a/10.108.1.2").ModRevision > revision,
             TimeSpan.FromSeconds(10 * Poll.Stretch), "the endpoint put again on the new lease");
 
         // The old lease runs out: the keys, on the new one, stay.
         Thread.Sleep(TimeSpan.FromSeconds(8));
-        Assert.Contains(etcd.EtcdctlGet(Prefix, 0), kv => kv.Key == $"{Prefix}endpoints/a/10.99.1.2");
+        Assert.Contains(etcd.EtcdctlGet(Prefix, 0), kv => kv.Key == $"{Prefix}endpoints/a/10.108.1.2");
 
         // The endpoint goes: its key goes.
         endpoints.Remove(device);
-        Poll.Until(() => !etcd.EtcdctlGet(Prefix, 0).Any(kv => kv.Key == $"{Prefix}endpoints/a/10.99.1.2"),
+        Poll.Until(() => !etcd.EtcdctlGet(Prefix, 0).Any(kv => kv.Key == $"{Prefix}endpoints/a/10.108.1.2"),
             TimeSpan.FromSeconds(10 * Poll.Stretch), "a's gone endpoint withdrawn");
     }
 

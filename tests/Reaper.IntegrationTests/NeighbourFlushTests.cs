@@ -21,7 +21,7 @@ public sealed class NeighbourFlushTests(ITestOutputHelper output)
     public void When_an_endpoint_on_a_bridge_goes_its_learned_neighbour_entries_are_flushed_and_permanent_ones_stay()
     {
         using var ns = new TestNamespaces(2);
-        using var endpoints = new VethEndpoints();
+        using var endpoints = new VethEndpoints(subnet: 106);
         var bridge = $"srtb{Guid.NewGuid():N}"[..12];
         TestNamespaces.Ip($"link add {bridge} type bridge");
         try
