@@ -47,6 +47,10 @@ internal sealed class PeerBus : IAsyncDisposable
             // Both connections wait for their Hello to be answered, which needs the relay running,
             // which needs both of them accepted: all three go at once.
             await Task.WhenAll(bus.RelayAsync(), Connect(daemon), Connect(caller)).WaitAsync(ConnectTimeout);
+
+            // Both sides are connected and nobody else may be: the path goes now, so a process
+            // killed without disposing (the fuzz target's, under AFL) leaves no socket file behind.
+            File.Delete(path);
             return bus;
         }
         catch
