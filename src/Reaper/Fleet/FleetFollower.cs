@@ -16,7 +16,7 @@ namespace SocketReaper.Fleet;
 /// A host's endpoints count only inside the ranges the fleet's admin gave it (ranges/{host}); a
 /// change of ranges lists everything again.
 /// </summary>
-internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, FleetMetrics metrics)
+internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, FleetMetrics metrics, FleetStatus? status = null)
 {
     private readonly FleetView _view = new();
     private readonly HashSet<string> _hosts = new(StringComparer.Ordinal);
@@ -48,6 +48,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
                 Resync(snapshot, act);
                 act = true;
                 metrics.Connected.Set(1);
+                status?.Connected();
                 up();
                 try
                 {
@@ -82,6 +83,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
         finally
         {
             metrics.Connected.Set(0);
+            status?.Disconnected();
         }
     }
 
@@ -143,6 +145,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
         _hosts.UnionWith(hosts);
         _listed = true;
         metrics.RemoteEndpoints.Set(_view.Addresses);
+        status?.Followed(_hosts.Count, _view.Addresses);
     }
 
     /// <summary>One batch of the watch, revision by revision; true when a host's ranges changed (everything is listed again).</summary>
@@ -208,6 +211,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
         }
 
         metrics.RemoteEndpoints.Set(_view.Addresses);
+        status?.Followed(_hosts.Count, _view.Addresses);
         return false;
     }
 

@@ -17,7 +17,7 @@ namespace SocketReaper.Fleet;
 /// target on the <see cref="IReapQueue"/>. Neither holds up the daemon's start: without etcd the
 /// daemon runs as a single host and says so.
 /// </summary>
-internal sealed partial class FleetService(ReaperOptions options, IReapQueue queue, ILocalEndpoints local, ReaperMetrics metrics, ILogger<FleetService> logger)
+internal sealed partial class FleetService(ReaperOptions options, IReapQueue queue, ILocalEndpoints local, ReaperMetrics metrics, FleetStatus status, ILogger<FleetService> logger)
     : BackgroundService
 {
     /// <summary>Waits after a failure: the first short, then longer, at most this.</summary>
@@ -34,8 +34,8 @@ internal sealed partial class FleetService(ReaperOptions options, IReapQueue que
         var fleetMetrics = new FleetMetrics(metrics);
         await using var client = EtcdClient.Create(new EtcdOptions([.. fleet.EtcdEndpoints.Select(e => new Uri(e))], TimeSpan.FromSeconds(2)));
         Log.Joining(logger, fleet.HostName, fleet.Prefix, string.Join(", ", fleet.EtcdEndpoints));
-        var publisher = new FleetPublisher(client, fleet, local, fleetMetrics);
-        var follower = new FleetFollower(client, fleet, fleetMetrics);
+        var publisher = new FleetPublisher(client, fleet, local, fleetMetrics, status);
+        var follower = new FleetFollower(client, fleet, fleetMetrics, status);
         follower.HostLost += host => Log.HostLost(logger, host);
         follower.Changed += (change, learnedNs) =>
         {
@@ -86,9 +86,11 @@ internal sealed partial class FleetService(ReaperOptions options, IReapQueue que
             {
                 // etcd's failures above all; anything else is said the same way, and fleet mode
                 // carries on: it never takes the daemon down with it.
+                var reason = e is EtcdException ? e.Message : $"{e.GetType().Name}: {e.Message}";
+                status.Failed($"{what}: {reason}");
                 if (!failing)
                 {
-                    Log.Failing(logger, what, e is EtcdException ? e.Message : $"{e.GetType().Name}: {e.Message}");
+                    Log.Failing(logger, what, reason);
                     failing = true;
                 }
             }
