@@ -44,7 +44,7 @@ public sealed class HostLossTests
         var (verdict, detail) = await FleetHealth.CheckAsync(Record("b1", Boot, endpoint), FleetHealth.Timeout, CancellationToken.None);
         Assert.Equal(HealthVerdict.Answered, verdict);
         Assert.Equal($"127.0.0.1:{port} answered", detail);
-        Assert.Equal(1, listener.Answered);
+        await Until(() => listener.Answered == 1, TimeSpan.FromSeconds(5));
 
         (verdict, detail) = await FleetHealth.CheckAsync(Record("b1", Guid.NewGuid(), endpoint), FleetHealth.Timeout, CancellationToken.None);
         Assert.Equal(HealthVerdict.Rebooted, verdict);

@@ -125,6 +125,7 @@ internal static partial class RunCommand
         services.AddHostedService(sp => sp.GetRequiredService<Reaping.AutoReaper>());
         services.AddHostedService<Reaping.ContactUpkeep>();
         services.AddSingleton<Fleet.ILocalEndpoints, Fleet.DatapathEndpoints>();
+        services.AddSingleton(new Fleet.FleetStatus(config.Fleet.Enabled));
         services.AddHostedService<Fleet.FleetService>();
         services.AddSingleton(new Datapath.ServiceFlows(config.Datapath));
         services.AddSingleton<Reaping.IReapQueue>(sp => sp.GetRequiredService<Reaping.AutoReaper>());

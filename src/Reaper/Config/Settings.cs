@@ -368,7 +368,7 @@ internal static class Settings
         [.. Split(value, ',').Select(text =>
             System.Net.IPEndPoint.TryParse(text, out var e) && e.Port > 0 && text.Contains(':') && (e.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork || text.StartsWith('['))
                 && !System.Net.IPAddress.IsLoopback(e.Address) && !e.Address.Equals(System.Net.IPAddress.Any) && !e.Address.Equals(System.Net.IPAddress.IPv6Any)
-                && !e.Address.IsIPv6LinkLocal && !e.Address.IsIPv6Multicast && !e.Address.IsIPv4MappedToIPv6 && e.Address.ScopeId == 0
+                && !e.Address.IsIPv6LinkLocal && !e.Address.IsIPv6Multicast && !e.Address.IsIPv4MappedToIPv6 && (e.Address.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6 || e.Address.ScopeId == 0)
                 && !(e.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && (e.Address.GetAddressBytes()[0] >= 224 || e.Address.GetAddressBytes() is [169, 254, ..]))
                 ? e
                 : throw new ConfigException($"{where}: {key} takes ADDRESS:PORT where other hosts reach this one, such as 10.0.0.2:9478 or [fd00::2]:9478 (not loopback, link-local, multicast or unspecified), not '{SweepFilter.Quote(text)}'."))];

@@ -17,7 +17,7 @@ namespace SocketReaper.Fleet;
 /// A host's endpoints count only inside the ranges the fleet's admin gave it (ranges/{host}); a
 /// change of ranges lists everything again. Each key is parsed once, by <see cref="FleetKey"/>.
 /// </summary>
-internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, FleetMetrics metrics)
+internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, FleetMetrics metrics, FleetStatus? status = null)
 {
     private readonly string _root = FleetKeys.Root(fleet.Prefix);
     private readonly FleetView _view = new();
@@ -55,6 +55,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
                 metrics.ResyncSeconds.Set(Stopwatch.GetElapsedTime(started).TotalSeconds);
                 act = true;
                 metrics.Connected.Set(1);
+                status?.Connected();
                 up();
                 try
                 {
@@ -89,6 +90,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
         finally
         {
             metrics.Connected.Set(0);
+            status?.Disconnected();
         }
     }
 
@@ -169,6 +171,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
         _listed = true;
         metrics.RemoteEndpoints.Set(_view.Addresses);
         metrics.Hosts.Set(_hosts.Count);
+        status?.Followed(_hosts.Count, _view.Addresses);
     }
 
     /// <summary>One batch of the watch, revision by revision; true when a host's ranges changed (everything is listed again).</summary>
@@ -221,6 +224,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
 
         metrics.RemoteEndpoints.Set(_view.Addresses);
         metrics.Hosts.Set(_hosts.Count);
+        status?.Followed(_hosts.Count, _view.Addresses);
         return false;
     }
 

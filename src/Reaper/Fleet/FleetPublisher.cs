@@ -12,7 +12,7 @@ namespace SocketReaper.Fleet;
 /// changed owner are put, those gone are deleted — and on the first look every key is put (onto
 /// the new lease) and keys a previous run left for endpoints gone meanwhile are deleted.
 /// </summary>
-internal sealed class FleetPublisher(EtcdClient client, FleetOptions fleet, ILocalEndpoints local, FleetMetrics metrics, IReadOnlyList<IPEndPoint> health, Guid bootId)
+internal sealed class FleetPublisher(EtcdClient client, FleetOptions fleet, ILocalEndpoints local, FleetMetrics metrics, IReadOnlyList<IPEndPoint> health, Guid bootId, FleetStatus? status = null)
 {
     /// <summary>
     /// How often the endpoints are looked at: a move is told to the fleet this much later at most
@@ -68,6 +68,7 @@ internal sealed class FleetPublisher(EtcdClient client, FleetOptions fleet, ILoc
 
                 first = false;
                 metrics.Published.Set(published.Count);
+                status?.Published(published.Count);
                 var pause = Task.Delay(Every, alive.Token);
                 if (await Task.WhenAny(pause, keepAlive).ConfigureAwait(false) == keepAlive)
                 {

@@ -20,7 +20,7 @@ namespace SocketReaper.Fleet;
 /// a third loop. None holds up the daemon's start: without etcd the daemon runs as a single host
 /// and says so.
 /// </summary>
-internal sealed partial class FleetService(ReaperOptions options, IReapQueue queue, ILocalEndpoints local, ReaperMetrics metrics, ILogger<FleetService> logger)
+internal sealed partial class FleetService(ReaperOptions options, IReapQueue queue, ILocalEndpoints local, ReaperMetrics metrics, FleetStatus status, ILogger<FleetService> logger)
     : BackgroundService
 {
     /// <summary>Waits after a failure: the first short, then longer, at most this.</summary>
@@ -39,9 +39,9 @@ internal sealed partial class FleetService(ReaperOptions options, IReapQueue que
         var health = HealthAddresses(fleet);
         Log.Joining(logger, fleet.HostName, fleet.Prefix, string.Join(", ", fleet.EtcdEndpoints),
             health.Count == 0 ? "none" : string.Join(", ", health.Select(FleetAddress.FormatEndpoint)));
-        var publisher = new FleetPublisher(client, fleet, local, fleetMetrics, health, BootId.Current);
+        var publisher = new FleetPublisher(client, fleet, local, fleetMetrics, health, BootId.Current, status);
         var listener = new FleetHealthListener(health, fleet.HostName, BootId.Current);
-        var follower = new FleetFollower(client, fleet, fleetMetrics);
+        var follower = new FleetFollower(client, fleet, fleetMetrics, status);
         var hostLoss = new HostLossWatch(fleet, options.Reaping, queue, fleetMetrics, logger);
         follower.HostLost += lost => hostLoss.Lost(lost, stoppingToken);
         follower.HostSeen += hostLoss.Back;
@@ -131,9 +131,11 @@ internal sealed partial class FleetService(ReaperOptions options, IReapQueue que
             {
                 // etcd's failures above all; anything else is said the same way, and fleet mode
                 // carries on: it never takes the daemon down with it.
+                var reason = e is EtcdException ? e.Message : $"{e.GetType().Name}: {e.Message}";
+                status.Failed($"{what}: {reason}");
                 if (!failing)
                 {
-                    Log.Failing(logger, what, e is EtcdException ? e.Message : $"{e.GetType().Name}: {e.Message}");
+                    Log.Failing(logger, what, reason);
                     failing = true;
                 }
             }
