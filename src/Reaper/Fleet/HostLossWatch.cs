@@ -46,7 +46,7 @@ internal sealed partial class HostLossWatch(FleetOptions fleet, ReapingOptions r
         if (lost.Addresses.Count == 0)
         {
             // Nothing of it is left to reap for: its addresses have other owners, or it had none.
-            metrics.HostsLost.WithLabels("kept").Inc();
+            metrics.HostsLost.WithLabels("ignored").Inc();
             Log.NothingLeft(logger, lost.Host);
             return;
         }
