@@ -131,7 +131,9 @@ internal static partial class RunCommand
         services.AddSingleton<Reaping.IReapQueue>(sp => sp.GetRequiredService<Reaping.AutoReaper>());
         services.AddSingleton(sp => new Reaping.ServiceRegistry(config, sp.GetRequiredService<Reaping.IReapQueue>(),
             sp.GetRequiredService<Datapath.ServiceFlows>(), sp.GetRequiredService<Metrics.ReaperMetrics>(),
-            sp.GetRequiredService<ILogger<Reaping.ServiceRegistry>>(), config.State.Directory.Length > 0 ? new Reaping.ServiceStore(config.State.Directory) : null));
+            sp.GetRequiredService<ILogger<Reaping.ServiceRegistry>>(), config.State.Directory.Length > 0 ? new Reaping.ServiceStore(config.State.Directory) : null,
+            config.State.Directory.Length > 0 && config.Fleet.Enabled ? new Reaping.ServiceStore(config.State.Directory, Reaping.ServiceStore.FleetFileName) : null));
+        services.AddSingleton<Fleet.FleetServices>();
 
         // The datapath finds endpoint changes and reads the backends; Reaping, above it, acts and declares.
         services.AddSingleton<Datapath.IBackendSource>(sp => sp.GetRequiredService<Reaping.ServiceRegistry>());

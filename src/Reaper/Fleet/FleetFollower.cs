@@ -34,6 +34,15 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
     /// <summary>A host put its record (it came, or came back).</summary>
     public event Action<string>? HostSeen;
 
+    /// <summary>Every service of the fleet, at each list (the first one too: the fleet's services are the truth).</summary>
+    public event Action<IReadOnlyList<ServiceSpec>>? ServicesListed;
+
+    /// <summary>A service put (declared or changed) in the fleet.</summary>
+    public event Action<ServiceSpec>? ServiceSet;
+
+    /// <summary>A service deleted from the fleet.</summary>
+    public event Action<string>? ServiceRemoved;
+
     public FleetView View => _view;
 
     public async Task RunAsync(Action up, CancellationToken stop)
@@ -123,11 +132,16 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
 
         var hosts = new Dictionary<string, HostRecord?>(StringComparer.Ordinal);
         var claims = new List<(string, IPAddress, string, long)>();
+        var services = new List<ServiceSpec>();
         foreach (var (item, key) in items)
         {
             if (key.Kind == FleetKeyKind.Host)
             {
                 hosts[key.Host!] = Record(item.Value);
+            }
+            else if (key.Kind == FleetKeyKind.Service && Service(key, item.Value) is { } service)
+            {
+                services.Add(service);
             }
             else if (key.Kind == FleetKeyKind.Endpoint && Claim(key, item) is { } claim)
             {
@@ -169,6 +183,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
         }
 
         _listed = true;
+        ServicesListed?.Invoke(services);
         metrics.RemoteEndpoints.Set(_view.Addresses);
         metrics.Hosts.Set(_hosts.Count);
         status?.Followed(_hosts.Count, _view.Addresses);
@@ -210,6 +225,17 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
                 else if (key.Kind == FleetKeyKind.Endpoint)
                 {
                     ApplyEndpoint(e, key, lost, learned);
+                }
+                else if (key.Kind == FleetKeyKind.Service)
+                {
+                    if (e.Kind == EtcdEventKind.Delete)
+                    {
+                        ServiceRemoved?.Invoke(key.ServiceName!);
+                    }
+                    else if (Service(key, e.Item.Value) is { } service)
+                    {
+                        ServiceSet?.Invoke(service);
+                    }
                 }
             }
 
@@ -264,6 +290,18 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
         if (HostRecord.TryParse(value, out var record, out _))
         {
             return record;
+        }
+
+        metrics.Rejected.WithLabels("value").Inc();
+        return null;
+    }
+
+    /// <summary>A service key's value; null (counted) when it is malformed or names another service than its key.</summary>
+    private ServiceSpec? Service(FleetKey key, byte[] value)
+    {
+        if (ServiceRecord.TryParse(value, out var service, out _) && service.Name == key.ServiceName)
+        {
+            return service;
         }
 
         metrics.Rejected.WithLabels("value").Inc();

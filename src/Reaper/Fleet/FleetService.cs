@@ -20,7 +20,7 @@ namespace SocketReaper.Fleet;
 /// a third loop. None holds up the daemon's start: without etcd the daemon runs as a single host
 /// and says so.
 /// </summary>
-internal sealed partial class FleetService(ReaperOptions options, IReapQueue queue, ILocalEndpoints local, ReaperMetrics metrics, FleetStatus status, ILogger<FleetService> logger)
+internal sealed partial class FleetService(ReaperOptions options, IReapQueue queue, ILocalEndpoints local, ReaperMetrics metrics, FleetStatus status, FleetServices services, ILogger<FleetService> logger)
     : BackgroundService
 {
     /// <summary>Waits after a failure: the first short, then longer, at most this.</summary>
@@ -45,6 +45,8 @@ internal sealed partial class FleetService(ReaperOptions options, IReapQueue que
         var hostLoss = new HostLossWatch(fleet, options.Reaping, queue, fleetMetrics, logger);
         follower.HostLost += lost => hostLoss.Lost(lost, stoppingToken);
         follower.HostSeen += hostLoss.Back;
+        services.Follow(follower);
+        services.Attach(client);
         follower.Changed += (change, learnedNs) =>
         {
             if (FleetTargets.For(change, fleet.HostName, learnedNs, options.Reaping) is { } target)
@@ -53,10 +55,17 @@ internal sealed partial class FleetService(ReaperOptions options, IReapQueue que
             }
         };
 
-        await Task.WhenAll(
-            Forever("publishing this host's endpoints", publisher.RunAsync, stoppingToken),
-            Forever("following the fleet", follower.RunAsync, stoppingToken),
-            Forever("answering health checks", listener.RunAsync, stoppingToken)).ConfigureAwait(false);
+        try
+        {
+            await Task.WhenAll(
+                Forever("publishing this host's endpoints", publisher.RunAsync, stoppingToken),
+                Forever("following the fleet", follower.RunAsync, stoppingToken),
+                Forever("answering health checks", listener.RunAsync, stoppingToken)).ConfigureAwait(false);
+        }
+        finally
+        {
+            services.Attach(null);
+        }
 
         // The lease is not revoked: a restart that is back within Fleet.LeaseSeconds publishes the
         // same keys on its new lease and no other host sees anything change.
