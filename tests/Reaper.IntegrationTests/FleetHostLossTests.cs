@@ -71,6 +71,15 @@ public sealed class FleetHostLossTests(Xunit.Abstractions.ITestOutputHelper outp
         Assert.True(DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sweeps_total{trigger=\"fleet_host_lost\",result=\"ok\"}") >= 1);
         Assert.True(toD.Exchanges(), "a connection to d was hurt by c's loss");
 
+        // The history names the lost host, in --json and in the table.
+        var env = new Dictionary<string, string> { ["DBUS_SYSTEM_BUS_ADDRESS"] = daemon.BusAddress };
+        var (code, json, stderr) = ReaperProcess.Exec(null, ReaperProcess.Executable, ["history", "--json", "--config", daemon.ConfigPath, "--trigger", "fleet_host_lost"], env);
+        Assert.True(code == 0, stderr);
+        var records = json.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Contains(records, r => r.GetProperty("remote").GetString() == $"{c.Address}:7000" && r.GetProperty("host").GetString() == "c" && r.GetProperty("result").GetString() == "destroyed");
+        var (_, table, _) = ReaperProcess.Exec(null, ReaperProcess.Executable, ["history", "--config", daemon.ConfigPath, "--trigger", "fleet_host_lost"], env);
+        Assert.Contains("fleet_host_lost (c)", table, StringComparison.Ordinal);
+
         // d dies as well: its next check finds it gone.
         d.Die();
         Poll.Until(() => (error = toD.ClientSendError()) != SocketError.Success, TimeSpan.FromSeconds((HostLossWatch.RecheckEvery.TotalSeconds + 5) * Poll.Stretch), "the TCP socket to d destroyed once it stopped answering");

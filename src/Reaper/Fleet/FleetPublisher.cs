@@ -72,7 +72,9 @@ internal sealed class FleetPublisher(EtcdClient client, FleetOptions fleet, ILoc
                 var pause = Task.Delay(Every, alive.Token);
                 if (await Task.WhenAny(pause, keepAlive).ConfigureAwait(false) == keepAlive)
                 {
-                    // The lease is lost (or the keepalive failed): this run is over, the next grants a new one.
+                    // The daemon stops (the keepalive ends with it), or the lease is lost or its keepalive
+                    // failed: this run is over, the next grants a new one.
+                    stop.ThrowIfCancellationRequested();
                     await keepAlive.ConfigureAwait(false);
                     throw new EtcdException("lease keepalive", $"lease {lease:x}", Grpc.Core.StatusCode.Unavailable, "the keepalive stream ended");
                 }

@@ -49,14 +49,13 @@ internal sealed partial class FleetServices(ReaperOptions options, ServiceRegist
             return (found, removed);
         }
 
+        var backends = registry.Services.FirstOrDefault(s => s.Name == name)?.Backends.Count ?? 0;
         using var timeout = Timeout(ct);
         await Client().DeleteAsync(FleetKeys.Service(options.Fleet.Prefix, name), timeout.Token).ConfigureAwait(false);
-        if (registry.RemoveFleet(name, out var left) || registry.Remove(name, out left))
-        {
-            return (true, left);
-        }
 
-        return (false, 0);
+        // The watch may have applied the delete already: the service was there when asked, all its backends left.
+        registry.RemoveFleet(name, out _);
+        return (true, backends);
     }
 
     /// <summary>Applies what the follower reports.</summary>

@@ -227,9 +227,11 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
             await Task.Delay(TimeSpan.FromMilliseconds(50), _time, stopping).ConfigureAwait(false);
         }
 
+        var rules = ReapBatches.RulesFor(targets);
         var request = new SweepRequest
         {
-            Rules = ReapBatches.RulesFor(targets),
+            Rules = rules,
+            RuleHosts = ReapBatches.HostsFor(rules, targets),
             DryRun = dryRun,
             Limit = _throttle.StartSweep(_sweepLimit, countSockets: !dryRun),
             Trigger = TriggerName(reason),

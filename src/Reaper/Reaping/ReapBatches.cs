@@ -31,6 +31,16 @@ internal static class ReapBatches
     /// in between talks to the wrong endpoint now too), and one rule instead of many keeps a burst
     /// of moves under the rule table's limit of rules per address.
     /// </summary>
+    /// <summary>
+    /// By rule id, the fleet hosts the targets behind each rule are about ("b1", "b1,b2" when
+    /// merged); null when no target names one (this host's own triggers).
+    /// </summary>
+    public static IReadOnlyList<string?>? HostsFor(IReadOnlyList<SweepRule> rules, IReadOnlyList<ReapTarget> targets) =>
+        targets.All(t => t.Source is null) ? null
+        : [.. rules.Select(r => targets.Where(t => t.Source is not null && t.Rule.Remote == r.Remote && t.Rule.Protocols == r.Protocols).Select(t => t.Source!).Distinct().ToList() is { Count: > 0 } hosts
+            ? string.Join(",", hosts)
+            : null)];
+
     public static IReadOnlyList<SweepRule> RulesFor(IEnumerable<ReapTarget> targets) =>
         [.. targets.Select(t => t.Rule with { Id = 0 })
             .GroupBy(r => (Rule: r with { BornBeforeNs = 0 }, BornBefore: r.BornBeforeNs != 0))
