@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using SocketReaper.Fleet.Etcd;
+using SocketReaper.Testing;
 using Xunit;
 
 namespace SocketReaper.IntegrationTests;
@@ -166,6 +167,45 @@ public sealed class EtcdTlsTests
         etcd.Restart(0);
         var e = await Assert.ThrowsAsync<EtcdException>(() => client.PutAsync($"{Prefix}endpoints/b2/10.1.0.6", Value("{}"), 0, cts.Token));
         Assert.Equal($"etcd put '{Prefix}endpoints/b2/10.1.0.6': Unavailable (TLS: {key} does not exist at {etcd.Endpoint(0).Authority})", e.Message);
+    }
+
+    [PrivilegedFact]
+    public void The_daemon_as_host_b1_joins_a_TLS_fleet_with_its_certificate()
+    {
+        using var etcd = EtcdCluster.StartTls(rbac: true);
+        var (cert, key) = etcd.Pki!.Client("b1");
+        var json = "{\"Fleet\": {\"Etcd\": {\"Endpoints\": [\"" + etcd.Endpoint(0) + "\"], \"CaFile\": \"" + etcd.Pki.Ca + "\", \"CertFile\": \"" + cert
+            + "\", \"KeyFile\": \"" + key + "\"}, \"Host\": \"b1\", \"LeaseSeconds\": 5}}";
+        using var daemon = new DaemonFixture(json);
+        daemon.Start();
+
+        Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_connected") == 1
+                && etcd.EtcdctlGet(Prefix, 0).Any(kv => kv.Key == $"{Prefix}hosts/b1"),
+            TimeSpan.FromSeconds(10 * Poll.Stretch), "b1 following the fleet and its host record in etcd");
+        Assert.Equal(0, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_publish_failures_total"));
+        Assert.DoesNotContain("Fleet: publishing", daemon.Log, StringComparison.Ordinal);
+    }
+
+    [PrivilegedFact]
+    public void The_daemon_does_not_start_with_a_TLS_file_it_cannot_use()
+    {
+        var dir = Directory.CreateTempSubdirectory("srt-fleet-tls-");
+        try
+        {
+            var (ca, cert) = (Path.Combine(dir.FullName, "ca.pem"), Path.Combine(dir.FullName, "b1.pem"));
+            File.WriteAllText(ca, "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n");
+            var path = Path.Combine(dir.FullName, "reaper.json");
+            File.WriteAllText(path, "{\"Fleet\": {\"Etcd\": {\"Endpoints\": [\"https://127.0.0.1:2379\"], \"CaFile\": \"" + ca + "\", \"CertFile\": \"" + cert + "\", \"KeyFile\": \"" + cert + "\"}}}");
+
+            var (code, _, stderr) = ReaperProcess.Run("run", "--config", path);
+
+            Assert.Equal(78, code);
+            Assert.Equal($"socketreaper run: Fleet.Etcd.CaFile: {ca} holds no PEM certificate (-----BEGIN CERTIFICATE-----).\n", stderr);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
     }
 
     /// <summary>Once more while the member that just restarted is not taking calls yet.</summary>

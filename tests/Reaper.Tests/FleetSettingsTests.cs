@@ -23,9 +23,11 @@ public sealed class FleetSettingsTests
     }
 
     [Theory]
-    [InlineData("Fleet.Etcd.Endpoints", "10.0.0.1:2379", "reaper.json: Fleet.Etcd.Endpoints takes etcd client URLs such as http://10.0.0.1:2379, not '10.0.0.1:2379' (TLS is not supported yet).")]
-    [InlineData("Fleet.Etcd.Endpoints", "https://etcd:2379", "reaper.json: Fleet.Etcd.Endpoints takes etcd client URLs such as http://10.0.0.1:2379, not 'https://etcd:2379' (TLS is not supported yet).")]
-    [InlineData("Fleet.Etcd.Endpoints", "http://etcd:2379/v3", "reaper.json: Fleet.Etcd.Endpoints takes etcd client URLs such as http://10.0.0.1:2379, not 'http://etcd:2379/v3' (TLS is not supported yet).")]
+    [InlineData("Fleet.Etcd.Endpoints", "10.0.0.1:2379", "reaper.json: Fleet.Etcd.Endpoints takes etcd client URLs such as http://10.0.0.1:2379 or https://10.0.0.1:2379, not '10.0.0.1:2379'.")]
+    [InlineData("Fleet.Etcd.Endpoints", "unix:///run/etcd.sock", "reaper.json: Fleet.Etcd.Endpoints takes etcd client URLs such as http://10.0.0.1:2379 or https://10.0.0.1:2379, not 'unix:///run/etcd.sock'.")]
+    [InlineData("Fleet.Etcd.Endpoints", "http://etcd:2379/v3", "reaper.json: Fleet.Etcd.Endpoints takes etcd client URLs such as http://10.0.0.1:2379 or https://10.0.0.1:2379, not 'http://etcd:2379/v3'.")]
+    [InlineData("Fleet.Etcd.CaFile", "etcd-ca.pem", "reaper.json: Fleet.Etcd.CaFile must be the absolute path of a PEM file, such as /etc/socketreaper/etcd-ca.pem, or empty, not 'etcd-ca.pem'.")]
+    [InlineData("Fleet.Etcd.CertFile", "/etc/socketreaper/", "reaper.json: Fleet.Etcd.CertFile must be the absolute path of a PEM file, such as /etc/socketreaper/etcd-ca.pem, or empty, not '/etc/socketreaper/'.")]
     [InlineData("Fleet.Host", "Node_A", "reaper.json: Fleet.Host must be 1 to 63 of a-z, 0-9, '-' and '.', starting and ending with a letter or digit, not 'Node_A'.")]
     [InlineData("Fleet.Host", "-a", "reaper.json: Fleet.Host must be 1 to 63 of a-z, 0-9, '-' and '.', starting and ending with a letter or digit, not '-a'.")]
     [InlineData("Fleet.Prefix", "socketreaper/v1", "reaper.json: Fleet.Prefix must start and end with '/' (like /socketreaper/) and hold only letters, digits, '.', '-', '_' and single '/'s, at most 200 characters, not 'socketreaper/v1'.")]
