@@ -113,7 +113,7 @@ public sealed class EtcdTlsTests
     }
 
     [EtcdTlsFact]
-    public async Task A_client_without_a_certificate_is_told_the_member_requires_one()
+    public async Task A_client_without_a_certificate_is_told_the_member_takes_clients_by_certificate()
     {
         using var etcd = EtcdCluster.StartTls();
         await using var client = EtcdClient.Create(new EtcdOptions(etcd.Endpoints, TimeSpan.FromSeconds(2)) { Tls = new EtcdTlsOptions(etcd.Pki!.Ca, null, null) });
