@@ -97,6 +97,11 @@ public sealed class EtcdTlsTests
 
         Assert.StartsWith($"etcd put '/t/k': Unavailable (TLS: the server certificate of 127.0.0.1 (CN=srt-etcd, issued by CN=srt-ca) is not signed by a CA in {other.Ca} (", e.Message, StringComparison.Ordinal);
         Assert.EndsWith($" at {etcd.Endpoint(0).Authority})", e.Message, StringComparison.Ordinal);
+
+        // Without a CA file, the system's CAs, which know nothing of this one.
+        await using var trusting = EtcdClient.Create(new EtcdOptions(etcd.Endpoints, TimeSpan.FromSeconds(2)) { Tls = new EtcdTlsOptions(null, cert, key) });
+        var system = await Assert.ThrowsAsync<EtcdException>(() => trusting.PutAsync("/t/k", Value("v"), 0, CancellationToken.None));
+        Assert.StartsWith("etcd put '/t/k': Unavailable (TLS: the server certificate of 127.0.0.1 (CN=srt-etcd, issued by CN=srt-ca) is not trusted by this system's CAs (", system.Message, StringComparison.Ordinal);
     }
 
     [EtcdTlsFact]
