@@ -24,7 +24,7 @@ internal sealed class EtcdCluster : IDisposable
     private readonly string _initial;
     private readonly string _tag;
 
-    private EtcdCluster(int size, bool tls)
+    private EtcdCluster(int size, int? clientPort, bool tls)
     {
         Directory = System.IO.Directory.CreateTempSubdirectory("srt-etcd-").FullName;
         _tag = Path.GetFileName(Directory);
@@ -36,7 +36,7 @@ internal sealed class EtcdCluster : IDisposable
             serverTls = ["--cert-file", cert, "--key-file", key, "--client-cert-auth", "--trusted-ca-file", Pki.Ca];
         }
 
-        _members = [.. Enumerable.Range(1, size).Select(i => new Member($"n{i}", FreePort(), FreePort(), serverTls))];
+        _members = [.. Enumerable.Range(1, size).Select(i => new Member($"n{i}", i == 1 && clientPort is { } port ? port : FreePort(), FreePort(), serverTls))];
         _initial = string.Join(',', _members.Select(m => $"{m.Name}=http://127.0.0.1:{m.PeerPort}"));
         foreach (var m in _members)
         {
@@ -55,7 +55,8 @@ internal sealed class EtcdCluster : IDisposable
     public IReadOnlyList<Uri> Endpoints => [.. _members.Select(m => m.Client)];
 
     /// <summary>Starts <paramref name="size"/> members and waits until every one is healthy.</summary>
-    public static EtcdCluster Start(int size = 1) => Start(size, tls: false);
+    /// <param name="clientPort">The first member's client port on 127.0.0.1 (one a daemon was told before etcd was there, from <see cref="FreePort"/>); by default a free one.</param>
+    public static EtcdCluster Start(int size = 1, int? clientPort = null) => Start(size, clientPort, tls: false);
 
     /// <summary>
     /// Starts <paramref name="size"/> members that serve TLS and take clients by certificate, and
@@ -64,7 +65,7 @@ internal sealed class EtcdCluster : IDisposable
     /// </summary>
     public static EtcdCluster StartTls(int size = 1, bool rbac = false)
     {
-        var cluster = Start(size, tls: true);
+        var cluster = Start(size, null, tls: true);
         if (rbac)
         {
             try
@@ -81,14 +82,14 @@ internal sealed class EtcdCluster : IDisposable
         return cluster;
     }
 
-    private static EtcdCluster Start(int size, bool tls)
+    private static EtcdCluster Start(int size, int? clientPort, bool tls)
     {
         if (!Installed)
         {
             throw new InvalidOperationException("etcd is not installed: scripts/bootstrap.sh installs etcd-server and etcd-client");
         }
 
-        var cluster = new EtcdCluster(size, tls);
+        var cluster = new EtcdCluster(size, clientPort, tls);
         try
         {
             for (var i = 0; i < size; i++)
@@ -335,7 +336,8 @@ internal sealed class EtcdCluster : IDisposable
         }
     }
 
-    private static int FreePort()
+    /// <summary>A loopback TCP port nothing listens on now.</summary>
+    public static int FreePort()
     {
         using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));

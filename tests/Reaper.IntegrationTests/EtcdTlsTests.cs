@@ -58,7 +58,7 @@ public sealed class EtcdTlsTests
         using (var stop = CancellationTokenSource.CreateLinkedTokenSource(cts.Token))
         {
             var up = new TaskCompletionSource();
-            var run = new SocketReaper.Fleet.FleetPublisher(b1, fleet, local, metrics).RunAsync(() => up.TrySetResult(), stop.Token);
+            var run = new SocketReaper.Fleet.FleetPublisher(b1, fleet, local, metrics, [], Guid.NewGuid()).RunAsync(() => up.TrySetResult(), stop.Token);
             await up.Task.WaitAsync(Limit);
             Poll.Until(() => etcd.EtcdctlGet(Prefix, 0).Any(kv => kv.Key == $"{Prefix}endpoints/b1/10.1.0.5"), TimeSpan.FromSeconds(10), "b1's endpoint published");
             Assert.Contains(etcd.EtcdctlGet(Prefix, 0), kv => kv.Key == $"{Prefix}hosts/b1");
@@ -78,7 +78,7 @@ public sealed class EtcdTlsTests
         Assert.Equal($"etcd put '{Prefix}endpoints/b2/10.1.0.6': PermissionDenied (etcdserver: permission denied at {etcd.Endpoint(0).Authority})", refused.Message);
 
         // A publisher that calls itself b2 with b1's certificate: refused, counted, said.
-        var impostor = new SocketReaper.Fleet.FleetPublisher(b1, fleet with { Host = "b2" }, local, metrics);
+        var impostor = new SocketReaper.Fleet.FleetPublisher(b1, fleet with { Host = "b2" }, local, metrics, [], Guid.NewGuid());
         var failed = await Assert.ThrowsAsync<EtcdException>(() => impostor.RunAsync(() => { }, cts.Token));
         Assert.Contains("permission denied", failed.Message, StringComparison.Ordinal);
         Assert.Equal(1, metrics.PublishFailures.Value);
@@ -189,6 +189,14 @@ public sealed class EtcdTlsTests
             TimeSpan.FromSeconds(10 * Poll.Stretch), "b1 following the fleet and its host record in etcd");
         Assert.Equal(0, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_publish_failures_total"));
         Assert.DoesNotContain("Fleet: publishing", daemon.Log, StringComparison.Ordinal);
+
+        // doctor asks the member over TLS with the same files.
+        var (code, stdout, stderr) = ReaperProcess.Run("doctor", "--json", "--config", daemon.ConfigPath);
+        Assert.True(code == 0, $"doctor exited {code}: {stdout}{stderr}");
+        using var report = System.Text.Json.JsonDocument.Parse(stdout);
+        var check = report.RootElement.GetProperty("checks").EnumerateArray().Single(c => c.GetProperty("name").GetString() == "fleet_etcd");
+        Assert.True(check.GetProperty("status").GetString() == "ok", check.ToString());
+        Assert.StartsWith("1 of 1 member(s) answered within 2 s: https://127.0.0.1:", check.GetProperty("detail").GetString(), StringComparison.Ordinal);
     }
 
     [PrivilegedFact]
