@@ -12,15 +12,17 @@ internal static class ReapBatches
         ReapReason.BackendLeft => "backend_left",
         ReapReason.FleetEndpointGone => "fleet_endpoint_gone",
         ReapReason.FleetIpReused => "fleet_ip_reused",
+        ReapReason.FleetHostLost => "fleet_host_lost",
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
     };
 
     /// <summary>
-    /// The sweeps one batch of targets makes: one per reason, and more where a reason has more
-    /// targets than one sweep's rule table holds (SweepAbi.RulesMax) — split, never cut short.
+    /// The sweeps one batch of targets makes: one per reason (and per dry run or not), and more
+    /// where a reason has more targets than one sweep's rule table holds (SweepAbi.RulesMax) —
+    /// split, never cut short.
     /// </summary>
     public static IEnumerable<(ReapReason Reason, List<ReapTarget> Targets)> Sweeps(IEnumerable<ReapTarget> batch) =>
-        batch.GroupBy(t => t.Reason).SelectMany(g => g.Chunk(Bpf.SweepAbi.RulesMax).Select(c => (g.Key, c.ToList())));
+        batch.GroupBy(t => (t.Reason, t.DryRun)).SelectMany(g => g.Chunk(Bpf.SweepAbi.RulesMax).Select(c => (g.Key.Reason, c.ToList())));
 
     /// <summary>
     /// The rules of one sweep for <paramref name="targets"/>: one per distinct rule, numbered in
