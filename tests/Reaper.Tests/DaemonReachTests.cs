@@ -112,6 +112,31 @@ public sealed class DaemonReachTests : IDisposable
         Assert.False(new SystemdNotifier(null).Notify("READY=1"));
     }
 
+    /// <summary>A listener that reads nothing (systemd busy): its queue fills, and the notifier drops instead of waiting.</summary>
+    [Fact]
+    public async Task A_notification_socket_that_reads_nothing_never_stalls_the_sender()
+    {
+        var log = new ListLogger();
+        var path = Path.Combine(_dir, "busy");
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(path));
+        var notifier = new SystemdNotifier(path, log);
+        var queue = int.Parse(File.ReadAllText("/proc/sys/net/unix/max_dgram_qlen").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        var sent = 0;
+        var send = Task.Run(() =>
+        {
+            for (var i = 0; i < queue + 20; i++)
+            {
+                sent += notifier.Notify($"STATUS=line {i}") ? 1 : 0;
+            }
+        });
+        Assert.Same(send, await Task.WhenAny(send, Task.Delay(TimeSpan.FromSeconds(10))));
+        Assert.True(sent >= 1 && sent < queue + 20, $"{sent} of {queue + 20} sent with a queue of {queue}");
+        Assert.Contains("did not take STATUS=line", Assert.Single(log.Warnings), StringComparison.Ordinal);
+        var buffer = new byte[64];
+        Assert.Equal("STATUS=line 0", System.Text.Encoding.UTF8.GetString(buffer, 0, listener.Receive(buffer)));
+    }
+
     private void Process(int pid, string cmdline)
     {
         Directory.CreateDirectory(Path.Combine(_dir, $"{pid}"));

@@ -9,7 +9,9 @@ namespace SocketReaper.Daemon;
 /// sd_notify: READY=1, STOPPING=1, WATCHDOG=1 and STATUS= to $NOTIFY_SOCKET (a path, or an
 /// abstract socket when it starts with '@'). Without NOTIFY_SOCKET every call does nothing. Like
 /// systemd's own sd_notify callers, a notification that cannot be sent (the listener went away)
-/// never fails what sent it: it is logged once per cause and dropped.
+/// never fails what sent it: it is logged once per cause and dropped. Nor does it wait: a listener
+/// whose queue is full (systemd busy; the kernel queues 10 datagrams by default) drops the
+/// notification rather than stall the thread that sent it — a sweep ends with a STATUS= line.
 /// </summary>
 internal sealed partial class SystemdNotifier
 {
@@ -36,7 +38,7 @@ internal sealed partial class SystemdNotifier
         var path = _socket[0] == '@' ? "\0" + _socket[1..] : _socket;
         try
         {
-            using var s = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+            using var s = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified) { Blocking = false };
             s.SendTo(Encoding.UTF8.GetBytes(state), new UnixDomainSocketEndPoint(path));
             Volatile.Write(ref _lastFailure, (int)SocketError.Success);
             return true;
