@@ -19,11 +19,11 @@ internal sealed class EtcdCluster : IDisposable
 {
     private readonly Member[] _members;
 
-    private EtcdCluster(int size)
+    private EtcdCluster(int size, int? clientPort)
     {
         Directory = System.IO.Directory.CreateTempSubdirectory("srt-etcd-").FullName;
         var tag = Path.GetFileName(Directory);
-        _members = [.. Enumerable.Range(1, size).Select(i => new Member($"n{i}", FreePort(), FreePort()))];
+        _members = [.. Enumerable.Range(1, size).Select(i => new Member($"n{i}", i == 1 && clientPort is { } port ? port : FreePort(), FreePort()))];
         var initial = string.Join(',', _members.Select(m => $"{m.Name}=http://127.0.0.1:{m.PeerPort}"));
         foreach (var m in _members)
         {
@@ -39,14 +39,15 @@ internal sealed class EtcdCluster : IDisposable
     public IReadOnlyList<Uri> Endpoints => [.. _members.Select(m => m.Client)];
 
     /// <summary>Starts <paramref name="size"/> members and waits until every one is healthy.</summary>
-    public static EtcdCluster Start(int size = 1)
+    /// <param name="clientPort">The first member's client port on 127.0.0.1 (one a daemon was told before etcd was there, from <see cref="FreePort"/>); by default a free one.</param>
+    public static EtcdCluster Start(int size = 1, int? clientPort = null)
     {
         if (!Installed)
         {
             throw new InvalidOperationException("etcd is not installed: scripts/bootstrap.sh installs etcd-server and etcd-client");
         }
 
-        var cluster = new EtcdCluster(size);
+        var cluster = new EtcdCluster(size, clientPort);
         try
         {
             for (var i = 0; i < size; i++)
@@ -219,7 +220,8 @@ internal sealed class EtcdCluster : IDisposable
         }
     }
 
-    private static int FreePort()
+    /// <summary>A loopback TCP port nothing listens on now.</summary>
+    public static int FreePort()
     {
         using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));

@@ -180,7 +180,7 @@ public sealed class FleetTests
         var local = new ScriptedEndpoints();
         var fleet = new SocketReaper.Config.FleetOptions { EtcdEndpoints = [etcd.Endpoint(0).ToString()], Host = "p", LeaseSeconds = 5 };
         var publisher = new SocketReaper.Fleet.FleetPublisher(client, fleet, local, new SocketReaper.Metrics.FleetMetrics(
-            new SocketReaper.Metrics.ReaperMetrics(Prometheus.Metrics.NewCustomRegistry())));
+            new SocketReaper.Metrics.ReaperMetrics(Prometheus.Metrics.NewCustomRegistry())), [], Guid.NewGuid());
         using var stop = new CancellationTokenSource();
         var up = new TaskCompletionSource();
         var run = publisher.RunAsync(() => up.TrySetResult(), stop.Token);
@@ -227,7 +227,7 @@ public sealed class FleetTests
         {
             var put = etcd.Etcdctl("put", $"{Prefix}endpoints/{name}/{address}", $$"""{"owner":"{{owner}}","taken":"2026-12-06T12:00:00Z"}""");
             Assert.True(put.ExitCode == 0, put.Stderr);
-            var host = etcd.Etcdctl("put", $"{Prefix}hosts/{name}", $$"""{"host":"{{name}}"}""");
+            var host = etcd.Etcdctl("put", $"{Prefix}hosts/{name}", $$"""{"host":"{{name}}","health":[],"version":"0.9.0","bootId":"6f1c2a4e-9b0d-4c3e-8a71-2f5d6e7c8b90","started":"2026-12-06T12:00:00Z"}""");
             Assert.True(host.ExitCode == 0, host.Stderr);
         }
 

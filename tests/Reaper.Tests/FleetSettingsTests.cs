@@ -22,7 +22,45 @@ public sealed class FleetSettingsTests
         Assert.Equal(("node-a.rack1", 5), (fleet.HostName, fleet.LeaseSeconds));
     }
 
+    [Fact]
+    public void Host_loss_reaps_by_default_and_health_addresses_are_found_unless_set()
+    {
+        var defaults = new SocketReaper.Config.ReaperOptions().Fleet;
+        Assert.Equal(SocketReaper.Config.FleetHostLoss.Reap, defaults.HostLoss);
+        Assert.Empty(defaults.Health);
+
+        var fleet = SocketReaper.Config.Settings.Apply([
+            ("Fleet.Health", "10.0.0.2:9478, [fd00::2]:9478", "env"),
+            ("Fleet.HostLoss", "observe", "env")]).Fleet;
+        Assert.Equal(["10.0.0.2:9478", "[fd00::2]:9478"], fleet.Health.Select(e => e.ToString()));
+        Assert.Equal(SocketReaper.Config.FleetHostLoss.Observe, fleet.HostLoss);
+        Assert.Equal(SocketReaper.Config.FleetHostLoss.Off, SocketReaper.Config.Settings.Apply([("Fleet.HostLoss", "OFF", "env")]).Fleet.HostLoss);
+    }
+
+    /// <summary>What the settings take as a health address, the schema takes in a host record (Fleet/FleetAddress.cs).</summary>
     [Theory]
+    [InlineData("10.0.0.2:9478")]
+    [InlineData("[fd00::2]:1")]
+    [InlineData("127.0.0.1:9478")]
+    [InlineData("[::1]:9478")]
+    [InlineData("0.0.0.0:9478")]
+    [InlineData("169.254.1.1:9478")]
+    [InlineData("[fe80::1]:9478")]
+    [InlineData("224.0.0.1:9478")]
+    [InlineData("255.255.255.255:9478")]
+    [InlineData("[::ffff:10.0.0.2]:9478")]
+    [InlineData("10.0.0.2:0")]
+    [InlineData("10.0.0.2")]
+    [InlineData("fd00::2")]
+    public void A_health_address_the_settings_take_is_one_the_schema_takes(string text)
+    {
+        var taken = Record.Exception(() => SocketReaper.Config.Settings.Apply([("Fleet.Health", text, "env")])) is null;
+        Assert.Equal(SocketReaper.Fleet.FleetAddress.TryParseEndpoint(text, out _, out _), taken);
+    }
+
+    [Theory]
+    [InlineData("Fleet.Health", "127.0.0.1:9478", "reaper.json: Fleet.Health takes ADDRESS:PORT where other hosts reach this one, such as 10.0.0.2:9478 or [fd00::2]:9478 (not loopback, link-local, multicast or unspecified), not '127.0.0.1:9478'.")]
+    [InlineData("Fleet.HostLoss", "kill", "reaper.json: Fleet.HostLoss must be reap, observe or off, not 'kill'.")]
     [InlineData("Fleet.Etcd.Endpoints", "10.0.0.1:2379", "reaper.json: Fleet.Etcd.Endpoints takes etcd client URLs such as http://10.0.0.1:2379, not '10.0.0.1:2379' (TLS is not supported yet).")]
     [InlineData("Fleet.Etcd.Endpoints", "https://etcd:2379", "reaper.json: Fleet.Etcd.Endpoints takes etcd client URLs such as http://10.0.0.1:2379, not 'https://etcd:2379' (TLS is not supported yet).")]
     [InlineData("Fleet.Etcd.Endpoints", "http://etcd:2379/v3", "reaper.json: Fleet.Etcd.Endpoints takes etcd client URLs such as http://10.0.0.1:2379, not 'http://etcd:2379/v3' (TLS is not supported yet).")]

@@ -32,6 +32,9 @@ internal static class CommandLine
         namespace that disappears afterwards. Exit code 0 when every required feature is present
         (optional ones, such as netkit, only warn), 1 otherwise. Then the modes this kernel runs in
         (destroy: kfunc or sock_diag; datapath: tcx or tc) and, as warnings, what it loses.
+        When the settings turn fleet mode on (Fleet.Etcd.Endpoints), one more, optional check,
+        fleet_etcd: each etcd member is asked for one key of the fleet's within 2 s; OK names the
+        members that answered, MISSING what failed (the daemon then runs degraded: single-host reaping).
 
           --json   one JSON object: {"ready": bool, "checks": [{name, status, required, detail, remedy}],
                    "modes": {destroy, datapath, netkit, socket_hooks, netns_identity}, "degradations": [sentence]}
@@ -114,8 +117,13 @@ internal static class CommandLine
     private static int Doctor(string[] args, TextWriter stdout)
     {
         var options = ParsedArguments.Parse("doctor", args, new HashSet<string> { "json" }, new HashSet<string> { DaemonSettings.Option });
-        DaemonSettings.Load(options);
+        var settings = DaemonSettings.Load(options);
         var report = HostProbe.Report();
+        if (FleetProbe.Check(settings.Fleet) is { } fleet)
+        {
+            report = new DoctorReport([.. report.Checks, fleet], report.Modes, report.Degradations);
+        }
+
         stdout.Write(options.Has("json") ? report.ToJson() : report.ToTable());
         return report.ExitCode;
     }

@@ -153,7 +153,7 @@ internal static class HistoryCommand
             rows.Add(
             [
                 r.Time.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss.fff", CultureInfo.InvariantCulture),
-                r.Trigger,
+                r.Host is { } host ? $"{r.Trigger} ({host})" : r.Trigger,
                 proto,
                 netns,
                 $"{r.Local} → {r.Remote}{(r.Backend is { } b ? $" ({b})" : string.Empty)}",

@@ -125,12 +125,15 @@ internal static partial class RunCommand
         services.AddHostedService(sp => sp.GetRequiredService<Reaping.AutoReaper>());
         services.AddHostedService<Reaping.ContactUpkeep>();
         services.AddSingleton<Fleet.ILocalEndpoints, Fleet.DatapathEndpoints>();
+        services.AddSingleton(new Fleet.FleetStatus(config.Fleet.Enabled));
         services.AddHostedService<Fleet.FleetService>();
         services.AddSingleton(new Datapath.ServiceFlows(config.Datapath));
         services.AddSingleton<Reaping.IReapQueue>(sp => sp.GetRequiredService<Reaping.AutoReaper>());
         services.AddSingleton(sp => new Reaping.ServiceRegistry(config, sp.GetRequiredService<Reaping.IReapQueue>(),
             sp.GetRequiredService<Datapath.ServiceFlows>(), sp.GetRequiredService<Metrics.ReaperMetrics>(),
-            sp.GetRequiredService<ILogger<Reaping.ServiceRegistry>>(), config.State.Directory.Length > 0 ? new Reaping.ServiceStore(config.State.Directory) : null));
+            sp.GetRequiredService<ILogger<Reaping.ServiceRegistry>>(), config.State.Directory.Length > 0 ? new Reaping.ServiceStore(config.State.Directory) : null,
+            config.State.Directory.Length > 0 && config.Fleet.Enabled ? new Reaping.ServiceStore(config.State.Directory, Reaping.ServiceStore.FleetFileName) : null));
+        services.AddSingleton<Fleet.FleetServices>();
 
         // The datapath finds endpoint changes and reads the backends; Reaping, above it, acts and declares.
         services.AddSingleton<Datapath.IBackendSource>(sp => sp.GetRequiredService<Reaping.ServiceRegistry>());

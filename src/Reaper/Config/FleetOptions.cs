@@ -21,8 +21,33 @@ internal sealed record FleetOptions
     /// <summary>The lease this host's keys hang on: how long after this host stops answering its endpoints count as gone.</summary>
     public int LeaseSeconds { get; init; } = 10;
 
+    /// <summary>
+    /// Where this host's daemon answers other hosts' health checks, published in its host record
+    /// (ADDRESS:PORT); empty: port <see cref="DefaultHealthPort"/> on the address this host reaches
+    /// its first etcd member from.
+    /// </summary>
+    public IReadOnlyList<System.Net.IPEndPoint> Health { get; init; } = [];
+
+    /// <summary>What a lost host (its lease expired) makes this host do, once a direct check found it unreachable.</summary>
+    public FleetHostLoss HostLoss { get; init; } = FleetHostLoss.Reap;
+
+    public const int DefaultHealthPort = 9478;
+
     public bool Enabled => EtcdEndpoints.Count > 0;
 
     /// <summary>The host name the fleet knows this host by: <see cref="Host"/>, or the machine's name in lower case.</summary>
     public string HostName => Host.Length > 0 ? Host : Environment.MachineName.ToLowerInvariant();
+}
+
+/// <summary>Fleet.HostLoss: what a host whose lease expired, and that a direct check found unreachable, makes the others do.</summary>
+internal enum FleetHostLoss
+{
+    /// <summary>Reap the sockets to its endpoints' addresses.</summary>
+    Reap,
+
+    /// <summary>Say what would be reaped (a dry-run sweep, in the history and metrics), destroy nothing.</summary>
+    Observe,
+
+    /// <summary>Forget its endpoints, reap nothing, check nothing.</summary>
+    Off,
 }

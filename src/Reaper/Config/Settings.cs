@@ -104,6 +104,13 @@ internal static class Settings
             o => o.Fleet.Prefix, (o, v, where) => o with { Fleet = o.Fleet with { Prefix = FleetPrefix("Fleet.Prefix", v, where) } }),
         Number("Fleet.LeaseSeconds", 2, 300, "the lease this host's keys hang on: after this long without this host, etcd drops its endpoints",
             o => o.Fleet.LeaseSeconds, (o, v) => o with { Fleet = o.Fleet with { LeaseSeconds = (int)v } }),
+        List("Fleet.Health", ',', "where this daemon answers the other hosts' health checks (a host whose lease expired is reaped for only if none of its addresses answers), `ADDRESS:PORT` (IPv6 `[ADDRESS]:PORT`), published in its host record; empty = port 9478 on the address this host reaches its first etcd member from (environment: comma-separated)",
+            o => o.Fleet.Health.Select(e => e.ToString()).ToArray(), (o, v) => o with { Fleet = o.Fleet with { Health = [.. v.Select(System.Net.IPEndPoint.Parse)] } }) with
+        {
+            Apply = (o, v, where) => o with { Fleet = o.Fleet with { Health = [.. o.Fleet.Health, .. HealthEndpoints("Fleet.Health", v, where)] } },
+        },
+        new("Fleet.HostLoss", "reap, observe or off", "when another host's lease expires and none of its health addresses answers: `reap` the sockets to its endpoints, `observe` (dry-run, report), or `off` (forget them)",
+            o => o.Fleet.HostLoss.ToString().ToLowerInvariant(), (o, v, where) => o with { Fleet = o.Fleet with { HostLoss = HostLoss("Fleet.HostLoss", v, where) } }),
         new("Services", "list of services", "services for `Reaping.ServiceAffinity`, each `{\"Name\", \"Vip\", \"Port\", \"Protocol\", \"Backends\": [\"ADDRESS:PORT\", …]}`; more over D-Bus",
             o => o.Services.Count == 0 ? "[]" : string.Join("; ", o.Services), (_, _, where) => throw new ConfigException(ServicesAreAList("Services", where))),
     ];
@@ -347,6 +354,24 @@ internal static class Settings
         value.Length == 0 || (value.StartsWith('/') && Directory.Exists(value))
             ? value.TrimEnd('/')
             : throw new ConfigException($"{where}: {key} must be an existing cgroup v2 directory such as /sys/fs/cgroup, or empty to find it, not '{SweepFilter.Quote(value)}'.");
+
+    private static FleetHostLoss HostLoss(string key, string value, string where) => value.ToLowerInvariant() switch
+    {
+        "reap" => FleetHostLoss.Reap,
+        "observe" => FleetHostLoss.Observe,
+        "off" => FleetHostLoss.Off,
+        _ => throw new ConfigException($"{where}: {key} must be reap, observe or off, not '{SweepFilter.Quote(value)}'."),
+    };
+
+    // An address another host can reach: the schema refuses the others in a host record (Fleet/FleetAddress.cs).
+    private static System.Net.IPEndPoint[] HealthEndpoints(string key, string value, string where) =>
+        [.. Split(value, ',').Select(text =>
+            System.Net.IPEndPoint.TryParse(text, out var e) && e.Port > 0 && text.Contains(':') && (e.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork || text.StartsWith('['))
+                && !System.Net.IPAddress.IsLoopback(e.Address) && !e.Address.Equals(System.Net.IPAddress.Any) && !e.Address.Equals(System.Net.IPAddress.IPv6Any)
+                && !e.Address.IsIPv6LinkLocal && !e.Address.IsIPv6Multicast && !e.Address.IsIPv4MappedToIPv6 && (e.Address.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6 || e.Address.ScopeId == 0)
+                && !(e.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && (e.Address.GetAddressBytes()[0] >= 224 || e.Address.GetAddressBytes() is [169, 254, ..]))
+                ? e
+                : throw new ConfigException($"{where}: {key} takes ADDRESS:PORT where other hosts reach this one, such as 10.0.0.2:9478 or [fd00::2]:9478 (not loopback, link-local, multicast or unspecified), not '{SweepFilter.Quote(text)}'."))];
 
     private static ReapingMode Mode(string key, string value, string where) => value.ToLowerInvariant() switch
     {

@@ -77,6 +77,11 @@ internal static class DBusHistory
             d["backend"] = VariantValue.String(backend.ToString());
         }
 
+        if (r.Host is { } host)
+        {
+            d["host"] = VariantValue.String(host);
+        }
+
         return d;
     }
 
@@ -98,6 +103,7 @@ internal static class DBusHistory
             d.ContainsKey("backend") ? IPEndPoint.Parse(S("backend")) : null,
             T("cookie"),
             d.TryGetValue("rule", out var rule) ? DBusFilter.Unwrap(rule).GetUInt32() : 0,
-            S("result"));
+            S("result"),
+            d.ContainsKey("host") ? S("host") : null);
     }
 }

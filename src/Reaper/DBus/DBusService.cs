@@ -22,11 +22,13 @@ internal sealed partial class DBusService : BackgroundService
     private DBusConnection? _connection;
 
     private readonly Reaping.ServiceRegistry _services;
+    private readonly Fleet.FleetServices _fleetServices;
     private readonly History.ReapHistory _history;
 
-    public DBusService(DaemonState state, ReaperOptions config, ReaperMetrics metrics, Reaping.ServiceRegistry services, History.ReapHistory history, ILogger<DBusService> logger)
+    public DBusService(DaemonState state, ReaperOptions config, ReaperMetrics metrics, Reaping.ServiceRegistry services, Fleet.FleetServices fleetServices, History.ReapHistory history, ILogger<DBusService> logger)
     {
         _services = services;
+        _fleetServices = fleetServices;
         _history = history;
         _state = state;
         _config = config;
@@ -42,7 +44,7 @@ internal sealed partial class DBusService : BackgroundService
         }
 
         var address = _config.DBus.Address ?? DBusAddress.System ?? "unix:path=/run/dbus/system_bus_socket";
-        var handler = new ReaperObject(_state.Coordinator, _config.Sweep, _services, _history, _metrics, new CallerPolicy(_config.DBus.SweepGroup), _state.Features, _logger, _state.Stopping);
+        var handler = new ReaperObject(_state.Coordinator, _config.Sweep, _services, _fleetServices, _history, _metrics, new CallerPolicy(_config.DBus.SweepGroup), _state.Features, _logger, _state.Stopping);
         _state.Coordinator.Completed += completed =>
         {
             if (Volatile.Read(ref _connection) is { } connection)

@@ -7,7 +7,7 @@ using SocketReaper.History;
 namespace SocketReaper.DBus;
 
 /// <summary>The running daemon as <see cref="ReaperObject"/> sees it.</summary>
-internal sealed class DaemonBackend(SweepCoordinator sweeps, SweepOptions limits, ServiceRegistry services, ReapHistory history, IReadOnlyList<HostCheck> features) : IReaperBackend
+internal sealed class DaemonBackend(SweepCoordinator sweeps, SweepOptions limits, ServiceRegistry services, Fleet.FleetServices fleetServices, ReapHistory history, IReadOnlyList<HostCheck> features) : IReaperBackend
 {
     public SweepOptions Limits => limits;
 
@@ -29,7 +29,7 @@ internal sealed class DaemonBackend(SweepCoordinator sweeps, SweepOptions limits
 
     public Task<List<ReapRecord>> HistoryAsync(HistoryQuery query) => history.QueryAsync(query);
 
-    public int SetService(ServiceSpec service) => services.Set(service);
+    public Task<int> SetServiceAsync(ServiceSpec service, CancellationToken ct) => fleetServices.SetAsync(service, ct);
 
-    public bool RemoveService(string name, out int left) => services.Remove(name, out left);
+    public Task<(bool Found, int Left)> RemoveServiceAsync(string name, CancellationToken ct) => fleetServices.RemoveAsync(name, ct);
 }

@@ -37,9 +37,9 @@ internal interface IReaperBackend
     /// <summary>The reap history's newest records that match <paramref name="query"/>, newest first.</summary>
     Task<List<ReapRecord>> HistoryAsync(HistoryQuery query);
 
-    /// <summary>Adds or replaces a service; returns how many backends left it.</summary>
-    int SetService(ServiceSpec service);
+    /// <summary>Adds or replaces a service (in fleet mode, the fleet's); returns how many backends left it.</summary>
+    Task<int> SetServiceAsync(ServiceSpec service, CancellationToken ct);
 
-    /// <summary>Removes a service; false when there is none of that name.</summary>
-    bool RemoveService(string name, out int left);
+    /// <summary>Removes a service (in fleet mode, from the fleet); Found false when there is none of that name.</summary>
+    Task<(bool Found, int Left)> RemoveServiceAsync(string name, CancellationToken ct);
 }

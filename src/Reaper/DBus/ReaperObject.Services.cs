@@ -54,9 +54,9 @@ internal sealed partial class ReaperObject
             uint left;
             if (spec is not null)
             {
-                left = (uint)_daemon.SetService(spec);
+                left = (uint)await _daemon.SetServiceAsync(spec, CancellationToken.None).ConfigureAwait(false);
             }
-            else if (_daemon.RemoveService(name, out var removed))
+            else if (await _daemon.RemoveServiceAsync(name, CancellationToken.None).ConfigureAwait(false) is (true, var removed))
             {
                 left = (uint)removed;
             }

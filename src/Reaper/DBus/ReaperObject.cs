@@ -37,8 +37,8 @@ internal sealed partial class ReaperObject : IPathMethodHandler
     private readonly Dictionary<(string Interface, string Member), Method> _methods;
     private int _replying;
 
-    public ReaperObject(SweepCoordinator sweeps, SweepOptions limits, Reaping.ServiceRegistry services, History.ReapHistory history, ReaperMetrics metrics, CallerPolicy policy, IReadOnlyList<HostCheck> features, ILogger logger, CancellationToken stopping)
-        : this(new DaemonBackend(sweeps, limits, services, history, features), metrics, policy, logger, stopping)
+    public ReaperObject(SweepCoordinator sweeps, SweepOptions limits, Reaping.ServiceRegistry services, Fleet.FleetServices fleetServices, History.ReapHistory history, ReaperMetrics metrics, CallerPolicy policy, IReadOnlyList<HostCheck> features, ILogger logger, CancellationToken stopping)
+        : this(new DaemonBackend(sweeps, limits, services, fleetServices, history, features), metrics, policy, logger, stopping)
     {
     }
 

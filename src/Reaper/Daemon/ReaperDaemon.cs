@@ -3,6 +3,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using SocketReaper.Datapath;
 using SocketReaper.Doctor;
+using SocketReaper.Fleet;
 using SocketReaper.Reaping;
 using SocketReaper.Sweep;
 
@@ -12,8 +13,9 @@ namespace SocketReaper.Daemon;
 /// The daemon's core lifecycle: at start it probes the host, loads the sweep engine and discovers
 /// namespaces — only then does systemd hear READY=1; while the engine answers it pings the
 /// watchdog; on stop it says STOPPING=1 and cancels a running sweep. Its STATUS= line (what
-/// `systemctl status` shows) says what the daemon watches and what its last sweep did, renewed
-/// after every sweep and every <see cref="StatusEvery"/>.
+/// `systemctl status` shows) says what the daemon watches, what its last sweep did and, in fleet
+/// mode, whether it follows the fleet; renewed after every sweep, when etcd comes or goes, and
+/// every <see cref="StatusEvery"/>.
 /// </summary>
 internal sealed partial class ReaperDaemon : IHostedService, IDisposable
 {
@@ -21,19 +23,22 @@ internal sealed partial class ReaperDaemon : IHostedService, IDisposable
     private readonly DaemonState _state;
     private readonly DatapathService _datapath;
     private readonly ServiceRegistry _services;
+    private readonly FleetStatus _fleet;
     private readonly SystemdNotifier _notifier;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
+    private readonly Lock _statusGate = new();
     private Task? _watchdog;
     private Task? _status;
     private string _lastStatus = string.Empty;
 
-    public ReaperDaemon(DaemonState state, DatapathService datapath, ServiceRegistry services, SystemdNotifier notifier, IHostApplicationLifetime lifetime, ILogger<ReaperDaemon> logger)
+    public ReaperDaemon(DaemonState state, DatapathService datapath, ServiceRegistry services, FleetStatus fleet, SystemdNotifier notifier, IHostApplicationLifetime lifetime, ILogger<ReaperDaemon> logger)
     {
         _state = state;
         _datapath = datapath;
         _services = services;
+        _fleet = fleet;
         _notifier = notifier;
         _lifetime = lifetime;
         _logger = logger;
@@ -47,6 +52,7 @@ internal sealed partial class ReaperDaemon : IHostedService, IDisposable
         {
             _notifier.Notify($"READY=1\nSTATUS={_lastStatus = Status()}");
             _state.Coordinator.Completed += _ => UpdateStatus();
+            _fleet.Changed += UpdateStatus;
             _status = Task.Run(() => StatusAsync(_stop.Token), CancellationToken.None);
         });
         _lifetime.ApplicationStopping.Register(() =>
@@ -66,21 +72,39 @@ internal sealed partial class ReaperDaemon : IHostedService, IDisposable
 
     /// <summary>
     /// What the daemon is doing, in one line: "watching 12 network namespaces, 3 endpoint devices,
-    /// 1 service; last sweep #7 (ip_reused) at 10:02:03 UTC destroyed 2 socket(s)".
+    /// 1 service; last sweep #7 (ip_reused) at 10:02:03 UTC destroyed 2 socket(s)", and in fleet
+    /// mode "; fleet: 12 hosts, 1300 remote endpoints, 110 published" (or why it is degraded).
     /// </summary>
-    public static string StatusLine(int namespaces, string datapath, int services, CompletedSweep? last)
+    public static string StatusLine(int namespaces, string datapath, int services, CompletedSweep? last, FleetState? fleet = null)
     {
         var watching = $"watching {namespaces} network namespace{Plural(namespaces)}, {datapath}, {services} service{Plural(services)}";
+        var fleetClause = fleet is null ? string.Empty : $"; {FleetClause(fleet)}";
         if (last is null)
         {
-            return $"{watching}; no sweep yet";
+            return $"{watching}; no sweep yet{fleetClause}";
         }
 
         var result = last.Result;
         var verb = result.DryRun ? $"would destroy {result.WouldDestroy}" : $"destroyed {result.Destroyed}";
         var failed = result.Failed > 0 ? $", {result.Failed} failed" : string.Empty;
-        return $"{watching}; last sweep #{last.Id} ({result.Trigger}) at {last.FinishedAt.UtcDateTime.ToString("HH:mm:ss", CultureInfo.InvariantCulture)} UTC {verb} socket(s){failed}";
+        return $"{watching}; last sweep #{last.Id} ({result.Trigger}) at {Clock(last.FinishedAt)} UTC {verb} socket(s){failed}{fleetClause}";
     }
+
+    /// <summary>
+    /// Fleet mode in a clause: "fleet: 12 hosts, 1300 remote endpoints, 110 published" while it
+    /// follows etcd; "fleet: etcd unreachable since 10:02:03 UTC, single-host reaping only
+    /// (degraded)" while it cannot (its own endpoints are still reaped for, the fleet's are not).
+    /// </summary>
+    public static string FleetClause(FleetState fleet) => fleet.Link switch
+    {
+        FleetLink.Connected =>
+            $"fleet: {fleet.Hosts} host{Plural(fleet.Hosts)}, {fleet.RemoteEndpoints} remote endpoint{Plural(fleet.RemoteEndpoints)}, {fleet.Published} published",
+        FleetLink.Unreachable =>
+            $"fleet: etcd unreachable since {Clock(fleet.DisconnectedSince ?? DateTimeOffset.UtcNow)} UTC, single-host reaping only (degraded)",
+        _ => "fleet: connecting to etcd, single-host reaping until it answers",
+    };
+
+    private static string Clock(DateTimeOffset at) => at.UtcDateTime.ToString("HH:mm:ss", CultureInfo.InvariantCulture);
 
     private static string Plural(int n) => n == 1 ? string.Empty : "s";
 
@@ -88,16 +112,21 @@ internal sealed partial class ReaperDaemon : IHostedService, IDisposable
     {
         var coordinator = _state.Coordinator;
         var recent = coordinator.Recent;
-        return StatusLine(coordinator.NamespacesKnown, _datapath.Coverage, _services.Services.Count, recent.Count > 0 ? recent[^1] : null);
+        return StatusLine(coordinator.NamespacesKnown, _datapath.Coverage, _services.Services.Count, recent.Count > 0 ? recent[^1] : null, _fleet.Now);
     }
 
     /// <summary>Sends the status when it changed (a datagram to systemd; nothing when not under systemd).</summary>
     private void UpdateStatus()
     {
-        var status = Status();
-        if (!string.Equals(Interlocked.Exchange(ref _lastStatus, status), status, StringComparison.Ordinal))
+        // One at a time: a line made earlier must not be sent after a newer one.
+        lock (_statusGate)
         {
-            _notifier.Notify($"STATUS={status}");
+            var status = Status();
+            if (!string.Equals(_lastStatus, status, StringComparison.Ordinal))
+            {
+                _lastStatus = status;
+                _notifier.Notify($"STATUS={status}");
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using SocketReaper.Config;
 using SocketReaper.Fleet.Etcd;
@@ -11,23 +12,36 @@ namespace SocketReaper.Fleet;
 /// revision lists again at once, any other failure ends the run (the next one lists again). Each
 /// list after the first is compared with what was known, so what changed while the watch was
 /// broken is acted on too. An endpoint key deleted in the same revision as its host's record went
-/// with the host's lease: that is the loss of the host, not of the endpoint — its claims are
-/// dropped without a change (a host that comes back within a while puts the same claims again).
+/// with the host's lease: that is the loss of the host, not of the endpoint — it is told as a
+/// <see cref="LostHost"/>, for a direct check before anything is reaped (<see cref="HostLossWatch"/>).
 /// A host's endpoints count only inside the ranges the fleet's admin gave it (ranges/{host}); a
-/// change of ranges lists everything again.
+/// change of ranges lists everything again. Each key is parsed once, by <see cref="FleetKey"/>.
 /// </summary>
-internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, FleetMetrics metrics)
+internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, FleetMetrics metrics, FleetStatus? status = null)
 {
+    private readonly string _root = FleetKeys.Root(fleet.Prefix);
     private readonly FleetView _view = new();
-    private readonly HashSet<string> _hosts = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, HostRecord?> _hosts = new(StringComparer.Ordinal);
     private readonly Dictionary<string, RangeRecord> _ranges = new(StringComparer.Ordinal);
     private bool _listed;
 
     /// <summary>A change and the moment this host learned it (CLOCK_MONOTONIC ns).</summary>
     public event Action<FleetChange, ulong>? Changed;
 
-    /// <summary>Hosts whose lease went with their endpoints, as seen by this follower.</summary>
-    public event Action<string>? HostLost;
+    /// <summary>A host whose record went with its lease, and what of it is left to reap for.</summary>
+    public event Action<LostHost>? HostLost;
+
+    /// <summary>A host put its record (it came, or came back).</summary>
+    public event Action<string>? HostSeen;
+
+    /// <summary>Every service of the fleet, at each list (the first one too: the fleet's services are the truth).</summary>
+    public event Action<IReadOnlyList<ServiceSpec>>? ServicesListed;
+
+    /// <summary>A service put (declared or changed) in the fleet.</summary>
+    public event Action<ServiceSpec>? ServiceSet;
+
+    /// <summary>A service deleted from the fleet.</summary>
+    public event Action<string>? ServiceRemoved;
 
     public FleetView View => _view;
 
@@ -44,15 +58,18 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
 
             while (true)
             {
-                var snapshot = await client.RangePrefixAsync(FleetCodec.Root(fleet.Prefix), stop).ConfigureAwait(false);
+                var started = Stopwatch.GetTimestamp();
+                var snapshot = await client.RangePrefixAsync(_root, stop).ConfigureAwait(false);
                 Resync(snapshot, act);
+                metrics.ResyncSeconds.Set(Stopwatch.GetElapsedTime(started).TotalSeconds);
                 act = true;
                 metrics.Connected.Set(1);
+                status?.Connected();
                 up();
                 try
                 {
                     var rangesChanged = false;
-                    await foreach (var batch in client.WatchPrefixAsync(FleetCodec.Root(fleet.Prefix), snapshot.Revision + 1, stop).ConfigureAwait(false))
+                    await foreach (var batch in client.WatchPrefixAsync(_root, snapshot.Revision + 1, stop).ConfigureAwait(false))
                     {
                         if (Apply(batch, Monotonic.NowNs()))
                         {
@@ -82,38 +99,51 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
         finally
         {
             metrics.Connected.Set(0);
+            status?.Disconnected();
         }
+    }
+
+    /// <summary>The key under this follower's prefix, parsed; null (counted when it lies where endpoint keys do) when it is not a key of this schema.</summary>
+    private FleetKey? Parse(string key)
+    {
+        if (FleetKey.TryParse(fleet.Prefix, key, out var parsed, out _))
+        {
+            return parsed;
+        }
+
+        if (key.StartsWith(_root, StringComparison.Ordinal) && key.AsSpan(_root.Length).StartsWith("endpoints/"))
+        {
+            metrics.Rejected.WithLabels("key").Inc();
+        }
+
+        return null;
     }
 
     /// <summary>Takes a fresh list; when <paramref name="act"/>, acts on what changed since the last thing seen (the first list only learns).</summary>
     private void Resync(EtcdSnapshot snapshot, bool act)
     {
         var learned = Monotonic.NowNs();
-        var hosts = new HashSet<string>(StringComparer.Ordinal);
-        var claims = new List<(string, IPAddress, string, long)>();
+        var items = snapshot.Items.Select(item => (Item: item, Key: Parse(item.Key))).Where(p => p.Key is not null).Select(p => (p.Item, Key: p.Key!.Value)).ToList();
         _ranges.Clear();
-        foreach (var item in snapshot.Items)
+        foreach (var (item, key) in items.Where(p => p.Key.Kind == FleetKeyKind.Range))
         {
-            if (FleetCodec.TryRangeKey(fleet.Prefix, item.Key, out var ranged))
-            {
-                if (RangeRecord.TryParse(item.Value, out var ranges, out _))
-                {
-                    _ranges[ranged] = ranges;
-                }
-                else
-                {
-                    metrics.Rejected.WithLabels("value").Inc();
-                }
-            }
+            TakeRanges(key.Host!, item.Value);
         }
 
-        foreach (var item in snapshot.Items)
+        var hosts = new Dictionary<string, HostRecord?>(StringComparer.Ordinal);
+        var claims = new List<(string, IPAddress, string, long)>();
+        var services = new List<ServiceSpec>();
+        foreach (var (item, key) in items)
         {
-            if (FleetCodec.TryHostKey(fleet.Prefix, item.Key, out var host))
+            if (key.Kind == FleetKeyKind.Host)
             {
-                hosts.Add(host);
+                hosts[key.Host!] = Record(item.Value);
             }
-            else if (Claim(item) is { } claim)
+            else if (key.Kind == FleetKeyKind.Service && Service(key, item.Value) is { } service)
+            {
+                services.Add(service);
+            }
+            else if (key.Kind == FleetKeyKind.Endpoint && Claim(key, item) is { } claim)
             {
                 claims.Add(claim);
             }
@@ -122,122 +152,191 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
         var changes = _view.Replace(claims);
         if (act)
         {
+            var lost = _hosts.Keys.Where(h => !hosts.ContainsKey(h)).ToDictionary(h => h, _ => new List<IPAddress>(), StringComparer.Ordinal);
             foreach (var change in changes)
             {
                 // Gone with its host's record: the host was lost, not its endpoint.
-                if (change.Kind == FleetChangeKind.Gone && !hosts.Contains(change.From) && _hosts.Contains(change.From))
+                if (change.Kind == FleetChangeKind.Gone && lost.TryGetValue(change.From, out var addresses))
                 {
+                    addresses.Add(change.Address);
                     continue;
                 }
 
                 Raise(change, learned);
             }
 
-            foreach (var lost in _hosts.Where(h => !hosts.Contains(h)))
+            foreach (var (host, addresses) in lost)
             {
-                HostLost?.Invoke(lost);
+                Lose(host, _hosts[host], addresses, learned);
+            }
+
+            foreach (var host in hosts.Keys.Where(h => !_hosts.ContainsKey(h)))
+            {
+                HostSeen?.Invoke(host);
             }
         }
 
         _hosts.Clear();
-        _hosts.UnionWith(hosts);
+        foreach (var (host, record) in hosts)
+        {
+            _hosts[host] = record;
+        }
+
         _listed = true;
+        ServicesListed?.Invoke(services);
         metrics.RemoteEndpoints.Set(_view.Addresses);
+        metrics.Hosts.Set(_hosts.Count);
+        status?.Followed(_hosts.Count, _view.Addresses);
     }
 
     /// <summary>One batch of the watch, revision by revision; true when a host's ranges changed (everything is listed again).</summary>
     private bool Apply(IReadOnlyList<EtcdEvent> batch, ulong learned)
     {
-        if (batch.Any(e => FleetCodec.TryRangeKey(fleet.Prefix, e.Item.Key, out _)))
+        var parsed = new List<(EtcdEvent Event, FleetKey Key)>(batch.Count);
+        foreach (var e in batch)
         {
-            return true;
+            if (Parse(e.Item.Key) is { } key)
+            {
+                if (key.Kind == FleetKeyKind.Range)
+                {
+                    return true;
+                }
+
+                parsed.Add((e, key));
+            }
         }
 
-        foreach (var revision in batch.GroupBy(e => e.Item.ModRevision))
+        foreach (var revision in parsed.GroupBy(p => p.Event.Item.ModRevision))
         {
-            var hostsGone = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var e in revision)
+            // The hosts whose record this revision deleted: their endpoints deleted with it went with the lease.
+            var lost = revision.Where(p => p.Key.Kind == FleetKeyKind.Host && p.Event.Kind == EtcdEventKind.Delete)
+                .Select(p => p.Key.Host!).Distinct().ToDictionary(h => h, _ => new List<IPAddress>(), StringComparer.Ordinal);
+            foreach (var (e, key) in revision)
             {
-                if (e.Kind == EtcdEventKind.Delete && FleetCodec.TryHostKey(fleet.Prefix, e.Item.Key, out var host))
+                if (key.Kind == FleetKeyKind.Host && e.Kind == EtcdEventKind.Put)
                 {
-                    hostsGone.Add(host);
+                    var known = _hosts.ContainsKey(key.Host!);
+                    _hosts[key.Host!] = Record(e.Item.Value);
+                    if (!known)
+                    {
+                        HostSeen?.Invoke(key.Host!);
+                    }
+                }
+                else if (key.Kind == FleetKeyKind.Endpoint)
+                {
+                    ApplyEndpoint(e, key, lost, learned);
+                }
+                else if (key.Kind == FleetKeyKind.Service)
+                {
+                    if (e.Kind == EtcdEventKind.Delete)
+                    {
+                        ServiceRemoved?.Invoke(key.ServiceName!);
+                    }
+                    else if (Service(key, e.Item.Value) is { } service)
+                    {
+                        ServiceSet?.Invoke(service);
+                    }
                 }
             }
 
-            foreach (var e in revision)
+            foreach (var (host, addresses) in lost)
             {
-                if (FleetCodec.TryHostKey(fleet.Prefix, e.Item.Key, out var host))
+                if (_hosts.Remove(host, out var record))
                 {
-                    if (e.Kind == EtcdEventKind.Put)
-                    {
-                        _hosts.Add(host);
-                    }
-                    else if (_hosts.Remove(host))
-                    {
-                        HostLost?.Invoke(host);
-                    }
-
-                    continue;
-                }
-
-                if (!FleetCodec.IsEndpointKey(fleet.Prefix, e.Item.Key))
-                {
-                    continue;
-                }
-
-                metrics.Events.WithLabels(e.Kind == EtcdEventKind.Put ? "put" : "delete").Inc();
-                if (e.Kind == EtcdEventKind.Put)
-                {
-                    if (Claim(e.Item) is var (claimHost, address, owner, rev) && _view.Put(claimHost, address, owner, rev) is { } change)
-                    {
-                        Raise(change, learned);
-                    }
-                }
-                else if (FleetCodec.TryEndpointKey(fleet.Prefix, e.Item.Key, out var deleteHost, out var deleted))
-                {
-                    if (_view.Delete(deleteHost, deleted) is { } change && !(change.Kind == FleetChangeKind.Gone && hostsGone.Contains(deleteHost)))
-                    {
-                        Raise(change, learned);
-                    }
-                }
-                else
-                {
-                    metrics.Rejected.WithLabels("key").Inc();
+                    Lose(host, record, addresses, learned);
                 }
             }
         }
 
         metrics.RemoteEndpoints.Set(_view.Addresses);
+        metrics.Hosts.Set(_hosts.Count);
+        status?.Followed(_hosts.Count, _view.Addresses);
         return false;
     }
 
-    /// <summary>An endpoint key and value as a claim; null (counted) when either is malformed.</summary>
-    private (string Host, IPAddress Address, string Owner, long Revision)? Claim(EtcdKeyValue item)
+    private void ApplyEndpoint(EtcdEvent e, FleetKey key, Dictionary<string, List<IPAddress>> lost, ulong learned)
     {
-        if (!FleetCodec.TryEndpointKey(fleet.Prefix, item.Key, out var host, out var address))
+        metrics.Events.WithLabels(e.Kind == EtcdEventKind.Put ? "put" : "delete").Inc();
+        var change = e.Kind == EtcdEventKind.Put
+            ? Claim(key, e.Item) is var (host, address, owner, revision) ? _view.Put(host, address, owner, revision) : null
+            : _view.Delete(key.Host!, key.Address!);
+        if (change is not { } c)
         {
-            if (FleetCodec.IsEndpointKey(fleet.Prefix, item.Key))
-            {
-                metrics.Rejected.WithLabels("key").Inc();
-            }
-
-            return null;
+            return;
         }
 
-        if (!FleetCodec.TryEndpointValue(item.Value, out var owner))
+        if (c.Kind == FleetChangeKind.Gone && lost.TryGetValue(c.From, out var addresses))
+        {
+            addresses.Add(c.Address);
+            return;
+        }
+
+        Raise(c, learned);
+    }
+
+    private void Lose(string host, HostRecord? record, List<IPAddress> addresses, ulong learned)
+    {
+        // This host's own lease: its daemon publishes again on a new one, and the datapath keeps reaping for its own endpoints.
+        if (host == fleet.HostName)
+        {
+            return;
+        }
+
+        HostLost?.Invoke(new LostHost(host, record, addresses, learned));
+    }
+
+    private HostRecord? Record(byte[] value)
+    {
+        if (HostRecord.TryParse(value, out var record, out _))
+        {
+            return record;
+        }
+
+        metrics.Rejected.WithLabels("value").Inc();
+        return null;
+    }
+
+    /// <summary>A service key's value; null (counted) when it is malformed or names another service than its key.</summary>
+    private ServiceSpec? Service(FleetKey key, byte[] value)
+    {
+        if (ServiceRecord.TryParse(value, out var service, out _) && service.Name == key.ServiceName)
+        {
+            return service;
+        }
+
+        metrics.Rejected.WithLabels("value").Inc();
+        return null;
+    }
+
+    private void TakeRanges(string host, byte[] value)
+    {
+        if (RangeRecord.TryParse(value, out var ranges, out _))
+        {
+            _ranges[host] = ranges;
+        }
+        else
+        {
+            metrics.Rejected.WithLabels("value").Inc();
+        }
+    }
+
+    /// <summary>An endpoint key and value as a claim; null (counted) when the value is malformed or the address outside its host's ranges.</summary>
+    private (string Host, IPAddress Address, string Owner, long Revision)? Claim(FleetKey key, EtcdKeyValue item)
+    {
+        if (!EndpointRecord.TryParse(item.Value, out var record, out _))
         {
             metrics.Rejected.WithLabels("value").Inc();
             return null;
         }
 
         // Outside what the admin let this host announce (or it has no ranges at all): ignored.
-        if (!_ranges.TryGetValue(host, out var ranges) || !ranges.Allows(address))
+        if (!_ranges.TryGetValue(key.Host!, out var ranges) || !ranges.Allows(key.Address!))
         {
             metrics.Rejected.WithLabels("range").Inc();
             return null;
         }
 
-        return (host, address, owner, item.ModRevision);
+        return (key.Host!, key.Address!, record.Owner, item.ModRevision);
     }
 
     private void Raise(FleetChange change, ulong learned)

@@ -12,7 +12,7 @@ namespace SocketReaper.Fleet;
 /// changed owner are put, those gone are deleted — and on the first look every key is put (onto
 /// the new lease) and keys a previous run left for endpoints gone meanwhile are deleted.
 /// </summary>
-internal sealed class FleetPublisher(EtcdClient client, FleetOptions fleet, ILocalEndpoints local, FleetMetrics metrics)
+internal sealed class FleetPublisher(EtcdClient client, FleetOptions fleet, ILocalEndpoints local, FleetMetrics metrics, IReadOnlyList<IPEndPoint> health, Guid bootId, FleetStatus? status = null)
 {
     /// <summary>
     /// How often the endpoints are looked at: a move is told to the fleet this much later at most
@@ -30,11 +30,12 @@ internal sealed class FleetPublisher(EtcdClient client, FleetOptions fleet, ILoc
         var keepAlive = client.KeepAliveAsync(lease, alive.Token);
         try
         {
-            await Publish(() => client.PutAsync(FleetCodec.HostKey(fleet.Prefix, host), FleetCodec.HostValue(host, started), lease, stop)).ConfigureAwait(false);
+            var record = new HostRecord(host, health, BuildInfo.Version, bootId, started).ToUtf8();
+            await Publish(() => client.PutAsync(FleetKeys.Host(fleet.Prefix, host), record, lease, stop)).ConfigureAwait(false);
 
             // What a previous run left: deleted unless the endpoint is still here (then put again below, onto this lease).
-            var left = (await client.RangePrefixAsync(FleetCodec.EndpointsPrefix(fleet.Prefix, host), stop).ConfigureAwait(false)).Items
-                .Select(kv => FleetCodec.TryEndpointKey(fleet.Prefix, kv.Key, out var h, out var a) && h == host ? a : null)
+            var left = (await client.RangePrefixAsync(FleetKeys.HostEndpoints(fleet.Prefix, host), stop).ConfigureAwait(false)).Items
+                .Select(kv => FleetKey.TryParse(fleet.Prefix, kv.Key, out var key, out _) && key.Kind == FleetKeyKind.Endpoint && key.Host == host ? key.Address : null)
                 .OfType<IPAddress>().ToList();
             var published = new Dictionary<IPAddress, string>();
             var first = true;
@@ -51,7 +52,7 @@ internal sealed class FleetPublisher(EtcdClient client, FleetOptions fleet, ILoc
                 var now = read.GroupBy(e => e.Address).ToDictionary(g => g.Key, g => g.First());
                 foreach (var gone in (first ? left : [.. published.Keys]).Where(a => !now.ContainsKey(a)))
                 {
-                    await Publish(() => client.DeleteAsync(FleetCodec.EndpointKey(fleet.Prefix, host, gone), stop)).ConfigureAwait(false);
+                    await Publish(() => client.DeleteAsync(FleetKeys.Endpoint(fleet.Prefix, host, gone), stop)).ConfigureAwait(false);
                     published.Remove(gone);
                 }
 
@@ -59,7 +60,7 @@ internal sealed class FleetPublisher(EtcdClient client, FleetOptions fleet, ILoc
                 {
                     if (!published.TryGetValue(address, out var owner) || owner != endpoint.Owner)
                     {
-                        await Publish(() => client.PutAsync(FleetCodec.EndpointKey(fleet.Prefix, host, address), FleetCodec.EndpointValue(endpoint.Owner, endpoint.Taken), lease, stop))
+                        await Publish(() => client.PutAsync(FleetKeys.Endpoint(fleet.Prefix, host, address), new EndpointRecord(endpoint.Owner, endpoint.Taken).ToUtf8(), lease, stop))
                             .ConfigureAwait(false);
                         published[address] = endpoint.Owner;
                     }
@@ -67,10 +68,13 @@ internal sealed class FleetPublisher(EtcdClient client, FleetOptions fleet, ILoc
 
                 first = false;
                 metrics.Published.Set(published.Count);
+                status?.Published(published.Count);
                 var pause = Task.Delay(Every, alive.Token);
                 if (await Task.WhenAny(pause, keepAlive).ConfigureAwait(false) == keepAlive)
                 {
-                    // The lease is lost (or the keepalive failed): this run is over, the next grants a new one.
+                    // The daemon stops (the keepalive ends with it), or the lease is lost or its keepalive
+                    // failed: this run is over, the next grants a new one.
+                    stop.ThrowIfCancellationRequested();
                     await keepAlive.ConfigureAwait(false);
                     throw new EtcdException("lease keepalive", $"lease {lease:x}", Grpc.Core.StatusCode.Unavailable, "the keepalive stream ended");
                 }

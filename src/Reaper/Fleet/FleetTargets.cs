@@ -24,7 +24,7 @@ internal static class FleetTargets
             return null;
         }
 
-        var target = ReapTarget.Fleet(reason, change.Address, learnedNs, config.ServiceTcp);
+        var target = ReapTarget.Fleet(reason, change.Address, learnedNs, config.ServiceTcp) with { Source = change.From };
         return config.Conntrack ? target : target with { Conntrack = null };
     }
 }

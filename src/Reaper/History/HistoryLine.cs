@@ -44,6 +44,11 @@ internal static class HistoryLine
             w.WriteNumber("cookie", record.Cookie);
             w.WriteNumber("rule", record.Rule);
             w.WriteString("result", record.Result);
+            if (record.Host is { } host)
+            {
+                w.WriteString("host", host);
+            }
+
             w.WriteEndObject();
         }
 
@@ -96,7 +101,7 @@ internal static class HistoryLine
         private DateTimeOffset? _time;
         private ulong _sweep, _netnsCookie, _cookie;
         private uint _rule;
-        private string? _trigger, _netns, _result;
+        private string? _trigger, _netns, _result, _host;
         private ReapRecordKind _kind = ReapRecordKind.Socket;
         private ProtocolType _protocol = ProtocolType.Unknown;
         private IPEndPoint? _local, _remote, _backend;
@@ -115,6 +120,9 @@ internal static class HistoryLine
                     break;
                 case "sweep":
                     _sweep = reader.GetUInt64();
+                    break;
+                case "host":
+                    _host = reader.GetString();
                     break;
                 case "trigger":
                     _trigger = reader.GetString();
@@ -165,6 +173,6 @@ internal static class HistoryLine
         public readonly ReapRecord? Record() =>
             _time is null || _trigger is null || _local is null || _remote is null || _result is null
                 ? null
-                : new ReapRecord(_time.Value, _sweep, _trigger, _kind, _netnsCookie, _netns ?? string.Empty, _protocol, _local, _remote, _backend, _cookie, _rule, _result);
+                : new ReapRecord(_time.Value, _sweep, _trigger, _kind, _netnsCookie, _netns ?? string.Empty, _protocol, _local, _remote, _backend, _cookie, _rule, _result, _host);
     }
 }

@@ -141,7 +141,7 @@ internal sealed partial class ReapHistory : IReapRecords, ISweepWatcher, IDispos
             return null;
         }
 
-        return new Sweep(this, sweepId, request.Trigger, _capacity);
+        return new Sweep(this, sweepId, request.Trigger, request.RuleHosts, _capacity);
     }
 
     /// <summary>
@@ -161,7 +161,7 @@ internal sealed partial class ReapHistory : IReapRecords, ISweepWatcher, IDispos
     }
 
     /// <summary>One sweep's records, gathered on its workers and handed over when it ends.</summary>
-    private sealed class Sweep(ReapHistory history, ulong id, string trigger, int capacity) : IWatchedSweep
+    private sealed class Sweep(ReapHistory history, ulong id, string trigger, IReadOnlyList<string?>? hosts, int capacity) : IWatchedSweep
     {
         private readonly ConcurrentQueue<ReapRecord> _records = new();
 
@@ -179,7 +179,8 @@ internal sealed partial class ReapHistory : IReapRecords, ISweepWatcher, IDispos
             }
 
             _records.Enqueue(new ReapRecord(DateTimeOffset.UtcNow, id, trigger, ReapRecordKind.Socket, netns.Cookie, netns.Name,
-                match.Protocol, match.Local, match.Remote, null, match.SocketCookie, match.RuleId, result));
+                match.Protocol, match.Local, match.Remote, null, match.SocketCookie, match.RuleId, result,
+                hosts is not null && match.RuleId < hosts.Count ? hosts[(int)match.RuleId] : null));
         }
 
         public void End(CompletedSweep? completed) => history.Add([.. _records]);

@@ -40,7 +40,8 @@ internal static class ReapRecordKinds
 /// conntrack entry, Local is the client (original source), Remote what it addressed (original
 /// destination, the VIP), Backend where NAT sent it (the reply's source) and Cookie the entry's id.
 /// For a neighbour entry, Remote is the address (port 0), Local unspecified and Cookie the
-/// device's ifindex in that namespace.
+/// device's ifindex in that namespace. Host names the fleet host whose endpoint the record is
+/// about (fleet triggers), null for this host's own.
 /// </summary>
 internal sealed record ReapRecord(
     DateTimeOffset Time,
@@ -55,7 +56,8 @@ internal sealed record ReapRecord(
     IPEndPoint? Backend,
     ulong Cookie,
     uint Rule,
-    string Result);
+    string Result,
+    string? Host = null);
 
 /// <summary>Where records go (the daemon's <c>ReapHistory</c>).</summary>
 internal interface IReapRecords

@@ -16,6 +16,10 @@ internal sealed class FleetMetrics
         PublishFailures = f.CreateCounter("socketreaper_fleet_publish_failures_total", "Failed writes of this host's keys to etcd (they are written again once it answers).");
         RemoteEndpoints = f.CreateGauge("socketreaper_fleet_endpoints", "Addresses the fleet's hosts announce, as this host follows them.");
         Published = f.CreateGauge("socketreaper_fleet_published_endpoints", "This host's endpoints published in etcd.");
+        HostsLost = f.CreateCounter("socketreaper_fleet_hosts_lost_total", "Other hosts whose lease expired, by what this host did (reaped: no health address answered, its sockets reaped; observed: the same, as a dry run; kept: it answered, or could not be checked, its sockets kept; ignored: Fleet.HostLoss is off, or none of its addresses was left without another owner).", "action");
+        HostChecks = f.CreateCounter("socketreaper_fleet_host_checks_total", "Direct health checks of hosts whose lease expired, by result (answered, reachable: refused or silent after connecting, rebooted, unreachable, unchecked: no health address).", "result");
+        ResyncSeconds = f.CreateGauge("socketreaper_fleet_resync_duration_seconds", "How long the last full list of the fleet's keys and its comparison with what was known took.");
+        Hosts = f.CreateGauge("socketreaper_fleet_hosts", "Hosts with a record in etcd, this one included, as this host follows them.");
     }
 
     public Gauge Connected { get; }
@@ -33,4 +37,12 @@ internal sealed class FleetMetrics
     public Gauge RemoteEndpoints { get; }
 
     public Gauge Published { get; }
+
+    public Counter HostsLost { get; }
+
+    public Counter HostChecks { get; }
+
+    public Gauge ResyncSeconds { get; }
+
+    public Gauge Hosts { get; }
 }

@@ -136,7 +136,8 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
             return;
         }
 
-        var targets = batch.Where(t => t.Reason is ReapReason.EndpointGone or ReapReason.IpReused or ReapReason.FleetEndpointGone or ReapReason.FleetIpReused && !t.ConntrackOnly)
+        var targets = batch.Where(t => t.Reason is ReapReason.EndpointGone or ReapReason.IpReused or ReapReason.FleetEndpointGone or ReapReason.FleetIpReused or ReapReason.FleetHostLost
+                && !t.ConntrackOnly && !t.DryRun)
             .SelectMany(t => t.Contacts.Select(a => (TriggerName(t.Reason), a))).Distinct().ToList();
         if (targets.Count == 0)
         {
@@ -173,7 +174,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
             return;
         }
 
-        var targets = batch.Where(t => t.Conntrack is not null).Select(t => (TriggerName(t.Reason), t.Conntrack!)).Distinct().ToList();
+        var targets = batch.Where(t => t.Conntrack is not null && !t.DryRun).Select(t => (TriggerName(t.Reason), t.Conntrack!)).Distinct().ToList();
         if (targets.Count == 0)
         {
             return;
@@ -219,16 +220,18 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
     private async Task<Func<NetnsInfo, SweepProtocols>?> SweepAsync(ReapReason reason, List<ReapTarget> targets, CancellationToken stopping)
     {
         var contacts = targets.SelectMany(t => t.Contacts).Distinct().ToList();
-        var dryRun = _config.Mode == ReapingMode.Observe;
+        var dryRun = _config.Mode == ReapingMode.Observe || targets[0].DryRun;
         while (!_engine.IsLoaded)
         {
             // The daemon is still starting: its engine is not loaded yet.
             await Task.Delay(TimeSpan.FromMilliseconds(50), _time, stopping).ConfigureAwait(false);
         }
 
+        var rules = ReapBatches.RulesFor(targets);
         var request = new SweepRequest
         {
-            Rules = ReapBatches.RulesFor(targets),
+            Rules = rules,
+            RuleHosts = ReapBatches.HostsFor(rules, targets),
             DryRun = dryRun,
             Limit = _throttle.StartSweep(_sweepLimit, countSockets: !dryRun),
             Trigger = TriggerName(reason),

@@ -21,6 +21,9 @@ internal enum ReapReason
 
     /// <summary>Fleet mode: the address went to another endpoint (on any host) while this host's sockets talked to one on another host.</summary>
     FleetIpReused,
+
+    /// <summary>Fleet mode: another host's lease expired and a direct check found it unreachable (or rebooted): its endpoints are gone.</summary>
+    FleetHostLost,
 }
 
 /// <summary>
@@ -54,6 +57,12 @@ internal sealed record ReapTarget(ReapReason Reason, SweepRule Rule, IReadOnlyLi
     /// </summary>
     public bool Undated { get; init; }
 
+    /// <summary>Only reported, never destroyed: its sweep is a dry run whatever Reaping.Mode says (Fleet.HostLoss = observe).</summary>
+    public bool DryRun { get; init; }
+
+    /// <summary>The fleet host whose endpoint this target is about (fleet reasons; the history names it); null for this host's own.</summary>
+    public string? Source { get; init; }
+
     /// <summary>
     /// Every connected socket whose peer is <paramref name="address"/> (born before
     /// <paramref name="bornBeforeNs"/>, when not 0), and the conntrack entries NATed to it.
@@ -76,13 +85,13 @@ internal sealed record ReapTarget(ReapReason Reason, SweepRule Rule, IReadOnlyLi
         };
 
     /// <summary>
-    /// A change the fleet reported for <paramref name="address"/> (<see cref="ReapReason.FleetEndpointGone"/>
-    /// or <see cref="ReapReason.FleetIpReused"/>): every connected socket to it born before
+    /// A change the fleet reported for <paramref name="address"/> (<see cref="ReapReason.FleetEndpointGone"/>,
+    /// <see cref="ReapReason.FleetIpReused"/> or <see cref="ReapReason.FleetHostLost"/>): every connected socket to it born before
     /// <paramref name="learnedAtNs"/>, the moment this host learned it (CLOCK_MONOTONIC; hosts'
     /// clocks are never compared), and the conntrack entries NATed to it.
     /// </summary>
     public static ReapTarget Fleet(ReapReason reason, IPAddress address, ulong learnedAtNs, bool conntrackTcp = false) =>
-        reason is ReapReason.FleetEndpointGone or ReapReason.FleetIpReused
+        reason is ReapReason.FleetEndpointGone or ReapReason.FleetIpReused or ReapReason.FleetHostLost
             ? new(reason, new SweepRule { Remote = IpPrefix.Host(address), Protocols = SweepProtocols.Both, BornBeforeNs = learnedAtNs }, [address])
             {
                 Conntrack = ConntrackTarget.AnyPort(address, conntrackTcp),

@@ -38,8 +38,14 @@ internal sealed partial class ServiceRegistry : IBackendSource
     private readonly Lock _saving = new();
     private bool _saveFailed;
 
+    /// <summary>The services that came from the fleet (fleet mode): kept in their own file, never in services.json.</summary>
+    private readonly HashSet<string> _fleet = new(StringComparer.Ordinal);
+    private readonly ServiceStore? _fleetStore;
+
     /// <param name="store">Where services declared over D-Bus are kept; null keeps them in memory only (no State.Directory).</param>
-    public ServiceRegistry(ReaperOptions config, IReapQueue reaper, ServiceFlows flows, ReaperMetrics metrics, ILogger<ServiceRegistry> logger, ServiceStore? store)
+    /// <param name="fleetStore">Fleet mode: where the last copy of the fleet's services is kept, and restored from until the fleet answers.</param>
+    public ServiceRegistry(ReaperOptions config, IReapQueue reaper, ServiceFlows flows, ReaperMetrics metrics, ILogger<ServiceRegistry> logger, ServiceStore? store,
+        ServiceStore? fleetStore = null)
     {
         _config = config;
         _reaper = reaper;
@@ -48,9 +54,16 @@ internal sealed partial class ServiceRegistry : IBackendSource
         _logger = logger;
         _configured = [.. config.Services.Select(s => s.Name)];
         _store = store;
-        foreach (var service in Restore())
+        _fleetStore = fleetStore;
+        foreach (var service in Restore(store))
         {
             _services[service.Name] = service;
+        }
+
+        foreach (var service in Restore(fleetStore))
+        {
+            _services[service.Name] = service;
+            _fleet.Add(service.Name);
         }
 
         foreach (var service in config.Services)
@@ -60,14 +73,14 @@ internal sealed partial class ServiceRegistry : IBackendSource
     }
 
     /// <summary>The saved services the config does not declare, as long as they fit the datapath's backend table with the config's.</summary>
-    private List<ServiceSpec> Restore()
+    private List<ServiceSpec> Restore(ServiceStore? store)
     {
-        if (_store is null)
+        if (store is null)
         {
             return [];
         }
 
-        var saved = _store.Load(out var problem);
+        var saved = store.Load(out var problem);
         if (problem is not null)
         {
             _metrics.StateErrors.WithLabels("services", "read").Inc();
@@ -76,19 +89,19 @@ internal sealed partial class ServiceRegistry : IBackendSource
         }
 
         var restored = new List<ServiceSpec>();
-        var backends = _config.Services.SelectMany(s => s.Backends.Select(b => BackendKey(b, s.Protocol))).ToHashSet();
+        var backends = _config.Services.Concat(_services.Values).SelectMany(s => s.Backends.Select(b => BackendKey(b, s.Protocol))).ToHashSet();
         foreach (var service in saved)
         {
-            if (_configured.Contains(service.Name))
+            if (_configured.Contains(service.Name) || _services.ContainsKey(service.Name))
             {
-                Log.ConfigOwns(_logger, service.Name, _store.Path);
+                Log.ConfigOwns(_logger, service.Name, store.Path);
                 continue;
             }
 
             var more = service.Backends.Select(b => BackendKey(b, service.Protocol)).Where(k => !backends.Contains(k)).ToList();
             if (backends.Count + more.Count > DatapathAbi.BackendsMax)
             {
-                Log.NotRestored(_logger, service.Name, _store.Path, DatapathAbi.BackendsMax);
+                Log.NotRestored(_logger, service.Name, store.Path, DatapathAbi.BackendsMax);
                 continue;
             }
 
@@ -98,7 +111,7 @@ internal sealed partial class ServiceRegistry : IBackendSource
 
         if (saved.Count > 0)
         {
-            Log.Restored(_logger, restored.Count, _store.Path);
+            Log.Restored(_logger, restored.Count, store.Path);
         }
 
         return restored;
@@ -111,30 +124,42 @@ internal sealed partial class ServiceRegistry : IBackendSource
     /// </summary>
     private void Save()
     {
-        if (_store is null)
+        // One writer at a time, each writing the set as it is then: the last write is the newest set.
+        lock (_saving)
+        {
+            List<string> fleet;
+            lock (_lock)
+            {
+                fleet = [.. _fleet];
+            }
+
+            var all = Services;
+            Save(_store, [.. all.Where(s => !_configured.Contains(s.Name) && !fleet.Contains(s.Name))]);
+            Save(_fleetStore, [.. all.Where(s => fleet.Contains(s.Name))]);
+        }
+    }
+
+    private void Save(ServiceStore? store, List<ServiceSpec> declared)
+    {
+        if (store is null)
         {
             return;
         }
 
-        // One writer at a time, each writing the set as it is then: the last write is the newest set.
-        lock (_saving)
+        try
         {
-            var declared = Services.Where(s => !_configured.Contains(s.Name)).ToList();
-            try
+            store.Save(declared);
+            if (_saveFailed)
             {
-                _store.Save(declared);
-                if (_saveFailed)
-                {
-                    _saveFailed = false;
-                    Log.StateSaved(_logger, _store.Path);
-                }
+                _saveFailed = false;
+                Log.StateSaved(_logger, store.Path);
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or SystemCallException)
-            {
-                _metrics.StateErrors.WithLabels("services", "write").Inc();
-                _saveFailed = true;
-                Log.StateNotSaved(_logger, _store.Path, e.Message);
-            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or SystemCallException)
+        {
+            _metrics.StateErrors.WithLabels("services", "write").Inc();
+            _saveFailed = true;
+            Log.StateNotSaved(_logger, store.Path, e.Message);
         }
     }
 
@@ -157,7 +182,70 @@ internal sealed partial class ServiceRegistry : IBackendSource
         [.. Services.SelectMany(s => s.Backends.Select(b => BackendKey(b, s.Protocol))).Distinct()];
 
     /// <summary>Declares or replaces <paramref name="service"/>; returns how many backends left it (and were reaped).</summary>
-    public int Set(ServiceSpec service)
+    public int Set(ServiceSpec service) => Set(service, fleet: false);
+
+    /// <summary>Whether the config declares a service of this name: the host's own, never the fleet's.</summary>
+    public bool IsConfigured(string name) => _configured.Contains(name);
+
+    /// <summary>
+    /// The fleet declared or replaced <paramref name="service"/> (fleet mode): applied as over D-Bus,
+    /// but kept in the fleet's copy. A service of the config's is this host's own: null, unchanged.
+    /// One the same as before changes nothing (0).
+    /// </summary>
+    public int? SetFleet(ServiceSpec service)
+    {
+        if (_configured.Contains(service.Name))
+        {
+            return null;
+        }
+
+        lock (_lock)
+        {
+            if (_fleet.Contains(service.Name) && _services.TryGetValue(service.Name, out var same) && same.ToString() == service.ToString())
+            {
+                return 0;
+            }
+        }
+
+        return Set(service, fleet: true);
+    }
+
+    /// <summary>The fleet removed the service <paramref name="name"/>: false when it is not one of the fleet's here.</summary>
+    public bool RemoveFleet(string name, out int left)
+    {
+        left = 0;
+        lock (_lock)
+        {
+            if (!_fleet.Contains(name))
+            {
+                return false;
+            }
+        }
+
+        return Remove(name, out left);
+    }
+
+    /// <summary>The fleet's services now, all of them (a fresh list): those gone from it are removed, the others set.</summary>
+    public void ReplaceFleet(IReadOnlyList<ServiceSpec> services)
+    {
+        List<string> gone;
+        lock (_lock)
+        {
+            gone = [.. _fleet.Where(n => !services.Any(s => s.Name == n))];
+        }
+
+        foreach (var name in gone)
+        {
+            RemoveFleet(name, out _);
+        }
+
+        foreach (var service in services)
+        {
+            SetFleet(service);
+        }
+    }
+
+    private int Set(ServiceSpec service, bool fleet)
     {
         List<IPEndPoint> left;
         ServiceSpec? old;
@@ -173,6 +261,15 @@ internal sealed partial class ServiceRegistry : IBackendSource
 
             _services.TryGetValue(service.Name, out old);
             _services[service.Name] = service;
+            if (fleet)
+            {
+                _fleet.Add(service.Name);
+            }
+            else
+            {
+                _fleet.Remove(service.Name);
+            }
+
             left = old is null ? [] : [.. old.Backends.Except(service.Backends)];
 
             // Same name, another VIP, port or protocol: every old backend left the old service.
@@ -205,6 +302,7 @@ internal sealed partial class ServiceRegistry : IBackendSource
         lock (_lock)
         {
             _services.Remove(name, out old);
+            _fleet.Remove(name);
         }
 
         left = old?.Backends.Count ?? 0;

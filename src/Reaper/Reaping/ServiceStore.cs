@@ -15,14 +15,17 @@ internal sealed class ServiceStore
 {
     public const string FileName = "services.json";
 
+    /// <summary>Fleet mode's copy of the fleet's services (docs/fleet.md), used at a start without etcd.</summary>
+    public const string FleetFileName = "fleet-services.json";
+
     /// <summary>Far above what the datapath's backend table holds written out; a bigger file is not ours.</summary>
     public const long MaxFileBytes = 16 * 1024 * 1024;
 
     private const int Version = 1;
 
-    public ServiceStore(string directory)
+    public ServiceStore(string directory, string fileName = FileName)
     {
-        Path = System.IO.Path.Combine(directory, FileName);
+        Path = System.IO.Path.Combine(directory, fileName);
     }
 
     public string Path { get; }

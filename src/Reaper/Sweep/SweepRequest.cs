@@ -30,6 +30,9 @@ internal sealed record SweepRequest
     /// <summary>Who asked: "cli", "dbus", an automatic trigger's name.</summary>
     public string Trigger { get; init; } = "cli";
 
+    /// <summary>By rule id: the fleet host whose endpoint the rule is about, for the history (null, or none: this host's own).</summary>
+    public IReadOnlyList<string?>? RuleHosts { get; init; }
+
     /// <summary>
     /// The first rule whose destination is wider than a /8 (IPv4) or a /32 (IPv6), which a sweep that
     /// destroys may name only when asked to be wide (the operator's own SSH session is in there); null: none.

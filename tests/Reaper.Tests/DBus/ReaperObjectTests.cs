@@ -242,7 +242,7 @@ public sealed class ReaperObjectTests : IAsyncLifetime
     [InlineData("RemoveService")]
     public async Task Changing_services_needs_the_rights_Sweep_needs(string method)
     {
-        _daemon.SetService(ServiceSpec.Parse("dns", "10.95.0.10", 53, "udp", ["10.95.0.11:53"]));
+        await _daemon.SetServiceAsync(ServiceSpec.Parse("dns", "10.95.0.10", 53, "udp", ["10.95.0.11:53"]), CancellationToken.None);
         _credentials.Uid = Nobody;
 
         var error = await RefusedAsync(DBusNames.Interface, method, method == "SetService" ? "ssqsas" : "s",

@@ -71,7 +71,7 @@ internal sealed class FakeReaperBackend : IReaperBackend
         return Task.FromResult(History.Where(query.Matches).Reverse().Take(query.Limit).ToList());
     }
 
-    public int SetService(ServiceSpec service)
+    public Task<int> SetServiceAsync(ServiceSpec service, CancellationToken ct)
     {
         lock (_services)
         {
@@ -79,16 +79,15 @@ internal sealed class FakeReaperBackend : IReaperBackend
             _services.Add(service);
         }
 
-        return 0;
+        return Task.FromResult(0);
     }
 
-    public bool RemoveService(string name, out int left)
+    public Task<(bool Found, int Left)> RemoveServiceAsync(string name, CancellationToken ct)
     {
         lock (_services)
         {
             var service = _services.Find(s => s.Name == name);
-            left = service?.Backends.Count ?? 0;
-            return service is not null && _services.Remove(service);
+            return Task.FromResult((service is not null && _services.Remove(service), service?.Backends.Count ?? 0));
         }
     }
 }
