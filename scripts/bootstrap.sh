@@ -70,7 +70,7 @@ test_pkgs=(
   # Fleet mode's store (FleetTests start their own members on loopback; nothing runs it otherwise).
   "etcd-server:0:main"
   "etcd-client:0:main"
-  # check-fleet-rbac.sh makes its CA and client certificates with it.
+  # check-fleet-rbac.sh and EtcdTlsTests (EtcdPki) make their CA and certificates with it.
   "openssl:0:main"
 )
 

@@ -13,25 +13,41 @@ namespace SocketReaper.IntegrationTests;
 /// data directory under /tmp with a unique name, waited for until each says it is healthy (a
 /// leader elected). Members can be killed, stopped (SIGSTOP) and continued; Dispose kills them
 /// all and deletes the directory, also when the test failed. etcd's log is kept for the message
-/// of a failed start.
+/// of a failed start. With TLS (<see cref="StartTls"/>) the members serve https:// only, with a
+/// server certificate for 127.0.0.1, and take clients by their certificates (--client-cert-auth):
+/// <see cref="Pki"/> makes one per user, CN = user; etcdctl and the health checks go as root.
 /// </summary>
 internal sealed class EtcdCluster : IDisposable
 {
     private readonly Member[] _members;
 
-    private EtcdCluster(int size, int? clientPort)
+    private readonly string _initial;
+    private readonly string _tag;
+
+    private EtcdCluster(int size, int? clientPort, bool tls)
     {
         Directory = System.IO.Directory.CreateTempSubdirectory("srt-etcd-").FullName;
-        var tag = Path.GetFileName(Directory);
-        _members = [.. Enumerable.Range(1, size).Select(i => new Member($"n{i}", i == 1 && clientPort is { } port ? port : FreePort(), FreePort()))];
-        var initial = string.Join(',', _members.Select(m => $"{m.Name}=http://127.0.0.1:{m.PeerPort}"));
+        _tag = Path.GetFileName(Directory);
+        string[]? serverTls = null;
+        if (tls)
+        {
+            Pki = EtcdPki.Create(Directory);
+            var (cert, key) = Pki.Server("server");
+            serverTls = ["--cert-file", cert, "--key-file", key, "--client-cert-auth", "--trusted-ca-file", Pki.Ca];
+        }
+
+        _members = [.. Enumerable.Range(1, size).Select(i => new Member($"n{i}", i == 1 && clientPort is { } port ? port : FreePort(), FreePort(), serverTls))];
+        _initial = string.Join(',', _members.Select(m => $"{m.Name}=http://127.0.0.1:{m.PeerPort}"));
         foreach (var m in _members)
         {
-            m.Start(Path.Combine(Directory, m.Name), initial, tag);
+            m.Start(Path.Combine(Directory, m.Name), _initial, _tag);
         }
     }
 
     public string Directory { get; }
+
+    /// <summary>The certificates of a TLS cluster; null without TLS.</summary>
+    public EtcdPki? Pki { get; }
 
     public int Size => _members.Length;
 
@@ -40,14 +56,40 @@ internal sealed class EtcdCluster : IDisposable
 
     /// <summary>Starts <paramref name="size"/> members and waits until every one is healthy.</summary>
     /// <param name="clientPort">The first member's client port on 127.0.0.1 (one a daemon was told before etcd was there, from <see cref="FreePort"/>); by default a free one.</param>
-    public static EtcdCluster Start(int size = 1, int? clientPort = null)
+    public static EtcdCluster Start(int size = 1, int? clientPort = null) => Start(size, clientPort, tls: false);
+
+    /// <summary>
+    /// Starts <paramref name="size"/> members that serve TLS and take clients by certificate, and
+    /// waits until every one is healthy. With <paramref name="rbac"/>, docs/fleet.md's RBAC set-up
+    /// (its two etcdctl blocks, run as they are, as root): users root, socketreaper-admin, b1, b2, b10.
+    /// </summary>
+    public static EtcdCluster StartTls(int size = 1, bool rbac = false)
+    {
+        var cluster = Start(size, null, tls: true);
+        if (rbac)
+        {
+            try
+            {
+                cluster.EnableRbac();
+            }
+            catch
+            {
+                cluster.Dispose();
+                throw;
+            }
+        }
+
+        return cluster;
+    }
+
+    private static EtcdCluster Start(int size, int? clientPort, bool tls)
     {
         if (!Installed)
         {
             throw new InvalidOperationException("etcd is not installed: scripts/bootstrap.sh installs etcd-server and etcd-client");
         }
 
-        var cluster = new EtcdCluster(size, clientPort);
+        var cluster = new EtcdCluster(size, clientPort, tls);
         try
         {
             for (var i = 0; i < size; i++)
@@ -69,11 +111,30 @@ internal sealed class EtcdCluster : IDisposable
 
     public Uri Endpoint(int member) => _members[member].Client;
 
-    /// <summary>A client of the members in <paramref name="order"/> (all, in order, when none is given).</summary>
+    /// <summary>A client of every member that goes as <paramref name="user"/> (its certificate) and trusts this cluster's CA.</summary>
+    public EtcdClient ClientAs(string user, TimeSpan? dialTimeout = null)
+    {
+        var (cert, key) = Pki!.Client(user);
+        return EtcdClient.Create(new EtcdOptions(Endpoints, dialTimeout ?? TimeSpan.FromSeconds(2)) { Tls = new EtcdTlsOptions(Pki.Ca, cert, key) });
+    }
+
+    /// <summary>SIGKILL, then the member starts again on its data and ports; waits until it is healthy.</summary>
+    public void Restart(int member)
+    {
+        var m = _members[member];
+        m.Kill();
+        m.Start(Path.Combine(Directory, m.Name), _initial, _tag);
+        WaitHealthy(member, TimeSpan.FromSeconds(30));
+    }
+
+    /// <summary>A client of the members in <paramref name="order"/> (all, in order, when none is given); with TLS, as root.</summary>
     public EtcdClient Client(TimeSpan? dialTimeout = null, params int[] order) =>
         EtcdClient.Create(new EtcdOptions(
             order.Length == 0 ? Endpoints : [.. order.Select(Endpoint)],
-            dialTimeout ?? TimeSpan.FromSeconds(2)));
+            dialTimeout ?? TimeSpan.FromSeconds(2))
+        {
+            Tls = Pki is null ? null : new EtcdTlsOptions(Pki.Ca, Pki.Client("root").Cert, Pki.Client("root").Key),
+        });
 
     /// <summary>SIGKILL: the member is gone, its connections reset.</summary>
     public void Kill(int member) => _members[member].Kill();
@@ -121,11 +182,50 @@ internal sealed class EtcdCluster : IDisposable
         return json.RootElement[0].GetProperty("Status").TryGetProperty("leader", out var leader) ? leader.GetUInt64() : 0;
     }
 
-    /// <summary>etcdctl (the v3 API) against the live members unless the arguments name endpoints.</summary>
-    public (int ExitCode, string Stdout, string Stderr) Etcdctl(params string[] args)
+    /// <summary>etcdctl (the v3 API) against the live members unless the arguments name endpoints; with TLS, as root.</summary>
+    public (int ExitCode, string Stdout, string Stderr) Etcdctl(params string[] args) =>
+        ReaperProcess.Exec(null, "etcdctl", [.. LiveEndpoints(args), "--dial-timeout", "5s", .. args], EtcdctlEnvironment("root"));
+
+    /// <summary>etcdctl as <paramref name="user"/> (its client certificate) against the live members.</summary>
+    public (int ExitCode, string Stdout, string Stderr) EtcdctlAs(string user, params string[] args) =>
+        ReaperProcess.Exec(null, "etcdctl", [.. LiveEndpoints(args), "--dial-timeout", "5s", .. args], EtcdctlEnvironment(user));
+
+    private string[] LiveEndpoints(string[] args) =>
+        args.Contains("--endpoints") ? [] : ["--endpoints", string.Join(',', _members.Where(m => m.Alive).Select(m => m.Client.ToString().TrimEnd('/')))];
+
+    private Dictionary<string, string> EtcdctlEnvironment(string user)
     {
-        string[] endpoints = args.Contains("--endpoints") ? [] : ["--endpoints", string.Join(',', _members.Where(m => m.Alive).Select(m => m.Client.ToString().TrimEnd('/')))];
-        return ReaperProcess.Exec(null, "etcdctl", [.. endpoints, "--dial-timeout", "5s", .. args], new Dictionary<string, string> { ["ETCDCTL_API"] = "3" });
+        var environment = new Dictionary<string, string> { ["ETCDCTL_API"] = "3" };
+        if (Pki is not null)
+        {
+            var (cert, key) = Pki.Client(user);
+            (environment["ETCDCTL_CACERT"], environment["ETCDCTL_CERT"], environment["ETCDCTL_KEY"]) = (Pki.Ca, cert, key);
+        }
+
+        return environment;
+    }
+
+    /// <summary>docs/fleet.md's two RBAC blocks as they are, as root, as scripts/check-fleet-rbac.sh runs them.</summary>
+    private void EnableRbac()
+    {
+        var doc = File.ReadAllLines(SocketReaper.Testing.RepoPaths.Of("docs/fleet.md"));
+        var environment = EtcdctlEnvironment("root");
+        environment["ETCDCTL_ENDPOINTS"] = string.Join(',', _members.Select(m => m.Client.ToString().TrimEnd('/')));
+        foreach (var block in new[] { "once", "host" })
+        {
+            var start = Array.IndexOf(doc, $"<!-- rbac:{block} -->");
+            if (start < 0 || !doc[start + 1].StartsWith("```sh", StringComparison.Ordinal))
+            {
+                throw new InvalidOperationException($"docs/fleet.md has no rbac:{block} block");
+            }
+
+            var commands = string.Join('\n', doc.Skip(start + 2).TakeWhile(line => !line.StartsWith("```", StringComparison.Ordinal)));
+            var (exit, stdout, stderr) = ReaperProcess.Exec(null, "bash", ["-euo", "pipefail", "-c", commands], environment);
+            if (exit != 0)
+            {
+                throw new InvalidOperationException($"docs/fleet.md's rbac:{block} block failed ({exit}): {stdout}{stderr}");
+            }
+        }
     }
 
     /// <summary>The keys and values under <paramref name="prefix"/> at <paramref name="revision"/>, as etcdctl reads them.</summary>
@@ -154,7 +254,23 @@ internal sealed class EtcdCluster : IDisposable
     /// <summary>What the member's /health says: "true" (it has a leader), "false", or "" when it does not answer.</summary>
     public string Health(int member)
     {
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        using var handler = new SocketsHttpHandler();
+        if (Pki is not null)
+        {
+            var (cert, key) = Pki.Client("root");
+            handler.SslOptions.ClientCertificates = [System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(cert, key)];
+            var ca = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(File.ReadAllText(Pki.Ca));
+            handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+            {
+                using var chain = new System.Security.Cryptography.X509Certificates.X509Chain();
+                chain.ChainPolicy.TrustMode = System.Security.Cryptography.X509Certificates.X509ChainTrustMode.CustomRootTrust;
+                chain.ChainPolicy.CustomTrustStore.Add(ca);
+                chain.ChainPolicy.RevocationMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck;
+                return certificate is System.Security.Cryptography.X509Certificates.X509Certificate2 c && chain.Build(c);
+            };
+        }
+
+        using var http = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(2) };
         try
         {
             using var json = JsonDocument.Parse(http.GetAsync(new Uri(Endpoint(member), "/health")).Result.Content.ReadAsStringAsync().Result);
@@ -228,7 +344,7 @@ internal sealed class EtcdCluster : IDisposable
         return ((IPEndPoint)probe.LocalEndPoint!).Port;
     }
 
-    private sealed class Member(string name, int clientPort, int peerPort)
+    private sealed class Member(string name, int clientPort, int peerPort, string[]? serverTls)
     {
         private readonly StringBuilder _log = new();
         private Process? _process;
@@ -237,7 +353,7 @@ internal sealed class EtcdCluster : IDisposable
 
         public int PeerPort { get; } = peerPort;
 
-        public Uri Client { get; } = new($"http://127.0.0.1:{clientPort}");
+        public Uri Client { get; } = new($"{(serverTls is null ? "http" : "https")}://127.0.0.1:{clientPort}");
 
         public bool Alive => _process is { HasExited: false };
 
@@ -266,6 +382,7 @@ internal sealed class EtcdCluster : IDisposable
                 "--listen-client-urls", client, "--advertise-client-urls", client,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", initialCluster, "--initial-cluster-state", "new", "--initial-cluster-token", token,
+                .. serverTls ?? [],
             ])
             {
                 RedirectStandardOutput = true,

@@ -24,7 +24,7 @@ public sealed class SettingsTableTests : IDisposable
              "Datapath.MaxDeviceMetrics", "Datapath.EventBufferBytes", "Reaping.Mode", "Reaping.EndpointGone", "Reaping.IpReused",
              "Reaping.ServiceAffinity", "Reaping.ServiceTcp", "Reaping.Targeted", "Reaping.SocketHooks", "Reaping.Cgroup",
              "Reaping.CoalesceMilliseconds", "Reaping.MaxSweepsPerSecond", "Reaping.MaxSocketsPerSecond", "Reaping.Conntrack", "Reaping.Neighbours", "Reaping.ConntrackNamespaces",
-             "State.Directory", "State.HistoryRecords", "Fleet.Etcd.Endpoints", "Fleet.Host", "Fleet.Prefix", "Fleet.LeaseSeconds", "Fleet.Health", "Fleet.HostLoss", "Services"],
+             "State.Directory", "State.HistoryRecords", "Fleet.Etcd.Endpoints", "Fleet.Etcd.CaFile", "Fleet.Etcd.CertFile", "Fleet.Etcd.KeyFile", "Fleet.Host", "Fleet.Prefix", "Fleet.LeaseSeconds", "Fleet.Health", "Fleet.HostLoss", "Services"],
             Settings.Keys);
     }
 

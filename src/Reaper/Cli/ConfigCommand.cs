@@ -12,6 +12,7 @@ internal static class ConfigCommand
         keys    lists every setting: key, default, what it takes and what it means
                 (docs/configuration.md has the same table and the file's format)
         check   reads the settings as the daemon would and says whether they are valid
+                (the files they name too, such as the fleet's TLS certificates)
         """ + "\n" + DaemonSettings.OptionUsage;
 
     public static int Run(string[] args, TextWriter stdout)
@@ -30,7 +31,7 @@ internal static class ConfigCommand
 
         var options = ParsedArguments.Parse("config check", args[1..], new HashSet<string>(), new HashSet<string> { DaemonSettings.Option });
         var path = options.One(DaemonSettings.Option) ?? ReaperOptions.DefaultPath;
-        DaemonSettings.Load(options);
+        Fleet.FleetTls.Check(DaemonSettings.Load(options).Fleet);
         stdout.WriteLine(File.Exists(path)
             ? $"The settings are valid: {path}, then the SOCKETREAPER__ environment variables."
             : $"The settings are valid: built-in defaults ({path} does not exist), then the SOCKETREAPER__ environment variables.");

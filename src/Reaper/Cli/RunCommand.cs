@@ -37,6 +37,8 @@ internal static partial class RunCommand
         try
         {
             config = DaemonState.FitKernel(DaemonSettings.Load(options), Bpf.KernelFeatures.Host);
+            // What the fleet's TLS files hold: read here, so a bad one stops the start with its sentence.
+            Fleet.FleetTls.Check(config.Fleet);
         }
         catch (ConfigException e)
         {

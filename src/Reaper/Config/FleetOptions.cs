@@ -9,8 +9,20 @@ internal sealed record FleetOptions
 {
     public const string DefaultPrefix = "/socketreaper/";
 
-    /// <summary>The etcd members' client URLs (http://ADDRESS:PORT); empty: fleet mode off.</summary>
+    /// <summary>The etcd members' client URLs (http://ADDRESS:PORT, or all https:// for TLS); empty: fleet mode off.</summary>
     public IReadOnlyList<string> EtcdEndpoints { get; init; } = [];
+
+    /// <summary>PEM file of the CA(s) etcd's server certificates must chain to (https:// only); empty: the system's trust store.</summary>
+    public string EtcdCaFile { get; init; } = string.Empty;
+
+    /// <summary>PEM file of this host's client certificate, whose CN is its etcd user (https:// only, with <see cref="EtcdKeyFile"/>).</summary>
+    public string EtcdCertFile { get; init; } = string.Empty;
+
+    /// <summary>PEM file of <see cref="EtcdCertFile"/>'s private key, unencrypted.</summary>
+    public string EtcdKeyFile { get; init; } = string.Empty;
+
+    /// <summary>Whether the members are https:// ones.</summary>
+    public bool EtcdTls => EtcdEndpoints.Count > 0 && EtcdEndpoints[0].StartsWith("https://", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>This host's name in the fleet; empty: the host name.</summary>
     public string Host { get; init; } = string.Empty;

@@ -93,11 +93,17 @@ internal static class Settings
             o => o.State.Directory, (o, v, where) => o with { State = o.State with { Directory = StateDirectory("State.Directory", v, where) } }),
         Number("State.HistoryRecords", 0, 10_000_000, "the reap history keeps the newest this many records (destroyed sockets, deleted conntrack entries), in memory and on disk; 0 = no history",
             o => o.State.HistoryRecords, (o, v) => o with { State = o.State with { HistoryRecords = (int)v } }),
-        List("Fleet.Etcd.Endpoints", ',', "etcd members' client URLs, `http://ADDRESS:PORT`; set, this host shares its endpoints with the fleet and reaps sockets to other hosts' endpoints that go or move ([fleet mode](fleet.md)); empty = fleet mode off (environment: comma-separated)",
+        List("Fleet.Etcd.Endpoints", ',', "etcd members' client URLs, `http://ADDRESS:PORT`, or `https://ADDRESS:PORT` for TLS (all members alike); set, this host shares its endpoints with the fleet and reaps sockets to other hosts' endpoints that go or move ([fleet mode](fleet.md)); empty = fleet mode off (environment: comma-separated)",
             o => o.Fleet.EtcdEndpoints, (o, v) => o with { Fleet = o.Fleet with { EtcdEndpoints = v } }) with
         {
             Apply = (o, v, where) => o with { Fleet = o.Fleet with { EtcdEndpoints = [.. o.Fleet.EtcdEndpoints, .. EtcdEndpoints("Fleet.Etcd.Endpoints", v, where)] } },
         },
+        new("Fleet.Etcd.CaFile", "absolute path, or empty", "PEM file of the CA certificates etcd's server certificates must chain to, trusted alone (`https://` endpoints only); empty = the system's trust store",
+            o => o.Fleet.EtcdCaFile, (o, v, where) => o with { Fleet = o.Fleet with { EtcdCaFile = FilePath("Fleet.Etcd.CaFile", v, where) } }),
+        new("Fleet.Etcd.CertFile", "absolute path, or empty", "PEM file of this host's client certificate, whose CN is its etcd user (`https://` endpoints only; with `Fleet.Etcd.KeyFile`); read again when it changes",
+            o => o.Fleet.EtcdCertFile, (o, v, where) => o with { Fleet = o.Fleet with { EtcdCertFile = FilePath("Fleet.Etcd.CertFile", v, where) } }),
+        new("Fleet.Etcd.KeyFile", "absolute path, or empty", "PEM file of the client certificate's private key, unencrypted (with `Fleet.Etcd.CertFile`)",
+            o => o.Fleet.EtcdKeyFile, (o, v, where) => o with { Fleet = o.Fleet with { EtcdKeyFile = FilePath("Fleet.Etcd.KeyFile", v, where) } }),
         new("Fleet.Host", "host name", "this host's name in the fleet (and its etcd user): 1 to 63 of a-z, 0-9, `-` and `.`, starting and ending with a letter or digit; empty = the machine's host name in lower case",
             o => o.Fleet.Host, (o, v, where) => o with { Fleet = o.Fleet with { Host = FleetHost("Fleet.Host", v, where) } }),
         new("Fleet.Prefix", "etcd key prefix", "where the fleet's keys live in etcd: this schema's under `{Prefix}v1/` ([the schema](fleet.md))",
@@ -168,6 +174,8 @@ internal static class Settings
         {
             throw new ConfigException($"Sweep.Limit ({options.Sweep.Limit}) is larger than Sweep.MaxLimit ({options.Sweep.MaxLimit}); lower it or raise Sweep.MaxLimit.");
         }
+
+        CheckEtcdTls(options.Fleet);
 
         return options;
     }
@@ -317,14 +325,48 @@ internal static class Settings
         var urls = Split(value, ',');
         foreach (var url in urls)
         {
-            if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttp || uri.AbsolutePath != "/" || uri.Query.Length > 0 || uri.UserInfo.Length > 0)
+            if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps)
+                || uri.AbsolutePath != "/" || uri.Query.Length > 0 || uri.Fragment.Length > 0 || uri.UserInfo.Length > 0)
             {
-                throw new ConfigException($"{where}: {key} takes etcd client URLs such as http://10.0.0.1:2379, not '{SweepFilter.Quote(url)}' (TLS is not supported yet).");
+                throw new ConfigException($"{where}: {key} takes etcd client URLs such as http://10.0.0.1:2379 or https://10.0.0.1:2379, not '{SweepFilter.Quote(url)}'.");
             }
         }
 
         return urls;
     }
+
+    /// <summary>
+    /// The TLS settings against the endpoints: https:// for all members or none, TLS files only for
+    /// https://, the certificate and its key together. What the files hold is checked where the
+    /// daemon starts (Fleet/FleetTls.cs): a user's command that reads these settings need not read a key.
+    /// </summary>
+    private static void CheckEtcdTls(FleetOptions fleet)
+    {
+        var schemes = fleet.EtcdEndpoints.Select(e => e.StartsWith("https://", StringComparison.OrdinalIgnoreCase)).Distinct().Count();
+        if (schemes > 1)
+        {
+            throw new ConfigException("Fleet.Etcd.Endpoints mixes http:// and https:// members; give all of them as https:// (TLS) or all as http://.");
+        }
+
+        foreach (var (key, value) in new[] { ("Fleet.Etcd.CaFile", fleet.EtcdCaFile), ("Fleet.Etcd.CertFile", fleet.EtcdCertFile), ("Fleet.Etcd.KeyFile", fleet.EtcdKeyFile) })
+        {
+            if (value.Length > 0 && fleet.Enabled && !fleet.EtcdTls)
+            {
+                throw new ConfigException($"{key} is set but Fleet.Etcd.Endpoints are http:// URLs; TLS needs https:// endpoints (or leave {key} empty).");
+            }
+        }
+
+        if ((fleet.EtcdCertFile.Length > 0) != (fleet.EtcdKeyFile.Length > 0))
+        {
+            var (set, unset) = fleet.EtcdCertFile.Length > 0 ? ("Fleet.Etcd.CertFile", "Fleet.Etcd.KeyFile") : ("Fleet.Etcd.KeyFile", "Fleet.Etcd.CertFile");
+            throw new ConfigException($"{set} is set but {unset} is not; give both (this host's client certificate and its key) or neither.");
+        }
+    }
+
+    private static string FilePath(string key, string value, string where) =>
+        value.Length == 0 || (value.StartsWith('/') && !value.EndsWith('/') && !value.Contains('\0', StringComparison.Ordinal))
+            ? value
+            : throw new ConfigException($"{where}: {key} must be the absolute path of a PEM file, such as /etc/socketreaper/etcd-ca.pem, or empty, not '{SweepFilter.Quote(value)}'.");
 
     // The same rules as the fleet's schema (Fleet/FleetSchema.cs, one layer up; FleetSettingsTests holds them together).
     private static string FleetHost(string key, string value, string where) =>

@@ -25,7 +25,8 @@ internal static class FleetProbe
         }
 
         var root = FleetKeys.Root(fleet.Prefix);
-        var asked = fleet.EtcdEndpoints.Select(e => AskAsync(e, root)).ToArray();
+        var tls = FleetTls.Options(fleet);
+        var asked = fleet.EtcdEndpoints.Select(e => AskAsync(e, root, tls)).ToArray();
         Task.WaitAll(asked);
         var answers = asked.Select(t => t.Result).ToList();
         var answered = answers.Where(a => a.Failure is null).ToList();
@@ -45,12 +46,12 @@ internal static class FleetProbe
     private static string Failures(IEnumerable<(string Endpoint, long Revision, string? Failure)> failed) =>
         string.Join("; ", failed.Select(f => $"{f.Endpoint}: {f.Failure}"));
 
-    private static async Task<(string Endpoint, long Revision, string? Failure)> AskAsync(string endpoint, string root)
+    private static async Task<(string Endpoint, long Revision, string? Failure)> AskAsync(string endpoint, string root, EtcdTlsOptions? tls)
     {
         using var within = new CancellationTokenSource(Within);
         try
         {
-            await using var client = EtcdClient.Create(new EtcdOptions([new Uri(endpoint)], Within));
+            await using var client = EtcdClient.Create(new EtcdOptions([new Uri(endpoint)], Within) { Tls = tls });
             return (endpoint, await client.ReachAsync(root, within.Token).ConfigureAwait(false), null);
         }
         catch (OperationCanceledException)

@@ -35,7 +35,7 @@ internal sealed partial class FleetService(ReaperOptions options, IReapQueue que
 
         var fleet = options.Fleet;
         var fleetMetrics = new FleetMetrics(metrics);
-        await using var client = EtcdClient.Create(new EtcdOptions([.. fleet.EtcdEndpoints.Select(e => new Uri(e))], TimeSpan.FromSeconds(2)));
+        await using var client = EtcdClient.Create(new EtcdOptions([.. fleet.EtcdEndpoints.Select(e => new Uri(e))], TimeSpan.FromSeconds(2)) { Tls = FleetTls.Options(fleet) });
         var health = HealthAddresses(fleet);
         Log.Joining(logger, fleet.HostName, fleet.Prefix, string.Join(", ", fleet.EtcdEndpoints),
             health.Count == 0 ? "none" : string.Join(", ", health.Select(FleetAddress.FormatEndpoint)));

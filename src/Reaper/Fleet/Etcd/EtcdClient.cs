@@ -16,6 +16,7 @@ internal sealed partial class EtcdClient : IAsyncDisposable
 {
     private readonly EtcdEndpoint[] _endpoints;
     private readonly EtcdOptions _options;
+    private readonly EtcdTlsCredentials? _tls;
 
     // The member calls start at: the last that answered, or the one after the last that failed.
     private int _current;
@@ -23,10 +24,11 @@ internal sealed partial class EtcdClient : IAsyncDisposable
     private EtcdClient(EtcdOptions options)
     {
         _options = options;
-        _endpoints = [.. options.Endpoints.Select(e => new EtcdEndpoint(e, options))];
+        _tls = options.Endpoints[0].Scheme == Uri.UriSchemeHttps ? new EtcdTlsCredentials(options.Tls ?? new EtcdTlsOptions(null, null, null)) : null;
+        _endpoints = [.. options.Endpoints.Select(e => new EtcdEndpoint(e, options, _tls))];
     }
 
-    /// <summary>Checks the options and makes the channels; connects to nothing yet.</summary>
+    /// <summary>Checks the options and makes the channels; connects to nothing yet (nor reads the TLS files).</summary>
     public static EtcdClient Create(EtcdOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -37,14 +39,27 @@ internal sealed partial class EtcdClient : IAsyncDisposable
 
         foreach (var endpoint in options.Endpoints)
         {
-            if (endpoint.IsAbsoluteUri && endpoint.Scheme == "https")
+            if (!endpoint.IsAbsoluteUri || endpoint.Scheme is not ("http" or "https") || endpoint.AbsolutePath != "/")
             {
-                throw new ArgumentException($"etcd endpoint '{endpoint}': TLS is not supported yet; use http://", nameof(options));
+                throw new ArgumentException($"etcd endpoint '{endpoint}' is not a client URL such as http://127.0.0.1:2379 or https://127.0.0.1:2379", nameof(options));
+            }
+        }
+
+        if (options.Endpoints.Select(e => e.Scheme).Distinct().Count() > 1)
+        {
+            throw new ArgumentException("etcd endpoints mix http:// and https://; give all members alike", nameof(options));
+        }
+
+        if (options.Tls is { } tls)
+        {
+            if (options.Endpoints[0].Scheme != Uri.UriSchemeHttps && (tls.CaFile ?? tls.CertFile ?? tls.KeyFile) is not null)
+            {
+                throw new ArgumentException("etcd TLS files given for http:// endpoints; TLS needs https://", nameof(options));
             }
 
-            if (!endpoint.IsAbsoluteUri || endpoint.Scheme != "http" || endpoint.AbsolutePath != "/")
+            if ((tls.CertFile is null) != (tls.KeyFile is null))
             {
-                throw new ArgumentException($"etcd endpoint '{endpoint}' is not a client URL such as http://127.0.0.1:2379", nameof(options));
+                throw new ArgumentException("etcd client certificate and key: give both or neither", nameof(options));
             }
         }
 
@@ -211,6 +226,12 @@ internal sealed partial class EtcdClient : IAsyncDisposable
         var why = e.Status.Detail;
         for (var inner = e.Status.DebugException; inner is not null; inner = inner.InnerException)
         {
+            if (TlsFailure(inner) is { } tls)
+            {
+                why = tls;
+                break;
+            }
+
             why = inner switch
             {
                 SocketException socket => Lowercase(socket.Message),
@@ -226,6 +247,41 @@ internal sealed partial class EtcdClient : IAsyncDisposable
         var at = $"{why} at {endpoint.Address.Authority}";
         var detail = tried > 1 ? $"{at}; all {tried} endpoints tried" : at;
         return new EtcdException(operation, target, Unreachable(e, CancellationToken.None) ? StatusCode.Unavailable : e.StatusCode, detail, endpoint.Address, e);
+    }
+
+    /// <summary>
+    /// A failure of TLS in words that say so: a TLS file that cannot be used, a member certificate
+    /// refused (and why), or the member refusing this client's certificate or its lack of one. Null
+    /// when <paramref name="e"/> is not about TLS.
+    /// </summary>
+    private string? TlsFailure(Exception e)
+    {
+        if (_tls is null)
+        {
+            return null;
+        }
+
+        if (e is EtcdTlsFileException file)
+        {
+            return $"TLS: {file.Message.TrimEnd('.')}";
+        }
+
+        var text = e.Message;
+        if (e is System.Security.Authentication.AuthenticationException && text.Contains("RemoteCertificateValidationCallback", StringComparison.Ordinal) && _tls.LastRejection is { } rejection)
+        {
+            return $"TLS: {rejection}";
+        }
+
+        // The member ended the connection after the handshake with an alert: it refused this
+        // client's certificate, or its lack of one. The call fails with what HTTP/2 saw next.
+        if (e is IOException or ObjectDisposedException && _tls.LastAlert is { } alert)
+        {
+            return _tls.HasCertificate
+                ? $"TLS: the member refused this client's certificate (alert: {alert})"
+                : $"TLS: the member refused a client without a certificate (alert: {alert}); it takes clients by certificate";
+        }
+
+        return e is System.Security.Authentication.AuthenticationException ? $"TLS: {Lowercase(text.TrimEnd('.'))}" : null;
     }
 
     private static string Lowercase(string text) => text.Length > 0 ? char.ToLowerInvariant(text[0]) + text[1..] : text;

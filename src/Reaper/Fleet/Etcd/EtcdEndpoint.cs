@@ -11,7 +11,7 @@ internal sealed class EtcdEndpoint : IDisposable
 {
     private readonly GrpcChannel _channel;
 
-    public EtcdEndpoint(Uri address, EtcdOptions options)
+    public EtcdEndpoint(Uri address, EtcdOptions options, EtcdTlsCredentials? tls)
     {
         Address = address;
         // A connect callback of our own also makes the channel send each call straight to this
@@ -22,7 +22,13 @@ internal sealed class EtcdEndpoint : IDisposable
         {
             // The dial timeout is DialAsync's: the handler's ConnectTimeout would end the call with an
             // OperationCanceledException, as if the caller had cancelled it.
-            ConnectCallback = (context, ct) => DialAsync(context.DnsEndPoint, options.DialTimeout, ct),
+            // Before each connection the TLS files are read again if they changed: renewed
+            // certificates need no restart.
+            ConnectCallback = async (context, ct) =>
+            {
+                tls?.Connecting();
+                return await DialAsync(context.DnsEndPoint, options.DialTimeout, ct).ConfigureAwait(false);
+            },
             KeepAlivePingDelay = options.KeepAliveTime,
             KeepAlivePingTimeout = options.KeepAliveTimeout,
             KeepAlivePingPolicy = HttpKeepAlivePingPolicy.WithActiveRequests,
@@ -30,10 +36,15 @@ internal sealed class EtcdEndpoint : IDisposable
             PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
             // An http_proxy in the daemon's environment is not meant for etcd.
             UseProxy = false,
-            // TLS (https://, refused by EtcdClient.Create until then) goes here, from EtcdOptions:
-            // SslOptions.ClientCertificates and a RemoteCertificateValidationCallback that trusts
-            // the configured CA. FirstAnswerStream then times the TLS handshake too.
         };
+        if (tls is not null)
+        {
+            // https://: the handler's TLS runs over DialAsync's stream, so FirstAnswerStream times
+            // the member's first answer in the handshake.
+            handler.SslOptions = tls.SslOptions();
+            handler.PlaintextStreamFilter = (context, _) => ValueTask.FromResult<Stream>(new TlsAlertStream(context.PlaintextStream, tls));
+        }
+
         _channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions
         {
             HttpHandler = handler,

@@ -2,10 +2,9 @@ namespace SocketReaper.Fleet.Etcd;
 
 /// <summary>
 /// Where etcd is and how long to wait for it. <paramref name="Endpoints"/> are members' client
-/// URLs (http://host:port), tried in order: a call moves on to the next when one is unavailable.
-/// They speak HTTP/2 without TLS. TLS comes with its settings — https:// endpoints, a client
-/// certificate and key, a CA — which go here, and <see cref="EtcdEndpoint"/> hands them to its
-/// handler's SslOptions.
+/// URLs (http://host:port or https://host:port, all alike), tried in order: a call moves on to the
+/// next when one is unavailable. http:// members speak HTTP/2 without TLS; https:// ones TLS, as
+/// <see cref="Tls"/> says (without it: the system's CAs, no client certificate).
 /// </summary>
 /// <param name="DialTimeout">How long a connection to one member may take before the next is tried.</param>
 internal sealed record EtcdOptions(IReadOnlyList<Uri> Endpoints, TimeSpan DialTimeout)
@@ -19,6 +18,9 @@ internal sealed record EtcdOptions(IReadOnlyList<Uri> Endpoints, TimeSpan DialTi
 
     /// <summary>How long a ping's answer may take before the connection is given up.</summary>
     public TimeSpan KeepAliveTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>The CA and client certificate files for https:// endpoints; null: none.</summary>
+    public EtcdTlsOptions? Tls { get; init; }
 
     /// <summary>Keys per page of <see cref="EtcdClient.RangePrefixAsync"/>.</summary>
     public int RangePageSize { get; init; } = 1000;
