@@ -13,7 +13,8 @@ namespace SocketReaper.Fleet;
 /// which is what the other hosts compare. Not its namespace's cookie: an owner learned from a
 /// host route has none until the endpoint first sends, and a name that changed then would have
 /// every other host reap the connections made to the endpoint in between as if it had moved
-/// (found by scripts/vm/fleet-e2e.sh). The host namespace does not reuse an ifindex within a boot.
+/// (found by scripts/vm/fleet-e2e.sh). The kernel hands out ifindexes in increasing order within
+/// a boot; only a device moved in from another namespace may bring back one used before.
 /// </summary>
 internal sealed class DatapathEndpoints(ReaperOptions options) : ILocalEndpoints
 {
