@@ -83,6 +83,7 @@ cat >"$tmp/expected" <<'EOF'
 -rw-r--r-- ./usr/share/doc/socketreaper/changelog.Debian.gz
 -rw-r--r-- ./usr/share/doc/socketreaper/copyright
 -rw-r--r-- ./usr/share/doc/socketreaper/examples/reaper.example.json
+-rw-r--r-- ./usr/share/doc/socketreaper/examples/socketreaper-fleet.conf
 -rw-r--r-- ./usr/share/lintian/overrides/socketreaper
 -rw-r--r-- ./usr/share/man/man5/reaper.json.5.gz
 -rw-r--r-- ./usr/share/man/man8/socketreaper.8.gz

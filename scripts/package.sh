@@ -71,6 +71,7 @@ put 0644 systemd/socketreaper.sysusers      /usr/lib/sysusers.d/socketreaper.con
 put 0644 systemd/socketreaper.tmpfiles      /usr/lib/tmpfiles.d/socketreaper.conf
 put 0644 "$pkg/reaper.json"                 /etc/socketreaper/reaper.json
 put 0644 systemd/reaper.example.json        /usr/share/doc/socketreaper/examples/reaper.example.json
+put 0644 systemd/socketreaper-fleet.conf    /usr/share/doc/socketreaper/examples/socketreaper-fleet.conf
 put 0644 "$pkg/socketreaper.bash-completion" /usr/share/bash-completion/completions/socketreaper
 put 0644 "$pkg/copyright"                   /usr/share/doc/socketreaper/copyright
 put 0644 "$pkg/lintian-overrides"           /usr/share/lintian/overrides/socketreaper

@@ -174,6 +174,25 @@ if [ "$full" -eq 1 ]; then
     echo "test: no package to install in the systemd VM"
     crashed=$((crashed + 1))
   fi
+
+  # Fleet mode end to end (scripts/vm/fleet-e2e.sh): two VMs of the same root on one virtual
+  # network, the package in each, etcd in VM A; an endpoint deleted, an address moved, a host cut
+  # off from etcd, a host killed. One test per check; the parts' wall times join the stage table.
+  # About 3 min with the root cached.
+  if [ -n "$deb" ]; then
+    echo "test: fleet mode end to end, two VMs ($deb)"
+    fleet_timing=$(mktemp)
+    timed "fleet VMs (all)" bash scripts/vm/fleet-e2e.sh --deb "$deb" --results "$results/fleet-vm.txt" \
+      --timing "$fleet_timing" --logs "$results/fleet-vm-logs"
+    # "PART SECONDS" lines; a part's name has spaces.
+    while read -r line; do stage "fleet VMs: ${line% *}" "${line##* }"; done <"$fleet_timing"
+    rm -f "$fleet_timing"
+    vm_ok=$(grep -c '^SR-CHECK ok ' "$results/fleet-vm.txt" 2>/dev/null)
+    vm_failed=$(grep -c '^SR-CHECK FAIL ' "$results/fleet-vm.txt" 2>/dev/null)
+    extra_passed=$((extra_passed + ${vm_ok:-0}))
+    extra_failed=$((extra_failed + ${vm_failed:-0}))
+    grep -q '^exit ' "$results/fleet-vm.txt" 2>/dev/null || { echo "test: the fleet VMs did not finish their checks"; crashed=$((crashed + 1)); }
+  fi
 fi
 
 stage "whole run" $((SECONDS - run_started))

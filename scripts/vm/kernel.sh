@@ -1,4 +1,5 @@
-# Sourced by the VM scripts (run.sh, systemd.sh): Debian's kernels and the initramfs that boots them.
+# Sourced by the VM scripts (run.sh, systemd.sh, fleet-e2e.sh): Debian's kernels, the initramfs
+# that boots them, and the systemd root the package is installed into.
 vm_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # vm_kernel KERNEL CACHE: whatever the suite's linux-image-amd64 points at, downloaded once and
@@ -85,13 +86,41 @@ vm_initramfs() {
 # vm_initramfs) under qemu's software emulation on every core, 2 GiB, the serial console on
 # stdout, no reboot (a reboot ends qemu), killed after SECONDS. EXTRA_CMDLINE goes after the kernel
 # command line every boot has; QEMU_ARGS add the shares (-virtfs). The one qemu command line.
+# vm_smp and vm_memory (MiB), when set, replace the cores and the 2 GiB (two VMs side by side).
 vm_qemu() {
   local seconds=$1 extra=$2
   shift 2
   timeout --kill-after=10 "$seconds" qemu-system-x86_64 \
-    -accel tcg,thread=multi -cpu max -smp "$(nproc)" -m 2048 \
+    -accel tcg,thread=multi -cpu max -smp "${vm_smp:-$(nproc)}" -m "${vm_memory:-2048}" \
     -nographic -no-reboot -serial mon:stdio -monitor none \
     -kernel "$vmlinuz" -initrd "$initrd" \
     -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init${extra:+ $extra}" \
     "$@" </dev/null
+}
+
+# vm_systemd_root CACHE: a minimal Debian 12 root with systemd as PID 1, dbus, the package's
+# dependencies from bookworm-backports, and what the fleet's end-to-end test runs in it (etcd,
+# nftables), made once with mmdebstrap from the mirror this machine's apt uses and cached as
+# CACHE/systemd-root-<hash>.tar (about 1 minute, ~270 MB). Sets root_tar. The etcd-server package
+# enables its etcd.service: disabled here, a test starts the etcd it wants.
+vm_systemd_root() {
+  local cache=$1 packages backports key mirror started
+  packages="systemd,systemd-sysv,dbus,udev,kmod,python3,procps,iputils-ping,util-linux,etcd-server,etcd-client,nftables"
+  backports="libbpf1 iproute2 bpftool"
+  key=$(printf '%s|%s|2' "$packages" "$backports" | sha256sum | cut -c1-12)
+  root_tar="$cache/systemd-root-$key.tar"
+  [ -f "$root_tar" ] && return 0
+  . "$vm_dir/../lib/debian-mirror.sh"
+  mirror=$(debian_mirror)
+  [ -n "$mirror" ] || die "cannot find the Debian mirror for bookworm in /etc/apt"
+  say "making the systemd root with mmdebstrap from $mirror (once; cached as $root_tar)"
+  started=$SECONDS
+  mmdebstrap --quiet --format=tar --variant=minbase --include="$packages" \
+    --customize-hook="chroot \"\$1\" apt-get install -y -qq --no-install-recommends -t bookworm-backports $backports" \
+    --customize-hook='rm -f "$1"/etc/systemd/system/multi-user.target.wants/etcd.service' \
+    --customize-hook='chroot "$1" apt-get clean' \
+    bookworm "$root_tar.partial" "deb $mirror bookworm main" "deb $mirror bookworm-backports main" \
+    || die "mmdebstrap failed"
+  mv "$root_tar.partial" "$root_tar"
+  say "the root took $((SECONDS - started)) s"
 }

@@ -42,24 +42,7 @@ initrd="$cache/initramfs-systemd-$release.cpio.gz"
 vm_initramfs "$(dirname "$0")/init-systemd" "$initrd"
 
 # --- the root: Debian 12 with systemd, dbus, and the package's dependencies from backports --------
-. scripts/lib/debian-mirror.sh
-packages="systemd,systemd-sysv,dbus,udev,kmod,python3,procps,iputils-ping,util-linux"
-backports="libbpf1 iproute2 bpftool"
-key=$(printf '%s|%s|1' "$packages" "$backports" | sha256sum | cut -c1-12)
-root_tar="$cache/systemd-root-$key.tar"
-if [ ! -f "$root_tar" ]; then
-  mirror=$(debian_mirror)
-  [ -n "$mirror" ] || die "cannot find the Debian mirror for bookworm in /etc/apt"
-  say "making the systemd root with mmdebstrap from $mirror (once; cached as $root_tar)"
-  started=$SECONDS
-  mmdebstrap --quiet --format=tar --variant=minbase --include="$packages" \
-    --customize-hook="chroot \"\$1\" apt-get install -y -qq --no-install-recommends -t bookworm-backports $backports" \
-    --customize-hook='chroot "$1" apt-get clean' \
-    bookworm "$root_tar.partial" "deb $mirror bookworm main" "deb $mirror bookworm-backports main" \
-    || die "mmdebstrap failed"
-  mv "$root_tar.partial" "$root_tar"
-  say "the root took $((SECONDS - started)) s"
-fi
+vm_systemd_root "$cache"
 
 run="$cache/systemd-run"
 rm -rf "$run"

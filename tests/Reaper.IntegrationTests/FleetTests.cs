@@ -140,6 +140,39 @@ public sealed class FleetTests
     }
 
     [PrivilegedFact]
+    public void An_endpoint_learned_from_its_host_route_keeps_its_owner_when_it_first_sends()
+    {
+        // The datapath learns a routed endpoint from its host route before it sends, without its
+        // namespace; its first packet fills that in. The owner the fleet sees must not change
+        // then: every other host would take it for a move and reap the connections made to the
+        // endpoint in between (the two-VM test, scripts/vm/fleet-e2e.sh, lost its first
+        // connection to each new endpoint so).
+        using var etcd = EtcdCluster.Start(1);
+        using var ns = new TestNamespaces(1);
+        using var endpoints = new VethEndpoints(subnet: 108);
+        using var daemon = new DaemonFixture(
+            $$$"""{"Fleet": {"Etcd": {"Endpoints": ["{{{etcd.Endpoint(0)}}}"]}, "Host": "a", "LeaseSeconds": 5}}""", devicePattern: endpoints.Pattern);
+        daemon.Start();
+        var device = endpoints.AddRouted(ns.Names[0], 1, "10.108.9.5");
+        VethEndpoints.WaitCovered(device);
+        // The CNI points the host at the endpoint once its device is there (and covered).
+        TestNamespaces.IpBatch([$"route del 10.108.9.5/32 dev {device}", $"route add 10.108.9.5/32 dev {device}"]);
+        var key = $"{Prefix}endpoints/a/10.108.9.5";
+        Poll.Until(() => etcd.EtcdctlGet(key, 0).Any(kv => kv.Key == key), TimeSpan.FromSeconds(10 * Poll.Stretch), "the routed endpoint published from its host route");
+        var before = etcd.EtcdctlGet(key, 0).Single(kv => kv.Key == key);
+
+        // It sends (it answers a connection from the host): the datapath now knows its namespace.
+        var tcp = ns.Connect(ns.In(ns.Names[0], () => ns.Listen("10.108.9.5", 7000)), "10.108.9.5", 7000);
+        Assert.True(tcp.Exchanges());
+        Poll.Until(() => daemon.LearnedEndpoints().Contains("10.108.9.5", StringComparison.Ordinal), TimeSpan.FromSeconds(5 * Poll.Stretch), "learning");
+        Thread.Sleep(TimeSpan.FromSeconds(2 * Poll.Stretch));
+        var after = etcd.EtcdctlGet(key, 0).Single(kv => kv.Key == key);
+        Assert.Equal(before.Value, after.Value);
+        Assert.Equal(before.ModRevision, after.ModRevision);
+        Assert.Contains($"\"owner\":\"a/ifindex {VethEndpoints.Ifindex(device)}\"", after.Value, StringComparison.Ordinal);
+    }
+
+    [PrivilegedFact]
     public async Task The_publisher_withdraws_what_went_and_nothing_when_the_endpoints_cannot_be_read()
     {
         using var etcd = EtcdCluster.Start(1);
