@@ -74,6 +74,31 @@ public sealed class EndpointOwnershipTests
     }
 
     [Fact]
+    public void After_a_routed_move_the_old_endpoint_still_sending_is_no_move_back()
+    {
+        _table.Put("10.0.0.1", Eth1);
+        _owners.Learn();
+        _now = 5_000;
+        _owners.RouteAdded(Ip("10.0.0.1"), Eth2);
+        Assert.Single(_events.Changes);
+
+        // The old endpoint's last segments (its server closing) reach the datapath, which guesses a move back.
+        _table.Put("10.0.0.1", Eth1);
+        _now = 6_000;
+        _owners.Seen(DatapathAbi.EventIpMoved, Ip("10.0.0.1"), Eth1, 6_000);
+        Assert.Single(_events.Changes);
+        Assert.Equal((uint)Eth2, _table.Owner("10.0.0.1").Ifindex);
+        Assert.Equal(5_000UL, _table.Owner("10.0.0.1").FirstSeenNs);
+
+        // The route goes: traffic decides again.
+        _owners.RouteRemoved(Ip("10.0.0.1"), Eth2);
+        _events.Changes.Clear();
+        _table.Put("10.0.0.1", Eth1);
+        _owners.Seen(DatapathAbi.EventIpMoved, Ip("10.0.0.1"), Eth1, 7_000);
+        Assert.Equal(EndpointChangeKind.Moved, Assert.Single(_events.Changes).Kind);
+    }
+
+    [Fact]
     public void A_host_route_to_a_new_address_is_no_move()
     {
         _owners.RouteAdded(Ip("10.0.0.9"), Eth1);

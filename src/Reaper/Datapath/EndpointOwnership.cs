@@ -36,6 +36,9 @@ internal sealed partial class EndpointOwnership
     /// </summary>
     private readonly Dictionary<UInt128, uint> _known = [];
 
+    /// <summary>Host routes to managed devices, by address: the device and when the route came. Where the host sends an address's traffic, its owner is.</summary>
+    private readonly Dictionary<UInt128, (uint Oif, ulong AtNs)> _routes = [];
+
     /// <param name="managed">Whether a device (ifindex) is one the datapath covers now.</param>
     /// <param name="now">CLOCK_MONOTONIC in ns, the programs' clock (a test seam).</param>
     public EndpointOwnership(IOwnerTable table, IEndpointEvents events, Func<int, bool> managed, ReaperMetrics metrics, ILogger logger, Func<ulong>? now = null)
@@ -58,7 +61,16 @@ internal sealed partial class EndpointOwnership
     }
 
     /// <summary>The endpoint device <paramref name="ifindex"/> went: the addresses it still owns left.</summary>
-    public void DeviceGone(int ifindex) => ReapOwnersOf(i => i == (uint)ifindex);
+    public void DeviceGone(int ifindex)
+    {
+        // The kernel drops a gone device's routes without a word.
+        foreach (var key in _routes.Where(r => r.Value.Oif == (uint)ifindex).Select(r => r.Key).ToList())
+        {
+            _routes.Remove(key);
+        }
+
+        ReapOwnersOf(i => i == (uint)ifindex);
+    }
 
     /// <summary>
     /// At start: addresses learned on devices that went while the daemon was down left; those of
@@ -99,9 +111,21 @@ internal sealed partial class EndpointOwnership
             _ => "unknown",
         }).Inc();
 
+        var key = AbiAddress.Key(address);
+        if (kind == DatapathAbi.EventIpMoved && _routes.TryGetValue(key, out var route) && route.Oif != ifindex && _managed((int)route.Oif))
+        {
+            // The host routes the address to another endpoint: this is the old one still sending
+            // (its last segments as its server closes), not a move. The route's device stays the
+            // owner; taking the guess would reap the new owner's connections.
+            _metrics.DatapathEvents.WithLabels("ip_moved_against_route").Inc();
+            _table.Set(key, new DatapathAbi.Owner { Ifindex = route.Oif, FirstSeenNs = route.AtNs, LastSeenNs = _now() });
+            _table.Changed();
+            return;
+        }
+
         if (kind is DatapathAbi.EventNewIp or DatapathAbi.EventIpMoved)
         {
-            _known[AbiAddress.Key(address)] = ifindex;
+            _known[key] = ifindex;
         }
 
         if (kind == DatapathAbi.EventIpMoved)
@@ -132,6 +156,11 @@ internal sealed partial class EndpointOwnership
 
         var now = _now();
         var key = AbiAddress.Key(destination);
+        if (!_routes.TryGetValue(key, out var route) || route.Oif != (uint)oif)
+        {
+            _routes[key] = ((uint)oif, now);
+        }
+
         var known = _table.TryGet(key, out var owner);
         if (known && owner.Ifindex == (uint)oif)
         {
@@ -156,6 +185,11 @@ internal sealed partial class EndpointOwnership
     public void RouteRemoved(IPAddress destination, int oif)
     {
         var key = AbiAddress.Key(destination);
+        if (_routes.TryGetValue(key, out var route) && route.Oif == (uint)oif)
+        {
+            _routes.Remove(key);
+        }
+
         if (!_managed(oif) || !_table.TryGet(key, out var owner) || owner.Ifindex != (uint)oif)
         {
             return;
