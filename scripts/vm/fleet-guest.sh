@@ -50,14 +50,15 @@ serve() {
   wait_for 20 grep -q ready "/run/sr-serve-$ns.log" || { echo "the server in $ns did not start:"; cat "/run/sr-serve-$ns.log"; return 1; }
 }
 
-# unendpoint NS DEVICE: the endpoint goes: its veth deleted (as a CNI's DEL does), then its server
-# stopped and its namespace deleted. In that order, so that it sends nothing more: after (b) moved
-# its address away, a packet from it with that address (its server's FIN) would be taken by the
-# datapath as the address moving back to it.
+# unendpoint NS DEVICE: the endpoint goes as an application's shutdown and a CNI's DEL take it:
+# its server stopped first (its connections' last segments leave with the endpoint's address,
+# which (b) has routed to another endpoint meanwhile: the datapath must not take them as the
+# address moving back), a second for them to go, then its veth and its namespace deleted.
 unendpoint() {
   local ns=$1 dev=$2
-  ip link del "$dev"
   kill "$(cat "/run/sr-serve-$ns.pid")" 2>/dev/null
+  sleep 1
+  ip link del "$dev"
   ip netns del "$ns"
 }
 
