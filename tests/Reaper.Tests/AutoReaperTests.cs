@@ -1,10 +1,14 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
+using System.Net.Sockets;
+using LibBpf;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using SocketReaper.Config;
+using SocketReaper.History;
 using SocketReaper.Metrics;
+using SocketReaper.Platform.Netlink;
 using SocketReaper.Reaping;
 using SocketReaper.Sweep;
 using Xunit;
@@ -69,6 +73,43 @@ public sealed class AutoReaperTests
         Assert.Equal(["endpoint_gone", "ip_reused"], sweeps.Select(s => s.Trigger));
         Assert.Equal([B, C], Remotes(sweeps[0]));
         Assert.Equal(42UL, Assert.Single(sweeps[1].Rules).BornBeforeNs);
+    }
+
+    [Fact]
+    public async Task A_conntrack_dump_that_is_slow_holds_up_no_sweep_and_the_targets_it_missed_join_the_next_cleanup()
+    {
+        var metrics = new ReaperMetrics(Prometheus.Metrics.NewCustomRegistry());
+        var engine = new RecordingEngine(null, blockFirst: false);
+        var table = new SlowTable(Nated(A, 1), Nated(B, 2), Nated(C, 3));
+        var conntrack = new ConntrackReaper(new ReapingOptions(), metrics, NullLogger.Instance, new NoRecords(), () => table, (_, work) => work(), TimeProvider.System);
+        using var reaper = new AutoReaper(new ReaperOptions { Reaping = new ReapingOptions { Neighbours = false } }, engine, metrics,
+            NullLogger<AutoReaper>.Instance, conntrack, time: new CountingTime(), conntrackInterval: TimeSpan.FromMilliseconds(50));
+        await reaper.StartAsync(CancellationToken.None);
+        try
+        {
+            reaper.Enqueue(ReapTarget.EndpointGone(A));
+            Assert.Equal([A], Remotes(await Running.NextOf(engine)));
+            Assert.True(await table.Dumping.WaitAsync(Patience), "the first cleanup's dump did not start");
+
+            // The dump hangs: the next triggers' sweeps run all the same.
+            reaper.Enqueue(ReapTarget.EndpointGone(B));
+            Assert.Equal([B], Remotes(await Running.NextOf(engine)));
+            reaper.Enqueue(ReapTarget.IpReused(C, 7));
+            Assert.Equal([C], Remotes(await Running.NextOf(engine)));
+            Assert.Equal(1, table.Dumps);
+
+            // Let go: B and C go together in one more cleanup, after the first.
+            table.Release.Release(2);
+            await Running.Until(() => metrics.ConntrackDeleted.WithLabels("ip_reused").Value == 1 && metrics.ConntrackDeleted.WithLabels("endpoint_gone").Value == 2,
+                "the entries NATed to A, B and C deleted and counted");
+            Assert.Equal([1u, 2u, 3u], table.Deleted);
+            Assert.Equal(2, table.Dumps);
+        }
+        finally
+        {
+            table.Release.Release(10);
+            await reaper.StopAsync(CancellationToken.None);
+        }
     }
 
     [Fact]
@@ -269,6 +310,20 @@ public sealed class AutoReaperTests
             }
         }
 
+        /// <summary>The next sweep <paramref name="engine"/> saw.</summary>
+        public static async Task<SweepRequest> NextOf(RecordingEngine engine)
+        {
+            var watch = Stopwatch.StartNew();
+            SweepRequest? request;
+            while (!engine.Requests.TryDequeue(out request))
+            {
+                Assert.True(watch.Elapsed < Patience, "no sweep came");
+                await Task.Delay(5);
+            }
+
+            return request;
+        }
+
         /// <summary>The next sweep the engine saw; <paramref name="advance"/> moves the clock while waiting for it.</summary>
         public async Task<SweepRequest> NextSweep(TimeSpan advance = default)
         {
@@ -295,6 +350,54 @@ public sealed class AutoReaperTests
         {
             await Reaper.StopAsync(CancellationToken.None);
             Reaper.Dispose();
+        }
+    }
+
+    /// <summary>A flow to a VIP DNATed to <paramref name="backend"/>, with its id.</summary>
+    private static ConntrackEntry Nated(IPAddress backend, uint id) =>
+        new(new ConntrackTuple(IPAddress.Parse("10.201.9.9"), IPAddress.Parse("10.201.255.1"), 17, 40000, 53),
+            new ConntrackTuple(backend, IPAddress.Parse("10.201.9.9"), 17, 53, 40000), ConntrackEntry.DestinationNat, id, 0);
+
+    /// <summary>A conntrack table whose dumps wait for <see cref="Release"/>, each.</summary>
+    private sealed class SlowTable(params ConntrackEntry[] entries) : IConntrackTable
+    {
+        private int _dumps;
+
+        public SemaphoreSlim Dumping { get; } = new(0);
+
+        public SemaphoreSlim Release { get; } = new(0);
+
+        public ConcurrentQueue<uint> DeletedQueue { get; } = new();
+
+        public List<uint> Deleted => [.. DeletedQueue];
+
+        public int Dumps => Volatile.Read(ref _dumps);
+
+        public bool IsEmpty => false;
+
+        public void Dump(AddressFamily family, Func<ConntrackEntry, bool> keep, List<ConntrackEntry> into, IPAddress? replySource = null)
+        {
+            Interlocked.Increment(ref _dumps);
+            Dumping.Release();
+            Release.Wait(Patience);
+            into.AddRange(entries.Where(keep));
+        }
+
+        public Errno Delete(in ConntrackEntry entry)
+        {
+            DeletedQueue.Enqueue(entry.Id);
+            return Errno.None;
+        }
+
+        public void Dispose()
+        {
+        }
+    }
+
+    private sealed class NoRecords : IReapRecords
+    {
+        public void Add(IReadOnlyList<ReapRecord> records)
+        {
         }
     }
 }

@@ -99,6 +99,26 @@ public sealed class ConntrackReaperTests
     }
 
     [Fact]
+    public void An_empty_table_is_not_dumped_and_one_address_is_handed_to_the_kernel_filter()
+    {
+        var empty = new FakeTable();
+        Reaper(new ReapingOptions(), empty).Clean([("endpoint_gone", ConntrackTarget.AnyPort(Backend, tcp: false))], observe: false);
+        Assert.Equal(0, empty.Opened);
+        Assert.Equal(1, _metrics.ConntrackDumps.WithLabels("skipped").Value);
+
+        // One address: the kernel may filter by it. Two: one dump for both, filtered here only. The same entries go either way.
+        var one = new FakeTable(Nated(Backend, 53, id: 1), Nated(Other, 53, id: 2));
+        Reaper(new ReapingOptions(), one).Clean([("endpoint_gone", ConntrackTarget.AnyPort(Backend, tcp: false)), ("backend_left", ConntrackTarget.Backend(new IPEndPoint(Backend, 53), ProtocolType.Udp))], observe: false);
+        Assert.Equal([Backend], one.ReplySources);
+        Assert.Equal([1u], one.Deleted);
+        var two = new FakeTable(Nated(Backend, 53, id: 1), Nated(Other, 53, id: 2), Nated(Vip, 53, id: 3));
+        Reaper(new ReapingOptions(), two).Clean([("endpoint_gone", ConntrackTarget.AnyPort(Backend, tcp: false)), ("endpoint_gone", ConntrackTarget.AnyPort(Other, tcp: false))], observe: false);
+        Assert.Equal([null], two.ReplySources);
+        Assert.Equal([1u, 2u], two.Deleted);
+        Assert.Equal(2, _metrics.ConntrackDumps.WithLabels("dumped").Value);
+    }
+
+    [Fact]
     public void Off_when_Reaping_Conntrack_is_false_or_reaping_is_off()
     {
         var target = new[] { ("backend_left", ConntrackTarget.AnyPort(Backend, tcp: false)) };
@@ -210,10 +230,16 @@ public sealed class ConntrackReaperTests
 
         public int Opened { get; private set; }
 
-        public void Dump(AddressFamily family, Func<ConntrackEntry, bool> keep, List<ConntrackEntry> into)
+        public List<IPAddress?> ReplySources { get; } = [];
+
+        public bool IsEmpty => entries.Length == 0;
+
+        public void Dump(AddressFamily family, Func<ConntrackEntry, bool> keep, List<ConntrackEntry> into, IPAddress? replySource = null)
         {
             Opened++;
-            into.AddRange(entries.Where(e => e.Original.Source.AddressFamily == family && keep(e)));
+            ReplySources.Add(replySource);
+            // A kernel that filters leaves out entries from elsewhere; keep decides anyway.
+            into.AddRange(entries.Where(e => e.Original.Source.AddressFamily == family && (replySource is null || e.Reply.Source.Equals(replySource)) && keep(e)));
         }
 
         public Errno Delete(in ConntrackEntry entry)

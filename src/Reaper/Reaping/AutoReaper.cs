@@ -31,7 +31,8 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
     private readonly TimeProvider _time;
     private readonly ReapThrottle _throttle;
     private readonly ReapRetries _retries = new();
-    private readonly ConntrackReaper? _conntrack;
+    // The conntrack cleanup's own thread: the sweeps never wait for a dump.
+    private readonly ConntrackLane? _conntrackLane;
 
     // The automatic sweeps run here, one at a time (the coordinator runs one anyway): a thread per
     // sweep cost every reaction its start.
@@ -42,9 +43,10 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
     private readonly NeighbourReaper? _neighbours;
 
     /// <param name="time">The clock of the coalescing window, the throttle and the waits (the system's unless a test fakes it).</param>
-    public AutoReaper(ReaperOptions options, IReapEngine engine, ReaperMetrics metrics, ILogger<AutoReaper> logger, ConntrackReaper? conntrack = null, NeighbourReaper? neighbours = null, TimeProvider? time = null)
+    /// <param name="conntrackInterval">The least time between two conntrack cleanups (<see cref="ConntrackLane.Interval"/> unless a test shortens it).</param>
+    public AutoReaper(ReaperOptions options, IReapEngine engine, ReaperMetrics metrics, ILogger<AutoReaper> logger, ConntrackReaper? conntrack = null, NeighbourReaper? neighbours = null, TimeProvider? time = null,
+        TimeSpan? conntrackInterval = null)
     {
-        _conntrack = conntrack;
         _neighbours = neighbours;
         _config = options.Reaping;
         _sweepLimit = options.Sweep.Limit;
@@ -53,10 +55,16 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
         _logger = logger;
         _time = time ?? TimeProvider.System;
         _throttle = new ReapThrottle(_config.MaxSweepsPerSecond, _config.MaxSocketsPerSecond, _time);
+        if (conntrack is { Enabled: true })
+        {
+            var observe = _config.Mode == ReapingMode.Observe;
+            _conntrackLane = new ConntrackLane(targets => conntrack.Clean(targets, observe), metrics, logger, conntrackInterval);
+        }
     }
 
     public override void Dispose()
     {
+        _conntrackLane?.Dispose();
         _sweeper.Dispose();
         base.Dispose();
     }
@@ -114,8 +122,8 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
                 // Right after the sweeps: the peers that talked to a moved address ask who has it now.
                 await FlushNeighboursAsync(batch, scopes).ConfigureAwait(false);
 
-                // After the sweeps, never before them: the sockets' reaction does not wait for conntrack.
-                await CleanConntrackAsync(batch).ConfigureAwait(false);
+                // After the sweeps, never before them, and on a lane of its own: no sweep waits for a conntrack dump.
+                PostConntrack(batch);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -163,34 +171,16 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
     }
 
     /// <summary>
-    /// Deletes the conntrack entries NATed to the batch's targets (one dump per family and
-    /// namespace for the whole batch) on the sweep thread; the entries deleted are taken from the
-    /// socket bucket like destroyed sockets, so a flood of them slows the next sweeps.
+    /// Hands the batch's conntrack targets to the <see cref="ConntrackLane"/>, which deletes the
+    /// entries NATed to them (one dump per family and namespace for all it gathered, at most every
+    /// <see cref="ConntrackLane.Interval"/>) while the sweeps go on.
     /// </summary>
-    private async Task CleanConntrackAsync(List<ReapTarget> batch)
+    private void PostConntrack(List<ReapTarget> batch)
     {
-        if (_conntrack is not { Enabled: true })
-        {
-            return;
-        }
-
         var targets = batch.Where(t => t.Conntrack is not null && !t.DryRun).Select(t => (TriggerName(t.Reason), t.Conntrack!)).Distinct().ToList();
-        if (targets.Count == 0)
+        if (targets.Count > 0)
         {
-            return;
-        }
-
-        var observe = _config.Mode == ReapingMode.Observe;
-        try
-        {
-            var outcome = await _sweeper.Run(() => _conntrack.Clean(targets, observe)).ConfigureAwait(false);
-            _throttle.Spend(outcome.Deleted);
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            // The cleanup counts and logs the kernel's refusals itself; this is anything else, and the loop goes on.
-            _metrics.ConntrackFailures.WithLabels("dump").Inc();
-            Log.ConntrackFailed(_logger, e.Message);
+            _conntrackLane?.Post(targets);
         }
     }
 
@@ -203,6 +193,8 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
         var countSockets = _config.Mode != ReapingMode.Observe;
         while (true)
         {
+            // The conntrack entries deleted meanwhile are taken from the socket bucket like destroyed sockets, so a flood of them slows the next sweeps.
+            _throttle.Spend(_conntrackLane?.TakeDeleted() ?? 0);
             var sweepWait = _throttle.UntilSweep();
             var socketWait = countSockets ? _throttle.UntilSockets(Math.Min(sockets, _sweepLimit)) : TimeSpan.Zero;
             if (sweepWait <= TimeSpan.Zero && socketWait <= TimeSpan.Zero)
@@ -355,9 +347,6 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
 
         [LoggerMessage(EventId = 507, Level = LogLevel.Error, Message = "Neighbour flush after the automatic sweeps failed: {Reason}")]
         public static partial void NeighboursFailed(ILogger logger, string reason);
-
-        [LoggerMessage(EventId = 506, Level = LogLevel.Error, Message = "Conntrack cleanup after the automatic sweeps failed: {Reason}")]
-        public static partial void ConntrackFailed(ILogger logger, string reason);
 
         [LoggerMessage(EventId = 500, Level = LogLevel.Information, Message = "Automatic sweep ({Trigger}) with {Rules} rule(s): {Verb} {Destroyed} socket(s); {Scope} sweep visited {Namespaces} of {Known} namespace(s)")]
         public static partial void Reaped(ILogger logger, string trigger, int rules, string verb, long destroyed, int namespaces, string scope, int known);

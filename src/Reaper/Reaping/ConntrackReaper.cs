@@ -29,16 +29,15 @@ internal sealed record ConntrackTarget(IPAddress Address, ushort Port, SweepProt
     internal static IPAddress Normal(IPAddress address) => address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
 }
 
-/// <summary>What one conntrack cleanup did, summed over its namespaces.</summary>
 /// <summary>
 /// Deletes the conntrack entries of flows NATed to gone backends, so a client that sends from an
 /// unconnected socket (it has nothing to destroy) reaches a live backend with its next datagram
 /// instead of the one its entry still DNATs to. Only entries with IPS_DST_NAT whose reply source is
 /// a target go: a flow sent straight to the address, never NATed, keeps its entry; UDP always, TCP
 /// only with Reaping.ServiceTcp. Runs in the daemon's own namespace ("host") and in each of
-/// Reaping.ConntrackNamespaces; one dump per family per namespace per call, entries deleted one by
-/// one by id. In observe mode it counts what it would delete. Called by <see cref="AutoReaper"/>
-/// after a batch's sweeps, on its sweep thread.
+/// Reaping.ConntrackNamespaces; at most one dump per family per namespace per call (none where the
+/// namespace's table is empty), entries deleted one by one by id. In observe mode it counts what it
+/// would delete. Called on the <see cref="ConntrackLane"/>'s thread, never the sweeps'.
 /// </summary>
 /// <remarks>Tests hand in the table, how a namespace is entered, and the clock.</remarks>
 internal sealed partial class ConntrackReaper(
@@ -149,16 +148,7 @@ internal sealed partial class ConntrackReaper(
 
         var pass = NamespacePass.Run(
             name, observe, open,
-            table =>
-            {
-                var entries = new List<ConntrackEntry>();
-                foreach (var family in targets.Select(t => t.Target.Address.AddressFamily).Distinct())
-                {
-                    table.Dump(family, e => Trigger(e, targets) is not null, entries);
-                }
-
-                return entries;
-            },
+            table => Find(table, targets),
             (table, entry) => table.Delete(entry),
             (entry, result) => Record(entry, Trigger(entry, targets)!, name, cookie, result),
             e =>
@@ -172,6 +162,31 @@ internal sealed partial class ConntrackReaper(
         }
 
         return pass;
+    }
+
+    /// <summary>
+    /// The entries of one table that match a target: none without a dump when the table is empty;
+    /// otherwise one dump per family, which the kernel filters by reply source when the family's
+    /// targets share one address (the user-space match decides either way).
+    /// </summary>
+    private List<ConntrackEntry> Find(IConntrackTable table, List<(string Trigger, ConntrackTarget Target)> targets)
+    {
+        var entries = new List<ConntrackEntry>();
+        var families = targets.GroupBy(t => t.Target.Address.AddressFamily).ToList();
+        if (table.IsEmpty)
+        {
+            metrics.ConntrackDumps.WithLabels("skipped").Inc(families.Count);
+            return entries;
+        }
+
+        foreach (var family in families)
+        {
+            var sources = family.Select(t => t.Target.Address).Distinct().Take(2).ToList();
+            table.Dump(family.Key, e => Trigger(e, targets) is not null, entries, sources.Count == 1 ? sources[0] : null);
+            metrics.ConntrackDumps.WithLabels("dumped").Inc();
+        }
+
+        return entries;
     }
 
     private string? Trigger(in ConntrackEntry entry, List<(string Trigger, ConntrackTarget Target)> targets)

@@ -27,8 +27,15 @@ internal readonly record struct ConntrackEntry(ConntrackTuple Original, Conntrac
 /// <summary>A conntrack table that can be listed and pruned; the real one is <see cref="Conntrack"/>.</summary>
 internal interface IConntrackTable : IDisposable
 {
-    /// <summary>Adds to <paramref name="into"/> the entries of <paramref name="family"/> that <paramref name="keep"/> accepts.</summary>
-    void Dump(AddressFamily family, Func<ConntrackEntry, bool> keep, List<ConntrackEntry> into);
+    /// <summary>Whether the table is known to hold no entry at all (so a dump would find nothing).</summary>
+    bool IsEmpty { get; }
+
+    /// <summary>
+    /// Adds to <paramref name="into"/> the entries of <paramref name="family"/> that <paramref name="keep"/> accepts.
+    /// With <paramref name="replySource"/>, the kernel may leave out entries whose reply comes from
+    /// elsewhere (never more): <paramref name="keep"/> still decides.
+    /// </summary>
+    void Dump(AddressFamily family, Func<ConntrackEntry, bool> keep, List<ConntrackEntry> into, IPAddress? replySource = null);
 
     /// <summary>Deletes exactly <paramref name="entry"/>: <see cref="Errno.None"/>, ENOENT when it is already gone, or the kernel's errno.</summary>
     Errno Delete(in ConntrackEntry entry);
@@ -37,9 +44,13 @@ internal interface IConntrackTable : IDisposable
 /// <summary>
 /// ctnetlink (NETLINK_NETFILTER, subsystem CTNETLINK) on the conntrack table of the network
 /// namespace of the thread that opened it: dumps per family, filtered in user space as the
-/// messages are read (kernel-side CTA_FILTER needs 5.x-late kernels and differs between them), and
-/// deletes one entry by its original tuple, zone and id, so the kernel removes that exact entry
-/// and no other (an entry re-created meanwhile for the same tuple has another id: ENOENT).
+/// messages are read, and deletes one entry by its original tuple, zone and id, so the kernel
+/// removes that exact entry and no other (an entry re-created meanwhile for the same tuple has
+/// another id: ENOENT). A dump for one reply source also asks the kernel to filter by it
+/// (CTA_FILTER, Linux 5.8): the kernel still walks its whole hash, but sends only those entries —
+/// what matters with a million entries. Older kernels ignore the attribute (ctnetlink parses
+/// liberally) and send everything; a kernel that refuses it is asked without it from then on. The
+/// user-space filter runs either way, so the answer is the same on every kernel.
 /// One request at a time; not thread-safe.
 /// </summary>
 internal sealed class Conntrack : IConntrackTable
@@ -66,7 +77,18 @@ internal sealed class Conntrack : IConntrackTable
     internal const ushort CTA_PROTO_SRC_PORT = 2;
     internal const ushort CTA_PROTO_DST_PORT = 3;
     internal const ushort NLA_F_NESTED = 0x8000;
+    internal const ushort CTA_FILTER = 25;
+    internal const ushort CTA_FILTER_REPLY_FLAGS = 2;
+    internal const uint CTA_FILTER_FLAG_CTA_IP_SRC = 1;
 
+    /// <summary>The per-namespace count sysctl: it answers for the namespace of the thread that reads it.</summary>
+    internal const string CountPath = "/proc/sys/net/netfilter/nf_conntrack_count";
+
+    // 0: unknown, 1: the kernel took a filtered dump, -1: it refused one (it is not asked again).
+    private static int s_kernelFilter;
+
+    /// <summary>Whether this kernel refused a filtered dump (CTA_FILTER) in this process; false until one was made.</summary>
+    public static bool KernelFilterRefused => Volatile.Read(ref s_kernelFilter) < 0;
 
     private readonly NetlinkSocket _socket;
     private readonly NetlinkMessageWriter _writer = new();
@@ -78,17 +100,58 @@ internal sealed class Conntrack : IConntrackTable
 
     public void Dispose() => _socket.Dispose();
 
-    public void Dump(AddressFamily family, Func<ConntrackEntry, bool> keep, List<ConntrackEntry> into)
+    /// <summary>
+    /// The calling thread's namespace's table holds no entry: nf_conntrack_count reads 0, or the
+    /// sysctl is absent (conntrack not loaded, so there is no table). One small read instead of a
+    /// dump that walks every bucket of the host-wide hash (262,144 here) for nothing.
+    /// </summary>
+    public bool IsEmpty => CountEntries() is null or 0;
+
+    /// <summary>nf_conntrack_count of the calling thread's namespace; null without conntrack.</summary>
+    public static long? CountEntries()
     {
-        string operation = $"IPCTNL_MSG_CT_GET {family} dump";
+        try
+        {
+            return long.TryParse(File.ReadAllText(CountPath).AsSpan().Trim(), out var count) ? count : null;
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    public void Dump(AddressFamily family, Func<ConntrackEntry, bool> keep, List<ConntrackEntry> into, IPAddress? replySource = null)
+    {
+        if (replySource is not null && replySource.AddressFamily != family)
+        {
+            throw new ArgumentException($"reply source {replySource} is not of {family}", nameof(replySource));
+        }
+
+        var filter = replySource is not null && Volatile.Read(ref s_kernelFilter) >= 0 ? replySource : null;
+        if (filter is null)
+        {
+            Dump(family, null, keep, into);
+            return;
+        }
+
+        try
+        {
+            Dump(family, filter, keep, into);
+            Volatile.Write(ref s_kernelFilter, 1);
+        }
+        catch (NetlinkException e) when (e.Errno is Errno.EINVAL or Errno.EOPNOTSUPP)
+        {
+            Volatile.Write(ref s_kernelFilter, -1);
+            Dump(family, null, keep, into);
+        }
+    }
+
+    private void Dump(AddressFamily family, IPAddress? replySource, Func<ConntrackEntry, bool> keep, List<ConntrackEntry> into)
+    {
+        string operation = replySource is null ? $"IPCTNL_MSG_CT_GET {family} dump" : $"IPCTNL_MSG_CT_GET {family} dump of replies from {replySource}";
         int start = into.Count;
         _socket.DumpConsistent(
-            () =>
-            {
-                NetlinkMessageWriter request = _writer.Begin(MessageType(IPCTNL_MSG_CT_GET));
-                WriteNfGenMsg(request.Reserve(NfGenMsgSize), family);
-                return request;
-            },
+            () => EncodeDump(_writer, family, replySource),
             operation,
             () => into.RemoveRange(start, into.Count - start),
             (in NetlinkHeader header, ReadOnlySpan<byte> payload) =>
@@ -112,6 +175,29 @@ internal sealed class Conntrack : IConntrackTable
         {
             return e.Errno;
         }
+    }
+
+    /// <summary>
+    /// The dump request: nfgenmsg and, with <paramref name="replySource"/>, CTA_TUPLE_REPLY holding
+    /// only that source address and CTA_FILTER's reply flags naming only it.
+    /// </summary>
+    internal static NetlinkMessageWriter EncodeDump(NetlinkMessageWriter writer, AddressFamily family, IPAddress? replySource)
+    {
+        writer.Begin(MessageType(IPCTNL_MSG_CT_GET));
+        WriteNfGenMsg(writer.Reserve(NfGenMsgSize), family);
+        if (replySource is not null)
+        {
+            int reply = writer.BeginNested(CTA_TUPLE_REPLY | NLA_F_NESTED);
+            int ip = writer.BeginNested(CTA_TUPLE_IP | NLA_F_NESTED);
+            writer.Put(family == AddressFamily.InterNetwork ? CTA_IP_V4_SRC : CTA_IP_V6_SRC, replySource.GetAddressBytes());
+            writer.EndNested(ip);
+            writer.EndNested(reply);
+            int filter = writer.BeginNested(CTA_FILTER | NLA_F_NESTED);
+            writer.PutUInt32(CTA_FILTER_REPLY_FLAGS, CTA_FILTER_FLAG_CTA_IP_SRC);
+            writer.EndNested(filter);
+        }
+
+        return writer;
     }
 
     internal static ushort MessageType(ushort message) => (ushort)((NFNL_SUBSYS_CTNETLINK << 8) | message);

@@ -1,0 +1,217 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging.Abstractions;
+using SocketReaper.Config;
+using SocketReaper.History;
+using SocketReaper.Metrics;
+using SocketReaper.Platform.Netlink;
+using SocketReaper.Reaping;
+using SocketReaper.Sweep;
+using SocketReaper.Testing;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace SocketReaper.IntegrationTests;
+
+/// <summary>
+/// The conntrack cleanup on its own lane, against the real kernel's tables in throwaway namespaces
+/// with their own nftables DNAT (issue 27 item 8, issue 28 item 4): a dump the kernel filters by
+/// reply source, an empty namespace's table not dumped at all, and a cleanup of many thousand
+/// entries that holds up no sweep and deletes exactly the entries NATed to its target. The sweeps
+/// are a recording engine's (the lane is what is tested); the tables, the namespaces and the
+/// deletes are the kernel's. Addresses 10.97.210.0/24, inside the namespaces only.
+/// </summary>
+public sealed class ConntrackLaneTests(ITestOutputHelper output)
+{
+    private const string Vip = "10.97.210.1";
+    private const string B1 = "10.97.210.11";
+    private const string B2 = "10.97.210.12";
+    private const string Gone = "10.97.210.99";
+
+    [PrivilegedFact]
+    [Trait("Kernels", "matrix")]
+    public void The_kernel_filters_a_dump_by_reply_source_and_an_empty_table_is_known_empty_without_a_dump()
+    {
+        using var ns = new TestNamespaces(2, $"{Vip}/32", $"{B1}/32", $"{B2}/32");
+        var (natted, quiet) = (ns.Names[0], ns.Names[1]);
+        Nat(natted);
+
+        var (handedFiltered, handedAll, emptyBefore, count) = ns.In(natted, () =>
+        {
+            using var table = Conntrack.Open();
+            var before = table.IsEmpty;
+            using var client = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+            client.SendTo("?"u8, new IPEndPoint(IPAddress.Parse(Vip), 5000));
+            client.SendTo("?"u8, new IPEndPoint(IPAddress.Parse(Vip), 5010));
+            client.SendTo("?"u8, new IPEndPoint(IPAddress.Parse(B1), 5002));
+
+            var filtered = new List<ConntrackEntry>();
+            table.Dump(AddressFamily.InterNetwork, e => { filtered.Add(e); return false; }, [], IPAddress.Parse(B1));
+            var all = new List<ConntrackEntry>();
+            table.Dump(AddressFamily.InterNetwork, e => { all.Add(e); return false; }, []);
+            return (filtered, all, before, Conntrack.CountEntries());
+        });
+
+        // Before the first flow the namespace's table is empty: nf_conntrack_count answers for the thread's namespace.
+        Assert.True(emptyBefore);
+        Assert.True(count >= 3, $"nf_conntrack_count {count}");
+        Assert.True(ns.In(quiet, () => { using var table = Conntrack.Open(); return table.IsEmpty && Conntrack.CountEntries() is 0 or null; }));
+
+        var udp = handedAll.Where(e => e.Original.Protocol == (byte)ProtocolType.Udp).ToList();
+        Assert.Equal(3, udp.Count);
+        output.WriteLine($"kernel {Environment.OSVersion.Version}: unfiltered dump handed {handedAll.Count} entries, filtered by reply source {B1} {handedFiltered.Count}");
+        Assert.False(Conntrack.KernelFilterRefused, "the kernel refused CTA_FILTER");
+        Assert.Contains(udp, e => e.Reply.Source.Equals(IPAddress.Parse(B2)));
+        if (Environment.OSVersion.Version >= new Version(5, 8))
+        {
+            // CTA_FILTER (Linux 5.8, so every kernel of the matrix): only what comes back from B1 —
+            // the flow DNATed to it and the one sent straight to it, not the one DNATed to B2.
+            Assert.Equal(2, handedFiltered.Count);
+            Assert.All(handedFiltered, e => Assert.Equal(IPAddress.Parse(B1), e.Reply.Source));
+        }
+        else
+        {
+            // Older kernels parse ctnetlink liberally and ignore the attribute: everything, matched in user space.
+            Assert.Equal(handedAll.Count, handedFiltered.Count);
+        }
+    }
+
+    [PrivilegedFact]
+    public async Task A_cleanup_of_many_entries_holds_up_no_sweep_and_deletes_exactly_the_entries_NATed_to_its_target()
+    {
+        const int Many = 30_000;
+        using var ns = new TestNamespaces(1, $"{Vip}/32", $"{B1}/32", $"{B2}/32");
+        var name = ns.Names[0];
+        Nat(name);
+        TestNamespaces.Ip($"netns exec {name} nft add rule ip srtlane out ip daddr {Vip} udp dport 20000-{20000 + Many - 1} dnat to {B1}");
+
+        // Many flows DNATed to B1 (one socket, one destination port each), one DNATed to B2, one straight to B1.
+        var before = ns.In(name, () =>
+        {
+            using var client = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+            for (var port = 20000; port < 20000 + Many; port++)
+            {
+                client.SendTo("?"u8, new IPEndPoint(IPAddress.Parse(Vip), port));
+            }
+
+            client.SendTo("?"u8, new IPEndPoint(IPAddress.Parse(Vip), 5010));
+            client.SendTo("?"u8, new IPEndPoint(IPAddress.Parse(B1), 5002));
+            return Ours();
+        });
+        var target = ConntrackTarget.AnyPort(IPAddress.Parse(B1), tcp: false);
+        var expected = before.Where(e => ConntrackReaper.Matches(e, target, tcp: false)).Select(e => e.Id).ToHashSet();
+        Assert.Equal(Many, expected.Count);
+
+        var metrics = new ReaperMetrics(Prometheus.Metrics.NewCustomRegistry());
+        var records = new Records();
+        var options = new ReaperOptions { Reaping = new ReapingOptions { Neighbours = false, ConntrackNamespaces = [$"/run/netns/{name}"] } };
+        var conntrack = new ConntrackReaper(options, metrics, NullLogger<ConntrackReaper>.Instance, records);
+        var engine = new TimedEngine();
+        using var reaper = new AutoReaper(options, engine, metrics, NullLogger<AutoReaper>.Instance, conntrack);
+        await reaper.StartAsync(CancellationToken.None);
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            reaper.Enqueue(ReapTarget.EndpointGone(IPAddress.Parse(B1)));
+            await engine.Until(1);
+
+            // The cleanup is deleting (the namespace's count falls) and has not finished: a trigger now is swept at once.
+            await Until(() => ns.In(name, () => Conntrack.CountEntries()) < Many, "the cleanup's deletes started");
+            Assert.Empty(records.All);
+            var queued = clock.Elapsed;
+            reaper.Enqueue(ReapTarget.EndpointGone(IPAddress.Parse(Gone)));
+            await engine.Until(2);
+            var swept = clock.Elapsed;
+            var unfinished = records.All.IsEmpty;
+            await Until(() => !records.All.IsEmpty, "the cleanup's records");
+            var cleaned = clock.Elapsed;
+            output.WriteLine($"second trigger queued at {queued.TotalMilliseconds:F0} ms, swept at {swept.TotalMilliseconds:F0} ms; the cleanup of {Many} entries ended at {cleaned.TotalMilliseconds:F0} ms");
+            Assert.True(unfinished, $"the second sweep ({swept.TotalMilliseconds:F0} ms) came after the cleanup had ended");
+            Assert.True(swept - queued < TimeSpan.FromMilliseconds(500 * Poll.Stretch), $"the second sweep took {(swept - queued).TotalMilliseconds:F0} ms");
+
+            // Exactly the entries DNATed to B1 went; the one DNATed to B2 and the one sent straight to B1 stay.
+            var deleted = records.All.SelectMany(r => r).Where(r => r.Result == DeleteTally.Deleted && r.Namespace == $"/run/netns/{name}").Select(r => (uint)r.Cookie).ToHashSet();
+            Assert.Equal(expected.Count, deleted.Count);
+            Assert.True(expected.SetEquals(deleted), "the deleted entries are not exactly those NATed to B1");
+            var left = ns.In(name, Ours);
+            Assert.Equal(before.Where(e => !expected.Contains(e.Id)).Select(e => e.Id).Order(), left.Select(e => e.Id).Order());
+            Assert.Equal(Many, metrics.ConntrackDeleted.WithLabels("endpoint_gone").Value);
+        }
+        finally
+        {
+            await reaper.StopAsync(CancellationToken.None);
+        }
+    }
+
+    /// <summary>In namespace <paramref name="name"/>: UDP to the VIP's port 5000 goes to B1:5001, to 5010 to B2:5011.</summary>
+    private static void Nat(string name)
+    {
+        TestNamespaces.Ip($"netns exec {name} nft add table ip srtlane");
+        TestNamespaces.Ip($"netns exec {name} nft add chain ip srtlane out {{ type nat hook output priority -100 ; }}");
+        TestNamespaces.Ip($"netns exec {name} nft add rule ip srtlane out ip daddr {Vip} udp dport 5000 dnat to {B1}:5001");
+        TestNamespaces.Ip($"netns exec {name} nft add rule ip srtlane out ip daddr {Vip} udp dport 5010 dnat to {B2}:5011");
+    }
+
+    /// <summary>The calling thread's namespace's UDP entries to 10.97.210.0/24.</summary>
+    private static List<ConntrackEntry> Ours()
+    {
+        using var table = Conntrack.Open();
+        var entries = new List<ConntrackEntry>();
+        table.Dump(AddressFamily.InterNetwork, e => e.Original.Protocol == (byte)ProtocolType.Udp
+            && e.Original.Destination.ToString().StartsWith("10.97.210.", StringComparison.Ordinal), entries);
+        return entries;
+    }
+
+    private static async Task Until(Func<bool> condition, string what)
+    {
+        var watch = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), $"not within 30 s: {what}");
+            await Task.Delay(2);
+        }
+    }
+
+    private sealed class Records : IReapRecords
+    {
+        public ConcurrentQueue<IReadOnlyList<ReapRecord>> All { get; } = new();
+
+        public void Add(IReadOnlyList<ReapRecord> records) => All.Enqueue(records);
+    }
+
+    /// <summary>Sweeps that do nothing but count themselves.</summary>
+    private sealed class TimedEngine : IReapEngine
+    {
+        private int _sweeps;
+
+        public bool IsLoaded => true;
+
+        public IReadOnlyList<NetnsInfo> LastDiscovered => [];
+
+        public bool HasHooks => false;
+
+        public CompletedSweep Run(SweepRequest request, CancellationToken cancellation)
+        {
+            var id = Interlocked.Increment(ref _sweeps);
+            return new CompletedSweep((ulong)id, new SweepResult { Trigger = request.Trigger, DryRun = request.DryRun, Limit = request.Limit }, DateTimeOffset.UtcNow);
+        }
+
+        public Task Until(int sweeps) => ConntrackLaneTests.Until(() => Volatile.Read(ref _sweeps) >= sweeps, $"sweep {sweeps}");
+
+        public Func<NetnsInfo, SweepProtocols>? Scope(IReadOnlyCollection<IPAddress> contacts, out string? whyFull)
+        {
+            whyFull = "the test's engine has no hooks";
+            return null;
+        }
+
+        public void ForgetGoneNamespaces()
+        {
+        }
+
+        public void TakeCensus()
+        {
+        }
+    }
+}
