@@ -19,8 +19,8 @@ namespace SocketReaper.Fleet;
 internal sealed class FleetPublisher(EtcdClient client, FleetOptions fleet, ILocalEndpoints local, FleetMetrics metrics, IReadOnlyList<IPEndPoint> health, Guid bootId,
     FleetStatus? status = null, int keysPerLease = FleetPublisher.KeysPerLease)
 {
-    /// <summary>Cilium's cap, for the same reason (docs/fleet.md, "Leases").</summary>
-    public const int KeysPerLease = 1000;
+    /// <summary>The schema's cap (Cilium's too, for the same reason: docs/fleet.md, "Leases").</summary>
+    public const int KeysPerLease = FleetSchema.MaxKeysPerLease;
 
     /// <summary>
     /// How often the endpoints are looked at: a move is told to the fleet this much later at most
