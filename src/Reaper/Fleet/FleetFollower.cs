@@ -28,6 +28,9 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
     private readonly FleetView _view = new();
     private readonly Dictionary<string, HostRecord?> _hosts = new(StringComparer.Ordinal);
     private Dictionary<string, RangeRecord> _ranges = new(StringComparer.Ordinal);
+
+    // The ranges before a change of them, until a list after it is taken (across a failed run too).
+    private Dictionary<string, RangeRecord>? _rangesBefore;
     private bool _listed;
 
     private const long TrimAfterKeys = 10_000;
@@ -67,15 +70,13 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
                 metrics.Resyncs.WithLabels("error").Inc();
             }
 
-            // The ranges before a change of them, while the list it asks for runs.
-            Dictionary<string, RangeRecord>? rangesBefore = null;
             while (true)
             {
                 var started = Stopwatch.GetTimestamp();
-                var revision = await ListAsync(act, rangesBefore, stop).ConfigureAwait(false);
+                var revision = await ListAsync(act, _rangesBefore, stop).ConfigureAwait(false);
                 metrics.ResyncSeconds.Set(Stopwatch.GetElapsedTime(started).TotalSeconds);
                 act = true;
-                rangesBefore = null;
+                _rangesBefore = null;
                 metrics.Connected.Set(1);
                 status?.Connected();
                 up();
@@ -85,12 +86,12 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
                     {
                         if (Apply(batch, Monotonic.NowNs()))
                         {
-                            rangesBefore = new Dictionary<string, RangeRecord>(_ranges, StringComparer.Ordinal);
+                            _rangesBefore = new Dictionary<string, RangeRecord>(_ranges, StringComparer.Ordinal);
                             break;
                         }
                     }
 
-                    if (rangesBefore is not null)
+                    if (_rangesBefore is not null)
                     {
                         // Listed again, acting on what changed but what the new ranges let in or shut out.
                         metrics.Resyncs.WithLabels("ranges").Inc();
