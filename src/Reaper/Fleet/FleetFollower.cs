@@ -27,6 +27,12 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
     private readonly byte[] _rootUtf8 = System.Text.Encoding.UTF8.GetBytes(FleetKeys.Root(fleet.Prefix));
     private readonly FleetView _view = new();
     private readonly Dictionary<string, HostRecord?> _hosts = new(StringComparer.Ordinal);
+
+    /// <summary>The lease of each host's record: an endpoint deleted from another lease of its host may have gone with that lease.</summary>
+    private readonly Dictionary<string, long> _hostLeases = new(StringComparer.Ordinal);
+
+    /// <summary>Gone endpoints whose key was on another lease than their host's record: held until etcd says whether that lease ended.</summary>
+    private readonly List<(FleetChange Change, long Lease, ulong Learned)> _held = [];
     private Dictionary<string, RangeRecord> _ranges = new(StringComparer.Ordinal);
 
     // The ranges before a change of them, until a list after it is taken (across a failed run too).
@@ -84,7 +90,13 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
                 {
                     await foreach (var batch in client.WatchPrefixAsync(_root, revision + 1, stop).ConfigureAwait(false))
                     {
-                        if (Apply(batch, Monotonic.NowNs()))
+                        var rangesChanged = Apply(batch, Monotonic.NowNs());
+                        if (_held.Count > 0)
+                        {
+                            await ReleaseHeldAsync(stop).ConfigureAwait(false);
+                        }
+
+                        if (rangesChanged)
                         {
                             _rangesBefore = new Dictionary<string, RangeRecord>(_ranges, StringComparer.Ordinal);
                             break;
@@ -189,6 +201,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
 
         var hosts = new Dictionary<string, HostRecord?>(StringComparer.Ordinal);
         var services = new List<ServiceSpec>();
+        _hostLeases.Clear();
         _view.StartList();
         try
         {
@@ -287,6 +300,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
         {
             case FleetKeyKind.Host:
                 hosts[key.Host!] = Record(entry.Value.Span);
+                _hostLeases[key.Host!] = entry.Lease;
                 break;
             case FleetKeyKind.Service when Service(key, entry.Value.Span) is { } service:
                 services.Add(service);
@@ -339,6 +353,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
                 {
                     var known = _hosts.ContainsKey(key.Host!);
                     _hosts[key.Host!] = Record(e.Item.Value);
+                    _hostLeases[key.Host!] = e.Item.Lease;
                     if (!known)
                     {
                         HostSeen?.Invoke(key.Host!);
@@ -363,6 +378,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
 
             foreach (var (host, addresses) in lost)
             {
+                _hostLeases.Remove(host);
                 if (_hosts.Remove(host, out var record))
                 {
                     Lose(host, record, addresses, learned);
@@ -394,7 +410,55 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
             return;
         }
 
+        // On a lease of its host's other than the record's (a host of more than 1,000 keys): that
+        // lease may have ended — the host cut off from etcd — rather than the endpoint gone.
+        if (c.Kind == FleetChangeKind.Gone && e.Previous is { Lease: not 0 and var lease }
+            && _hostLeases.TryGetValue(c.From, out var recordLease) && lease != recordLease)
+        {
+            _held.Add((c, lease, learned));
+            return;
+        }
+
         Raise(c, learned);
+    }
+
+    /// <summary>
+    /// Asks etcd about the leases of the held endpoints: a lease alive means they were withdrawn
+    /// (gone, raised now); a lease ended — or a question etcd does not answer — means they went with
+    /// it, and their host is checked as a lost host before anything is reaped for them.
+    /// </summary>
+    private async Task ReleaseHeldAsync(CancellationToken stop)
+    {
+        var held = _held.ToList();
+        _held.Clear();
+        foreach (var group in held.GroupBy(h => h.Lease))
+        {
+            bool ended;
+            try
+            {
+                ended = await client.LeaseTimeToLiveAsync(group.Key, stop).ConfigureAwait(false) is null;
+            }
+            catch (EtcdException)
+            {
+                ended = true;
+            }
+
+            if (!ended)
+            {
+                foreach (var (change, _, learned) in group)
+                {
+                    Raise(change, learned);
+                }
+
+                continue;
+            }
+
+            metrics.LeasesEnded.Inc();
+            foreach (var byHost in group.GroupBy(h => h.Change.From))
+            {
+                Lose(byHost.Key, _hosts.GetValueOrDefault(byHost.Key), [.. byHost.Select(h => h.Change.Address)], byHost.Min(h => h.Learned));
+            }
+        }
     }
 
     private void Lose(string host, HostRecord? record, List<IPAddress> addresses, ulong learned)
