@@ -52,7 +52,7 @@ public sealed class FleetHostLossTests(Xunit.Abstractions.ITestOutputHelper outp
         Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_hosts_lost_total{action=\"kept\"}") == 1,
             TimeSpan.FromSeconds((LeaseSeconds + 5) * Poll.Stretch), "d's loss checked and kept");
         Assert.Equal(1, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_host_checks_total{result=\"answered\"}"));
-        Assert.Contains("Fleet: host d lost its lease but 10.109.2.2:9478 answered", daemon.Log, StringComparison.Ordinal);
+        Poll.Until(() => daemon.Log.Contains("Fleet: host d lost its lease but 10.109.2.2:9478 answered", StringComparison.Ordinal), TimeSpan.FromSeconds(5), "the journal line naming d");
         Thread.Sleep(TimeSpan.FromSeconds(1));
         Assert.True(toD.Exchanges(), "a connection to a host cut off from etcd but serving was hurt");
 
@@ -66,9 +66,11 @@ public sealed class FleetHostLossTests(Xunit.Abstractions.ITestOutputHelper outp
         Assert.Equal(SocketError.ConnectionAborted, error);
         Poll.Until(() => TestNamespaces.SendError(udpToC.Client) == SocketError.DestinationAddressRequired, TimeSpan.FromSeconds(5 * Poll.Stretch), "UDP to c destroyed");
         Assert.True(reaped < TimeSpan.FromSeconds(LeaseSeconds + 2 + 3 * Poll.Stretch), $"c's sockets reaped {reaped.TotalSeconds:0.0} s after it died (lease {LeaseSeconds} s)");
-        Assert.Contains("Fleet: host c lost its lease and 10.109.1.2:9478", daemon.Log, StringComparison.Ordinal);
+        Poll.Until(() => daemon.Log.Contains("Fleet: host c lost its lease and 10.109.1.2:9478", StringComparison.Ordinal), TimeSpan.FromSeconds(5), "the journal line naming c");
         Assert.Equal(1, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_hosts_lost_total{action=\"reaped\"}"));
-        Assert.True(DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sweeps_total{trigger=\"fleet_host_lost\",result=\"ok\"}") >= 1);
+        // The sweep's metrics are counted as it ends, a moment after its sockets died.
+        Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sweeps_total{trigger=\"fleet_host_lost\",result=\"ok\"}") >= 1,
+            TimeSpan.FromSeconds(5 * Poll.Stretch), "the fleet_host_lost sweep counted");
         Assert.True(toD.Exchanges(), "a connection to d was hurt by c's loss");
 
         // The history names the lost host, in --json and in the table.
