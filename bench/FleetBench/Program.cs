@@ -212,7 +212,7 @@ foreach (var i in innocents.Take(10))
 
 // 7. Full re-lists: the admin rewrites a host's ranges (every follower lists everything again and
 // diffs); the end of the list shows as the followed count changing. Then an etcd restart.
-// The list alone, as the daemon's client reads it (pages of 1,000 keys at one revision): the floor of a re-list.
+// The list alone, as the daemon's client reads it (pages of EtcdOptions.RangePageSize keys at one revision): the floor of a re-list.
 var lists = new List<double>();
 for (var round = 0; round < 3; round++)
 {
@@ -246,7 +246,7 @@ for (var round = 0; round < 3; round++)
 }
 
 var relistCpuMs = relistCpu.TicksSince() * 10.0 / relists.Count;
-figures.Add($"the list alone (this generator's EtcdClient.RangePrefixAsync of every key, pages of 1,000): {string.Join(", ", lists.Select(r => r.ToString("F0", CultureInfo.InvariantCulture)))} ms; median {Percentile(lists, 50):F0} ms");
+figures.Add($"the list alone (this generator's EtcdClient.RangePrefixAsync of every key, pages of {new EtcdOptions([new Uri("http://127.0.0.1")], TimeSpan.FromSeconds(2)).RangePageSize:N0}): {string.Join(", ", lists.Select(r => r.ToString("F0", CultureInfo.InvariantCulture)))} ms; median {Percentile(lists, 50):F0} ms");
 var resyncs = metrics.Value("socketreaper_fleet_resyncs_total{reason=\"ranges\"}") - resyncsBefore;
 figures.Add($"full re-list and diff of {metrics.Value("socketreaper_fleet_endpoints")} endpoints (a change of ranges, seen from outside: the put's answer to the followed count changing, polled every 5 ms): {string.Join(", ", relists.Select(r => r.ToString("F0", CultureInfo.InvariantCulture)))} ms; median {Percentile(relists, 50):F0} ms, max {relists.Max():F0} ms; {resyncs} resyncs counted; daemon CPU {relistCpuMs:F0} ms a re-list; {Percentile(relists, 50) / Percentile(lists, 50):F1}x the list alone");
 

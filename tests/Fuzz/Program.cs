@@ -199,6 +199,20 @@ internal static class Program
             Refused(why);
         }
 
+        // The list's fast paths never take what the parsers refuse or read otherwise.
+        if (Fleet.FleetKey.TryParseEndpointV4(Encoding.UTF8.GetBytes(Fleet.FleetKeys.Root(Prefix)), bytes, out var fastHost, out var fastAddress)
+            && !(Fleet.FleetKey.TryParse(Prefix, bytes, out var slow, out _) && slow.Kind == Fleet.FleetKeyKind.Endpoint
+                && slow.Host == Encoding.ASCII.GetString(fastHost) && slow.Address!.Equals(Fleet.FleetView.Address(Fleet.FleetView.Key(fastAddress)))))
+        {
+            throw new InvalidOperationException("the fast endpoint key path disagreed with FleetKey.TryParse");
+        }
+
+        if (Fleet.EndpointRecord.TryReadOwner(bytes, out var fastOwner)
+            && !(Fleet.EndpointRecord.TryParse(bytes, out var slowRecord, out _) && slowRecord.Owner == Encoding.UTF8.GetString(fastOwner)))
+        {
+            throw new InvalidOperationException("the fast endpoint owner path disagreed with EndpointRecord.TryParse");
+        }
+
         if (Fleet.HostRecord.TryParse(bytes, out var host, out why))
         {
             var written = host.ToUtf8();

@@ -19,6 +19,40 @@ public sealed class EtcdClientTests(ITestOutputHelper output)
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(30);
 
     [EtcdFact]
+    public async Task A_deleted_keys_event_carries_its_lease_and_a_lease_says_when_it_is_gone()
+    {
+        using var etcd = EtcdCluster.Start();
+        await using var client = EtcdClient.Create(new EtcdOptions(etcd.Endpoints, TimeSpan.FromSeconds(2)));
+        using var cts = new CancellationTokenSource(Limit);
+        var lease = await client.GrantLeaseAsync(TimeSpan.FromSeconds(30), cts.Token);
+        var put = await client.PutAsync("/p/leased", Value("v"), lease, cts.Token);
+        await client.PutAsync("/p/plain", Value("w"), 0, cts.Token);
+        Assert.True(await client.LeaseTimeToLiveAsync(lease, cts.Token) is { } left && left > TimeSpan.FromSeconds(20) && left <= TimeSpan.FromSeconds(30));
+
+        // A withdrawal: the key deleted, its lease alive.
+        await client.DeleteAsync("/p/plain", cts.Token);
+
+        // An expiry, as the lease's end: its keys deleted with it, and etcd no longer knows it.
+        await client.RevokeLeaseAsync(lease, cts.Token);
+        Assert.Null(await client.LeaseTimeToLiveAsync(lease, cts.Token));
+
+        var events = new List<EtcdEvent>();
+        await foreach (var batch in client.WatchPrefixAsync("/p/", put, cts.Token))
+        {
+            events.AddRange(batch);
+            if (events.Count >= 4)
+            {
+                break;
+            }
+        }
+
+        Assert.Equal([EtcdEventKind.Put, EtcdEventKind.Put, EtcdEventKind.Delete, EtcdEventKind.Delete], events.Select(e => e.Kind));
+        Assert.Null(events[0].Previous);
+        Assert.Equal(("/p/plain", 0L, "w"), (events[2].Previous!.Key, events[2].Previous!.Lease, Encoding.UTF8.GetString(events[2].Previous!.Value)));
+        Assert.Equal(("/p/leased", lease), (events[3].Previous!.Key, events[3].Previous!.Lease));
+    }
+
+    [EtcdFact]
     public async Task RangePrefix_reads_every_key_under_the_prefix_over_several_pages_and_nothing_beside_it()
     {
         using var etcd = EtcdCluster.Start();

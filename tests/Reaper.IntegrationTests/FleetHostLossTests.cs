@@ -88,6 +88,49 @@ public sealed class FleetHostLossTests(Xunit.Abstractions.ITestOutputHelper outp
         await stop.CancelAsync();
     }
 
+    [PrivilegedFact]
+    public async Task An_endpoint_on_a_hosts_second_lease_is_reaped_when_withdrawn_and_checked_when_the_lease_ends()
+    {
+        using var etcd = EtcdCluster.Start(1);
+        using var ns = new TestNamespaces(1);
+        using var endpoints = new VethEndpoints(subnet: 109);
+        endpoints.Add(ns.Names[0], 3);
+        await using var admin = etcd.Client();
+        using var stop = new CancellationTokenSource();
+
+        // Host e: its record on one lease, its endpoint on another (as a host of more than 1,000 keys has it); it answers health checks.
+        var e = await LeasedHost.StartAsync(admin, ns, ns.Names[0], "e", 3, stop.Token);
+        var second = await admin.GrantLeaseAsync(TimeSpan.FromSeconds(60), stop.Token);
+        async Task Announce() =>
+            await admin.PutAsync($"{Prefix}endpoints/e/{e.Address}", new EndpointRecord("e/two", DateTimeOffset.UtcNow).ToUtf8(), second, stop.Token);
+        await Announce();
+
+        using var daemon = new DaemonFixture(
+            $$$"""{"Fleet": {"Etcd": {"Endpoints": ["{{{etcd.Endpoint(0)}}}"]}, "Host": "a", "LeaseSeconds": 5}}""");
+        daemon.Start();
+        Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_endpoints") == 1, TimeSpan.FromSeconds(10 * Poll.Stretch), "a following e");
+
+        // Withdrawn (its lease lives): gone, reaped.
+        var withdrawn = ns.Connect(e.Server, e.Address, 7000);
+        await admin.DeleteAsync($"{Prefix}endpoints/e/{e.Address}", stop.Token);
+        var error = SocketError.Success;
+        Poll.Until(() => (error = withdrawn.ClientSendError()) != SocketError.Success, TimeSpan.FromSeconds(5 * Poll.Stretch), "the socket to the withdrawn endpoint destroyed");
+        Assert.Equal(SocketError.ConnectionAborted, error);
+        Assert.Equal(1, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_changes_total{kind=\"gone\"}"));
+
+        // Announced again, then its lease ends while e answers: a host cut off, not an endpoint gone.
+        await Announce();
+        Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_endpoints") == 1, TimeSpan.FromSeconds(5 * Poll.Stretch), "e's endpoint again");
+        var kept = ns.Connect(e.Server, e.Address, 7000);
+        await admin.RevokeLeaseAsync(second, stop.Token);
+        Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_hosts_lost_total{action=\"kept\"}") == 1,
+            TimeSpan.FromSeconds(10 * Poll.Stretch), "e checked and kept");
+        Assert.Equal(1, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_leases_ended_total"));
+        Assert.Equal(1, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_fleet_changes_total{kind=\"gone\"}"));
+        Assert.True(kept.Exchanges(), "a connection to an endpoint whose lease ended while its host answers was hurt");
+        await stop.CancelAsync();
+    }
+
     /// <summary>
     /// Another host as the test plays it: its host record and one endpoint on a lease it keeps
     /// alive, a TCP and a UDP server at the endpoint's address and the health listener there, all

@@ -205,6 +205,44 @@ public sealed class FleetTests
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => run);
     }
 
+    [PrivilegedFact]
+    public async Task The_publisher_puts_at_most_so_many_keys_on_a_lease_and_fills_a_freed_place_first()
+    {
+        using var etcd = EtcdCluster.Start(1);
+        await using var client = etcd.Client();
+        var local = new ScriptedEndpoints();
+        var fleet = new SocketReaper.Config.FleetOptions { EtcdEndpoints = [etcd.Endpoint(0).ToString()], Host = "p", LeaseSeconds = 5 };
+        var publisher = new SocketReaper.Fleet.FleetPublisher(client, fleet, local, new SocketReaper.Metrics.FleetMetrics(
+            new SocketReaper.Metrics.ReaperMetrics(Prometheus.Metrics.NewCustomRegistry())), [], Guid.NewGuid(), keysPerLease: 3);
+        using var stop = new CancellationTokenSource();
+        SocketReaper.Fleet.LocalEndpoint Endpoint(int i) => new(IPAddress.Parse($"10.97.8.{i}"), $"p/{i}", DateTimeOffset.UtcNow);
+        local.Now = [.. Enumerable.Range(1, 7).Select(Endpoint)];
+        var up = new TaskCompletionSource();
+        var run = publisher.RunAsync(() => up.TrySetResult(), stop.Token);
+        await up.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        async Task<Dictionary<string, long>> Leases() =>
+            (await client.RangePrefixAsync(Prefix, stop.Token)).Items.ToDictionary(kv => kv.Key[Prefix.Length..], kv => kv.Lease);
+        Poll.Until(() => Leases().GetAwaiter().GetResult().Count == 8, TimeSpan.FromSeconds(5), "the host record and 7 endpoints published");
+        var leases = await Leases();
+        var byLease = leases.GroupBy(p => p.Value).ToDictionary(g => g.Key, g => g.Count());
+        Assert.Equal([3, 3, 2], byLease.Values.OrderByDescending(n => n));
+        Assert.Equal(3, byLease[leases["hosts/p"]]);
+        Assert.DoesNotContain(0, byLease.Keys);
+
+        // One endpoint of the host record's lease goes, another comes: it takes the freed place.
+        var freed = leases.First(p => p.Key.StartsWith("endpoints/", StringComparison.Ordinal) && p.Value == leases["hosts/p"]).Key;
+        var gone = int.Parse(freed[(freed.LastIndexOf('.') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+        local.Now = [.. Enumerable.Range(1, 8).Where(i => i != gone).Select(Endpoint)];
+        Poll.Until(() => Leases().GetAwaiter().GetResult().ContainsKey("endpoints/p/10.97.8.8"), TimeSpan.FromSeconds(5), "the new endpoint published");
+        leases = await Leases();
+        Assert.Equal(leases["hosts/p"], leases["endpoints/p/10.97.8.8"]);
+        Assert.Equal(3, leases.GroupBy(p => p.Value).Count());
+
+        await stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => run);
+    }
+
     /// <summary>This host's endpoints as a test sets them; null: unreadable.</summary>
     private sealed class ScriptedEndpoints : SocketReaper.Fleet.ILocalEndpoints
     {

@@ -739,6 +739,76 @@ public sealed class FleetSchemaTests
         }, iter: Iterations);
     }
 
+    /// <summary>
+    /// The list's fast paths (an endpoint key read from its bytes, an endpoint value's owner read
+    /// without the whole record) take the plain keys and values every host writes, and never take
+    /// one the parsers refuse or read otherwise: the parsers stay the one authority.
+    /// </summary>
+    [Fact]
+    public void The_fast_paths_take_plain_endpoint_keys_and_values_and_agree_with_the_parsers()
+    {
+        var root = U(FleetKeys.Root(P));
+        Assert.True(FleetKey.TryParseEndpointV4(root, U("/socketreaper/v1/endpoints/b1/10.1.0.5"), out var host, out var v4));
+        Assert.Equal(("b1", 0x0a010005u), (Encoding.ASCII.GetString(host), v4));
+        Assert.True(FleetKey.TryParseEndpointV4(root, U(FleetKeys.Endpoint(P, "rack-3.b1", IPAddress.Parse("223.255.0.0"))), out _, out _));
+        foreach (var other in new[]
+        {
+            "/socketreaper/v1/endpoints/b1/fd00:1::5", "/socketreaper/v1/endpoints/b1/010.1.0.5", "/socketreaper/v1/endpoints/b1/127.0.0.1",
+            "/socketreaper/v1/endpoints/b1/169.254.0.1", "/socketreaper/v1/endpoints/b1/224.0.0.1", "/socketreaper/v1/endpoints/b1/0.0.0.0",
+            "/socketreaper/v1/endpoints/b1/10.1.0.256", "/socketreaper/v1/endpoints/b1/10.1.0", "/socketreaper/v1/endpoints/b1/10.1.0.5/x",
+            "/socketreaper/v1/endpoints/B1/10.1.0.5", "/socketreaper/v1/endpoints/-b/10.1.0.5", "/socketreaper/v1/endpoints//10.1.0.5",
+            "/socketreaper/v1/hosts/b1", "/socketreaper/v2/endpoints/b1/10.1.0.5", "/other/v1/endpoints/b1/10.1.0.5",
+        })
+        {
+            Assert.False(FleetKey.TryParseEndpointV4(root, U(other), out _, out _), other);
+        }
+
+        void SameKey(byte[] key)
+        {
+            if (FleetKey.TryParseEndpointV4(root, key, out var fastHost, out var fastAddress))
+            {
+                Assert.True(FleetKey.TryParse(P, key, out var parsed, out var why), why);
+                Assert.Equal(
+                    new FleetKey(FleetKeyKind.Endpoint, Encoding.ASCII.GetString(fastHost), FleetView.Address(FleetView.Key(fastAddress)), null), parsed);
+            }
+        }
+
+        var pieces = Gen.OneOf("/socketreaper/", "v1/", "endpoints/", "hosts/", "b1", "B1", "b-", "-", ".", "/", "0", "00", "01", "1", "10", "127", "169", "254",
+            "223", "224", "255", "256", "999", "1000", "10.1.0.5", "1.2.3", "::", "fd00::1", "é", "\0", " ", new string('a', 64));
+        Gen.Frequency(
+            (4, pieces.Array[0, 12].Select(p => U(string.Concat(p)))),
+            (4, Gen.Select(pieces.Array[0, 4], pieces.Array[0, 9], (h, a) => U($"/socketreaper/v1/endpoints/{string.Concat(h)}/{string.Concat(a)}"))),
+            (2, Gen.Select(HostName, Announceable, (h, a) => U(FleetKeys.Endpoint(P, h, a)))),
+            (1, Gen.Byte.Array[0, 80].Select(b => (byte[])[.. root, .. "endpoints/b1/"u8, .. b]))).Sample(SameKey, iter: Iterations);
+        Hostile.Sample(SameKey, iter: Iterations);
+
+        // Values: the plain form in either order, as the schema's writers and other tools write it.
+        Assert.True(EndpointRecord.TryReadOwner(new EndpointRecord("b1/ifindex 7/netns 4096", Noon).ToUtf8(), out var owner));
+        Assert.Equal("b1/ifindex 7/netns 4096", Encoding.UTF8.GetString(owner));
+        Assert.False(EndpointRecord.TryReadOwner(U("""{"owner":"b1","taken":"2026-12-06T12:00:00Z"} x"""), out _));
+        Assert.False(EndpointRecord.TryReadOwner(U("""{"owner":"b1","taken":"2026-12-06T12:00:00Z","more":"x"}"""), out _));
+        Assert.True(EndpointRecord.TryReadOwner(U("""{"taken":"2026-12-06T12:00:00.123456789Z","owner":"cni-0a1b"} """), out owner));
+        Assert.Equal("cni-0a1b", Encoding.UTF8.GetString(owner));
+
+        void SameValue(byte[] value)
+        {
+            if (EndpointRecord.TryReadOwner(value, out var fastOwner))
+            {
+                Assert.True(EndpointRecord.TryParse(value, out var record, out var why), why);
+                Assert.Equal(record.Owner, Encoding.UTF8.GetString(fastOwner));
+            }
+        }
+
+        var parts = Gen.OneOf("{", "}", "[", "]", ":", ",", " ", "\n", "\"owner\"", "\"taken\"", "\"other\"", "\"own\\u0065r\"", "\"b1/if7\"", "\"\"", "\"b\\u0031\"",
+            "\"2026-12-06T12:00:00Z\"", "\"2026-02-30T12:00:00Z\"", "\"2026-12-06T12:00:00+01:00\"", "\"\u007f\"", "\"\u0085\"", "\"é\"", "\"\u2028\"", "1", "null",
+            "/* c */", "\"" + new string('x', 257) + "\"", "\"" + new string('x', 256) + "\"");
+        Gen.Frequency(
+            (4, parts.Array[0, 14].Select(p => U(string.Concat(p)))),
+            (4, Gen.Select(parts, parts, parts, parts, (o, a, t, b) => U($$"""{"owner":{{o}}{{a}}"taken":{{t}}{{b}}}"""))),
+            (2, Endpoints.Select(e => e.ToUtf8()))).Sample(SameValue, iter: Iterations);
+        Hostile.Sample(SameValue, iter: Iterations);
+    }
+
     [Fact]
     public void No_text_makes_the_key_parser_throw_and_a_parsed_key_is_its_one_spelling()
     {

@@ -368,19 +368,15 @@ internal static class Settings
             ? value
             : throw new ConfigException($"{where}: {key} must be the absolute path of a PEM file, such as /etc/socketreaper/etcd-ca.pem, or empty, not '{SweepFilter.Quote(value)}'.");
 
-    // The same rules as the fleet's schema (Fleet/FleetSchema.cs, one layer up; FleetSettingsTests holds them together).
     private static string FleetHost(string key, string value, string where) =>
-        value.Length == 0 || (value.Length <= 63 && IsLowerAlnum(value[0]) && IsLowerAlnum(value[^1]) && value.All(c => IsLowerAlnum(c) || c is '-' or '.'))
+        value.Length == 0 || FleetNames.IsHostName(value)
             ? value
-            : throw new ConfigException($"{where}: {key} must be 1 to 63 of a-z, 0-9, '-' and '.', starting and ending with a letter or digit, not '{SweepFilter.Quote(value)}'.");
-
-    private static bool IsLowerAlnum(char c) => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c);
+            : throw new ConfigException($"{where}: {key} must be {FleetNames.HostNameRule}, not '{SweepFilter.Quote(value)}'.");
 
     private static string FleetPrefix(string key, string value, string where) =>
-        value.Length is >= 1 and <= 200 && value.StartsWith('/') && value.EndsWith('/') && !value.Contains("//", StringComparison.Ordinal)
-            && value.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_' or '/')
+        FleetNames.IsPrefix(value)
             ? value
-            : throw new ConfigException($"{where}: {key} must start and end with '/' (like /socketreaper/) and hold only letters, digits, '.', '-', '_' and single '/'s, at most 200 characters, not '{SweepFilter.Quote(value)}'.");
+            : throw new ConfigException($"{where}: {key} {FleetNames.PrefixRule}, not '{SweepFilter.Quote(value)}'.");
 
     private static string PinRoot(string key, string value, string where) =>
         value.StartsWith("/sys/fs/bpf/", StringComparison.Ordinal) && !value.Contains('.', StringComparison.Ordinal)

@@ -11,7 +11,7 @@ internal static class FleetSchema
 
     public const string DefaultPrefix = "/socketreaper/";
 
-    public const int MaxPrefixLength = 200;
+    public const int MaxPrefixLength = Config.FleetNames.MaxPrefixLength;
 
     public const int MaxKeyBytes = 512;
 
@@ -28,39 +28,22 @@ internal static class FleetSchema
     /// </summary>
     public const int MaxKeysPerLease = 1000;
 
-    public const int MaxHostNameLength = 63;
+    public const int MaxHostNameLength = Config.FleetNames.MaxHostNameLength;
 
-    public const string HostNameRule = "1 to 63 of a-z, 0-9, '-' and '.', starting and ending with a letter or digit";
+    public const string HostNameRule = Config.FleetNames.HostNameRule;
 
-    public const string PrefixRule = "must start and end with '/' (like /socketreaper/) and hold only letters, digits, '.', '-', '_' and single '/'s, at most 200 characters";
+    public const string PrefixRule = Config.FleetNames.PrefixRule;
 
     /// <summary>Where this version's keys start: <c>{prefix}v1/</c>.</summary>
     public static string Root(string prefix) => $"{prefix}v{Version}/";
 
-    /// <summary>
-    /// A host name: what names the host in its keys and its etcd user (the certificate's CN).
-    /// Lower-case so that one host cannot appear under two spellings.
-    /// </summary>
-    public static bool IsHostName(ReadOnlySpan<char> name) =>
-        name.Length is >= 1 and <= MaxHostNameLength
-        && IsLowerAlnum(name[0]) && IsLowerAlnum(name[^1])
-        && !name.ContainsAnyExcept(HostChars);
+    /// <summary>A host name (<see cref="Config.FleetNames.IsHostName"/>).</summary>
+    public static bool IsHostName(ReadOnlySpan<char> name) => Config.FleetNames.IsHostName(name);
 
     public static bool IsPrefix(string prefix, out string? why)
     {
-        var ok = prefix.Length is >= 1 and <= MaxPrefixLength
-            && prefix[0] == '/' && prefix[^1] == '/'
-            && !prefix.AsSpan().ContainsAnyExcept(PrefixChars)
-            && !prefix.Contains("//", StringComparison.Ordinal);
+        var ok = Config.FleetNames.IsPrefix(prefix);
         why = ok ? null : $"fleet prefix {FleetText.Quote(prefix)} {PrefixRule}.";
         return ok;
     }
-
-    private static readonly System.Buffers.SearchValues<char> HostChars =
-        System.Buffers.SearchValues.Create("abcdefghijklmnopqrstuvwxyz0123456789-.");
-
-    private static readonly System.Buffers.SearchValues<char> PrefixChars =
-        System.Buffers.SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._/");
-
-    private static bool IsLowerAlnum(char c) => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c);
 }

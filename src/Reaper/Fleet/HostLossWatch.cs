@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using SocketReaper.Config;
 using SocketReaper.Metrics;
@@ -27,11 +26,23 @@ internal sealed partial class HostLossWatch(FleetOptions fleet, ReapingOptions r
 
     public static readonly TimeSpan RecheckEvery = TimeSpan.FromSeconds(2);
 
-    /// <summary>Hosts being checked or kept, by name: cancelled when the host is back in etcd.</summary>
-    private readonly ConcurrentDictionary<string, CancellationTokenSource> _watched = new(StringComparer.Ordinal);
+    /// <summary>
+    /// The checks of hosts being checked or kept, by name (more than one when a host's leases ended
+    /// one after the other): cancelled when the host is back in etcd.
+    /// </summary>
+    private readonly Dictionary<string, List<CancellationTokenSource>> _watched = new(StringComparer.Ordinal);
 
     /// <summary>The checks under way (tests wait for them).</summary>
-    public int Watching => _watched.Count;
+    public int Watching
+    {
+        get
+        {
+            lock (_watched)
+            {
+                return _watched.Values.Sum(w => w.Count);
+            }
+        }
+    }
 
     /// <summary>Called by the follower's loop: quick, the check runs on its own.</summary>
     public void Lost(LostHost lost, CancellationToken stop)
@@ -52,23 +63,36 @@ internal sealed partial class HostLossWatch(FleetOptions fleet, ReapingOptions r
         }
 
         var watch = CancellationTokenSource.CreateLinkedTokenSource(stop);
-        if (_watched.TryRemove(lost.Host, out var before))
+        lock (_watched)
         {
-            before.Cancel();
-            before.Dispose();
+            if (!_watched.TryGetValue(lost.Host, out var watches))
+            {
+                _watched[lost.Host] = watches = [];
+            }
+
+            watches.Add(watch);
         }
 
-        _watched[lost.Host] = watch;
         _ = Task.Run(() => WatchAsync(lost, watch), CancellationToken.None);
     }
 
     /// <summary>The host put its record again: it is back, any check of it is over.</summary>
     public void Back(string host)
     {
-        if (_watched.TryRemove(host, out var watch))
+        List<CancellationTokenSource>? watches;
+        lock (_watched)
         {
-            watch.Cancel();
-            watch.Dispose();
+            _watched.Remove(host, out watches);
+        }
+
+        if (watches is not null)
+        {
+            foreach (var watch in watches)
+            {
+                watch.Cancel();
+                watch.Dispose();
+            }
+
             Log.Back(logger, host);
         }
     }
@@ -122,7 +146,17 @@ internal sealed partial class HostLossWatch(FleetOptions fleet, ReapingOptions r
         }
         finally
         {
-            if (_watched.TryGetValue(lost.Host, out var current) && current == watch && _watched.TryRemove(lost.Host, out _))
+            // Disposed by whoever takes it out of the table: this check, or Back.
+            var mine = false;
+            lock (_watched)
+            {
+                if (_watched.TryGetValue(lost.Host, out var watches) && (mine = watches.Remove(watch)) && watches.Count == 0)
+                {
+                    _watched.Remove(lost.Host);
+                }
+            }
+
+            if (mine)
             {
                 watch.Dispose();
             }

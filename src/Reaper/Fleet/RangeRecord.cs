@@ -16,11 +16,12 @@ internal sealed record RangeRecord(IReadOnlyList<IpPrefix> Ranges)
     private const string What = "range value";
 
     /// <summary>Whether <paramref name="address"/> is inside one of the ranges: IPv4 in an IPv4 range, IPv6 in an IPv6 one (an IPv4-mapped address counts as its IPv4).</summary>
-    public bool Allows(IPAddress address)
+    public bool Allows(IPAddress address) => Allows(IpPrefix.Bits(Bpf.AbiAddress.Unmapped(address)));
+
+    /// <summary>The same for an address as 128 bits, IPv4 as ::ffff:a.b.c.d (<see cref="IpPrefix.Bits"/>).</summary>
+    public bool Allows(UInt128 bits)
     {
-        address = Bpf.AbiAddress.Unmapped(address);
-        var v4 = address.AddressFamily == AddressFamily.InterNetwork;
-        var bits = IpPrefix.Bits(address);
+        var v4 = bits >> 32 == 0xffff;
         foreach (var range in Ranges)
         {
             if (range.IsV4 == v4 && range.Contains(bits))

@@ -19,6 +19,7 @@ internal sealed class FleetMetrics
         HostsLost = f.CreateCounter("socketreaper_fleet_hosts_lost_total", "Other hosts whose lease expired, by what this host did (reaped: no health address answered, its sockets reaped; observed: the same, as a dry run; kept: it answered, or could not be checked, its sockets kept; ignored: Fleet.HostLoss is off, or none of its addresses was left without another owner).", "action");
         HostChecks = f.CreateCounter("socketreaper_fleet_host_checks_total", "Direct health checks of hosts whose lease expired, by result (answered, reachable: refused or silent after connecting, rebooted, unreachable, unchecked: no health address).", "result");
         ResyncSeconds = f.CreateGauge("socketreaper_fleet_resync_duration_seconds", "How long the last full list of the fleet's keys and its comparison with what was known took.");
+        LeasesEnded = f.CreateCounter("socketreaper_fleet_leases_ended_total", "Another lease of a host than its record's ended and took endpoints with it (a host of more than 1,000 endpoints cut off from etcd, or dying): checked as a lost host, not reaped as gone.");
         Hosts = f.CreateGauge("socketreaper_fleet_hosts", "Hosts with a record in etcd, this one included, as this host follows them.");
     }
 
@@ -45,4 +46,6 @@ internal sealed class FleetMetrics
     public Gauge ResyncSeconds { get; }
 
     public Gauge Hosts { get; }
+
+    public Counter LeasesEnded { get; }
 }

@@ -30,6 +30,14 @@ internal sealed partial class EtcdClient
         }
     }
 
+    /// <summary>How long <paramref name="lease"/> has left; null when it expired or was revoked (etcd forgets it then).</summary>
+    public async Task<TimeSpan?> LeaseTimeToLiveAsync(long lease, CancellationToken ct)
+    {
+        var request = new LeaseTimeToLiveRequest { ID = lease };
+        var answer = await CallAsync("lease time-to-live", LeaseName(lease), (e, o) => e.Lease.LeaseTimeToLiveAsync(request, o), ct).ConfigureAwait(false);
+        return answer.TTL < 0 ? null : TimeSpan.FromSeconds(answer.TTL);
+    }
+
     /// <summary>
     /// Keeps <paramref name="lease"/> alive until <paramref name="ct"/> is cancelled, then returns:
     /// one stream, a keepalive every third of the TTL etcd answers with. A member that fails, or

@@ -27,7 +27,7 @@ internal sealed partial class EtcdClient
             var index = Volatile.Read(ref _current);
             var endpoint = _endpoints[index];
             using var call = endpoint.Watch.Watch(CallOptionsFor(ct));
-            var create = new WatchRequest { CreateRequest = new WatchCreateRequest { Key = key, RangeEnd = PrefixEnd(key), StartRevision = next } };
+            var create = new WatchRequest { CreateRequest = new WatchCreateRequest { Key = key, RangeEnd = PrefixEnd(key), StartRevision = next, PrevKv = true } };
             RpcException? broken = null;
             while (broken is null)
             {
@@ -94,5 +94,5 @@ internal sealed partial class EtcdClient
     }
 
     private static EtcdEvent Change(Event e) =>
-        new(e.Type == Event.Types.EventType.Delete ? EtcdEventKind.Delete : EtcdEventKind.Put, Item(e.Kv));
+        new(e.Type == Event.Types.EventType.Delete ? EtcdEventKind.Delete : EtcdEventKind.Put, Item(e.Kv), e.PrevKv is { } before ? Item(before) : null);
 }

@@ -100,27 +100,52 @@ internal sealed partial class EtcdClient : IAsyncDisposable
     /// </summary>
     public async Task<EtcdSnapshot> RangePrefixAsync(string prefix, CancellationToken ct)
     {
+        var items = new List<EtcdKeyValue>();
+        var revision = await RangePrefixAsync(prefix, 0, page =>
+        {
+            foreach (var entry in page)
+            {
+                items.Add(new EtcdKeyValue(System.Text.Encoding.UTF8.GetString(entry.Key.Span), entry.Value.ToArray(), entry.CreateRevision, entry.ModRevision, entry.Lease));
+            }
+        }, ct).ConfigureAwait(false);
+        return new EtcdSnapshot(revision, items);
+    }
+
+    /// <summary>
+    /// Every key under <paramref name="prefix"/> at <paramref name="revision"/> (0: the newest), page
+    /// by page as etcd sends them: each page is handed to <paramref name="page"/> before the next is
+    /// asked for, its keys and values as they came (nothing copied: valid only during the call),
+    /// so a caller that keeps little of each key never holds the whole list. Returns the revision read.
+    /// </summary>
+    public async Task<long> RangePrefixAsync(string prefix, long revision, Action<IReadOnlyList<EtcdEntry>> page, CancellationToken ct)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(revision);
         var key = PrefixKey(prefix);
         var end = PrefixEnd(key);
-        var items = new List<EtcdKeyValue>();
-        var revision = 0L;
+        var entries = new List<EtcdEntry>();
         while (true)
         {
             var request = new RangeRequest { Key = key, RangeEnd = end, Limit = _options.RangePageSize, Revision = revision };
-            var page = await CallAsync("range", $"prefix '{prefix}'", (e, o) => e.Kv.RangeAsync(request, o), ct).ConfigureAwait(false);
+            var answer = await CallAsync("range", $"prefix '{prefix}'", (e, o) => e.Kv.RangeAsync(request, o), ct).ConfigureAwait(false);
             if (revision == 0)
             {
-                revision = page.Header.Revision;
+                revision = answer.Header.Revision;
             }
 
-            items.AddRange(page.Kvs.Select(Item));
-            if (!page.More || page.Kvs.Count == 0)
+            entries.Clear();
+            foreach (var kv in answer.Kvs)
             {
-                return new EtcdSnapshot(revision, items);
+                entries.Add(new EtcdEntry(kv.Key.Memory, kv.Value.Memory, kv.CreateRevision, kv.ModRevision, kv.Lease));
+            }
+
+            page(entries);
+            if (!answer.More || answer.Kvs.Count == 0)
+            {
+                return revision;
             }
 
             // The next page starts just after the last key: the same key and a zero byte.
-            var last = page.Kvs[^1].Key;
+            var last = answer.Kvs[^1].Key;
             var after = new byte[last.Length + 1];
             last.Span.CopyTo(after);
             key = UnsafeByteOperations.UnsafeWrap(after);
