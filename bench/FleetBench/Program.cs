@@ -291,7 +291,7 @@ foreach (var f in figures)
 }
 
 var scrape = metrics.Scrape();
-Console.WriteLine(string.Join('\n', scrape.Split('\n').Where(l => l.StartsWith("socketreaper_fleet_", StringComparison.Ordinal) || l.StartsWith("socketreaper_sweeps_total", StringComparison.Ordinal) || l.StartsWith("socketreaper_reap_targets_total", StringComparison.Ordinal)).Select(l => "  " + l)));
+Console.WriteLine(string.Join('\n', scrape.Split('\n').Where(l => l.StartsWith("socketreaper_fleet_", StringComparison.Ordinal) || l.StartsWith("socketreaper_sweeps_total", StringComparison.Ordinal) || l.StartsWith("socketreaper_reap_targets_total", StringComparison.Ordinal) || l.StartsWith("socketreaper_reap_sweeps_", StringComparison.Ordinal) || l.StartsWith("socketreaper_conntrack_dumps_total", StringComparison.Ordinal)).Select(l => "  " + l)));
 Console.WriteLine();
 foreach (var (met, line) in verdicts)
 {

@@ -206,6 +206,8 @@ public sealed class ConntrackLaneTests(ITestOutputHelper output)
             return null;
         }
 
+        public bool NoneInScope(Func<NetnsInfo, SweepProtocols> scope) => false;
+
         public void ForgetGoneNamespaces()
         {
         }

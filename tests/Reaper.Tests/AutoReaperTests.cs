@@ -180,6 +180,70 @@ public sealed class AutoReaperTests
     }
 
     [Fact]
+    public async Task A_target_no_namespace_can_hold_makes_no_sweep_but_is_counted_and_one_a_namespace_contacted_is_swept()
+    {
+        var reaping = new ReapingOptions { Neighbours = false };
+        await using var run = await Running.Start(reaping, configure: e => e.Contacted = new() { [B] = [2] }, known: [RecordingEngine.Netns(1), RecordingEngine.Netns(2)]);
+
+        // Nobody here talked to A: no sweep, counted under its trigger.
+        run.Reaper.Enqueue(ReapTarget.Fleet(ReapReason.FleetEndpointGone, A, 7));
+        await Running.Until(() => Skipped(run, "fleet_endpoint_gone") == 1, "the skipped sweep counted");
+        await run.Quiet();
+        Assert.Empty(run.Engine.Requests);
+
+        // Namespace 2 talked to B: swept, the skip count unchanged.
+        run.Reaper.Enqueue(ReapTarget.Fleet(ReapReason.FleetIpReused, B, 8));
+        var swept = await run.NextSweep();
+        Assert.Equal("fleet_ip_reused", swept.Trigger);
+        Assert.Equal([B], Remotes(swept));
+        Assert.Equal(1, Skipped(run, "fleet_endpoint_gone"));
+        Assert.Equal(0, Skipped(run, "fleet_ip_reused"));
+
+        // A and B in one batch: one sweep for both.
+        run.Reaper.Enqueue(ReapTarget.Fleet(ReapReason.FleetIpReused, A, 9));
+        run.Reaper.Enqueue(ReapTarget.Fleet(ReapReason.FleetIpReused, B, 9));
+        var both = await run.NextSweep();
+        Assert.Contains(B, Remotes(both));
+    }
+
+    [Fact]
+    public async Task Without_a_sure_record_a_target_nobody_contacted_is_still_swept()
+    {
+        // The last discovery may miss a namespace made since: sweep (the coordinator looks again).
+        await using (var stale = await Running.Start(new ReapingOptions(), configure: e => (e.Contacted, e.DiscoveryCurrent) = (new(), false)))
+        {
+            stale.Reaper.Enqueue(ReapTarget.EndpointGone(A));
+            Assert.Equal([A], Remotes(await stale.NextSweep()));
+            Assert.Equal(0, Skipped(stale, "endpoint_gone"));
+        }
+
+        // No hooks (or a hole in their record): a full sweep as before.
+        await using (var full = await Running.Start(new ReapingOptions()))
+        {
+            full.Reaper.Enqueue(ReapTarget.EndpointGone(A));
+            Assert.Null((await full.NextSweep()).Scope);
+            Assert.Equal(0, Skipped(full, "endpoint_gone"));
+        }
+
+        // A hole found by the check before the sweep (a hook detached, re-attached by that check): full, though the record looks whole again.
+        await using (var hole = await Running.Start(new ReapingOptions(), configure: e => (e.Contacted, e.Hole) = (new(), "a socket hook had been detached")))
+        {
+            hole.Reaper.Enqueue(ReapTarget.EndpointGone(A));
+            Assert.Null((await hole.NextSweep()).Scope);
+            Assert.Equal(0, Skipped(hole, "endpoint_gone"));
+        }
+
+        // A catch-up after lost events always sweeps everywhere.
+        await using (var catchUp = await Running.Start(new ReapingOptions(), configure: e => e.Contacted = new()))
+        {
+            catchUp.Reaper.Enqueue(ReapTarget.EndpointGone(A) with { CatchUp = true });
+            Assert.Null((await catchUp.NextSweep()).Scope);
+        }
+    }
+
+    private static double Skipped(Running run, string trigger) => run.Metrics.ReapSkipped.WithLabels(trigger).Value;
+
+    [Fact]
     public async Task In_observe_mode_sweeps_are_dry_runs_the_socket_rate_does_not_limit()
     {
         await using var run = await Running.Start(new ReapingOptions { Mode = ReapingMode.Observe, MaxSocketsPerSecond = 10 });
@@ -228,9 +292,21 @@ public sealed class AutoReaperTests
 
         public bool IsLoaded => true;
 
-        public IReadOnlyList<NetnsInfo> LastDiscovered => [];
+        public IReadOnlyList<NetnsInfo> LastDiscovered => Known;
 
-        public bool HasHooks => false;
+        /// <summary>The namespaces the fake's last discovery found (the host's, by default).</summary>
+        public IReadOnlyList<NetnsInfo> Known { get; set; } = [Netns(1)];
+
+        /// <summary>Whether the last discovery still holds every namespace a targeted sweep can need.</summary>
+        public bool DiscoveryCurrent { get; set; } = true;
+
+        /// <summary>The contact record: by address, the cookies of the namespaces that talked to it; null: no hooks (full sweeps).</summary>
+        public Dictionary<IPAddress, ulong[]>? Contacted { get; set; }
+
+        public bool HasHooks => Contacted is not null;
+
+        /// <summary>A hole in the record the next scope finds (once), as a detached hook is.</summary>
+        public string? Hole { get; set; }
 
         public CompletedSweep Run(SweepRequest request, CancellationToken cancellation)
         {
@@ -248,9 +324,27 @@ public sealed class AutoReaperTests
 
         public Func<NetnsInfo, SweepProtocols>? Scope(IReadOnlyCollection<IPAddress> contacts, out string? whyFull)
         {
-            whyFull = "the test's engine has no hooks";
-            return null;
+            if (Hole is { } hole)
+            {
+                // Found once: the real hooks re-attach what was detached, and the next answer is a scope again.
+                (whyFull, Hole) = (hole, null);
+                return null;
+            }
+
+            if (Contacted is not { } record)
+            {
+                whyFull = "the test's engine has no hooks";
+                return null;
+            }
+
+            whyFull = null;
+            var talked = contacts.SelectMany(a => record.GetValueOrDefault(a) ?? []).ToHashSet();
+            return n => talked.Contains(n.Cookie) ? SweepProtocols.Both : 0;
         }
+
+        public bool NoneInScope(Func<NetnsInfo, SweepProtocols> scope) => DiscoveryCurrent && Known.All(n => scope(n) == 0);
+
+        public static NetnsInfo Netns(ulong cookie) => new(cookie, $"ns{cookie}", $"/run/netns/ns{cookie}", NetnsSource.BindMount, 1, cookie);
 
         public void ForgetGoneNamespaces()
         {
@@ -277,10 +371,13 @@ public sealed class AutoReaperTests
 
         public ReaperMetrics Metrics { get; }
 
-        public static async Task<Running> Start(ReapingOptions reaping, Func<SweepRequest, SweepResult>? answer = null, bool blockFirst = false)
+        public static async Task<Running> Start(ReapingOptions reaping, Func<SweepRequest, SweepResult>? answer = null, bool blockFirst = false,
+            Action<RecordingEngine>? configure = null, IReadOnlyList<NetnsInfo>? known = null)
         {
             var metrics = new ReaperMetrics(Prometheus.Metrics.NewCustomRegistry());
             var engine = new RecordingEngine(answer, blockFirst);
+            engine.Known = known ?? engine.Known;
+            configure?.Invoke(engine);
             var time = new CountingTime();
             var reaper = new AutoReaper(new ReaperOptions { Reaping = reaping with { Conntrack = false, Neighbours = false } }, engine, metrics,
                 NullLogger<AutoReaper>.Instance, time: time);

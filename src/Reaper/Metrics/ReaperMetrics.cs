@@ -40,6 +40,7 @@ internal sealed class ReaperMetrics : ISweepRecorder
         DeviceBytes = f.CreateCounter("socketreaper_device_bytes_total", "Bytes seen by the datapath per device and hook (series capped by Datapath.MaxDeviceMetrics).", "device", "hook");
         ReapTargets = f.CreateCounter("socketreaper_reap_targets_total", "Stale-socket targets (an address, or a service flow) the automatic triggers asked to reap, by trigger; result=dropped when the queue was full, result=abandoned when its sweep was cut short by the socket rate too often.", "trigger", "result");
         ReapScope = f.CreateCounter("socketreaper_reap_sweeps_total", "Automatic sweeps by trigger and scope: targeted (only namespaces that talked to the stale addresses, plus the host and those of unknown history) or full.", "trigger", "scope");
+        ReapSkipped = f.CreateCounter("socketreaper_reap_sweeps_skipped_total", "Automatic sweeps not run because the socket hooks' contact record showed no namespace could hold a socket to their addresses (none contacted them, none of unknown history, the host has none to them); their conntrack and neighbour cleanup still ran.", "trigger");
         ReapRateLimited = f.CreateCounter("socketreaper_reap_rate_limited_total", "Automatic sweeps a rate limit acted on: limit=sweeps when Reaping.MaxSweepsPerSecond delayed one, limit=sockets when Reaping.MaxSocketsPerSecond delayed one or held sockets back.", "limit");
         ReapSocketsWaiting = f.CreateGauge("socketreaper_reap_sockets_waiting", "Sockets the last automatic sweeps held back because of Reaping.MaxSocketsPerSecond, whose targets wait to be swept again.");
         ReapCatchUps = f.CreateCounter("socketreaper_reap_catchups_total", "Catch-ups after the datapath lost events: the owner table re-read against what the daemon knew, and what the lost events would have reaped queued for a full sweep.");
@@ -138,6 +139,8 @@ internal sealed class ReaperMetrics : ISweepRecorder
     public Counter ReapTargets { get; }
 
     public Counter ReapScope { get; }
+
+    public Counter ReapSkipped { get; }
 
     public Counter ReapRateLimited { get; }
 

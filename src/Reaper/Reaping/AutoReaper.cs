@@ -115,8 +115,16 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
                 var scopes = new List<Func<NetnsInfo, SweepProtocols>?>();
                 foreach (var (reason, targets) in ReapBatches.Sweeps(batch.Where(t => !t.ConntrackOnly)))
                 {
+                    // Most fleet targets are addresses nothing here ever talked to: no sweep, no wait for one.
+                    var (none, whyFull) = Unswept(reason, targets);
+                    if (none is not null)
+                    {
+                        scopes.Add(none);
+                        continue;
+                    }
+
                     await ThrottleAsync(1, stoppingToken).ConfigureAwait(false);
-                    scopes.Add(await SweepAsync(reason, targets, stoppingToken).ConfigureAwait(false));
+                    scopes.Add(await SweepAsync(reason, targets, whyFull, stoppingToken).ConfigureAwait(false));
                 }
 
                 // Right after the sweeps: the peers that talked to a moved address ask who has it now.
@@ -171,6 +179,47 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
     }
 
     /// <summary>
+    /// The scope of a sweep for <paramref name="targets"/> when the contact record shows that no
+    /// namespace can hold a socket to their addresses — no namespace it knows contacted them, none
+    /// of unknown history, the host's census has none to them, and no namespace appeared that the
+    /// last discovery missed (<see cref="IReapEngine.NoneInScope"/>): the sweep is not run (counted,
+    /// socketreaper_reap_sweeps_skipped_total). Otherwise no scope — sweep as usual — and, when
+    /// the record has a hole (a hook found detached: re-attached by this very check, so the sweep
+    /// must not ask again and be told all is well), why the sweep must be full.
+    /// </summary>
+    private (Func<NetnsInfo, SweepProtocols>? None, string? WhyFull) Unswept(ReapReason reason, List<ReapTarget> targets)
+    {
+        if (!_config.Targeted || !_engine.IsLoaded || targets.Any(t => t.CatchUp))
+        {
+            return (null, null);
+        }
+
+        try
+        {
+            var contacts = targets.SelectMany(t => t.Contacts).Distinct().ToList();
+            if (_engine.Scope(contacts, out var whyFull) is not { } scope)
+            {
+                return (null, whyFull ?? "the socket hooks' record has a hole");
+            }
+
+            if (!_engine.NoneInScope(scope))
+            {
+                return (null, null);
+            }
+
+            var trigger = TriggerName(reason);
+            _metrics.ReapSkipped.WithLabels(trigger).Inc();
+            Log.Skipped(_logger, trigger, contacts.Count);
+            return (scope, null);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Unsure: the sweep decides (and says what failed).
+            return (null, null);
+        }
+    }
+
+    /// <summary>
     /// Hands the batch's conntrack targets to the <see cref="ConntrackLane"/>, which deletes the
     /// entries NATed to them (one dump per family and namespace for all it gathered, at most every
     /// <see cref="ConntrackLane.Interval"/>) while the sweeps go on.
@@ -209,7 +258,8 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
     }
 
     /// <summary>Sweeps <paramref name="targets"/>; returns the scope it had (null: a full sweep).</summary>
-    private async Task<Func<NetnsInfo, SweepProtocols>?> SweepAsync(ReapReason reason, List<ReapTarget> targets, CancellationToken stopping)
+    /// <param name="whyFull">Not null: the sweep is full, for this reason (a hole <see cref="Unswept"/> found).</param>
+    private async Task<Func<NetnsInfo, SweepProtocols>?> SweepAsync(ReapReason reason, List<ReapTarget> targets, string? whyFull, CancellationToken stopping)
     {
         var contacts = targets.SelectMany(t => t.Contacts).Distinct().ToList();
         var dryRun = _config.Mode == ReapingMode.Observe || targets[0].DryRun;
@@ -232,7 +282,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
         Func<NetnsInfo, SweepProtocols>? scope = null;
         try
         {
-            (result, scope) = await RunAsync(request, contacts, targets, stopping).ConfigureAwait(false);
+            (result, scope) = await RunAsync(request, contacts, targets, whyFull, stopping).ConfigureAwait(false);
         }
         finally
         {
@@ -286,7 +336,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
     }
 
     /// <summary>Runs <paramref name="request"/> once the coordinator is free; its result (null when it failed, logged) and scope.</summary>
-    private async Task<(SweepResult? Result, Func<NetnsInfo, SweepProtocols>? Scope)> RunAsync(SweepRequest request, List<IPAddress> contacts, List<ReapTarget> targets, CancellationToken stopping)
+    private async Task<(SweepResult? Result, Func<NetnsInfo, SweepProtocols>? Scope)> RunAsync(SweepRequest request, List<IPAddress> contacts, List<ReapTarget> targets, string? holeFound, CancellationToken stopping)
     {
         var catchUp = targets.Any(t => t.CatchUp);
         while (true)
@@ -297,6 +347,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
                 string? whyFull = null;
                 var scope = !_config.Targeted ? null
                     : catchUp ? CatchUpScope(out whyFull)
+                    : holeFound is not null ? HoleScope(holeFound, out whyFull)
                     : _engine.Scope(contacts, out whyFull);
                 var scoped = request with { Scope = scope };
                 var scopedTicks = Stopwatch.GetTimestamp();
@@ -334,6 +385,12 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
         }
     }
 
+    private static Func<NetnsInfo, SweepProtocols>? HoleScope(string hole, out string whyFull)
+    {
+        whyFull = hole;
+        return null;
+    }
+
     private static Func<NetnsInfo, SweepProtocols>? CatchUpScope(out string whyFull)
     {
         whyFull = "it catches up on datapath events that were lost";
@@ -342,6 +399,9 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
 
     private static partial class Log
     {
+        [LoggerMessage(EventId = 650, Level = LogLevel.Debug, Message = "Automatic sweep ({Trigger}) for {Addresses} address(es) not run: no namespace contacted them, none is of unknown history and the host has no socket to them")]
+        public static partial void Skipped(ILogger logger, string trigger, int addresses);
+
         [LoggerMessage(EventId = 505, Level = LogLevel.Debug, Message = "Automatic sweep ({Trigger}) stages (monotonic ns): received {Received} queued {Queued} scoped {Scoped} started {Started} finished {Finished}")]
         public static partial void Stages(ILogger logger, string trigger, long received, long queued, long scoped, long started, long finished);
 

@@ -25,6 +25,13 @@ internal interface IReapEngine
     /// </summary>
     Func<NetnsInfo, SweepProtocols>? Scope(IReadOnlyCollection<IPAddress> contacts, out string? whyFull);
 
+    /// <summary>
+    /// Whether a targeted sweep with <paramref name="scope"/> would visit no namespace: the last
+    /// discovery still holds every namespace such a sweep can need (nothing recorded since could
+    /// have added one) and <paramref name="scope"/> gives none of them a protocol. False when unsure.
+    /// </summary>
+    bool NoneInScope(Func<NetnsInfo, SweepProtocols> scope);
+
     /// <summary>Whether the socket hooks run (contacts are kept, so there is something to prune and count).</summary>
     bool HasHooks { get; }
 

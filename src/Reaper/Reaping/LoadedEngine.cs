@@ -39,6 +39,9 @@ internal sealed class LoadedEngine : IReapEngine
         return hooks.Scope(contacts, out whyFull);
     }
 
+    public bool NoneInScope(Func<NetnsInfo, SweepProtocols> scope) =>
+        Hooks is not null && Coordinator.ReusableDiscovery() is { Count: > 0 } known && known.All(n => scope(n) == 0);
+
     public bool HasHooks => Hooks is not null;
 
     public void ForgetGoneNamespaces() => Hooks?.Prune(Coordinator.Discover().Select(n => n.Cookie).ToHashSet());

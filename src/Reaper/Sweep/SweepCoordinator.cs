@@ -103,8 +103,11 @@ internal sealed partial class SweepCoordinator : IDisposable
         }
     }
 
-    /// <summary>The last discovery, if a targeted sweep may reuse it (see <see cref="ScopeVersion"/>).</summary>
-    private IReadOnlyList<NetnsInfo>? Reusable()
+    /// <summary>
+    /// The last discovery, if a targeted sweep may reuse it (see <see cref="ScopeVersion"/>): every
+    /// namespace such a sweep can need is in it. Null without hooks or when it may be out of date.
+    /// </summary>
+    public IReadOnlyList<NetnsInfo>? ReusableDiscovery()
     {
         if (ScopeVersion is not { } version)
         {
@@ -161,7 +164,7 @@ internal sealed partial class SweepCoordinator : IDisposable
         try
         {
             Started?.Invoke();
-            var reusable = request.Scope is not null ? Reusable() : null;
+            var reusable = request.Scope is not null ? ReusableDiscovery() : null;
             var (namespaces, planned, outOfScope) = (reusable is not null ? Plan(request, reusable, reused: true) : null)
                 ?? Plan(request, Discover(), reused: false)!.Value;
             request = planned;
