@@ -56,6 +56,41 @@ public sealed class ConntrackLaneTests
         Assert.Equal(0, lane.TakeDeleted());
     }
 
+    [Theory]
+    [InlineData(0.5, 250)] // a quick cleanup: the interval
+    [InlineData(2.5, 250)]
+    [InlineData(8, 800)] // a dump of an almost empty 262,144-bucket table: ~1 % of a core
+    [InlineData(30, 3000)]
+    [InlineData(200, 5000)] // a huge table: at most 5 s apart
+    [InlineData(4000, 8000)] // longer than the longest pause: never more than half a core
+    public void The_pause_after_a_cleanup_keeps_the_lane_to_a_hundredth_of_a_core_between_the_interval_and_5_s(double tookMs, double pauseMs)
+    {
+        Assert.Equal(pauseMs, ConntrackLane.Pause(TimeSpan.FromMilliseconds(tookMs), ConntrackLane.Interval).TotalMilliseconds, 3);
+    }
+
+    [Fact]
+    public void Under_a_steady_stream_a_cleanup_of_10_ms_holds_the_next_for_a_second()
+    {
+        var starts = new List<TimeSpan>();
+        var clock = Stopwatch.StartNew();
+        using var lane = new ConntrackLane(targets =>
+        {
+            lock (starts)
+            {
+                starts.Add(clock.Elapsed);
+            }
+
+            Thread.Sleep(10);
+            return default;
+        }, _metrics, _log, TimeSpan.FromMilliseconds(10));
+
+        lane.Post([("endpoint_gone", A)]);
+        Until(() => lane.Cleanups == 1, "the first cleanup");
+        lane.Post([("endpoint_gone", B)]);
+        Until(() => lane.Cleanups == 2, "the second cleanup");
+        Assert.True(starts[1] - starts[0] >= TimeSpan.FromMilliseconds(990), $"two cleanups {(starts[1] - starts[0]).TotalMilliseconds:F0} ms apart");
+    }
+
     [Fact]
     public void A_cleanup_that_throws_is_counted_and_logged_and_the_next_one_runs()
     {
