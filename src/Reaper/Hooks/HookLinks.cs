@@ -25,6 +25,14 @@ internal sealed partial class HookLinks
     private readonly DiscoveryOptions _discovery;
     private readonly ILogger _logger;
 
+    /// <summary>
+    /// The links as this daemon last found or made them, held open: a check while they stay
+    /// attached and pinned costs a stat and one bpf() call each, not an open of the pin (every
+    /// targeted sweep checks). Holding them changes nothing else: a pin removed by someone still
+    /// counts as a hole, as when the link went with it.
+    /// </summary>
+    private readonly Dictionary<string, BpfLink> _held = [];
+
     public HookLinks(HooksObject hooks, string directory, string cgroup, DiscoveryOptions discovery, ILogger logger)
     {
         _hooks = hooks;
@@ -51,7 +59,11 @@ internal sealed partial class HookLinks
     /// </summary>
     public bool EnsureAll(bool starting)
     {
-        PinnedState.CreatePrivateDirectory(_directory);
+        if (starting)
+        {
+            PinnedState.CreatePrivateDirectory(_directory);
+        }
+
         var continuous = true;
         foreach (var (program, name) in Programs)
         {
@@ -59,6 +71,7 @@ internal sealed partial class HookLinks
         }
 
         var history = History;
+        var hostBefore = history.HostNetns;
         if (starting)
         {
             history.HostNetns = Netns.CurrentCookie();
@@ -71,7 +84,13 @@ internal sealed partial class HookLinks
             continuous = false;
         }
 
-        _hooks.History.Update(0u, history);
+        // Written back only when this changed it: the hooks count into the same value
+        // (contacts_inserted, contacts_lost), and writing back a copy read before their increment
+        // would lose it — a lost contact unnoticed is a hole the sweeps would not know of.
+        if (!continuous || history.HostNetns != hostBefore)
+        {
+            _hooks.History.Update(0u, history);
+        }
         if (starting)
         {
             Log.Attached(_logger, _cgroup, continuous ? "continued" : "started", unknown);
@@ -87,25 +106,57 @@ internal sealed partial class HookLinks
     private bool Ensure(Func<HooksObject, BpfProgram> program, string name, bool starting)
     {
         var pin = $"{_directory}/{name}";
-        if (File.Exists(pin))
+        if (_held.Remove(name, out var held))
         {
-            using var existing = BpfLink.Open(pin);
-            if (existing.Info.CgroupId != 0)
+            if (!starting && held.Info.CgroupId != 0 && File.Exists(pin))
             {
-                if (starting)
-                {
-                    existing.UpdateProgram(program(_hooks));
-                }
-
+                _held[name] = held;
                 return true;
             }
 
-            existing.Unpin();
+            held.Dispose();
+        }
+
+        if (File.Exists(pin))
+        {
+            var existing = BpfLink.Open(pin);
+            try
+            {
+                if (existing.Info.CgroupId != 0)
+                {
+                    if (starting)
+                    {
+                        existing.UpdateProgram(program(_hooks));
+                    }
+
+                    _held[name] = existing;
+                    existing = null;
+                    return true;
+                }
+
+                existing.Unpin();
+            }
+            finally
+            {
+                existing?.Dispose();
+            }
+
             Log.Reattached(_logger, name);
         }
 
-        using var link = KernelFeatures.Host.Explained(() => program(_hooks).AttachCgroup(_cgroup), KernelFeature.CgroupSocketHooks);
-        link.Pin(pin);
+        PinnedState.CreatePrivateDirectory(_directory);
+        var link = KernelFeatures.Host.Explained(() => program(_hooks).AttachCgroup(_cgroup), KernelFeature.CgroupSocketHooks);
+        try
+        {
+            link.Pin(pin);
+        }
+        catch
+        {
+            link.Dispose();
+            throw;
+        }
+
+        _held[name] = link;
         return false;
     }
 
