@@ -14,9 +14,14 @@
 #     pairs per repeat; the CLI loads only the sweep iterators);
 #   - `ss -N <ns> -K` over every namespace.
 # Every destroy needs fresh sockets, so each repeat builds the world three times. Prints medians
-# and ratios. The targets: destroy at least 2.5x faster than the ss -K loop, within 1.2x of the C floor;
-# sock_diag mode at least 2x faster than the ss -K loop;
-# the one-off dry run's whole process within 1.5x of the floor's (measured with 40 namespaces x 150).
+# and ratios, then one line per target, `PASS <row> <figure> (target ...)` or `MISS ...`, and exits 1
+# on any MISS (a regression guard: docs/benchmarks.md says when each size last ran). The targets
+# (issue 28) depend on the size: NAMESPACES >= 100 takes the 100-namespace set, fewer the 40-namespace one.
+#   >= 100 namespaces: destroy <= 1.0x the C floor; dry run <= 0.8x the C floor's scan;
+#                      the one-off dry run's whole process <= 1.2x the floor's scan process
+#   <  100 namespaces: destroy <= 1.2x; dry run <= 1.2x; whole process <= 1.2x; sock_diag mode <= 1.3x the kfunc
+#   both:              the ss -K loop >= 2.5x slower than socketreaper, and >= 2x slower than sock_diag mode
+# The targets are for medians of 5 repeats or more.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=${1:-100}; N=${2:-200}; R=${3:-5}
@@ -102,7 +107,8 @@ for ((r = 1; r <= R; r++)); do
 done
 teardown
 
-python3 - "$out" "$M" "$N" <<'PY'
+rc=0
+python3 - "$out" "$M" "$N" <<'PY' || rc=$?
 import statistics, sys
 out, m, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 col = lambda name, i=0: [float(l.split()[i]) for l in open(f"{out}/{name}") if l.strip()]
@@ -119,14 +125,40 @@ print(f"\n{m} namespaces x ({n} TCP pairs + {n//4} connected UDP); {len(col('ss'
 print(f"  C floor scan only          {floor_scan:9.1f} ms")
 print(f"  socketreaper dry run       {reaper_scan:9.1f} ms   {reaper_scan/floor_scan:5.2f}x the C floor scan")
 print(f"  C floor destroy            {floor_destroy:9.1f} ms")
-print(f"  socketreaper destroy       {reaper_destroy:9.1f} ms   {reaper_destroy/floor_destroy:5.2f}x the C floor (target <= 1.20)")
-print(f"  ss -K loop                 {ss:9.1f} ms   {ss/reaper_destroy:5.2f}x slower than socketreaper (target >= 2.50)")
-print(f"  sock_diag mode destroy     {diag:9.1f} ms   {diag/reaper_destroy:5.2f}x the kfunc; ss -K loop {ss/diag:5.2f}x slower (target >= 2.00)")
+print(f"  socketreaper destroy       {reaper_destroy:9.1f} ms   {reaper_destroy/floor_destroy:5.2f}x the C floor")
+print(f"  ss -K loop                 {ss:9.1f} ms   {ss/reaper_destroy:5.2f}x slower than socketreaper")
+print(f"  sock_diag mode destroy     {diag:9.1f} ms   {diag/reaper_destroy:5.2f}x the kfunc; ss -K loop {ss/diag:5.2f}x slower")
 print(f"  sock_diag whole process    {diag_process:9.1f} ms   ({diag_destroyed} destroyed, {diag_gone} gone)")
 print(f"  socketreaper whole process {process:9.1f} ms   (start, discovery, load, sweep, exit)")
 print(f"  C floor scan, whole process {floor_process:8.1f} ms")
-print(f"  dry run, whole process     {dry_process:9.1f} ms   {dry_process/floor_process:5.2f}x the C floor's process (target <= 1.50)")
+print(f"  dry run, whole process     {dry_process:9.1f} ms   {dry_process/floor_process:5.2f}x the C floor's process")
 print(f"  sockets destroyed per run  {destroyed}")
 print(f"  socketreaper peak RSS      {rss:9.1f} MiB")
+
+# The regression guard: one line per target of this size (issue 28), PASS or MISS; exit 1 on a MISS.
+large = m >= 100
+size = ">= 100 namespaces" if large else "< 100 namespaces"
+targets = [
+    ("destroy-vs-c-floor", reaper_destroy / floor_destroy, "<=", 1.0 if large else 1.2),
+    ("dry-run-vs-c-floor-scan", reaper_scan / floor_scan, "<=", 0.8 if large else 1.2),
+    ("one-off-dry-run-process-vs-c-floor", dry_process / floor_process, "<=", 1.2),
+]
+if not large:
+    targets.append(("sock-diag-vs-kfunc", diag / reaper_destroy, "<=", 1.3))
+targets += [
+    ("ss-K-slower-than-socketreaper", ss / reaper_destroy, ">=", 2.5),
+    ("ss-K-slower-than-sock-diag", ss / diag, ">=", 2.0),
+]
+print()
+missed = 0
+for row, figure, op, limit in targets:
+    met = figure <= limit if op == "<=" else figure >= limit
+    missed += not met
+    print(f"{'PASS' if met else 'MISS'} {row} {figure:.2f}x (target {op} {limit:.2f}x at {size})")
+repeats = len(col("ss"))
+if repeats < 5:
+    print(f"note: {repeats} repeats; the targets are for medians of 5 or more")
+sys.exit(1 if missed else 0)
 PY
 rm -rf "$out"
+exit "$rc"

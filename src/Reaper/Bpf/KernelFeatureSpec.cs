@@ -12,7 +12,12 @@ namespace SocketReaper.Bpf;
 /// <param name="BuildOption">The kernel config may leave it out though the release has it (CONFIG_NETKIT, CONFIG_INET_DIAG_DESTROY, the tc options).</param>
 /// <param name="Loss">What the daemon does without it, in a phrase.</param>
 /// <param name="Probe">Proves the feature on the running kernel, whose version it is given.</param>
-internal sealed record KernelFeatureSpec(KernelFeature Feature, string Name, Version Needs, bool BuildOption, string Loss, Func<Version, FeatureProbe> Probe)
+/// <param name="PerBoot">
+/// Its proof is remembered for the boot and kernel (<see cref="BootProofs"/>): the ways to destroy a
+/// socket, which pick the sweep's destroy mode at every start of a one-off command, and whose probes
+/// each destroy a socket in a private namespace.
+/// </param>
+internal sealed record KernelFeatureSpec(KernelFeature Feature, string Name, Version Needs, bool BuildOption, string Loss, Func<Version, FeatureProbe> Probe, bool PerBoot = false)
 {
     private static readonly Dictionary<KernelFeature, KernelFeatureSpec> s_all = new KernelFeatureSpec[]
     {
@@ -22,13 +27,13 @@ internal sealed record KernelFeatureSpec(KernelFeature Feature, string Name, Ver
             "no sweep: the daemon does not start", _ => KernelProbes.Iterators(KernelFeature.IterUdp)),
         new(KernelFeature.SockDestroy, "the bpf_sock_destroy kfunc", new(6, 5), false,
             "sockets are destroyed through netlink SOCK_DESTROY, one call each, after the iterator found them",
-            _ => KernelProbes.Iterators(KernelFeature.SockDestroy)),
+            _ => KernelProbes.Iterators(KernelFeature.SockDestroy), PerBoot: true),
         new(KernelFeature.Tcx, "TCX", new(6, 6), false,
             "the datapath's programs are tc cls_bpf filters on a clsact qdisc", _ => KernelProbes.Tcx()),
         new(KernelFeature.Netkit, "netkit", new(6, 7), true,
             "netkit endpoints are not covered", KernelProbes.Netkit),
         new(KernelFeature.NetlinkSockDestroy, "netlink SOCK_DESTROY", new(4, 5), true,
-            "without the kfunc either, nothing can destroy a socket: the daemon does not start", _ => KernelProbes.NetlinkSockDestroy()),
+            "without the kfunc either, nothing can destroy a socket: the daemon does not start", _ => KernelProbes.NetlinkSockDestroy(), PerBoot: true),
         new(KernelFeature.CgroupSocketHooks, "attaching cgroup socket hooks as BPF links", new(5, 7), false,
             "no socket hooks: automatic sweeps visit every namespace, ip_reused reaping is off",
             kernel => KernelProbes.ByRelease(KernelFeature.CgroupSocketHooks, kernel, "has BPF links on cgroups", "lacks BPF links on cgroups")),

@@ -20,25 +20,40 @@ internal sealed class KernelFeatures
     /// </summary>
     public static readonly Version MinimumKernel = new(5, 10);
 
-    private static readonly Lazy<KernelFeatures> s_host = new(() =>
-    {
-        var (release, version) = HostInfo.Kernel();
-        return new KernelFeatures(release, version, feature => KernelProbes.Run(feature, version));
-    });
+    private static readonly Lazy<KernelFeatures> s_host = new(() => ForHost(live: false));
 
     private readonly Func<KernelFeature, FeatureProbe> _probe;
+    private readonly BootProofs? _proofs;
+    private readonly bool _live;
     private readonly ConcurrentDictionary<KernelFeature, Lazy<FeatureProbe>> _found = new();
 
     /// <param name="probe">Proves one feature; called once per feature unless it could not tell (tests pass a fake).</param>
-    public KernelFeatures(string release, Version version, Func<KernelFeature, FeatureProbe> probe)
+    /// <param name="proofs">Where the proofs of <see cref="KernelFeatureSpec.PerBoot"/> features are remembered for this boot; null: nowhere.</param>
+    /// <param name="live">Prove every feature here and now, recalling nothing (doctor); what it proves is still remembered.</param>
+    public KernelFeatures(string release, Version version, Func<KernelFeature, FeatureProbe> probe, BootProofs? proofs = null, bool live = false)
     {
         Release = release;
         Version = version;
         _probe = probe;
+        _proofs = proofs;
+        _live = live;
     }
 
-    /// <summary>This host's kernel, probed on first use.</summary>
+    /// <summary>This host's kernel, probed on first use; the destroy proofs are recalled from this boot's when there are some.</summary>
     public static KernelFeatures Host => s_host.Value;
+
+    /// <summary>
+    /// This host's kernel with its own probes: <paramref name="live"/> (doctor, the diagnostic) proves
+    /// everything again, and refreshes what this boot remembers.
+    /// </summary>
+    public static KernelFeatures ForHost(bool live)
+    {
+        var (release, version) = HostInfo.Kernel();
+        return new KernelFeatures(release, version, feature => KernelProbes.Run(feature, version), BootProofs.ForHost(release), live);
+    }
+
+    /// <summary>One sentence about the remembered proofs when they were ignored or could not be kept (for the log); else null.</summary>
+    public string? ProofNote => _proofs?.Note;
 
     /// <summary>The kernel release, "6.18.44-amd64".</summary>
     public string Release { get; }
@@ -57,10 +72,28 @@ internal sealed class KernelFeatures
     /// </summary>
     public FeatureProbe Probe(KernelFeature feature)
     {
-        var found = _found.GetOrAdd(feature, f => new Lazy<FeatureProbe>(() => _probe(f))).Value;
+        var found = _found.GetOrAdd(feature, f => new Lazy<FeatureProbe>(() => Prove(f))).Value;
         if (found.State == FeatureState.Unproven)
         {
             _found.TryRemove(new KeyValuePair<KernelFeature, Lazy<FeatureProbe>>(feature, _found[feature]));
+        }
+
+        return found;
+    }
+
+    /// <summary>A remembered proof of this boot where there is one (and this is not a live proof), else the probe's, remembered when it could tell.</summary>
+    private FeatureProbe Prove(KernelFeature feature)
+    {
+        var perBoot = _proofs is not null && KernelFeatureSpec.Of(feature).PerBoot;
+        if (perBoot && !_live && _proofs!.Recall(feature) is { } remembered)
+        {
+            return remembered;
+        }
+
+        var found = _probe(feature);
+        if (perBoot)
+        {
+            _proofs!.Remember(found);
         }
 
         return found;

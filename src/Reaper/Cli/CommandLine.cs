@@ -118,7 +118,8 @@ internal static class CommandLine
     {
         var options = ParsedArguments.Parse("doctor", args, new HashSet<string> { "json" }, new HashSet<string> { DaemonSettings.Option });
         var settings = DaemonSettings.Load(options);
-        var report = HostProbe.Report();
+        // Doctor is the diagnostic: it proves every feature live (and refreshes what this boot remembers).
+        var report = HostProbe.Report(Bpf.KernelFeatures.ForHost(live: true));
         if (FleetProbe.Check(settings.Fleet) is { } fleet)
         {
             report = new DoctorReport([.. report.Checks, fleet], report.Modes, report.Degradations);

@@ -78,11 +78,16 @@ internal sealed partial class DaemonState : IDisposable
     {
         Stopping = stopping;
         LibBpf.LibBpfLog.Route(_loggers.CreateLogger("libbpf"));
-        var report = HostProbe.Report();
+        var report = HostProbe.Report(Bpf.KernelFeatures.Host);
         Features = report.Checks;
         Degradations = report.Degradations;
         // Before the engine loads: a start that fails on this kernel has said first what it lacks.
         var kernelLogger = _loggers.CreateLogger("SocketReaper.Bpf.KernelFeatures");
+        if (Bpf.KernelFeatures.Host.ProofNote is { } note)
+        {
+            Log.ProofsNotRemembered(kernelLogger, note);
+        }
+
         foreach (var sentence in Degradations)
         {
             Log.Degraded(kernelLogger, sentence);
@@ -163,6 +168,9 @@ internal sealed partial class DaemonState : IDisposable
     {
         [LoggerMessage(EventId = 101, Level = LogLevel.Warning, Message = "Socket history pinned under {Directory} does not fit this build and was discarded: {Reason}")]
         public static partial void StateDiscarded(ILogger logger, string directory, string reason);
+
+        [LoggerMessage(EventId = 11, Level = LogLevel.Information, Message = "Kernel proofs: {Sentence}")]
+        public static partial void ProofsNotRemembered(ILogger logger, string sentence);
 
         [LoggerMessage(EventId = 6, Level = LogLevel.Warning, Message = "On this kernel: {Sentence}")]
         public static partial void Degraded(ILogger logger, string sentence);

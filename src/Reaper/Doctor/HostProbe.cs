@@ -6,19 +6,20 @@ using SocketReaper.Platform;
 namespace SocketReaper.Doctor;
 
 /// <summary>
-/// Checks every host capability the daemon relies on; the kernel features are the probes of
-/// <see cref="KernelFeatures.Host"/>, which prove each by using it in a throwaway namespace.
+/// Checks every host capability the daemon relies on; the kernel features are the probes of a
+/// <see cref="KernelFeatures"/>, which prove each by using it in a throwaway namespace (doctor's
+/// prove them live; the daemon's may recall this boot's proofs of the ways to destroy).
 /// </summary>
 internal static class HostProbe
 {
     private const string BpfFsPath = "/sys/fs/bpf";
 
-    public static IReadOnlyList<HostCheck> Run() => Report().Checks;
+    public static IReadOnlyList<HostCheck> Run(KernelFeatures kernel) => Report(kernel).Checks;
 
     /// <summary>The checks and, where libbpf works, the modes this kernel runs in and what it loses.</summary>
-    public static DoctorReport Report()
+    public static DoctorReport Report(KernelFeatures kernel)
     {
-        var checks = new List<HostCheck> { Kernel(), Btf(), BpfFs(), Capabilities() };
+        var checks = new List<HostCheck> { Kernel(kernel), Btf(), BpfFs(), Capabilities() };
         var libbpf = Libbpf();
         checks.Add(libbpf);
         if (libbpf.Status != CheckStatus.Ok)
@@ -28,26 +29,25 @@ internal static class HostProbe
                 checks.Add(HostCheck.Missing(name, required, "not probed: libbpf is unusable", "fix libbpf first"));
             }
 
-            checks.Add(SocketHooks());
-            checks.Add(NetnsCookie());
+            checks.Add(SocketHooks(kernel));
+            checks.Add(NetnsCookie(kernel));
             checks.Add(CgroupV2());
             return new DoctorReport(checks);
         }
 
-        var kernel = KernelFeatures.Host;
-        checks.AddRange(SocketIterators());
+        checks.AddRange(SocketIterators(kernel));
         checks.Add(Destroy(kernel));
-        checks.Add(Check("bpf_sock_destroy", KernelFeature.SockDestroy, false, Privileges,
+        checks.Add(Check(kernel, "bpf_sock_destroy", KernelFeature.SockDestroy, false, Privileges,
             $"optional: kernel >= {KernelFeatures.Needs(KernelFeature.SockDestroy)} destroys in the iterator; without it sockets are destroyed through sock_diag"));
-        checks.Add(NetlinkSockDestroy());
+        checks.Add(NetlinkSockDestroy(kernel));
         checks.Add(Datapath(kernel));
-        checks.Add(Check("tcx", KernelFeature.Tcx, false, Privileges,
+        checks.Add(Check(kernel, "tcx", KernelFeature.Tcx, false, Privileges,
             $"optional: kernel >= {KernelFeatures.Needs(KernelFeature.Tcx)} has TCX; without it the datapath uses tc (clsact, cls_bpf)"));
-        checks.Add(Check("tc", KernelFeature.TcClsact, false, Privileges,
+        checks.Add(Check(kernel, "tc", KernelFeature.TcClsact, false, Privileges,
             "optional where TCX works: modprobe sch_ingress cls_bpf (or build the kernel with CONFIG_NET_SCH_INGRESS, CONFIG_NET_CLS_BPF)"));
-        checks.Add(Netkit());
-        checks.Add(SocketHooks());
-        checks.Add(NetnsCookie());
+        checks.Add(Netkit(kernel));
+        checks.Add(SocketHooks(kernel));
+        checks.Add(NetnsCookie(kernel));
         checks.Add(CgroupV2());
         return new DoctorReport(checks, Modes(kernel), kernel.Degradations());
     }
@@ -78,21 +78,19 @@ internal static class HostProbe
             "modprobe sch_ingress cls_bpf (as root), or boot a kernel >= 6.6"),
     };
 
-    private static HostCheck SocketHooks()
+    private static HostCheck SocketHooks(KernelFeatures kernel)
     {
-        var kernel = KernelFeatures.Host;
         return kernel.SocketHooks
             ? HostCheck.Ok("socket_hooks", false, "on: cgroup links, bpf_get_netns_cookie in sockops")
             : HostCheck.Missing("socket_hooks", false, $"off (kernel < {KernelFeatures.Needs(KernelFeature.SockopsNetnsCookie)})",
                 $"optional: kernel >= {KernelFeatures.Needs(KernelFeature.SockopsNetnsCookie)} for targeted and born-before (ip_reused) sweeps");
     }
 
-    private static HostCheck NetnsCookie() => Check("netns_cookie", KernelFeature.NetnsCookieSockopt, false, Privileges,
+    private static HostCheck NetnsCookie(KernelFeatures kernel) => Check(kernel, "netns_cookie", KernelFeature.NetnsCookieSockopt, false, Privileges,
         $"optional: kernel >= {KernelFeatures.Needs(KernelFeature.NetnsCookieSockopt)}; without it namespaces are told apart by their nsfs inode");
 
-    private static HostCheck Kernel()
+    private static HostCheck Kernel(KernelFeatures kernel)
     {
-        var kernel = KernelFeatures.Host;
         var minimum = KernelFeatures.MinimumKernel;
         return kernel.Version >= minimum
             ? HostCheck.Ok("kernel", true, $"{kernel.Release} (>= {minimum} needed)")
@@ -140,24 +138,24 @@ internal static class HostProbe
     }
 
     /// <summary>iter/tcp and iter/udp, proven together (with the kfunc) by one probe.</summary>
-    private static IEnumerable<HostCheck> SocketIterators() =>
+    private static IEnumerable<HostCheck> SocketIterators(KernelFeatures kernel) =>
     [
-        Check("iter/tcp", KernelFeature.IterTcp, true, Privileges),
-        Check("iter/udp", KernelFeature.IterUdp, true, Privileges),
+        Check(kernel, "iter/tcp", KernelFeature.IterTcp, true, Privileges),
+        Check(kernel, "iter/udp", KernelFeature.IterUdp, true, Privileges),
     ];
 
-    private static HostCheck Netkit() => Check("netkit", KernelFeature.Netkit, false,
+    private static HostCheck Netkit(KernelFeatures kernel) => Check(kernel, "netkit", KernelFeature.Netkit, false,
         "optional: needs kernel >= 6.7 with CONFIG_NETKIT=y",
         "optional: boot a kernel >= 6.7 with CONFIG_NETKIT=y to manage netkit endpoints (Debian: linux-image from bookworm-backports)");
 
-    private static HostCheck NetlinkSockDestroy() => Check("netlink_sock_destroy", KernelFeature.NetlinkSockDestroy, false,
+    private static HostCheck NetlinkSockDestroy(KernelFeatures kernel) => Check(kernel, "netlink_sock_destroy", KernelFeature.NetlinkSockDestroy, false,
         Privileges, "optional where the kfunc works: boot a kernel built with CONFIG_INET_DIAG_DESTROY=y");
 
     /// <param name="unproven">The remedy when the probe could not run (privileges, most often).</param>
     /// <param name="missing">The remedy when the kernel lacks the feature; by default, the kernel that has it.</param>
-    private static HostCheck Check(string name, KernelFeature feature, bool required, string unproven, string? missing = null)
+    private static HostCheck Check(KernelFeatures kernel, string name, KernelFeature feature, bool required, string unproven, string? missing = null)
     {
-        var probe = KernelFeatures.Host.Probe(feature);
+        var probe = kernel.Probe(feature);
         return probe.State switch
         {
             FeatureState.Present => HostCheck.Ok(name, required, probe.Detail),

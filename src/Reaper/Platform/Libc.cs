@@ -79,6 +79,21 @@ internal static unsafe partial class Libc
     [LibraryImport(Library, SetLastError = true)]
     internal static partial int ioctl(SafeHandle fd, nuint request);
 
+    internal const int AT_FDCWD = -100;
+    internal const int AT_SYMLINK_NOFOLLOW = 0x100;
+    internal const uint STATX_TYPE = 0x1;
+    internal const uint STATX_MODE = 0x2;
+    internal const uint STATX_UID = 0x8;
+
+    /// <summary>struct statx is 256 bytes on every architecture: stx_uid is the u32 at 20, stx_mode the u16 at 28.</summary>
+    internal const int StatxSize = 256;
+
+    [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int statx(int directoryFd, string path, int flags, uint mask, byte* buffer);
+
+    [LibraryImport(Library)]
+    internal static partial uint geteuid();
+
     internal const int O_RDONLY = 0;
     internal const int O_DIRECTORY = 0x10000;
     internal const int O_CLOEXEC = 0x80000;
