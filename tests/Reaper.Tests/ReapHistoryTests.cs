@@ -32,7 +32,7 @@ public sealed class ReapHistoryTests : IDisposable
             history.Add(Records(1, 7));
             history.Add(Records(8, 6));
             history.Add(Records(14, 13));
-            var all = await history.QueryAsync(new HistoryQuery());
+            var all = (await history.QueryAsync(new HistoryQuery())).Records;
 
             var onDisk = Lines("current.jsonl") + Lines("previous.jsonl");
             Assert.InRange(onDisk, 5, 10);
@@ -42,7 +42,7 @@ public sealed class ReapHistoryTests : IDisposable
 
             // One batch larger than the bound: its newest records are the ones kept.
             history.Add(Records(100, 25));
-            var after = await history.QueryAsync(new HistoryQuery());
+            var after = (await history.QueryAsync(new HistoryQuery())).Records;
             Assert.InRange(Lines("current.jsonl") + Lines("previous.jsonl"), 5, 10);
             Assert.Equal(124UL, after[0].Cookie);
         }
@@ -56,16 +56,16 @@ public sealed class ReapHistoryTests : IDisposable
     {
         using var history = Open(6);
         history.Add(Records(1, 2));
-        await history.QueryAsync(new HistoryQuery());
+        _ = await history.QueryAsync(new HistoryQuery());
         Assert.False(File.Exists(Path.Combine(Folder, "previous.jsonl")));
 
         history.Add(Records(3, 1));
-        await history.QueryAsync(new HistoryQuery());
+        _ = await history.QueryAsync(new HistoryQuery());
         Assert.Equal(3, Lines("previous.jsonl"));
         Assert.False(File.Exists(Path.Combine(Folder, "current.jsonl")));
 
         history.Add(Records(4, 4));
-        var all = await history.QueryAsync(new HistoryQuery());
+        var all = (await history.QueryAsync(new HistoryQuery())).Records;
         Assert.Equal([7UL, 6, 5, 4], all.Select(r => r.Cookie));
     }
 
@@ -81,11 +81,11 @@ public sealed class ReapHistoryTests : IDisposable
         using (var history = Open(10))
         {
             Assert.InRange(Lines("current.jsonl") + Lines("previous.jsonl"), 1, 10);
-            Assert.Equal(80UL, (await history.QueryAsync(new HistoryQuery()))[0].Cookie);
+            Assert.Equal(80UL, (await history.QueryAsync(new HistoryQuery())).Records[0].Cookie);
             history.Add(Records(81, 3));
             await history.FlushAsync();
             Assert.InRange(Lines("current.jsonl") + Lines("previous.jsonl"), 1, 10);
-            Assert.Equal(83UL, (await history.QueryAsync(new HistoryQuery()))[0].Cookie);
+            Assert.Equal(83UL, (await history.QueryAsync(new HistoryQuery())).Records[0].Cookie);
         }
     }
 
@@ -95,7 +95,7 @@ public sealed class ReapHistoryTests : IDisposable
         using (var history = Open(100))
         {
             history.Add(Records(1, 3));
-            await history.QueryAsync(new HistoryQuery());
+            _ = await history.QueryAsync(new HistoryQuery());
         }
 
         // SIGKILL in the middle of a write.
@@ -103,9 +103,9 @@ public sealed class ReapHistoryTests : IDisposable
 
         using (var history = Open(100))
         {
-            Assert.Equal([3UL, 2, 1], (await history.QueryAsync(new HistoryQuery())).Select(r => r.Cookie));
+            Assert.Equal([3UL, 2, 1], (await history.QueryAsync(new HistoryQuery())).Records.Select(r => r.Cookie));
             history.Add(Records(4, 1));
-            Assert.Equal([4UL, 3, 2, 1], (await history.QueryAsync(new HistoryQuery())).Select(r => r.Cookie));
+            Assert.Equal([4UL, 3, 2, 1], (await history.QueryAsync(new HistoryQuery())).Records.Select(r => r.Cookie));
         }
 
         Assert.Empty(_log.Warnings);
@@ -121,7 +121,7 @@ public sealed class ReapHistoryTests : IDisposable
         using var history = Open(100);
         history.Add(Records(1, 2));
 
-        Assert.Equal([2UL, 1], (await history.QueryAsync(new HistoryQuery())).Select(r => r.Cookie));
+        Assert.Equal([2UL, 1], (await history.QueryAsync(new HistoryQuery())).Records.Select(r => r.Cookie));
         var warning = Assert.Single(_log.Warnings);
         Assert.Contains(Path.Combine(Folder, "current.jsonl"), warning, StringComparison.Ordinal);
         Assert.Equal("this is not json\nnor this\n", File.ReadAllText(Path.Combine(Folder, "current.jsonl.broken")));
@@ -142,7 +142,7 @@ public sealed class ReapHistoryTests : IDisposable
 
         Directory.Delete(current);
         history.Add(Records(3, 1));
-        Assert.Equal([3UL], (await history.QueryAsync(new HistoryQuery())).Select(r => r.Cookie));
+        Assert.Equal([3UL], (await history.QueryAsync(new HistoryQuery())).Records.Select(r => r.Cookie));
         Assert.Single(_log.Warnings);
     }
 
@@ -151,13 +151,13 @@ public sealed class ReapHistoryTests : IDisposable
     {
         using var ring = new ReapHistory(new StateOptions { Directory = string.Empty, HistoryRecords = 5 }, _metrics, _log);
         ring.Add(Records(1, 12));
-        Assert.Equal([12UL, 11, 10, 9, 8], (await ring.QueryAsync(new HistoryQuery())).Select(r => r.Cookie));
+        Assert.Equal([12UL, 11, 10, 9, 8], (await ring.QueryAsync(new HistoryQuery())).Records.Select(r => r.Cookie));
         Assert.Equal("memory", ring.Where);
 
         using var none = new ReapHistory(new StateOptions { Directory = _state, HistoryRecords = 0 }, _metrics, _log);
         none.Add(Records(1, 3));
         Assert.Null(none.Begin(1, new SweepRequest { Rules = [], Trigger = "dbus" }));
-        Assert.Empty(await none.QueryAsync(new HistoryQuery()));
+        Assert.Empty((await none.QueryAsync(new HistoryQuery())).Records);
         Assert.False(Directory.Exists(Folder));
     }
 
@@ -182,7 +182,7 @@ public sealed class ReapHistoryTests : IDisposable
         observed.OnMatch(Match(6, SweepAbi.ResultHeldBack), netns);
         observed.End(null);
 
-        var all = await history.QueryAsync(new HistoryQuery());
+        var all = (await history.QueryAsync(new HistoryQuery())).Records;
         Assert.Equal([(5UL, "would-destroy", "ip_reused", 8UL), (4UL, "EPERM", "dbus", 7UL), (3UL, "gone", "dbus", 7UL), (1UL, "destroyed", "dbus", 7UL)],
             all.Select(r => (r.Cookie, r.Result, r.Trigger, r.SweepId)));
         Assert.All(all, r => Assert.Equal(("blue", 42UL), (r.Namespace, r.NetnsCookie)));
@@ -226,6 +226,163 @@ public sealed class ReapHistoryTests : IDisposable
         Assert.Equal(record, HistoryLine.TryParse(Encoding.UTF8.GetBytes(line.TrimEnd('\n'))));
         Assert.Null(HistoryLine.TryParse("{\"time\":1}"u8));
         Assert.Null(HistoryLine.TryParse("[]"u8));
+    }
+
+    [Fact]
+    public async Task A_bad_line_in_the_middle_is_counted_and_said_once_and_every_query_says_how_many_it_left_out()
+    {
+        Directory.CreateDirectory(Folder);
+        var current = Path.Combine(Folder, "current.jsonl");
+        var good = Records(1, 3).Select(HistoryLine.Format).ToList();
+        File.WriteAllText(current, good[0] + "{\"time\":\"2026-12-02T10:00:00Z\",\"swe\n" + good[1] + "not json\n" + good[2]);
+
+        using var history = Open(100);
+        var first = await history.QueryAsync(new HistoryQuery());
+        var second = await history.QueryAsync(new HistoryQuery { Limit = 1 });
+
+        Assert.Equal([3UL, 2, 1], first.Records.Select(r => r.Cookie));
+        Assert.Equal(2, first.Unreadable);
+        Assert.Equal([3UL], second.Records.Select(r => r.Cookie));
+        Assert.Equal(2, second.Unreadable);
+        Assert.Equal(2, history.Unreadable);
+        Assert.Equal(2, _metrics.HistoryBadLines.Value);
+        var warning = Assert.Single(_log.Warnings);
+        Assert.Contains(current, warning, StringComparison.Ordinal);
+        Assert.Contains("2 line(s)", warning, StringComparison.Ordinal);
+        Assert.Contains("at line 2", warning, StringComparison.Ordinal);
+
+        // The CLI reading the files itself counts those it met.
+        Assert.Equal(2, HistoryFiles.Query(Folder, new HistoryQuery()).Unreadable);
+        Assert.Equal(5, File.ReadAllText(current).Count(c => c == '\n'));
+    }
+
+    [Fact]
+    public async Task Bad_lines_stop_being_reported_once_their_file_has_rotated_out()
+    {
+        Directory.CreateDirectory(Folder);
+        var good = Records(1, 2).Select(HistoryLine.Format).ToList();
+        File.WriteAllText(Path.Combine(Folder, "current.jsonl"), good[0] + "[1,2]\n" + good[1]);
+
+        using var history = Open(6);
+        Assert.Equal(1, (await history.QueryAsync(new HistoryQuery())).Unreadable);
+
+        // Opened full (3 lines of 3), current became previous; the next full current replaces it.
+        Assert.Equal(3, Lines("previous.jsonl"));
+        history.Add(Records(3, 2));
+        Assert.Equal(1, (await history.QueryAsync(new HistoryQuery())).Unreadable);
+        history.Add(Records(5, 1));
+        var after = await history.QueryAsync(new HistoryQuery());
+        Assert.Equal(0, after.Unreadable);
+        Assert.Equal([5UL, 4, 3], after.Records.Select(r => r.Cookie));
+        Assert.Equal(1, _metrics.HistoryBadLines.Value);
+        Assert.Single(_log.Warnings);
+    }
+
+    [Fact]
+    public async Task A_query_held_mid_way_does_not_hold_up_the_writer_and_answers_from_the_files_as_they_were()
+    {
+        using var history = Open(6);
+        history.Add(Records(1, 2));
+        await history.FlushAsync();
+        var files = Assert.IsType<HistoryFiles>(history.Store);
+        using var reading = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        files.MidQuery = () =>
+        {
+            reading.Set();
+            release.Wait();
+        };
+
+        var held = history.QueryAsync(new HistoryQuery());
+        Assert.True(reading.Wait(TimeSpan.FromSeconds(60)), "the query never started reading");
+        files.MidQuery = null;
+
+        // While it is held: four records written, current rotated into previous twice. The timeout
+        // only keeps a writer that waits for the query from hanging the test.
+        history.Add(Records(3, 4));
+        await history.FlushAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.False(held.IsCompleted);
+        Assert.Equal(3, Lines("previous.jsonl"));
+        Assert.Equal(0, Lines("current.jsonl"));
+
+        release.Set();
+        Assert.Equal([2UL, 1], (await held).Records.Select(r => r.Cookie));
+        Assert.Equal([6UL, 5, 4], (await history.QueryAsync(new HistoryQuery())).Records.Select(r => r.Cookie));
+    }
+
+    [Fact]
+    public void Lines_read_from_the_end_back_are_the_lines_read_forward_reversed_and_a_line_being_written_is_not_one()
+    {
+        var random = new Random(28);
+        var lines = Enumerable.Range(0, 3000).Select(i => new string((char)('a' + (i % 26)), i == 1500 ? 200_000 : random.Next(0, 400))).ToList();
+        var path = Path.Combine(_state, "lines");
+        File.WriteAllText(path, string.Join("\n", lines) + "\n" + "{\"torn");
+
+        var forward = new List<string>();
+        HistoryFiles.ForEachLine(path, line => forward.Add(Encoding.UTF8.GetString(line)), out var end);
+        var backward = new List<string>();
+        using (var file = File.OpenHandle(path))
+        {
+            HistoryFiles.ForEachLineBackward(file, new FileInfo(path).Length, line =>
+            {
+                backward.Add(Encoding.UTF8.GetString(line));
+                return true;
+            });
+        }
+
+        Assert.Equal(lines, forward);
+        backward.Reverse();
+        Assert.Equal(lines, backward);
+        Assert.Equal(new FileInfo(path).Length - "{\"torn".Length, end);
+
+        // Stopped by the handler: only the newest.
+        var newest = new List<string>();
+        using (var file = File.OpenHandle(path))
+        {
+            HistoryFiles.ForEachLineBackward(file, new FileInfo(path).Length, line =>
+            {
+                newest.Add(Encoding.UTF8.GetString(line));
+                return newest.Count < 2;
+            });
+        }
+
+        Assert.Equal(lines.TakeLast(2).Reverse(), newest);
+    }
+
+    [Fact]
+    public async Task A_query_over_the_files_returns_what_matching_every_record_returns()
+    {
+        var now = DateTimeOffset.UtcNow;
+        var records = Enumerable.Range(0, 600).Select(i =>
+            Record((ulong)i, now.AddSeconds(i - 600).AddTicks(i % 10), (i % 4) switch { 0 => "ip_reused", 1 => "a+b <c>", 2 => "backend_left", _ => "dbus" },
+                (i % 3) switch { 0 => $"10.1.{i % 7}.{i % 200}:80", 1 => $"[fd00::{i % 9:x}]:443", _ => "10.96.0.10:53" })
+            with { Backend = i % 3 == 2 ? IPEndPoint.Parse($"10.1.{i % 7}.6:53") : null }).ToList();
+        using (var history = Open(1000))
+        {
+            history.Add(records);
+            await history.FlushAsync();
+        }
+
+        var queries = new[]
+        {
+            new HistoryQuery(),
+            new HistoryQuery { Limit = 7 },
+            new HistoryQuery { Since = now.AddSeconds(-100).AddTicks(3), Limit = 10_000 },
+            new HistoryQuery { Trigger = "a+b <c>" },
+            new HistoryQuery { Trigger = "backend" },
+            new HistoryQuery { Destination = IpPrefix.Parse("10.1.3.0/24", "dst") },
+            new HistoryQuery { Destination = IpPrefix.Parse("fd00::4", "dst"), Trigger = "dbus", Since = now.AddSeconds(-300) },
+            new HistoryQuery { Destination = IpPrefix.Parse("192.0.2.0/24", "dst") },
+        };
+        foreach (var query in queries)
+        {
+            var expected = records.Where(query.Matches).Reverse().Take(query.Limit).Select(r => r.Cookie);
+            var result = HistoryFiles.Query(Folder, query);
+            Assert.Equal(expected, result.Records.Select(r => r.Cookie));
+            Assert.Equal(0, result.Unreadable);
+        }
+
+        Assert.NotEmpty(HistoryFiles.Query(Folder, queries[3]).Records);
     }
 
     private ReapHistory Open(int records) => new(new StateOptions { Directory = _state, HistoryRecords = records }, _metrics, _log);

@@ -35,6 +35,7 @@ internal static class HistoryCommand
         var options = ParsedArguments.Parse("history", args, Flags, Valued);
         var query = ParseQuery(options, DateTimeOffset.UtcNow);
         List<ReapRecord> records;
+        long unreadable;
         using (var client = ReaperClient.TryConnectAsync().GetAwaiter().GetResult())
         {
             if (client is not null)
@@ -42,6 +43,7 @@ internal static class HistoryCommand
                 try
                 {
                     records = [.. client.HistoryAsync(Filter(query)).GetAwaiter().GetResult().Select(DBusHistory.FromDictionary)];
+                    unreadable = Unreadable(client.GetStatusAsync().GetAwaiter().GetResult());
                 }
                 catch (DBusErrorReplyException e)
                 {
@@ -49,6 +51,10 @@ internal static class HistoryCommand
                 }
 
                 stderr.WriteLine($"socketreaper history: {records.Count} record(s) from the running daemon, newest first.");
+                if (unreadable > 0)
+                {
+                    stderr.WriteLine($"socketreaper history: {unreadable} line(s) of the daemon's history files are not records and were left out (the daemon's log names the file and line).");
+                }
             }
             else
             {
@@ -64,17 +70,26 @@ internal static class HistoryCommand
                     throw new UsageException($"the daemon is not running and {directory} does not exist: no history has been recorded there.");
                 }
 
-                records = HistoryFiles.Query(directory, query);
+                var result = HistoryFiles.Query(directory, query);
+                (records, unreadable) = (result.Records, result.Unreadable);
                 stderr.WriteLine($"socketreaper history: the daemon is not on the bus; {records.Count} record(s) read from {directory}, newest first.");
+                if (unreadable > 0)
+                {
+                    stderr.WriteLine($"socketreaper history: {unreadable} line(s) read from {directory} are not records and were left out.");
+                }
             }
         }
 
         if (options.Has("json"))
         {
+            // One write: Console.Out flushes every one, and 10,000 writes cost more than the query.
+            var lines = new System.Buffers.ArrayBufferWriter<byte>(records.Count * 320 + 1);
             foreach (var record in records)
             {
-                stdout.Write(HistoryLine.Format(record));
+                HistoryLine.Write(lines, record);
             }
+
+            stdout.Write(System.Text.Encoding.UTF8.GetString(lines.WrittenSpan));
         }
         else
         {
@@ -114,6 +129,10 @@ internal static class HistoryCommand
 
         return query;
     }
+
+    /// <summary>GetStatus's history_unreadable_lines; 0 from a daemon that does not say.</summary>
+    private static long Unreadable(Dictionary<string, VariantValue> status) =>
+        status.TryGetValue("history_unreadable_lines", out var value) && value.Type == VariantValueType.UInt64 ? (long)value.GetUInt64() : 0;
 
     /// <summary>The query as History's filter; since as an absolute time, so both sides agree on it.</summary>
     private static Dictionary<string, VariantValue> Filter(HistoryQuery query)

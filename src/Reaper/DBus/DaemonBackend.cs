@@ -27,7 +27,9 @@ internal sealed class DaemonBackend(SweepCoordinator sweeps, SweepOptions limits
 
     public CompletedSweep Sweep(SweepRequest request, CancellationToken cancellation) => sweeps.Run(request, cancellation);
 
-    public Task<List<ReapRecord>> HistoryAsync(HistoryQuery query) => history.QueryAsync(query);
+    public Task<HistoryResult> HistoryAsync(HistoryQuery query) => history.QueryAsync(query);
+
+    public long HistoryUnreadable => history.Unreadable;
 
     public Task<int> SetServiceAsync(ServiceSpec service, CancellationToken ct) => fleetServices.SetAsync(service, ct);
 

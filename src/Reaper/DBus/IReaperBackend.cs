@@ -34,8 +34,11 @@ internal interface IReaperBackend
     /// <summary>Runs one sweep on the calling thread; <see cref="SweepBusyException"/> while another runs.</summary>
     CompletedSweep Sweep(SweepRequest request, CancellationToken cancellation);
 
-    /// <summary>The reap history's newest records that match <paramref name="query"/>, newest first.</summary>
-    Task<List<ReapRecord>> HistoryAsync(HistoryQuery query);
+    /// <summary>The reap history's newest records that match <paramref name="query"/>, newest first, and how many lines it left out.</summary>
+    Task<HistoryResult> HistoryAsync(HistoryQuery query);
+
+    /// <summary>Lines of the reap history's files that are not records (GetStatus's history_unreadable_lines).</summary>
+    long HistoryUnreadable { get; }
 
     /// <summary>Adds or replaces a service (in fleet mode, the fleet's); returns how many backends left it.</summary>
     Task<int> SetServiceAsync(ServiceSpec service, CancellationToken ct);

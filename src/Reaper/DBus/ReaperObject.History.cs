@@ -30,7 +30,7 @@ internal sealed partial class ReaperObject
         {
             try
             {
-                var records = await _daemon.HistoryAsync(query).ConfigureAwait(false);
+                var records = (await _daemon.HistoryAsync(query).ConfigureAwait(false)).Records;
                 using var writer = context.CreateReplyWriter("aa{sv}");
                 var array = writer.WriteArrayStart(DBusType.Array);
                 foreach (var record in records)

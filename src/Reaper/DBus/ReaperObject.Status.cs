@@ -24,6 +24,7 @@ internal sealed partial class ReaperObject
             ["default_limit"] = VariantValue.UInt64((ulong)_daemon.Limits.Limit),
             ["max_limit"] = VariantValue.UInt64((ulong)_daemon.Limits.MaxLimit),
             ["services"] = VariantValue.UInt32((uint)_daemon.Services.Count),
+            ["history_unreadable_lines"] = VariantValue.UInt64((ulong)_daemon.HistoryUnreadable),
         };
         var recent = _daemon.Recent;
         if (recent.Count > 0 && recent[^1] is { } last)

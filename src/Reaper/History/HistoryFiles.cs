@@ -1,4 +1,5 @@
 using System.Buffers;
+using Microsoft.Win32.SafeHandles;
 
 namespace SocketReaper.History;
 
@@ -7,9 +8,10 @@ namespace SocketReaper.History;
 /// <c>&lt;State.Directory&gt;/history/</c>, <c>current.jsonl</c> and <c>previous.jsonl</c>. When
 /// current holds half the capacity (rounded up) it becomes previous, replacing it, so the two
 /// never hold more than the capacity together and the newest records are always there. Queries read
-/// the files, so the daemon keeps none of it in memory. A line cut short by a crash (SIGKILL in the
-/// middle of a write) is cut off when the files are opened; a line that does not parse is skipped
-/// by queries.
+/// the files from the end back, beside the writer, so the daemon keeps none of it in memory. A line
+/// cut short by a crash (SIGKILL in the middle of a write) is cut off when the files are opened; a
+/// line in the middle that is not a record is counted by <see cref="Validate"/>, and queries leave
+/// it out and say how many they left out.
 /// </summary>
 internal sealed class HistoryFiles : IHistoryStore
 {
@@ -21,6 +23,11 @@ internal sealed class HistoryFiles : IHistoryStore
     private const UnixFileMode DirectoryMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
 
     private readonly int _segment;
+
+    // Held by the writer only to rotate or repair the files, by a query only to open them: never for a read.
+    private readonly Lock _gate = new();
+    private long _previousBad;
+    private long _currentBad;
     private int _currentLines;
     private int _previousLines;
     private bool _repair;
@@ -202,7 +209,11 @@ internal sealed class HistoryFiles : IHistoryStore
         {
             // The last append failed part way: cut off its torn line and count again.
             var problems = new List<string>();
-            _currentLines = Check(CurrentPath, problems);
+            lock (_gate)
+            {
+                _currentLines = Check(CurrentPath, problems);
+            }
+
             _repair = false;
         }
 
@@ -228,7 +239,12 @@ internal sealed class HistoryFiles : IHistoryStore
                 i += take;
                 if (_currentLines >= _segment)
                 {
-                    File.Move(CurrentPath, PreviousPath, overwrite: true);
+                    lock (_gate)
+                    {
+                        File.Move(CurrentPath, PreviousPath, overwrite: true);
+                        (_previousBad, _currentBad) = (_currentBad, 0);
+                    }
+
                     _previousLines = _currentLines;
                     _currentLines = 0;
                 }
@@ -253,39 +269,287 @@ internal sealed class HistoryFiles : IHistoryStore
         return options;
     }
 
-    public List<ReapRecord> Query(HistoryQuery query) => Query(Directory, query);
-
-    /// <summary>The newest records that match, newest first: also for the CLI when the daemon is not running.</summary>
-    public static List<ReapRecord> Query(string directory, HistoryQuery query)
+    /// <summary>
+    /// Reads both files through and counts, per file, the lines that are not records (the writer
+    /// never writes one: a disk's damage, a hand's edit). Run once, after <see cref="Open"/>, before
+    /// any append; what it finds is what queries report as unreadable until the file rotates out.
+    /// </summary>
+    public IReadOnlyList<BadLines> Validate()
     {
-        var kept = new Queue<ReapRecord>();
-        foreach (var path in new[] { Path.Combine(directory, PreviousName), Path.Combine(directory, CurrentName) })
+        var found = new List<BadLines>();
+        long previous = 0, current = 0;
+        foreach (var (path, isCurrent) in new[] { (PreviousPath, false), (CurrentPath, true) })
         {
             try
             {
-                ForEachLine(path, line =>
+                if (!File.Exists(path))
                 {
-                    if (HistoryLine.TryParse(line) is { } record && query.Matches(record))
+                    continue;
+                }
+
+                long line = 0, bad = 0, first = 0;
+                ForEachLine(path, text =>
+                {
+                    line++;
+                    if (HistoryLine.TryParse(text) is null)
                     {
-                        kept.Enqueue(record);
-                        if (kept.Count > query.Limit)
-                        {
-                            kept.Dequeue();
-                        }
+                        bad++;
+                        first = first == 0 ? line : first;
                     }
                 }, out _);
+                if (bad > 0)
+                {
+                    found.Add(new BadLines(path, bad, first));
+                    if (isCurrent)
+                    {
+                        current = bad;
+                    }
+                    else
+                    {
+                        previous = bad;
+                    }
+                }
             }
-            catch (FileNotFoundException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                // No such segment yet.
+                // Open said what it could not read; appends will say the rest.
             }
         }
 
-        var newestFirst = kept.ToList();
-        newestFirst.Reverse();
-        return newestFirst;
+        lock (_gate)
+        {
+            (_previousBad, _currentBad) = (previous, current);
+        }
+
+        return found;
+    }
+
+    /// <summary>Lines of the files that are not records (as <see cref="Validate"/> found them), in the files kept now.</summary>
+    public long Unreadable
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _previousBad + _currentBad;
+            }
+        }
+    }
+
+    /// <summary>For tests: called on the querying thread after a query's first line, with both files open.</summary>
+    internal Action? MidQuery { get; set; }
+
+    /// <summary>
+    /// The newest records that match, newest first. The files are opened and their lengths taken
+    /// under a lock the writer holds only to rotate them; they are read after it is let go, from
+    /// the end back, until the limit is met, so the writer appends (and rotates) meanwhile.
+    /// </summary>
+    public HistoryResult Query(HistoryQuery query)
+    {
+        Segment[] segments;
+        long known;
+        lock (_gate)
+        {
+            segments = Snapshot(Directory);
+            known = _previousBad + _currentBad;
+        }
+
+        try
+        {
+            var (records, met) = Read(segments, query, MidQuery);
+            return new HistoryResult(records, Math.Max(known, met));
+        }
+        finally
+        {
+            foreach (var segment in segments)
+            {
+                segment.File.Dispose();
+            }
+        }
+    }
+
+    /// <summary>
+    /// The newest records that match, newest first: for the CLI when the daemon is not running.
+    /// Unreadable counts the lines that are not records among those read.
+    /// </summary>
+    public static HistoryResult Query(string directory, HistoryQuery query)
+    {
+        var segments = Snapshot(directory);
+        try
+        {
+            var (records, met) = Read(segments, query, null);
+            return new HistoryResult(records, met);
+        }
+        finally
+        {
+            foreach (var segment in segments)
+            {
+                segment.File.Dispose();
+            }
+        }
+    }
+
+    /// <summary>A file open for a query, and how far it is read: its length when it was opened.</summary>
+    private readonly record struct Segment(SafeFileHandle File, long Length);
+
+    /// <summary>current, then previous (newest first), those that exist.</summary>
+    private static Segment[] Snapshot(string directory)
+    {
+        var segments = new List<Segment>(2);
+        try
+        {
+            foreach (var name in new[] { CurrentName, PreviousName })
+            {
+                try
+                {
+                    var file = File.OpenHandle(Path.Combine(directory, name), System.IO.FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                    segments.Add(new Segment(file, RandomAccess.GetLength(file)));
+                }
+                catch (FileNotFoundException)
+                {
+                    // No such segment yet.
+                }
+            }
+        }
+        catch
+        {
+            segments.ForEach(s => s.File.Dispose());
+            throw;
+        }
+
+        return [.. segments];
+    }
+
+    private static (List<ReapRecord> Records, long Unreadable) Read(Segment[] segments, HistoryQuery query, Action? midQuery)
+    {
+        var filter = new HistoryLineFilter(query);
+        var found = new List<ReapRecord>(Math.Min(query.Limit, 1024));
+        long unreadable = 0;
+        foreach (var segment in segments)
+        {
+            ForEachLineBackward(segment.File, segment.Length, line =>
+            {
+                if (midQuery is { } hold)
+                {
+                    midQuery = null;
+                    hold();
+                }
+
+                if (!filter.MightMatch(line))
+                {
+                    return true;
+                }
+
+                if (HistoryLine.TryParse(line) is not { } record)
+                {
+                    unreadable++;
+                    return true;
+                }
+
+                if (query.Matches(record))
+                {
+                    found.Add(record);
+                }
+
+                return found.Count < query.Limit;
+            });
+            if (found.Count >= query.Limit)
+            {
+                break;
+            }
+        }
+
+        return (found, unreadable);
+    }
+
+    public delegate bool BackwardLineHandler(ReadOnlySpan<byte> line);
+
+    /// <summary>
+    /// Calls <paramref name="handler"/> with each complete line of the first <paramref name="end"/>
+    /// bytes, last first, until it returns false. Bytes after the last newline (a line being
+    /// written) are not a line yet.
+    /// </summary>
+    public static void ForEachLineBackward(SafeFileHandle file, long end, BackwardLineHandler handler)
+    {
+        // The part of a line whose start is not read yet sits at the buffer's end; each read goes before it.
+        var buffer = new byte[64 * 1024];
+        var held = 0;
+        var position = end;
+        var tail = true;
+        while (position > 0)
+        {
+            if (held == buffer.Length)
+            {
+                // A line longer than the buffer is not ours, but still one line: grow.
+                var larger = new byte[buffer.Length * 2];
+                Array.Copy(buffer, 0, larger, larger.Length - held, held);
+                buffer = larger;
+            }
+
+            var count = (int)Math.Min(buffer.Length - held, position);
+            var start = buffer.Length - held - count;
+            var read = ReadAt(file, buffer.AsSpan(start, count), position - count);
+            var lineEnd = buffer.Length;
+            if (read < count)
+            {
+                if (!tail)
+                {
+                    throw new IOException("the history file was cut short while it was read");
+                }
+
+                // Cut since it was opened (a torn write repaired): what is left is all there is.
+                lineEnd = start + read;
+            }
+
+            position -= count;
+            int newline;
+            while ((newline = buffer.AsSpan(start, lineEnd - start).LastIndexOf((byte)'\n')) >= 0)
+            {
+                newline += start;
+                if (tail)
+                {
+                    tail = false;
+                }
+                else if (!handler(buffer.AsSpan(newline + 1, lineEnd - newline - 1)))
+                {
+                    return;
+                }
+
+                lineEnd = newline;
+            }
+
+            if (tail)
+            {
+                // Not one newline yet: all of it is a line being written.
+                held = 0;
+                continue;
+            }
+
+            held = lineEnd - start;
+            Array.Copy(buffer, start, buffer, buffer.Length - held, held);
+        }
+
+        if (!tail && held > 0)
+        {
+            handler(buffer.AsSpan(buffer.Length - held, held));
+        }
+    }
+
+    private static int ReadAt(SafeFileHandle file, Span<byte> into, long offset)
+    {
+        var total = 0;
+        int read;
+        while (total < into.Length && (read = RandomAccess.Read(file, into[total..], offset + total)) > 0)
+        {
+            total += read;
+        }
+
+        return total;
     }
 }
+
+/// <summary>Lines of one history file that are not records: how many, and the first one's number (from 1).</summary>
+internal sealed record BadLines(string Path, long Count, long FirstLine);
 
 /// <summary>Where <see cref="ReapHistory"/> keeps its records: on disk, or in memory.</summary>
 internal interface IHistoryStore
@@ -295,18 +559,29 @@ internal interface IHistoryStore
     void Append(IReadOnlyList<ReapRecord> records);
 
     /// <summary>The newest records that match, newest first.</summary>
-    List<ReapRecord> Query(HistoryQuery query);
+    HistoryResult Query(HistoryQuery query);
 }
 
 /// <summary>The history without a state directory: the newest records, in memory.</summary>
 internal sealed class HistoryRing(int capacity) : IHistoryStore
 {
     private readonly ReapRecord[] _records = new ReapRecord[capacity];
+
+    // Queries run beside the writer; going through memory is short enough to hold it.
+    private readonly Lock _gate = new();
     private int _next;
 
     public int Count { get; private set; }
 
     public void Append(IReadOnlyList<ReapRecord> records)
+    {
+        lock (_gate)
+        {
+            AppendLocked(records);
+        }
+    }
+
+    private void AppendLocked(IReadOnlyList<ReapRecord> records)
     {
         foreach (var record in records)
         {
@@ -316,7 +591,15 @@ internal sealed class HistoryRing(int capacity) : IHistoryStore
         }
     }
 
-    public List<ReapRecord> Query(HistoryQuery query)
+    public HistoryResult Query(HistoryQuery query)
+    {
+        lock (_gate)
+        {
+            return new HistoryResult(QueryLocked(query), 0);
+        }
+    }
+
+    private List<ReapRecord> QueryLocked(HistoryQuery query)
     {
         var found = new List<ReapRecord>();
         for (var i = 1; i <= Count && found.Count < query.Limit; i++)

@@ -14,8 +14,10 @@ namespace SocketReaper.History;
 /// across restarts) or, with no directory, in a <see cref="HistoryRing"/>. Held-back matches are
 /// not recorded (nothing happened to them), nor the matches of dry runs asked over D-Bus or the CLI.
 /// A sweep's records are gathered in memory while it runs and handed to a kept writer thread when
-/// it ends, so recording never slows a sweep; queries run on the same thread, after every write
-/// handed to it before. A write that fails is counted and said once, and the daemon goes on.
+/// it ends, so recording never slows a sweep. A query waits for the writes handed over before it,
+/// then reads beside the writer (<see cref="HistoryFiles.Query(HistoryQuery)"/>), which goes on
+/// appending meanwhile. A write that fails is counted and said once, and the daemon goes on; a line
+/// of the files that is not a record is counted and said once when the history is opened.
 /// </summary>
 internal sealed partial class ReapHistory : IReapRecords, ISweepWatcher, IDisposable
 {
@@ -71,7 +73,22 @@ internal sealed partial class ReapHistory : IReapRecords, ISweepWatcher, IDispos
 
         _store = files;
         _metrics.HistoryRecords.Set(files.Count);
+
+        // Before any write, off the daemon's start: every line read once.
+        _ = _writer.Run(() =>
+        {
+            foreach (var bad in files.Validate())
+            {
+                _metrics.HistoryBadLines.Inc(bad.Count);
+                Log.BadLines(_logger, bad.Count, bad.Path, bad.FirstLine);
+            }
+
+            return 0;
+        });
     }
+
+    /// <summary>For tests: where the records are kept.</summary>
+    internal IHistoryStore? Store => _store;
 
     /// <summary>Whether records are kept at all (State.HistoryRecords above 0).</summary>
     public bool Enabled => _store is not null;
@@ -126,9 +143,23 @@ internal sealed partial class ReapHistory : IReapRecords, ISweepWatcher, IDispos
         }
     }
 
-    /// <summary>The newest records that match, newest first, once every record handed over before has been written.</summary>
-    public Task<List<ReapRecord>> QueryAsync(HistoryQuery query) =>
-        _store is null ? Task.FromResult(new List<ReapRecord>()) : _writer.Run(() => _store.Query(query));
+    /// <summary>Lines of the history's files that are not records, left out of every query.</summary>
+    public long Unreadable => (_store as HistoryFiles)?.Unreadable ?? 0;
+
+    /// <summary>
+    /// The newest records that match, newest first, once every record handed over before has been
+    /// written; read on a pool thread, so the writer goes on with what is handed over after.
+    /// </summary>
+    public async Task<HistoryResult> QueryAsync(HistoryQuery query)
+    {
+        if (_store is null)
+        {
+            return HistoryResult.Empty;
+        }
+
+        await FlushAsync().ConfigureAwait(false);
+        return await Task.Run(() => _store.Query(query)).ConfigureAwait(false);
+    }
 
     /// <summary>Done once every record handed over before has been written (or failed to be).</summary>
     public Task FlushAsync() => _writer.Run(() => 0);
@@ -193,6 +224,9 @@ internal sealed partial class ReapHistory : IReapRecords, ISweepWatcher, IDispos
 
         [LoggerMessage(EventId = 531, Level = LogLevel.Warning, Message = "Reap history cannot be written to {Where}: {Reason}; records are dropped (socketreaper_history_write_failures_total) until a write succeeds again")]
         public static partial void WriteFailed(ILogger logger, string where, string reason);
+
+        [LoggerMessage(EventId = 111, Level = LogLevel.Warning, Message = "Reap history: {Count} line(s) of {Path} are not history records, the first at line {Line}; queries leave them out and say how many (socketreaper_history_bad_lines_total)")]
+        public static partial void BadLines(ILogger logger, long count, string path, long line);
 
         [LoggerMessage(EventId = 532, Level = LogLevel.Information, Message = "Reap history is written to {Where} again")]
         public static partial void WritesRecovered(ILogger logger, string where);

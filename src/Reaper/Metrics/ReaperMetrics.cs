@@ -50,6 +50,7 @@ internal sealed class ReaperMetrics : ISweepRecorder
         StateErrors.WithLabels("services", "write");
         HistoryRecords = f.CreateGauge("socketreaper_history_records", "Records the reap history holds (destroyed sockets, deleted conntrack entries), at most State.HistoryRecords.");
         HistoryWriteFailures = f.CreateCounter("socketreaper_history_write_failures_total", "Batches of reap history records (one per sweep) that could not be written to State.Directory, or were dropped because the writer fell behind.");
+        HistoryBadLines = f.CreateCounter("socketreaper_history_bad_lines_total", "Lines in the reap history's files that are not history records (found when the daemon opens the history; each counted once): queries leave them out and say how many.");
         JournalWriteFailures = f.CreateCounter("socketreaper_journal_write_failures_total", "Per-sweep journal entries that could not be sent to journald.");
         ConntrackDeleted = f.CreateCounter("socketreaper_conntrack_entries_deleted_total", "Conntrack entries of flows NATed to a gone backend or address that the automatic triggers deleted (Reaping.Conntrack), by trigger.", "trigger");
         ConntrackWouldDelete = f.CreateCounter("socketreaper_conntrack_entries_would_delete_total", "Conntrack entries the automatic triggers would have deleted in observe mode (Reaping.Mode=observe), by trigger.", "trigger");
@@ -65,6 +66,7 @@ internal sealed class ReaperMetrics : ISweepRecorder
         ReapRateLimited.WithLabels("sweeps");
         ReapRateLimited.WithLabels("sockets");
         HistoryWriteFailures.Inc(0);
+        HistoryBadLines.Inc(0);
         JournalWriteFailures.Inc(0);
         ConntrackDumps.WithLabels("dumped");
         ConntrackDumps.WithLabels("skipped");
@@ -83,6 +85,8 @@ internal sealed class ReaperMetrics : ISweepRecorder
     public Gauge HistoryRecords { get; }
 
     public Counter HistoryWriteFailures { get; }
+
+    public Counter HistoryBadLines { get; }
 
     public Counter JournalWriteFailures { get; }
 

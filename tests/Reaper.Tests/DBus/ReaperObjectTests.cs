@@ -298,6 +298,7 @@ public sealed class ReaperObjectTests : IAsyncLifetime
     [Fact]
     public async Task GetStatus_reports_the_daemon()
     {
+        _daemon.HistoryUnreadable = 2;
         var status = await CallAsync(DBusNames.Interface, "GetStatus", null, null, static (m, _) => m.GetBodyReader().ReadDictionaryOfStringToVariantValue());
 
         Assert.Equal("ready", status["state"].GetString());
@@ -305,6 +306,7 @@ public sealed class ReaperObjectTests : IAsyncLifetime
         Assert.Equal(500UL, status["default_limit"].GetUInt64());
         Assert.Equal(1000UL, status["max_limit"].GetUInt64());
         Assert.Equal(0u, status["services"].GetUInt32());
+        Assert.Equal(2UL, status["history_unreadable_lines"].GetUInt64());
         Assert.Equal(BuildInfo.Version, status["version"].GetString());
     }
 

@@ -65,11 +65,14 @@ internal sealed class FakeReaperBackend : IReaperBackend
     /// <summary>Every history query the object made, in order.</summary>
     public ConcurrentQueue<HistoryQuery> HistoryAsked { get; } = new();
 
-    public Task<List<ReapRecord>> HistoryAsync(HistoryQuery query)
+    public Task<HistoryResult> HistoryAsync(HistoryQuery query)
     {
         HistoryAsked.Enqueue(query);
-        return Task.FromResult(History.Where(query.Matches).Reverse().Take(query.Limit).ToList());
+        return Task.FromResult(new HistoryResult(History.Where(query.Matches).Reverse().Take(query.Limit).ToList(), HistoryUnreadable));
     }
+
+    /// <summary>What the fake says of lines its history could not read.</summary>
+    public long HistoryUnreadable { get; set; }
 
     public Task<int> SetServiceAsync(ServiceSpec service, CancellationToken ct)
     {
