@@ -58,6 +58,8 @@ ulimit -n 65536 2>/dev/null || true
 
 tag=sf$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')
 pins=/sys/fs/bpf/$tag; out=$(mktemp -d); data=$(mktemp -d /dev/shm/$tag-etcd.XXXX)
+# A state directory of the run's own: the history and saved services of a host daemon are not ours.
+mkdir -p "$out/state"
 daemon=""; runner=""
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 client_port=$(free_port); peer_port=$(free_port); metrics_port=$(free_port)
@@ -101,7 +103,7 @@ $bench admin "$etcd_url" "$H"
 
 reaping=""; [ -n "${REAPING:-}" ] && reaping=",\"Reaping\":$REAPING"
 cat >"$out/daemon.json" <<EOF
-{"DBus":{"Enabled":false},"Metrics":{"Enabled":true,"Listen":"127.0.0.1:$metrics_port"},
+{"DBus":{"Enabled":false},"Metrics":{"Enabled":true,"Listen":"127.0.0.1:$metrics_port"},"State":{"Directory":"$out/state"},
  "Datapath":{"PinRoot":"$pins","Devices":["${tag}none*"],"AllNetkit":false},
  "Fleet":{"Etcd":{"Endpoints":["$etcd_url"]},"Host":"bench-self"}$reaping}
 EOF

@@ -43,6 +43,8 @@ ulimit -n 65536 2>/dev/null || true
 
 tag=srl$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')
 pins=/sys/fs/bpf/$tag; out=$(mktemp -d)
+# A state directory of the run's own: the history and saved services of a host daemon are not ours.
+mkdir -p "$out/state"
 cc -O2 -Wall -Wextra -Werror -o "$out/holder" bench/LoadBench/holder.c
 daemon=""; bus=""; holder=""; bench=""; probe=""
 ours_links() { ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^$tag" || true; }
@@ -84,7 +86,7 @@ for k, v in json.load(sys.stdin)["data"][0].items():
 field() { grep "^$2=" "$1" | cut -d= -f2-; }
 
 cat >"$out/reaper.json" <<EOF
-{"Sweep":{"MaxLimit":1000000},"DBus":{"Enabled":true,"Address":"$busaddr"},"Metrics":{"Enabled":false},
+{"Sweep":{"MaxLimit":1000000},"DBus":{"Enabled":true,"Address":"$busaddr"},"Metrics":{"Enabled":false},"State":{"Directory":"$out/state"},
  "Datapath":{"PinRoot":"$pins","Devices":["${tag}e*"],"AllNetkit":false},"Reaping":{"Targeted":true}}
 EOF
 # The automatic sweeps' stage stamps (event 505) for bench/ReapBench's breakdown.

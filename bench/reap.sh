@@ -16,7 +16,8 @@
 # Reaping.Targeted on (visit the namespaces that contacted the address) and off (visit all).
 # Prints per mode p50/p99/max latency, the daemon's median sweep time and namespaces visited, and
 # the full/targeted ratios (bench/ReapBench), and the daemon's VmHWM and VmRSS (sampled once a
-# second) over each mode. Target: p99 <= 20 ms (targeted).
+# second) over each mode. Target: p99 <= 10 ms (targeted, from the kernel's notice; from the delete
+# request too where the kernel deletes a veth quickly enough).
 # The breakdown: the daemon logs each automatic sweep's stages at Debug (event 505: notice received,
 # target queued, scope computed, engine started and finished, CLOCK_MONOTONIC like the bench's own
 # stamps); per mode the median and p99 of each step from the bench's notice to the last socket
@@ -34,6 +35,8 @@ ulimit -n 65536 2>/dev/null || true
 
 tag=srb$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')
 pins=/sys/fs/bpf/$tag; out=$(mktemp -d)
+# A state directory of the run's own: the history and saved services of a host daemon are not ours.
+mkdir -p "$out/state"
 daemon=""; bench=""; sampler=""
 # Ours: links and namespaces named $tag*; the host routes go with their links.
 ours_links() { ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^$tag" || true; }
@@ -52,7 +55,7 @@ trap cleanup EXIT
 
 start_daemon() { # MODE TARGETED
   cat >"$out/$1.json" <<EOF
-{"DBus":{"Enabled":false},"Metrics":{"Enabled":false},"Datapath":{"PinRoot":"$pins","Devices":["${tag}e*"],"AllNetkit":false},"Reaping":{"Targeted":$2}}
+{"DBus":{"Enabled":false},"Metrics":{"Enabled":false},"State":{"Directory":"$out/state"},"Datapath":{"PinRoot":"$pins","Devices":["${tag}e*"],"AllNetkit":false},"Reaping":{"Targeted":$2}}
 EOF
   env SOCKETREAPER_Logging__LogLevel__SocketReaper.Reaping.AutoReaper=Debug \
     "$reaper" run --config "$out/$1.json" >"$out/$1.log" 2>&1 &
@@ -117,6 +120,6 @@ print(f"{'mode':9} " + " ".join(f"{n:>15}" for n in stages))
 for name, v in (("targeted", t), ("full", f)):
     if len(v) >= 23:
         print(f"{name:9} " + " ".join(f"{v[11 + 2 * i]:6.2f} / {v[12 + 2 * i]:6.2f}" for i in range(len(stages))))
-verdict = lambda p99: "met" if p99 <= 20 and t[1] == 0 else "NOT met"
-print(f"target p99 <= 20 ms (targeted): from the notice {t[9]:.2f} ms, {verdict(t[9])}; from the request {t[3]:.2f} ms, {verdict(t[3])}")
+verdict = lambda p99: "met" if p99 <= 10 and t[1] == 0 else "NOT met"
+print(f"target p99 <= 10 ms (targeted): from the notice {t[9]:.2f} ms, {verdict(t[9])}; from the request {t[3]:.2f} ms, {verdict(t[3])}")
 PY
