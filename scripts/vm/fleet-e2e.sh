@@ -263,26 +263,25 @@ fail() {
 }
 # check NAME VM SECONDS SCRIPT: ok when SCRIPT succeeds in VM; its output (last lines) says why otherwise.
 check() {
-  local name=$1 vm=$2 seconds=$3 out t0=$SECONDS rc
-  out=$(on "$vm" "$seconds" "$4" 2>&1); rc=$? took=$((SECONDS - t0))
-  if [ $rc -eq 0 ]; then
-    ok "$name"
-    [ -n "$out" ] && sed 's/^/fleet:   /' <<<"$out" | tail -n 4 >&2
-    return 0
-  fi
-  fail "$name" "$(tail -n 6 <<<"$out" | tr '\n' ' ')"
-  return 1
+  local t0=$SECONDS out rc
+  out=$(on "$2" "$3" "$4" 2>&1); rc=$?
+  verdict "$1" "$rc" "$out" "$t0"
 }
 # check_sent NAME VM ID SECONDS: check's verdict on a command sent before.
 check_sent() {
-  local out t0=$SECONDS rc
-  out=$(collect "$2" "$3" "$4" 2>&1); rc=$? took=$((SECONDS - t0))
-  if [ $rc -eq 0 ]; then
+  local t0=$SECONDS out rc
+  out=$(collect "$2" "$3" "$4" 2>&1); rc=$?
+  verdict "$1" "$rc" "$out" "$t0"
+}
+# verdict NAME RC OUTPUT STARTED: ok with the output's last lines, or failed with them.
+verdict() {
+  took=$((SECONDS - $4))
+  if [ "$2" -eq 0 ]; then
     ok "$1"
-    [ -n "$out" ] && sed 's/^/fleet:   /' <<<"$out" | tail -n 4 >&2
+    [ -n "$3" ] && sed 's/^/fleet:   /' <<<"$3" | tail -n 4 >&2
     return 0
   fi
-  fail "$1" "$(tail -n 6 <<<"$out" | tr '\n' ' ')"
+  fail "$1" "$(tail -n 6 <<<"$3" | tr '\n' ' ')"
   return 1
 }
 # The journal of VM's daemon (and etcd's, on A), kept for the report.
