@@ -108,6 +108,6 @@ grep -q ' ready: ' "$out/daemon.log" || { echo "bench: the daemon did not start"
 rc=0
 python3 bench/conntrack.py run "$tag" "$out" "$reaper" "$REPS" "$bus" || rc=$?
 if [ "$rc" -ne 0 ] && [ "$rc" -ne 1 ]; then echo "bench: failed; the daemon's log:"; tail -30 "$out/daemon.log"; fi
-grep -E "Conntrack cleanup \\(backend_left" "$out/daemon.log" | sed "s/.*\\]/daemon:/" || true; cp "$out/daemon.log" /tmp/ctm-daemon.log
+grep -E "Conntrack cleanup \\(backend_left" "$out/daemon.log" | sed "s/.*\\]/daemon:/" || true
 echo "conntrack: load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 exit "$rc"
