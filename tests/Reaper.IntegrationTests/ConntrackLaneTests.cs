@@ -78,6 +78,93 @@ public sealed class ConntrackLaneTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>
+    /// The fallback where the kernel has no CTA_FILTER (before Linux 5.8): every kernel of the matrix
+    /// has it, so <see cref="Conntrack.OpenUnfiltered"/> stands in for an old one. The dump then hands
+    /// every entry of the namespace to the user-space match (the one NATed to B2 too), and the cleanup
+    /// deletes exactly the entries NATed to the backend that left — as with the kernel's filter, which
+    /// hands over only B1's. 150 entries: three batches of deletes.
+    /// </summary>
+    [PrivilegedFact]
+    [Trait("Kernels", "matrix")]
+    public void Without_the_kernels_filter_the_cleanup_deletes_exactly_the_entries_NATed_to_the_backend_that_left()
+    {
+        const int Flows = 150;
+        using var ns = new TestNamespaces(1, $"{Vip}/32", $"{B1}/32", $"{B2}/32");
+        var name = ns.Names[0];
+        Nat(name);
+        var target = ConntrackTarget.Backend(new IPEndPoint(IPAddress.Parse(B1), 5001), ProtocolType.Udp);
+
+        foreach (var unfiltered in new[] { true, false })
+        {
+            // Flows NATed to B1:5001 (a socket each), one NATed to B2, one sent straight to B1:5001 (not NATed).
+            var before = ns.In(name, () =>
+            {
+                for (var i = 0; i < Flows; i++)
+                {
+                    using var client = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+                    client.SendTo("?"u8, new IPEndPoint(IPAddress.Parse(Vip), 5000));
+                }
+
+                using var other = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+                other.SendTo("?"u8, new IPEndPoint(IPAddress.Parse(Vip), 5010));
+                other.SendTo("?"u8, new IPEndPoint(IPAddress.Parse(B1), 5001));
+                return Ours();
+            });
+            var expected = before.Where(e => ConntrackReaper.Matches(e, target, tcp: false)).Select(e => e.Id).ToHashSet();
+            Assert.Equal(Flows, expected.Count);
+            Assert.Contains(before, e => e.Reply.Source.Equals(IPAddress.Parse(B2)));
+            Assert.Contains(before, e => !e.IsDestinationNat && e.Original.Destination.Equals(IPAddress.Parse(B1)));
+
+            var handed = new ConcurrentQueue<ConntrackEntry>();
+            var records = new Records();
+            var reaper = new ConntrackReaper(
+                new ReapingOptions { ConntrackNamespaces = [$"/run/netns/{name}"] }, new ReaperMetrics(Prometheus.Metrics.NewCustomRegistry()),
+                NullLogger.Instance, records, () => new Watched(unfiltered ? Conntrack.OpenUnfiltered() : Conntrack.Open(), handed),
+                (_, work) => ns.In(name, work), TimeProvider.System);
+
+            var outcome = reaper.Clean([("backend_left", target)], observe: false);
+
+            var mine = handed.Where(e => e.Original.Protocol == (byte)ProtocolType.Udp && e.Original.Destination.ToString().StartsWith("10.97.210.", StringComparison.Ordinal)).ToList();
+            output.WriteLine($"{(unfiltered ? "unfiltered" : "filtered by the kernel")}: the dump handed {mine.Count} of the namespace's {before.Count} entries to the match");
+            var left = ns.In(name, Ours);
+            Assert.Equal(before.Where(e => !expected.Contains(e.Id)).Select(e => e.Id).Order(), left.Select(e => e.Id).Order());
+            Assert.Equal((Flows, 0L, 0L), (outcome.Deleted, outcome.Gone, outcome.Failed));
+            Assert.True(expected.SetEquals(records.All.SelectMany(r => r).Where(r => r.Result == DeleteTally.Deleted).Select(r => (uint)r.Cookie)));
+            if (unfiltered)
+            {
+                // Everything came to user space, the entry NATed to B2 too: the match alone decided.
+                Assert.Contains(mine, e => e.Reply.Source.Equals(IPAddress.Parse(B2)));
+                Assert.Equal(before.Count, mine.Count);
+            }
+            else if (Environment.OSVersion.Version >= new Version(5, 8))
+            {
+                // Only what comes back from B1: the flows NATed to it and those sent straight to it.
+                Assert.DoesNotContain(mine, e => e.Reply.Source.Equals(IPAddress.Parse(B2)));
+                Assert.Equal(before.Count(e => e.Reply.Source.Equals(IPAddress.Parse(B1))), mine.Count);
+            }
+        }
+    }
+
+    /// <summary>A real table that keeps every entry its dumps hand to the user-space match.</summary>
+    private sealed class Watched(IConntrackTable table, ConcurrentQueue<ConntrackEntry> handed) : IConntrackTable
+    {
+        public bool IsEmpty => table.IsEmpty;
+
+        public void Dump(AddressFamily family, Func<ConntrackEntry, bool> keep, List<ConntrackEntry> into, IPAddress? replySource = null) =>
+            table.Dump(family, e =>
+            {
+                handed.Enqueue(e);
+                return keep(e);
+            }, into, replySource);
+
+        public LibBpf.Errno Delete(in ConntrackEntry entry) => table.Delete(entry);
+
+        public LibBpf.Errno[] DeleteAll(IReadOnlyList<ConntrackEntry> entries) => table.DeleteAll(entries);
+
+        public void Dispose() => table.Dispose();
+    }
+
     [PrivilegedFact]
     public async Task A_cleanup_of_many_entries_holds_up_no_sweep_and_deletes_exactly_the_entries_NATed_to_its_target()
     {

@@ -52,8 +52,6 @@ public sealed class ConntrackLaneTests
         // The lane stamps a cleanup's start just before calling it, this test just after: a few milliseconds of slack.
         Assert.True(cleanups[1].At - cleanups[0].At >= interval - TimeSpan.FromMilliseconds(10), $"two cleanups {(cleanups[1].At - cleanups[0].At).TotalMilliseconds:F0} ms apart");
         Until(() => lane.Cleanups == 2, "the second cleanup ends");
-        Assert.Equal(3, lane.TakeDeleted());
-        Assert.Equal(0, lane.TakeDeleted());
     }
 
     [Theory]

@@ -167,6 +167,35 @@ public sealed class ConntrackReaperTests
     }
 
     [Fact]
+    public void A_batch_of_deletes_reads_only_its_own_errors_by_sequence_and_the_rest_were_deleted()
+    {
+        // The kernel answers only the deletes of a batch that failed, each named by its sequence number.
+        const uint First = 1000, Port = 4242;
+        var datagram = new List<byte>();
+        datagram.AddRange(Error(First + 2, Port, -(int)Errno.ENOENT));
+        datagram.AddRange(Error(First + 5, Port, -(int)Errno.EPERM));
+        datagram.AddRange(Error(First + 3, Port + 1, -(int)Errno.EPERM)); // another socket's
+        datagram.AddRange(Error(First + 64, Port, -(int)Errno.EPERM)); // not of this batch
+        datagram.AddRange(Error(First - 1, Port, -(int)Errno.EPERM)); // an earlier request's
+        var results = new Errno[8];
+
+        Conntrack.TakeErrors(datagram.ToArray(), First, results.Length, Port, results);
+
+        Assert.Equal([Errno.None, Errno.None, Errno.ENOENT, Errno.None, Errno.None, Errno.EPERM, Errno.None, Errno.None], results);
+    }
+
+    private static byte[] Error(uint sequence, uint port, int error)
+    {
+        var message = new byte[NetlinkMessage.HeaderSize + 4 + NetlinkMessage.HeaderSize];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(message, (uint)message.Length);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(message.AsSpan(4), NetlinkMessage.NLMSG_ERROR);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(message.AsSpan(8), sequence);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(message.AsSpan(12), port);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(message.AsSpan(16), error);
+        return message;
+    }
+
+    [Fact]
     public void A_delete_request_always_names_the_tuple_and_the_id_and_the_zone_only_when_set()
     {
         var entry = Nated(Backend, 53, id: 0x01020304);

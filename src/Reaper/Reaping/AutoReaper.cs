@@ -242,8 +242,6 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
         var countSockets = _config.Mode != ReapingMode.Observe;
         while (true)
         {
-            // The conntrack entries deleted meanwhile are taken from the socket bucket like destroyed sockets, so a flood of them slows the next sweeps.
-            _throttle.Spend(_conntrackLane?.TakeDeleted() ?? 0);
             var sweepWait = _throttle.UntilSweep();
             var socketWait = countSockets ? _throttle.UntilSockets(Math.Min(sockets, _sweepLimit)) : TimeSpan.Zero;
             if (sweepWait <= TimeSpan.Zero && socketWait <= TimeSpan.Zero)

@@ -11,8 +11,10 @@ namespace SocketReaper.Reaping;
 /// waits for a dump, and however fast the triggers come, each namespace's table is dumped at most
 /// a few times a second — a dump walks the kernel's whole conntrack hash however few entries there
 /// are. Under a steady stream of triggers the pause after a cleanup grows with its length, so the
-/// lane keeps at most <see cref="CpuShare"/> of a core busy (up to <see cref="LongestPause"/>). The entries a cleanup deleted are kept for the sweeps' loop to take from
-/// the socket bucket (<see cref="TakeDeleted"/>): the throttle is that loop's alone.
+/// lane keeps at most <see cref="CpuShare"/> of a core busy (up to <see cref="LongestPause"/>). The
+/// entries a cleanup deletes are not taken from the sweeps' socket bucket: 10,000 entries of one
+/// backend would have held every automatic sweep back for 10 s at the default 1,000 a second
+/// (bench/conntrack.sh); the lane's own pace is what bounds the cleanup.
 /// </summary>
 internal sealed partial class ConntrackLane : IDisposable
 {
@@ -46,7 +48,6 @@ internal sealed partial class ConntrackLane : IDisposable
     private readonly List<(string Trigger, ConntrackTarget Target)> _pending = [];
     private readonly HashSet<(string Trigger, ConntrackTarget Target)> _pendingSet = [];
     private bool _stopping;
-    private long _deleted;
     private long _cleanups;
 
     /// <param name="clean">One cleanup of the targets gathered (the daemon's: <see cref="ConntrackReaper.Clean"/>).</param>
@@ -84,9 +85,6 @@ internal sealed partial class ConntrackLane : IDisposable
             }
         }
     }
-
-    /// <summary>The entries deleted since the last call, for the socket bucket.</summary>
-    public long TakeDeleted() => Interlocked.Exchange(ref _deleted, 0);
 
     /// <summary>Ends the thread after the cleanup it may be running; targets still waiting are dropped.</summary>
     public void Dispose()
@@ -153,7 +151,7 @@ internal sealed partial class ConntrackLane : IDisposable
     {
         try
         {
-            Interlocked.Add(ref _deleted, _clean(batch).Deleted);
+            _clean(batch);
         }
         catch (Exception e)
         {

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using LibBpf;
@@ -48,6 +49,9 @@ internal sealed partial class ConntrackReaper(
 
     private readonly HashSet<string> _warned = new(StringComparer.Ordinal);
 
+    // Stopwatch ticks the current cleanup's dumps took, over all its namespaces.
+    private long _dumpTicks;
+
     /// <param name="history">The reap history, which every entry deleted (or that would be) goes to.</param>
     public ConntrackReaper(ReaperOptions options, ReaperMetrics metrics, ILogger<ConntrackReaper> logger, IReapRecords history)
         : this(options.Reaping, metrics, logger, history, Conntrack.Open, InNamespace, TimeProvider.System)
@@ -93,27 +97,12 @@ internal sealed partial class ConntrackReaper(
         }
 
         var distinct = targets.Distinct().ToList();
-        var passes = NamespacePass.HostThenEach(
-            () => Pass(HostNamespace, distinct, observe), config.ConntrackNamespaces, path => path,
-            path =>
-            {
-                var pass = inNamespace(path, () => Pass(path, distinct, observe));
-                if (_warned.Remove(path))
-                {
-                    Log.NamespaceBack(logger, path);
-                }
-
-                return pass;
-            },
-            (path, e) =>
-            {
-                metrics.ConntrackFailures.WithLabels("namespace").Inc();
-                if (_warned.Add(path))
-                {
-                    Log.NamespaceUnavailable(logger, path, e.Message);
-                }
-            });
-
+        long started = Stopwatch.GetTimestamp();
+        Interlocked.Exchange(ref _dumpTicks, 0);
+        // One namespace after another, on purpose: each dump walks the kernel's whole hash, shared by
+        // all namespaces (~200 ms at a million entries here, memory-bound); two at once took ~380 ms
+        // each on this 2-core machine and held the sweeps back (bench/conntrack.sh).
+        var passes = NamespacePass.HostThenEach(() => Pass(HostNamespace, distinct, observe), config.ConntrackNamespaces, path => path, path => Enter(path, distinct, observe), Unavailable);
         var records = passes.SelectMany(p => p.Records).ToList();
         if (records.Count > 0)
         {
@@ -129,8 +118,30 @@ internal sealed partial class ConntrackReaper(
         var level = records.Count > 0 || outcome.Failed > 0 || outcome.NamespacesFailed > 0 ? LogLevel.Information : LogLevel.Debug;
         Log.Cleaned(logger, level, string.Join(",", distinct.Select(t => t.Trigger).Distinct()), distinct.Count,
             observe ? "would delete" : "deleted", observe ? outcome.WouldDelete : outcome.Deleted, outcome.Namespaces,
-            outcome.Gone, outcome.Failed, outcome.NamespacesFailed);
+            outcome.Gone, outcome.Failed, outcome.NamespacesFailed, (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds,
+            (long)Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _dumpTicks)).TotalMilliseconds);
         return outcome;
+    }
+
+    /// <summary>The pass of one of Reaping.ConntrackNamespaces, on a thread inside it.</summary>
+    private NamespacePass Enter(string path, List<(string Trigger, ConntrackTarget Target)> distinct, bool observe)
+    {
+        var pass = inNamespace(path, () => Pass(path, distinct, observe));
+        if (_warned.Remove(path))
+        {
+            Log.NamespaceBack(logger, path);
+        }
+
+        return pass;
+    }
+
+    private void Unavailable(string path, Exception e)
+    {
+        metrics.ConntrackFailures.WithLabels("namespace").Inc();
+        if (_warned.Add(path))
+        {
+            Log.NamespaceUnavailable(logger, path, e.Message);
+        }
     }
 
     /// <summary>One namespace's cleanup, on a thread inside it: one dump per family for every target.</summary>
@@ -146,10 +157,10 @@ internal sealed partial class ConntrackReaper(
             // Only the records' namespace column loses it.
         }
 
-        var pass = NamespacePass.Run(
+        var pass = NamespacePass.RunBatched(
             name, observe, open,
             table => Find(table, targets),
-            (table, entry) => table.Delete(entry),
+            (table, entries) => table.DeleteAll(entries),
             (entry, result) => Record(entry, Trigger(entry, targets)!, name, cookie, result),
             e =>
             {
@@ -179,12 +190,15 @@ internal sealed partial class ConntrackReaper(
             return entries;
         }
 
+        long started = Stopwatch.GetTimestamp();
         foreach (var family in families)
         {
             var sources = family.Select(t => t.Target.Address).Distinct().Take(2).ToList();
             table.Dump(family.Key, e => Trigger(e, targets) is not null, entries, sources.Count == 1 ? sources[0] : null);
             metrics.ConntrackDumps.WithLabels("dumped").Inc();
         }
+
+        Interlocked.Add(ref _dumpTicks, Stopwatch.GetTimestamp() - started);
 
         return entries;
     }
@@ -224,8 +238,8 @@ internal sealed partial class ConntrackReaper(
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 540, Message = "Conntrack cleanup ({Triggers}) for {Targets} target(s): {Verb} {Count} NATed entr(ies) in {Namespaces} namespace(s); {Gone} already gone, {Failed} failed, {NamespacesFailed} namespace(s) unavailable")]
-        public static partial void Cleaned(ILogger logger, LogLevel level, string triggers, int targets, string verb, long count, int namespaces, long gone, long failed, int namespacesFailed);
+        [LoggerMessage(EventId = 540, Message = "Conntrack cleanup ({Triggers}) for {Targets} target(s): {Verb} {Count} NATed entr(ies) in {Namespaces} namespace(s); {Gone} already gone, {Failed} failed, {NamespacesFailed} namespace(s) unavailable; {Milliseconds} ms, the dumps {DumpMilliseconds} ms of it")]
+        public static partial void Cleaned(ILogger logger, LogLevel level, string triggers, int targets, string verb, long count, int namespaces, long gone, long failed, int namespacesFailed, long milliseconds, long dumpMilliseconds);
 
         [LoggerMessage(EventId = 541, Level = LogLevel.Warning, Message = "Conntrack cleanup skips namespace {Path} (Reaping.ConntrackNamespaces) until it can be entered again: {Reason}")]
         public static partial void NamespaceUnavailable(ILogger logger, string path, string reason);

@@ -43,6 +43,37 @@ internal sealed record NamespacePass(string Name, List<ReapRecord> Records, long
     }
 
     /// <summary>
+    /// <see cref="Run{TTable, TEntry}(string, bool, Func{TTable}, Func{TTable, IEnumerable{TEntry}}, Func{TTable, TEntry, Errno}, Func{TEntry, string, ReapRecord}, Action{NativeException})"/>
+    /// for a table that deletes many entries at once: <paramref name="deleteAll"/> answers for each
+    /// entry <paramref name="find"/> returned, in the same order.
+    /// </summary>
+    public static NamespacePass RunBatched<TTable, TEntry>(
+        string name, bool observe, Func<TTable> open, Func<TTable, IReadOnlyList<TEntry>> find, Func<TTable, IReadOnlyList<TEntry>, Errno[]> deleteAll,
+        Func<TEntry, string, ReapRecord> record, Action<NativeException> failed)
+        where TTable : IDisposable
+    {
+        var records = new List<ReapRecord>();
+        var tally = new DeleteTally();
+        try
+        {
+            using var table = open();
+            var entries = find(table);
+            var results = observe || entries.Count == 0 ? null : deleteAll(table, entries);
+            for (var i = 0; i < entries.Count; i++)
+            {
+                records.Add(record(entries[i], tally.Add(results?[i] ?? Errno.None, observe)));
+            }
+        }
+        catch (NativeException e)
+        {
+            failed(e);
+            return new NamespacePass(name, records, tally.DeletedCount, tally.GoneCount, tally.FailedCount, Failed: true);
+        }
+
+        return new NamespacePass(name, records, tally.DeletedCount, tally.GoneCount, tally.FailedCount, Failed: false);
+    }
+
+    /// <summary>
     /// The host's pass, then one in each of <paramref name="namespaces"/> through <paramref name="enter"/>;
     /// one that cannot be entered (IOException, EACCES, a netlink error) is an unavailable pass, and
     /// <paramref name="unavailable"/> hears of it.

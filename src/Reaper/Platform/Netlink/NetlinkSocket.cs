@@ -197,6 +197,23 @@ internal sealed unsafe class NetlinkSocket : IDisposable
 
     public void Dispose() => _fd.Dispose();
 
+    /// <summary>
+    /// Reserves <paramref name="count"/> consecutive sequence numbers (none of them 0) for requests
+    /// sent together with <see cref="Send"/>; returns the first.
+    /// </summary>
+    public uint ReserveSequences(int count)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
+        if (_sequence > uint.MaxValue - (uint)count)
+        {
+            _sequence = 0;
+        }
+
+        uint first = _sequence + 1;
+        _sequence += (uint)count;
+        return first;
+    }
+
     private bool Exchange(NetlinkMessageWriter request, ushort flags, string operation, NetlinkMessageHandler? handler)
     {
         uint sequence = ++_sequence == 0 ? ++_sequence : _sequence;
