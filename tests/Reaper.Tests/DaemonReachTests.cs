@@ -137,9 +137,31 @@ public sealed class DaemonReachTests : IDisposable
         Assert.Equal("STATUS=line 0", System.Text.Encoding.UTF8.GetString(buffer, 0, listener.Receive(buffer)));
     }
 
-    private void Process(int pid, string cmdline)
+    [Fact]
+    public void Of_several_daemons_the_one_started_for_our_bus_is_found_and_one_for_another_bus_never()
+    {
+        Process(100, "/usr/bin/socketreaper\0run\0", "DBUS_SYSTEM_BUS_ADDRESS=unix:path=/tmp/a/bus\0HOME=/root\0");
+        Assert.Null(RunningDaemon.Find(_dir, "unix:path=/tmp/b/bus"));
+        Assert.Null(RunningDaemon.Find(_dir, ""));
+        Assert.Equal(100, RunningDaemon.Find(_dir, "unix:path=/tmp/a/bus"));
+
+        // The host's daemon, on the system bus (its config could name another, so a private bus's client may still find it).
+        Process(200, "/usr/bin/socketreaper\0run\0", "HOME=/root\0");
+        Assert.Equal(200, RunningDaemon.Find(_dir, ""));
+        Assert.Equal(200, RunningDaemon.Find(_dir, "unix:path=/tmp/b/bus"));
+        Assert.Equal(100, RunningDaemon.Find(_dir, "unix:path=/tmp/a/bus"));
+
+        Process(300, "/usr/bin/socketreaper\0run\0", "DBUS_SYSTEM_BUS_ADDRESS=unix:path=/tmp/b/bus\0");
+        Assert.Equal(300, RunningDaemon.Find(_dir, "unix:path=/tmp/b/bus"));
+    }
+
+    private void Process(int pid, string cmdline, string? environ = null)
     {
         Directory.CreateDirectory(Path.Combine(_dir, $"{pid}"));
         File.WriteAllText(Path.Combine(_dir, $"{pid}", "cmdline"), cmdline);
+        if (environ is not null)
+        {
+            File.WriteAllText(Path.Combine(_dir, $"{pid}", "environ"), environ);
+        }
     }
 }
