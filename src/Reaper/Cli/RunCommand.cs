@@ -120,6 +120,7 @@ internal static partial class RunCommand
         services.AddSingleton<DaemonState>();
         services.AddHostedService<ReaperDaemon>();
         services.AddHostedService<MetricsService>();
+        services.AddHostedService<MemoryTrim>();
         services.AddHostedService<DBusService>();
         services.AddSingleton<Reaping.ConntrackReaper>();
         services.AddSingleton<Reaping.NeighbourReaper>();
