@@ -26,9 +26,10 @@ internal interface IReapEngine
     Func<NetnsInfo, SweepProtocols>? Scope(IReadOnlyCollection<IPAddress> contacts, out string? whyFull);
 
     /// <summary>
-    /// Whether a targeted sweep with <paramref name="scope"/> would visit no namespace: the last
-    /// discovery still holds every namespace such a sweep can need (nothing recorded since could
-    /// have added one) and <paramref name="scope"/> gives none of them a protocol. False when unsure.
+    /// Whether a targeted sweep with <paramref name="scope"/> would visit no namespace: a discovery
+    /// that holds every namespace such a sweep can need (the last one while nothing recorded since
+    /// could have added one, a fresh one otherwise) and <paramref name="scope"/> gives none of them a
+    /// protocol. False when unsure.
     /// </summary>
     bool NoneInScope(Func<NetnsInfo, SweepProtocols> scope);
 
