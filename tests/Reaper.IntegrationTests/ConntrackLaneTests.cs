@@ -200,9 +200,10 @@ public sealed class ConntrackLaneTests(ITestOutputHelper output)
         });
         var target = ConntrackTarget.AnyPort(IPAddress.Parse(B1), tcp: false);
         var expected = before.Where(e => ConntrackReaper.Matches(e, target, tcp: false)).Select(e => e.Id).ToHashSet();
-        // The kernel made (nearly) every flow's entry: a run now and then finds one of the 30,000
-        // missing already in the dump after the datagrams, dumped again (cause not found; it is the
-        // setup, not the cleanup). What the test holds the cleanup to is the set dumped here.
+        // A dump of a table this size now and then passes over one entry (seen in the setup's
+        // dump and, the other way round, in CI: the cleanup deleted 30,000 where the setup had
+        // listed 29,999), so the setup's list is held to nearly all of them, and the cleanup to
+        // exactly the Many entries the flows made, none of them outside B1's.
         Assert.InRange(expected.Count, Many - 10, Many);
 
         var metrics = new ReaperMetrics(Prometheus.Metrics.NewCustomRegistry());
@@ -234,11 +235,14 @@ public sealed class ConntrackLaneTests(ITestOutputHelper output)
 
             // Exactly the entries DNATed to B1 went; the one DNATed to B2 and the one sent straight to B1 stay.
             var deleted = records.All.SelectMany(r => r).Where(r => r.Result == DeleteTally.Deleted && r.Namespace == $"/run/netns/{name}").Select(r => (uint)r.Cookie).ToHashSet();
-            Assert.Equal(expected.Count, deleted.Count);
-            Assert.True(expected.SetEquals(deleted), "the deleted entries are not exactly those NATed to B1");
+            Assert.Equal(Many, deleted.Count);
+            Assert.True(expected.IsSubsetOf(deleted), "an entry NATed to B1 was not deleted");
+            var spared = before.Where(e => !expected.Contains(e.Id)).Select(e => e.Id).ToHashSet();
+            Assert.False(spared.Overlaps(deleted), "an entry not NATed to B1 was deleted");
             var left = ns.In(name, () => Ours());
-            Assert.Equal(before.Where(e => !expected.Contains(e.Id)).Select(e => e.Id).Order(), left.Select(e => e.Id).Order());
-            Assert.Equal(expected.Count, metrics.ConntrackDeleted.WithLabels("endpoint_gone").Value);
+            Assert.DoesNotContain(left, e => ConntrackReaper.Matches(e, target, tcp: false));
+            Assert.True(spared.IsSubsetOf(left.Select(e => e.Id).ToHashSet()), "the entry NATed to B2 or the one sent straight to B1 went");
+            Assert.Equal(Many, metrics.ConntrackDeleted.WithLabels("endpoint_gone").Value);
         }
         finally
         {
