@@ -60,10 +60,14 @@ fi
 extra_passed=0
 extra_failed=0
 crashed=0
+failures=$results/failures.txt
+: >"$failures"
+# Says a failure now and keeps it for the list at the end.
+failure() { echo "test: $*"; echo "test: $*" >>"$failures"; }
 check() {
   local name=$1; shift
   echo "test: $name"
-  if "$@"; then extra_passed=$((extra_passed + 1)); else echo "test: FAILED: $name"; extra_failed=$((extra_failed + 1)); fi
+  if "$@"; then extra_passed=$((extra_passed + 1)); else failure "FAILED: $name"; extra_failed=$((extra_failed + 1)); fi
 }
 
 # The daemon the package ships, built once: the VMs run it (no JIT under emulation), the package
@@ -87,7 +91,7 @@ if [ "$quick" -eq 1 ] || [ "$full" -eq 1 ]; then
     timed "$name (host)" dotnet test "$suite" -c Release --no-build -nologo --filter "Category!=Netkit" \
       --logger "trx;LogFileName=$name.trx" --logger "console;verbosity=minimal" \
       --results-directory "$results"
-    [ -f "$results/$name.trx" ] || { echo "test: $name produced no results"; crashed=$((crashed + 1)); }
+    [ -f "$results/$name.trx" ] || { failure "$name produced no results"; crashed=$((crashed + 1)); }
   done
 fi
 
@@ -135,7 +139,7 @@ for kernel in "${kernels[@]}"; do
     cp "$vm_out/results/vm.trx" "$results/Reaper.Vm-$kernel.trx"
     { echo "the ten slowest tests in the $kernel VM:"; slowest "$results/Reaper.Vm-$kernel.trx"; } >>"$slow_report"
   else
-    echo "test: the $kernel VM produced no results"
+    failure "the $kernel VM produced no results"
     crashed=$((crashed + 1))
   fi
   rm -rf "$vm_out"
@@ -169,9 +173,9 @@ if [ "$full" -eq 1 ]; then
     extra_passed=$((extra_passed + ${vm_ok:-0}))
     extra_failed=$((extra_failed + ${vm_failed:-0}))
     # Every check reports, and the run ends with its own summary; anything less is a crash.
-    grep -q '^exit ' "$results/systemd-vm.txt" 2>/dev/null || { echo "test: the systemd VM did not finish its checks"; crashed=$((crashed + 1)); }
+    grep -q '^exit ' "$results/systemd-vm.txt" 2>/dev/null || { failure "the systemd VM did not finish its checks"; crashed=$((crashed + 1)); }
   else
-    echo "test: no package to install in the systemd VM"
+    failure "no package to install in the systemd VM"
     crashed=$((crashed + 1))
   fi
 
@@ -191,7 +195,7 @@ if [ "$full" -eq 1 ]; then
     vm_failed=$(grep -c '^SR-CHECK FAIL ' "$results/fleet-vm.txt" 2>/dev/null)
     extra_passed=$((extra_passed + ${vm_ok:-0}))
     extra_failed=$((extra_failed + ${vm_failed:-0}))
-    grep -q '^exit ' "$results/fleet-vm.txt" 2>/dev/null || { echo "test: the fleet VMs did not finish their checks"; crashed=$((crashed + 1)); }
+    grep -q '^exit ' "$results/fleet-vm.txt" 2>/dev/null || { failure "the fleet VMs did not finish their checks"; crashed=$((crashed + 1)); }
   fi
 fi
 
@@ -207,6 +211,20 @@ read -r passed failed skipped < <(
     END {print p+0, f+0, s+0}')
 passed=$((passed + extra_passed))
 failed=$((failed + crashed + extra_failed))
+# Name every failed test again here, at the end, where a truncated log still shows it: the TRX
+# file (which suite), the test and the first line of its message.
+for trx in "$results"/*.trx; do
+  [ -f "$trx" ] || continue
+  awk -v suite="$(basename "$trx" .trx)" '
+    function plain(t) { gsub(/&quot;/, "\"", t); gsub(/&lt;/, "<", t); gsub(/&gt;/, ">", t); gsub(/&amp;/, "\\&", t); return t }
+    /<UnitTestResult / && /outcome="Failed"/ {
+      name = $0; sub(/.*testName="/, "", name); sub(/".*/, "", name); want = 1; next }
+    want && /<Message>/ {
+      msg = $0; sub(/.*<Message>/, "", msg); sub(/<\/Message>.*/, "", msg)
+      printf "test: failed in %s: %s: %s\n", suite, plain(name), substr(plain(msg), 1, 300); want = 0 }' "$trx"
+done
+cat "$failures"
+grep -h '^SR-CHECK FAIL ' "$results"/*.txt 2>/dev/null | sed 's/^/test: /' | head -20
 echo "$passed passed, $failed failed, $skipped skipped"
 
 if [ "$failed" -gt 0 ]; then exit 1; fi
