@@ -19,14 +19,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, REAPER_CONTACTS_MAX);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct reaper_contact_key);
-	__type(value, struct reaper_contact);
-} reaper_contacts SEC(".maps");
-
 /* Written and read by user space only; pinned with the record it qualifies. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -46,44 +38,13 @@ static __always_inline void stamp(struct bpf_sock *sk, __u64 now)
 		b->born_ns = now;
 }
 
-static __always_inline void contact(const __u8 addr[REAPER_ADDR_LEN], __u64 netns, __u64 now, bool udp)
-{
-	struct reaper_contact_key key = { .netns_cookie = netns };
-	struct reaper_contact fresh = { .first_ns = now }, *c;
-	struct reaper_history *h = reaper_history_get();
-
-	if (!h)
-		return;
-	if (netns == h->host_netns) {
-		reaper_host_contact(addr, now, udp);
-		return;
-	}
-	__builtin_memcpy(key.addr, addr, REAPER_ADDR_LEN);
-	c = bpf_map_lookup_elem(&reaper_contacts, &key);
-	if (c) {
-		reaper_mark(&c->tcp, &c->udp, udp);
-		return;
-	}
-	reaper_mark(&fresh.tcp, &fresh.udp, udp);
-	if (bpf_map_update_elem(&reaper_contacts, &key, &fresh, BPF_NOEXIST) == 0) {
-		__sync_fetch_and_add(&h->contacts_inserted, 1);
-		return;
-	}
-	/* Another CPU inserted it first (mark our protocol there), or the table is full. */
-	c = bpf_map_lookup_elem(&reaper_contacts, &key);
-	if (c)
-		reaper_mark(&c->tcp, &c->udp, udp);
-	else
-		__sync_fetch_and_add(&h->contacts_lost, 1);
-}
-
 static __always_inline void on_connect(struct bpf_sock_addr *ctx, const __u8 addr[REAPER_ADDR_LEN])
 {
 	__u64 now = bpf_ktime_get_ns();
 
 	if (ctx->sk)
 		stamp(ctx->sk, now);
-	contact(addr, bpf_get_netns_cookie(ctx), now, ctx->protocol == IPPROTO_UDP);
+	reaper_contact(addr, bpf_get_netns_cookie(ctx), now, ctx->protocol == IPPROTO_UDP);
 }
 
 SEC("cgroup/connect4")
@@ -141,7 +102,7 @@ int reaper_sockops(struct bpf_sock_ops *ctx)
 			words[2] = c;
 			words[3] = d;
 		}
-		contact((__u8 *)words, bpf_get_netns_cookie(ctx), now, false);
+		reaper_contact((__u8 *)words, bpf_get_netns_cookie(ctx), now, false);
 	}
 	return 1;
 }

@@ -8,8 +8,8 @@ namespace SocketReaper.IntegrationTests;
 
 /// <summary>
 /// Targeted sweeps never miss what a full sweep would destroy: namespaces that connected to the
-/// stale address (even without sending), and namespaces older than the socket hooks (history
-/// unknown), are swept; the others are left out. Addresses 10.98.0.0/16. Alone: the first test
+/// stale address (even without sending), including those older than the socket hooks (their
+/// sockets recorded by the census at start), are swept; the others are left out. Addresses 10.98.0.0/16. Alone: the first test
 /// compares how many namespaces two sweeps visited a moment apart, and other tests' namespaces
 /// (a load test makes 200) came and went between them (run I: 206 of 208, then 137).
 /// </summary>
@@ -25,7 +25,8 @@ public sealed partial class TargetedSweepTests
         using var endpoints = new VethEndpoints(subnet: 98);
         var device = endpoints.AddRouted(endpoint.Names[0], 1, Stale);
 
-        // Made before the daemon (and its hooks) existed: history unknown, so always swept.
+        // Made before the daemon (and its hooks) existed: history unknown until the daemon's census
+        // at start records its socket; swept from then on because of that socket.
         using var old = new TestNamespaces(1);
         Routed(old.Names[0]);
         var oldSocket = old.In(old.Names[0], () => Connected(old, Stale, send: false));
@@ -33,6 +34,7 @@ public sealed partial class TargetedSweepTests
         using var daemon = new DaemonFixture(configJson: """{ "Reaping": { "Mode": "observe" } }""", devicePattern: endpoints.Pattern);
         daemon.Start();
         VethEndpoints.WaitCovered(device);
+        Poll.Until(() => daemon.Log.Contains("Namespace census: ", StringComparison.Ordinal), TimeSpan.FromSeconds(10), $"the namespace census at start; log:\n{daemon.Log}");
 
         // Made after: one talks to the stale address, one only connected to it (a UDP socket that
         // never sent), one talks to another address, one has no socket at all, and one connected

@@ -3,9 +3,9 @@ using LibBpf;
 namespace SocketReaper.Bpf;
 
 /// <summary>
-/// The loaded host-census object (bpf/iter/census.bpf.c): two iterators that record the host's
-/// sockets in the hooks' host contact table. It has no map of its own: every one it uses is the
-/// hooks object's.
+/// The loaded census object (bpf/iter/census.bpf.c): two iterators that record the sockets of the
+/// namespace they run in — the host's in the hooks' host contact table, any other's in their
+/// contact table. It has no map of its own: every one it uses is the hooks object's.
 /// </summary>
 internal sealed class CensusObject : IDisposable
 {
@@ -19,6 +19,7 @@ internal sealed class CensusObject : IDisposable
     public static class Maps
     {
         public const string History = HooksObject.Maps.History;
+        public const string Contacts = HooksObject.Maps.Contacts;
         public const string HostContacts = HooksObject.Maps.HostContacts;
         public const string HostContactsLost = HooksObject.Maps.HostContactsLost;
     }
@@ -32,13 +33,14 @@ internal sealed class CensusObject : IDisposable
         Udp = obj.Program(Programs.Udp);
     }
 
-    /// <summary>Loads the census sharing <paramref name="hooks"/>' history and host contact maps.</summary>
+    /// <summary>Loads the census sharing <paramref name="hooks"/>' history and contact maps.</summary>
     public static CensusObject Load(HooksObject hooks)
     {
         var obj = EmbeddedObject.Open(EmbeddedObject.Census);
         try
         {
             obj.Map(Maps.History).ReuseFd(hooks.History);
+            obj.Map(Maps.Contacts).ReuseFd(hooks.Contacts);
             obj.Map(Maps.HostContacts).ReuseFd(hooks.HostContacts);
             obj.Map(Maps.HostContactsLost).ReuseFd(hooks.HostContactsLost);
             obj.Load();

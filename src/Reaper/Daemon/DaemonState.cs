@@ -19,6 +19,9 @@ internal sealed partial class DaemonState : IDisposable
     private readonly ILoggerFactory _loggers;
     private SweepCoordinator? _coordinator;
     private Bpf.HooksObject? _hooksObject;
+
+    /// <summary>The census of the namespaces older than the record, begun at start; waited for before the objects it walks go.</summary>
+    private Task? _firstCensus;
     private Bpf.CensusObject? _censusObject;
     private long _sweepStarted;
 
@@ -122,7 +125,15 @@ internal sealed partial class DaemonState : IDisposable
 
         _coordinator.Started += () => Interlocked.Exchange(ref _sweepStarted, Environment.TickCount64);
         _metrics.EngineHealthy.Set(1);
-        return _coordinator.Discover().Count;
+        var discovered = _coordinator.Discover();
+        if (Hooks is { } started)
+        {
+            // The namespaces older than the record, on a thread of its own: a few ms each, and the
+            // daemon is ready meanwhile (they are swept as unknown until their census is done).
+            _firstCensus = Task.Factory.StartNew(() => started.NamespaceCensus(discovered), stopping, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        }
+
+        return discovered.Count;
     }
 
     /// <summary>
@@ -159,6 +170,15 @@ internal sealed partial class DaemonState : IDisposable
 
     public void Dispose()
     {
+        try
+        {
+            _firstCensus?.Wait();
+        }
+        catch (AggregateException)
+        {
+            // Cancelled before it began; a failure was logged where it happened.
+        }
+
         _coordinator?.Dispose();
         _censusObject?.Dispose();
         _hooksObject?.Dispose();

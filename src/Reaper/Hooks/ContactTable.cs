@@ -28,6 +28,21 @@ internal sealed class ContactTable
     /// <summary>A new record started: the namespaces older than it were listed again.</summary>
     public void Restarted() => _before = null;
 
+    /// <summary>The namespaces whose history is unknown (reaper_netns_before).</summary>
+    public IReadOnlySet<ulong> Unknown => _before ??= [.. _hooks.NetnsBefore.Keys<ulong>()];
+
+    /// <summary>Takes <paramref name="cookies"/> off the unknown list: a census recorded what the hooks had not seen there.</summary>
+    public void Known(IEnumerable<ulong> cookies)
+    {
+        var before = _hooks.NetnsBefore;
+        foreach (var cookie in cookies)
+        {
+            before.Delete(cookie);
+        }
+
+        _before = null;
+    }
+
     /// <summary>
     /// The protocols to sweep each namespace for, for the address <paramref name="keys"/>: the host
     /// (<paramref name="hostNetns"/>) <paramref name="host"/>, a namespace whose history is unknown
@@ -46,7 +61,7 @@ internal sealed class ContactTable
                 .ToDictionary(g => g.Key, g => g.Aggregate((SweepProtocols)0, (p, c) => p | c.Protocols));
         }
 
-        var before = _before ??= [.. _hooks.NetnsBefore.Keys<ulong>()];
+        var before = Unknown;
         return netns =>
             netns.Cookie == hostNetns ? host
             : netns.Source == NetnsSource.Host || before.Contains(netns.Cookie)

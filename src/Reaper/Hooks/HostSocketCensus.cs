@@ -19,21 +19,17 @@ internal sealed partial class HostSocketCensus
     public const ulong MarginNs = 10_000_000_000;
 
     private readonly HooksObject _hooks;
-    private readonly CensusObject _census;
+    private readonly CensusWalk _walk;
     private readonly ILogger _logger;
 
     /// <summary>The socket hooks' lock, which <see cref="_hostKnown"/> is read and written under.</summary>
     private readonly Lock _lock;
-    private readonly Lock _censusLock = new();
     private bool _hostKnown;
-    private BpfLink? _tcp;
-    private BpfLink? _udp;
 
-    /// <remarks><paramref name="census"/> must share <paramref name="hooks"/>' maps (<see cref="CensusObject.Load"/>).</remarks>
-    public HostSocketCensus(HooksObject hooks, CensusObject census, Lock hooksLock, ILogger logger)
+    public HostSocketCensus(HooksObject hooks, CensusWalk walk, Lock hooksLock, ILogger logger)
     {
         _hooks = hooks;
-        _census = census;
+        _walk = walk;
         _lock = hooksLock;
         _logger = logger;
     }
@@ -75,10 +71,8 @@ internal sealed partial class HostSocketCensus
 
     private (int Kept, int Dropped) Census(bool announce, ulong marginNs)
     {
-        lock (_censusLock)
+        lock (_walk)
         {
-            _tcp ??= _census.Tcp.AttachIterator();
-            _udp ??= _census.Udp.AttachIterator();
             lock (_lock)
             {
                 // Both until this census is done: what did not fit before may be recorded now.
@@ -89,8 +83,7 @@ internal sealed partial class HostSocketCensus
             // A socket whose connect hook ran just before this moment may reach the hash table
             // after the walk passed its bucket: only entries older than a margin are dropped.
             var started = Monotonic.NowNs();
-            Walk(_tcp);
-            Walk(_udp);
+            _walk.Here();
             var table = _hooks.HostContacts;
             var stale = table.ReadAll<SweepAbi.PrefixKey, SweepAbi.HostContact>()
                 .Where(e => e.Value.LastNs + marginNs < started).Select(e => e.Key).ToList();
@@ -115,16 +108,6 @@ internal sealed partial class HostSocketCensus
             }
 
             return (kept, stale.Count);
-        }
-    }
-
-    private static void Walk(BpfLink census)
-    {
-        using var iterator = census.CreateIterator();
-        var buffer = new byte[4096];
-        while (BpfIterator.Read(iterator, buffer) > 0)
-        {
-            // The census writes nothing; reading drives it to the end.
         }
     }
 

@@ -25,12 +25,16 @@ internal sealed partial class SocketHooks
     private readonly HookLinks _links;
     private readonly ContactTable _contacts;
     private readonly HostSocketCensus _census;
+    private readonly CensusWalk _walk;
+    private readonly ILogger _logger;
 
     private SocketHooks(HooksObject hooks, CensusObject census, string root, string cgroup, DiscoveryOptions discovery, ILogger logger)
     {
         _links = new HookLinks(hooks, HooksDirectory(root), cgroup, discovery, logger);
         _contacts = new ContactTable(hooks);
-        _census = new HostSocketCensus(hooks, census, _lock, logger);
+        _walk = new CensusWalk(census);
+        _census = new HostSocketCensus(hooks, _walk, _lock, logger);
+        _logger = logger;
     }
 
     public static string HooksDirectory(string root) => $"{root}/hooks";
@@ -116,6 +120,102 @@ internal sealed partial class SocketHooks
     /// </summary>
     public (int Kept, int Dropped) HostCensus(bool announce = false, ulong marginNs = CensusMarginNs) => _census.Run(announce, marginNs);
 
+    /// <summary>
+    /// A census of each namespace in <paramref name="discovered"/> whose history is unknown (it
+    /// existed when the record started), on a thread of its own that visits them in turn: the
+    /// census iterators record its sockets in the contact table as the hooks would have, and then
+    /// it is taken off the unknown list — a targeted sweep visits it only when it talked to the
+    /// sweep's addresses, instead of always. The hooks see every socket made there since the
+    /// record started, and the census every older one still open, so nothing a sweep could destroy
+    /// is left out. A namespace that cannot be entered or walked stays unknown; a hole in the record
+    /// meanwhile (a hook detached, the contact table full) leaves them all unknown. Returns how many
+    /// became known. A failure is logged, and they stay unknown.
+    /// </summary>
+    public int NamespaceCensus(IReadOnlyList<NetnsInfo> discovered)
+    {
+        try
+        {
+            return CensusUnknown(discovered);
+        }
+        catch (Exception e) when (e is NativeException or IOException or UnauthorizedAccessException)
+        {
+            Log.NamespaceCensusFailed(_logger, e.Message);
+            return 0;
+        }
+    }
+
+    private int CensusUnknown(IReadOnlyList<NetnsInfo> discovered)
+    {
+        lock (_walk)
+        {
+            SweepAbi.History before;
+            IReadOnlySet<ulong> unknown;
+            lock (_lock)
+            {
+                if (!_links.EnsureAll(starting: false))
+                {
+                    _contacts.Restarted();
+                }
+
+                before = _links.History;
+                unknown = _contacts.Unknown;
+            }
+
+            // No record, or one with a hole: every targeted sweep is full anyway.
+            if (before.RecordStartedNs == 0 || before.ContactsLost > 0)
+            {
+                return 0;
+            }
+
+            var targets = discovered.Where(n => n.Cookie != before.HostNetns && n.Source != NetnsSource.Host && unknown.Contains(n.Cookie)).ToList();
+            if (targets.Count == 0)
+            {
+                return 0;
+            }
+
+            var failed = 0;
+            var walked = NetnsThread.RunRoaming(() =>
+            {
+                var done = new List<ulong>(targets.Count);
+                foreach (var netns in targets)
+                {
+                    try
+                    {
+                        if (netns.TryEnter())
+                        {
+                            _walk.Here();
+                            done.Add(netns.Cookie);
+                        }
+                    }
+                    catch (NativeException)
+                    {
+                        // It stays unknown; the next census tries again.
+                        failed++;
+                    }
+                }
+
+                return done;
+            });
+
+            lock (_lock)
+            {
+                var hole = !_links.EnsureAll(starting: false);
+                var after = _links.History;
+                if (hole || after.RecordStartedNs != before.RecordStartedNs || after.ContactsLost != before.ContactsLost)
+                {
+                    _contacts.Restarted();
+                    Log.NamespaceCensusVoid(_logger, walked.Count);
+                    return 0;
+                }
+
+                _contacts.Known(walked);
+            }
+
+            Log.NamespaceCensus(_logger, walked.Count, targets.Count - walked.Count, failed);
+            return walked.Count;
+        }
+    }
+
     /// <summary>Deletes what is kept about namespaces that no longer exist; returns how many entries went.</summary>
     public int Prune(IReadOnlySet<ulong> liveCookies)
     {
@@ -131,6 +231,15 @@ internal sealed partial class SocketHooks
 
     private static partial class Log
     {
+        [LoggerMessage(EventId = 516, Level = LogLevel.Information, Message = "Namespace census: {Known} namespace(s) older than the socket hooks' record now have a known history, so targeted sweeps visit them only when they talked to the sweep's addresses; {Left} left unknown ({Failed} could not be walked), tried again in a minute")]
+        public static partial void NamespaceCensus(ILogger logger, int known, int left, int failed);
+
+        [LoggerMessage(EventId = 517, Level = LogLevel.Warning, Message = "Namespace census of {Walked} namespace(s) discarded: the socket hooks' record had a hole meanwhile (a hook detached or the contact table full), so those namespaces stay of unknown history")]
+        public static partial void NamespaceCensusVoid(ILogger logger, int walked);
+
+        [LoggerMessage(EventId = 518, Level = LogLevel.Warning, Message = "Namespace census failed, so the namespaces older than the socket hooks' record stay in every targeted sweep (tried again in a minute): {Reason}")]
+        public static partial void NamespaceCensusFailed(ILogger logger, string reason);
+
         [LoggerMessage(EventId = 511, Level = LogLevel.Warning, Message = "Socket hooks unavailable, so automatic sweeps visit every namespace and treat every socket as old: {Reason}")]
         public static partial void Unavailable(ILogger logger, string reason);
     }

@@ -39,6 +39,9 @@ internal interface IReapEngine
     /// <summary>Forgets the contacts of namespaces that are gone (a discovery; namespaces seen before are not entered again).</summary>
     void ForgetGoneNamespaces();
 
-    /// <summary>Takes a census of the host's sockets for the hooks' birth records.</summary>
+    /// <summary>
+    /// Takes a census of the host's sockets for the host contact table, and of each namespace whose
+    /// history is still unknown (SocketHooks.NamespaceCensus).
+    /// </summary>
     void TakeCensus();
 }

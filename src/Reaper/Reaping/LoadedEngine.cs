@@ -52,5 +52,12 @@ internal sealed class LoadedEngine : IReapEngine
 
     public void ForgetGoneNamespaces() => Hooks?.Prune(Coordinator.Discover().Select(n => n.Cookie).ToHashSet());
 
-    public void TakeCensus() => Hooks?.HostCensus();
+    public void TakeCensus()
+    {
+        if (Hooks is { } hooks)
+        {
+            hooks.HostCensus();
+            hooks.NamespaceCensus(Coordinator.Discover());
+        }
+    }
 }

@@ -142,7 +142,7 @@ internal sealed partial class SweepEngine : IDisposable
     private void Visit(NetnsInfo netns, SweepRequest request, ISweepObserver? observer, Tally tally,
         byte[] buffer, List<SweepAbi.Record> pending, CancellationToken cancellation)
     {
-        if (!Enter(netns))
+        if (!netns.TryEnter())
         {
             Interlocked.Increment(ref tally.NamespacesSkipped);
             return;
@@ -213,13 +213,6 @@ internal sealed partial class SweepEngine : IDisposable
             StartedTicks = started,
             Cancelled = cancellation.IsCancellationRequested,
         };
-    }
-
-    /// <summary>Moves this worker into <paramref name="netns"/>, checking it is still the namespace discovery saw.</summary>
-    private static bool Enter(NetnsInfo netns)
-    {
-        using var fd = Netns.TryOpen(netns.Path);
-        return fd is not null && Netns.TryEnter(fd, out _) && Netns.CurrentCookie() == netns.Cookie;
     }
 
     /// <summary>
