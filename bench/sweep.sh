@@ -105,6 +105,30 @@ for ((r = 1; r <= R; r++)); do
   end=$(date +%s.%N)
   ms "$start" "$end" >>"$out/ss"
 done
+
+# Where the time goes (issue 28 item 1), once after the timed repeats, on fresh sockets:
+#  - the one-off command's start, by difference of whole processes (5 each): one that starts and
+#    exits (--version); one that also discovers the host's namespaces (netns); one that also loads
+#    and verifies the sweep object and sweeps one empty namespace;
+#  - the engine's fixed cost per namespace: a dry run over M empty namespaces (pf$M.. — each
+#    iterator still walks the host-wide tables) divided by M;
+#  - BPF's own share: a dry run and a destroy with the kernel's run-time statistics on (a
+#    BPF_ENABLE_STATS descriptor held by bench/bpf_stats.py, never the host's sysctl), which give
+#    each program's time and calls (`bpf_programs` in the JSON summary).
+echo "bench: breakdown"
+setup
+empty_args=()
+for ((i = M; i < 2 * M; i++)); do ip netns add "pf$i"; ip -n "pf$i" link set lo up; empty_args+=(--netns "pf$i"); done
+for ((k = 0; k < 5; k++)); do
+  t0=$EPOCHREALTIME; "$reaper" --version >/dev/null; t1=$EPOCHREALTIME
+  "$reaper" netns --json >/dev/null; t2=$EPOCHREALTIME
+  "$reaper" sweep --direct --dst 127.0.0.0/8 --dport 7777,53 --dry-run --json --netns "pf$M" >/dev/null; t3=$EPOCHREALTIME
+  ms "$t0" "$t1" >>"$out/start_process"; ms "$t1" "$t2" >>"$out/start_discovery"; ms "$t2" "$t3" >>"$out/start_load"
+  "$reaper" sweep --direct --dst 127.0.0.0/8 --dport 7777,53 --limit 1000000 --dry-run --json "${empty_args[@]}" | tail -1 \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["duration_ms"])' >>"$out/empty_sweep"
+done
+python3 bench/bpf_stats.py "$reaper" sweep --direct --dst 127.0.0.0/8 --dport 7777,53 --limit 1000000 --dry-run --json "${netns_args[@]}" | tail -1 >"$out/stats_dry.json"
+python3 bench/bpf_stats.py "$reaper" sweep --direct --dst 127.0.0.0/8 --dport 7777,53 --limit 1000000 --json "${netns_args[@]}" | tail -1 >"$out/stats_destroy.json"
 teardown
 
 rc=0
@@ -134,6 +158,25 @@ print(f"  C floor scan, whole process {floor_process:8.1f} ms")
 print(f"  dry run, whole process     {dry_process:9.1f} ms   {dry_process/floor_process:5.2f}x the C floor's process")
 print(f"  sockets destroyed per run  {destroyed}")
 print(f"  socketreaper peak RSS      {rss:9.1f} MiB")
+
+# Where the time goes (the breakdown stage above).
+import json
+start, disc, load = med(col("start_process")), med(col("start_discovery")), med(col("start_load"))
+empty = med(col("empty_sweep"))
+print(f"\nwhere the time goes (medians of 5; BPF statistics from one dry run and one destroy)")
+print(f"  one-off: process start and exit ({start:.1f} ms), + discovery of the host's namespaces "
+      f"({disc:.1f} ms), + load, verify and sweep one empty namespace ({load:.1f} ms)")
+print(f"  engine fixed cost per namespace: {empty / m:.2f} ms ({empty:.1f} ms for {m} empty namespaces, "
+      f"{empty / reaper_scan * 100:.0f} % of the dry run)")
+for kind in ("dry", "destroy"):
+    d = json.load(open(f"{out}/stats_{kind}.json"))
+    progs = d.get("bpf_programs", {})
+    calls = sum(p["run_count"] for p in progs.values())
+    bpf_ms = sum(p["run_time_ns"] for p in progs.values()) / 1e6
+    per = ", ".join(f"{name} {p['run_time_ns'] / max(p['run_count'], 1):.0f} ns x {p['run_count']}" for name, p in progs.items())
+    print(f"  {kind:7} {d['duration_ms']:7.1f} ms in the engine, of it {bpf_ms:6.2f} ms inside BPF programs "
+          f"({bpf_ms / d['duration_ms'] * 100:.0f} %; {per}); the rest is the kernel's walk, entering "
+          f"namespaces and reading records" if progs else f"  {kind}: no BPF statistics (kernel older than 5.8?)")
 
 # The regression guard: one line per target of this size (issue 28), PASS or MISS; exit 1 on a MISS.
 large = m >= 100

@@ -8,6 +8,13 @@ namespace LibBpf;
 public readonly record struct BpfProgramInfo(uint Id, int Type, string Name);
 
 /// <summary>
+/// A program's run counters (struct bpf_prog_info run_time_ns and run_cnt): the kernel counts only
+/// while BPF statistics are on (sysctl kernel.bpf_stats_enabled, or a BPF_ENABLE_STATS descriptor
+/// held by anyone); zero otherwise.
+/// </summary>
+public readonly record struct BpfProgramRuns(ulong RunTimeNs, ulong RunCount);
+
+/// <summary>
 /// What the kernel says about a link (struct bpf_link_info): for tcx/netkit links the device, for
 /// cgroup links the cgroup's id. A detached link reads device 0 or cgroup 0.
 /// </summary>
@@ -77,6 +84,37 @@ public static class BpfInfo
         var name = new ReadOnlySpan<byte>(info.Name, 16);
         var end = name.IndexOf((byte)0);
         return new BpfProgramInfo(info.Id, (int)info.Type, Encoding.UTF8.GetString(end < 0 ? name : name[..end]));
+    }
+
+    /// <summary>struct bpf_prog_info up to verified_insns (6.0); an older kernel fills what it has.</summary>
+    private const int ProgInfoSize = 232;
+
+    /// <summary>Offsets of run_time_ns and run_cnt in struct bpf_prog_info (both since 5.1).</summary>
+    private const int RunTimeNsOffset = 192;
+    private const int RunCountOffset = 200;
+
+    /// <summary>
+    /// Turns the kernel's run-time statistics on (BPF_ENABLE_STATS, BPF_STATS_RUN_TIME) until the
+    /// returned descriptor is closed: <see cref="ProgramRuns"/> then counts. The host's sysctl
+    /// kernel.bpf_stats_enabled is left as it is. Needs Linux 5.8.
+    /// </summary>
+    public static Microsoft.Win32.SafeHandles.SafeFileHandle EnableRunStats()
+    {
+        const int runTime = 0;
+        var fd = NativeResult.CheckSyscall(Libbpf.bpf_enable_stats(runTime), "enable BPF run-time statistics", "BPF_STATS_RUN_TIME");
+        return new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    /// <summary>The run counters of the program behind <paramref name="programFd"/>.</summary>
+    public static unsafe BpfProgramRuns ProgramRuns(int programFd, string? what = null)
+    {
+        var info = stackalloc byte[ProgInfoSize];
+        new Span<byte>(info, ProgInfoSize).Clear();
+        var length = (uint)ProgInfoSize;
+        NativeResult.CheckSyscall(Libbpf.bpf_obj_get_info_by_fd(programFd, info, &length), "get info of program", what ?? $"fd {programFd}");
+        return length >= RunCountOffset + sizeof(ulong)
+            ? new BpfProgramRuns(*(ulong*)(info + RunTimeNsOffset), *(ulong*)(info + RunCountOffset))
+            : default;
     }
 
     /// <summary>Kernel id, type and name of the loaded program <paramref name="id"/>; null when no program has that id (any more).</summary>

@@ -40,6 +40,40 @@ public sealed class SweepCliTests
         Assert.All(pairs, p => Assert.Equal(SocketError.ConnectionAborted, p.ClientSendError()));
     }
 
+    /// <summary>
+    /// With the kernel's BPF statistics on (a descriptor of this test's own, never the host's
+    /// sysctl), the JSON summary gives each sweep program's time and calls: one call per socket the
+    /// iterator saw and one at its end.
+    /// </summary>
+    [PrivilegedFact]
+    public void Sweep_json_summary_gives_each_programs_time_and_calls_while_bpf_statistics_are_on()
+    {
+        using var ns = new TestNamespaces(1, "10.77.1.1/32");
+        ns.In(ns.Names[0], () =>
+        {
+            var listener = ns.Listen("10.77.1.1", 8081);
+            for (var i = 0; i < 3; i++)
+            {
+                ns.Connect(listener, "10.77.1.1", 8081);
+            }
+
+            return 0;
+        });
+
+        using (LibBpf.BpfInfo.EnableRunStats())
+        {
+            var (code, stdout, stderr) = ReaperProcess.Run(["sweep", "--dst", "10.77.1.1", "--dry-run", "--netns", ns.Names[0], "--json"]);
+            Assert.True(code == 0, stderr);
+            var summary = JsonDocument.Parse(stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1]).RootElement;
+            var programs = summary.GetProperty("bpf_programs").EnumerateObject().ToDictionary(p => p.Name, p => p.Value);
+            var tcp = Assert.Single(programs, p => p.Key.StartsWith("reaper_sweep_tcp", StringComparison.Ordinal)).Value;
+            // The listener, three clients and the three ends accepted, then the end of the walk.
+            Assert.Equal(8, tcp.GetProperty("run_count").GetInt64());
+            Assert.True(tcp.GetProperty("run_time_ns").GetInt64() > 0, stdout);
+            Assert.Equal(6, summary.GetProperty("would_destroy").GetInt64());
+        }
+    }
+
     [PrivilegedFact]
     public void Dry_run_table_lists_the_socket_and_destroys_nothing()
     {

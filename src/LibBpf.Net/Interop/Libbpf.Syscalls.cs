@@ -54,6 +54,10 @@ internal static partial class Libbpf
     [LibraryImport(Library, SetLastError = true)]
     internal static unsafe partial int bpf_obj_get_info_by_fd(int fd, void* info, uint* infoLength);
 
+    /// <summary>BPF_ENABLE_STATS: a descriptor that keeps the given statistics on while it is open.</summary>
+    [LibraryImport(Library, SetLastError = true)]
+    internal static partial int bpf_enable_stats(int type);
+
     [LibraryImport(Library, SetLastError = true)]
     internal static partial int bpf_link_detach(int linkFd);
 

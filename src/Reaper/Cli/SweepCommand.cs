@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using LibBpf;
 using Microsoft.Extensions.Logging.Abstractions;
 using SocketReaper.Bpf;
 using SocketReaper.Config;
@@ -104,7 +105,7 @@ internal static class SweepCommand
             // was for every namespace: with --netns they were never asked for (a short-lived
             // process anywhere on the host would otherwise show up in a one-namespace sweep).
             var vanished = request.Namespaces.Count == 0 ? discovery.Vanished : 0;
-            printer.Summary(result with { NamespacesSkipped = result.NamespacesSkipped + vanished });
+            printer.Summary(result with { NamespacesSkipped = result.NamespacesSkipped + vanished }, engine.ProgramRuns());
             return result.Cancelled ? 130 : result.NamespacesFailed > 0 ? 1 : 0;
         }
         finally
@@ -244,11 +245,31 @@ internal static class SweepCommand
             }
         }
 
-        public void Summary(SweepResult r)
+        /// <remarks>
+        /// With --json and the kernel's BPF statistics on, the summary adds each program's time and
+        /// calls (bpf_programs): the sweep's time inside BPF, for bench/sweep.sh's breakdown.
+        /// </remarks>
+        public void Summary(SweepResult r, IReadOnlyList<(string Program, BpfProgramRuns Runs)> runs)
         {
             if (json)
             {
-                output.WriteLine(JsonLine(w => SummaryFields(w, r)));
+                output.WriteLine(JsonLine(w =>
+                {
+                    SummaryFields(w, r);
+                    if (runs.Any(p => p.Runs.RunCount > 0))
+                    {
+                        w.WriteStartObject("bpf_programs");
+                        foreach (var (program, counted) in runs)
+                        {
+                            w.WriteStartObject(program);
+                            w.WriteNumber("run_time_ns", counted.RunTimeNs);
+                            w.WriteNumber("run_count", counted.RunCount);
+                            w.WriteEndObject();
+                        }
+
+                        w.WriteEndObject();
+                    }
+                }));
                 return;
             }
 

@@ -71,6 +71,13 @@ internal sealed partial class SweepEngine : IDisposable
         Log.Loaded(_logger, mode.Label(), destroy is null ? "chosen for this kernel" : "set by Sweep.Destroy", host.Release);
     }
 
+    /// <summary>
+    /// The kernel's run counters of this engine's two programs, by name: time inside them and calls
+    /// (one per socket, and one at each iterator's end). Zero unless BPF statistics are on.
+    /// </summary>
+    public IReadOnlyList<(string Program, BpfProgramRuns Runs)> ProgramRuns() =>
+        [(_object.Tcp.Name, BpfInfo.ProgramRuns(_object.Tcp.Fd)), (_object.Udp.Name, BpfInfo.ProgramRuns(_object.Udp.Fd))];
+
     /// <summary>How this engine's sweeps destroy what they match.</summary>
     public DestroyMode Mode => _object.Mode;
 
