@@ -15,7 +15,7 @@ namespace SocketReaper.Daemon;
 internal sealed partial class MemoryTrim(ILogger<MemoryTrim> logger) : BackgroundService
 {
     private readonly Func<long> _committed = () => GC.GetGCMemoryInfo().TotalCommittedBytes;
-    private readonly Action _collect = () => GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+    private readonly Action _collect = Platform.GcTrim.Now;
 
     /// <summary>For tests: what the GC holds committed, and the collection, as given.</summary>
     internal MemoryTrim(ILogger<MemoryTrim> logger, Func<long> committed, Action collect)

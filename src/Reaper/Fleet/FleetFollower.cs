@@ -147,7 +147,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
                     && Stopwatch.GetElapsedTime(Volatile.Read(ref _lastKeyTicks)) >= TimeSpan.FromSeconds(1))
                 {
                     Interlocked.Exchange(ref _keysSinceTrim, 0);
-                    GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+                    Platform.GcTrim.Now();
                 }
             }
         }

@@ -86,7 +86,7 @@ internal sealed partial class ReapHistory : IReapRecords, ISweepWatcher, IDispos
             // Reading a full history (100,000 lines, ~25 MB) leaves ~20 MiB of the GC's memory
             // resident for good; one compacting collection that decommits gives it back (measured:
             // VmRSS 46 -> 25 MiB after a start with a full history).
-            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+            GcTrim.Now();
             return 0;
         });
     }

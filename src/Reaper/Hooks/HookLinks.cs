@@ -106,14 +106,14 @@ internal sealed partial class HookLinks
     private bool Ensure(Func<HooksObject, BpfProgram> program, string name, bool starting)
     {
         var pin = $"{_directory}/{name}";
-        if (_held.Remove(name, out var held))
+        if (_held.TryGetValue(name, out var held))
         {
             if (!starting && held.Info.CgroupId != 0 && File.Exists(pin))
             {
-                _held[name] = held;
                 return true;
             }
 
+            _held.Remove(name);
             held.Dispose();
         }
 

@@ -91,6 +91,62 @@ public sealed class SockDiagDestroyerTests
         });
     }
 
+    /// <summary>
+    /// A batch in one datagram: each socket is answered for on its own — a wrong cookie in the
+    /// middle (left alive, ENOENT) and a socket already gone do not stop the ones after them, and
+    /// the last, which alone asks for an ack, is destroyed too. Two batches, the second longer than
+    /// the first, so stale sequence numbers cannot be taken for the new ones.
+    /// </summary>
+    [PrivilegedFact]
+    public void A_batch_destroys_each_right_socket_and_answers_each_wrong_one_on_its_own()
+    {
+        NetnsThread.RunInNew(() =>
+        {
+            LoopbackUp();
+            using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            listener.Listen(100);
+            var pairs = Enumerable.Range(0, 70).Select(_ =>
+            {
+                var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                client.Connect(listener.LocalEndPoint!);
+                return (Client: client, Server: listener.Accept());
+            }).ToList();
+            try
+            {
+                InetSocketId Id(Socket s) => new(ProtocolType.Tcp, (IPEndPoint)s.LocalEndPoint!, (IPEndPoint)s.RemoteEndPoint!, 0, Cookie(s));
+                using var destroyer = SockDiagDestroyer.Open();
+
+                // 0..4: the second has the wrong cookie, the fourth is destroyed before the batch.
+                var first = pairs.Take(5).Select(p => Id(p.Client)).ToArray();
+                first[1] = first[1] with { Cookie = first[1].Cookie + 1 };
+                Assert.Equal(Errno.None, destroyer.Destroy(first[3]));
+                var results = new Errno[first.Length];
+                destroyer.DestroyBatch(first, results);
+                Assert.Equal([Errno.None, Errno.ENOENT, Errno.None, Errno.ENOENT, Errno.None], results);
+                Assert.True(Exchanges(pairs[1].Client, pairs[1].Server), "a destroy with the wrong cookie killed the socket");
+                foreach (var i in new[] { 0, 2, 3, 4 })
+                {
+                    Assert.Equal(SocketError.ConnectionAborted, Assert.Throws<SocketException>(() => pairs[i].Client.Send([1])).SocketErrorCode);
+                }
+
+                // A full batch of the next 64: every one dies; the 65th (not in it) lives.
+                var full = pairs.Skip(5).Take(SockDiagDestroyer.BatchMax).Select(p => Id(p.Client)).ToArray();
+                var fullResults = new Errno[full.Length];
+                destroyer.DestroyBatch(full, fullResults);
+                Assert.All(fullResults, e => Assert.Equal(Errno.None, e));
+                Assert.All(pairs.Skip(5).Take(SockDiagDestroyer.BatchMax), p => Assert.Throws<SocketException>(() => p.Client.Send([1])));
+                Assert.True(Exchanges(pairs[^1].Client, pairs[^1].Server));
+            }
+            finally
+            {
+                pairs.ForEach(p => { p.Client.Dispose(); p.Server.Dispose(); });
+            }
+
+            return 0;
+        });
+    }
+
     private static MatchOutcome Outcome(Errno errno) =>
         (SweepMatch.From(default) with { Result = SweepMatch.DestroyResult(errno) }).Outcome;
 
