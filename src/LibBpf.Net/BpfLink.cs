@@ -37,6 +37,12 @@ public sealed class BpfLink : IDisposable
     /// <summary>Pins the link at <paramref name="path"/> in bpffs (parent directories are created).</summary>
     public void Pin(string path) => NativeResult.Check(Libbpf.bpf_link__pin(_handle, path), "pin link", $"at '{path}'");
 
+    /// <summary>
+    /// Pins the link at <paramref name="path"/> again after someone removed its pin: libbpf refuses
+    /// a second <see cref="Pin"/> of a link it remembers as pinned, the kernel does not.
+    /// </summary>
+    public void Repin(string path) => NativeResult.CheckSyscall(Libbpf.bpf_obj_pin(Fd, path), "pin link", $"at '{path}'");
+
     /// <summary>Removes the pin this process made (or opened).</summary>
     public void Unpin() => NativeResult.Check(Libbpf.bpf_link__unpin(_handle), "unpin link");
 

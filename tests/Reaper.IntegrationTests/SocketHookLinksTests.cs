@@ -9,14 +9,14 @@ namespace SocketReaper.IntegrationTests;
 
 /// <summary>
 /// The socket hooks' links on the real kernel, under a pin root of the test's own: every targeted
-/// sweep asks whether they stayed on; a link someone detached, or a pin someone removed, is a hole
+/// sweep asks whether they stayed on; a link someone detached is a hole
 /// in the record (the sweep goes full) and the hook works again afterwards; while they stay on, the
 /// record stays continuous however often it is asked.
 /// </summary>
 public sealed class SocketHookLinksTests
 {
     [PrivilegedFact]
-    public void A_hook_detached_or_unpinned_by_someone_is_a_hole_once_and_is_back_on_after_it() => HookedHost.Run((hooks, root) =>
+    public void A_hook_detached_by_someone_is_a_hole_once_and_is_back_on_after_it_and_a_removed_pin_is_put_back() => HookedHost.Run((hooks, root) =>
     {
         var directory = SocketHooks.HooksDirectory(root);
 
@@ -49,10 +49,17 @@ public sealed class SocketHookLinksTests
             Assert.Equal(SweepProtocols.Udp, HookedHost.Host(hooks, "127.78.0.2", census: true));
         }
 
-        // Someone removes connect4's pin: a hole too (a daemon started now would find no hook),
-        // and the hook is pinned and working again after it.
+        // Someone removes connect4's pin: the link this daemon holds stays attached, so no hole, and
+        // contacts are still recorded; the minute's upkeep pins it again (a daemon started without
+        // the pin would find no hook and begin a new record).
         File.Delete($"{directory}/cgroup_connect4");
-        Assert.Null(hooks.Scope([IPAddress.Parse("127.78.0.3")], out _));
+        Assert.NotNull(hooks.Scope([IPAddress.Parse("127.78.0.3")], out _));
+        using (HookedHost.Udp("127.78.0.4"))
+        {
+            Assert.Equal(SweepProtocols.Udp, HookedHost.Host(hooks, "127.78.0.4"));
+        }
+
+        hooks.Prune(new HashSet<ulong>());
         Assert.True(File.Exists($"{directory}/cgroup_connect4"), "the hook was not pinned again");
         using (HookedHost.Udp("127.78.0.3"))
         {

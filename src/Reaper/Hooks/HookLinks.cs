@@ -27,9 +27,10 @@ internal sealed partial class HookLinks
 
     /// <summary>
     /// The links as this daemon last found or made them, held open: a check while they stay
-    /// attached and pinned costs a stat and one bpf() call each, not an open of the pin (every
-    /// targeted sweep checks). Holding them changes nothing else: a pin removed by someone still
-    /// counts as a hole, as when the link went with it.
+    /// attached costs one bpf() call each (every targeted sweep checks). A held link stays attached
+    /// when someone removes its pin — the record has no hole — so the pins are checked, and put
+    /// back, only by <see cref="RestorePins"/> (each minute): a daemon that stopped meanwhile would
+    /// find no hook at its next start and begin a new record, as it should.
     /// </summary>
     private readonly Dictionary<string, BpfLink> _held = [];
 
@@ -108,7 +109,7 @@ internal sealed partial class HookLinks
         var pin = $"{_directory}/{name}";
         if (_held.TryGetValue(name, out var held))
         {
-            if (!starting && held.Info.CgroupId != 0 && File.Exists(pin))
+            if (!starting && held.Info.CgroupId != 0)
             {
                 return true;
             }
@@ -160,6 +161,28 @@ internal sealed partial class HookLinks
         return false;
     }
 
+    /// <summary>
+    /// Pins again each held, attached link whose pin someone removed (it stayed attached: no hole);
+    /// returns how many. A detached one is left to the next check, which makes it a hole.
+    /// </summary>
+    public int RestorePins()
+    {
+        var restored = 0;
+        foreach (var (name, link) in _held)
+        {
+            var pin = $"{_directory}/{name}";
+            if (!File.Exists(pin) && link.Info.CgroupId != 0)
+            {
+                PinnedState.CreatePrivateDirectory(_directory);
+                link.Repin(pin);
+                Log.Repinned(_logger, name);
+                restored++;
+            }
+        }
+
+        return restored;
+    }
+
     /// <summary>Starts a new record in <paramref name="history"/>; returns how many namespaces count as history unknown.</summary>
     private int StartRecord(ref SweepAbi.History history)
     {
@@ -203,10 +226,13 @@ internal sealed partial class HookLinks
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 510, Level = LogLevel.Information, Message = "Socket hooks on cgroup {Cgroup}: record {How}; {Unknown} namespace(s) older than the record are always swept")]
+        [LoggerMessage(EventId = 510, Level = LogLevel.Information, Message = "Socket hooks on cgroup {Cgroup}: record {How}; {Unknown} namespace(s) older than the record are swept by every targeted sweep until their census")]
         public static partial void Attached(ILogger logger, string cgroup, string how, int unknown);
 
         [LoggerMessage(EventId = 512, Level = LogLevel.Warning, Message = "Our socket hook {Hook} was detached by someone; re-attached, and namespaces older than now count as history unknown")]
         public static partial void Reattached(ILogger logger, string hook);
+
+        [LoggerMessage(EventId = 519, Level = LogLevel.Warning, Message = "The pin of our socket hook {Hook} was removed by someone; the link stayed attached (this daemon holds it), so the record has no hole, and it is pinned again")]
+        public static partial void Repinned(ILogger logger, string hook);
     }
 }

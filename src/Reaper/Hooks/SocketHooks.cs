@@ -216,11 +216,15 @@ internal sealed partial class SocketHooks
         }
     }
 
-    /// <summary>Deletes what is kept about namespaces that no longer exist; returns how many entries went.</summary>
+    /// <summary>
+    /// Deletes what is kept about namespaces that no longer exist, and pins again a hook link whose
+    /// pin someone removed (<see cref="HookLinks.RestorePins"/>); returns how many entries went.
+    /// </summary>
     public int Prune(IReadOnlySet<ulong> liveCookies)
     {
         lock (_lock)
         {
+            _links.RestorePins();
             return _contacts.Prune(liveCookies);
         }
     }
