@@ -37,6 +37,9 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
     // The automatic sweeps run here, one at a time (the coordinator runs one anyway): a thread per
     // sweep cost every reaction its start.
     private readonly DedicatedThread _sweeper = new("reaper sweeps");
+
+    /// <summary>The daemon's own namespace, where its pool threads always are (read once).</summary>
+    private ulong? _hostCookie;
     private bool _delayedBySweeps;
     private bool _delayedBySockets;
 
@@ -163,14 +166,21 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
         var observe = _config.Mode == ReapingMode.Observe;
         try
         {
-            await _sweeper.Run(() =>
+            var known = _engine.LastDiscovered;
+            IReadOnlyList<NetnsInfo> visited = scopes.Any(s => s is null)
+                ? known
+                : [.. known.Where(n => scopes.Any(s => s!(n) != 0))];
+            var host = _hostCookie ??= Netns.CurrentCookie();
+            if (visited.All(n => n.Cookie == host))
             {
-                var known = _engine.LastDiscovered;
-                var visited = scopes.Any(s => s is null)
-                    ? known
-                    : [.. known.Where(n => scopes.Any(s => s!(n) != 0))];
-                return _neighbours.Flush(targets, visited, Netns.CurrentCookie(), observe);
-            }).ConfigureAwait(false);
+                // The host's table alone (most fleet events: no sweep ran): no namespace to enter,
+                // so no hand-off to the sweep thread and back.
+                _neighbours.Flush(targets, [], host, observe);
+            }
+            else
+            {
+                await _sweeper.Run(() => _neighbours.Flush(targets, visited, host, observe)).ConfigureAwait(false);
+            }
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
