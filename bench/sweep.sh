@@ -13,8 +13,10 @@
 #   - the one-off dry run's whole process against the floor's whole scan process (5 alternated
 #     pairs per repeat; the CLI loads only the sweep iterators);
 #   - `ss -N <ns> -K` over every namespace.
-# Every destroy needs fresh sockets, so each repeat builds the world three times. Prints medians
-# and ratios, then one line per target, `PASS <row> <figure> (target ...)` or `MISS ...`, and exits 1
+# Every destroy needs fresh sockets, so each repeat builds the world three times. Then, once, where
+# the time goes: the one-off's start by difference, the engine's fixed cost per (empty) namespace,
+# and the programs' own time from the kernel's run-time statistics (bench/bpf_stats.py). Prints
+# medians and ratios, the breakdown, then one line per target, `PASS <row> <figure> (target ...)` or `MISS ...`, and exits 1
 # on any MISS (a regression guard: docs/benchmarks.md says when each size last ran). The targets
 # (issue 28) depend on the size: NAMESPACES >= 100 takes the 100-namespace set, fewer the 40-namespace one.
 #   >= 100 namespaces: destroy <= 1.0x the C floor; dry run <= 0.8x the C floor's scan;

@@ -19,11 +19,11 @@ internal sealed partial class DaemonState : IDisposable
     private readonly ILoggerFactory _loggers;
     private SweepCoordinator? _coordinator;
     private Bpf.HooksObject? _hooksObject;
+    private Bpf.CensusObject? _censusObject;
+    private long _sweepStarted;
 
     /// <summary>The census of the namespaces older than the record, begun at start; waited for before the objects it walks go.</summary>
     private Task? _firstCensus;
-    private Bpf.CensusObject? _censusObject;
-    private long _sweepStarted;
 
     private readonly ReapHistory _history;
     private readonly SweepJournal _journal;

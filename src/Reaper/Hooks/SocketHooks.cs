@@ -211,7 +211,8 @@ internal sealed partial class SocketHooks
                 _contacts.Known(walked);
             }
 
-            Log.NamespaceCensus(_logger, walked.Count, targets.Count - walked.Count, failed);
+            // Said once when namespaces became known; a namespace that stays unenterable is not said again every minute.
+            Log.NamespaceCensus(_logger, walked.Count > 0 || failed > 0 ? LogLevel.Information : LogLevel.Debug, walked.Count, targets.Count - walked.Count, failed);
             return walked.Count;
         }
     }
@@ -235,8 +236,8 @@ internal sealed partial class SocketHooks
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 516, Level = LogLevel.Information, Message = "Namespace census: {Known} namespace(s) older than the socket hooks' record now have a known history, so targeted sweeps visit them only when they talked to the sweep's addresses; {Left} left unknown ({Failed} could not be walked), tried again in a minute")]
-        public static partial void NamespaceCensus(ILogger logger, int known, int left, int failed);
+        [LoggerMessage(EventId = 516, Message = "Namespace census: {Known} namespace(s) older than the socket hooks' record now have a known history, so targeted sweeps visit them only when they talked to the sweep's addresses; {Left} left unknown ({Failed} could not be walked), tried again in a minute")]
+        public static partial void NamespaceCensus(ILogger logger, LogLevel level, int known, int left, int failed);
 
         [LoggerMessage(EventId = 517, Level = LogLevel.Warning, Message = "Namespace census of {Walked} namespace(s) discarded: the socket hooks' record had a hole meanwhile (a hook detached or the contact table full), so those namespaces stay of unknown history")]
         public static partial void NamespaceCensusVoid(ILogger logger, int walked);
