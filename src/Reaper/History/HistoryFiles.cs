@@ -354,18 +354,8 @@ internal sealed class HistoryFiles : IHistoryStore
             known = _previousBad + _currentBad;
         }
 
-        try
-        {
-            var (records, met) = Read(segments, query, MidQuery);
-            return new HistoryResult(records, Math.Max(known, met));
-        }
-        finally
-        {
-            foreach (var segment in segments)
-            {
-                segment.File.Dispose();
-            }
-        }
+        var (records, met) = ReadAndClose(segments, query, MidQuery);
+        return new HistoryResult(records, Math.Max(known, met));
     }
 
     /// <summary>
@@ -374,19 +364,8 @@ internal sealed class HistoryFiles : IHistoryStore
     /// </summary>
     public static HistoryResult Query(string directory, HistoryQuery query)
     {
-        var segments = Snapshot(directory);
-        try
-        {
-            var (records, met) = Read(segments, query, null);
-            return new HistoryResult(records, met);
-        }
-        finally
-        {
-            foreach (var segment in segments)
-            {
-                segment.File.Dispose();
-            }
-        }
+        var (records, met) = ReadAndClose(Snapshot(directory), query, null);
+        return new HistoryResult(records, met);
     }
 
     /// <summary>A file open for a query, and how far it is read: its length when it was opened.</summary>
@@ -418,6 +397,22 @@ internal sealed class HistoryFiles : IHistoryStore
         }
 
         return [.. segments];
+    }
+
+    /// <summary>Reads <paramref name="segments"/> for <paramref name="query"/> (<see cref="Read"/>), then closes them, also on failure.</summary>
+    private static (List<ReapRecord> Records, long Unreadable) ReadAndClose(Segment[] segments, HistoryQuery query, Action? midQuery)
+    {
+        try
+        {
+            return Read(segments, query, midQuery);
+        }
+        finally
+        {
+            foreach (var segment in segments)
+            {
+                segment.File.Dispose();
+            }
+        }
     }
 
     private static (List<ReapRecord> Records, long Unreadable) Read(Segment[] segments, HistoryQuery query, Action? midQuery)
