@@ -57,7 +57,10 @@ internal sealed class LoadedEngine : IReapEngine
         if (Hooks is { } hooks)
         {
             hooks.HostCensus();
-            hooks.NamespaceCensus(Coordinator.Discover());
+
+            // The discovery the minute's prune just made serves: no second look over the host. A
+            // namespace it missed stays unknown, swept as such, until the next minute's census.
+            hooks.NamespaceCensus(Coordinator.LastDiscovered);
         }
     }
 }
