@@ -325,10 +325,5 @@ internal sealed class DaemonFixture : IDisposable
         }
     }
 
-    private static int FreePort()
-    {
-        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        s.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)s.LocalEndPoint!).Port;
-    }
+    private static int FreePort() => LoopbackPorts.Free();
 }

@@ -336,13 +336,8 @@ internal sealed class EtcdCluster : IDisposable
         }
     }
 
-    /// <summary>A loopback TCP port nothing listens on now.</summary>
-    public static int FreePort()
-    {
-        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)probe.LocalEndPoint!).Port;
-    }
+    /// <summary>A loopback TCP port nothing listens on now (<see cref="LoopbackPorts.Free"/>).</summary>
+    public static int FreePort() => LoopbackPorts.Free();
 
     private sealed class Member(string name, int clientPort, int peerPort, string[]? serverTls)
     {
