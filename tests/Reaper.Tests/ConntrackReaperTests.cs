@@ -148,10 +148,64 @@ public sealed class ConntrackReaperTests
         reaper.Clean(targets, observe: false);
 
         Assert.Equal((2, 1), (first.Namespaces, first.NamespacesFailed));
-        Assert.Equal(["host", "/run/netns/a"], _records.All.Take(2).Select(r => r.Namespace));
+        Assert.Equal(["/run/netns/a", "host"], _records.All.Take(2).Select(r => r.Namespace));
         Assert.Equal(4, entered.Count);
         Assert.Single(_log.Lines, l => l.Contains("skips namespace /run/netns/gone", StringComparison.Ordinal));
         Assert.Equal(2, _metrics.ConntrackFailures.WithLabels("namespace").Value);
+    }
+
+    [Fact]
+    public void The_namespaces_whose_last_cleanup_found_entries_are_walked_first_and_every_namespace_still_is()
+    {
+        // Each dump walks the whole shared hash, so a namespace cleaned second waits for the first one's walk.
+        var tables = new Dictionary<string, FakeTable>
+        {
+            ["host"] = new FakeTable(Nated(Backend, 53, id: 1), Nated(Backend, 53, id: 2)),
+            ["/run/netns/a"] = new FakeTable(Nated(Other, 53, id: 3)),
+            ["/run/netns/b"] = new FakeTable(Nated(Backend, 53, id: 4)),
+        };
+        var dumped = new List<string>();
+        string current = "host";
+        var reaper = new ConntrackReaper(
+            new ReapingOptions { ConntrackNamespaces = ["/run/netns/a", "/run/netns/b"] }, _metrics, _log, _records,
+            () =>
+            {
+                dumped.Add(current);
+                return tables[current];
+            },
+            (path, work) =>
+            {
+                current = path;
+                try
+                {
+                    return work();
+                }
+                finally
+                {
+                    current = "host";
+                }
+            }, TimeProvider.System);
+        var backend = new[] { ("endpoint_gone", ConntrackTarget.AnyPort(Backend, tcp: false)) };
+
+        // Nothing found yet: the listed namespaces in their order, the host last.
+        reaper.Clean(backend, observe: false);
+        Assert.Equal(["/run/netns/a", "/run/netns/b", "host"], dumped);
+        Assert.Equal([1u, 2u], tables["host"].Deleted);
+        Assert.Equal([4u], tables["/run/netns/b"].Deleted);
+
+        // The host found two, b one, a none: that is the next order, and a is still cleaned.
+        dumped.Clear();
+        tables["host"] = new FakeTable();
+        tables["/run/netns/b"] = new FakeTable();
+        tables["/run/netns/a"] = new FakeTable(Nated(Backend, 53, id: 5));
+        reaper.Clean(backend, observe: false);
+        Assert.Equal(["host", "/run/netns/b", "/run/netns/a"], dumped);
+        Assert.Equal([5u], tables["/run/netns/a"].Deleted);
+
+        // Now only a found one: it goes first, the others in their first order behind it.
+        dumped.Clear();
+        reaper.Clean(backend, observe: false);
+        Assert.Equal(["/run/netns/a", "/run/netns/b", "host"], dumped);
     }
 
     [Fact]

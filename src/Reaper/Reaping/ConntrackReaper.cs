@@ -36,9 +36,9 @@ internal sealed record ConntrackTarget(IPAddress Address, ushort Port, SweepProt
 /// instead of the one its entry still DNATs to. Only entries with IPS_DST_NAT whose reply source is
 /// a target go: a flow sent straight to the address, never NATed, keeps its entry; UDP always, TCP
 /// only with Reaping.ServiceTcp. Runs in the daemon's own namespace ("host") and in each of
-/// Reaping.ConntrackNamespaces; at most one dump per family per namespace per call (none where the
-/// namespace's table is empty), entries deleted one by one by id. In observe mode it counts what it
-/// would delete. Called on the <see cref="ConntrackLane"/>'s thread, never the sweeps'.
+/// Reaping.ConntrackNamespaces, where the last cleanup found entries first (<see cref="Order"/>);
+/// at most one dump per family per namespace per call (none where the namespace's table is empty),
+/// entries deleted by id, 64 to a request. In observe mode it counts what it would delete. Called on the <see cref="ConntrackLane"/>'s thread, never the sweeps'.
 /// </summary>
 /// <remarks>Tests hand in the table, how a namespace is entered, and the clock.</remarks>
 internal sealed partial class ConntrackReaper(
@@ -51,6 +51,9 @@ internal sealed partial class ConntrackReaper(
 
     // Stopwatch ticks the current cleanup's dumps took, over all its namespaces.
     private long _dumpTicks;
+
+    // How many matching entries each namespace's last pass found (only the lane's thread touches it).
+    private readonly Dictionary<string, int> _lastFound = new(StringComparer.Ordinal);
 
     /// <param name="history">The reap history, which every entry deleted (or that would be) goes to.</param>
     public ConntrackReaper(ReaperOptions options, ReaperMetrics metrics, ILogger<ConntrackReaper> logger, IReapRecords history)
@@ -101,8 +104,17 @@ internal sealed partial class ConntrackReaper(
         Interlocked.Exchange(ref _dumpTicks, 0);
         // One namespace after another, on purpose: each dump walks the kernel's whole hash, shared by
         // all namespaces (~200 ms at a million entries here, memory-bound); two at once took ~380 ms
-        // each on this 2-core machine and held the sweeps back (bench/conntrack.sh).
-        var passes = NamespacePass.HostThenEach(() => Pass(HostNamespace, distinct, observe), config.ConntrackNamespaces, path => path, path => Enter(path, distinct, observe), Unavailable);
+        // each on this 2-core machine and held the sweeps back (bench/conntrack.sh). So the order
+        // matters: each walk puts off the next namespace's deletes by its whole length.
+        var passes = NamespacePass.Each(
+            Order(), n => n.Name,
+            n => n.Host ? Pass(HostNamespace, distinct, observe) : Enter(n.Name, distinct, observe),
+            (n, e) => Unavailable(n.Name, e));
+        foreach (var pass in passes)
+        {
+            _lastFound[pass.Name] = pass.Records.Count;
+        }
+
         var records = passes.SelectMany(p => p.Records).ToList();
         if (records.Count > 0)
         {
@@ -122,6 +134,21 @@ internal sealed partial class ConntrackReaper(
             (long)Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _dumpTicks)).TotalMilliseconds);
         return outcome;
     }
+
+    /// <summary>
+    /// The namespaces to clean, in the order their walks go: those whose last pass found the most
+    /// entries first, since that is where NAT happens; before any has found one, the listed namespaces
+    /// (an operator lists one because NAT happens there) and the host last, which is always cleaned
+    /// whether it NATs or not. Every namespace is cleaned either way; the order only decides whose
+    /// stale entries wait for the others' walks.
+    /// </summary>
+    internal IEnumerable<(string Name, bool Host)> Order() =>
+        config.ConntrackNamespaces.Select(path => (Name: path, Host: false))
+            .Append((Name: HostNamespace, Host: true))
+            .Select((n, index) => (n, index))
+            .OrderByDescending(n => _lastFound.GetValueOrDefault(n.n.Name))
+            .ThenBy(n => n.index)
+            .Select(n => n.n);
 
     /// <summary>The pass of one of Reaping.ConntrackNamespaces, on a thread inside it.</summary>
     private NamespacePass Enter(string path, List<(string Trigger, ConntrackTarget Target)> distinct, bool observe)

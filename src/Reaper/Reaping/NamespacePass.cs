@@ -82,6 +82,19 @@ internal sealed record NamespacePass(string Name, List<ReapRecord> Records, long
         Func<NamespacePass> host, IEnumerable<T> namespaces, Func<T, string> name, Func<T, NamespacePass> enter, Action<T, Exception>? unavailable = null)
     {
         var passes = new List<NamespacePass> { host() };
+        passes.AddRange(Each(namespaces, name, enter, unavailable));
+        return passes;
+    }
+
+    /// <summary>
+    /// One pass in each of <paramref name="namespaces"/>, in their order, through <paramref name="enter"/>;
+    /// one that cannot be entered (IOException, EACCES, a netlink error) is an unavailable pass, and
+    /// <paramref name="unavailable"/> hears of it.
+    /// </summary>
+    public static List<NamespacePass> Each<T>(
+        IEnumerable<T> namespaces, Func<T, string> name, Func<T, NamespacePass> enter, Action<T, Exception>? unavailable = null)
+    {
+        var passes = new List<NamespacePass>();
         foreach (var netns in namespaces)
         {
             try
