@@ -51,6 +51,82 @@ public sealed class DeviceLinksTests
     private static ulong Packets(DatapathObject datapath, int ifindex, int hook) => DeviceCounters.Read(datapath, (uint)ifindex, hook).Packets;
 
     [PrivilegedFact]
+    public void A_turns_new_device_is_attached_after_the_gone_one_was_raised_and_one_whose_attach_fails_is_let_go()
+    {
+        WithVeth((links, dla, dlb) =>
+        {
+            using var datapath = DatapathObject.LoadUnpinned();
+            var hooks = new RecordingHooks(links);
+            var coverage = new DeviceCoverage(datapath, new DeviceSelector(["dl*"], allNetkit: false), hooks,
+                new Metrics.ReaperMetrics(Prometheus.Metrics.NewCustomRegistry()), Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+            var said = new List<string>();
+            coverage.DeviceGone += i => said.Add($"gone {i} after {hooks.Ensured.Count} attaches");
+            coverage.Unmanaged += i => said.Add($"unmanaged {i}");
+            using var rt = Platform.Netlink.RtNetlink.Open();
+            var all = rt.DumpLinks();
+            var a = all.Single(l => l.Index == dla);
+            var b = all.Single(l => l.Index == dlb);
+
+            coverage.Consider(a);
+            Assert.Equal(2, hooks.Ensured.Count);
+
+            // One turn: b comes, a goes. b is managed at once (its routes count), attached only at the end.
+            Assert.True(coverage.Register(b));
+            Assert.True(coverage.Manages(dlb));
+            coverage.Forget(dla);
+            Assert.Equal([$"gone {dla} after 2 attaches"], said);
+            Assert.Empty(BpfInfo.Query(dlb, BpfAttachType.TcxIngress).LinkIds);
+            coverage.AttachPending();
+            Assert.Equal(4, hooks.Ensured.Count);
+            Assert.Single(BpfInfo.Query(dlb, BpfAttachType.TcxIngress).LinkIds);
+            Assert.Single(BpfInfo.Query(dlb, BpfAttachType.TcxEgress).LinkIds);
+
+            // A device registered and gone in the same turn is never attached to.
+            coverage.Forget(dlb);
+            Assert.True(coverage.Register(a));
+            coverage.Forget(dla);
+            coverage.AttachPending();
+            Assert.Equal(4, hooks.Ensured.Count);
+            Assert.Empty(BpfInfo.Query(dla, BpfAttachType.TcxIngress).LinkIds);
+
+            // The egress attach fails: the ingress link made before it goes too, and the device is not ours.
+            hooks.FailEgressOf = dla;
+            Assert.True(coverage.Register(a));
+            coverage.AttachPending();
+            Assert.Equal($"unmanaged {dla}", said[^1]);
+            Assert.False(coverage.Manages(dla));
+            Assert.Empty(BpfInfo.Query(dla, BpfAttachType.TcxIngress).LinkIds);
+            Assert.Empty(Directory.GetFiles(links.Root, $"dla_{dla}_*"));
+            Assert.Equal(0, coverage.Count);
+        });
+    }
+
+    /// <summary>The real links, with the attaches counted and one device's egress attach made to fail.</summary>
+    private sealed class RecordingHooks(DeviceLinks links) : IDeviceHooks
+    {
+        public List<(int Ifindex, BpfAttachType Hook)> Ensured { get; } = [];
+
+        public int FailEgressOf { get; set; }
+
+        public string Label(BpfAttachType hook) => links.Label(hook);
+
+        public OwnedLink Ensure(BpfProgram program, BpfAttachType hook, string device, int ifindex)
+        {
+            if (hook == BpfAttachType.TcxEgress && ifindex == FailEgressOf)
+            {
+                throw new BpfException("attach tcx program", device, (int)Errno.EBUSY);
+            }
+
+            Ensured.Add((ifindex, hook));
+            return links.Ensure(program, hook, device, ifindex);
+        }
+
+        public bool IsAttached(OwnedLink owned) => links.IsAttached(owned);
+
+        public void Release(OwnedLink owned) => links.Release(owned);
+    }
+
+    [PrivilegedFact]
     public void Ours_go_first_beside_a_foreign_program_and_both_see_the_traffic()
     {
         WithVeth((links, dla, dlb) =>

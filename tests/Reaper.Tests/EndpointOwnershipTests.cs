@@ -53,6 +53,27 @@ public sealed class EndpointOwnershipTests
     }
 
     [Fact]
+    public void A_device_whose_attach_failed_is_forgotten_without_a_word_and_its_routes_with_it()
+    {
+        // Registered (managed) when its route came, then its attach failed.
+        _table.Put("10.0.0.2", Eth2);
+        _owners.Learn();
+        _owners.RouteAdded(Ip("10.0.0.1"), Eth1);
+        Assert.Equal(["10.0.0.1", "10.0.0.2"], _table.Addresses.Order(StringComparer.Ordinal));
+
+        _managed.Remove(Eth1);
+        _owners.Unmanaged(Eth1);
+
+        Assert.Equal(["10.0.0.2"], _table.Addresses);
+        Assert.Empty(_events.Changes);
+        // Its route's removal later says nothing either; the other device's still does.
+        _owners.RouteRemoved(Ip("10.0.0.1"), Eth1);
+        Assert.Empty(_events.Changes);
+        _owners.RouteRemoved(Ip("10.0.0.2"), Eth2);
+        Assert.Equal([(EndpointChangeKind.Left, Ip("10.0.0.2"))], _events.Changes.Select(c => (c.Kind, c.Address)));
+    }
+
+    [Fact]
     public void A_host_route_to_another_managed_device_is_a_move_at_the_time_of_the_route()
     {
         _table.Put("10.0.0.1", Eth1);

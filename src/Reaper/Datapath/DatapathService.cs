@@ -74,6 +74,7 @@ internal sealed partial class DatapathService : BackgroundService
             var owners = new EndpointOwnership(new OwnerTable(obj), _endpointEvents, coverage.Manages, _metrics, _logger);
             var export = new DatapathExport(_metrics, _config.MaxDeviceMetrics);
             coverage.DeviceGone += owners.DeviceGone;
+            coverage.Unmanaged += owners.Unmanaged;
             using var events = new RingBuffer(obj.Events, record =>
             {
                 var e = MemoryMarshal.Read<DatapathAbi.Event>(record);
@@ -228,6 +229,8 @@ internal sealed partial class DatapathService : BackgroundService
             _lostSeen = nowLost;
         }
 
+        // Last: each attach waits for an RCU grace period, and the changes above are on their way now.
+        coverage.AttachPending();
         return checkedNs;
     }
 
@@ -252,7 +255,8 @@ internal sealed partial class DatapathService : BackgroundService
         switch (change)
         {
             case { Kind: RtEventKind.LinkNew, Link: { } added }:
-                coverage.Consider(added);
+                // Attached at the turn's end (DeviceCoverage.Register).
+                coverage.Register(added);
                 break;
             case { Kind: RtEventKind.LinkDel, Link: { } removed }:
                 coverage.Forget(removed.Index);

@@ -21,6 +21,9 @@ internal sealed partial class DeviceCoverage
     private readonly ILogger _logger;
     private readonly Dictionary<int, (string Name, List<OwnedLink> Links)> _devices = [];
 
+    // Registered devices whose programs are not attached yet (AttachPending).
+    private readonly List<LinkInfo> _pending = [];
+
     public DeviceCoverage(DatapathObject obj, DeviceSelector selector, IDeviceHooks hooks, ReaperMetrics metrics, ILogger logger)
     {
         _obj = obj;
@@ -33,6 +36,9 @@ internal sealed partial class DeviceCoverage
     /// <summary>Raised when a covered device went (its ifindex), after its pins and state are gone.</summary>
     public event Action<int>? DeviceGone;
 
+    /// <summary>Raised when a registered device could not be attached to (its ifindex): it is not managed after all.</summary>
+    public event Action<int>? Unmanaged;
+
     public int Count => _devices.Count;
 
     /// <summary>The covered devices (ifindex, name), in the order they were covered.</summary>
@@ -40,16 +46,31 @@ internal sealed partial class DeviceCoverage
 
     public bool Manages(int ifindex) => _devices.ContainsKey(ifindex);
 
-    /// <summary>Covers <paramref name="link"/> if it is selected and not covered yet.</summary>
+    /// <summary>Covers <paramref name="link"/> if it is selected and not covered yet: <see cref="Register"/>, then <see cref="AttachPending"/>.</summary>
     public void Consider(LinkInfo link)
+    {
+        if (Register(link))
+        {
+            AttachPending();
+        }
+    }
+
+    /// <summary>
+    /// Takes <paramref name="link"/> on if it is selected and not covered yet: from now it is managed
+    /// (its routes make owners), with its endpoint entry and counter slot, but our programs go on its
+    /// hooks only at the next <see cref="AttachPending"/>. Each TCX attach waits for an RCU grace
+    /// period (6–13 ms here), so the follower registers a turn's new devices and attaches them after
+    /// the turn's other changes were raised: a gone endpoint announced beside a new one does not wait
+    /// for the new one's attaches. Returns whether the device was taken on.
+    /// </summary>
+    public bool Register(LinkInfo link)
     {
         // Netkit's own hooks come with TCX (6.7 after 6.6): in tc mode its programs are not loaded.
         if (_devices.ContainsKey(link.Index) || !_selector.Selects(link.Name, link.Kind) || (link.Kind == "netkit" && !_obj.HasNetkit))
         {
-            return;
+            return false;
         }
 
-        BpfAttachType[] hooks = link.Kind == "netkit" ? [BpfAttachType.NetkitPrimary, BpfAttachType.NetkitPeer] : [BpfAttachType.TcxIngress, BpfAttachType.TcxEgress];
         try
         {
             // The device is an endpoint, with its counter slot, before our programs see its first
@@ -57,16 +78,61 @@ internal sealed partial class DeviceCoverage
             // learned (a new endpoint's first exchange, which may be all it says for a while).
             _obj.Endpoints.Update((uint)link.Index, new DatapathAbi.Endpoint());
             DeviceCounters.Claim(_obj, (uint)link.Index, holder => _devices.ContainsKey((int)holder));
-            var owned = hooks.Select(h => _hooks.Ensure(_obj.For(h), h, link.Name, link.Index)).ToList();
-            _devices[link.Index] = (link.Name, owned);
-            CountLinks();
-            Log.Attached(_logger, link.Name, link.Index, owned[0].Outcome.ToString().ToLowerInvariant());
         }
         catch (NativeException e)
         {
             ForgetState((uint)link.Index);
             Log.AttachFailed(_logger, link.Name, link.Index, e.Message);
+            return false;
         }
+
+        _devices[link.Index] = (link.Name, []);
+        _pending.Add(link);
+        return true;
+    }
+
+    /// <summary>
+    /// Attaches our programs to the registered devices that have none yet. A device that went
+    /// meanwhile was forgotten and is passed over; one whose attach fails is no longer managed, and
+    /// <see cref="Unmanaged"/> hears of it (what its routes taught is forgotten, as for a device we
+    /// never covered).
+    /// </summary>
+    public void AttachPending()
+    {
+        if (_pending.Count == 0)
+        {
+            return;
+        }
+
+        foreach (var link in _pending)
+        {
+            if (!_devices.TryGetValue(link.Index, out var device) || device.Links.Count > 0)
+            {
+                continue;
+            }
+
+            BpfAttachType[] hooks = link.Kind == "netkit" ? [BpfAttachType.NetkitPrimary, BpfAttachType.NetkitPeer] : [BpfAttachType.TcxIngress, BpfAttachType.TcxEgress];
+            try
+            {
+                device.Links.AddRange(hooks.Select(h => _hooks.Ensure(_obj.For(h), h, link.Name, link.Index)));
+                Log.Attached(_logger, link.Name, link.Index, device.Links[0].Outcome.ToString().ToLowerInvariant());
+            }
+            catch (NativeException e)
+            {
+                foreach (var owned in device.Links)
+                {
+                    _hooks.Release(owned);
+                }
+
+                _devices.Remove(link.Index);
+                ForgetState((uint)link.Index);
+                Log.AttachFailed(_logger, link.Name, link.Index, e.Message);
+                Unmanaged?.Invoke(link.Index);
+            }
+        }
+
+        _pending.Clear();
+        CountLinks();
     }
 
     /// <summary>The device <paramref name="ifindex"/> went: its pins and state go, and a device sharing its counter slot gets the slot.</summary>

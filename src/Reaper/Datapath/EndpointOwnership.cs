@@ -73,6 +73,21 @@ internal sealed partial class EndpointOwnership
     }
 
     /// <summary>
+    /// Device <paramref name="ifindex"/> turned out not to be ours (its attach failed after its
+    /// routes were heard): what they taught is forgotten without a word, as for any device we do not
+    /// manage.
+    /// </summary>
+    public void Unmanaged(int ifindex)
+    {
+        foreach (var key in _routes.Where(r => r.Value.Oif == (uint)ifindex).Select(r => r.Key).ToList())
+        {
+            _routes.Remove(key);
+        }
+
+        ForgetOwnersOf(i => i == (uint)ifindex);
+    }
+
+    /// <summary>
     /// At start: addresses learned on devices that went while the daemon was down left; those of
     /// devices still <paramref name="present"/> but no longer managed are only forgotten. When a
     /// device went is not known, only that it was there at <paramref name="checkedNs"/> (the last
