@@ -38,7 +38,8 @@ internal sealed record ConntrackTarget(IPAddress Address, ushort Port, SweepProt
 /// only with Reaping.ServiceTcp. Runs in the daemon's own namespace ("host") and in each of
 /// Reaping.ConntrackNamespaces, where the last cleanup found entries first (<see cref="Order"/>);
 /// at most one dump per family per namespace per call (none where the namespace's table is empty),
-/// entries deleted by id, 64 to a request. In observe mode it counts what it would delete. Called on the <see cref="ConntrackLane"/>'s thread, never the sweeps'.
+/// entries deleted by id, 64 to a request. In observe mode it counts what it would delete. Called
+/// on the <see cref="ConntrackLane"/>'s thread, never the sweeps'.
 /// </summary>
 /// <remarks>Tests hand in the table, how a namespace is entered, and the clock.</remarks>
 internal sealed partial class ConntrackReaper(
