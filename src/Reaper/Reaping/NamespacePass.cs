@@ -16,31 +16,14 @@ internal sealed record NamespacePass(string Name, List<ReapRecord> Records, long
     /// One namespace's pass, on a thread inside it: opens the table, deletes (in
     /// <paramref name="observe"/> mode: counts) each entry <paramref name="find"/> returns, with a
     /// record each. A table the kernel would not open or dump ends the pass as failed, with the
-    /// records made so far, after <paramref name="failed"/> is told why.
+    /// records made so far, after <paramref name="failed"/> is told why. <see cref="RunBatched"/>
+    /// with one delete at a time.
     /// </summary>
     public static NamespacePass Run<TTable, TEntry>(
         string name, bool observe, Func<TTable> open, Func<TTable, IEnumerable<TEntry>> find, Func<TTable, TEntry, Errno> delete,
         Func<TEntry, string, ReapRecord> record, Action<NativeException> failed)
-        where TTable : IDisposable
-    {
-        var records = new List<ReapRecord>();
-        var tally = new DeleteTally();
-        try
-        {
-            using var table = open();
-            foreach (var entry in find(table))
-            {
-                records.Add(record(entry, tally.Add(observe ? Errno.None : delete(table, entry), observe)));
-            }
-        }
-        catch (NativeException e)
-        {
-            failed(e);
-            return new NamespacePass(name, records, tally.DeletedCount, tally.GoneCount, tally.FailedCount, Failed: true);
-        }
-
-        return new NamespacePass(name, records, tally.DeletedCount, tally.GoneCount, tally.FailedCount, Failed: false);
-    }
+        where TTable : IDisposable =>
+        RunBatched(name, observe, open, table => find(table).ToList(), (table, entries) => entries.Select(e => delete(table, e)).ToArray(), record, failed);
 
     /// <summary>
     /// <see cref="Run{TTable, TEntry}(string, bool, Func{TTable}, Func{TTable, IEnumerable{TEntry}}, Func{TTable, TEntry, Errno}, Func{TEntry, string, ReapRecord}, Action{NativeException})"/>
