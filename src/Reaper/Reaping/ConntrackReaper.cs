@@ -107,26 +107,10 @@ internal sealed partial class ConntrackReaper(
         // all namespaces (~200 ms at a million entries here, memory-bound); two at once took ~380 ms
         // each on this 2-core machine and held the sweeps back (bench/conntrack.sh). So the order
         // matters: each walk puts off the next namespace's deletes by its whole length.
-        var order = Order().ToList();
-        var passes = Passes(order, distinct, observe, handled: null);
-
-        // A dump of a big table now and then passes over an entry while the shared hash changes
-        // under it (seen in CI: 29,999 of 30,000 entries NATed to a backend dumped and deleted), so
-        // a namespace where this cleanup deleted entries is dumped once more, after the others, and
-        // what the first dump missed goes too (or what a new flow NATed there since).
-        var again = order.Where((_, i) => passes[i].Deleted > 0).ToList();
-        if (!observe && again.Count > 0)
-        {
-            // The entries the first pass tried (deleted, gone or refused) are not tried again.
-            var handled = passes.SelectMany(p => p.Records).Select(r => (uint)r.Cookie).ToHashSet();
-            var second = Passes(again, distinct, observe, handled);
-            for (var i = 0; i < again.Count; i++)
-            {
-                var first = order.IndexOf(again[i]);
-                passes[first] = passes[first].And(second[i]);
-            }
-        }
-
+        var passes = NamespacePass.Each(
+            Order(), n => n.Name,
+            n => n.Host ? Pass(HostNamespace, distinct, observe) : Enter(n.Name, distinct, observe),
+            (n, e) => Unavailable(n.Name, e));
         foreach (var pass in passes)
         {
             _lastFound[pass.Name] = pass.Records.Count;
@@ -167,18 +151,10 @@ internal sealed partial class ConntrackReaper(
             .ThenBy(n => n.index)
             .Select(n => n.n);
 
-    /// <summary>One pass in each of <paramref name="namespaces"/>, in their order.</summary>
-    private List<NamespacePass> Passes(
-        List<(string Name, bool Host)> namespaces, List<(string Trigger, ConntrackTarget Target)> distinct, bool observe, HashSet<uint>? handled) =>
-        NamespacePass.Each(
-            namespaces, n => n.Name,
-            n => n.Host ? Pass(HostNamespace, distinct, observe, handled) : Enter(n.Name, distinct, observe, handled),
-            (n, e) => Unavailable(n.Name, e));
-
     /// <summary>The pass of one of Reaping.ConntrackNamespaces, on a thread inside it.</summary>
-    private NamespacePass Enter(string path, List<(string Trigger, ConntrackTarget Target)> distinct, bool observe, HashSet<uint>? handled)
+    private NamespacePass Enter(string path, List<(string Trigger, ConntrackTarget Target)> distinct, bool observe)
     {
-        var pass = inNamespace(path, () => Pass(path, distinct, observe, handled));
+        var pass = inNamespace(path, () => Pass(path, distinct, observe));
         if (_warned.Remove(path))
         {
             Log.NamespaceBack(logger, path);
@@ -197,7 +173,7 @@ internal sealed partial class ConntrackReaper(
     }
 
     /// <summary>One namespace's cleanup, on a thread inside it: one dump per family for every target.</summary>
-    private NamespacePass Pass(string name, List<(string Trigger, ConntrackTarget Target)> targets, bool observe, HashSet<uint>? handled)
+    private NamespacePass Pass(string name, List<(string Trigger, ConntrackTarget Target)> targets, bool observe)
     {
         ulong cookie = 0;
         try
@@ -211,7 +187,7 @@ internal sealed partial class ConntrackReaper(
 
         var pass = NamespacePass.RunBatched(
             name, observe, open,
-            table => Find(table, targets, handled),
+            table => Find(table, targets),
             (table, entries) => table.DeleteAll(entries),
             (entry, result) => Record(entry, Trigger(entry, targets)!, name, cookie, result),
             e =>
@@ -232,7 +208,7 @@ internal sealed partial class ConntrackReaper(
     /// otherwise one dump per family, which the kernel filters by reply source when the family's
     /// targets share one address (the user-space match decides either way).
     /// </summary>
-    private List<ConntrackEntry> Find(IConntrackTable table, List<(string Trigger, ConntrackTarget Target)> targets, HashSet<uint>? handled)
+    private List<ConntrackEntry> Find(IConntrackTable table, List<(string Trigger, ConntrackTarget Target)> targets)
     {
         var entries = new List<ConntrackEntry>();
         var families = targets.GroupBy(t => t.Target.Address.AddressFamily).ToList();
@@ -246,7 +222,7 @@ internal sealed partial class ConntrackReaper(
         foreach (var family in families)
         {
             var sources = family.Select(t => t.Target.Address).Distinct().Take(2).ToList();
-            table.Dump(family.Key, e => Trigger(e, targets) is not null && handled?.Contains(e.Id) != true, entries, sources.Count == 1 ? sources[0] : null);
+            table.Dump(family.Key, e => Trigger(e, targets) is not null, entries, sources.Count == 1 ? sources[0] : null);
             metrics.ConntrackDumps.WithLabels("dumped").Inc();
         }
 

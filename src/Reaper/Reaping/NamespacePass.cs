@@ -12,10 +12,6 @@ internal sealed record NamespacePass(string Name, List<ReapRecord> Records, long
     /// <summary>A namespace that could not be entered (gone, or not a network namespace).</summary>
     public static NamespacePass Unavailable(string name) => new(name, [], 0, 0, 0, Failed: true);
 
-    /// <summary>This pass and <paramref name="more"/>, a second one in the same namespace, as one.</summary>
-    public NamespacePass And(NamespacePass more) =>
-        new(Name, [.. Records, .. more.Records], Deleted + more.Deleted, Gone + more.Gone, FailedDeletes + more.FailedDeletes, Failed || more.Failed);
-
     /// <summary>
     /// One namespace's pass, on a thread inside it: opens the table, deletes (in
     /// <paramref name="observe"/> mode: counts) each entry <paramref name="find"/> returns, with a
