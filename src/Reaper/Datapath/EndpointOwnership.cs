@@ -64,11 +64,7 @@ internal sealed partial class EndpointOwnership
     public void DeviceGone(int ifindex)
     {
         // The kernel drops a gone device's routes without a word.
-        foreach (var key in _routes.Where(r => r.Value.Oif == (uint)ifindex).Select(r => r.Key).ToList())
-        {
-            _routes.Remove(key);
-        }
-
+        ForgetRoutesVia(ifindex);
         ReapOwnersOf(i => i == (uint)ifindex);
     }
 
@@ -79,12 +75,17 @@ internal sealed partial class EndpointOwnership
     /// </summary>
     public void Unmanaged(int ifindex)
     {
+        ForgetRoutesVia(ifindex);
+        ForgetOwnersOf(i => i == (uint)ifindex);
+    }
+
+    /// <summary>The host routes heard through device <paramref name="ifindex"/> are forgotten.</summary>
+    private void ForgetRoutesVia(int ifindex)
+    {
         foreach (var key in _routes.Where(r => r.Value.Oif == (uint)ifindex).Select(r => r.Key).ToList())
         {
             _routes.Remove(key);
         }
-
-        ForgetOwnersOf(i => i == (uint)ifindex);
     }
 
     /// <summary>
