@@ -37,7 +37,7 @@ internal sealed class DaemonFixture : IDisposable
         _notify = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
         _notify.Bind(new UnixDomainSocketEndPoint($"{_dir}/notify"));
         _notify.ReceiveTimeout = 200;
-        MetricsPort = FreePort();
+        MetricsPort = LoopbackPorts.Free();
         ConfigPath = $"{_dir}/reaper.json";
         File.WriteAllText(ConfigPath, configJson ?? "{}");
     }
@@ -324,6 +324,4 @@ internal sealed class DaemonFixture : IDisposable
             interval = Poll.Pause(interval);
         }
     }
-
-    private static int FreePort() => LoopbackPorts.Free();
 }

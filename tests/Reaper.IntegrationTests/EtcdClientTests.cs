@@ -283,7 +283,7 @@ public sealed class EtcdClientTests(ITestOutputHelper output)
     [Fact]
     public async Task An_endpoint_nobody_listens_on_fails_in_one_sentence_within_the_dial_timeout()
     {
-        var port = UnusedPort();
+        var port = LoopbackPorts.Free();
         await using var client = EtcdClient.Create(new EtcdOptions([new Uri($"http://127.0.0.1:{port}")], TimeSpan.FromSeconds(2)));
         using var cts = new CancellationTokenSource(Limit);
         var watch = Stopwatch.StartNew();
@@ -365,7 +365,7 @@ public sealed class EtcdClientTests(ITestOutputHelper output)
     public async Task Calls_and_watches_move_on_from_a_dead_endpoint_to_the_next()
     {
         using var etcd = EtcdCluster.Start();
-        var dead = new Uri($"http://127.0.0.1:{UnusedPort()}");
+        var dead = new Uri($"http://127.0.0.1:{LoopbackPorts.Free()}");
         await using var client = EtcdClient.Create(new EtcdOptions([dead, etcd.Endpoint(0)], TimeSpan.FromSeconds(2)));
         using var cts = new CancellationTokenSource(Limit);
 
@@ -374,7 +374,7 @@ public sealed class EtcdClientTests(ITestOutputHelper output)
         await using var watch = new EtcdWatchRecorder(client, "/t/m/", put);
         Assert.Equal("/t/m/a", (await watch.WaitForAsync(1, Limit))[0].Item.Key);
 
-        var deadToo = new Uri($"http://127.0.0.1:{UnusedPort()}");
+        var deadToo = new Uri($"http://127.0.0.1:{LoopbackPorts.Free()}");
         await using var nowhere = EtcdClient.Create(new EtcdOptions([dead, deadToo], TimeSpan.FromSeconds(2)));
         var failed = await Assert.ThrowsAsync<EtcdException>(() => nowhere.DeleteAsync("/t/m/a", cts.Token));
         Assert.Equal($"etcd delete '/t/m/a': Unavailable (connection refused at {deadToo.Authority}; all 2 endpoints tried)", failed.Message);
@@ -532,11 +532,4 @@ public sealed class EtcdClientTests(ITestOutputHelper output)
     }
 
     private static ReadOnlyMemory<byte> Value(string text) => Encoding.UTF8.GetBytes(text);
-
-    private static int UnusedPort()
-    {
-        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)probe.LocalEndPoint!).Port;
-    }
 }

@@ -36,7 +36,7 @@ internal sealed class EtcdCluster : IDisposable
             serverTls = ["--cert-file", cert, "--key-file", key, "--client-cert-auth", "--trusted-ca-file", Pki.Ca];
         }
 
-        _members = [.. Enumerable.Range(1, size).Select(i => new Member($"n{i}", i == 1 && clientPort is { } port ? port : FreePort(), FreePort(), serverTls))];
+        _members = [.. Enumerable.Range(1, size).Select(i => new Member($"n{i}", i == 1 && clientPort is { } port ? port : LoopbackPorts.Free(), LoopbackPorts.Free(), serverTls))];
         _initial = string.Join(',', _members.Select(m => $"{m.Name}=http://127.0.0.1:{m.PeerPort}"));
         foreach (var m in _members)
         {
@@ -55,7 +55,7 @@ internal sealed class EtcdCluster : IDisposable
     public IReadOnlyList<Uri> Endpoints => [.. _members.Select(m => m.Client)];
 
     /// <summary>Starts <paramref name="size"/> members and waits until every one is healthy.</summary>
-    /// <param name="clientPort">The first member's client port on 127.0.0.1 (one a daemon was told before etcd was there, from <see cref="FreePort"/>); by default a free one.</param>
+    /// <param name="clientPort">The first member's client port on 127.0.0.1 (one a daemon was told before etcd was there, from <see cref="LoopbackPorts.Free"/>); by default a free one.</param>
     public static EtcdCluster Start(int size = 1, int? clientPort = null) => Start(size, clientPort, tls: false);
 
     /// <summary>
@@ -335,9 +335,6 @@ internal sealed class EtcdCluster : IDisposable
             throw new InvalidOperationException($"kill -{signal} {_members[member].Name}: exit {exit}");
         }
     }
-
-    /// <summary>A loopback TCP port nothing listens on now (<see cref="LoopbackPorts.Free"/>).</summary>
-    public static int FreePort() => LoopbackPorts.Free();
 
     private sealed class Member(string name, int clientPort, int peerPort, string[]? serverTls)
     {

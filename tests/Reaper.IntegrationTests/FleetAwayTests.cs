@@ -15,7 +15,7 @@ public sealed partial class FleetAwayTests
     [PrivilegedFact]
     public void A_daemon_started_without_etcd_is_ready_and_degraded_then_follows_etcd_when_it_comes_and_says_when_it_goes()
     {
-        var port = EtcdCluster.FreePort();
+        var port = LoopbackPorts.Free();
         using var daemon = new DaemonFixture(
             $$$"""{"Fleet": {"Etcd": {"Endpoints": ["http://127.0.0.1:{{{port}}}"]}, "Host": "a", "LeaseSeconds": 5}}""");
 
@@ -47,8 +47,8 @@ public sealed partial class FleetAwayTests
     [PrivilegedFact]
     public void Doctor_reports_fleet_etcd_missing_with_a_remedy_while_etcd_is_away_and_ok_with_the_members_that_answer()
     {
-        var port = EtcdCluster.FreePort();
-        var dead = EtcdCluster.FreePort();
+        var port = LoopbackPorts.Free();
+        var dead = LoopbackPorts.Free();
         var config = Path.Combine(Path.GetTempPath(), $"srt-doctor-fleet-{Guid.NewGuid():N}.json");
         try
         {
