@@ -189,6 +189,35 @@ public sealed class DeviceFiltersTests
     }
 
     [PrivilegedFact]
+    public void A_failed_egress_attach_takes_the_ingress_filter_off_at_once_and_leaves_the_device_unmanaged()
+    {
+        WithVeth((dla, _) =>
+        {
+            using var datapath = DatapathObject.LoadUnpinned();
+            var hooks = new RecordingHooks(new DeviceFilters()) { FailEgressOf = dla };
+            var coverage = new DeviceCoverage(datapath, new DeviceSelector(["dla"], allNetkit: false), hooks,
+                new Metrics.ReaperMetrics(Prometheus.Metrics.NewCustomRegistry()), Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+            var unmanaged = new List<int>();
+            coverage.Unmanaged += unmanaged.Add;
+            using var rt = Platform.Netlink.RtNetlink.Open();
+
+            coverage.Consider(rt.DumpLinks().Single(l => l.Index == dla));
+            Assert.Equal([(dla, BpfAttachType.TcxIngress)], hooks.Ensured);
+            Assert.Equal([dla], unmanaged);
+            Assert.False(coverage.Manages(dla));
+            Assert.Equal(0, Count(TcShow("dla", "ingress"), Ours));
+            Assert.Null(TcHook.Query(dla, TcDirection.Ingress, DeviceFilters.Handle, DeviceFilters.Priority));
+
+            // The next attempt, with nothing failing, attaches both.
+            hooks.FailEgressOf = 0;
+            coverage.Consider(rt.DumpLinks().Single(l => l.Index == dla));
+            Assert.True(coverage.Manages(dla));
+            Assert.Equal(1, Count(TcShow("dla", "ingress"), Ours));
+            Assert.Equal(1, Count(TcShow("dla", "egress"), Ours));
+        });
+    }
+
+    [PrivilegedFact]
     public void The_daemon_in_tc_mode_covers_learns_restarts_in_place_and_detaches_only_its_own()
     {
         const string config = """{"Datapath": {"Attach": "tc"}}""";

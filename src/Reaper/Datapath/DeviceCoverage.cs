@@ -119,9 +119,18 @@ internal sealed partial class DeviceCoverage
             }
             catch (NativeException e)
             {
+                // The device is still there: what was attached before the failure comes off now
+                // (or, if even that fails, its pin goes and the kernel drops it shortly).
                 foreach (var owned in device.Links)
                 {
-                    _hooks.Release(owned);
+                    try
+                    {
+                        _hooks.Detach(owned);
+                    }
+                    catch (NativeException)
+                    {
+                        _hooks.Release(owned);
+                    }
                 }
 
                 _devices.Remove(link.Index);

@@ -58,6 +58,8 @@ internal sealed class DeviceFilters : IDeviceHooks
     {
     }
 
+    public void Detach(OwnedLink owned) => TryDetach(owned.Ifindex, Direction(owned.Hook));
+
     /// <summary>
     /// Our filters on every device of this namespace whose program uses one of <paramref name="stateMaps"/>
     /// (one daemon's state maps: its pin root's, <see cref="DatapathState.StateMapIds"/>), with the
@@ -93,18 +95,27 @@ internal sealed class DeviceFilters : IDeviceHooks
         var count = 0;
         foreach (var (device, filter, _) in List(stateMaps))
         {
-            try
+            if (TryDetach(device.Index, filter.Direction))
             {
-                TcHook.Detach(device.Index, filter.Direction, Handle, Priority);
                 count++;
-            }
-            catch (NativeException e) when (e.Errno is Errno.ENOENT or Errno.ENODEV)
-            {
-                // Gone in the meantime, with its device or by someone's hand.
             }
         }
 
         return count;
+    }
+
+    /// <summary>Takes our filter off; false if it was gone already, with its device or by someone's hand.</summary>
+    private static bool TryDetach(int ifindex, TcDirection direction)
+    {
+        try
+        {
+            TcHook.Detach(ifindex, direction, Handle, Priority);
+            return true;
+        }
+        catch (NativeException e) when (e.Errno is Errno.ENOENT or Errno.ENODEV)
+        {
+            return false;
+        }
     }
 
     private static (TcFilter Filter, string Program)? Ours(int ifindex, TcDirection direction)

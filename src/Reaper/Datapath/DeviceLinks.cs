@@ -64,6 +64,8 @@ internal sealed class DeviceLinks : IDeviceHooks
     /// <summary>The link went with its device; its pin is all that is left.</summary>
     public void Release(OwnedLink owned) => File.Delete(owned.Pin);
 
+    public void Detach(OwnedLink owned) => Bpf.PinnedLink.Detach(owned.Pin);
+
     /// <summary>Makes <paramref name="program"/> run at the program's own hook of <paramref name="device"/>.</summary>
     public OwnedLink Ensure(BpfProgram program, string device, int ifindex)
     {

@@ -21,4 +21,11 @@ internal interface IDeviceHooks
 
     /// <summary>The device of <paramref name="owned"/> went: drops what outlives it on our side (a pin).</summary>
     void Release(OwnedLink owned);
+
+    /// <summary>
+    /// Takes <paramref name="owned"/> off a device that is still there, at once: our program no
+    /// longer runs there when this returns (a released pin only lets the kernel drop the link after a
+    /// grace period).
+    /// </summary>
+    void Detach(OwnedLink owned);
 }
