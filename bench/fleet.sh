@@ -5,7 +5,8 @@
 #   bench/fleet.sh [--hosts 1000] [--endpoints 110] [--rate 100] [--minutes 10]
 #                  [--hot 300] [--hot-rate 10] [--clients 4] [--idle 60]
 #   env: KEEP_LOGS=DIR keeps the daemon's and etcd's logs there; REAPING='{"Conntrack":false}' sets
-#        the daemon's Reaping section (default: none, every Reaping setting at its default)
+#        the daemon's Reaping section (default: none, every Reaping setting at its default);
+#        CHILD_EHASH=N gives each namespace the run makes a TCP hash table of N buckets (bench/child-ehash.sh)
 #
 # One etcd member on loopback (Debian's etcd-server, a throwaway data directory under /dev/shm,
 # free ports), started and stopped here. The NativeAOT daemon (published to artifacts/aot, again
@@ -30,6 +31,7 @@
 # makes carries a random sf… tag and is removed on exit, also on failure or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/child-ehash.sh
 H=1000; E=110; RATE=100; MIN=10; HOT=300; HOT_RATE=10; C=4; IDLE=60
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -75,9 +77,11 @@ cleanup() {
   [ -d "$pins" ] && { "$aot" datapath detach --pin-root "$pins" >/dev/null || true; rm -rf "$pins"; }
   ours_netns | sed 's/^/netns del /' | ip -force -batch - >/dev/null 2>&1 || true
   rm -rf "$out" "$data"
+  child_ehash_restore
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
+child_ehash_apply fleet
 
 # etcd, one member; the restart script is what the bench calls to force a re-list by reconnection.
 cat >"$out/etcd.sh" <<EOF

@@ -3,6 +3,7 @@
 # scripts/bootstrap.sh --test.
 #
 #   bench/reap.sh [EVENTS=200] [CLIENTS=200]
+#   env: CHILD_EHASH=N gives each namespace the run makes a TCP hash table of N buckets (bench/child-ehash.sh)
 #
 # A host with CLIENTS client namespaces and EVENTS (+5 warm-up) endpoints, each a namespace and a
 # veth with a host /32 route to its 10.97.x.y address, as a routing CNI makes them; all made after
@@ -24,6 +25,7 @@
 # destroyed, and of the sweep itself, so that a regression shows where it sits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/child-ehash.sh
 E=${1:-200}; C=${2:-200}; W=5
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root"; exit 1; }
 (( 2 * (E + W) <= 1000 )) || { echo "bench: at most 495 events (device names have 15 characters)"; exit 1; }
@@ -50,8 +52,10 @@ cleanup() {
   ours_links | sed 's/^/link del /' | ip -force -batch - >/dev/null 2>&1 || true
   del_netns
   rm -rf "$out"
+  child_ehash_restore
 }
 trap cleanup EXIT
+child_ehash_apply bench
 
 start_daemon() { # MODE TARGETED
   cat >"$out/$1.json" <<EOF

@@ -5,6 +5,7 @@
 #   bench/soak.sh [MINUTES=30]
 #   env: WINDOW_MINUTES=5  ENDPOINTS=20  CLIENTS=6  EVENT_SECONDS=2  SOAK_SAMPLES=FILE (memory every 30 s)
 #        KEEP_LOGS=DIR (keeps the daemon's log there)
+#        CHILD_EHASH=N (a TCP hash table of N buckets for each namespace the run makes: bench/child-ehash.sh)
 #
 # The NativeAOT daemon (published to artifacts/aot, again only when src/ changed) and, after it,
 # ENDPOINTS endpoints made as a routing CNI makes them (namespace, veth, /32 address in 10.99.0.0/16,
@@ -30,6 +31,7 @@
 # or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/child-ehash.sh
 M=${1:-30}; WM=${WINDOW_MINUTES:-5}; N=${ENDPOINTS:-20}; C=${CLIENTS:-6}; EVERY=${EVENT_SECONDS:-2}; NET=10.99
 [ "$(id -u)" -eq 0 ] || { echo "soak: run as root"; exit 1; }
 (( C >= 2 && C <= 200 && N >= 3 )) || { echo "soak: CLIENTS must be 2..200 and ENDPOINTS at least 3"; exit 1; }
@@ -59,9 +61,11 @@ cleanup() {
   ours_links | sed 's/^/link del /' | ip -force -batch - >/dev/null 2>&1 || true
   ip netns list | awk '{print $1}' | grep "^$tag" | sed 's/^/netns del /' | ip -force -batch - >/dev/null 2>&1 || true
   rm -rf "$out"
+  child_ehash_restore
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
+child_ehash_apply soak
 
 # Metrics on a loopback port of ours: the bench reads the daemon's managed heap and threads there.
 metrics_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -9,7 +9,7 @@ public sealed class DoctorTests
 {
     private static readonly string[] ExpectedChecks =
         ["kernel", "btf", "bpffs", "capabilities", "libbpf", "iter/tcp", "iter/udp", "destroy", "bpf_sock_destroy", "netlink_sock_destroy",
-         "datapath", "tcx", "tc", "netkit", "socket_hooks", "netns_cookie", "cgroup_v2"];
+         "datapath", "tcx", "tc", "netkit", "socket_hooks", "netns_cookie", "cgroup_v2", "tcp_hash"];
 
     [PrivilegedFact]
     [Trait("Kernels", "matrix")]

@@ -117,6 +117,24 @@ public sealed class DoctorReportTests
     }
 
     [Fact]
+    public void The_tcp_hash_check_says_whether_new_namespaces_get_their_own_table_and_how_to_give_them_one()
+    {
+        var shared = HostProbe.TcpHash(262144, 0);
+        Assert.Equal((CheckStatus.Missing, false), (shared.Status, shared.Required));
+        Assert.Equal("namespaces share the host's TCP hash (262,144 buckets): a sweep walks all of it for each namespace it visits", shared.Detail);
+        Assert.Contains("sysctl net.ipv4.tcp_child_ehash_entries=4096", shared.Remedy, StringComparison.Ordinal);
+
+        var own = HostProbe.TcpHash(262144, 4096);
+        Assert.Equal(CheckStatus.Ok, own.Status);
+        Assert.Equal("namespaces made from now have a TCP hash of their own (4,096 buckets, net.ipv4.tcp_child_ehash_entries); older ones share the host's (262,144 buckets)", own.Detail);
+
+        var old = HostProbe.TcpHash(null, null);
+        Assert.Equal(CheckStatus.Missing, old.Status);
+        Assert.StartsWith("kernel < 6.1: every namespace shares the host's TCP hash (its buckets)", old.Detail, StringComparison.Ordinal);
+        Assert.Equal(0, new DoctorReport([shared, old]).ExitCode);
+    }
+
+    [Fact]
     public void Missing_required_feature_fails_with_exit_code_one()
     {
         var report = new DoctorReport([.. Checks, HostCheck.Missing("btf", true, "absent", "rebuild")]);
