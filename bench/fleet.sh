@@ -77,11 +77,10 @@ cleanup() {
   [ -d "$pins" ] && { "$aot" datapath detach --pin-root "$pins" >/dev/null || true; rm -rf "$pins"; }
   ours_netns | sed 's/^/netns del /' | ip -force -batch - >/dev/null 2>&1 || true
   rm -rf "$out" "$data"
-  child_ehash_restore
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
-child_ehash_apply fleet
+child_ehash_apply fleet "$tag"
 
 # etcd, one member; the restart script is what the bench calls to force a re-list by reconnection.
 cat >"$out/etcd.sh" <<EOF
@@ -122,12 +121,12 @@ grep -q ' ready: ' "$out/daemon.log" || { echo "fleet: the daemon did not start"
 # The namespaces, made after the daemon's socket hooks are on (a namespace older than their
 # record is swept by every automatic sweep): a server answering for 10.128.0.0/12, clients
 # reaching it over a veth each.
-ip netns add "${tag}s"
+netns_add "${tag}s"
 ip -n "${tag}s" link set lo up
 ip -n "${tag}s" route add local 10.128.0.0/12 dev lo
 clients=()
 for i in $(seq 0 $((C - 1))); do
-  ip netns add "${tag}c$i"
+  netns_add "${tag}c$i"
   ip -n "${tag}c$i" link set lo up
   ip -n "${tag}c$i" link add "${tag}c$i" type veth peer name "${tag}s$i" netns "${tag}s"
   ip -n "${tag}c$i" addr add "172.30.$i.2/24" dev "${tag}c$i"

@@ -52,10 +52,9 @@ cleanup() {
   ours_links | sed 's/^/link del /' | ip -force -batch - >/dev/null 2>&1 || true
   del_netns
   rm -rf "$out"
-  child_ehash_restore
 }
 trap cleanup EXIT
-child_ehash_apply bench
+child_ehash_apply bench "$tag"
 
 start_daemon() { # MODE TARGETED
   cat >"$out/$1.json" <<EOF

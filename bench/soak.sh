@@ -61,11 +61,10 @@ cleanup() {
   ours_links | sed 's/^/link del /' | ip -force -batch - >/dev/null 2>&1 || true
   ip netns list | awk '{print $1}' | grep "^$tag" | sed 's/^/netns del /' | ip -force -batch - >/dev/null 2>&1 || true
   rm -rf "$out"
-  child_ehash_restore
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
-child_ehash_apply soak
+child_ehash_apply soak "$tag"
 
 # Metrics on a loopback port of ours: the bench reads the daemon's managed heap and threads there.
 metrics_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

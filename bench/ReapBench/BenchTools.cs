@@ -8,9 +8,26 @@ namespace SocketReaper.Bench;
 internal static class BenchTools
 {
     /// <summary>Runs `ip [-n NETNS] -batch -` over the commands; stops at the first that fails.</summary>
-    public static void Ip(string? netns, IEnumerable<string> commands)
+    public static void Ip(string? netns, IEnumerable<string> commands) => Ip(netns, commands, parent: null);
+
+    /// <summary>
+    /// Makes the namespaces (`ip netns add`), from inside the run's parent namespace when
+    /// SOCKETREAPER_BENCH_NETNS_PARENT names one (bench/child-ehash.sh: its
+    /// net.ipv4.tcp_child_ehash_entries gives each a TCP hash table of its own).
+    /// </summary>
+    public static void NetnsAdd(IEnumerable<string> names) =>
+        Ip(null, names.Select(n => $"netns add {n}"), Environment.GetEnvironmentVariable("SOCKETREAPER_BENCH_NETNS_PARENT") is { Length: > 0 } parent ? parent : null);
+
+    private static void Ip(string? netns, IEnumerable<string> commands, string? parent)
     {
-        var start = new ProcessStartInfo("ip") { RedirectStandardInput = true, RedirectStandardError = true, UseShellExecute = false };
+        // nsenter --net only: ip then adds the namespace's bind mount in the host's mount namespace.
+        var start = new ProcessStartInfo(parent is null ? "ip" : "nsenter") { RedirectStandardInput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (parent is not null)
+        {
+            start.ArgumentList.Add($"--net={parent}");
+            start.ArgumentList.Add("ip");
+        }
+
         if (netns is not null)
         {
             start.ArgumentList.Add("-n");
@@ -30,7 +47,7 @@ internal static class BenchTools
         ip.WaitForExit();
         if (ip.ExitCode != 0)
         {
-            throw new InvalidOperationException($"ip {(netns is null ? "" : $"-n {netns} ")}-batch failed: {errors.Result.Trim()}");
+            throw new InvalidOperationException($"{(parent is null ? "" : $"nsenter --net={parent} ")}ip {(netns is null ? "" : $"-n {netns} ")}-batch failed: {errors.Result.Trim()}");
         }
     }
 

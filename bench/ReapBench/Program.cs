@@ -52,7 +52,7 @@ if (endpoints.Any(e => e.Device.Length > 15))
 var setup = Stopwatch.StartNew();
 if (!File.Exists($"/run/netns/{tag}c0"))
 {
-    Ip(null, Enumerable.Range(0, clients).Select(i => $"netns add {tag}c{i}"));
+    NetnsAdd(Enumerable.Range(0, clients).Select(i => $"{tag}c{i}"));
     for (var i = 0; i < clients; i++)
     {
         Ip($"{tag}c{i}", ["link set lo up", $"route add {net[0]}.{net[1]}.0.0/16 dev lo src 127.0.0.1"]);
@@ -61,7 +61,8 @@ if (!File.Exists($"/run/netns/{tag}c0"))
 
 // Endpoints as a routing CNI makes them. The host routes come once the daemon manages the devices:
 // a route to a device it does not manage yet teaches it nothing.
-Ip(null, endpoints.SelectMany(e => new[] { $"netns add {e.Netns}", $"link add {e.Device} type veth peer name eth0 netns {e.Netns}", $"link set {e.Device} up" }));
+NetnsAdd(endpoints.Select(e => e.Netns));
+Ip(null, endpoints.SelectMany(e => new[] { $"link add {e.Device} type veth peer name eth0 netns {e.Netns}", $"link set {e.Device} up" }));
 foreach (var e in endpoints)
 {
     Ip(e.Netns, [$"addr add {e.Address}/32 dev eth0", "link set eth0 up", "route add default dev eth0"]);

@@ -210,9 +210,10 @@ internal sealed class SoakBench : IDisposable
     // Client namespaces reach the endpoints through the host: a veth each, a /32 of their own, a host route.
     private void MakeClientNamespaces()
     {
+        NetnsAdd(Enumerable.Range(0, _clientNamespaces).Select(i => $"{_tag}c{i}"));
         Ip(null, Enumerable.Range(0, _clientNamespaces).SelectMany(i => new[]
         {
-            $"netns add {_tag}c{i}", $"link add {_tag}c{i} type veth peer name eth0 netns {_tag}c{i}", $"link set {_tag}c{i} up",
+            $"link add {_tag}c{i} type veth peer name eth0 netns {_tag}c{i}", $"link set {_tag}c{i} up",
         }));
         for (var i = 0; i < _clientNamespaces; i++)
         {
@@ -231,7 +232,8 @@ internal sealed class SoakBench : IDisposable
     {
         var k = _next++;
         var e = new SoakEndpoint($"{_tag}e{k}", $"{_tag}p{k}", new IPAddress([_net[0], _net[1], (byte)(1 + (k / 250)), (byte)(1 + (k % 250))]));
-        Ip(null, [$"netns add {e.Netns}", $"link add {e.Device} type veth peer name eth0 netns {e.Netns}", $"link set {e.Device} up"]);
+        NetnsAdd([e.Netns]);
+        Ip(null, [$"link add {e.Device} type veth peer name eth0 netns {e.Netns}", $"link set {e.Device} up"]);
         Ip(e.Netns, [$"addr add {e.Addresses[0]}/32 dev eth0", "link set lo up", "link set eth0 up", "route add default dev eth0"]);
         Forward(e.Device);
         e.Ifindex = int.Parse(File.ReadAllText($"/sys/class/net/{e.Device}/ifindex").Trim(), CultureInfo.InvariantCulture);
