@@ -258,7 +258,6 @@ public sealed class ConntrackLaneTests(ITestOutputHelper output)
         TestNamespaces.Ip($"netns exec {name} nft add rule ip srtlane out ip daddr {Vip} udp dport 5010 dnat to {B2}:5011");
     }
 
-    /// <summary>The calling thread's namespace's UDP entries to 10.97.210.0/24.</summary>
     /// <summary>
     /// This namespace's UDP entries to the test's addresses, at least <paramref name="atLeast"/> of
     /// them: a dump can pass over an entry while other namespaces' entries leave the hash it shares
