@@ -157,6 +157,119 @@ public sealed class ConntrackLaneTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>
+    /// The kernel runs the events socket's filter: of a flow sent straight to B1 and one DNATed to it,
+    /// only the DNATed one's entry reaches the socket, when it is confirmed and when it is destroyed.
+    /// </summary>
+    [PrivilegedFact]
+    [Trait("Kernels", "matrix")]
+    public void Conntrack_events_reach_user_space_only_for_DNATed_entries()
+    {
+        using var ns = new TestNamespaces(1, $"{Vip}/32", $"{B1}/32", $"{B2}/32");
+        var name = ns.Names[0];
+        Nat(name);
+        var seen = ns.In(name, () =>
+        {
+            using var events = ConntrackEvents.TryOpen() ?? throw new InvalidOperationException("this namespace sends no conntrack events (nf_conntrack_events 0)");
+            using (var client = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp))
+            {
+                client.SendTo("?"u8, new IPEndPoint(IPAddress.Parse(B1), 5001));
+                client.SendTo("?"u8, new IPEndPoint(IPAddress.Parse(Vip), 5000));
+            }
+
+            // Both entries destroyed: each NATed one is announced twice.
+            using (var table = Conntrack.Open())
+            {
+                var all = new List<ConntrackEntry>();
+                table.Dump(AddressFamily.InterNetwork, e => e.Original.Destination.ToString().StartsWith("10.97.210.", StringComparison.Ordinal), all);
+                Assert.Equal(2, all.Count);
+                Assert.All(table.DeleteAll(all), e => Assert.Equal(LibBpf.Errno.None, e));
+            }
+
+            var received = new List<(ConntrackEntry Entry, bool Destroyed)>();
+            while (events.Wait(200) && events.TryReceive((e, destroyed) => received.Add((e, destroyed))))
+            {
+            }
+
+            return received;
+        });
+
+        Assert.Equal([false, true], seen.Select(e => e.Destroyed));
+        Assert.All(seen, e => Assert.True(e.Entry.IsDestinationNat && e.Entry.Reply.Source.Equals(IPAddress.Parse(B1)), $"{e.Entry}"));
+    }
+
+    /// <summary>
+    /// The index kept from the kernel's conntrack events: entries NATed before it listened come from
+    /// the dump that fills it (<see cref="ConntrackReaper.Prepare"/>), entries NATed after from the
+    /// events — the socket filter lets through only DNATed ones — and the cleanup then deletes
+    /// exactly the entries NATed to the backend that left without dumping the table again; the entry
+    /// NATed to B2 and the one sent straight to B1 stay.
+    /// </summary>
+    [PrivilegedFact]
+    [Trait("Kernels", "matrix")]
+    public void An_index_kept_from_conntrack_events_finds_the_entries_NATed_to_a_backend_without_a_dump()
+    {
+        using var ns = new TestNamespaces(1, $"{Vip}/32", $"{B1}/32", $"{B2}/32");
+        var name = ns.Names[0];
+        Nat(name);
+        var target = ConntrackTarget.Backend(new IPEndPoint(IPAddress.Parse(B1), 5001), ProtocolType.Udp);
+        var clients = new List<Socket>();
+        void Flows(int count) => ns.In(name, () =>
+        {
+            // Open until the test ends: a port closed and taken again would make two flows one entry.
+            for (var i = 0; i < count; i++)
+            {
+                var client = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+                clients.Add(client);
+                client.SendTo("?"u8, new IPEndPoint(IPAddress.Parse(Vip), 5000));
+            }
+
+            return 0;
+        });
+
+        try
+        {
+            Flows(5);
+            var metrics = new ReaperMetrics(Prometheus.Metrics.NewCustomRegistry());
+            var records = new Records();
+            using var reaper = new ConntrackReaper(
+                new ReapingOptions { ConntrackNamespaces = [$"/run/netns/{name}"] }, metrics, NullLogger.Instance, records, Conntrack.Open,
+                (_, work) => ns.In(name, work), TimeProvider.System, ConntrackEvents.TryOpen);
+            reaper.Prepare();
+            var dumped = metrics.ConntrackDumps.WithLabels("dumped").Value;
+            Assert.True(dumped >= 2, $"the index was filled by {dumped} dumps");
+
+            // After it listened: more flows NATed to B1, one NATed to B2, one sent straight to B1.
+            Flows(20);
+            ns.In(name, () =>
+            {
+                using var other = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+                other.SendTo("?"u8, new IPEndPoint(IPAddress.Parse(Vip), 5010));
+                other.SendTo("?"u8, new IPEndPoint(IPAddress.Parse(B1), 5001));
+                return 0;
+            });
+            var before = ns.In(name, () => Ours(27));
+            var expected = before.Where(e => ConntrackReaper.Matches(e, target, tcp: false)).Select(e => e.Id).ToHashSet();
+            Assert.Equal(25, expected.Count);
+
+            var outcome = reaper.Clean([("backend_left", target)], observe: false);
+
+            output.WriteLine($"kernel {Environment.OSVersion.Version}: {outcome.Deleted} deleted, dumps {dumped} before the cleanup and {metrics.ConntrackDumps.WithLabels("dumped").Value} after, {metrics.ConntrackDumps.WithLabels("indexed").Value} answered by the index");
+            Assert.Equal(dumped, metrics.ConntrackDumps.WithLabels("dumped").Value);
+            Assert.True(metrics.ConntrackDumps.WithLabels("indexed").Value >= 1);
+            Assert.Equal((25L, 0L, 0L), (outcome.Deleted, outcome.Gone, outcome.Failed));
+            Assert.True(expected.SetEquals(records.All.SelectMany(r => r).Where(r => r.Result == DeleteTally.Deleted).Select(r => (uint)r.Cookie)));
+            var left = ns.In(name, () => Ours());
+            Assert.Equal(before.Where(e => !expected.Contains(e.Id)).Select(e => e.Id).Order(), left.Select(e => e.Id).Order());
+            Assert.Contains(left, e => e.Reply.Source.Equals(IPAddress.Parse(B2)));
+            Assert.Contains(left, e => !e.IsDestinationNat && e.Original.Destination.Equals(IPAddress.Parse(B1)));
+        }
+        finally
+        {
+            clients.ForEach(c => c.Dispose());
+        }
+    }
+
     /// <summary>A real table that keeps every entry its dumps hand to the user-space match.</summary>
     private sealed class Watched(IConntrackTable table, ConcurrentQueue<ConntrackEntry> handed) : IConntrackTable
     {
@@ -208,7 +321,7 @@ public sealed class ConntrackLaneTests(ITestOutputHelper output)
         var metrics = new ReaperMetrics(Prometheus.Metrics.NewCustomRegistry());
         var records = new Records();
         var options = new ReaperOptions { Reaping = new ReapingOptions { Neighbours = false, ConntrackNamespaces = [$"/run/netns/{name}"] } };
-        var conntrack = new ConntrackReaper(options, metrics, NullLogger<ConntrackReaper>.Instance, records);
+        using var conntrack = new ConntrackReaper(options, metrics, NullLogger<ConntrackReaper>.Instance, records);
         var engine = new TimedEngine();
         using var reaper = new AutoReaper(options, engine, metrics, NullLogger<AutoReaper>.Instance, conntrack);
         await reaper.StartAsync(CancellationToken.None);

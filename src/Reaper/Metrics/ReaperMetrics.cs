@@ -56,7 +56,7 @@ internal sealed class ReaperMetrics : ISweepRecorder
         ConntrackWouldDelete = f.CreateCounter("socketreaper_conntrack_entries_would_delete_total", "Conntrack entries the automatic triggers would have deleted in observe mode (Reaping.Mode=observe), by trigger.", "trigger");
         ReapUndated = f.CreateCounter("socketreaper_reap_undated_total", "Addresses that changed hands while the daemon was down at a moment nothing dates (a bridge, no host route): sockets born before their old endpoint was last known are reaped, later ones spared (they may be the new owner's), by trigger.", "trigger");
         NeighboursDeleted = f.CreateCounter("socketreaper_neighbours_flushed_total", "Neighbour (ARP/NDP) entries of an address that went or moved, flushed so the next packet finds its new owner (Reaping.Neighbours), by trigger and result: deleted, would-delete (observe mode), gone (went before the delete), failed.", "trigger", "result");
-        ConntrackDumps = f.CreateCounter("socketreaper_conntrack_dumps_total", "Conntrack tables the cleanup looked at, one per namespace and address family: result=dumped when it listed the table, result=skipped when the namespace's table was empty (nf_conntrack_count 0) and no dump was made.", "result");
+        ConntrackDumps = f.CreateCounter("socketreaper_conntrack_dumps_total", "Conntrack tables the cleanup looked at, one per namespace and address family: result=dumped when it listed the table, result=skipped when the namespace's table was empty (nf_conntrack_count 0) and no dump was made, result=indexed when the namespace's index of DNATed entries (kept from conntrack events) answered instead of a dump.", "result");
         ConntrackFailures = f.CreateCounter("socketreaper_conntrack_failures_total", "Conntrack cleanup failures: operation=delete an entry the kernel refused to delete, dump a namespace whose table could not be listed, namespace one of Reaping.ConntrackNamespaces that could not be entered.", "operation");
         // The runtime's own: process_resident_memory_bytes, process_num_threads, process_open_fds,
         // dotnet_total_memory_bytes (the managed heap), dotnet_collection_count_total…
@@ -70,6 +70,7 @@ internal sealed class ReaperMetrics : ISweepRecorder
         JournalWriteFailures.Inc(0);
         ConntrackDumps.WithLabels("dumped");
         ConntrackDumps.WithLabels("skipped");
+        ConntrackDumps.WithLabels("indexed");
         foreach (var operation in new[] { "delete", "dump", "namespace" })
         {
             ConntrackFailures.WithLabels(operation);

@@ -26,6 +26,8 @@ internal static unsafe partial class Libc
     internal const int SOCK_CLOEXEC = 0x80000;
     internal const int SOL_SOCKET = 1;
     internal const int SO_RCVBUF = 8;
+    internal const int SO_ATTACH_FILTER = 26;
+    internal const int SO_RCVBUFFORCE = 33;
     internal const int SO_NETNS_COOKIE = 71;
     internal const int SOL_NETLINK = 270;
     internal const int NETLINK_ADD_MEMBERSHIP = 1;
@@ -51,6 +53,18 @@ internal static unsafe partial class Libc
         public int Fd;
         public short Events;
         public short Revents;
+    }
+
+    /// <summary>struct sock_filter: one classic BPF instruction.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal readonly record struct SockFilter(ushort Code, byte JumpTrue, byte JumpFalse, uint K);
+
+    /// <summary>struct sock_fprog: a classic BPF program for SO_ATTACH_FILTER.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct SockFprog
+    {
+        public ushort Length;
+        public SockFilter* Filter;
     }
 
     [LibraryImport(Library, SetLastError = true)]

@@ -61,7 +61,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
         if (conntrack is { Enabled: true })
         {
             var observe = _config.Mode == ReapingMode.Observe;
-            _conntrackLane = new ConntrackLane(targets => conntrack.Clean(targets, observe), metrics, logger, conntrackInterval);
+            _conntrackLane = new ConntrackLane(targets => conntrack.Clean(targets, observe), metrics, logger, conntrackInterval, conntrack.Prepare);
         }
     }
 

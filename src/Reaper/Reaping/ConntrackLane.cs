@@ -47,17 +47,22 @@ internal sealed partial class ConntrackLane : IDisposable
     private readonly object _gate = new();
     private readonly List<(string Trigger, ConntrackTarget Target)> _pending = [];
     private readonly HashSet<(string Trigger, ConntrackTarget Target)> _pendingSet = [];
+    private readonly Action? _prepare;
     private bool _stopping;
+    private bool _idle;
     private long _cleanups;
 
     /// <param name="clean">One cleanup of the targets gathered (the daemon's: <see cref="ConntrackReaper.Clean"/>).</param>
     /// <param name="interval">The least time from one cleanup's start to the next (<see cref="Interval"/>; tests shorten it).</param>
-    public ConntrackLane(Func<IReadOnlyList<(string Trigger, ConntrackTarget Target)>, EntryCleanup> clean, ReaperMetrics metrics, ILogger logger, TimeSpan? interval = null)
+    /// <param name="prepare">Run once on the lane's thread before anything else (the daemon's: <see cref="ConntrackReaper.Prepare"/>); posts wait for it.</param>
+    public ConntrackLane(Func<IReadOnlyList<(string Trigger, ConntrackTarget Target)>, EntryCleanup> clean, ReaperMetrics metrics, ILogger logger, TimeSpan? interval = null,
+        Action? prepare = null)
     {
         _clean = clean;
         _metrics = metrics;
         _logger = logger;
         _interval = interval ?? Interval;
+        _prepare = prepare;
         new Thread(Loop) { IsBackground = true, Name = "reaper conntrack" }.Start();
     }
 
@@ -79,7 +84,8 @@ internal sealed partial class ConntrackLane : IDisposable
                 }
             }
 
-            if (added)
+            // Only a lane waiting for work needs waking: one in its pause wakes at its end and takes these along.
+            if (added && (_idle || _stopping))
             {
                 Monitor.PulseAll(_gate);
             }
@@ -98,6 +104,15 @@ internal sealed partial class ConntrackLane : IDisposable
 
     private void Loop()
     {
+        try
+        {
+            _prepare?.Invoke();
+        }
+        catch (Exception e)
+        {
+            Log.Failed(_logger, e.Message);
+        }
+
         long lastStart = 0;
         var pause = TimeSpan.Zero;
         while (true)
@@ -107,8 +122,11 @@ internal sealed partial class ConntrackLane : IDisposable
             {
                 while (!_stopping && _pending.Count == 0)
                 {
+                    _idle = true;
                     Monitor.Wait(_gate);
                 }
+
+                _idle = false;
 
                 // Targets posted while this waits join the same cleanup.
                 while (!_stopping && lastStart != 0 && Stopwatch.GetElapsedTime(lastStart) < pause)

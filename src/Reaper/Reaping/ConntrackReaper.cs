@@ -36,15 +36,19 @@ internal sealed record ConntrackTarget(IPAddress Address, ushort Port, SweepProt
 /// instead of the one its entry still DNATs to. Only entries with IPS_DST_NAT whose reply source is
 /// a target go: a flow sent straight to the address, never NATed, keeps its entry; UDP always, TCP
 /// only with Reaping.ServiceTcp. Runs in the daemon's own namespace ("host") and in each of
-/// Reaping.ConntrackNamespaces, where the last cleanup found entries first (<see cref="Order"/>);
-/// at most one dump per family per namespace per call (none where the namespace's table is empty),
-/// entries deleted by id, 64 to a request. In observe mode it counts what it would delete. Called
-/// on the <see cref="ConntrackLane"/>'s thread, never the sweeps'.
+/// Reaping.ConntrackNamespaces, where the last cleanup found entries first (<see cref="Order"/>).
+/// Each namespace's DNATed entries are indexed from the kernel's conntrack events
+/// (<see cref="ConntrackIndex"/>), so a cleanup looks its targets up instead of dumping; a dump (one
+/// per family) fills the index at first and again after the kernel lost events, and stands in for it
+/// where there are no events (nf_conntrack_events 0) or too many NATed entries; none is made where
+/// the namespace's table is empty. Entries deleted by id, 64 to a request. In observe mode it counts
+/// what it would delete. Called on the <see cref="ConntrackLane"/>'s thread, never the sweeps'.
 /// </summary>
-/// <remarks>Tests hand in the table, how a namespace is entered, and the clock.</remarks>
+/// <remarks>Tests hand in the table, the events (none: dumps only), how a namespace is entered, and the clock.</remarks>
 internal sealed partial class ConntrackReaper(
     ReapingOptions config, ReaperMetrics metrics, ILogger logger, IReapRecords history,
-    Func<IConntrackTable> open, Func<string, Func<NamespacePass>, NamespacePass> inNamespace, TimeProvider time)
+    Func<IConntrackTable> open, Func<string, Func<NamespacePass>, NamespacePass> inNamespace, TimeProvider time,
+    Func<IConntrackEvents?>? openEvents = null) : IDisposable
 {
     public const string HostNamespace = "host";
 
@@ -56,10 +60,63 @@ internal sealed partial class ConntrackReaper(
     // How many matching entries each namespace's last pass found (only the lane's thread touches it).
     private readonly Dictionary<string, int> _lastFound = new(StringComparer.Ordinal);
 
+    // Each namespace's index, by the name its passes go under; the namespaces whose index gave up, and why.
+    private readonly Dictionary<string, ConntrackIndex> _indexes = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _unindexed = new(StringComparer.Ordinal);
+
     /// <param name="history">The reap history, which every entry deleted (or that would be) goes to.</param>
     public ConntrackReaper(ReaperOptions options, ReaperMetrics metrics, ILogger<ConntrackReaper> logger, IReapRecords history)
-        : this(options.Reaping, metrics, logger, history, Conntrack.Open, InNamespace, TimeProvider.System)
+        : this(options.Reaping, metrics, logger, history, Conntrack.Open, InNamespace, TimeProvider.System, ConntrackEvents.TryOpen)
     {
+    }
+
+    /// <summary>Stops the indexes' readers.</summary>
+    public void Dispose()
+    {
+        foreach (var index in _indexes.Values)
+        {
+            index.Dispose();
+        }
+
+        _indexes.Clear();
+    }
+
+    /// <summary>
+    /// Opens and fills each namespace's index ahead of the first cleanup, so that one needs no dump
+    /// either (the lane's thread runs it once at start). Never throws: what fails is counted and
+    /// logged, and the first cleanup tries again.
+    /// </summary>
+    public void Prepare()
+    {
+        if (!Enabled || openEvents is null)
+        {
+            return;
+        }
+
+        NamespacePass.Each(
+            Order(), n => n.Name,
+            n => n.Host ? Index(HostNamespace) : inNamespace(n.Name, () => Index(n.Name)),
+            (n, e) => Unavailable(n.Name, e));
+    }
+
+    /// <summary>One namespace's index made current, on a thread inside it; an empty pass.</summary>
+    private NamespacePass Index(string name)
+    {
+        if (IndexFor(name) is { IsCurrent: false } index)
+        {
+            try
+            {
+                using var table = open();
+                Sync(table, index);
+            }
+            catch (Exception e) when (e is NativeException or IOException)
+            {
+                metrics.ConntrackFailures.WithLabels("dump").Inc();
+                Log.DumpFailed(logger, name, e.Message);
+            }
+        }
+
+        return NamespacePass.Empty(name);
     }
 
     /// <summary>Whether Reaping.Conntrack is on (and automatic reaping not off).</summary>
@@ -185,9 +242,10 @@ internal sealed partial class ConntrackReaper(
             // Only the records' namespace column loses it.
         }
 
+        var index = IndexFor(name);
         var pass = NamespacePass.RunBatched(
             name, observe, open,
-            table => Find(table, targets),
+            table => Find(table, index, targets),
             (table, entries) => table.DeleteAll(entries),
             (entry, result) => Record(entry, Trigger(entry, targets)!, name, cookie, result),
             e =>
@@ -204,14 +262,88 @@ internal sealed partial class ConntrackReaper(
     }
 
     /// <summary>
-    /// The entries of one table that match a target: none without a dump when the table is empty;
-    /// otherwise one dump per family, which the kernel filters by reply source when the family's
-    /// targets share one address (the user-space match decides either way).
+    /// The calling thread's namespace's index (<paramref name="name"/> names it): the one it has while
+    /// that is still this namespace's and working, a new one otherwise — none where the namespace
+    /// sends no conntrack events, its index gave up (logged once), or there are no events to open.
     /// </summary>
-    private List<ConntrackEntry> Find(IConntrackTable table, List<(string Trigger, ConntrackTarget Target)> targets)
+    private ConntrackIndex? IndexFor(string name)
+    {
+        if (openEvents is null || _unindexed.ContainsKey(name))
+        {
+            return null;
+        }
+
+        ulong cookie;
+        try
+        {
+            cookie = Netns.CurrentCookie();
+        }
+        catch (NativeException)
+        {
+            return null;
+        }
+
+        if (_indexes.TryGetValue(name, out var index))
+        {
+            if (index.Cookie == cookie && index.GaveUp is null && index.EventsSent)
+            {
+                return index;
+            }
+
+            index.Dispose();
+            _indexes.Remove(name);
+            if (index.GaveUp is { } why)
+            {
+                _unindexed[name] = why;
+                Log.IndexGaveUp(logger, name, why);
+                return null;
+            }
+        }
+
+        try
+        {
+            if (openEvents() is not { } events)
+            {
+                return null;
+            }
+
+            return _indexes[name] = new ConntrackIndex(events, cookie);
+        }
+        catch (NativeException e)
+        {
+            // No index: this pass dumps, and the next tries again.
+            Log.IndexFailed(logger, name, e.Message);
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The entries of one table that match a target: from the namespace's index when it is current;
+    /// none without a dump when the table is empty; otherwise a dump of every DNATed entry of both
+    /// families that fills the index too, or, without an index, one dump per family of the targets,
+    /// which the kernel filters by reply source when the family's targets share one address (the
+    /// user-space match decides either way).
+    /// </summary>
+    private List<ConntrackEntry> Find(IConntrackTable table, ConntrackIndex? index, List<(string Trigger, ConntrackTarget Target)> targets)
     {
         var entries = new List<ConntrackEntry>();
         var families = targets.GroupBy(t => t.Target.Address.AddressFamily).ToList();
+        if (index is { IsCurrent: true })
+        {
+            var found = index.Find(targets.Select(t => t.Target.Address), e => Trigger(e, targets) is not null);
+            // The events it read first may have said that some were lost: then it dumps after all.
+            if (index.IsCurrent)
+            {
+                metrics.ConntrackDumps.WithLabels("indexed").Inc(families.Count);
+                return found;
+            }
+        }
+
+        if (index is not null)
+        {
+            return [.. Sync(table, index).Where(e => Trigger(e, targets) is not null)];
+        }
+
         if (table.IsEmpty)
         {
             metrics.ConntrackDumps.WithLabels("skipped").Inc(families.Count);
@@ -228,6 +360,34 @@ internal sealed partial class ConntrackReaper(
 
         Interlocked.Add(ref _dumpTicks, Stopwatch.GetTimestamp() - started);
 
+        return entries;
+    }
+
+    /// <summary>
+    /// Fills <paramref name="index"/> from <paramref name="table"/> (its events were listened to
+    /// before, so nothing made meanwhile is missed): no dump when the table is empty, otherwise every
+    /// DNATed entry of both families. Returns what the dump found.
+    /// </summary>
+    private List<ConntrackEntry> Sync(IConntrackTable table, ConntrackIndex index)
+    {
+        var entries = new List<ConntrackEntry>();
+        index.BeginSync();
+        if (table.IsEmpty)
+        {
+            metrics.ConntrackDumps.WithLabels("skipped").Inc(2);
+            index.CompleteSync(entries);
+            return entries;
+        }
+
+        long started = Stopwatch.GetTimestamp();
+        foreach (var family in new[] { AddressFamily.InterNetwork, AddressFamily.InterNetworkV6 })
+        {
+            table.Dump(family, e => e.IsDestinationNat, entries);
+            metrics.ConntrackDumps.WithLabels("dumped").Inc();
+        }
+
+        Interlocked.Add(ref _dumpTicks, Stopwatch.GetTimestamp() - started);
+        index.CompleteSync(entries);
         return entries;
     }
 
@@ -277,5 +437,11 @@ internal sealed partial class ConntrackReaper(
 
         [LoggerMessage(EventId = 543, Level = LogLevel.Warning, Message = "Conntrack cleanup in namespace {Namespace} failed: {Reason}")]
         public static partial void DumpFailed(ILogger logger, string @namespace, string reason);
+
+        [LoggerMessage(EventId = 547, Level = LogLevel.Warning, Message = "Conntrack cleanup in namespace {Namespace} dumps the table from now on instead of indexing its DNATed entries: {Reason}")]
+        public static partial void IndexGaveUp(ILogger logger, string @namespace, string reason);
+
+        [LoggerMessage(EventId = 548, Level = LogLevel.Warning, Message = "Conntrack cleanup in namespace {Namespace} could not listen to conntrack events and dumps the table this time: {Reason}")]
+        public static partial void IndexFailed(ILogger logger, string @namespace, string reason);
     }
 }

@@ -12,6 +12,9 @@ internal sealed record NamespacePass(string Name, List<ReapRecord> Records, long
     /// <summary>A namespace that could not be entered (gone, or not a network namespace).</summary>
     public static NamespacePass Unavailable(string name) => new(name, [], 0, 0, 0, Failed: true);
 
+    /// <summary>A namespace visited for something other than deleting (say, to fill an index).</summary>
+    public static NamespacePass Empty(string name) => new(name, [], 0, 0, 0, Failed: false);
+
     /// <summary>
     /// One namespace's pass, on a thread inside it: opens the table, deletes (in
     /// <paramref name="observe"/> mode: counts) each entry <paramref name="find"/> returns, with a

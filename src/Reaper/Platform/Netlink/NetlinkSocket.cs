@@ -57,6 +57,32 @@ internal sealed unsafe class NetlinkSocket : IDisposable
     public void SetReceiveBufferSize(int bytes) =>
         SetOption(Libc.SOL_SOCKET, Libc.SO_RCVBUF, bytes, "SO_RCVBUF");
 
+    /// <summary>
+    /// A receive queue of <paramref name="bytes"/> beyond net.core.rmem_max (SO_RCVBUFFORCE, which
+    /// needs CAP_NET_ADMIN); without the capability, as large as rmem_max lets it be.
+    /// </summary>
+    public void ForceReceiveBufferSize(int bytes)
+    {
+        int value = bytes;
+        if (Libc.setsockopt(_fd, Libc.SOL_SOCKET, Libc.SO_RCVBUFFORCE, &value, sizeof(int)) != 0)
+        {
+            SetReceiveBufferSize(bytes);
+        }
+    }
+
+    /// <summary>
+    /// Attaches a classic BPF socket filter (SO_ATTACH_FILTER): the kernel runs it on every message
+    /// before it is queued here, and one it answers 0 to never takes room in the receive queue.
+    /// </summary>
+    public void AttachFilter(ReadOnlySpan<Libc.SockFilter> program)
+    {
+        fixed (Libc.SockFilter* instructions = program)
+        {
+            var fprog = new Libc.SockFprog { Length = (ushort)program.Length, Filter = instructions };
+            SystemCall.Check(Libc.setsockopt(_fd, Libc.SOL_SOCKET, Libc.SO_ATTACH_FILTER, &fprog, sizeof(Libc.SockFprog)), "setsockopt SO_ATTACH_FILTER");
+        }
+    }
+
     /// <summary>Sends a request expecting an ack (and possibly replies before it); throws on a kernel error.</summary>
     public void Transact(NetlinkMessageWriter request, string operation, NetlinkMessageHandler? onReply = null) =>
         Exchange(request, NetlinkMessage.NLM_F_REQUEST | NetlinkMessage.NLM_F_ACK, operation, onReply);
@@ -122,6 +148,13 @@ internal sealed unsafe class NetlinkSocket : IDisposable
             }
         }
     }
+
+    /// <summary>
+    /// Waits up to <paramref name="timeoutMs"/> (negative: forever) until a datagram or an error (say,
+    /// ENOBUFS) is waiting; false on timeout. Reads nothing.
+    /// </summary>
+    public bool Wait(int timeoutMs, string operation) =>
+        WaitReadable(timeoutMs < 0 ? long.MaxValue : Environment.TickCount64 + timeoutMs, operation);
 
     /// <summary>Receives one datagram sent by the kernel; false if none arrived within the timeout (negative = forever).</summary>
     public bool TryReceive(int timeoutMs, string operation, out ReadOnlySpan<byte> datagram)
