@@ -421,7 +421,12 @@ internal sealed partial class ConntrackReaper(
             throw new IOException($"{path} is not a network namespace");
         }
 
-        return NetnsThread.RunIn(ns, path, work);
+        // A thread of its own for this pass: at the lane's priority (ConntrackLane).
+        return NetnsThread.RunIn(ns, path, () =>
+        {
+            BackgroundPriority.Enter();
+            return work();
+        });
     }
 
     private static partial class Log
