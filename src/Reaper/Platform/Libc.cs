@@ -73,15 +73,6 @@ internal static unsafe partial class Libc
     [LibraryImport(Library, SetLastError = true)]
     internal static partial int unshare(int flags);
 
-    internal const int PRIO_PROCESS = 0;
-
-    /// <summary>With PRIO_PROCESS and a thread id, Linux sets that one thread's nice value.</summary>
-    [LibraryImport(Library, SetLastError = true)]
-    internal static partial int setpriority(int which, int who, int prio);
-
-    [LibraryImport(Library, SetLastError = true)]
-    internal static partial int gettid();
-
     [LibraryImport(Library, SetLastError = true)]
     internal static partial int clock_gettime(int clock, long* timespec);
 

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using SocketReaper.Metrics;
-using SocketReaper.Platform;
 
 namespace SocketReaper.Reaping;
 
@@ -105,9 +104,6 @@ internal sealed partial class ConntrackLane : IDisposable
 
     private void Loop()
     {
-        // The deletes of a large cleanup go 64 to a system call for tens of ms: at nice 10 a sweep
-        // woken meanwhile on this core runs at once (bench/conntrack.sh).
-        BackgroundPriority.Enter();
         try
         {
             _prepare?.Invoke();

@@ -421,12 +421,7 @@ internal sealed partial class ConntrackReaper(
             throw new IOException($"{path} is not a network namespace");
         }
 
-        // A thread of its own for this pass: at the lane's priority (ConntrackLane).
-        return NetnsThread.RunIn(ns, path, () =>
-        {
-            BackgroundPriority.Enter();
-            return work();
-        });
+        return NetnsThread.RunIn(ns, path, work);
     }
 
     private static partial class Log
