@@ -83,6 +83,45 @@ public sealed class NeighbourReaperTests
         Assert.Empty(_tables["host"].Deleted);
     }
 
+    [Fact]
+    public void The_hosts_table_stays_open_from_one_flush_to_the_next_and_a_failure_closes_it()
+    {
+        var opened = new List<string>();
+        var disposed = 0;
+        using var reaper = new NeighbourReaper(new ReapingOptions(), _metrics, NullLogger.Instance, new Records(_records), () =>
+        {
+            opened.Add(_current);
+            return new Counted(_tables[_current], () => disposed++);
+        }, InNamespace, TimeProvider.System);
+        _tables["host"].Entries.Add(new NeighbourEntry(3, Moved, NeighbourEntry.NudReachable, 0));
+
+        for (var i = 0; i < 3; i++)
+        {
+            reaper.Flush([("fleet_endpoint_gone", Moved)], [Client], hostCookie: 1, observe: false);
+        }
+
+        // One host table for all three flushes; the client namespace's opened and closed each time.
+        Assert.Equal(["host", "client", "client", "client"], opened);
+        Assert.Equal(3, disposed);
+        Assert.Single(_tables["host"].Deleted);
+
+        _tables["host"].Fail = true;
+        reaper.Flush([("fleet_endpoint_gone", Moved)], [], hostCookie: 1, observe: false);
+        _tables["host"].Fail = false;
+        reaper.Flush([("fleet_endpoint_gone", Moved)], [], hostCookie: 1, observe: false);
+        Assert.Equal(["host", "client", "client", "client", "host"], opened);
+        Assert.Equal(4, disposed);
+    }
+
+    private sealed class Counted(INeighbourTable table, Action disposed) : INeighbourTable
+    {
+        public IReadOnlyList<NeighbourEntry> Find(IReadOnlySet<IPAddress> addresses) => table.Find(addresses);
+
+        public Errno Delete(NeighbourEntry entry) => table.Delete(entry);
+
+        public void Dispose() => disposed();
+    }
+
     private NeighbourReaper Reaper(ReapingOptions? config = null) =>
         new(config ?? new ReapingOptions(), _metrics, NullLogger.Instance, new Records(_records), () => _tables[_current], InNamespace, TimeProvider.System);
 
@@ -117,7 +156,10 @@ public sealed class NeighbourReaperTests
 
         public Errno Refuse { get; set; } = Errno.None;
 
-        public IReadOnlyList<NeighbourEntry> Find(IReadOnlySet<IPAddress> addresses) => [.. Entries.Where(e => addresses.Contains(e.Address))];
+        public bool Fail { get; set; }
+
+        public IReadOnlyList<NeighbourEntry> Find(IReadOnlySet<IPAddress> addresses) =>
+            Fail ? throw new NetlinkException("RTM_GETNEIGH dump", Errno.EIO) : [.. Entries.Where(e => addresses.Contains(e.Address))];
 
         public Errno Delete(NeighbourEntry entry)
         {

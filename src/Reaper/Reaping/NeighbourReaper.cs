@@ -24,11 +24,22 @@ namespace SocketReaper.Reaping;
 /// <remarks>Tests hand in the table, how a namespace is entered, and the clock.</remarks>
 internal sealed partial class NeighbourReaper(
     ReapingOptions config, ReaperMetrics metrics, ILogger logger, IReapRecords history,
-    Func<INeighbourTable> open, Func<NetnsInfo, Func<NamespacePass>, NamespacePass> inNamespace, TimeProvider time)
+    Func<INeighbourTable> open, Func<NetnsInfo, Func<NamespacePass>, NamespacePass> inNamespace, TimeProvider time) : IDisposable
 {
+    // The daemon's own namespace's table, kept open from one flush to the next (most fleet events
+    // flush it alone): a socket opened and set up per event was over a third of what such a flush cost.
+    // Flushes never overlap (AutoReaper runs them one after another); a failure closes it.
+    private INeighbourTable? _hostTable;
+
     public NeighbourReaper(ReaperOptions options, ReaperMetrics metrics, ILogger<NeighbourReaper> logger, IReapRecords records)
         : this(options.Reaping, metrics, logger, records, NeighbourTable.Open, InNamespace, TimeProvider.System)
     {
+    }
+
+    public void Dispose()
+    {
+        _hostTable?.Dispose();
+        _hostTable = null;
     }
 
     /// <summary>Whether Reaping.Neighbours is on (and automatic reaping not off).</summary>
@@ -56,7 +67,7 @@ internal sealed partial class NeighbourReaper(
 
         // A namespace gone since the sweep (its entries went with it), or not enterable, is counted; the others are flushed.
         var passes = NamespacePass.HostThenEach(
-            () => Pass(ConntrackReaper.HostNamespace, hostCookie, triggers, observe), namespaces.Where(n => n.Cookie != hostCookie), n => n.Name,
+            () => Pass(ConntrackReaper.HostNamespace, hostCookie, triggers, observe, kept: true), namespaces.Where(n => n.Cookie != hostCookie), n => n.Name,
             netns => inNamespace(netns, () => Pass(netns.Name, netns.Cookie, triggers, observe)));
 
         var records = passes.SelectMany(p => p.Records).ToList();
@@ -79,10 +90,10 @@ internal sealed partial class NeighbourReaper(
         return outcome;
     }
 
-    /// <summary>One namespace's flush, on a thread inside it: one dump per family for every address.</summary>
-    private NamespacePass Pass(string name, ulong cookie, Dictionary<IPAddress, string> triggers, bool observe) =>
+    /// <summary>One namespace's flush, on a thread inside it: one dump per family for every address; <paramref name="kept"/>: the host's kept table.</summary>
+    private NamespacePass Pass(string name, ulong cookie, Dictionary<IPAddress, string> triggers, bool observe, bool kept = false) =>
         NamespacePass.Run(
-            name, observe, open,
+            name, observe, kept ? () => new KeptTable(_hostTable ??= open()) : open,
             table => table.Find(triggers.Keys.ToHashSet()).Where(e => e.IsLearned),
             (table, entry) => table.Delete(entry),
             (entry, result) =>
@@ -91,7 +102,27 @@ internal sealed partial class NeighbourReaper(
                 return new ReapRecord(time.GetUtcNow(), 0, triggers[entry.Address], ReapRecordKind.Neighbour, cookie, name, System.Net.Sockets.ProtocolType.Unknown,
                     new IPEndPoint(any, 0), new IPEndPoint(entry.Address, 0), null, (ulong)entry.Ifindex, 0, result);
             },
-            e => Log.DumpFailed(logger, name, e.Message));
+            e =>
+            {
+                if (kept)
+                {
+                    Dispose();
+                }
+
+                Log.DumpFailed(logger, name, e.Message);
+            });
+
+    /// <summary>The host's kept table, which a pass's end leaves open.</summary>
+    private sealed class KeptTable(INeighbourTable table) : INeighbourTable
+    {
+        public IReadOnlyList<NeighbourEntry> Find(IReadOnlySet<IPAddress> addresses) => table.Find(addresses);
+
+        public Errno Delete(NeighbourEntry entry) => table.Delete(entry);
+
+        public void Dispose()
+        {
+        }
+    }
 
     /// <summary>Runs <paramref name="work"/> on a thread inside <paramref name="netns"/>, if it is still the one discovered.</summary>
     private static NamespacePass InNamespace(NetnsInfo netns, Func<NamespacePass> work)
