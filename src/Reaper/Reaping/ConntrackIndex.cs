@@ -18,8 +18,12 @@ namespace SocketReaper.Reaping;
 /// </summary>
 internal sealed class ConntrackIndex : IDisposable
 {
-    /// <summary>The most entries an index holds (~200 bytes each: ~26 MiB at most), per namespace.</summary>
-    public const int DefaultCapacity = 131_072;
+    /// <summary>
+    /// The most entries an index holds, per namespace: about 300 bytes of managed heap each (the entry,
+    /// its key and four addresses), so ~20 MiB at most; a host with more DNATed flows than that in one
+    /// namespace is cleaned with dumps, as before the index.
+    /// </summary>
+    public const int DefaultCapacity = 65_536;
 
     private readonly IConntrackEvents _events;
     private readonly int _capacity;
