@@ -105,7 +105,7 @@ public sealed class ConntrackIndexTests
     [Fact]
     public void A_cleanup_the_index_answers_makes_no_dump_and_one_after_lost_events_dumps_again()
     {
-        var table = new Table(Nated(B1, 1), Nated(B2, 2));
+        var table = new FakeConntrackTable(Nated(B1, 1), Nated(B2, 2));
         var events = new FakeEvents();
         var metrics = new ReaperMetrics(Prometheus.Metrics.NewCustomRegistry());
         var records = new ListRecords();
@@ -113,11 +113,11 @@ public sealed class ConntrackIndexTests
         var target = ("backend_left", ConntrackTarget.Backend(new IPEndPoint(B1, 53), ProtocolType.Udp));
 
         reaper.Prepare();
-        Assert.Equal(2, table.Dumps); // both families, once, to fill the index
+        Assert.Equal(2, table.Opened); // both families, once, to fill the index
         events.Post(Nated(B1, 3));
 
         var outcome = reaper.Clean([target], observe: false);
-        Assert.Equal(2, table.Dumps);
+        Assert.Equal(2, table.Opened);
         Assert.Equal([1u, 3u], table.Deleted.Order());
         Assert.Equal(2, outcome.Deleted);
         Assert.Equal(1, metrics.ConntrackDumps.WithLabels("indexed").Value);
@@ -125,21 +125,21 @@ public sealed class ConntrackIndexTests
         events.Lose();
         table.Deleted.Clear();
         reaper.Clean([target], observe: false);
-        Assert.Equal(4, table.Dumps);
+        Assert.Equal(4, table.Opened);
         Assert.Equal([1u], table.Deleted);
     }
 
     [Fact]
     public void Without_events_the_cleanup_dumps_as_before()
     {
-        var table = new Table(Nated(B1, 1));
+        var table = new FakeConntrackTable(Nated(B1, 1));
         var metrics = new ReaperMetrics(Prometheus.Metrics.NewCustomRegistry());
         using var reaper = new ConntrackReaper(new ReapingOptions(), metrics, new ListLogger(), new ListRecords(), () => table, (_, work) => work(), TimeProvider.System, () => null);
 
         reaper.Prepare();
         reaper.Clean([("backend_left", ConntrackTarget.Backend(new IPEndPoint(B1, 53), ProtocolType.Udp))], observe: false);
 
-        Assert.Equal(1, table.Dumps);
+        Assert.Equal(1, table.Opened);
         Assert.Equal([1u], table.Deleted);
         Assert.Equal(0, metrics.ConntrackDumps.WithLabels("indexed").Value);
     }
@@ -205,38 +205,6 @@ public sealed class ConntrackIndexTests
         }
 
         public void Dispose()
-        {
-        }
-    }
-
-    private sealed class Table(params ConntrackEntry[] entries) : IConntrackTable
-    {
-        public int Dumps { get; private set; }
-
-        public List<uint> Deleted { get; } = [];
-
-        public bool IsEmpty => entries.Length == 0;
-
-        public void Dump(AddressFamily family, Func<ConntrackEntry, bool> keep, List<ConntrackEntry> into, IPAddress? replySource = null)
-        {
-            Dumps++;
-            into.AddRange(entries.Where(e => e.Original.Source.AddressFamily == family && (replySource is null || e.Reply.Source.Equals(replySource)) && keep(e)));
-        }
-
-        public Errno Delete(in ConntrackEntry entry)
-        {
-            Deleted.Add(entry.Id);
-            return Errno.None;
-        }
-
-        public void Dispose()
-        {
-        }
-    }
-
-    private sealed class ListRecords : IReapRecords
-    {
-        public void Add(IReadOnlyList<ReapRecord> records)
         {
         }
     }

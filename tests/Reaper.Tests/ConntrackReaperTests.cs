@@ -60,7 +60,7 @@ public sealed class ConntrackReaperTests
     [Fact]
     public void Matching_entries_are_deleted_and_recorded_gone_ones_are_not_failures()
     {
-        var table = new FakeTable(
+        var table = new FakeConntrackTable(
             Nated(Backend, 53, id: 1),
             Nated(Backend, 53, id: 2),
             Nated(Backend, 53, id: 3),
@@ -86,7 +86,7 @@ public sealed class ConntrackReaperTests
     [Fact]
     public void In_observe_mode_nothing_is_deleted_and_the_would_be_deleted_are_counted()
     {
-        var table = new FakeTable(Nated(Backend, 53, id: 1), Nated(Backend, 9, id: 2));
+        var table = new FakeConntrackTable(Nated(Backend, 53, id: 1), Nated(Backend, 9, id: 2));
         var reaper = Reaper(new ReapingOptions { Mode = ReapingMode.Observe }, table);
 
         var outcome = reaper.Clean([("endpoint_gone", ConntrackTarget.AnyPort(Backend, tcp: false))], observe: true);
@@ -101,17 +101,17 @@ public sealed class ConntrackReaperTests
     [Fact]
     public void An_empty_table_is_not_dumped_and_one_address_is_handed_to_the_kernel_filter()
     {
-        var empty = new FakeTable();
+        var empty = new FakeConntrackTable();
         Reaper(new ReapingOptions(), empty).Clean([("endpoint_gone", ConntrackTarget.AnyPort(Backend, tcp: false))], observe: false);
         Assert.Equal(0, empty.Opened);
         Assert.Equal(1, _metrics.ConntrackDumps.WithLabels("skipped").Value);
 
         // One address: the kernel may filter by it. Two: one dump for both, filtered here only. The same entries go either way.
-        var one = new FakeTable(Nated(Backend, 53, id: 1), Nated(Other, 53, id: 2));
+        var one = new FakeConntrackTable(Nated(Backend, 53, id: 1), Nated(Other, 53, id: 2));
         Reaper(new ReapingOptions(), one).Clean([("endpoint_gone", ConntrackTarget.AnyPort(Backend, tcp: false)), ("backend_left", ConntrackTarget.Backend(new IPEndPoint(Backend, 53), ProtocolType.Udp))], observe: false);
         Assert.Equal([Backend], one.ReplySources);
         Assert.Equal([1u], one.Deleted);
-        var two = new FakeTable(Nated(Backend, 53, id: 1), Nated(Other, 53, id: 2), Nated(Vip, 53, id: 3));
+        var two = new FakeConntrackTable(Nated(Backend, 53, id: 1), Nated(Other, 53, id: 2), Nated(Vip, 53, id: 3));
         Reaper(new ReapingOptions(), two).Clean([("endpoint_gone", ConntrackTarget.AnyPort(Backend, tcp: false)), ("endpoint_gone", ConntrackTarget.AnyPort(Other, tcp: false))], observe: false);
         Assert.Equal([null], two.ReplySources);
         Assert.Equal([1u, 2u], two.Deleted);
@@ -124,7 +124,7 @@ public sealed class ConntrackReaperTests
         var target = new[] { ("backend_left", ConntrackTarget.AnyPort(Backend, tcp: false)) };
         foreach (var config in new[] { new ReapingOptions { Conntrack = false }, new ReapingOptions { Mode = ReapingMode.Off } })
         {
-            var table = new FakeTable(Nated(Backend, 53));
+            var table = new FakeConntrackTable(Nated(Backend, 53));
             Assert.Equal(default, Reaper(config, table).Clean(target, observe: false));
             Assert.Equal(0, table.Opened);
         }
@@ -133,7 +133,7 @@ public sealed class ConntrackReaperTests
     [Fact]
     public void Each_listed_namespace_is_cleaned_and_one_that_vanished_is_warned_about_once()
     {
-        var table = new FakeTable(Nated(Backend, 53, id: 1));
+        var table = new FakeConntrackTable(Nated(Backend, 53, id: 1));
         var entered = new List<string>();
         var reaper = new ConntrackReaper(
             new ReapingOptions { ConntrackNamespaces = ["/run/netns/gone", "/run/netns/a"] }, _metrics, _log, _records,
@@ -158,11 +158,11 @@ public sealed class ConntrackReaperTests
     public void The_namespaces_whose_last_cleanup_found_entries_are_walked_first_and_every_namespace_still_is()
     {
         // Each dump walks the whole shared hash, so a namespace cleaned second waits for the first one's walk.
-        var tables = new Dictionary<string, FakeTable>
+        var tables = new Dictionary<string, FakeConntrackTable>
         {
-            ["host"] = new FakeTable(Nated(Backend, 53, id: 1), Nated(Backend, 53, id: 2)),
-            ["/run/netns/a"] = new FakeTable(Nated(Other, 53, id: 3)),
-            ["/run/netns/b"] = new FakeTable(Nated(Backend, 53, id: 4)),
+            ["host"] = new FakeConntrackTable(Nated(Backend, 53, id: 1), Nated(Backend, 53, id: 2)),
+            ["/run/netns/a"] = new FakeConntrackTable(Nated(Other, 53, id: 3)),
+            ["/run/netns/b"] = new FakeConntrackTable(Nated(Backend, 53, id: 4)),
         };
         var dumped = new List<string>();
         string current = "host";
@@ -195,9 +195,9 @@ public sealed class ConntrackReaperTests
 
         // The host found two, b one, a none: that is the next order, and a is still cleaned.
         dumped.Clear();
-        tables["host"] = new FakeTable();
-        tables["/run/netns/b"] = new FakeTable();
-        tables["/run/netns/a"] = new FakeTable(Nated(Backend, 53, id: 5));
+        tables["host"] = new FakeConntrackTable();
+        tables["/run/netns/b"] = new FakeConntrackTable();
+        tables["/run/netns/a"] = new FakeConntrackTable(Nated(Backend, 53, id: 5));
         reaper.Clean(backend, observe: false);
         Assert.Equal(["host", "/run/netns/b", "/run/netns/a"], dumped);
         Assert.Equal([5u], tables["/run/netns/a"].Deleted);
@@ -282,7 +282,7 @@ public sealed class ConntrackReaperTests
         Assert.False(Conntrack.TryParse(half.Written[NetlinkMessage.HeaderSize..], out _));
     }
 
-    private ConntrackReaper Reaper(ReapingOptions config, FakeTable table) =>
+    private ConntrackReaper Reaper(ReapingOptions config, FakeConntrackTable table) =>
         new(config, _metrics, _log, _records, () => table, (_, work) => work(), TimeProvider.System);
 
     /// <summary>A client's flow to the VIP, DNATed to <paramref name="backend"/>:<paramref name="port"/>.</summary>
@@ -303,43 +303,5 @@ public sealed class ConntrackReaperTests
         }
 
         return types;
-    }
-
-    private sealed class FakeTable(params ConntrackEntry[] entries) : IConntrackTable
-    {
-        public Dictionary<uint, Errno> Refuse { get; } = [];
-
-        public List<uint> Deleted { get; } = [];
-
-        public int Opened { get; private set; }
-
-        public List<IPAddress?> ReplySources { get; } = [];
-
-        public bool IsEmpty => entries.Length == 0;
-
-        public void Dump(AddressFamily family, Func<ConntrackEntry, bool> keep, List<ConntrackEntry> into, IPAddress? replySource = null)
-        {
-            Opened++;
-            ReplySources.Add(replySource);
-            // A kernel that filters leaves out entries from elsewhere; keep decides anyway.
-            into.AddRange(entries.Where(e => e.Original.Source.AddressFamily == family && (replySource is null || e.Reply.Source.Equals(replySource)) && keep(e)));
-        }
-
-        public Errno Delete(in ConntrackEntry entry)
-        {
-            Deleted.Add(entry.Id);
-            return Refuse.GetValueOrDefault(entry.Id);
-        }
-
-        public void Dispose()
-        {
-        }
-    }
-
-    private sealed class ListRecords : IReapRecords
-    {
-        public List<ReapRecord> All { get; } = [];
-
-        public void Add(IReadOnlyList<ReapRecord> records) => All.AddRange(records);
     }
 }
