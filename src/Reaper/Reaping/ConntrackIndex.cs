@@ -12,7 +12,7 @@ namespace SocketReaper.Reaping;
 /// finds. The events only tell what changed after the index began listening: it is
 /// <see cref="IsCurrent"/> once a dump made after that (<see cref="BeginSync"/>,
 /// <see cref="CompleteSync"/>) filled it, and stops being so when the kernel says events were lost
-/// (the receive queue overflowed) until the next dump. Above <see cref="Capacity"/> entries, or when
+/// (the receive queue overflowed) until the next dump. Above its capacity (<see cref="DefaultCapacity"/>), or when
 /// reading the events fails otherwise, it gives up for good (<see cref="GaveUp"/>): the cleanups dump as before. Entries are hints either way: a delete
 /// names the entry's id, so one gone meanwhile answers ENOENT and nothing else is touched.
 /// </summary>
@@ -54,8 +54,6 @@ internal sealed class ConntrackIndex : IDisposable
 
     /// <summary>Whether its namespace still sends conntrack events; asked by a thread inside it.</summary>
     public bool EventsSent => _events.StillSent;
-
-    public int Capacity => _capacity;
 
     /// <summary>Whether the index holds every DNATed entry of its namespace: filled by a dump, nothing lost since, not over capacity.</summary>
     public bool IsCurrent

@@ -131,17 +131,7 @@ internal sealed class Conntrack : IConntrackTable
     public bool IsEmpty => CountEntries() is null or 0;
 
     /// <summary>nf_conntrack_count of the calling thread's namespace; null without conntrack.</summary>
-    public static long? CountEntries()
-    {
-        try
-        {
-            return long.TryParse(File.ReadAllText(CountPath).AsSpan().Trim(), out var count) ? count : null;
-        }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
-        {
-            return null;
-        }
-    }
+    public static long? CountEntries() => Sysctl.Read(CountPath);
 
     public void Dump(AddressFamily family, Func<ConntrackEntry, bool> keep, List<ConntrackEntry> into, IPAddress? replySource = null)
     {

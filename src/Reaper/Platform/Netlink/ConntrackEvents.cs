@@ -51,17 +51,7 @@ internal sealed class ConntrackEvents : IConntrackEvents
     /// Whether the calling thread's namespace sends conntrack events: nf_conntrack_events is not 0.
     /// False without the sysctl (conntrack not loaded: no table, and nothing to send).
     /// </summary>
-    public static bool Enabled()
-    {
-        try
-        {
-            return File.ReadAllText(EventsPath).AsSpan().Trim() is var value && value.Length > 0 && !value.SequenceEqual("0");
-        }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
-        {
-            return false;
-        }
-    }
+    public static bool Enabled() => Sysctl.Read(EventsPath) is { } value && value != 0;
 
     /// <summary>Listens in the calling thread's namespace; null when it sends no conntrack events (<see cref="Enabled"/>).</summary>
     public static ConntrackEvents? TryOpen()
