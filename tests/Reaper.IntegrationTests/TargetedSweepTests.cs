@@ -151,6 +151,55 @@ public sealed partial class TargetedSweepTests
     }
 
     /// <summary>
+    /// A targeted sweep starts on the last discovery even when a contact was recorded since, and
+    /// looks the host over again only after the namespaces it knew: the namespace made since is
+    /// swept in that second part, under the cap the first part left. Sweep.Limit 3, observe mode:
+    /// the host's socket and two in a namespace the last discovery knew take the three slots, so
+    /// the socket in the namespace made since is visited but held back — four "would destroy"
+    /// if the second part had a cap of its own, and not visited at all without it.
+    /// </summary>
+    [PrivilegedFact]
+    public void A_sweep_that_looks_again_for_namespaces_made_since_keeps_one_cap_over_both_parts()
+    {
+        string[] addresses = ["10.98.7.9", "10.98.8.9"];
+        using var endpoints = new VethEndpoints(subnet: 98);
+        using var daemon = new DaemonFixture(configJson: """{ "Reaping": { "Mode": "observe" }, "Sweep": { "Limit": 3 } }""", devicePattern: endpoints.Pattern);
+        daemon.Start();
+
+        // Made after the daemon started, so of known history: out of every sweep's scope.
+        using var endpoint = new TestNamespaces(2);
+        var devices = addresses.Select((a, i) => endpoints.AddRouted(endpoint.Names[i], 1 + i, a)).ToList();
+        devices.ForEach(VethEndpoints.WaitCovered);
+        using var host = new TestNamespaces(0);
+        var hostSockets = addresses.Select(a => Connected(host, a, send: true)).ToList();
+        WaitLearned(daemon, addresses, hostSockets, "learning both endpoints");
+
+        using var clients = new TestNamespaces(1);
+        var known = clients.Names[0];
+        Routed(known);
+        clients.In(known, () => Enumerable.Range(0, 2).Select(_ => Connected(clients, addresses[0], send: true)).ToList());
+
+        // Event 1 (the second address): its sweep looks again afterwards, and that discovery, which
+        // knows the first client's namespace, is the last one when event 2 comes.
+        endpoints.Remove(devices[1]);
+        Assert.Equal(1, NextAutomaticDryRun(daemon, 1));
+
+        // Made after that discovery: only a second look finds it.
+        using var made = new TestNamespaces(1);
+        var late = made.Names[0];
+        Routed(late);
+        made.In(late, () => Connected(made, addresses[0], send: true));
+        endpoints.Remove(devices[0]);
+        Assert.Equal(3, NextAutomaticDryRun(daemon, 2));
+        var status = daemon.Busctl("call", "org.socketreaper.Reaper1", "/org/socketreaper/Reaper", "org.socketreaper.Reaper1", "GetStatus").Stdout;
+        var visited = int.Parse(AutomaticSweep().Match(status).Groups["visited"].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(visited >= 3, $"the second event's sweep visited {visited} namespace(s): the host, the first client's and the late one's at least; {status}\n{daemon.Log}");
+        Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sockets_held_back_total{trigger=\"endpoint_gone\"}") >= 1,
+            TimeSpan.FromSeconds(5), $"the late namespace's socket held back; log:\n{daemon.Log}");
+        Assert.Equal(1, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_sockets_held_back_total{trigger=\"endpoint_gone\"}"));
+    }
+
+    /// <summary>
     /// The host's own sockets are found by targeted sweeps, which walk the host only for the
     /// protocols it has sockets with to the stale address: a TCP connection older than the daemon
     /// (recorded by the census at start) and a UDP socket made after (recorded by the hooks).

@@ -102,7 +102,7 @@ internal sealed partial class ConntrackReaper(
     /// <summary>One namespace's index made current, on a thread inside it; an empty pass.</summary>
     private NamespacePass Index(string name)
     {
-        if (IndexFor(name) is { IsCurrent: false } index)
+        if (CurrentCookie() is { } cookie && IndexFor(name, cookie) is { IsCurrent: false } index)
         {
             try
             {
@@ -232,22 +232,14 @@ internal sealed partial class ConntrackReaper(
     /// <summary>One namespace's cleanup, on a thread inside it: one dump per family for every target.</summary>
     private NamespacePass Pass(string name, List<(string Trigger, ConntrackTarget Target)> targets, bool observe)
     {
-        ulong cookie = 0;
-        try
-        {
-            cookie = Netns.CurrentCookie();
-        }
-        catch (NativeException)
-        {
-            // Only the records' namespace column loses it.
-        }
-
-        var index = IndexFor(name);
+        ulong? cookie = CurrentCookie();
+        // Without the namespace's cookie there is no index (it is keyed by it), and only the records' namespace column loses it.
+        var index = cookie is { } known ? IndexFor(name, known) : null;
         var pass = NamespacePass.RunBatched(
             name, observe, open,
             table => Find(table, index, targets),
             (table, entries) => table.DeleteAll(entries),
-            (entry, result) => Record(entry, Trigger(entry, targets)!, name, cookie, result),
+            (entry, result) => Record(entry, Trigger(entry, targets)!, name, cookie ?? 0, result),
             e =>
             {
                 metrics.ConntrackFailures.WithLabels("dump").Inc();
@@ -262,23 +254,14 @@ internal sealed partial class ConntrackReaper(
     }
 
     /// <summary>
-    /// The calling thread's namespace's index (<paramref name="name"/> names it): the one it has while
-    /// that is still this namespace's and working, a new one otherwise — none where the namespace
-    /// sends no conntrack events, its index gave up (logged once), or there are no events to open.
+    /// The calling thread's namespace's index (<paramref name="name"/> names the namespace,
+    /// <paramref name="cookie"/> is its cookie): the one it has while that is still this namespace's
+    /// and working, a new one otherwise — none where the namespace sends no conntrack events, its
+    /// index gave up (logged once), or there are no events to open.
     /// </summary>
-    private ConntrackIndex? IndexFor(string name)
+    private ConntrackIndex? IndexFor(string name, ulong cookie)
     {
         if (openEvents is null || _unindexed.ContainsKey(name))
-        {
-            return null;
-        }
-
-        ulong cookie;
-        try
-        {
-            cookie = Netns.CurrentCookie();
-        }
-        catch (NativeException)
         {
             return null;
         }
@@ -313,6 +296,19 @@ internal sealed partial class ConntrackReaper(
         {
             // No index: this pass dumps, and the next tries again.
             Log.IndexFailed(logger, name, e.Message);
+            return null;
+        }
+    }
+
+    /// <summary>The calling thread's namespace's cookie; null when the kernel does not say.</summary>
+    private static ulong? CurrentCookie()
+    {
+        try
+        {
+            return Netns.CurrentCookie();
+        }
+        catch (NativeException)
+        {
             return null;
         }
     }

@@ -29,7 +29,7 @@ internal interface IReapEngine
     /// Whether a targeted sweep with <paramref name="scope"/> would visit no namespace: a discovery
     /// that holds every namespace such a sweep can need (the last one while nothing recorded since
     /// could have added one, a fresh one otherwise) and <paramref name="scope"/> gives none of them a
-    /// protocol. False when unsure.
+    /// protocol. False when unsure, and at once when the last discovery has a namespace in scope.
     /// </summary>
     bool NoneInScope(Func<NetnsInfo, SweepProtocols> scope);
 

@@ -40,13 +40,34 @@ internal sealed class LoadedEngine : IReapEngine
     }
 
     /// <remarks>
-    /// When the last discovery is out of date (the hooks recorded a contact since, anywhere on the
-    /// host), the host is looked over again first: that discovery then serves the next checks and
-    /// sweeps until the next contact. Without it, a host whose containers keep connecting somewhere
-    /// made every fleet event a sweep (150 % of a core in bench/fleet.sh beside bench/soak.sh).
+    /// A namespace the last discovery knows in scope settles it without looking the host over: there
+    /// is a sweep to run, and it looks for namespaces made since itself, after the known ones
+    /// (<see cref="SweepCoordinator.Run"/>). Only "none" must hold for every namespace, so when the last
+    /// discovery is out of date (the hooks recorded a contact since, anywhere on the host) the host
+    /// is looked over again first: that discovery then serves the next checks and sweeps until the
+    /// next contact. Without it, a host whose containers keep connecting somewhere made every fleet
+    /// event a sweep (150 % of a core in bench/fleet.sh beside bench/soak.sh).
     /// </remarks>
-    public bool NoneInScope(Func<NetnsInfo, SweepProtocols> scope) =>
-        Hooks is not null && (Coordinator.ReusableDiscovery() ?? Coordinator.Discover()) is { Count: > 0 } known && known.All(n => scope(n) == 0);
+    public bool NoneInScope(Func<NetnsInfo, SweepProtocols> scope)
+    {
+        if (Hooks is null)
+        {
+            return false;
+        }
+
+        var (known, upToDate) = Coordinator.LastDiscovery() ?? ([], false);
+        if (known.Any(n => scope(n) != 0))
+        {
+            return false;
+        }
+
+        if (!upToDate)
+        {
+            known = Coordinator.Discover();
+        }
+
+        return known.Count > 0 && known.All(n => scope(n) == 0);
+    }
 
     public bool HasHooks => Hooks is not null;
 

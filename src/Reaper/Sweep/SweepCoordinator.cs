@@ -7,8 +7,9 @@ namespace SocketReaper.Sweep;
 /// <summary>
 /// The daemon's single door to the sweep engine: one sweep at a time (a second caller is refused
 /// with <see cref="SweepBusyException"/> rather than queued, so callers never wait blind), namespace
-/// discovery (fresh for a full sweep; a targeted one reuses the last while the hooks' contacts have
-/// not changed), metrics, and an event for D-Bus to announce.
+/// discovery (fresh for a full sweep; a targeted one starts on the last and, when the hooks recorded
+/// a contact since, looks again once the namespaces known are swept), metrics, and an event for
+/// D-Bus to announce.
 /// </summary>
 internal sealed partial class SweepCoordinator : IDisposable
 {
@@ -104,20 +105,16 @@ internal sealed partial class SweepCoordinator : IDisposable
     }
 
     /// <summary>
-    /// The last discovery, if a targeted sweep may reuse it (see <see cref="ScopeVersion"/>): every
-    /// namespace such a sweep can need is in it. Null without hooks or when it may be out of date.
+    /// The last discovery (null before the first) and whether it is up to date for a targeted sweep
+    /// (see <see cref="ScopeVersion"/>): every namespace such a sweep can need is in it. Never up
+    /// to date without hooks.
     /// </summary>
-    public IReadOnlyList<NetnsInfo>? ReusableDiscovery()
+    public (IReadOnlyList<NetnsInfo> Namespaces, bool UpToDate)? LastDiscovery()
     {
-        if (ScopeVersion is not { } version)
-        {
-            return null;
-        }
-
-        var now = version();
+        var now = ScopeVersion?.Invoke();
         lock (_lock)
         {
-            return _last is { Version: { } then } last && then == now ? last.Namespaces : null;
+            return _last is { } last ? (last.Namespaces, now is not null && last.Version == now) : null;
         }
     }
 
@@ -164,15 +161,32 @@ internal sealed partial class SweepCoordinator : IDisposable
         try
         {
             Started?.Invoke();
-            var reusable = request.Scope is not null ? ReusableDiscovery() : null;
-            var (namespaces, planned, outOfScope) = (reusable is not null ? Plan(request, reusable, reused: true) : null)
-                ?? Plan(request, Discover(), reused: false)!.Value;
-            request = planned;
+
+            // A targeted sweep starts at once on the last discovery. When that may be out of date (a
+            // contact was recorded since, so a namespace made since may be in scope), the host is
+            // looked over again after the namespaces already known were swept, and what the new look
+            // adds is swept too, under the same cap: the look (~1 ms here, more on a host of many
+            // processes) no longer stands between a notice and the sockets of the namespaces known.
+            var last = request.Scope is not null ? LastDiscovery() : null;
+            var reused = last is { } l ? Plan(request, l.Namespaces, reused: true) : null;
+            var lookAgain = reused is not null && !last!.Value.UpToDate;
+            var (namespaces, planned, outOfScope) = reused ?? Plan(request, Discover(), reused: false)!.Value;
 
             var counter = new ProtocolCounter();
+            ISweepObserver observer = counter;
             began = true;
-            watched = Watcher?.Begin(id, request);
-            var result = RunEngine(request, namespaces, outOfScope, watched is null ? counter : new BothObservers(counter, watched), cancellation);
+            watched = Watcher?.Begin(id, planned);
+            if (watched is not null)
+            {
+                observer = new BothObservers(counter, watched);
+            }
+
+            var result = RunEngine(planned, namespaces, outOfScope, observer, cancellation);
+            if (lookAgain && !cancellation.IsCancellationRequested)
+            {
+                result = LookAgain(request, namespaces, result, observer, cancellation);
+            }
+
             var completed = Complete(id, result, counter);
             var ending = watched;
             watched = null;
@@ -193,11 +207,31 @@ internal sealed partial class SweepCoordinator : IDisposable
         }
     }
 
-    private SweepResult RunEngine(SweepRequest request, IReadOnlyList<NetnsInfo> namespaces, int outOfScope, ISweepObserver observer, CancellationToken cancellation)
+    /// <summary>
+    /// The second part of a targeted sweep that started on an out-of-date discovery: a fresh one,
+    /// and the namespaces in scope that the first part did not visit, swept with the slots of the
+    /// cap that part left. Returns both parts' totals as one sweep's.
+    /// </summary>
+    private SweepResult LookAgain(SweepRequest request, IReadOnlyList<NetnsInfo> swept, SweepResult first, ISweepObserver observer, CancellationToken cancellation)
+    {
+        var (fresh, planned, outOfScope) = Plan(request, Discover(), reused: false)!.Value;
+        var visited = swept.Select(n => n.Cookie).ToHashSet();
+        var rest = fresh.Where(n => !visited.Contains(n.Cookie)).ToList();
+        if (rest.Count == 0)
+        {
+            return first with { NamespacesOutOfScope = outOfScope };
+        }
+
+        var second = RunEngine(planned, rest, outOfScope, observer, cancellation, first.BudgetUsed);
+        return first.Then(second) with { NamespacesOutOfScope = outOfScope };
+    }
+
+    private SweepResult RunEngine(SweepRequest request, IReadOnlyList<NetnsInfo> namespaces, int outOfScope, ISweepObserver observer, CancellationToken cancellation,
+        long budgetUsed = 0)
     {
         try
         {
-            return _engine.Run(request with { Parallelism = _threads }, namespaces, observer, cancellation) with
+            return _engine.Run(request with { Parallelism = _threads }, namespaces, observer, cancellation, budgetUsed) with
             {
                 Targeted = request.Scope is not null,
                 NamespacesOutOfScope = outOfScope,

@@ -84,8 +84,13 @@ internal sealed partial class SweepEngine : IDisposable
     /// <summary>The kernel variant the sweep was loaded for (its degradations say what it costs).</summary>
     public SweepKernel Kernel => _object.Kernel;
 
-    /// <summary>Runs <paramref name="request"/> over <paramref name="namespaces"/>, waiting for a running sweep to end first.</summary>
-    public SweepResult Run(SweepRequest request, IReadOnlyList<NetnsInfo> namespaces, ISweepObserver? observer, CancellationToken cancellation)
+    /// <summary>
+    /// Runs <paramref name="request"/> over <paramref name="namespaces"/>, waiting for a running sweep
+    /// to end first. <paramref name="budgetUsed"/>: slots of the cap already taken, by the first part
+    /// of the same sweep (<see cref="SweepResult.BudgetUsed"/>), so the cap holds over both.
+    /// </summary>
+    public SweepResult Run(SweepRequest request, IReadOnlyList<NetnsInfo> namespaces, ISweepObserver? observer, CancellationToken cancellation,
+        long budgetUsed = 0)
     {
         var table = RuleTable.Build(request.Rules);
         if (request.Limit < 0)
@@ -93,10 +98,12 @@ internal sealed partial class SweepEngine : IDisposable
             throw new FormatException($"limit {request.Limit} is negative; use 0 or more.");
         }
 
+        ArgumentOutOfRangeException.ThrowIfNegative(budgetUsed);
+
         _gate.Wait(cancellation);
         try
         {
-            return RunLocked(request, table, namespaces, observer, cancellation);
+            return RunLocked(request, table, namespaces, observer, budgetUsed, cancellation);
         }
         finally
         {
@@ -104,10 +111,10 @@ internal sealed partial class SweepEngine : IDisposable
         }
     }
 
-    private SweepResult RunLocked(SweepRequest request, RuleTable table, IReadOnlyList<NetnsInfo> namespaces, ISweepObserver? observer, CancellationToken cancellation)
+    private SweepResult RunLocked(SweepRequest request, RuleTable table, IReadOnlyList<NetnsInfo> namespaces, ISweepObserver? observer, long budgetUsed, CancellationToken cancellation)
     {
         var started = Stopwatch.GetTimestamp();
-        Prepare(request, table);
+        Prepare(request, table, budgetUsed);
         var tally = new Tally();
         var next = -1;
         // Without atomic fetch-and-add the iterators count the cap with plain arithmetic: one thread keeps it exact.
@@ -131,12 +138,12 @@ internal sealed partial class SweepEngine : IDisposable
         return result;
     }
 
-    /// <summary>Writes <paramref name="request"/> into the object: its rules, cap and dry run, and zeroed counters.</summary>
-    private void Prepare(SweepRequest request, RuleTable table)
+    /// <summary>Writes <paramref name="request"/> into the object: its rules, cap (<paramref name="budgetUsed"/> of it taken) and dry run, and zeroed counters.</summary>
+    private void Prepare(SweepRequest request, RuleTable table, long budgetUsed)
     {
         LoadRules(table);
         _object.Limit = (ulong)request.Limit;
-        _object.BudgetUsed = 0;
+        _object.BudgetUsed = (ulong)budgetUsed;
         _object.DryRun = request.DryRun ? 1u : 0u;
         var stats = _object.Stats;
         stats.Update(BitConverter.GetBytes(0u), new byte[((stats.ValueSize + 7) & ~7) * BpfMap.PossibleCpus]);
@@ -214,6 +221,7 @@ internal sealed partial class SweepEngine : IDisposable
             WouldDestroy = counted.DryRun,
             HeldBack = counted.HeldBack,
             Gone = tally.Gone,
+            BudgetUsed = (long)Volatile.Read(ref _object.BudgetUsed),
             DestroyMode = _object.Mode,
             FailedByErrno = tally.Failures,
             Duration = Stopwatch.GetElapsedTime(started),

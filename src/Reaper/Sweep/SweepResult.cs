@@ -48,6 +48,9 @@ internal sealed record SweepResult
     /// <summary>sock_diag mode: matches that closed or changed before netlink reached them, left alone (not failures).</summary>
     public long Gone { get; init; }
 
+    /// <summary>Slots of the cap taken when the engine finished (what a second part of the sweep starts from).</summary>
+    public long BudgetUsed { get; init; }
+
     /// <summary>How the sweep destroyed what it matched.</summary>
     public DestroyMode DestroyMode { get; init; }
 
@@ -64,4 +67,38 @@ internal sealed record SweepResult
     public bool Cancelled { get; init; }
 
     public bool LimitReached => HeldBack > 0;
+
+    /// <summary>
+    /// One sweep's totals from this part and <paramref name="next"/>, which the engine ran right after
+    /// it on other namespaces, starting from this part's <see cref="BudgetUsed"/>: from this part's
+    /// start to the next's end.
+    /// </summary>
+    public SweepResult Then(SweepResult next)
+    {
+        var failed = new Dictionary<string, long>(FailedByErrno, StringComparer.Ordinal);
+        foreach (var (errno, count) in next.FailedByErrno)
+        {
+            failed[errno] = failed.GetValueOrDefault(errno) + count;
+        }
+
+        var ended = next.StartedTicks + (long)(next.Duration.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+        return this with
+        {
+            NamespacesVisited = NamespacesVisited + next.NamespacesVisited,
+            NamespacesSkipped = NamespacesSkipped + next.NamespacesSkipped,
+            NamespacesFailed = NamespacesFailed + next.NamespacesFailed,
+            NamespaceFailures = [.. NamespaceFailures, .. next.NamespaceFailures],
+            ScannedTcp = ScannedTcp + next.ScannedTcp,
+            ScannedUdp = ScannedUdp + next.ScannedUdp,
+            Matched = Matched + next.Matched,
+            Destroyed = Destroyed + next.Destroyed,
+            WouldDestroy = WouldDestroy + next.WouldDestroy,
+            HeldBack = HeldBack + next.HeldBack,
+            Gone = Gone + next.Gone,
+            BudgetUsed = next.BudgetUsed,
+            FailedByErrno = failed,
+            Duration = System.Diagnostics.Stopwatch.GetElapsedTime(StartedTicks, ended),
+            Cancelled = Cancelled || next.Cancelled,
+        };
+    }
 }
