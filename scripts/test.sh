@@ -117,7 +117,7 @@ for kernel in "${kernels[@]}"; do
   filter="Kernels=matrix"
   [ "$kernel" = 6.12 ] && filter="Kernels=matrix|Category=Netkit"
   # The sweep's safety set forced into sock_diag mode (and, on 5.10, into the oldest variant) is
-  # what these kernels run anyway: the plain set is that run, and each copy would cost 3-4 min.
+  # what these kernels run anyway: the plain set is that run, and a copy would only repeat it.
   [ "$kernel" = 6.1 ] && filter="Kernels=matrix&FullyQualifiedName!~SockDiagSweepSafetyTests"
   [ "$kernel" = 5.10 ] && filter="Kernels=matrix&FullyQualifiedName!~SockDiagSweepSafetyTests&FullyQualifiedName!~OldKernelSweepSafetyTests"
   echo "test: Reaper.IntegrationTests in a VM, kernel $kernel ($filter)"

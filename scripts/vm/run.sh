@@ -69,7 +69,7 @@ trap cleanup EXIT
 # The guest runs this script from /tmp/out; the command's words are quoted for the shell.
 {
   if [ ${#checkout_share[@]} -gt 0 ]; then
-    echo "mkdir -p $(printf '%q' "$PWD") && mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro checkout $(printf '%q' "$PWD") || exit 125"
+    echo "mkdir -p $(printf '%q' "$PWD") && mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro,cache=loose checkout $(printf '%q' "$PWD") || exit 125"
   fi
   echo "cd $(printf '%q' "$PWD") || exit 125"
   echo "export HOME=/tmp DOTNET_CLI_HOME=/tmp DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
