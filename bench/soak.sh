@@ -6,6 +6,7 @@
 #   env: WINDOW_MINUTES=5  ENDPOINTS=20  CLIENTS=6  EVENT_SECONDS=2  SOAK_SAMPLES=FILE (memory every 30 s)
 #        KEEP_LOGS=DIR (keeps the daemon's log there)
 #        CHILD_EHASH=N (a TCP hash table of N buckets for each namespace the run makes: bench/child-ehash.sh)
+#        SWEEP_THREADS=N (the daemon's Sweep.Threads; its default otherwise, one per core)
 #
 # The NativeAOT daemon (published to artifacts/aot, again only when src/ changed) and, after it,
 # ENDPOINTS endpoints made as a routing CNI makes them (namespace, veth, /32 address in 10.99.0.0/16,
@@ -69,7 +70,7 @@ child_ehash_apply soak "$tag"
 # Metrics on a loopback port of ours: the bench reads the daemon's managed heap and threads there.
 metrics_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cat >"$out/daemon.json" <<EOF
-{"DBus":{"Enabled":false},"Metrics":{"Enabled":true,"Listen":"127.0.0.1:$metrics_port"},"State":{"Directory":"$out/state"},"Datapath":{"PinRoot":"$pins","Devices":["${tag}e*"],"AllNetkit":false}}
+{"DBus":{"Enabled":false},"Metrics":{"Enabled":true,"Listen":"127.0.0.1:$metrics_port"},"State":{"Directory":"$out/state"},"Datapath":{"PinRoot":"$pins","Devices":["${tag}e*"],"AllNetkit":false}${SWEEP_THREADS:+,\"Sweep\":{\"Threads\":$SWEEP_THREADS}}}
 EOF
 # AutoReaper at Debug: its stage stamps (event 505) give the daemon's side of each reaction.
 env SOCKETREAPER_Logging__LogLevel__SocketReaper.Reaping.AutoReaper=Debug \

@@ -194,7 +194,6 @@ internal sealed partial class DatapathService : BackgroundService
         {
             // Wake for whichever comes first, a link/route change or a datapath event.
             monitor.WaitWith(events.EpollFd, wait);
-            owners.NoticeTicks = Stopwatch.GetTimestamp();
             for (var read = 0; read < MessagesPerTurn; read++)
             {
                 var before = Monotonic.NowNs();
@@ -204,6 +203,8 @@ internal sealed partial class DatapathService : BackgroundService
                     break;
                 }
 
+                // Stamped per read, not per turn: a message read late in a busy turn was noticed then.
+                owners.NoticeTicks = Stopwatch.GetTimestamp();
                 foreach (var change in changes)
                 {
                     Handle(change, coverage, owners);

@@ -375,7 +375,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
                     // The stages of the reaction, for bench/reap.sh (CLOCK_MONOTONIC ns, as Stopwatch ticks are here).
                     var noticed = targets.Where(t => t.NoticedTicks != 0).Select(t => t.NoticedTicks).DefaultIfEmpty(0).Min();
                     Log.Stages(_logger, request.Trigger, noticed, targets.Min(t => t.QueuedTicks), scopedTicks, result.StartedTicks,
-                        result.StartedTicks + (long)(result.Duration.TotalSeconds * Stopwatch.Frequency));
+                        result.FinishedTicks);
                 }
 
                 return (result, scope);

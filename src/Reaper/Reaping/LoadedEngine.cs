@@ -63,6 +63,8 @@ internal sealed class LoadedEngine : IReapEngine
 
         if (!upToDate)
         {
+            // Every namespace is asked again, the known ones too: a contact recorded since the
+            // first look must not let the sweep be skipped. A few map lookups each.
             known = Coordinator.Discover();
         }
 

@@ -64,6 +64,9 @@ internal sealed record SweepResult
     /// <summary>When the engine began (rules loaded next, then the first namespace); Stopwatch ticks.</summary>
     public long StartedTicks { get; init; }
 
+    /// <summary>When the engine finished: <see cref="StartedTicks"/> plus <see cref="Duration"/>; Stopwatch ticks.</summary>
+    public long FinishedTicks => StartedTicks + (long)(Duration.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+
     public bool Cancelled { get; init; }
 
     public bool LimitReached => HeldBack > 0;
@@ -81,7 +84,6 @@ internal sealed record SweepResult
             failed[errno] = failed.GetValueOrDefault(errno) + count;
         }
 
-        var ended = next.StartedTicks + (long)(next.Duration.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
         return this with
         {
             NamespacesVisited = NamespacesVisited + next.NamespacesVisited,
@@ -97,7 +99,7 @@ internal sealed record SweepResult
             Gone = Gone + next.Gone,
             BudgetUsed = next.BudgetUsed,
             FailedByErrno = failed,
-            Duration = System.Diagnostics.Stopwatch.GetElapsedTime(StartedTicks, ended),
+            Duration = System.Diagnostics.Stopwatch.GetElapsedTime(StartedTicks, next.FinishedTicks),
             Cancelled = Cancelled || next.Cancelled,
         };
     }
