@@ -69,8 +69,10 @@ child_ehash_apply soak "$tag"
 
 # Metrics on a loopback port of ours: the bench reads the daemon's managed heap and threads there.
 metrics_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+sweep_json=""
+[ -n "${SWEEP_THREADS:-}" ] && sweep_json=",\"Sweep\":{\"Threads\":$SWEEP_THREADS}"
 cat >"$out/daemon.json" <<EOF
-{"DBus":{"Enabled":false},"Metrics":{"Enabled":true,"Listen":"127.0.0.1:$metrics_port"},"State":{"Directory":"$out/state"},"Datapath":{"PinRoot":"$pins","Devices":["${tag}e*"],"AllNetkit":false}${SWEEP_THREADS:+,\"Sweep\":{\"Threads\":$SWEEP_THREADS}}}
+{"DBus":{"Enabled":false},"Metrics":{"Enabled":true,"Listen":"127.0.0.1:$metrics_port"},"State":{"Directory":"$out/state"},"Datapath":{"PinRoot":"$pins","Devices":["${tag}e*"],"AllNetkit":false}$sweep_json}
 EOF
 # AutoReaper at Debug: its stage stamps (event 505) give the daemon's side of each reaction.
 env SOCKETREAPER_Logging__LogLevel__SocketReaper.Reaping.AutoReaper=Debug \
