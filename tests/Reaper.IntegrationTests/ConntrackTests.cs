@@ -60,6 +60,16 @@ public sealed class ConntrackTests(ITestOutputHelper output)
         var otherEntry = Single(Entries(other), e => e.IsDestinationNat);
         var straightEntry = Single(Entries(straight), e => !e.IsDestinationNat);
 
+        // The host's index of DNATed entries, kept from conntrack events, holds both NATed flows (at
+        // least: other tests may NAT on this host too), and a scrape says it is current.
+        Poll.Until(() =>
+            {
+                var scrape = daemon.Scrape();
+                return DaemonFixture.Sample(scrape, "socketreaper_conntrack_index_entries") >= 2 &&
+                       DaemonFixture.Sample(scrape, "socketreaper_conntrack_index_namespaces{state=\"current\"}") == 1;
+            },
+            TimeSpan.FromSeconds(5), $"the conntrack index's gauges; scrape:\n{daemon.Scrape()}");
+
         // The operator took B1 out of the NAT rule (above) and tells the daemon.
         SetService(daemon, B2);
         var watch = Stopwatch.StartNew();

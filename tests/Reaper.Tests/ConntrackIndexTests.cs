@@ -114,6 +114,10 @@ public sealed class ConntrackIndexTests
 
         reaper.Prepare();
         Assert.Equal(2, table.Opened); // both families, once, to fill the index
+        reaper.PublishIndexMetrics();
+        Assert.Equal(2, metrics.ConntrackIndexEntries.Value);
+        Assert.Equal(1, metrics.ConntrackIndexNamespaces.WithLabels("current").Value);
+        Assert.Equal(0, metrics.ConntrackIndexNamespaces.WithLabels("behind").Value);
         events.Post(Nated(B1, 3));
 
         var outcome = reaper.Clean([target], observe: false);
@@ -127,6 +131,9 @@ public sealed class ConntrackIndexTests
         reaper.Clean([target], observe: false);
         Assert.Equal(4, table.Opened);
         Assert.Equal([1u], table.Deleted);
+        reaper.PublishIndexMetrics();
+        Assert.Equal(1, metrics.ConntrackIndexLosses.Value);
+        Assert.Equal(1, metrics.ConntrackIndexNamespaces.WithLabels("current").Value);
     }
 
     [Fact]

@@ -58,6 +58,9 @@ internal sealed class ReaperMetrics : ISweepRecorder
         NeighboursDeleted = f.CreateCounter("socketreaper_neighbours_flushed_total", "Neighbour (ARP/NDP) entries of an address that went or moved, flushed so the next packet finds its new owner (Reaping.Neighbours), by trigger and result: deleted, would-delete (observe mode), gone (went before the delete), failed.", "trigger", "result");
         ConntrackDumps = f.CreateCounter("socketreaper_conntrack_dumps_total", "Conntrack tables the cleanup looked at, one per namespace and address family: result=dumped when it listed the table, result=skipped when the namespace's table was empty (nf_conntrack_count 0) and no dump was made, result=indexed when the namespace's index of DNATed entries (kept from conntrack events) answered instead of a dump.", "result");
         ConntrackFailures = f.CreateCounter("socketreaper_conntrack_failures_total", "Conntrack cleanup failures: operation=delete an entry the kernel refused to delete, dump a namespace whose table could not be listed, namespace one of Reaping.ConntrackNamespaces that could not be entered.", "operation");
+        ConntrackIndexEntries = f.CreateGauge("socketreaper_conntrack_index_entries", "DNATed conntrack entries held by the cleanup's indexes (kept from conntrack events, one index per namespace), over all namespaces.");
+        ConntrackIndexNamespaces = f.CreateGauge("socketreaper_conntrack_index_namespaces", "Namespaces by the state of their conntrack index: current (it holds every DNATed entry: cleanups need no dump), behind (not filled yet, or events were lost: the next cleanup dumps and refills it), gave_up (over capacity or its events failed: cleanups there dump).", "state");
+        ConntrackIndexLosses = f.CreateCounter("socketreaper_conntrack_index_losses_total", "Times the kernel told a conntrack index that events were lost (its receive queue overflowed); that namespace's next cleanup dumps its table and refills the index.");
         // The runtime's own: process_resident_memory_bytes, process_num_threads, process_open_fds,
         // dotnet_total_memory_bytes (the managed heap), dotnet_collection_count_total…
         DotNetStats.Register(registry);
@@ -71,6 +74,12 @@ internal sealed class ReaperMetrics : ISweepRecorder
         ConntrackDumps.WithLabels("dumped");
         ConntrackDumps.WithLabels("skipped");
         ConntrackDumps.WithLabels("indexed");
+        ConntrackIndexLosses.Inc(0);
+        foreach (var state in new[] { "current", "behind", "gave_up" })
+        {
+            ConntrackIndexNamespaces.WithLabels(state);
+        }
+
         foreach (var operation in new[] { "delete", "dump", "namespace" })
         {
             ConntrackFailures.WithLabels(operation);
@@ -159,6 +168,12 @@ internal sealed class ReaperMetrics : ISweepRecorder
     public Counter ConntrackFailures { get; }
 
     public Counter ConntrackDumps { get; }
+
+    public Gauge ConntrackIndexEntries { get; }
+
+    public Gauge ConntrackIndexNamespaces { get; }
+
+    public Counter ConntrackIndexLosses { get; }
 
     public Counter ReapUndated { get; }
 

@@ -64,10 +64,50 @@ internal sealed partial class ConntrackReaper(
     private readonly Dictionary<string, ConntrackIndex> _indexes = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _unindexed = new(StringComparer.Ordinal);
 
+    // What a scrape reads of them (from its own thread): the indexes as last changed, how many gave
+    // up, and the losses of the indexes replaced since (their counter must not go back).
+    private readonly object _publishing = new();
+    private volatile ConntrackIndex[] _published = [];
+    private volatile int _gaveUpCount;
+    private long _retiredLosses;
+
     /// <param name="history">The reap history, which every entry deleted (or that would be) goes to.</param>
     public ConntrackReaper(ReaperOptions options, ReaperMetrics metrics, ILogger<ConntrackReaper> logger, IReapRecords history)
         : this(options.Reaping, metrics, logger, history, Conntrack.Open, InNamespace, TimeProvider.System, ConntrackEvents.TryOpen)
     {
+        metrics.Registry.AddBeforeCollectCallback(PublishIndexMetrics);
+    }
+
+    /// <summary>The indexes' gauges and loss counter, as a scrape finds them (any thread).</summary>
+    internal void PublishIndexMetrics()
+    {
+        ConntrackIndex[] indexes;
+        long entries = 0, losses;
+        var current = 0;
+        lock (_publishing)
+        {
+            indexes = _published;
+            losses = _retiredLosses;
+            foreach (var index in indexes)
+            {
+                entries += index.Count;
+                losses += index.Losses;
+                current += index.IsCurrent ? 1 : 0;
+            }
+        }
+
+        metrics.ConntrackIndexEntries.Set(entries);
+        metrics.ConntrackIndexLosses.IncTo(losses);
+        metrics.ConntrackIndexNamespaces.WithLabels("current").Set(current);
+        metrics.ConntrackIndexNamespaces.WithLabels("behind").Set(indexes.Length - current);
+        metrics.ConntrackIndexNamespaces.WithLabels("gave_up").Set(_gaveUpCount);
+    }
+
+    /// <summary>After the lane's thread changed the indexes: what the next scrape reads.</summary>
+    private void Published()
+    {
+        _published = [.. _indexes.Values];
+        _gaveUpCount = _unindexed.Count;
     }
 
     /// <summary>Stops the indexes' readers.</summary>
@@ -79,6 +119,7 @@ internal sealed partial class ConntrackReaper(
         }
 
         _indexes.Clear();
+        Published();
     }
 
     /// <summary>
@@ -275,9 +316,20 @@ internal sealed partial class ConntrackReaper(
 
             index.Dispose();
             _indexes.Remove(name);
+            if (index.GaveUp is { } gaveUp)
+            {
+                _unindexed[name] = gaveUp;
+            }
+
+            // Out of what a scrape reads, its losses kept, as one step: a scrape counts them once.
+            lock (_publishing)
+            {
+                Published();
+                _retiredLosses += index.Losses;
+            }
+
             if (index.GaveUp is { } why)
             {
-                _unindexed[name] = why;
                 Log.IndexGaveUp(logger, name, why);
                 return null;
             }
@@ -290,7 +342,9 @@ internal sealed partial class ConntrackReaper(
                 return null;
             }
 
-            return _indexes[name] = new ConntrackIndex(events, cookie);
+            var made = _indexes[name] = new ConntrackIndex(events, cookie);
+            Published();
+            return made;
         }
         catch (NativeException e)
         {
