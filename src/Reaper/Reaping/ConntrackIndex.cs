@@ -39,14 +39,17 @@ internal sealed class ConntrackIndex : IDisposable
     private HashSet<Key>? _destroyedDuringSync;
     private volatile bool _stopping;
     private long _losses;
+    private readonly Action? _onLoss;
 
     /// <param name="events">The namespace's events, listened to already (the index owns them from here).</param>
     /// <param name="cookie">The namespace's cookie, so a namespace made anew at the same path gets an index of its own.</param>
-    public ConntrackIndex(IConntrackEvents events, ulong cookie, int capacity = DefaultCapacity)
+    /// <param name="onLoss">Told each time the kernel says events were lost (the daemon's loss counter).</param>
+    public ConntrackIndex(IConntrackEvents events, ulong cookie, int capacity = DefaultCapacity, Action? onLoss = null)
     {
         _events = events;
         Cookie = cookie;
         _capacity = capacity;
+        _onLoss = onLoss;
         new Thread(Read) { IsBackground = true, Name = "reaper conntrack events" }.Start();
     }
 
@@ -197,6 +200,7 @@ internal sealed class ConntrackIndex : IDisposable
     internal void Lose()
     {
         Interlocked.Increment(ref _losses);
+        _onLoss?.Invoke();
         lock (_gate)
         {
             _lost = true;

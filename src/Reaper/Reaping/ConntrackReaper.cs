@@ -64,12 +64,9 @@ internal sealed partial class ConntrackReaper(
     private readonly Dictionary<string, ConntrackIndex> _indexes = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _unindexed = new(StringComparer.Ordinal);
 
-    // What a scrape reads of them (from its own thread): the indexes as last changed, how many gave
-    // up, and the losses of the indexes replaced since (their counter must not go back).
-    private readonly object _publishing = new();
+    // What a scrape reads of them (from its own thread): the indexes as last changed, and how many gave up.
     private volatile ConntrackIndex[] _published = [];
     private volatile int _gaveUpCount;
-    private long _retiredLosses;
 
     /// <param name="history">The reap history, which every entry deleted (or that would be) goes to.</param>
     public ConntrackReaper(ReaperOptions options, ReaperMetrics metrics, ILogger<ConntrackReaper> logger, IReapRecords history)
@@ -78,26 +75,19 @@ internal sealed partial class ConntrackReaper(
         metrics.Registry.AddBeforeCollectCallback(PublishIndexMetrics);
     }
 
-    /// <summary>The indexes' gauges and loss counter, as a scrape finds them (any thread).</summary>
+    /// <summary>The indexes' gauges, as a scrape finds them (any thread); each index counts its losses itself.</summary>
     internal void PublishIndexMetrics()
     {
-        ConntrackIndex[] indexes;
-        long entries = 0, losses;
+        var indexes = _published;
+        long entries = 0;
         var current = 0;
-        lock (_publishing)
+        foreach (var index in indexes)
         {
-            indexes = _published;
-            losses = _retiredLosses;
-            foreach (var index in indexes)
-            {
-                entries += index.Count;
-                losses += index.Losses;
-                current += index.IsCurrent ? 1 : 0;
-            }
+            entries += index.Count;
+            current += index.IsCurrent ? 1 : 0;
         }
 
         metrics.ConntrackIndexEntries.Set(entries);
-        metrics.ConntrackIndexLosses.IncTo(losses);
         metrics.ConntrackIndexNamespaces.WithLabels("current").Set(current);
         metrics.ConntrackIndexNamespaces.WithLabels("behind").Set(indexes.Length - current);
         metrics.ConntrackIndexNamespaces.WithLabels("gave_up").Set(_gaveUpCount);
@@ -316,19 +306,14 @@ internal sealed partial class ConntrackReaper(
 
             index.Dispose();
             _indexes.Remove(name);
-            if (index.GaveUp is { } gaveUp)
+            var why = index.GaveUp;
+            if (why is not null)
             {
-                _unindexed[name] = gaveUp;
+                _unindexed[name] = why;
             }
 
-            // Out of what a scrape reads, its losses kept, as one step: a scrape counts them once.
-            lock (_publishing)
-            {
-                Published();
-                _retiredLosses += index.Losses;
-            }
-
-            if (index.GaveUp is { } why)
+            Published();
+            if (why is not null)
             {
                 Log.IndexGaveUp(logger, name, why);
                 return null;
@@ -342,7 +327,7 @@ internal sealed partial class ConntrackReaper(
                 return null;
             }
 
-            var made = _indexes[name] = new ConntrackIndex(events, cookie);
+            var made = _indexes[name] = new ConntrackIndex(events, cookie, onLoss: () => metrics.ConntrackIndexLosses.Inc());
             Published();
             return made;
         }
