@@ -2,20 +2,27 @@
 /*
  * The socket hooks (cgroup/connect4|6 and sockops, on the cgroup v2 root) keep what targeted and
  * born-before sweeps need: each socket's birth time in socket storage (reaper_births, which the
- * sweep reads), and which namespaces connected to (or accepted from) which remote address
+ * sweep reads), which namespaces connected to (or accepted from) which remote address
  * (reaper_contacts; the host's own contacts go to reaper_host_contacts, which the host census
- * keeps too). They never change a connect's outcome.
+ * keeps too), and the TCP socket index (reaper_tcp_index, reaper_index.h): each TCP socket from
+ * its connect or accept to its close, with its tuple, cookie, birth and state, so a targeted sweep
+ * finds the sockets to an address without walking the kernel's established hash. To follow a
+ * socket to its close the hooks ask for its state callbacks (BPF_SOCK_OPS_STATE_CB_FLAG). They
+ * never change a connect's outcome.
  *
- * The daemon pins reaper_births, reaper_contacts, reaper_history and reaper_netns_before, so the
- * record outlives a restart; the sweep and census objects are loaded reusing these maps.
+ * The daemon pins reaper_births, reaper_contacts, reaper_history, reaper_netns_before and
+ * reaper_tcp_index, so the record outlives a restart; the sweep and census objects are loaded
+ * reusing these maps.
  */
 #include "reaper_vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 #include "reaper_abi.h"
 #include "reaper_sweep.h"
 #include "reaper_sock.h"
 #include "reaper_births.h"
 #include "reaper_host.h"
+#include "reaper_index.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -29,6 +36,12 @@ struct {
 } reaper_netns_before SEC(".maps");
 
 REAPER_ABI(enum reaper_sweep_sizes, reaper_abi_sizes);
+
+/*
+ * Set by user space before load: whether the hooks keep the TCP socket index. Off where the census
+ * cannot read a socket's cookie (before 5.12), so the index could not be made complete.
+ */
+const volatile __u32 reaper_index_on = 1;
 
 static __always_inline void stamp(struct bpf_sock *sk, __u64 now)
 {
@@ -70,39 +83,124 @@ int reaper_connect6(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
+/*
+ * A context's IPv6 address field (four words) into 16 bytes. Context fields must be read at their
+ * own constant offsets: the barrier keeps the compiler from merging two such reads into one
+ * through a computed pointer, which the verifier refuses.
+ */
+#define REAPER_CTX_IP6(out, field)                                                   \
+	do {                                                                            \
+		__u32 a_ = (field)[0], b_ = (field)[1], c_ = (field)[2], d_ = (field)[3]; \
+		__u32 w_[4];                                                            \
+		asm volatile("" : "+r"(a_), "+r"(b_), "+r"(c_), "+r"(d_));              \
+		w_[0] = a_;                                                             \
+		w_[1] = b_;                                                             \
+		w_[2] = c_;                                                             \
+		w_[3] = d_;                                                             \
+		__builtin_memcpy((out), w_, REAPER_ADDR_LEN);                           \
+	} while (0)
+
+/* A sockops socket's remote and local addresses in the 16-byte space (IPv4 v4-mapped). */
+static __always_inline void sockops_addrs(struct bpf_sock_ops *ctx, __u8 remote[REAPER_ADDR_LEN], __u8 local[REAPER_ADDR_LEN])
+{
+	if (ctx->family == AF_INET) {
+		__u32 r = ctx->remote_ip4, l = ctx->local_ip4;
+
+		asm volatile("" : "+r"(r), "+r"(l));
+		reaper_v4_mapped(remote, r);
+		reaper_v4_mapped(local, l);
+		return;
+	}
+	REAPER_CTX_IP6(remote, ctx->remote_ip6);
+	REAPER_CTX_IP6(local, ctx->local_ip6);
+}
+
+/* A TCP socket connects (SYN_SENT) or was accepted (ESTABLISHED): into the index, and follow its state. */
+static __always_inline void index_open(struct bpf_sock_ops *ctx, __u64 now)
+{
+	struct reaper_index_key key = {};
+	struct reaper_index_entry e = {};
+	struct bpf_sock *sk = ctx->sk;
+	__u32 family = ctx->family;
+
+	if (family != AF_INET && family != AF_INET6)
+		return;
+	sockops_addrs(ctx, key.addr, e.local_addr);
+	key.netns_cookie = bpf_get_netns_cookie(ctx);
+	e.sock_cookie = bpf_get_socket_cookie(ctx);
+	e.born_ns = now;
+	e.local_port = ctx->local_port;
+	/* remote_port holds the network-order port in its upper half on little-endian hosts. */
+	e.remote_port = bpf_ntohl(ctx->remote_port);
+	e.family = family;
+	e.state = ctx->state;
+	if (sk)
+		e.bound_dev_if = sk->bound_dev_if;
+	reaper_index_add(&key, &e, reaper_history_get());
+	bpf_sock_ops_cb_flags_set(ctx, ctx->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
+/*
+ * An indexed socket reached ESTABLISHED (born anew, as its birth storage says), changed state, or
+ * closed (out of the index).
+ */
+static __always_inline void index_follow(struct bpf_sock_ops *ctx, __u32 state, __u64 now)
+{
+	struct reaper_index_key key = {};
+	struct reaper_index_entry *e;
+	__u8 local[REAPER_ADDR_LEN];
+	__u64 cookie;
+
+	if (ctx->family != AF_INET && ctx->family != AF_INET6)
+		return;
+	sockops_addrs(ctx, key.addr, local);
+	key.netns_cookie = bpf_get_netns_cookie(ctx);
+	cookie = bpf_get_socket_cookie(ctx);
+	if (state == TCP_CLOSE) {
+		reaper_index_remove(&key, cookie);
+		return;
+	}
+	e = reaper_index_find(&key, cookie);
+	if (!e)
+		return;
+	e->state = state;
+	if (now)
+		e->born_ns = now;
+}
+
 SEC("sockops")
 int reaper_sockops(struct bpf_sock_ops *ctx)
 {
-	__u32 words[4];
+	__u32 op = ctx->op;
 	__u64 now;
 
-	if (ctx->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && ctx->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+	if (op == BPF_SOCK_OPS_STATE_CB) {
+		if (reaper_index_on)
+			index_follow(ctx, ctx->args[1], 0);
+		return 1;
+	}
+	if (op == BPF_SOCK_OPS_TCP_CONNECT_CB) {
+		if (reaper_index_on)
+			index_open(ctx, bpf_ktime_get_ns());
+		return 1;
+	}
+	if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
 		return 1;
 	now = bpf_ktime_get_ns();
 	if (ctx->sk)
 		stamp(ctx->sk, now);
+	if (reaper_index_on) {
+		if (op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+			index_open(ctx, now);
+		else
+			index_follow(ctx, TCP_ESTABLISHED, now);
+	}
 	/* An active open was recorded at connect(); an accepted one is seen here first. */
-	if (ctx->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
-		/*
-		 * Context fields must be read at their own constant offsets: the barriers keep the compiler
-		 * from merging the two branches' loads into one through a computed pointer, which the
-		 * verifier refuses.
-		 */
-		if (ctx->family == AF_INET) {
-			__u32 ip4 = ctx->remote_ip4;
+	if (op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB && (ctx->family == AF_INET || ctx->family == AF_INET6)) {
+		__u8 remote[REAPER_ADDR_LEN], local[REAPER_ADDR_LEN];
 
-			asm volatile("" : "+r"(ip4));
-			reaper_v4_mapped((__u8 *)words, ip4);
-		} else {
-			__u32 a = ctx->remote_ip6[0], b = ctx->remote_ip6[1], c = ctx->remote_ip6[2], d = ctx->remote_ip6[3];
-
-			asm volatile("" : "+r"(a), "+r"(b), "+r"(c), "+r"(d));
-			words[0] = a;
-			words[1] = b;
-			words[2] = c;
-			words[3] = d;
-		}
-		reaper_contact((__u8 *)words, bpf_get_netns_cookie(ctx), now, false);
+		sockops_addrs(ctx, remote, local);
+		reaper_contact(remote, bpf_get_netns_cookie(ctx), now, false);
 	}
 	return 1;
 }

@@ -26,6 +26,13 @@ enum reaper_sweep_sizes {
 	REAPER_HOST_CONTACTS_MAX = 65536,
 	/* Capacity of the set of namespaces that existed before the record started (history unknown). */
 	REAPER_NETNS_BEFORE_MAX = 65536,
+	/*
+	 * The TCP socket index: slots per (namespace, remote address); slot REAPER_INDEX_SLOTS marks a
+	 * pair that had more sockets at once (user space then walks that namespace).
+	 */
+	REAPER_INDEX_SLOTS = 16,
+	/* Capacity of the TCP socket index, in sockets. */
+	REAPER_INDEX_MAX = 262144,
 };
 
 /* reaper_rule.protocols (SweepProtocols in C#). */
@@ -167,6 +174,39 @@ struct reaper_history {
 	__u64 record_started_ns;
 	__u64 contacts_inserted;
 	__u64 contacts_lost;
+	/* TCP sockets the index could not hold (it was full): user space then walks every namespace. */
+	__u64 index_lost;
+};
+
+/*
+ * The TCP socket index (reaper_tcp_index, bpf/include/reaper_index.h): every TCP socket a sweep
+ * may judge, by namespace and remote address (16 bytes, IPv4 v4-mapped) and a slot, so a targeted
+ * sweep finds the sockets to an address without walking the kernel's host-wide established hash
+ * once per namespace. The socket hooks add a socket when it connects or is accepted, keep its
+ * state, and delete it when it closes; the census adds the sockets older than the hooks.
+ */
+struct reaper_index_key {
+	__u8 addr[16];
+	__u64 netns_cookie;
+	__u32 slot;
+	__u32 pad;
+};
+
+struct reaper_index_entry {
+	__u8 local_addr[16];
+	__u64 sock_cookie;
+	/* As reaper_birth.born_ns; 0 for a socket the census added (older than the hooks: old). */
+	__u64 born_ns;
+	/* Host order. */
+	__u16 local_port;
+	__u16 remote_port;
+	__u8 family;
+	/* The TCP state as last seen (the hooks follow it; the census's as it walked). */
+	__u8 state;
+	__u8 pad[2];
+	/* SO_BINDTODEVICE's ifindex, 0 if unbound: netlink finds a bound socket only by it. */
+	__u32 bound_dev_if;
+	__u32 pad2;
 };
 
 #endif

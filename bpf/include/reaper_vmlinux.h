@@ -214,9 +214,12 @@ enum {
 
 /*
  * UAPI: the program contexts of cgroup/connect4|6 and sockops, up to the socket pointer (fixed
- * offsets the verifier rewrites). bpf_sock itself is opaque here: it is only handed to helpers.
+ * offsets the verifier rewrites). Of bpf_sock only its first field is read (the socket index);
+ * otherwise it is handed to helpers.
  */
-struct bpf_sock;
+struct bpf_sock {
+	__u32 bound_dev_if;
+};
 
 #define REAPER_MD_PTR(type, name) union { type name; __u64 : 64; } __attribute__((aligned(8)))
 
@@ -276,10 +279,13 @@ struct bpf_sock_ops {
 	REAPER_MD_PTR(struct bpf_sock *, sk);
 };
 
-/* enum bpf_sock_ops_op values we handle, and bpf_sk_storage_get's create flag. */
+/* enum bpf_sock_ops_op values we handle, the state callback's flag, and bpf_sk_storage_get's create flag. */
 enum {
+	BPF_SOCK_OPS_TCP_CONNECT_CB = 3,
 	BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB = 4,
 	BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB = 5,
+	BPF_SOCK_OPS_STATE_CB = 10,
+	BPF_SOCK_OPS_STATE_CB_FLAG = 1 << 2,
 	BPF_SK_STORAGE_GET_F_CREATE = 1ULL << 0,
 };
 

@@ -438,6 +438,8 @@ public sealed class ConntrackLaneTests(ITestOutputHelper output)
             return null;
         }
 
+        public Func<NetnsInfo, bool>? IndexCoverage() => null;
+
         public bool NoneInScope(Func<NetnsInfo, SweepProtocols> scope) => false;
 
         public void ForgetGoneNamespaces()

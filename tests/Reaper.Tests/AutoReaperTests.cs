@@ -342,6 +342,8 @@ public sealed class AutoReaperTests
             return n => talked.Contains(n.Cookie) ? SweepProtocols.Both : 0;
         }
 
+        public Func<NetnsInfo, bool>? IndexCoverage() => null;
+
         public bool NoneInScope(Func<NetnsInfo, SweepProtocols> scope) => DiscoveryCurrent && Known.All(n => scope(n) == 0);
 
         public static NetnsInfo Netns(ulong cookie) => new(cookie, $"ns{cookie}", $"/run/netns/ns{cookie}", NetnsSource.BindMount, 1, cookie);

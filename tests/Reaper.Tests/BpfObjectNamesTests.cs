@@ -79,7 +79,7 @@ public sealed class BpfObjectNamesTests
     [Fact]
     public void Pins_keep_their_names()
     {
-        Assert.Equal(["reaper_births", "reaper_contacts", "reaper_history", "reaper_netns_before"], HooksObject.PinnedMaps);
+        Assert.Equal(["reaper_births", "reaper_contacts", "reaper_history", "reaper_netns_before", "reaper_tcp_index"], HooksObject.PinnedMaps);
         Assert.Equal(
             ["reaper_slots", "reaper_dev_stats", "reaper_endpoints", "reaper_owners", "reaper_flows", "reaper_backends", "reaper_service_flows", "reaper_checked"],
             DatapathObject.PinnedMaps);

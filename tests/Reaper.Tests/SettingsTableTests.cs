@@ -22,7 +22,7 @@ public sealed class SettingsTableTests : IDisposable
             ["Sweep.Limit", "Sweep.MaxLimit", "Sweep.Threads", "Sweep.Destroy", "Sweep.NetnsDirectories", "DBus.Enabled", "DBus.Address", "DBus.SweepGroup",
              "Metrics.Enabled", "Metrics.Listen", "Datapath.Enabled", "Datapath.Devices", "Datapath.AllNetkit", "Datapath.PinRoot", "Datapath.Attach",
              "Datapath.MaxDeviceMetrics", "Datapath.EventBufferBytes", "Reaping.Mode", "Reaping.EndpointGone", "Reaping.IpReused",
-             "Reaping.ServiceAffinity", "Reaping.ServiceTcp", "Reaping.Targeted", "Reaping.SocketHooks", "Reaping.Cgroup",
+             "Reaping.ServiceAffinity", "Reaping.ServiceTcp", "Reaping.Targeted", "Reaping.SocketHooks", "Reaping.TcpIndex", "Reaping.Cgroup",
              "Reaping.CoalesceMilliseconds", "Reaping.MaxSweepsPerSecond", "Reaping.MaxSocketsPerSecond", "Reaping.Conntrack", "Reaping.Neighbours", "Reaping.ConntrackNamespaces",
              "State.Directory", "State.HistoryRecords", "Fleet.Etcd.Endpoints", "Fleet.Etcd.CaFile", "Fleet.Etcd.CertFile", "Fleet.Etcd.KeyFile", "Fleet.Host", "Fleet.Prefix", "Fleet.LeaseSeconds", "Fleet.Health", "Fleet.HostLoss", "Services"],
             Settings.Keys);

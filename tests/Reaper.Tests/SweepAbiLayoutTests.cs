@@ -31,7 +31,12 @@ public sealed class SweepAbiLayoutTests
         ("reaper_contact_key", typeof(SweepAbi.ContactKey), ["addr:Address", "netns_cookie:NetnsCookie"], [Hooks]),
         ("reaper_contact", typeof(SweepAbi.Contact), ["first_ns:FirstNs", "tcp:Tcp", "udp:Udp", "pad:Pad"], [Hooks]),
         ("reaper_host_contact", typeof(SweepAbi.HostContact), ["last_ns:LastNs", "tcp:Tcp", "udp:Udp", "pad:Pad"], [Hooks, Census]),
-        ("reaper_history", typeof(SweepAbi.History), ["host_netns:HostNetns", "record_started_ns:RecordStartedNs", "contacts_inserted:ContactsInserted", "contacts_lost:ContactsLost"], [Hooks, Census]),
+        ("reaper_history", typeof(SweepAbi.History),
+            ["host_netns:HostNetns", "record_started_ns:RecordStartedNs", "contacts_inserted:ContactsInserted", "contacts_lost:ContactsLost", "index_lost:IndexLost"], [Hooks, Census]),
+        ("reaper_index_key", typeof(SweepAbi.IndexKey), ["addr:Address", "netns_cookie:NetnsCookie", "slot:Slot", "pad:Pad"], [Hooks, Census]),
+        ("reaper_index_entry", typeof(SweepAbi.IndexEntry),
+            ["local_addr:LocalAddress", "sock_cookie:SockCookie", "born_ns:BornNs", "local_port:LocalPort", "remote_port:RemotePort", "family:Family",
+             "state:State", "pad:Pad", "bound_dev_if:BoundDevIf", "pad2:Pad2"], [Hooks, Census]),
     ];
 
     public static TheoryData<string, string, Type, string[]> Structs
@@ -70,6 +75,8 @@ public sealed class SweepAbiLayoutTests
             ["REAPER_CONTACTS_MAX"] = SweepAbi.ContactsMax,
             ["REAPER_HOST_CONTACTS_MAX"] = SweepAbi.HostContactsMax,
             ["REAPER_NETNS_BEFORE_MAX"] = SweepAbi.NetnsBeforeMax,
+            ["REAPER_INDEX_SLOTS"] = SweepAbi.IndexSlots,
+            ["REAPER_INDEX_MAX"] = SweepAbi.IndexMax,
         });
 
     [Fact]

@@ -22,6 +22,12 @@ internal sealed class CensusObject : IDisposable
         public const string Contacts = HooksObject.Maps.Contacts;
         public const string HostContacts = HooksObject.Maps.HostContacts;
         public const string HostContactsLost = HooksObject.Maps.HostContactsLost;
+        public const string TcpIndex = HooksObject.Maps.TcpIndex;
+    }
+
+    public static class Globals
+    {
+        public const string IndexOn = HooksObject.Globals.IndexOn;
     }
 
     private readonly BpfObject _object;
@@ -33,7 +39,7 @@ internal sealed class CensusObject : IDisposable
         Udp = obj.Program(Programs.Udp);
     }
 
-    /// <summary>Loads the census sharing <paramref name="hooks"/>' history and contact maps.</summary>
+    /// <summary>Loads the census sharing <paramref name="hooks"/>' history, contact and index maps; it keeps the index when they do.</summary>
     public static CensusObject Load(HooksObject hooks)
     {
         var obj = EmbeddedObject.Open(EmbeddedObject.Census);
@@ -43,6 +49,8 @@ internal sealed class CensusObject : IDisposable
             obj.Map(Maps.Contacts).ReuseFd(hooks.Contacts);
             obj.Map(Maps.HostContacts).ReuseFd(hooks.HostContacts);
             obj.Map(Maps.HostContactsLost).ReuseFd(hooks.HostContactsLost);
+            obj.Map(Maps.TcpIndex).ReuseFd(hooks.TcpIndex);
+            obj.Global<uint>(Globals.IndexOn) = hooks.IndexOn ? 1u : 0u;
             obj.Load();
             return new CensusObject(obj);
         }

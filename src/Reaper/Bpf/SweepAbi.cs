@@ -14,6 +14,8 @@ internal static class SweepAbi
     public const int ContactsMax = 131072;
     public const int NetnsBeforeMax = 65536;
     public const int HostContactsMax = 65536;
+    public const int IndexSlots = 16;
+    public const int IndexMax = 262144;
 
     // REAPER_PROTO_TCP/UDP are SweepProtocols' values (checked by the same test).
 
@@ -132,5 +134,32 @@ internal static class SweepAbi
         public ulong RecordStartedNs;
         public ulong ContactsInserted;
         public ulong ContactsLost;
+        public ulong IndexLost;
+    }
+
+    /// <summary>struct reaper_index_key: a slot of the TCP socket index (slot <see cref="IndexSlots"/>: the pair overflowed).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct IndexKey
+    {
+        public fixed byte Address[16];
+        public ulong NetnsCookie;
+        public uint Slot;
+        public uint Pad;
+    }
+
+    /// <summary>struct reaper_index_entry.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct IndexEntry
+    {
+        public fixed byte LocalAddress[16];
+        public ulong SockCookie;
+        public ulong BornNs;
+        public ushort LocalPort;
+        public ushort RemotePort;
+        public byte Family;
+        public byte State;
+        public fixed byte Pad[2];
+        public uint BoundDevIf;
+        public uint Pad2;
     }
 }

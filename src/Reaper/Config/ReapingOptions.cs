@@ -72,6 +72,12 @@ internal sealed record ReapingOptions
     /// <summary>Record socket birth times and contacts with hooks on the cgroup v2 root.</summary>
     public bool SocketHooks { get; init; } = true;
 
+    /// <summary>
+    /// The socket hooks keep an index of TCP sockets by namespace and remote address, so a targeted
+    /// sweep looks the sockets up instead of walking the kernel's established hash once per namespace.
+    /// </summary>
+    public bool TcpIndex { get; init; } = true;
+
     /// <summary>The cgroup v2 directory for the socket hooks; empty = where cgroup2 is mounted.</summary>
     public string Cgroup { get; init; } = string.Empty;
 }

@@ -75,6 +75,8 @@ internal static class Settings
             o => o.Reaping.Targeted, (o, v) => o with { Reaping = o.Reaping with { Targeted = v } }),
         Flag("Reaping.SocketHooks", "record socket birth times and contacts with hooks on the cgroup v2 root",
             o => o.Reaping.SocketHooks, (o, v) => o with { Reaping = o.Reaping with { SocketHooks = v } }),
+        Flag("Reaping.TcpIndex", "the socket hooks keep an index of TCP sockets by namespace and remote address, so a targeted sweep looks them up instead of walking the kernel's host-wide established hash in each namespace (kernel 5.14 or later, with CONFIG_INET_DIAG_DESTROY)",
+            o => o.Reaping.TcpIndex, (o, v) => o with { Reaping = o.Reaping with { TcpIndex = v } }),
         new("Reaping.Cgroup", "cgroup v2 directory", "the cgroup v2 directory for the socket hooks; empty = where cgroup2 is mounted",
             o => o.Reaping.Cgroup, (o, v, where) => o with { Reaping = o.Reaping with { Cgroup = Cgroup("Reaping.Cgroup", v, where) } }),
         Number("Reaping.CoalesceMilliseconds", 0, 10_000, "how long a trigger waits for others to join its sweep; with 0, triggers that arrive together or while a sweep runs still share the next sweep",

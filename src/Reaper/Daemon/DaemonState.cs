@@ -150,7 +150,7 @@ internal sealed partial class DaemonState : IDisposable
         }
 
         var directory = Datapath.DatapathState.MapsDirectory(_options.Datapath.PinRoot);
-        var hooks = Bpf.HooksObject.Load(directory, reason => Log.StateDiscarded(logger, directory, reason));
+        var hooks = Bpf.HooksObject.Load(directory, reason => Log.StateDiscarded(logger, directory, reason), _options.Reaping.TcpIndex);
         try
         {
             _censusObject = Bpf.CensusObject.Load(hooks);

@@ -7,7 +7,8 @@ namespace SocketReaper.Hooks;
 /// <summary>
 /// What the socket hooks recorded about the namespaces: which connected to (or accepted from) which
 /// address with which protocols (reaper_contacts), and which are older than the record
-/// (reaper_netns_before). Read for a targeted sweep's scope; pruned of gone namespaces. Not
+/// (reaper_netns_before). Read for a targeted sweep's scope; pruned of gone namespaces (the TCP
+/// index's entries of them too). Not
 /// thread-safe: <see cref="SocketHooks"/> serializes the calls.
 /// </summary>
 internal sealed class ContactTable
@@ -89,8 +90,23 @@ internal sealed class ContactTable
             before.Delete(cookie);
         }
 
+        // The index's entries of a gone namespace: those the census added (the hooks delete theirs
+        // when the socket closes) and the marks of addresses that overflowed there.
+        var indexed = 0;
+        if (_hooks.IndexOn)
+        {
+            var index = _hooks.TcpIndex;
+            var stale = index.Keys<SweepAbi.IndexKey>().Where(k => !liveCookies.Contains(k.NetnsCookie)).ToList();
+            foreach (var key in stale)
+            {
+                index.Delete(key);
+            }
+
+            indexed = stale.Count;
+        }
+
         _before = null;
-        return dead.Count + gone.Count;
+        return dead.Count + gone.Count + indexed;
     }
 
     private static unsafe SweepAbi.ContactKey ContactKey(UInt128 address, ulong netns)

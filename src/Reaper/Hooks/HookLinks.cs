@@ -79,7 +79,10 @@ internal sealed partial class HookLinks
         }
 
         var unknown = 0;
-        if (!continuous || history.RecordStartedNs == 0)
+
+        // A TCP socket index made afresh beside a record kept (an upgrade, or the index turned on)
+        // lacks that record's sockets: the record starts again, and the census fills both.
+        if (!continuous || history.RecordStartedNs == 0 || (starting && _hooks.IndexIsNew))
         {
             unknown = StartRecord(ref history);
             continuous = false;

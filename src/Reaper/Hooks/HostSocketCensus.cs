@@ -26,6 +26,9 @@ internal sealed partial class HostSocketCensus
     private readonly Lock _lock;
     private bool _hostKnown;
 
+    /// <summary>Whether the last census walked the host's sockets to the end (and so added its old TCP sockets to the index).</summary>
+    public bool Walked { get; private set; }
+
     public HostSocketCensus(HooksObject hooks, CensusWalk walk, Lock hooksLock, ILogger logger)
     {
         _hooks = hooks;
@@ -83,7 +86,9 @@ internal sealed partial class HostSocketCensus
             // A socket whose connect hook ran just before this moment may reach the hash table
             // after the walk passed its bucket: only entries older than a margin are dropped.
             var started = Monotonic.NowNs();
+            Walked = false;
             _walk.Here();
+            Walked = true;
             var table = _hooks.HostContacts;
             var stale = table.ReadAll<SweepAbi.PrefixKey, SweepAbi.HostContact>()
                 .Where(e => e.Value.LastNs + marginNs < started).Select(e => e.Key).ToList();

@@ -27,6 +27,10 @@ internal sealed partial class SocketHooks
     private readonly HostSocketCensus _census;
     private readonly CensusWalk _walk;
     private readonly ILogger _logger;
+    private readonly bool _indexOn;
+
+    /// <summary>The record (its start) for which a host census added the host's old TCP sockets to the index; 0: none yet.</summary>
+    private ulong _hostIndexed;
 
     private SocketHooks(HooksObject hooks, CensusObject census, string root, string cgroup, DiscoveryOptions discovery, ILogger logger)
     {
@@ -35,6 +39,7 @@ internal sealed partial class SocketHooks
         _walk = new CensusWalk(census);
         _census = new HostSocketCensus(hooks, _walk, _lock, logger);
         _logger = logger;
+        _indexOn = hooks.IndexOn;
     }
 
     public static string HooksDirectory(string root) => $"{root}/hooks";
@@ -118,7 +123,46 @@ internal sealed partial class SocketHooks
     /// (for the host's sockets older than them) and then every minute, so the host's table stays the
     /// size of its live peers and recovers after it was full.
     /// </summary>
-    public (int Kept, int Dropped) HostCensus(bool announce = false, ulong marginNs = CensusMarginNs) => _census.Run(announce, marginNs);
+    public (int Kept, int Dropped) HostCensus(bool announce = false, ulong marginNs = CensusMarginNs)
+    {
+        var record = _links.History.RecordStartedNs;
+        var counts = _census.Run(announce, marginNs);
+        if (_census.Walked && record != 0 && _links.History.RecordStartedNs == record)
+        {
+            // The host's sockets older than the hooks are in the TCP index now, for this record.
+            Volatile.Write(ref _hostIndexed, record);
+        }
+
+        return counts;
+    }
+
+    /// <summary>
+    /// For a targeted sweep: the namespaces whose every TCP socket the TCP index holds — those the
+    /// record saw from their start or a census walked (not of unknown history), and the host once a
+    /// census of this record walked it; none while the record or the index has a hole. Null when the
+    /// hooks keep no index.
+    /// </summary>
+    public Func<NetnsInfo, bool>? IndexCoverage()
+    {
+        if (!_indexOn)
+        {
+            return null;
+        }
+
+        lock (_lock)
+        {
+            var history = _links.History;
+            if (history.RecordStartedNs == 0 || history.ContactsLost > 0 || history.IndexLost > 0)
+            {
+                return null;
+            }
+
+            var unknown = _contacts.Unknown;
+            var host = history.HostNetns;
+            var hostIndexed = Volatile.Read(ref _hostIndexed) == history.RecordStartedNs;
+            return netns => netns.Cookie == host ? hostIndexed : netns.Source != NetnsSource.Host && !unknown.Contains(netns.Cookie);
+        }
+    }
 
     /// <summary>
     /// A census of each namespace in <paramref name="discovered"/> whose history is unknown (it

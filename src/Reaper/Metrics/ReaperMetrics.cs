@@ -23,6 +23,7 @@ internal sealed class ReaperMetrics : ISweepRecorder
         DestroyMode = f.CreateGauge("socketreaper_sweep_destroy_mode", "1 for how sweeps destroy sockets: kfunc (bpf_sock_destroy in the iterators) or sock_diag (netlink SOCK_DESTROY).", "mode");
         NamespacesKnown = f.CreateGauge("socketreaper_namespaces_known", "Network namespaces found by the last discovery.");
         NamespacesVisited = f.CreateCounter("socketreaper_namespaces_visited_total", "Namespaces swept.");
+        NamespacesIndexed = f.CreateCounter("socketreaper_namespaces_tcp_indexed_total", "Namespaces whose TCP sockets a targeted sweep looked up in the socket hooks' TCP index instead of walking the kernel's established hash.");
         NamespacesSkipped = f.CreateCounter("socketreaper_namespaces_skipped_total", "Namespaces that vanished before their turn.");
         NamespacesFailed = f.CreateCounter("socketreaper_namespaces_failed_total", "Namespaces whose socket iterator could not be read to the end.");
         DBusCalls = f.CreateCounter("socketreaper_dbus_calls_total", "D-Bus method calls by method and result (ok or the error name).", "method", "result");
@@ -122,6 +123,8 @@ internal sealed class ReaperMetrics : ISweepRecorder
 
     public Counter NamespacesVisited { get; }
 
+    public Counter NamespacesIndexed { get; }
+
     public Counter NamespacesSkipped { get; }
 
     public Counter NamespacesFailed { get; }
@@ -214,6 +217,7 @@ internal sealed class ReaperMetrics : ISweepRecorder
         }
 
         NamespacesVisited.Inc(r.NamespacesVisited);
+        NamespacesIndexed.Inc(r.NamespacesIndexed);
         NamespacesSkipped.Inc(r.NamespacesSkipped);
         NamespacesFailed.Inc(r.NamespacesFailed);
     }

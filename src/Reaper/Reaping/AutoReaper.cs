@@ -357,7 +357,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
                     : catchUp ? CatchUpScope(out whyFull)
                     : holeFound is not null ? HoleScope(holeFound, out whyFull)
                     : _engine.Scope(contacts, out whyFull);
-                var scoped = request with { Scope = scope };
+                var scoped = request with { Scope = scope, TcpIndexed = scope is null ? null : _engine.IndexCoverage() };
                 var scopedTicks = Stopwatch.GetTimestamp();
                 var completed = await _sweeper.Run(() => _engine.Run(scoped, stopping)).ConfigureAwait(false);
                 var result = completed.Result;

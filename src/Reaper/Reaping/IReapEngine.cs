@@ -25,6 +25,9 @@ internal interface IReapEngine
     /// </summary>
     Func<NetnsInfo, SweepProtocols>? Scope(IReadOnlyCollection<IPAddress> contacts, out string? whyFull);
 
+    /// <summary>For a targeted sweep: the namespaces whose TCP sockets the socket hooks' index holds (null: none).</summary>
+    Func<NetnsInfo, bool>? IndexCoverage();
+
     /// <summary>
     /// Whether a targeted sweep with <paramref name="scope"/> would visit no namespace: a discovery
     /// that holds every namespace such a sweep can need (the last one while nothing recorded since

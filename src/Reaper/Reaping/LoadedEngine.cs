@@ -39,6 +39,8 @@ internal sealed class LoadedEngine : IReapEngine
         return hooks.Scope(contacts, out whyFull);
     }
 
+    public Func<NetnsInfo, bool>? IndexCoverage() => Hooks?.IndexCoverage();
+
     /// <remarks>
     /// A namespace the last discovery knows in scope settles it without looking the host over: there
     /// is a sweep to run, and it looks for namespaces made since itself, after the known ones

@@ -13,7 +13,9 @@ internal sealed partial class SweepEngine
     /// a cookie in batches of <see cref="SockDiagDestroyer.BatchMax"/> per datagram. A socket gone
     /// meanwhile gives its slot of the cap back, as a failed destroy does.
     /// </summary>
-    private void DestroyPending(List<SweepAbi.Record> pending, ref SockDiagDestroyer? destroyer, NetnsInfo netns, ISweepObserver? observer, Tally tally)
+    /// <remarks><paramref name="gone"/> hears of each match found gone.</remarks>
+    private void DestroyPending(List<SweepAbi.Record> pending, ref SockDiagDestroyer? destroyer, NetnsInfo netns, ISweepObserver? observer, Tally tally,
+        Action<SweepMatch>? gone = null)
     {
         var batch = new List<(SweepMatch Match, InetSocketId Id)>(SockDiagDestroyer.BatchMax);
         foreach (var record in pending)
@@ -25,7 +27,7 @@ internal sealed partial class SweepEngine
                 batch.Add((match, id));
                 if (batch.Count == SockDiagDestroyer.BatchMax)
                 {
-                    DestroyBatch(batch, ref destroyer, netns, observer, tally);
+                    DestroyBatch(batch, ref destroyer, netns, observer, tally, gone);
                 }
 
                 continue;
@@ -55,15 +57,16 @@ internal sealed partial class SweepEngine
                 errno = Failed(e, ref destroyer);
             }
 
-            Done(match, errno, netns, observer, tally);
+            Done(match, errno, netns, observer, tally, gone);
         }
 
-        DestroyBatch(batch, ref destroyer, netns, observer, tally);
+        DestroyBatch(batch, ref destroyer, netns, observer, tally, gone);
         pending.Clear();
     }
 
     /// <summary>Destroys <paramref name="batch"/> with one datagram, reports each, and empties it.</summary>
-    private void DestroyBatch(List<(SweepMatch Match, InetSocketId Id)> batch, ref SockDiagDestroyer? destroyer, NetnsInfo netns, ISweepObserver? observer, Tally tally)
+    private void DestroyBatch(List<(SweepMatch Match, InetSocketId Id)> batch, ref SockDiagDestroyer? destroyer, NetnsInfo netns, ISweepObserver? observer, Tally tally,
+        Action<SweepMatch>? gone)
     {
         if (batch.Count == 0)
         {
@@ -91,7 +94,7 @@ internal sealed partial class SweepEngine
 
         for (var i = 0; i < batch.Count; i++)
         {
-            Done(batch[i].Match, results[i], netns, observer, tally);
+            Done(batch[i].Match, results[i], netns, observer, tally, gone);
         }
 
         batch.Clear();
@@ -106,7 +109,7 @@ internal sealed partial class SweepEngine
     }
 
     /// <summary>Counts and reports one pending match as the destroy left it.</summary>
-    private void Done(SweepMatch match, Errno errno, NetnsInfo netns, ISweepObserver? observer, Tally tally)
+    private void Done(SweepMatch match, Errno errno, NetnsInfo netns, ISweepObserver? observer, Tally tally, Action<SweepMatch>? gone)
     {
         match = match with { Result = SweepMatch.DestroyResult(errno) };
         if (match.Outcome == MatchOutcome.Destroyed)
@@ -116,6 +119,10 @@ internal sealed partial class SweepEngine
         else
         {
             Interlocked.Decrement(ref _object.BudgetUsed);
+            if (match.Outcome == MatchOutcome.Gone)
+            {
+                gone?.Invoke(match);
+            }
         }
 
         Report(match, netns, observer, tally);

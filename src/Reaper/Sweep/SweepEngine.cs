@@ -57,6 +57,7 @@ internal sealed partial class SweepEngine : IDisposable
             ? [KernelFeature.SockDestroy, KernelFeature.IterTcp, KernelFeature.IterUdp]
             : [KernelFeature.IterTcp, KernelFeature.IterUdp];
         _object = host.Explained(() => SweepObject.Load(hooks, mode, kernel), needed);
+        _index = hooks is { IndexOn: true } ? hooks.TcpIndex : null;
         try
         {
             _tcp = _object.Tcp.AttachIterator();
@@ -120,6 +121,7 @@ internal sealed partial class SweepEngine : IDisposable
         // Without atomic fetch-and-add the iterators count the cap with plain arithmetic: one thread keeps it exact.
         var parallelism = _object.Kernel.ParallelSweeps ? request.Parallelism : 1;
         var threads = Math.Clamp(parallelism, 1, Math.Max(1, namespaces.Count));
+        var indexPlan = _index is not null && request.TcpIndexed is not null ? PlanIndex(request.Rules) : null;
 
         _workers.Run(threads, () =>
         {
@@ -128,7 +130,7 @@ internal sealed partial class SweepEngine : IDisposable
             int i;
             while (!cancellation.IsCancellationRequested && (i = Interlocked.Increment(ref next)) < namespaces.Count)
             {
-                Visit(namespaces[i], request, observer, tally, buffer, pending, cancellation);
+                Visit(namespaces[i], request, indexPlan, observer, tally, buffer, pending, cancellation);
             }
         });
 
@@ -151,9 +153,10 @@ internal sealed partial class SweepEngine : IDisposable
 
     /// <summary>
     /// Sweeps one namespace on this worker: enters it, reads the iterators of the protocols the
-    /// request needs there, and destroys what sock_diag mode left pending.
+    /// request needs there (TCP from the index instead where <paramref name="indexPlan"/> and the
+    /// request allow), and destroys what sock_diag mode or the index left pending.
     /// </summary>
-    private void Visit(NetnsInfo netns, SweepRequest request, ISweepObserver? observer, Tally tally,
+    private void Visit(NetnsInfo netns, SweepRequest request, IndexPlan? indexPlan, ISweepObserver? observer, Tally tally,
         byte[] buffer, List<SweepAbi.Record> pending, CancellationToken cancellation)
     {
         if (!netns.TryEnter())
@@ -170,9 +173,26 @@ internal sealed partial class SweepEngine : IDisposable
             BpfException? tcpFailure = null, udpFailure = null;
             if (protocols.HasFlag(SweepProtocols.Tcp))
             {
-                // What was matched before a failed read is destroyed all the same: it took its slots.
-                tcpFailure = Drain(_tcp, buffer, netns, observer, tally, pending, cancellation);
-                DestroyPending(pending, ref destroyer, netns, observer, tally);
+                if (indexPlan is not null && request.TcpIndexed!(netns))
+                {
+                    var keys = new Dictionary<ulong, SweepAbi.IndexKey>();
+                    if (ReadIndex(netns, request, indexPlan, observer, tally, pending, keys))
+                    {
+                        // A socket the index held that is gone leaves it (the census's are not followed to their close).
+                        DestroyPending(pending, ref destroyer, netns, observer, tally, gone => ForgetIndexed(keys[gone.SocketCookie], gone.SocketCookie));
+                    }
+                    else
+                    {
+                        tcpFailure = Drain(_tcp, buffer, netns, observer, tally, pending, cancellation);
+                        DestroyPending(pending, ref destroyer, netns, observer, tally);
+                    }
+                }
+                else
+                {
+                    // What was matched before a failed read is destroyed all the same: it took its slots.
+                    tcpFailure = Drain(_tcp, buffer, netns, observer, tally, pending, cancellation);
+                    DestroyPending(pending, ref destroyer, netns, observer, tally);
+                }
             }
 
             if (protocols.HasFlag(SweepProtocols.Udp))
@@ -213,13 +233,14 @@ internal sealed partial class SweepEngine : IDisposable
             NamespacesVisited = tally.NamespacesVisited,
             NamespacesSkipped = tally.NamespacesSkipped,
             NamespacesFailed = tally.NamespacesFailed,
+            NamespacesIndexed = tally.NamespacesIndexed,
             NamespaceFailures = tally.NamespaceFailures,
-            ScannedTcp = counted.ScannedTcp,
+            ScannedTcp = counted.ScannedTcp + tally.ScannedTcp,
             ScannedUdp = counted.ScannedUdp,
-            Matched = counted.Matched,
+            Matched = counted.Matched + tally.Matched,
             Destroyed = counted.Destroyed + tally.Destroyed,
-            WouldDestroy = counted.DryRun,
-            HeldBack = counted.HeldBack,
+            WouldDestroy = counted.DryRun + tally.DryRun,
+            HeldBack = counted.HeldBack + tally.HeldBack,
             Gone = tally.Gone,
             BudgetUsed = (long)Volatile.Read(ref _object.BudgetUsed),
             DestroyMode = _object.Mode,
@@ -350,14 +371,20 @@ internal sealed partial class SweepEngine : IDisposable
     }
 
     /// <summary>
-    /// What the worker threads count outside BPF: the namespaces visited, skipped and failed (with a
-    /// sentence each), netlink destroys, and failures by errno.
+    /// What the worker threads count outside BPF: the namespaces visited, skipped, failed (with a
+    /// sentence each) and read from the TCP index, what the index reads scanned, matched, held back
+    /// and reported in a dry run, netlink destroys, and failures by errno.
     /// </summary>
     private sealed class Tally
     {
         public int NamespacesVisited;
         public int NamespacesSkipped;
         public int NamespacesFailed;
+        public int NamespacesIndexed;
+        public long ScannedTcp;
+        public long Matched;
+        public long HeldBack;
+        public long DryRun;
         public long Destroyed;
         public long Gone;
 

@@ -24,6 +24,13 @@ internal sealed record SweepRequest
     /// </summary>
     public Func<NetnsInfo, SweepProtocols>? Scope { get; init; }
 
+    /// <summary>
+    /// A targeted sweep's namespaces whose every TCP socket the socket hooks' TCP index holds: there
+    /// the sockets to the rules' addresses are looked up instead of walked (when every TCP rule
+    /// names one address). Null: walk everywhere.
+    /// </summary>
+    public Func<NetnsInfo, bool>? TcpIndexed { get; init; }
+
     /// <summary>OS threads that sweep namespaces in parallel (default: one per core).</summary>
     public int Parallelism { get; init; } = Environment.ProcessorCount;
 

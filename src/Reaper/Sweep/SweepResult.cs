@@ -22,6 +22,9 @@ internal sealed record SweepResult
     /// </summary>
     public int NamespacesFailed { get; init; }
 
+    /// <summary>Namespaces whose TCP sockets came from the socket hooks' TCP index instead of a walk.</summary>
+    public int NamespacesIndexed { get; init; }
+
     /// <summary>One sentence per failed iterator: the namespace, the protocol and the errno.</summary>
     public IReadOnlyList<string> NamespaceFailures { get; init; } = [];
 
@@ -89,6 +92,7 @@ internal sealed record SweepResult
             NamespacesVisited = NamespacesVisited + next.NamespacesVisited,
             NamespacesSkipped = NamespacesSkipped + next.NamespacesSkipped,
             NamespacesFailed = NamespacesFailed + next.NamespacesFailed,
+            NamespacesIndexed = NamespacesIndexed + next.NamespacesIndexed,
             NamespaceFailures = [.. NamespaceFailures, .. next.NamespaceFailures],
             ScannedTcp = ScannedTcp + next.ScannedTcp,
             ScannedUdp = ScannedUdp + next.ScannedUdp,
