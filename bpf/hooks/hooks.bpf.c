@@ -6,8 +6,8 @@
  * (reaper_contacts; the host's own contacts go to reaper_host_contacts, which the host census
  * keeps too), and the TCP socket index (reaper_tcp_index, reaper_index.h): each TCP socket from
  * its connect or accept to its close, with its tuple, cookie, birth and state, so a targeted sweep
- * finds the sockets to an address without walking the kernel's established hash. To follow a
- * socket to its close the hooks ask for its state callbacks (BPF_SOCK_OPS_STATE_CB_FLAG). They
+ * finds the sockets to an address without walking the kernel's established hash. To see a socket
+ * close the hooks ask for its state callbacks (BPF_SOCK_OPS_STATE_CB_FLAG). They
  * never change a connect's outcome.
  *
  * The daemon pins reaper_births, reaper_contacts, reaper_history, reaper_netns_before and
@@ -115,12 +115,13 @@ static __always_inline void sockops_addrs(struct bpf_sock_ops *ctx, __u8 remote[
 	REAPER_CTX_IP6(local, ctx->local_ip6);
 }
 
-/* A TCP socket connects (SYN_SENT) or was accepted (ESTABLISHED): into the index, and follow its state. */
-static __always_inline void index_open(struct bpf_sock_ops *ctx, __u64 now)
+/* A TCP socket connects (SYN_SENT) or was accepted (ESTABLISHED): into the index, and followed to its close. */
+static __always_inline void index_open(struct bpf_sock_ops *ctx, __u32 state, __u64 now)
 {
 	struct reaper_index_key key = {};
 	struct reaper_index_entry e = {};
 	struct bpf_sock *sk = ctx->sk;
+	struct reaper_birth *b;
 	__u32 family = ctx->family;
 
 	if (family != AF_INET && family != AF_INET6)
@@ -133,36 +134,47 @@ static __always_inline void index_open(struct bpf_sock_ops *ctx, __u64 now)
 	/* remote_port holds the network-order port in its upper half on little-endian hosts. */
 	e.remote_port = bpf_ntohl(ctx->remote_port);
 	e.family = family;
-	e.state = ctx->state;
-	if (sk)
-		e.bound_dev_if = sk->bound_dev_if;
-	reaper_index_add(&key, &e, reaper_history_get());
-	bpf_sock_ops_cb_flags_set(ctx, ctx->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	e.state = state;
+	if (!sk)
+		return;
+	e.bound_dev_if = sk->bound_dev_if;
+	b = bpf_sk_storage_get(&reaper_births, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!b)
+		return;
+	/* Where it went is kept with its birth, so following it costs one lookup, not a search. */
+	b->index_slot = reaper_index_add(&key, &e, reaper_history_get());
+	if (b->index_slot)
+		bpf_sock_ops_cb_flags_set(ctx, ctx->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 }
 
 /*
- * An indexed socket reached ESTABLISHED (born anew, as its birth storage says), changed state, or
- * closed (out of the index).
+ * An indexed socket reached ESTABLISHED (born anew, as its birth storage says) or closed (out of
+ * the index). Its slot is in its birth storage; the entry there is its own only if the cookie agrees.
  */
 static __always_inline void index_follow(struct bpf_sock_ops *ctx, __u32 state, __u64 now)
 {
 	struct reaper_index_key key = {};
 	struct reaper_index_entry *e;
+	struct bpf_sock *sk = ctx->sk;
+	struct reaper_birth *b;
 	__u8 local[REAPER_ADDR_LEN];
-	__u64 cookie;
 
-	if (ctx->family != AF_INET && ctx->family != AF_INET6)
+	if (!sk || (ctx->family != AF_INET && ctx->family != AF_INET6))
+		return;
+	b = bpf_sk_storage_get(&reaper_births, sk, 0, 0);
+	if (!b || !b->index_slot || b->index_slot > REAPER_INDEX_SLOTS)
 		return;
 	sockops_addrs(ctx, key.addr, local);
 	key.netns_cookie = bpf_get_netns_cookie(ctx);
-	cookie = bpf_get_socket_cookie(ctx);
+	key.slot = b->index_slot - 1;
+	e = bpf_map_lookup_elem(&reaper_tcp_index, &key);
+	if (!e || e->sock_cookie != bpf_get_socket_cookie(ctx))
+		return;
 	if (state == TCP_CLOSE) {
-		reaper_index_remove(&key, cookie);
+		bpf_map_delete_elem(&reaper_tcp_index, &key);
+		b->index_slot = 0;
 		return;
 	}
-	e = reaper_index_find(&key, cookie);
-	if (!e)
-		return;
 	e->state = state;
 	if (now)
 		e->born_ns = now;
@@ -175,13 +187,18 @@ int reaper_sockops(struct bpf_sock_ops *ctx)
 	__u64 now;
 
 	if (op == BPF_SOCK_OPS_STATE_CB) {
-		if (reaper_index_on)
-			index_follow(ctx, ctx->args[1], 0);
+		/*
+		 * Only the close matters: a sweep judges FIN_WAIT, CLOSE_WAIT and the rest of a connection's
+		 * states as it judges ESTABLISHED (user space reads the index only for rules that take them
+		 * all), and each state change is a call on every connection of the host.
+		 */
+		if (reaper_index_on && ctx->args[1] == TCP_CLOSE)
+			index_follow(ctx, TCP_CLOSE, 0);
 		return 1;
 	}
 	if (op == BPF_SOCK_OPS_TCP_CONNECT_CB) {
 		if (reaper_index_on)
-			index_open(ctx, bpf_ktime_get_ns());
+			index_open(ctx, TCP_SYN_SENT, bpf_ktime_get_ns());
 		return 1;
 	}
 	if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
@@ -191,7 +208,8 @@ int reaper_sockops(struct bpf_sock_ops *ctx)
 		stamp(ctx->sk, now);
 	if (reaper_index_on) {
 		if (op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
-			index_open(ctx, now);
+			/* Still SYN_RECV in the callback on some kernels: ESTABLISHED as it returns. */
+			index_open(ctx, TCP_ESTABLISHED, now);
 		else
 			index_follow(ctx, TCP_ESTABLISHED, now);
 	}

@@ -8,7 +8,8 @@
  * sweep and destroys what it finds with sock_diag by tuple and cookie.
  *
  * A socket takes the first free slot of its (namespace, remote address); BPF_NOEXIST makes the
- * claim atomic between CPUs. When all are taken the pair is marked overflowed (the extra slot) and
+ * claim atomic between CPUs. The hooks keep the slot in the socket's birth storage
+ * (struct reaper_birth), so following it to its close is one lookup. When all are taken the pair is marked overflowed (the extra slot) and
  * user space walks that namespace instead; when the map is full, index_lost in reaper_history
  * makes it walk every namespace.
  */
@@ -25,7 +26,7 @@ struct {
 
 enum { REAPER_EEXIST = 17 };
 
-/* The index entry of the socket with this cookie under key (its slot set), or NULL. */
+/* The index entry of the socket with this cookie under key (its slot set), or NULL: the census's search. */
 static __always_inline struct reaper_index_entry *reaper_index_find(struct reaper_index_key *key, __u64 cookie)
 {
 	for (__u32 i = 0; i < REAPER_INDEX_SLOTS; i++) {
@@ -39,9 +40,13 @@ static __always_inline struct reaper_index_entry *reaper_index_find(struct reape
 	return NULL;
 }
 
-/* Adds entry under key's (namespace, address) in the first free slot; see the top of this file. */
-static __always_inline void reaper_index_add(struct reaper_index_key *key, const struct reaper_index_entry *entry,
-					     struct reaper_history *h)
+/*
+ * Adds entry under key's (namespace, address) in the first free slot; see the top of this file.
+ * Returns the slot plus one, 0 when the socket is not in the index (the pair overflowed, or the
+ * map is full).
+ */
+static __always_inline __u32 reaper_index_add(struct reaper_index_key *key, const struct reaper_index_entry *entry,
+					      struct reaper_history *h)
 {
 	long err = 0;
 
@@ -49,7 +54,7 @@ static __always_inline void reaper_index_add(struct reaper_index_key *key, const
 		key->slot = i;
 		err = bpf_map_update_elem(&reaper_tcp_index, key, entry, BPF_NOEXIST);
 		if (err == 0)
-			return;
+			return i + 1;
 		if (err != -REAPER_EEXIST)
 			break;
 	}
@@ -57,23 +62,11 @@ static __always_inline void reaper_index_add(struct reaper_index_key *key, const
 		key->slot = REAPER_INDEX_SLOTS;
 		err = bpf_map_update_elem(&reaper_tcp_index, key, entry, BPF_ANY);
 		if (err == 0)
-			return;
+			return 0;
 	}
 	if (h)
 		__sync_fetch_and_add(&h->index_lost, 1);
-}
-
-/* Deletes every entry of the socket with this cookie under key's (namespace, address). */
-static __always_inline void reaper_index_remove(struct reaper_index_key *key, __u64 cookie)
-{
-	for (__u32 i = 0; i < REAPER_INDEX_SLOTS; i++) {
-		struct reaper_index_entry *e;
-
-		key->slot = i;
-		e = bpf_map_lookup_elem(&reaper_tcp_index, key);
-		if (e && e->sock_cookie == cookie)
-			bpf_map_delete_elem(&reaper_tcp_index, key);
-	}
+	return 0;
 }
 
 #endif

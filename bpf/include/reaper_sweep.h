@@ -128,6 +128,9 @@ struct reaper_stats {
  */
 struct reaper_birth {
 	__u64 born_ns;
+	/* The socket's slot in the TCP socket index, plus one (0: not there), so its hooks find it at once. */
+	__u32 index_slot;
+	__u32 pad;
 };
 
 /* Contact table key: a socket in namespace netns_cookie connected to, or accepted from, addr. */
@@ -201,7 +204,7 @@ struct reaper_index_entry {
 	__u16 local_port;
 	__u16 remote_port;
 	__u8 family;
-	/* The TCP state as last seen (the hooks follow it; the census's as it walked). */
+	/* SYN_SENT or ESTABLISHED as the hooks last saw it (they follow a socket only to its close); the census's as it walked. */
 	__u8 state;
 	__u8 pad[2];
 	/* SO_BINDTODEVICE's ifindex, 0 if unbound: netlink finds a bound socket only by it. */

@@ -1,5 +1,9 @@
+using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Logging.Abstractions;
 using SocketReaper.Bpf;
+using SocketReaper.Hooks;
+using SocketReaper.Sweep;
 using SocketReaper.Testing;
 using Xunit;
 
@@ -16,6 +20,88 @@ public sealed class TcpIndexTests
 {
     private const string Gone = "10.112.1.2";
     private const string Other = "10.112.9.9";
+
+    /// <summary>
+    /// The census puts a connection older than the hooks in the index (born 0: old); the hooks put
+    /// both ends of a new one there with their tuple, cookie, birth and state as the kernel has
+    /// them, and take each out when it closes; a gone namespace's entries go at the next prune.
+    /// </summary>
+    [PrivilegedFact]
+    public void The_index_holds_a_connection_from_its_connect_to_its_close()
+    {
+        if (KernelFeatures.Host.Version < HooksObject.IndexKernel)
+        {
+            return;
+        }
+
+        const string address = "10.112.5.5";
+        var root = $"/sys/fs/bpf/srt{Guid.NewGuid():N}"[..28];
+        var maps = Datapath.DatapathState.MapsDirectory(root);
+        PinnedState.CreatePrivateDirectory(root);
+        using var ns = new TestNamespaces(1, $"{address}/32");
+        var netns = ns.Discover().Single();
+
+        // Older than the hooks: the census adds it.
+        var old = ns.In(ns.Names[0], () => ns.Connect(ns.Listen(address, 7001), address, 7001));
+        try
+        {
+            using var objects = HooksObject.Load(maps, _ => { });
+            using var census = CensusObject.Load(objects);
+            var hooks = SocketHooks.Start(objects, census, root, "", new DiscoveryOptions(), NullLogger.Instance);
+            Assert.NotNull(hooks);
+            Assert.True(objects.IndexOn);
+            Assert.Empty(Indexed(objects, netns.Cookie, address));
+            Assert.Equal(1, hooks.NamespaceCensus([netns]));
+            var censused = Indexed(objects, netns.Cookie, address);
+            Assert.Equal(new[] { TcpPair.Cookie(old.Client), TcpPair.Cookie(old.Server) }.Order(), censused.Select(e => e.SockCookie).Order());
+            Assert.All(censused, e => Assert.Equal(0ul, e.BornNs));
+
+            var pair = ns.In(ns.Names[0], () => ns.Connect(ns.Listen(address, 7002), address, 7002));
+            Assert.True(pair.Exchanges());
+
+            var entries = Indexed(objects, netns.Cookie, address).Where(e => e.BornNs != 0).ToList();
+            var client = entries.Single(e => e.SockCookie == TcpPair.Cookie(pair.Client));
+            var server = entries.Single(e => e.SockCookie == TcpPair.Cookie(pair.Server));
+            Assert.Equal(2, entries.Count);
+            Assert.Equal(((IPEndPoint)pair.Client.LocalEndPoint!).Port, client.LocalPort);
+            Assert.Equal(7002, client.RemotePort);
+            Assert.Equal(7002, server.LocalPort);
+            Assert.Equal(client.LocalPort, server.RemotePort);
+            Assert.All(entries, e => Assert.Equal(1, e.State));
+            Assert.All(entries, e => Assert.True(e.BornNs > 0 && e.BornNs <= Platform.Monotonic.NowNs()));
+
+            pair.Client.Close();
+            pair.Server.Close();
+            Poll.Until(() => Indexed(objects, netns.Cookie, address).Count == 2, TimeSpan.FromSeconds(5), "both ends out of the index once closed (the census's two stay)");
+
+            // The census's entries are not followed: a gone namespace's go at the prune (here every namespace counts as gone).
+            hooks.Prune(new HashSet<ulong>());
+            Assert.Empty(Indexed(objects, netns.Cookie, address));
+            Assert.True(old.Exchanges());
+        }
+        finally
+        {
+            SocketHooks.Remove(root, maps);
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    private static unsafe List<SweepAbi.IndexEntry> Indexed(HooksObject hooks, ulong netns, string address)
+    {
+        var found = new List<SweepAbi.IndexEntry>();
+        var key = new SweepAbi.IndexKey { NetnsCookie = netns };
+        IpPrefix.Host(IPAddress.Parse(address)).WriteBytes(new Span<byte>(key.Address, 16));
+        for (var slot = 0u; slot <= SweepAbi.IndexSlots; slot++)
+        {
+            key.Slot = slot;
+            if (hooks.TcpIndex.TryLookup<SweepAbi.IndexKey, SweepAbi.IndexEntry>(key, out var entry))
+            {
+                found.Add(entry);
+            }
+        }
+
+        return found;
+    }
 
     [PrivilegedFact]
     public void A_targeted_sweep_looks_tcp_sockets_up_in_the_index_and_walks_a_namespace_it_overflowed()

@@ -8,7 +8,7 @@ namespace SocketReaper.Tests;
 
 /// <summary>
 /// What a sweep reads from the TCP index and how it judges an indexed socket: only rules that each
-/// name one address can be answered from it, and an indexed socket matches a rule exactly when the
+/// name one address and take every connected state can be answered from it, and an indexed socket matches a rule exactly when the
 /// sweep program would let it (state, ports, local prefix, born before), the first rule winning.
 /// </summary>
 public sealed class TcpIndexMatchTests
@@ -30,6 +30,10 @@ public sealed class TcpIndexMatchTests
 
         Assert.Null(SweepEngine.PlanIndex([host, wide]));
         Assert.Null(SweepEngine.PlanIndex([udpWide]));
+
+        // The index knows a socket's state only up to ESTABLISHED: a rule for some states is walked.
+        Assert.Null(SweepEngine.PlanIndex([host with { States = TcpStates.Established }]));
+        Assert.NotNull(SweepEngine.PlanIndex([host with { States = (TcpStates)0xFFFF }]));
     }
 
     [Fact]

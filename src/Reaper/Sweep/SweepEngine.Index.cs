@@ -20,12 +20,14 @@ internal sealed partial class SweepEngine
 
     /// <summary>
     /// The rules an index read can answer: every rule that covers TCP names one address (a
-    /// full-length prefix); null when one does not. Their distinct addresses, in rule order.
+    /// full-length prefix) and takes every connected state (the index knows a socket's state only
+    /// up to ESTABLISHED: the hooks follow it no further than to its close); null when one does not.
+    /// Their distinct addresses, in rule order.
     /// </summary>
     internal static IndexPlan? PlanIndex(IReadOnlyList<SweepRule> rules)
     {
         var tcp = rules.Where(r => r.Protocols.HasFlag(SweepProtocols.Tcp)).ToList();
-        if (tcp.Count == 0 || tcp.Any(r => r.Remote.Length != 128))
+        if (tcp.Count == 0 || tcp.Any(r => r.Remote.Length != 128 || (r.States & TcpStates.Connected) != TcpStates.Connected))
         {
             return null;
         }
