@@ -224,6 +224,9 @@ static __always_inline void learn(struct __sk_buff *skb, struct reaper_slot *slo
 		__sync_fetch_and_add(&reaper_generation, 1);
 		generation = reaper_generation;
 		emit(REAPER_EVENT_NEW_IP, ifindex, 0, src, eth->src, netns, now);
+	} else if (owner->ifindex != ifindex && owner->routed) {
+		/* The host routes the address elsewhere: the old endpoint still sending, not a move. */
+		__sync_fetch_and_add(&reaper_moves_against_route, 1);
 	} else if (owner->ifindex != ifindex) {
 		__u32 old = owner->ifindex;
 

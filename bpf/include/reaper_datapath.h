@@ -81,12 +81,16 @@ struct reaper_endpoint {
 /*
  * Owner table value: which endpoint device last sent from an address, and the network namespace
  * (cookie) of the socket that sent it — 0 when the endpoint forwarded the packet rather than
- * originated it. Times are bpf_ktime_get_ns (CLOCK_MONOTONIC).
+ * originated it. Times are bpf_ktime_get_ns (CLOCK_MONOTONIC). `routed` is set by user space
+ * when a host route to the address leads to this device: the route decides, and a packet from
+ * another device with this source (an old endpoint still sending as its sockets close) does not
+ * move it — only user space does, when the route moves.
  */
 struct reaper_owner {
 	__u32 ifindex;
 	__u8 mac[6];
-	__u8 _pad0[2];
+	__u8 routed;
+	__u8 _pad0;
 	__u64 netns_cookie;
 	__u64 first_seen_ns;
 	__u64 last_seen_ns;

@@ -83,6 +83,8 @@ __u64 reaper_events_lost;
  * capacity the daemon treats flow history as incomplete (and sweeps everywhere).
  */
 __u64 reaper_flows_inserted;
+/* Looks at packets from an address routed to another device than the one they came from (not a move). */
+__u64 reaper_moves_against_route;
 /*
  * Bumped whenever an owner changes (here, or by user space editing the owner table): a device
  * slot's remembered (source, destination) is trusted only while this has not moved.

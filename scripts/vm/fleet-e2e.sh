@@ -359,6 +359,14 @@ check "(b) VM A: a connection made to the new owner after the move lives, and B'
   'ask open new 10.211.2.5 7000 | grep -x "ok new: tcp=ok:new udp=ok:new" && sleep 3 && ask probe new | grep -x "ok tcp=ok:new udp=ok:new" && ask probe s2 | grep -x "ok tcp=ok:s2 udp=ok:s2"'
 check "(b) VM A's daemon counted exactly one remote address moved (socketreaper_fleet_changes_total{kind=\"moved\"})" a 20 \
   'v=$(metric "socketreaper_fleet_changes_total{kind=\"moved\"}"); echo "moved: $v"; [ "${v%.*}" = 1 ]'
+# What the old endpoint sends now must not take the address back, not even for the moment before
+# the daemon hears of it: b's publisher reads the owner table 4 times a second (found by CI).
+check "(b) VM B: 'old' still sending from 10.211.2.5 (pings from its namespace) does not take it back: the datapath counts them against the host route and queues no move" b 40 \
+  'series="socketreaper_datapath_events_total{kind=\"ip_moved\"}"; before=$(metric "$series") || exit 1
+ip netns exec sr-o ping -c 5 -i 0.2 -W 1 10.210.0.2 >/dev/null
+against() { v=$(metric "socketreaper_datapath_events_total{kind=\"ip_moved_against_route\"}") && [ "${v%.*}" -ge 1 ]; }
+wait_for 15 against || { echo "no look against the route counted"; exit 1; }
+after=$(metric "$series"); echo "ip_moved $before -> $after"; [ "$after" = "$before" ] && owner_is 10.211.2.5 vethsrn'
 check "(b) VM B: the old endpoint's namespace goes; A's connection to the new owner still lives" b 30 "unendpoint sr-o vethsro"
 check "(b) ... (checked from A, 3 s later)" a 30 'sleep 3; ask probe new | grep -x "ok tcp=ok:new udp=ok:new" || { ask probe new; exit 1; }'
 part "(b) address moved"

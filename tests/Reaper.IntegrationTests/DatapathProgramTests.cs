@@ -162,6 +162,37 @@ public sealed class DatapathProgramTests
     }
 
     [PrivilegedFact]
+    public void An_owner_set_from_a_host_route_stays_when_another_endpoint_sends_from_its_address()
+    {
+        NetnsThread.RunInNew(() =>
+        {
+            using var s = Load();
+
+            // User space set 10.88.0.5's owner from a host route to veth1 (RouteAdded does).
+            var key = AbiAddress.Key(IPAddress.Parse("10.88.0.5"));
+            var routed = new DatapathAbi.Owner { Ifindex = (uint)s.Veth1, Routed = 1, FirstSeenNs = 1, LastSeenNs = 1 };
+            s.Obj.Owners.Update(key, routed);
+
+            // The old endpoint on veth0 still sends from it (its server's last segments): no move.
+            s.Obj.TcxIngress.TestRun(Ipv4Packet(MacA, "10.88.0.5", "10.88.0.9"), context: Context(s.Veth0));
+            s.Ring.Consume();
+            Assert.Empty(s.Events);
+            Assert.True(s.Obj.Owners.TryLookup(key, out DatapathAbi.Owner after));
+            Assert.Equal(((uint)s.Veth1, (byte)1, 1UL), (after.Ifindex, after.Routed, after.FirstSeenNs));
+            Assert.Equal(1UL, s.Obj.MovesAgainstRoute);
+
+            // The routed endpoint sending keeps its mark; unmarked, the same packet is a move.
+            s.Obj.TcxIngress.TestRun(Ipv4Packet(MacA, "10.88.0.5", "10.88.0.9"), context: Context(s.Veth1));
+            Assert.True(s.Obj.Owners.TryLookup(key, out after));
+            Assert.Equal(1, after.Routed);
+            s.Obj.Owners.Update(key, routed with { Routed = 0 });
+            s.Obj.TcxIngress.TestRun(Ipv4Packet(MacA, "10.88.0.5", "10.88.0.10"), context: Context(s.Veth0));
+            s.Ring.Consume();
+            Assert.Equal([(DatapathAbi.EventIpMoved, (uint)s.Veth0)], s.Events.Select(e => (e.Kind, e.Ifindex)).ToArray());
+        });
+    }
+
+    [PrivilegedFact]
     public void Packets_from_devices_the_daemon_does_not_manage_are_only_counted()
     {
         NetnsThread.RunInNew(() =>

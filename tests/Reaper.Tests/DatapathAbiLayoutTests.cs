@@ -12,7 +12,7 @@ public sealed class DatapathAbiLayoutTests
         { "reaper_dev_stats", typeof(DatapathAbi.DeviceStats), ["packets:Packets", "bytes:Bytes"] },
         { "reaper_slot", typeof(DatapathAbi.Slot), ["ifindex:Ifindex", "generation:Generation", "packets:Packets", "bytes:Bytes", "src:Src", "dst:Dst", "hits:Hits", "_pad0:Pad0"] },
         { "reaper_endpoint", typeof(DatapathAbi.Endpoint), ["flags:Flags", "_pad0:Pad0"] },
-        { "reaper_owner", typeof(DatapathAbi.Owner), ["ifindex:Ifindex", "mac:Mac", "_pad0:Pad0", "netns_cookie:NetnsCookie", "first_seen_ns:FirstSeenNs", "last_seen_ns:LastSeenNs"] },
+        { "reaper_owner", typeof(DatapathAbi.Owner), ["ifindex:Ifindex", "mac:Mac", "routed:Routed", "_pad0:Pad0", "netns_cookie:NetnsCookie", "first_seen_ns:FirstSeenNs", "last_seen_ns:LastSeenNs"] },
         { "reaper_flow_key", typeof(DatapathAbi.FlowKey), ["ifindex:Ifindex", "remote:Remote"] },
         { "reaper_backend_key", typeof(DatapathAbi.BackendKey), ["addr:Addr", "port:Port", "protocol:Protocol", "_pad0:Pad0"] },
         { "reaper_service_flow_key", typeof(DatapathAbi.ServiceFlowKey), ["backend:Backend", "client:Client", "backend_port:BackendPort", "client_port:ClientPort", "protocol:Protocol", "_pad0:Pad0"] },

@@ -102,8 +102,10 @@ public sealed class EndpointOwnershipTests
         _now = 5_000;
         _owners.RouteAdded(Ip("10.0.0.1"), Eth2);
         Assert.Single(_events.Changes);
+        Assert.Equal(1, _table.Owner("10.0.0.1").Routed);
 
-        // The old endpoint's last segments (its server closing) reach the datapath, which guesses a move back.
+        // The programs leave a routed owner alone; an event queued before the route came still
+        // says the old endpoint moved back (here the table plays the datapath's guess).
         _table.Put("10.0.0.1", Eth1);
         _now = 6_000;
         _owners.Seen(DatapathAbi.EventIpMoved, Ip("10.0.0.1"), Eth1, 6_000);
@@ -125,6 +127,40 @@ public sealed class EndpointOwnershipTests
         _owners.RouteAdded(Ip("10.0.0.9"), Eth1);
         Assert.Empty(_events.Changes);
         Assert.Equal((uint)Eth1, _table.Owner("10.0.0.9").Ifindex);
+        Assert.Equal(1, _table.Owner("10.0.0.9").Routed);
+    }
+
+    [Fact]
+    public void A_route_to_the_device_an_address_was_learned_on_marks_it_routed_without_a_move()
+    {
+        _table.Put("10.0.0.1", Eth1);
+        _owners.Learn();
+        _owners.RouteAdded(Ip("10.0.0.1"), Eth1);
+        Assert.Empty(_events.Changes);
+        Assert.Equal(1, _table.Owner("10.0.0.1").Routed);
+        Assert.Equal(1UL, _table.Owner("10.0.0.1").FirstSeenNs);
+    }
+
+    [Fact]
+    public void At_start_the_routes_mark_their_owners_and_an_owner_whose_route_went_meanwhile_is_unmarked_and_nothing_is_raised()
+    {
+        _table.Put("10.0.0.1", Eth1, routed: true);   // its route went while the daemon was down
+        _table.Put("10.0.0.2", Eth2);                 // routed to its device now
+        _table.Put("10.0.0.3", Eth1);                 // routed elsewhere now: left as it is
+        _table.Put("10.0.0.4", Gone, routed: true);   // a device nobody manages
+
+        _owners.Routes([(Ip("10.0.0.2"), Eth2), (Ip("10.0.0.3"), Eth2), (Ip("10.0.0.4"), Gone)]);
+
+        Assert.Equal([0, 1, 0, 0], new[] { "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4" }.Select(a => (int)_table.Owner(a).Routed));
+        Assert.Equal((uint)Eth1, _table.Owner("10.0.0.3").Ifindex);
+        Assert.Empty(_events.Changes);
+        Assert.Equal(1, _table.ChangedCount);
+
+        // The route known from the start guards as one heard later does.
+        _owners.Learn();
+        _owners.Seen(DatapathAbi.EventIpMoved, Ip("10.0.0.2"), Eth1, 2_000);
+        Assert.Empty(_events.Changes);
+        Assert.Equal((uint)Eth2, _table.Owner("10.0.0.2").Ifindex);
     }
 
     [Fact]
@@ -301,8 +337,8 @@ public sealed class EndpointOwnershipTests
 
         public IEnumerable<string> Addresses => _owners.Keys.Select(k => AbiAddress.FromKey(k).ToString()).Order(StringComparer.Ordinal);
 
-        public void Put(string address, int ifindex, ulong firstSeen = 1) =>
-            _owners[AbiAddress.Key(Ip(address))] = new DatapathAbi.Owner { Ifindex = (uint)ifindex, FirstSeenNs = firstSeen, LastSeenNs = firstSeen };
+        public void Put(string address, int ifindex, ulong firstSeen = 1, bool routed = false) =>
+            _owners[AbiAddress.Key(Ip(address))] = new DatapathAbi.Owner { Ifindex = (uint)ifindex, FirstSeenNs = firstSeen, LastSeenNs = firstSeen, Routed = routed ? (byte)1 : (byte)0 };
 
         public void Remove(string address) => _owners.Remove(AbiAddress.Key(Ip(address)));
 

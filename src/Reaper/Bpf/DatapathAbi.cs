@@ -63,7 +63,10 @@ internal static class DatapathAbi
     {
         public uint Ifindex;
         public fixed byte Mac[6];
-        public fixed byte Pad0[2];
+
+        /// <summary>1: set from a host route to this device; the programs do not move it.</summary>
+        public byte Routed;
+        public byte Pad0;
         public ulong NetnsCookie;
         public ulong FirstSeenNs;
         public ulong LastSeenNs;

@@ -46,6 +46,7 @@ internal sealed unsafe class DatapathObject : IDisposable
         public const string EventsLost = "reaper_events_lost";
         public const string Generation = "reaper_generation";
         public const string BackendCount = "reaper_backend_count";
+        public const string MovesAgainstRoute = "reaper_moves_against_route";
 
         /// <summary>.rodata, set before load: whether the programs read the sending socket's namespace cookie.</summary>
         public const string SenderNetns = "reaper_sender_netns";
@@ -73,6 +74,7 @@ internal sealed unsafe class DatapathObject : IDisposable
     private readonly ulong* _eventsLost;
     private readonly uint* _generation;
     private readonly uint* _backendCount;
+    private readonly ulong* _movesAgainstRoute;
 
     private DatapathObject(BpfObject obj, DatapathAttachMode mode)
     {
@@ -94,6 +96,7 @@ internal sealed unsafe class DatapathObject : IDisposable
         _eventsLost = (ulong*)Unsafe.AsPointer(ref obj.Global<ulong>(Globals.EventsLost));
         _generation = (uint*)Unsafe.AsPointer(ref obj.Global<uint>(Globals.Generation));
         _backendCount = (uint*)Unsafe.AsPointer(ref obj.Global<uint>(Globals.BackendCount));
+        _movesAgainstRoute = (ulong*)Unsafe.AsPointer(ref obj.Global<ulong>(Globals.MovesAgainstRoute));
     }
 
     /// <summary>
@@ -188,6 +191,9 @@ internal sealed unsafe class DatapathObject : IDisposable
 
     /// <summary>The object's globals alias the kernel's through mmap (valid until disposed).</summary>
     public ref ulong EventsLost => ref *_eventsLost;
+
+    /// <summary>Looks at packets whose source is routed to another device than the one they came from: not taken as moves.</summary>
+    public ulong MovesAgainstRoute => Volatile.Read(ref *_movesAgainstRoute);
 
     public ref uint Generation => ref *_generation;
 

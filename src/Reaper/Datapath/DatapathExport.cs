@@ -25,6 +25,7 @@ internal sealed class DatapathExport
     public void Export(DatapathObject obj, IEnumerable<(int Ifindex, string Name)> devices)
     {
         _metrics.DatapathEventsLost.IncTo(obj.EventsLost);
+        _metrics.DatapathEvents.WithLabels("ip_moved_against_route").IncTo(obj.MovesAgainstRoute);
         var exported = devices.Take(_maxDevices).ToList();
         Retire(exported.Select(d => d.Name));
         foreach (var (ifindex, device) in exported)

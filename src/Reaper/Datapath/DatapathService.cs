@@ -104,10 +104,12 @@ internal sealed partial class DatapathService : BackgroundService
         // Backends first: a device is watched for service flows from its first packet.
         _backends.SyncIfChanged(obj);
         IReadOnlyList<LinkInfo> links;
+        IReadOnlyList<RouteInfo> routes;
         var listed = Monotonic.NowNs();
         using (var rt = RtNetlink.Open())
         {
-            links = DumpLinksWhenSettled(rt, stop);
+            links = DumpWhenSettled(rt.DumpLinks, stop);
+            routes = DumpWhenSettled(rt.DumpRoutes, stop);
         }
 
         foreach (var link in links)
@@ -117,6 +119,7 @@ internal sealed partial class DatapathService : BackgroundService
 
         coverage.PruneState();
         owners.Prune(links.Select(l => l.Index).ToHashSet(), obj.OwnersCheckedNs);
+        owners.Routes(routes.Where(r => r.IsHostRoute).Select(r => (r.Destination, r.Oif)));
         owners.Learn();
         obj.OwnersCheckedNs = listed;
 
@@ -235,14 +238,14 @@ internal sealed partial class DatapathService : BackgroundService
         return checkedNs;
     }
 
-    /// <summary>The host's links at start: a dump the links kept changing during is tried again a little later, for up to a few seconds.</summary>
-    private static IReadOnlyList<LinkInfo> DumpLinksWhenSettled(RtNetlink rt, CancellationToken stop)
+    /// <summary>The host's links or routes at start: a dump the table kept changing during is tried again a little later, for up to a few seconds.</summary>
+    private static IReadOnlyList<T> DumpWhenSettled<T>(Func<IReadOnlyList<T>> dump, CancellationToken stop)
     {
         for (var attempt = 1; ; attempt++)
         {
             try
             {
-                return rt.DumpLinks();
+                return dump();
             }
             catch (NetlinkException e) when (e.Errno is Errno.EINTR && attempt < 20 && !stop.IsCancellationRequested)
             {

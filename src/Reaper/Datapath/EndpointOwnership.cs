@@ -115,6 +115,40 @@ internal sealed partial class EndpointOwnership
     }
 
     /// <summary>
+    /// At start: the host routes to one address as they are now. Those to managed devices are
+    /// known from here on; an owner on the device its route leads to is marked routed (the programs
+    /// keep it there), and one still marked whose route went while the daemon was down is unmarked
+    /// (its packets decide again). Nothing is raised: a route that changed while the daemon was
+    /// down dates nothing.
+    /// </summary>
+    public void Routes(IEnumerable<(IPAddress Destination, int Oif)> routes)
+    {
+        var now = _now();
+        foreach (var (destination, oif) in routes.Where(r => _managed(r.Oif)))
+        {
+            _routes[AbiAddress.Key(destination)] = ((uint)oif, now);
+        }
+
+        var changed = false;
+        foreach (var learned in _table.ReadAll())
+        {
+            var routed = _routes.TryGetValue(learned.Key, out var route) && route.Oif == learned.Owner.Ifindex;
+            if ((learned.Owner.Routed != 0) != routed)
+            {
+                var owner = learned.Owner;
+                owner.Routed = routed ? (byte)1 : (byte)0;
+                _table.Set(learned.Key, owner);
+                changed = true;
+            }
+        }
+
+        if (changed)
+        {
+            _table.Changed();
+        }
+    }
+
+    /// <summary>
     /// An event from the datapath. A move the routes did not announce (no host route, or the endpoint
     /// sent before its route came): its time is when the new owner was first seen sending.
     /// </summary>
@@ -132,9 +166,10 @@ internal sealed partial class EndpointOwnership
         {
             // The host routes the address to another endpoint: this is the old one still sending
             // (its last segments as its server closes), not a move. The route's device stays the
-            // owner; taking the guess would reap the new owner's connections.
-            _metrics.DatapathEvents.WithLabels("ip_moved_against_route").Inc();
-            _table.Set(key, new DatapathAbi.Owner { Ifindex = route.Oif, FirstSeenNs = route.AtNs, LastSeenNs = _now() });
+            // owner; taking the guess would reap the new owner's connections. The programs do not
+            // move an owner marked routed (and count what they refused); this is a packet that
+            // came before the mark — an event older than the route's.
+            _table.Set(key, Routed(route.Oif, route.AtNs));
             _table.Changed();
             return;
         }
@@ -180,12 +215,19 @@ internal sealed partial class EndpointOwnership
         var known = _table.TryGet(key, out var owner);
         if (known && owner.Ifindex == (uint)oif)
         {
+            if (owner.Routed == 0)
+            {
+                // Learned from its packets first: from now on the route decides.
+                owner.Routed = 1;
+                _table.Set(key, owner);
+            }
+
             return;
         }
 
         var fromLive = known && _managed((int)owner.Ifindex);
         var reused = _graveyard.TryTake(destination, oif, out _);
-        _table.Set(key, new DatapathAbi.Owner { Ifindex = (uint)oif, FirstSeenNs = now, LastSeenNs = now });
+        _table.Set(key, Routed((uint)oif, now));
         _known[key] = (uint)oif;
         _table.Changed();
         if (fromLive || reused)
@@ -298,6 +340,14 @@ internal sealed partial class EndpointOwnership
 
         return matched;
     }
+
+    /// <summary>
+    /// An owner the host routes to: the programs leave it where it is when another device sends
+    /// from its address (an old endpoint still closing); its namespace and MAC are filled in when
+    /// the endpoint first sends.
+    /// </summary>
+    private DatapathAbi.Owner Routed(uint ifindex, ulong sinceNs) =>
+        new() { Ifindex = ifindex, Routed = 1, FirstSeenNs = sinceNs, LastSeenNs = _now() };
 
     private static EndpointChange Reused(IPAddress address, int ifindex, Burial burial) =>
         new(EndpointChangeKind.Reused, address, ifindex, burial.AtNs) { Undated = burial.Undated };

@@ -33,7 +33,7 @@ internal sealed class ReaperMetrics : ISweepRecorder
         DatapathLinks = f.CreateGauge("socketreaper_datapath_links", "Datapath links the daemon owns, by attach type.", "attach_type");
         DatapathLinksMissing = f.CreateGauge("socketreaper_datapath_links_missing", "Selected device hooks without our link attached.");
         DatapathReattachments = f.CreateCounter("socketreaper_datapath_reattachments_total", "Links re-created after someone detached them or the kernel reported them dead.");
-        DatapathEvents = f.CreateCounter("socketreaper_datapath_events_total", "Ring-buffer events from the datapath, by kind (new_ip, ip_moved; ip_moved_against_route: traffic from an address the host routes to another endpoint, the old one still sending — not taken as a move).", "kind");
+        DatapathEvents = f.CreateCounter("socketreaper_datapath_events_total", "Ring-buffer events from the datapath, by kind (new_ip, ip_moved; ip_moved_against_route: looks the programs took at traffic from an address the host routes to another endpoint, the old one still sending — not taken as a move, no event queued).", "kind");
         DatapathEventsLost = f.CreateCounter("socketreaper_datapath_events_lost_total", "Events the datapath could not queue (ring buffer full).");
         NetlinkDumpsAbandoned = f.CreateCounter("socketreaper_netlink_dumps_abandoned_total", "Netlink dumps (links, neighbours, conntrack, sockets) given up because the table changed during every attempt; what needed one failed and said so.");
         registry.AddBeforeCollectCallback(() => NetlinkDumpsAbandoned.IncTo(Platform.Netlink.NetlinkSocket.InconsistentDumps));

@@ -57,6 +57,27 @@ public sealed class RtNetlinkTests
     }
 
     [PrivilegedFact]
+    public void RouteDumpListsTheMainTablesUnicastRoutesWithTheirDevice()
+    {
+        var (routes, veth) = PrivateNetns.Run(() =>
+        {
+            using var rt = RtNetlink.Open();
+            int ifindex = rt.CreateVethPair("rd0", "rd1");
+            rt.SetLinkUp(ifindex);
+            PrivateNetns.RunIp("route add 10.77.0.5/32 dev rd0");
+            PrivateNetns.RunIp("-6 route add fd77::5/128 dev rd0");
+            PrivateNetns.RunIp("route add 10.78.0.0/24 dev rd0");
+            PrivateNetns.RunIp("route add 10.79.0.5/32 dev rd0 table 100");
+            PrivateNetns.RunIp("route add blackhole 10.80.0.5/32");
+            return (rt.DumpRoutes(), ifindex);
+        });
+
+        // Not the blackhole (not unicast), not table 100's, not the link-local prefix IPv6 gave rd0.
+        var listed = routes.Where(r => !r.Destination.IsIPv6LinkLocal).Select(r => (r.Destination.ToString(), r.PrefixLength, r.Oif, r.IsHostRoute)).Order().ToList();
+        Assert.Equal([("10.77.0.5", 32, veth, true), ("10.78.0.0", 24, veth, false), ("fd77::5", 128, veth, true)], listed);
+    }
+
+    [PrivilegedFact]
     public void KernelErrorsCarryErrnoOperationAndExtendedAck()
     {
         var (duplicate, missing, lookup) = NetnsThread.RunInNew(() =>

@@ -48,6 +48,7 @@ internal sealed class RtNetlink : IDisposable
 
     internal const ushort RTM_NEWROUTE = 24;
     internal const ushort RTM_DELROUTE = 25;
+    internal const ushort RTM_GETROUTE = 26;
 
     internal const int IfInfoMsgSize = 16;
     internal const int RtMsgSize = 12;
@@ -99,6 +100,29 @@ internal sealed class RtNetlink : IDisposable
                 }
             });
         return links;
+    }
+
+    /// <summary>The unicast routes of the main table, both families (<see cref="ParseRoute"/>).</summary>
+    public IReadOnlyList<RouteInfo> DumpRoutes()
+    {
+        var routes = new List<RouteInfo>();
+        _socket.DumpConsistent(
+            () =>
+            {
+                NetlinkMessageWriter request = _writer.Begin(RTM_GETROUTE);
+                request.Reserve(RtMsgSize);
+                return request;
+            },
+            "RTM_GETROUTE dump",
+            routes.Clear,
+            (in NetlinkHeader header, ReadOnlySpan<byte> payload) =>
+            {
+                if (header.Type == RTM_NEWROUTE && ParseRoute(payload) is { } route)
+                {
+                    routes.Add(route);
+                }
+            });
+        return routes;
     }
 
     /// <summary>Looks a link up by name; null if there is none.</summary>
