@@ -38,6 +38,9 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
     // sweep cost every reaction its start.
     private readonly DedicatedThread _sweeper = new("reaper sweeps");
 
+    /// <summary>The scope of a sweep found unneeded: no namespace (the neighbour flush then visits the host alone).</summary>
+    private static readonly Func<NetnsInfo, SweepProtocols> Nowhere = _ => 0;
+
     /// <summary>The daemon's own namespace, where its pool threads always are (read once).</summary>
     private ulong? _hostCookie;
     private bool _delayedBySweeps;
@@ -195,7 +198,8 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
     /// last discovery missed (<see cref="IReapEngine.NoneInScope"/>): the sweep is not run (counted,
     /// socketreaper_reap_sweeps_skipped_total). Otherwise no scope — sweep as usual — and, when
     /// the record has a hole (a hook found detached: re-attached by this very check, so the sweep
-    /// must not ask again and be told all is well), why the sweep must be full.
+    /// must not ask again and be told all is well), why the sweep must be full. The scope of a
+    /// sweep not run is <see cref="Nowhere"/>.
     /// </summary>
     private (Func<NetnsInfo, SweepProtocols>? None, string? WhyFull) Unswept(ReapReason reason, List<ReapTarget> targets)
     {
@@ -220,7 +224,9 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
             var trigger = TriggerName(reason);
             _metrics.ReapSkipped.WithLabels(trigger).Inc();
             Log.Skipped(_logger, trigger, contacts.Count);
-            return (scope, null);
+
+            // What the scope said of every namespace, without asking it again.
+            return (Nowhere, null);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
