@@ -109,7 +109,7 @@ internal sealed partial class DatapathService : BackgroundService
         using (var rt = RtNetlink.Open())
         {
             links = DumpWhenSettled(rt.DumpLinks, stop);
-            routes = DumpWhenSettled(rt.DumpRoutes, stop);
+            routes = DumpWhenSettled(() => rt.DumpRoutes(r => r.IsHostRoute), stop);
         }
 
         foreach (var link in links)
@@ -119,7 +119,7 @@ internal sealed partial class DatapathService : BackgroundService
 
         coverage.PruneState();
         owners.Prune(links.Select(l => l.Index).ToHashSet(), obj.OwnersCheckedNs);
-        owners.Routes(routes.Where(r => r.IsHostRoute).Select(r => (r.Destination, r.Oif)));
+        owners.Routes(routes.Select(r => (r.Destination, r.Oif)));
         owners.Learn();
         obj.OwnersCheckedNs = listed;
 

@@ -69,6 +69,7 @@ public sealed class RtNetlinkTests
             PrivateNetns.RunIp("route add 10.78.0.0/24 dev rd0");
             PrivateNetns.RunIp("route add 10.79.0.5/32 dev rd0 table 100");
             PrivateNetns.RunIp("route add blackhole 10.80.0.5/32");
+            Assert.Equal(["10.77.0.5", "fd77::5"], rt.DumpRoutes(r => r.IsHostRoute).Select(r => r.Destination.ToString()).Order(StringComparer.Ordinal));
             return (rt.DumpRoutes(), ifindex);
         });
 

@@ -102,8 +102,11 @@ internal sealed class RtNetlink : IDisposable
         return links;
     }
 
-    /// <summary>The unicast routes of the main table, both families (<see cref="ParseRoute"/>).</summary>
-    public IReadOnlyList<RouteInfo> DumpRoutes()
+    /// <summary>
+    /// The unicast routes of the main table, both families (<see cref="ParseRoute"/>), those
+    /// <paramref name="keep"/> takes (all when null): a router's table may hold a million.
+    /// </summary>
+    public IReadOnlyList<RouteInfo> DumpRoutes(Func<RouteInfo, bool>? keep = null)
     {
         var routes = new List<RouteInfo>();
         _socket.DumpConsistent(
@@ -117,7 +120,7 @@ internal sealed class RtNetlink : IDisposable
             routes.Clear,
             (in NetlinkHeader header, ReadOnlySpan<byte> payload) =>
             {
-                if (header.Type == RTM_NEWROUTE && ParseRoute(payload) is { } route)
+                if (header.Type == RTM_NEWROUTE && ParseRoute(payload) is { } route && (keep is null || keep(route)))
                 {
                     routes.Add(route);
                 }
