@@ -134,6 +134,85 @@ public sealed class IpReusedTests(ITestOutputHelper output)
         Assert.Equal(destroyed, DaemonFixture.Total(daemon.Scrape(), "socketreaper_sockets_destroyed_total"));
     }
 
+    /// <summary>
+    /// The host route moves an address to another endpoint while the old one keeps it and goes on
+    /// sending (its server's last segments, say): the route decides. The old endpoint's packets do
+    /// not take the address back — not even for the moment before the daemon hears of them, when
+    /// another host's daemon reading the owner table through fleet mode once published the old
+    /// owner (scripts/vm/fleet-e2e.sh (b)) — and the connection to the new owner lives. Again
+    /// after a restart, whose route dump at start keeps the owner marked.
+    /// </summary>
+    [PrivilegedFact]
+    public void After_a_routed_move_the_old_endpoint_still_sending_takes_nothing_back_also_after_a_restart()
+    {
+        const string Address = "10.106.0.9";
+        const string Other = "10.106.0.20";
+        using var ns = new TestNamespaces(2);
+        using var endpoints = new VethEndpoints(subnet: 106);
+        var (first, second) = (ns.Names[0], ns.Names[1]);
+        var firstDevice = endpoints.AddRouted(first, 1, Address);
+        var secondDevice = endpoints.AddRouted(second, 2, Other);
+
+        using var daemon = new DaemonFixture(devicePattern: endpoints.Pattern);
+        daemon.Start();
+        VethEndpoints.WaitCovered(firstDevice);
+        VethEndpoints.WaitCovered(secondDevice);
+
+        // To the host's own address towards the endpoints, which the host answers ARP for.
+        IPAddress host;
+        using (var probe = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp))
+        {
+            probe.Connect(new IPEndPoint(IPAddress.Parse(Address), 9));
+            host = ((IPEndPoint)probe.LocalEndPoint!).Address;
+        }
+
+        void OldEndpointSends() => ns.In(first, () =>
+        {
+            using var udp = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+            udp.Bind(new IPEndPoint(IPAddress.Parse(Address), 0));
+            for (var i = 0; i < 3; i++)
+            {
+                udp.SendTo([1], new IPEndPoint(host, 9));
+                Thread.Sleep(20);
+            }
+
+            return 0;
+        });
+        OldEndpointSends();
+        Poll.Until(() => daemon.LearnedEndpoints().Contains($"{Address} {firstDevice} ", StringComparison.Ordinal), TimeSpan.FromSeconds(5), $"learning {Address}");
+
+        // The move: the second endpoint takes the address and the host route follows; the first keeps it.
+        VethEndpoints.AssignRouted(second, 2, Address);
+        TestNamespaces.Ip($"route replace {Address}/32 dev {secondDevice}");
+        var owned = $"{Address} {secondDevice} {VethEndpoints.Ifindex(secondDevice)} ";
+        Poll.Until(() => daemon.LearnedEndpoints().Split('\n').Any(l => l.StartsWith(owned, StringComparison.Ordinal) && l.EndsWith(" route", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(5), $"the move to {secondDevice}; learned:\n{daemon.LearnedEndpoints()}");
+        var tcp = ns.Connect(ns.In(second, () => ns.Listen(Address, 7000)), Address, 7000);
+        Assert.True(tcp.Exchanges());
+
+        foreach (var restarted in new[] { false, true })
+        {
+            if (restarted)
+            {
+                daemon.Terminate();
+                daemon.Start();
+            }
+
+            var moves = DaemonFixture.Sample(daemon.Scrape(), "socketreaper_datapath_events_total{kind=\"ip_moved\"}");
+            var destroyed = DaemonFixture.Total(daemon.Scrape(), "socketreaper_sockets_destroyed_total");
+            OldEndpointSends();
+
+            // The programs counted the old endpoint's packets against the route (exported every few seconds).
+            Poll.Until(() => DaemonFixture.Sample(daemon.Scrape(), "socketreaper_datapath_events_total{kind=\"ip_moved_against_route\"}") >= 1,
+                TimeSpan.FromSeconds(10), $"the old endpoint's packets counted against the route (restarted: {restarted}); log:\n{daemon.Log}");
+            var learned = daemon.LearnedEndpoints();
+            Assert.True(learned.Split('\n').Any(l => l.StartsWith(owned, StringComparison.Ordinal) && l.EndsWith(" route", StringComparison.Ordinal)), $"restarted: {restarted}; learned:\n{learned}");
+            Assert.Equal(moves, DaemonFixture.Sample(daemon.Scrape(), "socketreaper_datapath_events_total{kind=\"ip_moved\"}"));
+            Assert.Equal(destroyed, DaemonFixture.Total(daemon.Scrape(), "socketreaper_sockets_destroyed_total"));
+            Assert.True(tcp.Exchanges(), $"the connection to the new owner was hurt (restarted: {restarted})");
+        }
+    }
+
     [PrivilegedFact]
     public void An_address_taken_off_its_endpoint_is_reaped_though_the_device_stays()
     {

@@ -164,6 +164,22 @@ public sealed class EndpointOwnershipTests
     }
 
     [Fact]
+    public void An_address_first_learned_from_its_packets_on_the_device_its_route_leads_to_is_marked_routed()
+    {
+        // The route came before the endpoint's first packet (here: known from the start, no owner yet).
+        _owners.Routes([(Ip("10.0.0.5"), Eth2)]);
+        _table.Put("10.0.0.5", Eth2);
+        _owners.Seen(DatapathAbi.EventNewIp, Ip("10.0.0.5"), Eth2, 2_000);
+        Assert.Equal(1, _table.Owner("10.0.0.5").Routed);
+
+        // Learned on another device than its route's: left unmarked.
+        _table.Put("10.0.0.6", Eth1);
+        _owners.Seen(DatapathAbi.EventNewIp, Ip("10.0.0.6"), Eth1, 2_000);
+        Assert.Equal(0, _table.Owner("10.0.0.6").Routed);
+        Assert.Empty(_events.Changes);
+    }
+
+    [Fact]
     public void An_address_a_gone_endpoint_had_is_reused_when_a_new_endpoint_takes_it_dated_by_when_the_old_one_let_go()
     {
         _table.Put("10.0.0.1", Eth1);

@@ -106,13 +106,13 @@ internal static class DatapathCommand
         var now = (ulong)Stopwatch.GetTimestamp() * (1_000_000_000UL / (ulong)Stopwatch.Frequency);
         var rows = DatapathState.Owners(owners);
 
-        stdout.WriteLine($"{"ADDRESS",-39} {"DEVICE",-16} {"IFINDEX",7} {"NETNS",10} {"MAC",-17} {"FIRST SEEN",10} {"LAST SEEN",10}");
+        stdout.WriteLine($"{"ADDRESS",-39} {"DEVICE",-16} {"IFINDEX",7} {"NETNS",10} {"MAC",-17} {"FIRST SEEN",10} {"LAST SEEN",10} OWNER BY");
         foreach (var (_, address, owner) in rows.OrderBy(r => r.Owner.Ifindex).ThenBy(r => r.Address.ToString(), StringComparer.Ordinal))
         {
             var o = owner;
             var device = names.TryGetValue((int)o.Ifindex, out var name) ? name : "(gone)";
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{address,-39} {device,-16} {o.Ifindex,7} {o.NetnsCookie,10} {Mac(ref o),-17} {Ago(now, o.FirstSeenNs),10} {Ago(now, o.LastSeenNs),10}"));
+                $"{address,-39} {device,-16} {o.Ifindex,7} {o.NetnsCookie,10} {Mac(ref o),-17} {Ago(now, o.FirstSeenNs),10} {Ago(now, o.LastSeenNs),10} {(o.Routed != 0 ? "route" : "traffic")}"));
         }
 
         stdout.WriteLine($"{rows.Count} address(es) learned.");

@@ -177,6 +177,12 @@ internal sealed partial class EndpointOwnership
         if (kind is DatapathAbi.EventNewIp or DatapathAbi.EventIpMoved)
         {
             _known[key] = ifindex;
+            if (_routes.TryGetValue(key, out var to) && to.Oif == ifindex && _table.TryGet(key, out var learned) && learned.Ifindex == ifindex && learned.Routed == 0)
+            {
+                // Its route came first (or before this daemon did): from now on the route decides.
+                learned.Routed = 1;
+                _table.Set(key, learned);
+            }
         }
 
         if (kind == DatapathAbi.EventIpMoved)
