@@ -26,6 +26,12 @@ public sealed class DatapathOverflowTests
         var firstDevice = endpoints.AddRouted(first, 1, Moving);
         var secondDevice = endpoints.AddRouted(second, 2, Other);
 
+        // The first endpoint is reached through a prefix route, not a host route: its owner is
+        // what its traffic says, so the second endpoint sending from its address is a move. (Where
+        // a host route leads to the first, the route decides and that traffic is no move:
+        // IpReusedTests.After_a_routed_move_the_old_endpoint_still_sending_takes_nothing_back_also_after_a_restart.)
+        TestNamespaces.IpBatch([$"route del {Moving}/32 dev {firstDevice}", $"route add 10.101.0.8/30 dev {firstDevice}"]);
+
         using var daemon = new DaemonFixture("""{"Datapath": {"EventBufferBytes": 4096}}""", devicePattern: endpoints.Pattern);
         daemon.Start();
         foreach (var device in new[] { firstDevice, secondDevice })
@@ -48,7 +54,7 @@ public sealed class DatapathOverflowTests
 
         // The daemon stops reading. The second endpoint sends from 200 new addresses (200 new_ip
         // events into a ring that holds 64), then from the first endpoint's address: the move's
-        // event finds the ring full. The host route still leads to the first endpoint, so no route
+        // event finds the ring full. The prefix route still leads to the first endpoint, so no route
         // change tells the daemon either.
         var batch = Path.GetTempFileName();
         File.WriteAllLines(batch, Enumerable.Range(0, 200).Select(i => $"addr add 10.101.{10 + (i / 200)}.{1 + (i % 200)}/32 dev eth2"));
