@@ -196,7 +196,12 @@ public static class BpfInfo
     {
         var info = default(LinkInfoHead);
         var length = (uint)sizeof(LinkInfoHead);
-        NativeResult.CheckSyscall(Libbpf.bpf_obj_get_info_by_fd(linkFd, &info, &length), "get info of link", what ?? $"fd {linkFd}");
+        var rc = Libbpf.bpf_obj_get_info_by_fd(linkFd, &info, &length);
+        if (rc < 0)
+        {
+            // Named only on failure: a link's check runs before every targeted sweep.
+            NativeResult.CheckSyscall(rc, "get info of link", what ?? $"fd {linkFd}");
+        }
         if (info.Type == LinkTypeCgroup)
         {
             return new BpfLinkInfo(info.Id, (int)info.Type, info.ProgId, 0, (BpfAttachType)(uint)info.Reserved0)

@@ -241,7 +241,77 @@ public sealed class AutoReaperTests
         }
     }
 
+    [Fact]
+    public async Task Fleet_targets_nobody_here_talked_to_are_dismissed_on_arrival_and_their_host_neighbour_entries_go_in_one_flush()
+    {
+        var table = new FindingTable();
+        await using var run = await Running.Start(new ReapingOptions(), configure: e => e.Contacted = new() { [B] = [2] },
+            known: [RecordingEngine.Netns(1), RecordingEngine.Netns(2)], neighbours: table);
+
+        // Decided before Enqueue returns: no sweep, counted, and the loop not woken for it.
+        Assert.True(run.Reaper.Enqueue(ReapTarget.Fleet(ReapReason.FleetEndpointGone, A, 7)));
+        Assert.True(run.Reaper.Enqueue(ReapTarget.Fleet(ReapReason.FleetIpReused, C, 8)));
+        Assert.Equal(1, Skipped(run, "fleet_endpoint_gone"));
+        Assert.Equal(1, Skipped(run, "fleet_ip_reused"));
+        Assert.Equal(2, run.Engine.ScopeCalls);
+
+        // Their host's neighbour entries: one flush for both, once the delay is over.
+        await run.Quiet();
+        Assert.Empty(table.Finds);
+        run.Time.Advance(AutoReaper.HostFlushDelay);
+        await Running.Until(() => table.Finds.Count == 1, "one host flush");
+        Assert.Equal([A, C], table.Finds.Single().OrderBy(a => a.ToString(), StringComparer.Ordinal));
+        Assert.Empty(run.Engine.Requests);
+
+        // Namespace 2 talked to B: swept, the record asked once on arrival and once by the sweep's
+        // scope (not a third time by the loop), and B's entries flushed right after the sweep.
+        run.Reaper.Enqueue(ReapTarget.Fleet(ReapReason.FleetIpReused, B, 9));
+        var swept = await run.NextSweep();
+        Assert.Equal([B], Remotes(swept));
+        Assert.NotNull(swept.Scope);
+        Assert.Equal(4, run.Engine.ScopeCalls);
+        await Running.Until(() => table.Finds.Count >= 2, "B's flush after its sweep");
+        Assert.Contains(table.Finds, f => f.Contains(B));
+        Assert.Equal(1, Skipped(run, "fleet_ip_reused"));
+    }
+
+    [Fact]
+    public async Task A_hole_the_check_on_arrival_found_makes_the_next_sweep_full()
+    {
+        // The check on arrival finds the hook detached (and re-attaches it): the loop's own look would
+        // find the record whole again, so the hole is carried to it.
+        await using var run = await Running.Start(new ReapingOptions(), configure: e => (e.Contacted, e.Hole) = (new(), "a socket hook had been detached"));
+        run.Reaper.Enqueue(ReapTarget.Fleet(ReapReason.FleetEndpointGone, A, 7));
+        var request = await run.NextSweep();
+        Assert.Null(request.Scope);
+        Assert.Equal(0, Skipped(run, "fleet_endpoint_gone"));
+
+        // Taken once: the next target nobody talked to is dismissed again.
+        run.Reaper.Enqueue(ReapTarget.Fleet(ReapReason.FleetEndpointGone, B, 8));
+        Assert.Equal(1, Skipped(run, "fleet_endpoint_gone"));
+    }
+
     private static double Skipped(Running run, string trigger) => run.Metrics.ReapSkipped.WithLabels(trigger).Value;
+
+    /// <summary>A neighbour table that records the addresses each dump was for and holds no entry.</summary>
+    private sealed class FindingTable : INeighbourTable
+    {
+        public ConcurrentQueue<IPAddress[]> FindQueue { get; } = new();
+
+        public List<IPAddress[]> Finds => [.. FindQueue];
+
+        public IReadOnlyList<NeighbourEntry> Find(IReadOnlySet<IPAddress> addresses)
+        {
+            FindQueue.Enqueue([.. addresses]);
+            return [];
+        }
+
+        public Errno Delete(NeighbourEntry entry) => Errno.None;
+
+        public void Dispose()
+        {
+        }
+    }
 
     [Fact]
     public async Task In_observe_mode_sweeps_are_dry_runs_the_socket_rate_does_not_limit()
@@ -322,8 +392,14 @@ public sealed class AutoReaperTests
             return new CompletedSweep(++_id, result, DateTimeOffset.UnixEpoch);
         }
 
+        /// <summary>How many times the record was asked.</summary>
+        public int ScopeCalls => Volatile.Read(ref _scopeCalls);
+
+        private int _scopeCalls;
+
         public Func<NetnsInfo, SweepProtocols>? Scope(IReadOnlyCollection<IPAddress> contacts, out string? whyFull)
         {
+            Interlocked.Increment(ref _scopeCalls);
             if (Hole is { } hole)
             {
                 // Found once: the real hooks re-attach what was detached, and the next answer is a scope again.
@@ -374,15 +450,17 @@ public sealed class AutoReaperTests
         public ReaperMetrics Metrics { get; }
 
         public static async Task<Running> Start(ReapingOptions reaping, Func<SweepRequest, SweepResult>? answer = null, bool blockFirst = false,
-            Action<RecordingEngine>? configure = null, IReadOnlyList<NetnsInfo>? known = null)
+            Action<RecordingEngine>? configure = null, IReadOnlyList<NetnsInfo>? known = null, INeighbourTable? neighbours = null)
         {
             var metrics = new ReaperMetrics(Prometheus.Metrics.NewCustomRegistry());
             var engine = new RecordingEngine(answer, blockFirst);
             engine.Known = known ?? engine.Known;
             configure?.Invoke(engine);
             var time = new CountingTime();
-            var reaper = new AutoReaper(new ReaperOptions { Reaping = reaping with { Conntrack = false, Neighbours = false } }, engine, metrics,
-                NullLogger<AutoReaper>.Instance, time: time);
+            var options = new ReaperOptions { Reaping = reaping with { Conntrack = false, Neighbours = neighbours is not null } };
+            var flusher = neighbours is null ? null
+                : new NeighbourReaper(options.Reaping, metrics, NullLogger.Instance, new NoRecords(), () => neighbours, (_, work) => work(), time);
+            var reaper = new AutoReaper(options, engine, metrics, NullLogger<AutoReaper>.Instance, neighbours: flusher, time: time);
             await reaper.StartAsync(CancellationToken.None);
             return new Running(reaper, engine, time, metrics);
         }

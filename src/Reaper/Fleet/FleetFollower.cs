@@ -342,11 +342,28 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
             }
         }
 
-        foreach (var revision in parsed.GroupBy(p => p.Event.Item.ModRevision))
+        // A batch is in revision order: each run of one revision is taken whole (most batches are one event).
+        for (var first = 0; first < parsed.Count;)
         {
+            var end = first + 1;
+            while (end < parsed.Count && parsed[end].Event.Item.ModRevision == parsed[first].Event.Item.ModRevision)
+            {
+                end++;
+            }
+
+            var revision = parsed.GetRange(first, end - first);
+            first = end;
+
             // The hosts whose record this revision deleted: their endpoints deleted with it went with the lease.
-            var lost = revision.Where(p => p.Key.Kind == FleetKeyKind.Host && p.Event.Kind == EtcdEventKind.Delete)
-                .Select(p => p.Key.Host!).Distinct().ToDictionary(h => h, _ => new List<IPAddress>(), StringComparer.Ordinal);
+            Dictionary<string, List<IPAddress>>? lost = null;
+            foreach (var (e, key) in revision)
+            {
+                if (key.Kind == FleetKeyKind.Host && e.Kind == EtcdEventKind.Delete)
+                {
+                    (lost ??= new(StringComparer.Ordinal)).TryAdd(key.Host!, []);
+                }
+            }
+
             foreach (var (e, key) in revision)
             {
                 if (key.Kind == FleetKeyKind.Host && e.Kind == EtcdEventKind.Put)
@@ -376,7 +393,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
                 }
             }
 
-            foreach (var (host, addresses) in lost)
+            foreach (var (host, addresses) in lost ?? (IEnumerable<KeyValuePair<string, List<IPAddress>>>)[])
             {
                 _hostLeases.Remove(host);
                 if (_hosts.Remove(host, out var record))
@@ -392,7 +409,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
         return rangesChanged;
     }
 
-    private void ApplyEndpoint(EtcdEvent e, FleetKey key, Dictionary<string, List<IPAddress>> lost, ulong learned)
+    private void ApplyEndpoint(EtcdEvent e, FleetKey key, Dictionary<string, List<IPAddress>>? lost, ulong learned)
     {
         metrics.Events.WithLabels(e.Kind == EtcdEventKind.Put ? "put" : "delete").Inc();
         var change = e.Kind == EtcdEventKind.Put
@@ -404,7 +421,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
             return;
         }
 
-        if (c.Kind == FleetChangeKind.Gone && lost.TryGetValue(c.From, out var addresses))
+        if (c.Kind == FleetChangeKind.Gone && lost is not null && lost.TryGetValue(c.From, out var addresses))
         {
             addresses.Add(c.Address);
             return;
@@ -507,9 +524,14 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
         }
     }
 
-    /// <summary>An endpoint value's owner; null (counted) when the value is malformed.</summary>
+    /// <summary>An endpoint value's owner; null (counted) when the value is malformed. The plain form is read without the full parse (what a watch event carries, 100 a second).</summary>
     private string? Owner(ReadOnlySpan<byte> value)
     {
+        if (EndpointRecord.TryReadOwner(value, out var plain))
+        {
+            return System.Text.Encoding.ASCII.GetString(plain);
+        }
+
         if (EndpointRecord.TryParse(value, out var record, out _))
         {
             return record.Owner;

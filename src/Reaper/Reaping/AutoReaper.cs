@@ -41,12 +41,31 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
     /// <summary>The scope of a sweep found unneeded: no namespace (the neighbour flush then visits the host alone).</summary>
     private static readonly Func<NetnsInfo, SweepProtocols> Nowhere = _ => 0;
 
-    /// <summary>The daemon's own namespace, where its pool threads always are (read once).</summary>
-    private ulong? _hostCookie;
+    /// <summary>The daemon's own namespace, where its pool threads always are (read once, by whichever flush comes first).</summary>
+    private readonly Lazy<ulong> _hostCookie = new(Netns.CurrentCookie);
     private bool _delayedBySweeps;
     private bool _delayedBySockets;
 
     private readonly NeighbourReaper? _neighbours;
+
+    // One neighbour flush at a time: the host's kept table is not shared between threads.
+    private readonly Lock _flushGate = new();
+
+    /// <summary>How long the host's neighbour entries of fleet targets dismissed on arrival wait for others to join their flush.</summary>
+    internal static readonly TimeSpan HostFlushDelay = TimeSpan.FromMilliseconds(100);
+
+    // The host's neighbour entries of targets dismissed on arrival (see Enqueue), flushed together
+    // when _hostFlush fires: at 100 fleet events a second, one dump of the host's table every
+    // HostFlushDelay instead of one an event.
+    private readonly Lock _laterGate = new();
+    private readonly List<(string Trigger, IPAddress Address)> _later = [];
+    private ITimer? _hostFlush;
+    private bool _hostFlushArmed;
+    private bool _disposed;
+
+    // A hole in the record that a check on arrival found (it re-attached the hook, so the loop's
+    // own check would find none): the next sweep is full.
+    private string? _holeOnArrival;
 
     /// <param name="time">The clock of the coalescing window, the throttle and the waits (the system's unless a test fakes it).</param>
     /// <param name="conntrackInterval">The least time between two conntrack cleanups (<see cref="ConntrackLane.Interval"/> unless a test shortens it).</param>
@@ -71,18 +90,41 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
     public override void Dispose()
     {
         _conntrackLane?.Dispose();
+        lock (_laterGate)
+        {
+            _disposed = true;
+            _hostFlush?.Dispose();
+            _hostFlush = null;
+        }
+
         _sweeper.Dispose();
         base.Dispose();
     }
 
     public static string TriggerName(ReapReason reason) => ReapBatches.TriggerName(reason);
 
-    /// <summary>Queues <paramref name="target"/>; false when reaping is off or the queue is full (counted).</summary>
+    /// <summary>
+    /// Queues <paramref name="target"/>; false when reaping is off or the queue is full (counted).
+    /// A fleet endpoint's target is first checked against the contact record on the caller's thread
+    /// (<see cref="Dismissed"/>): most are about addresses nothing here talked to, and those never
+    /// wake the loop.
+    /// </summary>
     public bool Enqueue(ReapTarget target)
     {
         if (_config.Mode == ReapingMode.Off)
         {
             return false;
+        }
+
+        if (target.Reason is ReapReason.FleetEndpointGone or ReapReason.FleetIpReused && !target.CatchUp && !target.ConntrackOnly)
+        {
+            if (Dismissed(target))
+            {
+                _metrics.ReapTargets.WithLabels(TriggerName(target.Reason), "queued").Inc();
+                return true;
+            }
+
+            target = target with { InScopeOnArrival = true };
         }
 
         var queued = _queue.Writer.TryWrite(target with { QueuedTicks = Stopwatch.GetTimestamp() });
@@ -96,6 +138,89 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
     }
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) => ReapAsync(stoppingToken);
+
+    /// <summary>
+    /// Whether <paramref name="target"/> needs no sweep (<see cref="Unswept"/>, counted and logged
+    /// there), decided on the caller's thread. When so, what its batch would have done without a
+    /// sweep is done here: its conntrack entries go to the lane, and its addresses' neighbour
+    /// entries in the host join the next host flush (<see cref="HostFlushDelay"/>). A hole the check
+    /// found makes the loop's next sweep full.
+    /// </summary>
+    private bool Dismissed(ReapTarget target)
+    {
+        var (none, whyFull) = Unswept(target.Reason, [target]);
+        if (whyFull is not null)
+        {
+            Volatile.Write(ref _holeOnArrival, whyFull);
+        }
+
+        if (none is null)
+        {
+            return false;
+        }
+
+        if (target is { Conntrack: { } conntrack, DryRun: false })
+        {
+            _conntrackLane?.Post([(TriggerName(target.Reason), conntrack)]);
+        }
+
+        FlushHostLater(target);
+        return true;
+    }
+
+    /// <summary>Adds <paramref name="target"/>'s addresses to the host's next neighbour flush, arming it when none is due.</summary>
+    private void FlushHostLater(ReapTarget target)
+    {
+        if (_neighbours is not { Enabled: true } || !FlushesNeighbours(target))
+        {
+            return;
+        }
+
+        lock (_laterGate)
+        {
+            var trigger = TriggerName(target.Reason);
+            foreach (var address in target.Contacts)
+            {
+                _later.Add((trigger, address));
+            }
+
+            if (!_hostFlushArmed && !_disposed)
+            {
+                _hostFlush ??= _time.CreateTimer(_ => FlushHostNow(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+                _hostFlush.Change(HostFlushDelay, Timeout.InfiniteTimeSpan);
+                _hostFlushArmed = true;
+            }
+        }
+    }
+
+    /// <summary>The host's neighbour flush for the targets dismissed since the last one (a timer's thread).</summary>
+    private void FlushHostNow()
+    {
+        List<(string Trigger, IPAddress Address)> targets;
+        lock (_laterGate)
+        {
+            targets = [.. _later.Distinct()];
+            _later.Clear();
+            _hostFlushArmed = false;
+        }
+
+        try
+        {
+            var host = _hostCookie.Value;
+            lock (_flushGate)
+            {
+                _neighbours!.Flush(targets, [], host, _config.Mode == ReapingMode.Observe);
+            }
+        }
+        catch (Exception e)
+        {
+            Log.NeighboursFailed(_logger, e.Message);
+        }
+    }
+
+    private static bool FlushesNeighbours(ReapTarget t) =>
+        t.Reason is ReapReason.EndpointGone or ReapReason.IpReused or ReapReason.FleetEndpointGone or ReapReason.FleetIpReused or ReapReason.FleetHostLost
+        && !t.ConntrackOnly && !t.DryRun;
 
     private async Task ReapAsync(CancellationToken stoppingToken)
     {
@@ -158,8 +283,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
             return;
         }
 
-        var targets = batch.Where(t => t.Reason is ReapReason.EndpointGone or ReapReason.IpReused or ReapReason.FleetEndpointGone or ReapReason.FleetIpReused or ReapReason.FleetHostLost
-                && !t.ConntrackOnly && !t.DryRun)
+        var targets = batch.Where(FlushesNeighbours)
             .SelectMany(t => t.Contacts.Select(a => (TriggerName(t.Reason), a))).Distinct().ToList();
         if (targets.Count == 0)
         {
@@ -173,16 +297,25 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
             IReadOnlyList<NetnsInfo> visited = scopes.Any(s => s is null)
                 ? known
                 : [.. known.Where(n => scopes.Any(s => s!(n) != 0))];
-            var host = _hostCookie ??= Netns.CurrentCookie();
+            var host = _hostCookie.Value;
             if (visited.All(n => n.Cookie == host))
             {
                 // The host's table alone (most fleet events: no sweep ran): no namespace to enter,
                 // so no hand-off to the sweep thread and back.
-                _neighbours.Flush(targets, [], host, observe);
+                lock (_flushGate)
+                {
+                    _neighbours.Flush(targets, [], host, observe);
+                }
             }
             else
             {
-                await _sweeper.Run(() => _neighbours.Flush(targets, visited, host, observe)).ConfigureAwait(false);
+                await _sweeper.Run(() =>
+                {
+                    lock (_flushGate)
+                    {
+                        return _neighbours.Flush(targets, visited, host, observe);
+                    }
+                }).ConfigureAwait(false);
             }
         }
         catch (Exception e) when (e is not OperationCanceledException)
@@ -208,9 +341,20 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
             return (null, null);
         }
 
+        if (Interlocked.Exchange(ref _holeOnArrival, null) is { } hole)
+        {
+            return (null, hole);
+        }
+
+        if (targets.All(t => t.InScopeOnArrival))
+        {
+            // Checked on arrival, and in scope: the sweep runs (and scopes itself).
+            return (null, null);
+        }
+
         try
         {
-            var contacts = targets.SelectMany(t => t.Contacts).Distinct().ToList();
+            IReadOnlyList<IPAddress> contacts = targets.Count == 1 ? targets[0].Contacts : [.. targets.SelectMany(t => t.Contacts).Distinct()];
             if (_engine.Scope(contacts, out var whyFull) is not { } scope)
             {
                 return (null, whyFull ?? "the socket hooks' record has a hole");

@@ -60,6 +60,12 @@ internal sealed record ReapTarget(ReapReason Reason, SweepRule Rule, IReadOnlyLi
     /// <summary>Only reported, never destroyed: its sweep is a dry run whatever Reaping.Mode says (Fleet.HostLoss = observe).</summary>
     public bool DryRun { get; init; }
 
+    /// <summary>
+    /// The contact record was asked when it arrived (<see cref="AutoReaper.Enqueue"/>) and some
+    /// namespace may hold a socket to it: its sweep runs without asking again (and scopes itself).
+    /// </summary>
+    public bool InScopeOnArrival { get; init; }
+
     /// <summary>The fleet host whose endpoint this target is about (fleet reasons; the history names it); null for this host's own.</summary>
     public string? Source { get; init; }
 

@@ -20,14 +20,14 @@ internal sealed class EtcdEndpoint : IDisposable
         // another member is EtcdClient's.
         var handler = new SocketsHttpHandler
         {
-            // The dial timeout is DialAsync's: the handler's ConnectTimeout would end the call with an
+            // The dial timeout is MemberStream's: the handler's ConnectTimeout would end the call with an
             // OperationCanceledException, as if the caller had cancelled it.
             // Before each connection the TLS files are read again if they changed: renewed
             // certificates need no restart.
             ConnectCallback = async (context, ct) =>
             {
                 tls?.Connecting();
-                return await DialAsync(context.DnsEndPoint, options.DialTimeout, ct).ConfigureAwait(false);
+                return await MemberStream.OpenAsync(context.DnsEndPoint, options.DialTimeout, ct).ConfigureAwait(false);
             },
             KeepAlivePingDelay = options.KeepAliveTime,
             KeepAlivePingTimeout = options.KeepAliveTimeout,
@@ -39,8 +39,8 @@ internal sealed class EtcdEndpoint : IDisposable
         };
         if (tls is not null)
         {
-            // https://: the handler's TLS runs over DialAsync's stream, so FirstAnswerStream times
-            // the member's first answer in the handshake.
+            // https://: the handler's TLS runs over MemberStream, which times the member's first
+            // answer in the handshake.
             handler.SslOptions = tls.SslOptions();
             handler.PlaintextStreamFilter = (context, _) => ValueTask.FromResult<Stream>(new TlsAlertStream(context.PlaintextStream, tls));
         }
@@ -67,32 +67,4 @@ internal sealed class EtcdEndpoint : IDisposable
     public Lease.LeaseClient Lease { get; }
 
     public void Dispose() => _channel.Dispose();
-
-    /// <summary>
-    /// TCP to the member within <paramref name="timeout"/> (else <see cref="TimeoutException"/>);
-    /// the connection then has what is left of it to hear from the member.
-    /// </summary>
-    private static async ValueTask<Stream> DialAsync(DnsEndPoint member, TimeSpan timeout, CancellationToken ct)
-    {
-        var started = Stopwatch.GetTimestamp();
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        using var dial = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        dial.CancelAfter(timeout);
-        try
-        {
-            await socket.ConnectAsync(member, dial.Token).ConfigureAwait(false);
-            var left = timeout - Stopwatch.GetElapsedTime(started);
-            return new FirstAnswerStream(new NetworkStream(socket, ownsSocket: true), left > TimeSpan.Zero ? left : TimeSpan.FromMilliseconds(1));
-        }
-        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-        {
-            socket.Dispose();
-            throw new TimeoutException($"no connection within {timeout.TotalSeconds:0.###} s");
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
-    }
 }

@@ -2,7 +2,7 @@ namespace SocketReaper.Fleet.Etcd;
 
 /// <summary>
 /// A stream that hands everything to <see cref="Inner"/>: the connection wrappers of the etcd
-/// client (<see cref="FirstAnswerStream"/>, <see cref="TlsAlertStream"/>) override the one read they
+/// client (<see cref="TlsAlertStream"/>) override the one read they
 /// watch and leave the rest here. Not seekable; disposing it disposes the inner stream.
 /// </summary>
 internal abstract class PassThroughStream(Stream inner) : Stream
