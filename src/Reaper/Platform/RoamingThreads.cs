@@ -38,10 +38,9 @@ internal sealed class RoamingThreads : IDisposable
             chosen = _workers[..count];
         }
 
-        using var done = new CountdownEvent(count);
-        var job = new Job(work, done);
+        var job = new Job(work, count);
         chosen.ForEach(w => w.Post(job));
-        done.Wait();
+        job.WaitAll();
         if (job.Failure is { } failure)
         {
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
@@ -58,13 +57,42 @@ internal sealed class RoamingThreads : IDisposable
         }
     }
 
-    private sealed class Job(Action work, CountdownEvent done)
+    /// <summary>
+    /// One run's work and how many threads still do it. Waited for with Monitor, not a
+    /// CountdownEvent: its wait spun (sched_yield) before it slept, a few percent of the daemon's
+    /// CPU at ten targeted sweeps a second, for runs that take milliseconds anyway.
+    /// </summary>
+    private sealed class Job(Action work, int threads)
     {
+        private readonly object _gate = new();
         private Exception? _failure;
+        private int _left = threads;
 
         public Action Work { get; } = work;
 
-        public CountdownEvent Done { get; } = done;
+        /// <summary>One thread is done (and home).</summary>
+        public void Done()
+        {
+            lock (_gate)
+            {
+                if (--_left == 0)
+                {
+                    Monitor.PulseAll(_gate);
+                }
+            }
+        }
+
+        /// <summary>Returns when every thread is done.</summary>
+        public void WaitAll()
+        {
+            lock (_gate)
+            {
+                while (_left > 0)
+                {
+                    Monitor.Wait(_gate);
+                }
+            }
+        }
 
         public Exception? Failure => Volatile.Read(ref _failure);
 
@@ -132,7 +160,7 @@ internal sealed class RoamingThreads : IDisposable
                             Environment.FailFast("socketreaper: could not return a thread to its network namespace");
                         }
 
-                        job.Done.Signal();
+                        job.Done();
                     }
                 }
             }

@@ -19,7 +19,8 @@ namespace SocketReaper.Reaping;
 /// entries for exactly those addresses go: permanent, noarp, externally learned and proxy entries
 /// stay. Runs in the daemon's own namespace and in the namespaces the targeted sweep visited (those
 /// that talked to the address); in observe mode it counts what it would delete. Called by
-/// <see cref="AutoReaper"/> after a batch's sweeps, on its sweep thread.
+/// <see cref="AutoReaper"/> after a batch's sweeps, and for fleet targets dismissed on arrival
+/// (the host alone, gathered), one flush at a time.
 /// </summary>
 /// <remarks>Tests hand in the table, how a namespace is entered, and the clock.</remarks>
 internal sealed partial class NeighbourReaper(
@@ -28,15 +29,31 @@ internal sealed partial class NeighbourReaper(
 {
     // The daemon's own namespace's table, kept open from one flush to the next (most fleet events
     // flush it alone): a socket opened and set up per event was over a third of what such a flush cost.
-    // Flushes never overlap (AutoReaper runs them one after another); a failure closes it.
+    // Flushes never overlap (AutoReaper runs them one at a time); a failure closes it.
     private INeighbourTable? _hostTable;
 
+    // The threads that enter the namespaces a sweep visited, kept: a thread made for each namespace
+    // of each flush was a few percent of the daemon's CPU at ten targeted sweeps a second.
+    private readonly RoamingThreads? _visitors;
+
     public NeighbourReaper(ReaperOptions options, ReaperMetrics metrics, ILogger<NeighbourReaper> logger, IReapRecords records)
-        : this(options.Reaping, metrics, logger, records, NeighbourTable.Open, InNamespace, TimeProvider.System)
+        : this(options.Reaping, metrics, logger, records, new RoamingThreads("neighbour flush"))
     {
     }
 
+    private NeighbourReaper(ReapingOptions config, ReaperMetrics metrics, ILogger logger, IReapRecords records, RoamingThreads visitors)
+        : this(config, metrics, logger, records, NeighbourTable.Open, (netns, work) => InNamespace(visitors, netns, work), TimeProvider.System)
+    {
+        _visitors = visitors;
+    }
+
     public void Dispose()
+    {
+        CloseHostTable();
+        _visitors?.Dispose();
+    }
+
+    private void CloseHostTable()
     {
         _hostTable?.Dispose();
         _hostTable = null;
@@ -106,7 +123,7 @@ internal sealed partial class NeighbourReaper(
             {
                 if (kept)
                 {
-                    Dispose();
+                    CloseHostTable();
                 }
 
                 Log.DumpFailed(logger, name, e.Message);
@@ -124,8 +141,8 @@ internal sealed partial class NeighbourReaper(
         }
     }
 
-    /// <summary>Runs <paramref name="work"/> on a thread inside <paramref name="netns"/>, if it is still the one discovered.</summary>
-    private static NamespacePass InNamespace(NetnsInfo netns, Func<NamespacePass> work)
+    /// <summary>Runs <paramref name="work"/> on one of <paramref name="visitors"/> inside <paramref name="netns"/>, if it is still the one discovered.</summary>
+    private static NamespacePass InNamespace(RoamingThreads visitors, NetnsInfo netns, Func<NamespacePass> work)
     {
         using var fd = Netns.TryOpen(netns.Path, out bool gone)
             ?? throw new IOException(gone ? $"namespace {netns.Path} does not exist" : $"namespace {netns.Path} cannot be opened");
@@ -134,7 +151,13 @@ internal sealed partial class NeighbourReaper(
             throw new IOException($"{netns.Path} is another namespace now");
         }
 
-        return NetnsThread.RunIn(fd, netns.Name, work);
+        NamespacePass pass = default!;
+        visitors.Run(1, () =>
+        {
+            SystemCall.Check(Libc.setns(fd, Libc.CLONE_NEWNET), $"enter network namespace {netns.Name}");
+            pass = work();
+        });
+        return pass;
     }
 
     private static partial class Log
