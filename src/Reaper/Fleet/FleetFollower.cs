@@ -411,7 +411,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
 
     private void ApplyEndpoint(EtcdEvent e, FleetKey key, Dictionary<string, List<IPAddress>>? lost, ulong learned)
     {
-        metrics.Events.WithLabels(e.Kind == EtcdEventKind.Put ? "put" : "delete").Inc();
+        (e.Kind == EtcdEventKind.Put ? metrics.EventsPut : metrics.EventsDelete).Inc();
         var change = e.Kind == EtcdEventKind.Put
             ? Owner(e.Item.Value) is { } owner && Allowed(_ranges, key.Host!, FleetView.Key(key.Address!))
                 ? _view.Put(key.Host!, key.Address!, owner, e.Item.ModRevision) : null

@@ -10,6 +10,7 @@ internal sealed class FleetMetrics
         var f = Prometheus.Metrics.WithCustomRegistry(metrics.Registry);
         Connected = f.CreateGauge("socketreaper_fleet_connected", "1 while this host follows the fleet's watch in etcd, 0 while it cannot.");
         Events = f.CreateCounter("socketreaper_fleet_events_total", "Endpoint keys the fleet's watch delivered, by kind (put, delete).", "kind");
+        (EventsPut, EventsDelete) = (Events.WithLabels("put"), Events.WithLabels("delete"));
         Changes = f.CreateCounter("socketreaper_fleet_changes_total", "Changes of another host's endpoint that made this host's sockets to it stale, by kind (gone, moved).", "kind");
         Resyncs = f.CreateCounter("socketreaper_fleet_resyncs_total", "Full lists of the fleet's keys after the first, by reason (compacted: the watch fell behind etcd's history; error: it broke; ranges: a host's ranges changed).", "reason");
         Rejected = f.CreateCounter("socketreaper_fleet_keys_rejected_total", "Endpoint announcements ignored, by why (key, value: malformed; range: outside the ranges the fleet's admin gave its host, or it has none).", "reason");
@@ -26,6 +27,11 @@ internal sealed class FleetMetrics
     public Gauge Connected { get; }
 
     public Counter Events { get; }
+
+    /// <summary>Events' children, looked up once: one of them counts every watch event.</summary>
+    public Counter.Child EventsPut { get; }
+
+    public Counter.Child EventsDelete { get; }
 
     public Counter Changes { get; }
 

@@ -63,6 +63,9 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
     private bool _hostFlushArmed;
     private bool _disposed;
 
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<ReapReason, Prometheus.Counter.Child> _queued = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<ReapReason, Prometheus.Counter.Child> _skipped = new();
+
     // A hole in the record that a check on arrival found (it re-attached the hook, so the loop's
     // own check would find none): the next sweep is full.
     private string? _holeOnArrival;
@@ -120,7 +123,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
         {
             if (Dismissed(target))
             {
-                _metrics.ReapTargets.WithLabels(TriggerName(target.Reason), "queued").Inc();
+                Queued(target.Reason).Inc();
                 return true;
             }
 
@@ -217,6 +220,13 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
             Log.NeighboursFailed(_logger, e.Message);
         }
     }
+
+    // The counters' children a fleet event counts, looked up once a reason.
+    private Prometheus.Counter.Child Queued(ReapReason reason) =>
+        _queued.TryGetValue(reason, out var child) ? child : _queued.GetOrAdd(reason, _metrics.ReapTargets.WithLabels(TriggerName(reason), "queued"));
+
+    private Prometheus.Counter.Child Skipped(ReapReason reason) =>
+        _skipped.TryGetValue(reason, out var child) ? child : _skipped.GetOrAdd(reason, _metrics.ReapSkipped.WithLabels(TriggerName(reason)));
 
     private static bool FlushesNeighbours(ReapTarget t) =>
         t.Reason is ReapReason.EndpointGone or ReapReason.IpReused or ReapReason.FleetEndpointGone or ReapReason.FleetIpReused or ReapReason.FleetHostLost
@@ -366,7 +376,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
             }
 
             var trigger = TriggerName(reason);
-            _metrics.ReapSkipped.WithLabels(trigger).Inc();
+            Skipped(reason).Inc();
             Log.Skipped(_logger, trigger, contacts.Count);
 
             // What the scope said of every namespace, without asking it again.
