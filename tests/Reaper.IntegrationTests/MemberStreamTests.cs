@@ -9,8 +9,8 @@ namespace SocketReaper.IntegrationTests;
 /// <summary>
 /// The etcd client's connection (<see cref="MemberStream"/>) against a plain TCP listener on
 /// loopback: reads handed to its thread and the reader going on there, zero-byte reads, the first
-/// answer's deadline, a refused dial and a read ended by disposal. The etcd tests run it under
-/// HTTP/2 and TLS.
+/// answer's deadline, a refused dial, a read ended by disposal or by its token. The etcd tests
+/// run it under HTTP/2 and TLS.
 /// </summary>
 public sealed class MemberStreamTests
 {
@@ -108,6 +108,32 @@ public sealed class MemberStreamTests
         var waiting = Task.Run(() => stream.ReadAsync(buffer).AsTask());
         await Task.Delay(200);
         await stream.DisposeAsync();
+        Assert.Equal(0, await waiting.WaitAsync(Limit));
+    }
+
+    [Fact]
+    public async Task Cancelling_a_waiting_reads_token_ends_the_connection_and_a_done_reads_token_holds_nothing()
+    {
+        using var listener = Listen(out var member);
+        await using var stream = await MemberStream.OpenAsync(member, TimeSpan.FromSeconds(2), CancellationToken.None);
+        using var peer = await listener.AcceptSocketAsync();
+        var buffer = new byte[4];
+
+        // Its read done, the token is let go: cancelling it later leaves the connection alone.
+        using var done = new CancellationTokenSource();
+        var first = stream.ReadAsync(buffer, done.Token).AsTask();
+        peer.Send("a"u8);
+        Assert.Equal(1, await first.WaitAsync(Limit));
+        await done.CancelAsync();
+        peer.Send("b"u8);
+        Assert.Equal(1, await stream.ReadAsync(buffer).AsTask().WaitAsync(Limit));
+
+        // A read waiting on the member cannot be called off; cancelling its token ends the connection.
+        using var cut = new CancellationTokenSource();
+        var waiting = stream.ReadAsync(buffer, cut.Token).AsTask();
+        await Task.Delay(100);
+        Assert.False(waiting.IsCompleted);
+        await cut.CancelAsync();
         Assert.Equal(0, await waiting.WaitAsync(Limit));
     }
 

@@ -145,7 +145,6 @@ internal sealed class MemberStream : Stream, IValueTaskSource<int>
             }
 
             _pending = false;
-            _cancel.Unregister();
             int read;
             try
             {
@@ -153,17 +152,37 @@ internal sealed class MemberStream : Stream, IValueTaskSource<int>
             }
             catch (Exception e)
             {
-                _buffer = default;
+                (_buffer, _cancel) = (default, Unregistered(_cancel));
                 _handed.SetException(e);
                 continue;
             }
 
-            _buffer = default;
+            (_buffer, _cancel) = (default, Unregistered(_cancel));
             _handed.SetResult(read);
             if (_closed)
             {
                 return;
             }
+        }
+    }
+
+    /// <summary>Ends <paramref name="registration"/> (a read's cancellation, once the read is done); returns none.</summary>
+    private static CancellationTokenRegistration Unregistered(CancellationTokenRegistration registration)
+    {
+        registration.Unregister();
+        return default;
+    }
+
+    /// <summary>Whether bytes wait to be read (false too when the connection cannot say: the read then finds out).</summary>
+    private bool Waiting()
+    {
+        try
+        {
+            return _socket.Available > 0;
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return false;
         }
     }
 
@@ -225,7 +244,12 @@ internal sealed class MemberStream : Stream, IValueTaskSource<int>
 
     public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
-        if (Thread.CurrentThread == _reader && _socket.Available > 0)
+        if (_closed)
+        {
+            return ValueTask.FromException<int>(new ObjectDisposedException(nameof(MemberStream)));
+        }
+
+        if (Thread.CurrentThread == _reader && Waiting())
         {
             // The reader's next read, on this thread, with bytes waiting: here and now. Never a read
             // that would block here: whatever called it (the frame loop, TLS, the handler setting a
@@ -240,14 +264,9 @@ internal sealed class MemberStream : Stream, IValueTaskSource<int>
             }
         }
 
-        if (_closed)
-        {
-            return ValueTask.FromException<int>(new ObjectDisposedException(nameof(MemberStream)));
-        }
-
         if (cancellationToken.CanBeCanceled)
         {
-            // A blocking read cannot be called off; the connection can.
+            // A blocking read cannot be called off; the connection can (until the read is done).
             _cancel = cancellationToken.UnsafeRegister(static s => ((MemberStream)s!).Dispose(), this);
         }
 
