@@ -393,7 +393,7 @@ internal sealed class FleetFollower(EtcdClient client, FleetOptions fleet, Fleet
                 }
             }
 
-            foreach (var (host, addresses) in lost ?? (IEnumerable<KeyValuePair<string, List<IPAddress>>>)[])
+            foreach (var (host, addresses) in lost ?? [])
             {
                 _hostLeases.Remove(host);
                 if (_hosts.Remove(host, out var record))

@@ -48,9 +48,6 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
 
     private readonly NeighbourReaper? _neighbours;
 
-    // One neighbour flush at a time: the host's kept table is not shared between threads.
-    private readonly Lock _flushGate = new();
-
     /// <summary>How long the host's neighbour entries of fleet targets dismissed on arrival wait for others to join their flush.</summary>
     internal static readonly TimeSpan HostFlushDelay = TimeSpan.FromMilliseconds(100);
 
@@ -162,11 +159,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
             return false;
         }
 
-        if (target is { Conntrack: { } conntrack, DryRun: false })
-        {
-            _conntrackLane?.Post([(TriggerName(target.Reason), conntrack)]);
-        }
-
+        PostConntrack([target]);
         FlushHostLater(target);
         return true;
     }
@@ -209,11 +202,7 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
 
         try
         {
-            var host = _hostCookie.Value;
-            lock (_flushGate)
-            {
-                _neighbours!.Flush(targets, [], host, _config.Mode == ReapingMode.Observe);
-            }
+            _neighbours!.Flush(targets, [], _hostCookie.Value, _config.Mode == ReapingMode.Observe);
         }
         catch (Exception e)
         {
@@ -312,20 +301,11 @@ internal sealed partial class AutoReaper : BackgroundService, IReapQueue
             {
                 // The host's table alone (most fleet events: no sweep ran): no namespace to enter,
                 // so no hand-off to the sweep thread and back.
-                lock (_flushGate)
-                {
-                    _neighbours.Flush(targets, [], host, observe);
-                }
+                _neighbours.Flush(targets, [], host, observe);
             }
             else
             {
-                await _sweeper.Run(() =>
-                {
-                    lock (_flushGate)
-                    {
-                        return _neighbours.Flush(targets, visited, host, observe);
-                    }
-                }).ConfigureAwait(false);
+                await _sweeper.Run(() => _neighbours.Flush(targets, visited, host, observe)).ConfigureAwait(false);
             }
         }
         catch (Exception e) when (e is not OperationCanceledException)

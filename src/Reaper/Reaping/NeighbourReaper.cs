@@ -20,7 +20,7 @@ namespace SocketReaper.Reaping;
 /// stay. Runs in the daemon's own namespace and in the namespaces the targeted sweep visited (those
 /// that talked to the address); in observe mode it counts what it would delete. Called by
 /// <see cref="AutoReaper"/> after a batch's sweeps, and for fleet targets dismissed on arrival
-/// (the host alone, gathered), one flush at a time.
+/// (the host alone, gathered); one flush at a time.
 /// </summary>
 /// <remarks>Tests hand in the table, how a namespace is entered, and the clock.</remarks>
 internal sealed partial class NeighbourReaper(
@@ -29,8 +29,10 @@ internal sealed partial class NeighbourReaper(
 {
     // The daemon's own namespace's table, kept open from one flush to the next (most fleet events
     // flush it alone): a socket opened and set up per event was over a third of what such a flush cost.
-    // Flushes never overlap (AutoReaper runs them one at a time); a failure closes it.
+    // Not shared between threads: flushes take _gate (AutoReaper's loop and its timer for the
+    // fleet targets it dismissed both flush); a failure closes it.
     private INeighbourTable? _hostTable;
+    private readonly Lock _gate = new();
 
     // The threads that enter the namespaces a sweep visited, kept: a thread made for each namespace
     // of each flush was a few percent of the daemon's CPU at ten targeted sweeps a second.
@@ -49,7 +51,11 @@ internal sealed partial class NeighbourReaper(
 
     public void Dispose()
     {
-        CloseHostTable();
+        lock (_gate)
+        {
+            CloseHostTable();
+        }
+
         _visitors?.Dispose();
     }
 
@@ -69,6 +75,14 @@ internal sealed partial class NeighbourReaper(
     /// namespace that vanished is counted, not an error.
     /// </summary>
     public EntryCleanup Flush(IReadOnlyList<(string Trigger, IPAddress Address)> targets, IReadOnlyList<NetnsInfo> namespaces, ulong hostCookie, bool observe)
+    {
+        lock (_gate)
+        {
+            return FlushOneAtATime(targets, namespaces, hostCookie, observe);
+        }
+    }
+
+    private EntryCleanup FlushOneAtATime(IReadOnlyList<(string Trigger, IPAddress Address)> targets, IReadOnlyList<NetnsInfo> namespaces, ulong hostCookie, bool observe)
     {
         if (!Enabled || targets.Count == 0)
         {
